@@ -1,0 +1,146 @@
+//! Typed configuration, read from TOML. Every field has a default, so an
+//! empty file (or none at all) is a valid configuration; unknown keys are
+//! errors, so a typo cannot silently fall back to a default. Units are the
+//! last part of a name (`_ms`, `_bytes`, `_events`).
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read. Check the path and permissions.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema; the message names the key.
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+    /// A value is outside its allowed range.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub log: LogConfig,
+    pub projection: ProjectionConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Most events in one appended batch (one flush per batch).
+    pub batch_events_max: usize,
+    /// Longest time a batch stays open waiting for more events.
+    pub batch_wait_ms_max: u64,
+    /// sled's page cache size.
+    pub cache_capacity_bytes: u64,
+    /// Most lead lifecycle states kept decoded in memory for validation.
+    pub lead_cache_entries_max: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            batch_events_max: 2_000,
+            batch_wait_ms_max: 20,
+            cache_capacity_bytes: 256 * 1024 * 1024,
+            lead_cache_entries_max: 2_000_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProjectionConfig {
+    /// A first follow-up within this time after assignment meets the SLA.
+    pub follow_up_sla_ms: i64,
+    /// A recall succeeds when the lead is reassigned and followed up by the
+    /// new owner within this time after the recall.
+    pub recall_success_window_ms: i64,
+    /// A projection snapshot is written after at least this many new events.
+    pub snapshot_every_events: u64,
+}
+
+impl Default for ProjectionConfig {
+    fn default() -> Self {
+        ProjectionConfig {
+            follow_up_sla_ms: 24 * 3_600_000,
+            recall_success_window_ms: 7 * 24 * 3_600_000,
+            snapshot_every_events: 200_000,
+        }
+    }
+}
+
+impl Config {
+    /// Loads a config file, or the defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let config = match path {
+            None => Config::default(),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: p.display().to_string(),
+                    source,
+                })?
+            }
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if !(1..=100_000).contains(&self.log.batch_events_max) {
+            return bad("log.batch_events_max must be in 1..=100000");
+        }
+        if self.log.batch_wait_ms_max > 60_000 {
+            return bad("log.batch_wait_ms_max must be at most 60000");
+        }
+        if self.log.cache_capacity_bytes < 1024 * 1024 {
+            return bad("log.cache_capacity_bytes must be at least 1 MiB");
+        }
+        if self.log.lead_cache_entries_max == 0 {
+            return bad("log.lead_cache_entries_max must be positive");
+        }
+        if self.projection.follow_up_sla_ms <= 0 {
+            return bad("projection.follow_up_sla_ms must be positive");
+        }
+        if self.projection.recall_success_window_ms <= 0 {
+            return bad("projection.recall_success_window_ms must be positive");
+        }
+        if self.projection.snapshot_every_events == 0 {
+            return bad("projection.snapshot_every_events must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.projection.follow_up_sla_ms, 86_400_000);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        assert!(toml::from_str::<Config>("[log]\nbatch_size = 5").is_err());
+        let c: Config = toml::from_str("[log]\nbatch_events_max = 0").unwrap();
+        assert!(c.validate().is_err());
+    }
+}

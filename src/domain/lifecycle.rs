@@ -1,0 +1,260 @@
+//! The lead lifecycle: a state machine that either applies an event or
+//! rejects it with a typed reason. Pure: no I/O, no clock.
+//!
+//! ```text
+//!                 created                assigned(owner)
+//!   (none) ──────────────────▶ InPool ─────────────────▶ Assigned(owner) ◀─┐
+//!                                ▲                         │   │  │ followed_up(owner)
+//!                                └──── recalled(owner) ────┘   │  └───────┘
+//!                                                              │ assigned(other): transfer
+//!                                                              │ converted(owner)
+//!                                                              ▼
+//!                                                          Converted (terminal)
+//! ```
+//!
+//! | event        | no lead          | InPool                  | Assigned(o)                          | Converted            |
+//! |--------------|------------------|-------------------------|--------------------------------------|----------------------|
+//! | created      | → InPool         | LeadAlreadyExists       | LeadAlreadyExists                    | LeadAlreadyExists    |
+//! | scored       | UnknownLead      | stays (score kept)      | stays (score kept)                   | LeadConverted        |
+//! | assigned(x)  | UnknownLead      | → Assigned(x), gen+1    | x≠o: → Assigned(x), gen+1; x=o: AlreadyOwner | LeadConverted |
+//! | followed_up(x)| UnknownLead     | NotOwner                | x=o: stays; x≠o: NotOwner            | LeadConverted        |
+//! | recalled(x)  | UnknownLead      | NotAssigned             | x=o: → InPool, recalls+1; x≠o: NotOwner | LeadConverted     |
+//! | converted(x) | UnknownLead      | NotOwner                | x=o: → Converted; x≠o: NotOwner      | AlreadyConverted     |
+//!
+//! Checked before the table, in this order: required fields and field
+//! validity (ids, scores in `0..=100`, money not negative), then lead
+//! existence, then event time (an event may not be earlier than the lead's
+//! creation). Duplicate event ids are caught by the log, which owns the id
+//! index, before the lifecycle is asked.
+
+use super::event::{EventBody, LeadEvent};
+use super::money::Money;
+use super::rejection::Rejection;
+use serde::{Deserialize, Serialize};
+
+/// Longest id (event, lead, owner) accepted, in bytes. Ids become sled keys,
+/// so they get a bound like everything else.
+pub const ID_LEN_BYTES_MAX: usize = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LeadStatus {
+    InPool,
+    Assigned,
+    Converted,
+}
+
+impl LeadStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeadStatus::InPool => "in_pool",
+            LeadStatus::Assigned => "assigned",
+            LeadStatus::Converted => "converted",
+        }
+    }
+}
+
+/// The lifecycle state of one lead: exactly what validation needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lead {
+    pub status: LeadStatus,
+    pub pool: String,
+    /// The current owner; also kept after conversion (the converting rep).
+    pub owner: Option<String>,
+    pub created_at_ms: i64,
+    /// Incremented by every assignment; identifies "this holding" of a lead.
+    pub generation: u32,
+    pub recall_count: u32,
+}
+
+/// Returns the pool an event moves the lead to: an empty pool field means
+/// "keep the current one".
+pub fn resolve_pool<'a>(event_pool: &'a str, current: &'a str) -> &'a str {
+    if event_pool.is_empty() {
+        current
+    } else {
+        event_pool
+    }
+}
+
+/// Decides whether `event` may be applied to `state` (`None`: no such lead).
+pub fn decide(state: Option<&Lead>, event: &LeadEvent) -> Result<(), Rejection> {
+    check_fields(event)?;
+    let lead = match (state, &event.body) {
+        (None, EventBody::Created(_)) => return Ok(()),
+        (None, _) => return Err(Rejection::UnknownLead),
+        (Some(lead), EventBody::Created(_)) => {
+            return Err(Rejection::LeadAlreadyExists {
+                created_at_ms: lead.created_at_ms,
+            })
+        }
+        (Some(lead), _) => lead,
+    };
+    if event.occurred_at_ms < lead.created_at_ms {
+        return Err(Rejection::BeforeCreation {
+            occurred_at_ms: event.occurred_at_ms,
+            created_at_ms: lead.created_at_ms,
+        });
+    }
+    if lead.status == LeadStatus::Converted {
+        return Err(match event.body {
+            EventBody::Converted(_) => Rejection::AlreadyConverted,
+            ref body => Rejection::LeadConverted {
+                attempted: body.kind(),
+            },
+        });
+    }
+    let is_owner = |actor: &str| lead.owner.as_deref() == Some(actor);
+    let not_owner = |actor: &str| Rejection::NotOwner {
+        actor: actor.to_string(),
+        current_owner: lead.owner.clone(),
+    };
+    match &event.body {
+        EventBody::Created(_) => unreachable!("handled above"),
+        EventBody::Scored(_) => Ok(()),
+        EventBody::Assigned(a) => {
+            if lead.status == LeadStatus::Assigned && is_owner(&a.owner_id) {
+                Err(Rejection::AlreadyOwner {
+                    owner_id: a.owner_id.clone(),
+                })
+            } else {
+                Ok(())
+            }
+        }
+        EventBody::FollowedUp(f) => {
+            if lead.status == LeadStatus::Assigned && is_owner(&f.owner_id) {
+                Ok(())
+            } else {
+                Err(not_owner(&f.owner_id))
+            }
+        }
+        EventBody::Recalled(r) => {
+            if lead.status != LeadStatus::Assigned {
+                Err(Rejection::NotAssigned)
+            } else if !is_owner(&r.previous_owner_id) {
+                Err(not_owner(&r.previous_owner_id))
+            } else {
+                Ok(())
+            }
+        }
+        EventBody::Converted(c) => {
+            if lead.status == LeadStatus::Assigned && is_owner(&c.owner_id) {
+                Ok(())
+            } else {
+                Err(not_owner(&c.owner_id))
+            }
+        }
+    }
+}
+
+/// Folds an accepted event into the lead's state. Only call it with an
+/// event that [`decide`] accepted for this state.
+pub fn apply(state: Option<Lead>, event: &LeadEvent) -> Lead {
+    match (state, &event.body) {
+        (None, EventBody::Created(c)) => Lead {
+            status: LeadStatus::InPool,
+            pool: c.pool.clone(),
+            owner: None,
+            created_at_ms: event.occurred_at_ms,
+            generation: 0,
+            recall_count: 0,
+        },
+        (Some(mut lead), body) => {
+            match body {
+                EventBody::Created(_) | EventBody::Scored(_) | EventBody::FollowedUp(_) => {}
+                EventBody::Assigned(a) => {
+                    lead.pool = resolve_pool(&a.pool, &lead.pool).to_string();
+                    lead.status = LeadStatus::Assigned;
+                    lead.owner = Some(a.owner_id.clone());
+                    lead.generation += 1;
+                }
+                EventBody::Recalled(r) => {
+                    lead.pool = resolve_pool(&r.to_pool, &lead.pool).to_string();
+                    lead.status = LeadStatus::InPool;
+                    lead.owner = None;
+                    lead.recall_count += 1;
+                }
+                EventBody::Converted(_) => lead.status = LeadStatus::Converted,
+            }
+            lead
+        }
+        (None, body) => panic!(
+            "apply called with a {:?} event for an unknown lead; decide() rejects it",
+            body.kind()
+        ),
+    }
+}
+
+/// Decides and, if accepted, applies: the whole lifecycle in one call.
+pub fn handle(state: Option<&Lead>, event: &LeadEvent) -> Result<Lead, Rejection> {
+    decide(state, event)?;
+    Ok(apply(state.cloned(), event))
+}
+
+fn check_id(field: &str, value: &str) -> Result<(), Rejection> {
+    if value.is_empty() {
+        return Err(Rejection::missing(field));
+    }
+    if value.len() > ID_LEN_BYTES_MAX {
+        return Err(Rejection::invalid(
+            field,
+            format!("longer than {ID_LEN_BYTES_MAX} bytes"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Rejection::invalid(field, "contains control characters"));
+    }
+    Ok(())
+}
+
+fn check_money(field: &str, m: &Money) -> Result<(), Rejection> {
+    if m.minor_units < 0 {
+        return Err(Rejection::NegativeMoney {
+            field: field.to_string(),
+            minor_units: m.minor_units,
+        });
+    }
+    Ok(())
+}
+
+fn check_score(field: &str, value: u32) -> Result<(), Rejection> {
+    if value > 100 {
+        return Err(Rejection::ScoreOutOfRange {
+            field: field.to_string(),
+            value,
+        });
+    }
+    Ok(())
+}
+
+/// Field-level rules that hold whatever the lead's state.
+fn check_fields(event: &LeadEvent) -> Result<(), Rejection> {
+    check_id("event_id", &event.event_id)?;
+    check_id("lead_id", &event.lead_id)?;
+    match &event.body {
+        EventBody::Created(c) => {
+            check_id("created.channel", &c.channel)?;
+            check_id("created.pool", &c.pool)?;
+            check_money("created.acquisition_cost", &c.acquisition_cost)
+        }
+        EventBody::Scored(s) => {
+            check_score("scored.score", s.score)?;
+            check_score("scored.attribute_score", s.attribute_score)?;
+            check_score("scored.behaviour_score", s.behaviour_score)?;
+            check_score("scored.predictive_score", s.predictive_score)
+        }
+        EventBody::Assigned(a) => check_id("assigned.owner_id", &a.owner_id),
+        EventBody::FollowedUp(f) => check_id("followed_up.owner_id", &f.owner_id),
+        EventBody::Recalled(r) => check_id("recalled.previous_owner_id", &r.previous_owner_id),
+        EventBody::Converted(c) => {
+            check_id("converted.owner_id", &c.owner_id)?;
+            check_money("converted.deal_value", &c.deal_value)?;
+            match &c.expected_lifetime_value {
+                Some(v) => check_money("converted.expected_lifetime_value", v),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

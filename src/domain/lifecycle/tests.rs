@@ -1,0 +1,360 @@
+//! Given/when/then tests: given the events already applied, when one more
+//! arrives, then it is applied with this state or rejected with this reason.
+
+use super::*;
+use crate::domain::event::*;
+use crate::domain::money::{Currency, Money};
+
+const T0: i64 = 1_763_600_000_000;
+
+fn cny(minor_units: i64) -> Money {
+    Money::new(minor_units, Currency::parse("CNY").unwrap())
+}
+
+fn ev(id: &str, at: i64, body: EventBody) -> LeadEvent {
+    LeadEvent {
+        event_id: id.into(),
+        lead_id: "lead-1".into(),
+        occurred_at_ms: at,
+        producer: "test".into(),
+        body,
+    }
+}
+
+fn created() -> EventBody {
+    EventBody::Created(LeadCreated {
+        channel: "search".into(),
+        campaign: "c1".into(),
+        pool: "general".into(),
+        region: "east".into(),
+        industry: "saas".into(),
+        company_size: "small".into(),
+        acquisition_cost: cny(10_000),
+        contact_fingerprint: "fp".into(),
+        attributes: Default::default(),
+    })
+}
+
+fn scored(score: u32) -> EventBody {
+    EventBody::Scored(LeadScored {
+        score,
+        attribute_score: 10,
+        behaviour_score: 20,
+        predictive_score: 30,
+        model_version: "m1".into(),
+    })
+}
+
+fn assigned(owner: &str, pool: &str) -> EventBody {
+    EventBody::Assigned(LeadAssigned {
+        owner_id: owner.into(),
+        pool: pool.into(),
+        method: AssignmentMethod::Rule,
+        command_id: String::new(),
+    })
+}
+
+fn followed_up(owner: &str) -> EventBody {
+    EventBody::FollowedUp(LeadFollowedUp {
+        owner_id: owner.into(),
+        kind: FollowUpKind::Call,
+        outcome: "talked".into(),
+    })
+}
+
+fn recalled(owner: &str, to_pool: &str) -> EventBody {
+    EventBody::Recalled(LeadRecalled {
+        previous_owner_id: owner.into(),
+        reason: RecallReason::Stale,
+        to_pool: to_pool.into(),
+        command_id: String::new(),
+        rule_id: "stale".into(),
+    })
+}
+
+fn converted(owner: &str, value: i64) -> EventBody {
+    EventBody::Converted(LeadConverted {
+        owner_id: owner.into(),
+        deal_value: cny(value),
+        customer_id: "cust-1".into(),
+        expected_lifetime_value: None,
+    })
+}
+
+/// Applies `given` (each must be accepted) and returns the state.
+fn given(events: Vec<EventBody>) -> Option<Lead> {
+    let mut state = None;
+    for (i, body) in events.into_iter().enumerate() {
+        let e = ev(&format!("g{i}"), T0 + i as i64 * 1000, body);
+        state = Some(handle(state.as_ref(), &e).unwrap_or_else(|r| panic!("given #{i}: {r}")));
+    }
+    state
+}
+
+fn when(state: &Option<Lead>, body: EventBody) -> Result<Lead, Rejection> {
+    handle(state.as_ref(), &ev("when", T0 + 100_000, body))
+}
+
+#[test]
+fn created_puts_a_new_lead_in_its_pool() {
+    let lead = when(&None, created()).unwrap();
+    assert_eq!(lead.status, LeadStatus::InPool);
+    assert_eq!(lead.pool, "general");
+    assert_eq!(lead.owner, None);
+    assert_eq!(lead.created_at_ms, T0 + 100_000);
+    assert_eq!((lead.generation, lead.recall_count), (0, 0));
+}
+
+#[test]
+fn created_twice_is_rejected() {
+    let s = given(vec![created()]);
+    assert_eq!(
+        when(&s, created()),
+        Err(Rejection::LeadAlreadyExists { created_at_ms: T0 })
+    );
+}
+
+#[test]
+fn events_for_an_unknown_lead_are_rejected() {
+    for body in [scored(5), assigned("a", ""), followed_up("a"), recalled("a", ""), converted("a", 1)] {
+        assert_eq!(when(&None, body), Err(Rejection::UnknownLead));
+    }
+}
+
+#[test]
+fn scoring_keeps_the_state_in_pool_and_when_assigned() {
+    let s = given(vec![created()]);
+    assert_eq!(when(&s, scored(100)).unwrap(), s.clone().unwrap());
+    let s = given(vec![created(), assigned("a", "")]);
+    assert_eq!(when(&s, scored(0)).unwrap(), s.clone().unwrap());
+}
+
+#[test]
+fn scores_out_of_range_are_rejected() {
+    let s = given(vec![created()]);
+    assert_eq!(
+        when(&s, scored(101)),
+        Err(Rejection::ScoreOutOfRange {
+            field: "scored.score".into(),
+            value: 101
+        })
+    );
+    let mut body = LeadScored {
+        score: 1,
+        attribute_score: 1,
+        behaviour_score: 400,
+        predictive_score: 1,
+        model_version: String::new(),
+    };
+    assert_eq!(
+        when(&s, EventBody::Scored(body.clone())).unwrap_err().code(),
+        "score_out_of_range"
+    );
+    body.behaviour_score = 1;
+    body.predictive_score = 101;
+    assert_eq!(
+        when(&s, EventBody::Scored(body)).unwrap_err().code(),
+        "score_out_of_range"
+    );
+}
+
+#[test]
+fn assigning_from_the_pool_gives_an_owner_and_a_new_generation() {
+    let s = given(vec![created()]);
+    let lead = when(&s, assigned("rep-1", "")).unwrap();
+    assert_eq!(lead.status, LeadStatus::Assigned);
+    assert_eq!(lead.owner.as_deref(), Some("rep-1"));
+    assert_eq!(lead.pool, "general", "an empty pool keeps the current one");
+    assert_eq!(lead.generation, 1);
+    let lead = when(&s, assigned("rep-1", "vip")).unwrap();
+    assert_eq!(lead.pool, "vip");
+}
+
+#[test]
+fn assigning_to_another_rep_transfers_the_lead() {
+    let s = given(vec![created(), assigned("rep-1", "")]);
+    let lead = when(&s, assigned("rep-2", "")).unwrap();
+    assert_eq!(lead.owner.as_deref(), Some("rep-2"));
+    assert_eq!(lead.generation, 2);
+}
+
+#[test]
+fn assigning_to_the_current_owner_is_rejected() {
+    let s = given(vec![created(), assigned("rep-1", "")]);
+    assert_eq!(
+        when(&s, assigned("rep-1", "")),
+        Err(Rejection::AlreadyOwner {
+            owner_id: "rep-1".into()
+        })
+    );
+}
+
+#[test]
+fn assigning_a_converted_lead_is_rejected() {
+    let s = given(vec![created(), assigned("rep-1", ""), converted("rep-1", 5)]);
+    assert_eq!(
+        when(&s, assigned("rep-2", "")),
+        Err(Rejection::LeadConverted {
+            attempted: EventKind::Assigned
+        })
+    );
+    for body in [scored(1), followed_up("rep-1"), recalled("rep-1", "")] {
+        assert_eq!(when(&s, body).unwrap_err().code(), "lead_converted");
+    }
+}
+
+#[test]
+fn the_owner_following_up_keeps_the_lead() {
+    let s = given(vec![created(), assigned("rep-1", "")]);
+    assert_eq!(when(&s, followed_up("rep-1")).unwrap(), s.clone().unwrap());
+}
+
+#[test]
+fn a_follow_up_by_someone_else_is_rejected() {
+    let s = given(vec![created(), assigned("rep-1", "")]);
+    assert_eq!(
+        when(&s, followed_up("rep-2")),
+        Err(Rejection::NotOwner {
+            actor: "rep-2".into(),
+            current_owner: Some("rep-1".into())
+        })
+    );
+    let in_pool = given(vec![created()]);
+    assert_eq!(
+        when(&in_pool, followed_up("rep-2")),
+        Err(Rejection::NotOwner {
+            actor: "rep-2".into(),
+            current_owner: None
+        })
+    );
+}
+
+#[test]
+fn recalling_returns_the_lead_to_a_pool() {
+    let s = given(vec![created(), assigned("rep-1", ""), followed_up("rep-1")]);
+    let lead = when(&s, recalled("rep-1", "cold")).unwrap();
+    assert_eq!(lead.status, LeadStatus::InPool);
+    assert_eq!(lead.owner, None);
+    assert_eq!(lead.pool, "cold");
+    assert_eq!(lead.recall_count, 1);
+    assert_eq!(lead.generation, 1, "a recall does not start a holding");
+    let lead = when(&s, recalled("rep-1", "")).unwrap();
+    assert_eq!(lead.pool, "general");
+}
+
+#[test]
+fn a_recalled_lead_can_be_reassigned_and_recalled_again() {
+    let s = given(vec![
+        created(),
+        assigned("rep-1", ""),
+        recalled("rep-1", ""),
+        assigned("rep-2", ""),
+    ]);
+    let lead = when(&s, recalled("rep-2", "")).unwrap();
+    assert_eq!((lead.generation, lead.recall_count), (2, 2));
+}
+
+#[test]
+fn recalling_an_unassigned_lead_is_rejected() {
+    let s = given(vec![created()]);
+    assert_eq!(when(&s, recalled("rep-1", "")), Err(Rejection::NotAssigned));
+    let s = given(vec![created(), assigned("rep-1", ""), recalled("rep-1", "")]);
+    assert_eq!(when(&s, recalled("rep-1", "")), Err(Rejection::NotAssigned));
+}
+
+#[test]
+fn recalling_from_someone_who_does_not_hold_it_is_rejected() {
+    let s = given(vec![created(), assigned("rep-1", "")]);
+    assert_eq!(when(&s, recalled("rep-9", "")).unwrap_err().code(), "not_owner");
+}
+
+#[test]
+fn the_owner_converting_ends_the_lifecycle() {
+    let s = given(vec![created(), assigned("rep-1", "")]);
+    let lead = when(&s, converted("rep-1", 99)).unwrap();
+    assert_eq!(lead.status, LeadStatus::Converted);
+    assert_eq!(lead.owner.as_deref(), Some("rep-1"));
+}
+
+#[test]
+fn conversion_by_someone_else_is_rejected() {
+    let s = given(vec![created(), assigned("rep-1", "")]);
+    assert_eq!(when(&s, converted("rep-2", 1)).unwrap_err().code(), "not_owner");
+    let in_pool = given(vec![created()]);
+    assert_eq!(when(&in_pool, converted("rep-1", 1)).unwrap_err().code(), "not_owner");
+}
+
+#[test]
+fn a_second_conversion_is_rejected() {
+    let s = given(vec![created(), assigned("rep-1", ""), converted("rep-1", 5)]);
+    assert_eq!(when(&s, converted("rep-1", 5)), Err(Rejection::AlreadyConverted));
+}
+
+#[test]
+fn an_event_before_creation_is_rejected() {
+    let s = given(vec![created()]);
+    let e = ev("early", T0 - 1, assigned("rep-1", ""));
+    assert_eq!(
+        handle(s.as_ref(), &e),
+        Err(Rejection::BeforeCreation {
+            occurred_at_ms: T0 - 1,
+            created_at_ms: T0
+        })
+    );
+    let same_ms = ev("same", T0, assigned("rep-1", ""));
+    assert!(handle(s.as_ref(), &same_ms).is_ok());
+}
+
+#[test]
+fn missing_required_fields_are_rejected() {
+    let mut e = ev("", T0, created());
+    assert_eq!(handle(None, &e), Err(Rejection::missing("event_id")));
+    e.event_id = "x".into();
+    e.lead_id.clear();
+    assert_eq!(handle(None, &e), Err(Rejection::missing("lead_id")));
+    let s = given(vec![created()]);
+    assert_eq!(
+        when(&s, assigned("", "")),
+        Err(Rejection::missing("assigned.owner_id"))
+    );
+    assert_eq!(
+        when(&s, followed_up("")),
+        Err(Rejection::missing("followed_up.owner_id"))
+    );
+    let EventBody::Created(mut c) = created() else { unreachable!() };
+    c.channel.clear();
+    assert_eq!(
+        when(&None, EventBody::Created(c)),
+        Err(Rejection::missing("created.channel"))
+    );
+}
+
+#[test]
+fn malformed_ids_are_rejected() {
+    let mut e = ev("id\u{0}", T0, created());
+    assert_eq!(handle(None, &e).unwrap_err().code(), "invalid_field");
+    e.event_id = "x".repeat(ID_LEN_BYTES_MAX + 1);
+    assert_eq!(handle(None, &e).unwrap_err().code(), "invalid_field");
+}
+
+#[test]
+fn negative_money_is_rejected() {
+    let EventBody::Created(mut c) = created() else { unreachable!() };
+    c.acquisition_cost = cny(-1);
+    assert_eq!(
+        when(&None, EventBody::Created(c)),
+        Err(Rejection::NegativeMoney {
+            field: "created.acquisition_cost".into(),
+            minor_units: -1
+        })
+    );
+    let s = given(vec![created(), assigned("rep-1", "")]);
+    assert_eq!(when(&s, converted("rep-1", -10)).unwrap_err().code(), "negative_money");
+    let body = EventBody::Converted(LeadConverted {
+        owner_id: "rep-1".into(),
+        deal_value: cny(10),
+        customer_id: String::new(),
+        expected_lifetime_value: Some(cny(-3)),
+    });
+    assert_eq!(when(&s, body).unwrap_err().code(), "negative_money");
+}

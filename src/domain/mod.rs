@@ -1,0 +1,22 @@
+//! The pure domain: money, lead events (past tense), commands (imperative),
+//! typed rejections and the lead lifecycle state machine.
+//!
+//! Nothing in here does I/O or reads a clock: time is always the event time
+//! carried by the event (`occurred_at_ms`, UTC milliseconds). That is what
+//! makes replays and backtests deterministic.
+
+pub mod command;
+pub mod event;
+pub mod lifecycle;
+pub mod money;
+pub mod rejection;
+pub mod time;
+
+pub use command::{CommandBody, LeadCommand};
+pub use event::{
+    AssignmentMethod, EventBody, EventKind, FollowUpKind, LeadAssigned, LeadConverted,
+    LeadCreated, LeadEvent, LeadFollowedUp, LeadRecalled, LeadScored, RecallReason,
+};
+pub use lifecycle::{Lead, LeadStatus};
+pub use money::{Currency, Money};
+pub use rejection::Rejection;

@@ -1,0 +1,108 @@
+//! Why an incoming event was not applied. Every rejected event is kept in the
+//! log with its reason and counted by [`Rejection::code`]; nothing is dropped
+//! without a trace.
+
+use super::event::EventKind;
+use serde::{Deserialize, Serialize};
+
+/// A typed reason for refusing an event. Each variant says how a producer
+/// should react to it.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum Rejection {
+    /// The bytes are not a `LeadEvent` (bad protobuf or JSON). Fix the
+    /// producer's encoder; the raw bytes are kept for inspection.
+    #[error("undecodable: {detail}")]
+    Undecodable { detail: String },
+    /// The event carries no body this engine knows, probably from a newer
+    /// schema. Upgrade the engine before replaying it.
+    #[error("unknown event type: the event has no body this version understands")]
+    UnknownEventType,
+    /// A required field is empty or absent. Fix the producer.
+    #[error("missing required field {field}")]
+    MissingField { field: String },
+    /// A field is present but not valid (bad currency code, unknown enum
+    /// value, malformed id). Fix the producer.
+    #[error("invalid field {field}: {detail}")]
+    InvalidField { field: String, detail: String },
+    /// An event with this id is already in the log. A redelivery: nothing to
+    /// do, the original stands.
+    #[error("duplicate event id (first stored at sequence {first_seq})")]
+    Duplicate { first_seq: u64 },
+    /// The lead was never created. Publish its `created` event first; this
+    /// one may be retried under the same id afterwards.
+    #[error("unknown lead: no created event has been seen for it")]
+    UnknownLead,
+    /// A second `created` event for an existing lead.
+    #[error("lead already exists (created at {created_at_ms} ms)")]
+    LeadAlreadyExists { created_at_ms: i64 },
+    /// A conversion was the lead's last event; nothing but reading it follows.
+    #[error("lead is converted: a {attempted:?} event is not allowed after conversion")]
+    LeadConverted { attempted: EventKind },
+    /// A second conversion of the same lead.
+    #[error("lead is already converted")]
+    AlreadyConverted,
+    /// An assignment to the rep who already holds the lead.
+    #[error("lead is already assigned to {owner_id}")]
+    AlreadyOwner { owner_id: String },
+    /// A follow-up, recall or conversion names someone who does not hold the
+    /// lead (`current_owner` is empty when the lead sits in a pool).
+    #[error("{actor} is not the owner (current owner: {current_owner:?})")]
+    NotOwner {
+        actor: String,
+        current_owner: Option<String>,
+    },
+    /// A recall of a lead that no rep holds.
+    #[error("lead is not assigned, so it cannot be recalled")]
+    NotAssigned,
+    /// The event claims to have happened before the lead was created; the
+    /// producer's clock or ids are wrong.
+    #[error("event time {occurred_at_ms} ms is before the lead's creation at {created_at_ms} ms")]
+    BeforeCreation {
+        occurred_at_ms: i64,
+        created_at_ms: i64,
+    },
+    /// A score outside `0..=100`.
+    #[error("{field} = {value} is out of range 0..=100")]
+    ScoreOutOfRange { field: String, value: u32 },
+    /// A negative amount of money.
+    #[error("{field} is negative ({minor_units} minor units)")]
+    NegativeMoney { field: String, minor_units: i64 },
+}
+
+impl Rejection {
+    /// A stable snake_case code, used as the counter key, the dead-letter
+    /// header and the metrics label.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::Undecodable { .. } => "undecodable",
+            Rejection::UnknownEventType => "unknown_event_type",
+            Rejection::MissingField { .. } => "missing_field",
+            Rejection::InvalidField { .. } => "invalid_field",
+            Rejection::Duplicate { .. } => "duplicate",
+            Rejection::UnknownLead => "unknown_lead",
+            Rejection::LeadAlreadyExists { .. } => "lead_already_exists",
+            Rejection::LeadConverted { .. } => "lead_converted",
+            Rejection::AlreadyConverted => "already_converted",
+            Rejection::AlreadyOwner { .. } => "already_owner",
+            Rejection::NotOwner { .. } => "not_owner",
+            Rejection::NotAssigned => "not_assigned",
+            Rejection::BeforeCreation { .. } => "before_creation",
+            Rejection::ScoreOutOfRange { .. } => "score_out_of_range",
+            Rejection::NegativeMoney { .. } => "negative_money",
+        }
+    }
+
+    pub(crate) fn missing(field: &str) -> Rejection {
+        Rejection::MissingField {
+            field: field.to_string(),
+        }
+    }
+
+    pub(crate) fn invalid(field: &str, detail: impl Into<String>) -> Rejection {
+        Rejection::InvalidField {
+            field: field.to_string(),
+            detail: detail.into(),
+        }
+    }
+}

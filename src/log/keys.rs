@@ -1,0 +1,57 @@
+//! Key layout of the `log` tree. All keyspaces share one sled tree because
+//! sled applies a batch atomically only within one tree: events, their id
+//! index, the per-lead index, lead states, rejections, counters and source
+//! positions of one batch must land together or not at all.
+//!
+//! Numbers are big-endian so that byte order is numeric order; lead ids are
+//! length-prefixed so that one lead's prefix is never a prefix of another's.
+
+pub const EVENT: u8 = b'e'; // e + seq            -> protobuf LeadEvent
+pub const EVENT_ID: u8 = b'i'; // i + event_id    -> seq
+pub const TIMELINE: u8 = b'l'; // l + lead + seq  -> ()
+pub const LEAD_STATE: u8 = b's'; // s + lead_id   -> bincode Lead
+pub const REJECTED: u8 = b'r'; // r + rseq        -> bincode StoredRejection
+pub const LEAD_REJECTED: u8 = b'x'; // x + lead + rseq -> ()
+pub const POSITION: u8 = b'p'; // p + source      -> next offset
+pub const COUNTER: u8 = b'c'; // c + reason code  -> count
+pub const META: u8 = b'm'; // m + name            -> value
+
+pub fn seq_key(space: u8, seq: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = space;
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn str_key(space: u8, s: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + s.len());
+    k.push(space);
+    k.extend_from_slice(s.as_bytes());
+    k
+}
+
+/// `space + len(lead) + lead`: the prefix of one lead's entries.
+pub fn lead_prefix(space: u8, lead_id: &str) -> Vec<u8> {
+    let len = u16::try_from(lead_id.len()).expect("lead ids are bounded by the lifecycle");
+    let mut k = Vec::with_capacity(3 + lead_id.len() + 8);
+    k.push(space);
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(lead_id.as_bytes());
+    k
+}
+
+pub fn lead_seq_key(space: u8, lead_id: &str, seq: u64) -> Vec<u8> {
+    let mut k = lead_prefix(space, lead_id);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The trailing big-endian u64 of a key.
+pub fn trailing_u64(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+pub fn u64_value(v: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(v.try_into().ok()?))
+}

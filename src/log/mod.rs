@@ -1,0 +1,542 @@
+//! The durable event log on sled. The only module that touches sled.
+//!
+//! ## Durability contract
+//! - [`EventLog::append`] validates a batch of inputs, writes everything the
+//!   batch produces — accepted events with their global sequence numbers, the
+//!   event-id index, the per-lead timeline index, the new lead states,
+//!   rejected inputs with their reasons, the rejection counters and the
+//!   source positions the batch consumed — in **one atomic sled batch**, and
+//!   then **flushes** (fsync) once. When `append` returns `Ok`, all of it
+//!   survives a crash or power loss. When it returns `Err` or the process
+//!   dies inside it, either all of the batch is there after reopening or none
+//!   of it is; never a part.
+//! - A source position (`file:…`, later a Kafka topic/partition) is stored in
+//!   the same batch as the events read before it, so a restart resumes from
+//!   exactly the first input that is not durable: nothing is lost, nothing is
+//!   appended twice.
+//! - Event ids are unique in the log: a second event with a stored id is kept
+//!   as a `duplicate` rejection, never appended.
+//! - Sequences start at 1 and have no gaps; reading asserts it.
+//! - Projection snapshots live in their own tree and are flushed when saved;
+//!   they are a cache: losing one costs a replay, never correctness.
+
+mod batcher;
+mod keys;
+
+pub use batcher::Batcher;
+
+use crate::codec::{self, stream::Record};
+use crate::domain::lifecycle::{self, Lead};
+use crate::domain::{LeadEvent, Rejection};
+use keys::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// The on-disk format this build writes and reads.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// Errors of the log layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// sled failed (I/O error, disk full, another process holds the lock).
+    /// The batch in flight is not durable; retry after fixing the cause.
+    #[error("storage: {0}")]
+    Storage(#[from] sled::Error),
+    /// The data dir was written by a different, incompatible version.
+    /// Use the matching binary, or export with it and import here.
+    #[error("data dir format {found} is not supported by this build (expects {expected})")]
+    IncompatibleFormat { found: u64, expected: u64 },
+    /// Stored data breaks an invariant (a gap in sequences, an undecodable
+    /// stored event). Stop; restore the data dir from a backup.
+    #[error("log is corrupt: {0}")]
+    Corrupt(String),
+    /// A batch tried to move a source position backwards, which would
+    /// re-append inputs already consumed. A bug in the caller.
+    #[error("position of {source_name} would go back from {stored} to {proposed}")]
+    PositionRegressed {
+        source_name: String,
+        stored: u64,
+        proposed: u64,
+    },
+}
+
+/// Where an input came from, for tracing a rejection back to its source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub source: String,
+    pub offset: u64,
+}
+
+/// One input to [`EventLog::append`]: a decoded event, or bytes that could
+/// not be decoded together with the reason.
+#[derive(Clone, Debug)]
+pub struct Input {
+    pub record: Record,
+    pub origin: Option<Origin>,
+}
+
+impl Input {
+    pub fn event(event: LeadEvent, origin: Option<Origin>) -> Input {
+        Input {
+            record: Ok(event),
+            origin,
+        }
+    }
+
+    pub fn undecodable(raw: Vec<u8>, reason: Rejection, origin: Option<Origin>) -> Input {
+        Input {
+            record: Err((reason, raw)),
+            origin,
+        }
+    }
+}
+
+/// A source position to store with a batch: the next offset to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub source: String,
+    pub next_offset: u64,
+}
+
+/// What one append did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppendReport {
+    /// Accepted events, with their sequence numbers, in input order.
+    pub accepted: Vec<(usize, u64)>,
+    /// Rejected inputs (index into the batch) and why.
+    pub rejected: Vec<(usize, Rejection)>,
+    /// The highest sequence in the log after the append (0: empty log).
+    pub last_seq: u64,
+}
+
+/// A rejected input as kept in the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRejection {
+    pub rseq: u64,
+    pub reason: Rejection,
+    pub event_id: Option<String>,
+    pub lead_id: Option<String>,
+    pub occurred_at_ms: Option<i64>,
+    pub origin: Option<Origin>,
+    /// The original bytes; for decoded events, their protobuf encoding.
+    pub raw: Vec<u8>,
+}
+
+/// Totals of the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    pub events: u64,
+    pub rejected: u64,
+    pub rejected_by_reason: BTreeMap<String, u64>,
+}
+
+pub struct EventLog {
+    db: sled::Db,
+    tree: sled::Tree,
+    snapshots: sled::Tree,
+    /// Next sequence to assign; sequences start at 1.
+    next_seq: u64,
+    next_rseq: u64,
+    /// Decoded lead states, a bounded cache in front of the `s` keyspace.
+    leads: HashMap<String, Lead>,
+    lead_cache_entries_max: usize,
+}
+
+/// Options for opening a log.
+#[derive(Clone, Debug)]
+pub struct LogOptions {
+    pub cache_capacity_bytes: u64,
+    pub lead_cache_entries_max: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        let c = crate::config::LogConfig::default();
+        LogOptions {
+            cache_capacity_bytes: c.cache_capacity_bytes,
+            lead_cache_entries_max: c.lead_cache_entries_max,
+        }
+    }
+}
+
+impl From<&crate::config::LogConfig> for LogOptions {
+    fn from(c: &crate::config::LogConfig) -> Self {
+        LogOptions {
+            cache_capacity_bytes: c.cache_capacity_bytes,
+            lead_cache_entries_max: c.lead_cache_entries_max,
+        }
+    }
+}
+
+const META_FORMAT: &str = "format";
+const META_NEXT_SEQ: &str = "next_seq";
+const META_NEXT_RSEQ: &str = "next_rseq";
+
+impl EventLog {
+    /// Opens (or creates) the log in `dir`.
+    pub fn open(dir: &Path, options: &LogOptions) -> Result<EventLog, LogError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(options.cache_capacity_bytes)
+            .mode(sled::Mode::HighThroughput)
+            // Durability comes from the explicit flush per batch, not from a
+            // background timer.
+            .flush_every_ms(None)
+            .open()?;
+        let tree = db.open_tree("log")?;
+        let snapshots = db.open_tree("snapshots")?;
+        let format = tree.get(str_key(META, META_FORMAT))?;
+        match format {
+            None => {
+                if !tree.is_empty() {
+                    return Err(LogError::Corrupt("data without a format marker".into()));
+                }
+                tree.insert(str_key(META, META_FORMAT), &FORMAT_VERSION.to_be_bytes())?;
+                db.flush()?;
+            }
+            Some(v) => {
+                let found = u64_value(&v).ok_or_else(|| LogError::Corrupt("format marker".into()))?;
+                if found != FORMAT_VERSION {
+                    return Err(LogError::IncompatibleFormat {
+                        found,
+                        expected: FORMAT_VERSION,
+                    });
+                }
+            }
+        }
+        let meta_u64 = |name: &str| -> Result<u64, LogError> {
+            match tree.get(str_key(META, name))? {
+                None => Ok(1),
+                Some(v) => u64_value(&v).ok_or_else(|| LogError::Corrupt(format!("meta {name}"))),
+            }
+        };
+        let next_seq = meta_u64(META_NEXT_SEQ)?;
+        let next_rseq = meta_u64(META_NEXT_RSEQ)?;
+        // Invariant on read: the counter agrees with the last stored key.
+        let last = tree
+            .scan_prefix([EVENT])
+            .keys()
+            .next_back()
+            .transpose()?
+            .and_then(|k| trailing_u64(&k))
+            .unwrap_or(0);
+        if last + 1 != next_seq {
+            return Err(LogError::Corrupt(format!(
+                "next sequence {next_seq} does not follow last stored event {last}"
+            )));
+        }
+        Ok(EventLog {
+            db,
+            tree,
+            snapshots,
+            next_seq,
+            next_rseq,
+            leads: HashMap::new(),
+            lead_cache_entries_max: options.lead_cache_entries_max,
+        })
+    }
+
+    /// The highest sequence stored (0 for an empty log).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    fn load_lead(&self, lead_id: &str) -> Result<Option<Lead>, LogError> {
+        if let Some(l) = self.leads.get(lead_id) {
+            return Ok(Some(l.clone()));
+        }
+        match self.tree.get(str_key(LEAD_STATE, lead_id))? {
+            None => Ok(None),
+            Some(v) => bincode::deserialize(&v)
+                .map(Some)
+                .map_err(|e| LogError::Corrupt(format!("state of lead {lead_id}: {e}"))),
+        }
+    }
+
+    /// The lifecycle state of one lead, as validation sees it.
+    pub fn lead_state(&self, lead_id: &str) -> Result<Option<Lead>, LogError> {
+        self.load_lead(lead_id)
+    }
+
+    /// Validates and appends a batch atomically and durably; see the module
+    /// docs for the contract. `positions` are stored in the same batch.
+    pub fn append(
+        &mut self,
+        inputs: &[Input],
+        positions: &[Position],
+    ) -> Result<AppendReport, LogError> {
+        let mut batch = sled::Batch::default();
+        let mut report = AppendReport::default();
+        let mut next_seq = self.next_seq;
+        let mut next_rseq = self.next_rseq;
+        // In-batch views: lead states and ids written by earlier inputs of
+        // this batch are not in sled yet.
+        let mut overlay: HashMap<&str, Lead> = HashMap::new();
+        let mut ids_in_batch: HashMap<&str, u64> = HashMap::new();
+        let mut counters: BTreeMap<&'static str, u64> = BTreeMap::new();
+
+        for (index, input) in inputs.iter().enumerate() {
+            let outcome = match &input.record {
+                Err((reason, _)) => Err(reason.clone()),
+                Ok(event) => self.validate(event, &overlay, &ids_in_batch)?,
+            };
+            match outcome {
+                Ok(lead) => {
+                    let event = input.record.as_ref().expect("validated events decode");
+                    let seq = next_seq;
+                    next_seq += 1;
+                    batch.insert(&seq_key(EVENT, seq), codec::encode_event(event));
+                    batch.insert(str_key(EVENT_ID, &event.event_id), &seq.to_be_bytes());
+                    batch.insert(lead_seq_key(TIMELINE, &event.lead_id, seq), &[]);
+                    ids_in_batch.insert(&event.event_id, seq);
+                    overlay.insert(&event.lead_id, lead);
+                    report.accepted.push((index, seq));
+                }
+                Err(reason) => {
+                    let rseq = next_rseq;
+                    next_rseq += 1;
+                    let (event_id, lead_id, occurred_at_ms, raw) = match &input.record {
+                        Ok(e) => (
+                            Some(e.event_id.clone()),
+                            Some(e.lead_id.clone()),
+                            Some(e.occurred_at_ms),
+                            codec::encode_event(e),
+                        ),
+                        Err((_, raw)) => (None, None, None, raw.clone()),
+                    };
+                    if let Some(lead) = &lead_id {
+                        if !lead.is_empty() && lead.len() <= lifecycle::ID_LEN_BYTES_MAX {
+                            batch.insert(lead_seq_key(LEAD_REJECTED, lead, rseq), &[]);
+                        }
+                    }
+                    *counters.entry(reason.code()).or_default() += 1;
+                    let stored = StoredRejection {
+                        rseq,
+                        reason: reason.clone(),
+                        event_id,
+                        lead_id,
+                        occurred_at_ms,
+                        origin: input.origin.clone(),
+                        raw,
+                    };
+                    let bytes = bincode::serialize(&stored).expect("rejections serialise");
+                    batch.insert(&seq_key(REJECTED, rseq), bytes);
+                    report.rejected.push((index, reason));
+                }
+            }
+        }
+
+        for (lead_id, lead) in &overlay {
+            let bytes = bincode::serialize(lead).expect("lead states serialise");
+            batch.insert(str_key(LEAD_STATE, lead_id), bytes);
+        }
+        for (code, n) in &counters {
+            let key = str_key(COUNTER, code);
+            let old = self.tree.get(&key)?.and_then(|v| u64_value(&v)).unwrap_or(0);
+            batch.insert(key, &(old + n).to_be_bytes());
+        }
+        for p in positions {
+            let key = str_key(POSITION, &p.source);
+            if let Some(stored) = self.tree.get(&key)?.and_then(|v| u64_value(&v)) {
+                if p.next_offset < stored {
+                    return Err(LogError::PositionRegressed {
+                        source_name: p.source.clone(),
+                        stored,
+                        proposed: p.next_offset,
+                    });
+                }
+            }
+            batch.insert(key, &p.next_offset.to_be_bytes());
+        }
+        batch.insert(str_key(META, META_NEXT_SEQ), &next_seq.to_be_bytes());
+        batch.insert(str_key(META, META_NEXT_RSEQ), &next_rseq.to_be_bytes());
+
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+
+        // Only now, with the batch durable, does memory move forward.
+        self.next_seq = next_seq;
+        self.next_rseq = next_rseq;
+        if self.leads.len() + overlay.len() > self.lead_cache_entries_max {
+            self.leads.clear();
+        }
+        for (lead_id, lead) in overlay {
+            self.leads.insert(lead_id.to_string(), lead);
+        }
+        report.last_seq = self.next_seq - 1;
+        debug_assert_eq!(
+            report.accepted.len() + report.rejected.len(),
+            inputs.len(),
+            "every input is accepted or rejected"
+        );
+        Ok(report)
+    }
+
+    /// The lifecycle verdict for one event; `Err` only for storage errors,
+    /// which abort the whole batch rather than turn into a wrong verdict.
+    fn validate(
+        &self,
+        event: &LeadEvent,
+        overlay: &HashMap<&str, Lead>,
+        ids_in_batch: &HashMap<&str, u64>,
+    ) -> Result<Result<Lead, Rejection>, LogError> {
+        // Malformed ids are the lifecycle's to reject; only well-formed ones
+        // are looked up in the id index.
+        let id_ok =
+            !event.event_id.is_empty() && event.event_id.len() <= lifecycle::ID_LEN_BYTES_MAX;
+        if id_ok {
+            if let Some(&first_seq) = ids_in_batch.get(event.event_id.as_str()) {
+                return Ok(Err(Rejection::Duplicate { first_seq }));
+            }
+            if let Some(v) = self.tree.get(str_key(EVENT_ID, &event.event_id))? {
+                let first_seq = u64_value(&v).ok_or_else(|| LogError::Corrupt("id index".into()))?;
+                return Ok(Err(Rejection::Duplicate { first_seq }));
+            }
+        }
+        let state = match overlay.get(event.lead_id.as_str()) {
+            Some(l) => Some(l.clone()),
+            None => self.load_lead(&event.lead_id)?,
+        };
+        Ok(lifecycle::handle(state.as_ref(), event))
+    }
+
+    /// Accepted events with sequence `>= from_seq`, in order.
+    pub fn events_from(
+        &self,
+        from_seq: u64,
+    ) -> impl Iterator<Item = Result<(u64, LeadEvent), LogError>> + '_ {
+        let mut expected = from_seq.max(1);
+        self.tree
+            .range(seq_key(EVENT, from_seq.max(1))..=seq_key(EVENT, u64::MAX))
+            .map(move |kv| {
+                let (k, v) = kv?;
+                let seq = trailing_u64(&k).ok_or_else(|| LogError::Corrupt("event key".into()))?;
+                // Invariant on read: no gaps.
+                if seq != expected {
+                    return Err(LogError::Corrupt(format!(
+                        "expected event {expected}, found {seq}"
+                    )));
+                }
+                expected += 1;
+                let event = codec::decode_event(&v)
+                    .map_err(|e| LogError::Corrupt(format!("event {seq}: {e}")))?;
+                Ok((seq, event))
+            })
+    }
+
+    /// One event by sequence.
+    pub fn event(&self, seq: u64) -> Result<Option<LeadEvent>, LogError> {
+        match self.tree.get(seq_key(EVENT, seq))? {
+            None => Ok(None),
+            Some(v) => codec::decode_event(&v)
+                .map(Some)
+                .map_err(|e| LogError::Corrupt(format!("event {seq}: {e}"))),
+        }
+    }
+
+    /// The sequence of a stored event id.
+    pub fn seq_of(&self, event_id: &str) -> Result<Option<u64>, LogError> {
+        Ok(self
+            .tree
+            .get(str_key(EVENT_ID, event_id))?
+            .and_then(|v| u64_value(&v)))
+    }
+
+    /// One lead's accepted events, in log order.
+    pub fn timeline(&self, lead_id: &str) -> Result<Vec<(u64, LeadEvent)>, LogError> {
+        let mut out = Vec::new();
+        for k in self.tree.scan_prefix(lead_prefix(TIMELINE, lead_id)).keys() {
+            let seq = trailing_u64(&k?).ok_or_else(|| LogError::Corrupt("timeline key".into()))?;
+            let event = self
+                .event(seq)?
+                .ok_or_else(|| LogError::Corrupt(format!("timeline points at missing event {seq}")))?;
+            assert_eq!(event.lead_id, lead_id, "timeline index names the wrong lead");
+            out.push((seq, event));
+        }
+        Ok(out)
+    }
+
+    /// One lead's rejected events, in arrival order.
+    pub fn lead_rejections(&self, lead_id: &str) -> Result<Vec<StoredRejection>, LogError> {
+        let mut out = Vec::new();
+        for k in self.tree.scan_prefix(lead_prefix(LEAD_REJECTED, lead_id)).keys() {
+            let rseq = trailing_u64(&k?).ok_or_else(|| LogError::Corrupt("rejection key".into()))?;
+            if let Some(r) = self.rejection(rseq)? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn rejection(&self, rseq: u64) -> Result<Option<StoredRejection>, LogError> {
+        match self.tree.get(seq_key(REJECTED, rseq))? {
+            None => Ok(None),
+            Some(v) => bincode::deserialize(&v)
+                .map(Some)
+                .map_err(|e| LogError::Corrupt(format!("rejection {rseq}: {e}"))),
+        }
+    }
+
+    /// All rejected inputs, in arrival order.
+    pub fn rejections(&self) -> impl Iterator<Item = Result<StoredRejection, LogError>> + '_ {
+        self.tree.scan_prefix([REJECTED]).values().map(|v| {
+            bincode::deserialize(&v?).map_err(|e| LogError::Corrupt(format!("rejection: {e}")))
+        })
+    }
+
+    /// The stored next offset of a source, if it has one.
+    pub fn position(&self, source: &str) -> Result<Option<u64>, LogError> {
+        Ok(self
+            .tree
+            .get(str_key(POSITION, source))?
+            .and_then(|v| u64_value(&v)))
+    }
+
+    pub fn stats(&self) -> Result<LogStats, LogError> {
+        let mut by_reason = BTreeMap::new();
+        for kv in self.tree.scan_prefix([COUNTER]) {
+            let (k, v) = kv?;
+            let code = String::from_utf8_lossy(&k[1..]).into_owned();
+            by_reason.insert(code, u64_value(&v).unwrap_or(0));
+        }
+        Ok(LogStats {
+            events: self.next_seq - 1,
+            rejected: self.next_rseq - 1,
+            rejected_by_reason: by_reason,
+        })
+    }
+
+    /// Stores a projection snapshot covering events up to `covered_seq`.
+    pub fn save_snapshot(&self, name: &str, covered_seq: u64, bytes: &[u8]) -> Result<(), LogError> {
+        assert!(covered_seq <= self.last_seq(), "a snapshot cannot cover the future");
+        let mut v = Vec::with_capacity(8 + bytes.len());
+        v.extend_from_slice(&covered_seq.to_be_bytes());
+        v.extend_from_slice(bytes);
+        self.snapshots.insert(name.as_bytes(), v)?;
+        self.snapshots.flush()?;
+        Ok(())
+    }
+
+    /// The latest snapshot by that name: (covered sequence, bytes).
+    pub fn load_snapshot(&self, name: &str) -> Result<Option<(u64, Vec<u8>)>, LogError> {
+        match self.snapshots.get(name.as_bytes())? {
+            None => Ok(None),
+            Some(v) if v.len() >= 8 => {
+                let seq = u64_value(&v[..8]).expect("8 bytes");
+                Ok(Some((seq, v[8..].to_vec())))
+            }
+            Some(_) => Err(LogError::Corrupt(format!("snapshot {name}"))),
+        }
+    }
+
+    pub fn delete_snapshot(&self, name: &str) -> Result<(), LogError> {
+        self.snapshots.remove(name.as_bytes())?;
+        self.snapshots.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

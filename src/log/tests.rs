@@ -1,0 +1,183 @@
+use super::*;
+use crate::domain::*;
+
+fn cny(v: i64) -> Money {
+    Money::new(v, Currency::parse("CNY").unwrap())
+}
+
+fn created(id: &str, lead: &str) -> LeadEvent {
+    LeadEvent {
+        event_id: id.into(),
+        lead_id: lead.into(),
+        occurred_at_ms: 1000,
+        producer: "t".into(),
+        body: EventBody::Created(LeadCreated {
+            channel: "search".into(),
+            campaign: "c".into(),
+            pool: "general".into(),
+            region: "r".into(),
+            industry: "i".into(),
+            company_size: "s".into(),
+            acquisition_cost: cny(100),
+            contact_fingerprint: String::new(),
+            attributes: Default::default(),
+        }),
+    }
+}
+
+fn assigned(id: &str, lead: &str, owner: &str) -> LeadEvent {
+    LeadEvent {
+        event_id: id.into(),
+        lead_id: lead.into(),
+        occurred_at_ms: 2000,
+        producer: "t".into(),
+        body: EventBody::Assigned(LeadAssigned {
+            owner_id: owner.into(),
+            pool: String::new(),
+            method: AssignmentMethod::Manual,
+            command_id: String::new(),
+        }),
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> EventLog {
+    EventLog::open(dir.path(), &LogOptions::default()).unwrap()
+}
+
+fn inputs(events: Vec<LeadEvent>) -> Vec<Input> {
+    events.into_iter().map(|e| Input::event(e, None)).collect()
+}
+
+#[test]
+fn accepted_events_get_gapless_sequences_and_a_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(&dir);
+    let r = log
+        .append(
+            &inputs(vec![
+                created("e1", "a"),
+                created("e2", "b"),
+                assigned("e3", "a", "rep"),
+            ]),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(r.accepted, vec![(0, 1), (1, 2), (2, 3)]);
+    assert_eq!(r.last_seq, 3);
+    let all: Vec<_> = log.events_from(1).map(|r| r.unwrap().0).collect();
+    assert_eq!(all, vec![1, 2, 3]);
+    let timeline: Vec<_> = log.timeline("a").unwrap().into_iter().map(|(s, _)| s).collect();
+    assert_eq!(timeline, vec![1, 3]);
+    assert_eq!(log.lead_state("a").unwrap().unwrap().owner.as_deref(), Some("rep"));
+}
+
+#[test]
+fn duplicates_are_rejected_within_a_batch_across_batches_and_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = open(&dir);
+        let r = log
+            .append(&inputs(vec![created("e1", "a"), created("e1", "b")]), &[])
+            .unwrap();
+        assert_eq!(r.rejected, vec![(1, Rejection::Duplicate { first_seq: 1 })]);
+        let r = log.append(&inputs(vec![created("e1", "c")]), &[]).unwrap();
+        assert_eq!(r.rejected[0].1.code(), "duplicate");
+    }
+    let mut log = open(&dir);
+    let r = log.append(&inputs(vec![created("e1", "d")]), &[]).unwrap();
+    assert_eq!(r.rejected, vec![(0, Rejection::Duplicate { first_seq: 1 })]);
+    let stats = log.stats().unwrap();
+    assert_eq!(stats.events, 1);
+    assert_eq!(stats.rejected, 3);
+    assert_eq!(stats.rejected_by_reason.get("duplicate"), Some(&3));
+}
+
+#[test]
+fn rejected_inputs_are_kept_with_reason_origin_and_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(&dir);
+    let origin = Origin {
+        source: "file:x".into(),
+        offset: 7,
+    };
+    let batch = vec![
+        Input::event(assigned("e9", "ghost", "rep"), Some(origin.clone())),
+        Input::undecodable(b"\xffjunk".to_vec(), Rejection::UnknownEventType, None),
+    ];
+    let r = log.append(&batch, &[]).unwrap();
+    assert_eq!(r.rejected.len(), 2);
+    assert_eq!(r.rejected[0].1, Rejection::UnknownLead);
+    let stored: Vec<_> = log.rejections().map(Result::unwrap).collect();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[0].reason, Rejection::UnknownLead);
+    assert_eq!(stored[0].origin, Some(origin));
+    assert_eq!(crate::codec::decode_event(&stored[0].raw).unwrap().event_id, "e9");
+    assert_eq!(stored[1].raw, b"\xffjunk");
+    assert_eq!(log.lead_rejections("ghost").unwrap().len(), 1);
+    assert_eq!(log.stats().unwrap().events, 0);
+}
+
+#[test]
+fn a_rejected_event_may_be_retried_under_the_same_id() {
+    // An assignment that arrived before its lead was created is rejected;
+    // the producer retries it (same id) after the creation and it lands.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(&dir);
+    let r = log.append(&inputs(vec![assigned("a1", "l", "rep")]), &[]).unwrap();
+    assert_eq!(r.rejected[0].1, Rejection::UnknownLead);
+    let r = log
+        .append(&inputs(vec![created("c1", "l"), assigned("a1", "l", "rep")]), &[])
+        .unwrap();
+    assert_eq!(r.accepted.len(), 2);
+}
+
+#[test]
+fn positions_are_stored_with_the_batch_and_never_go_back() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = open(&dir);
+        let pos = |n| Position {
+            source: "file:a".into(),
+            next_offset: n,
+        };
+        log.append(&inputs(vec![created("e1", "a")]), &[pos(1)]).unwrap();
+        assert_eq!(log.position("file:a").unwrap(), Some(1));
+        assert!(matches!(
+            log.append(&[], &[pos(0)]),
+            Err(LogError::PositionRegressed { .. })
+        ));
+    }
+    let log = open(&dir);
+    assert_eq!(log.position("file:a").unwrap(), Some(1));
+    assert_eq!(log.position("file:b").unwrap(), None);
+}
+
+#[test]
+fn snapshots_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(&dir);
+    log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
+    log.save_snapshot("p", 1, b"state").unwrap();
+    assert_eq!(log.load_snapshot("p").unwrap(), Some((1, b"state".to_vec())));
+    log.delete_snapshot("p").unwrap();
+    assert_eq!(log.load_snapshot("p").unwrap(), None);
+}
+
+#[test]
+fn a_data_dir_of_another_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(&dir);
+        log.tree
+            .insert(str_key(META, META_FORMAT), &99u64.to_be_bytes())
+            .unwrap();
+        log.db.flush().unwrap();
+    }
+    assert!(matches!(
+        EventLog::open(dir.path(), &LogOptions::default()),
+        Err(LogError::IncompatibleFormat {
+            found: 99,
+            expected: FORMAT_VERSION
+        })
+    ));
+}
