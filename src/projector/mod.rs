@@ -1,1 +1,63 @@
-//! stub
+//! Projectors: pure folds of the accepted events in the log into read
+//! models. No I/O and no clock; loading and saving them is [`crate::replay`]'s
+//! job.
+//!
+//! - [`pool::PoolState`]: who holds which lead and what waits where.
+//! - [`metrics::Metrics`]: mergeable cohort, owner and pool aggregates.
+
+pub mod metrics;
+pub mod pool;
+pub mod sketch;
+
+use crate::domain::LeadEvent;
+use metrics::{MetricParams, Metrics};
+use pool::PoolState;
+use serde::{Deserialize, Serialize};
+
+/// The snapshot name under which projections are checkpointed. The version
+/// suffix changes whenever the serialised shape changes, so that an old
+/// snapshot is ignored (and rebuilt) rather than misread.
+pub const SNAPSHOT_NAME: &str = "projections.v1";
+
+/// All projections, with the log sequence they cover.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Projections {
+    /// Every event with a sequence `<= covered_seq` has been folded in.
+    pub covered_seq: u64,
+    pub pool: PoolState,
+    pub metrics: Metrics,
+}
+
+impl Projections {
+    pub fn new(params: MetricParams) -> Projections {
+        Projections {
+            covered_seq: 0,
+            pool: PoolState::default(),
+            metrics: Metrics::new(params),
+        }
+    }
+
+    /// Folds the event with sequence `seq`. Sequences must arrive in order:
+    /// folding an event twice would count it twice.
+    pub fn apply(&mut self, seq: u64, event: &LeadEvent) {
+        assert!(
+            seq > self.covered_seq,
+            "event {seq} folded again (projections cover {})",
+            self.covered_seq
+        );
+        self.pool.apply(event);
+        self.metrics.apply(event);
+        self.covered_seq = seq;
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        bincode::serialize(self).expect("projections serialise")
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Projections, bincode::Error> {
+        bincode::deserialize(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests;

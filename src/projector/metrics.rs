@@ -1,0 +1,579 @@
+//! Metric aggregates: a pure fold of accepted events into cohort, owner and
+//! pool tables keyed by day.
+//!
+//! The fold keeps a small working record per lead (its creation dimensions,
+//! current holding, pending recall) and emits into [`Aggregates`]. The
+//! aggregates are **mergeable**: counters add, money adds per currency and
+//! durations go into mergeable [`Sketch`]es, so the aggregates of disjoint
+//! lead partitions add up to the aggregates of the whole.
+//!
+//! Definitions (all times are event times; days are UTC):
+//! - Cohort tables are keyed by (dimension, value, creation day). A lead's
+//!   conversion counts in the cohort of its creation, whenever it happens.
+//! - Owner tables are keyed by (owner, day of the event being counted).
+//! - Pool tables are keyed by (pool, day): inflow is leads created into the
+//!   pool plus leads recalled into it; outflow is leads assigned out of it.
+//!   A recall succeeds when the lead is then assigned to a rep other than the
+//!   one it was recalled from, and that rep follows it up (or converts it)
+//!   within `recall_success_window_ms` of the recall; the success counts on
+//!   the recall's pool and day.
+//! - Money is summed per currency; ratios of money are per currency.
+
+use super::sketch::Sketch;
+use crate::domain::lifecycle::resolve_pool;
+use crate::domain::time::{day_of, MS_PER_DAY};
+use crate::domain::{Currency, EventBody, LeadEvent, RecallReason};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// A lead creation dimension that cohort metrics can be grouped by.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Dimension {
+    Channel,
+    Campaign,
+    Pool,
+    Region,
+    Industry,
+    CompanySize,
+}
+
+impl Dimension {
+    pub const ALL: [Dimension; 6] = [
+        Dimension::Channel,
+        Dimension::Campaign,
+        Dimension::Pool,
+        Dimension::Region,
+        Dimension::Industry,
+        Dimension::CompanySize,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dimension::Channel => "channel",
+            Dimension::Campaign => "campaign",
+            Dimension::Pool => "pool",
+            Dimension::Region => "region",
+            Dimension::Industry => "industry",
+            Dimension::CompanySize => "company_size",
+        }
+    }
+}
+
+pub type MoneyByCurrency = BTreeMap<Currency, i64>;
+
+fn add_money(into: &mut MoneyByCurrency, currency: Currency, minor_units: i64) {
+    *into.entry(currency).or_default() += minor_units;
+}
+
+fn merge_money(into: &mut MoneyByCurrency, from: &MoneyByCurrency) {
+    for (c, v) in from {
+        add_money(into, *c, *v);
+    }
+}
+
+fn ratio(num: f64, den: f64) -> Option<f64> {
+    (den != 0.0).then(|| num / den)
+}
+
+/// Metrics of one cohort (leads sharing a creation dimension value and day).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CohortAgg {
+    pub created: u64,
+    pub acquisition_cost: MoneyByCurrency,
+    pub converted: u64,
+    pub revenue: MoneyByCurrency,
+    /// Sum and count of expected lifetime value (deal value where absent).
+    pub clv_sum: MoneyByCurrency,
+    pub clv_count: BTreeMap<Currency, u64>,
+    pub recalled_leads: u64,
+    pub converted_after_recall: u64,
+    pub time_to_first_assignment_ms: Sketch,
+}
+
+impl CohortAgg {
+    pub fn merge(&mut self, o: &CohortAgg) {
+        self.created += o.created;
+        merge_money(&mut self.acquisition_cost, &o.acquisition_cost);
+        self.converted += o.converted;
+        merge_money(&mut self.revenue, &o.revenue);
+        merge_money(&mut self.clv_sum, &o.clv_sum);
+        for (c, n) in &o.clv_count {
+            *self.clv_count.entry(*c).or_default() += n;
+        }
+        self.recalled_leads += o.recalled_leads;
+        self.converted_after_recall += o.converted_after_recall;
+        self.time_to_first_assignment_ms.merge(&o.time_to_first_assignment_ms);
+    }
+
+    pub fn conversion_rate(&self) -> Option<f64> {
+        ratio(self.converted as f64, self.created as f64)
+    }
+
+    pub fn conversion_after_recall_rate(&self) -> Option<f64> {
+        ratio(self.converted_after_recall as f64, self.recalled_leads as f64)
+    }
+
+    fn currencies(&self) -> Vec<Currency> {
+        let mut v: Vec<Currency> = self
+            .acquisition_cost
+            .keys()
+            .chain(self.revenue.keys())
+            .copied()
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Derived money metrics, one entry per currency.
+    pub fn money(&self) -> BTreeMap<Currency, MoneyMetrics> {
+        self.currencies()
+            .into_iter()
+            .map(|c| {
+                let cost = self.acquisition_cost.get(&c).copied().unwrap_or(0);
+                let revenue = self.revenue.get(&c).copied().unwrap_or(0);
+                let clv_n = self.clv_count.get(&c).copied().unwrap_or(0);
+                let m = MoneyMetrics {
+                    cost_minor_units: cost,
+                    revenue_minor_units: revenue,
+                    roi: ratio((revenue - cost) as f64, cost as f64),
+                    cpl_minor_units: ratio(cost as f64, self.created as f64),
+                    cac_minor_units: ratio(cost as f64, self.converted as f64),
+                    avg_clv_minor_units: ratio(
+                        self.clv_sum.get(&c).copied().unwrap_or(0) as f64,
+                        clv_n as f64,
+                    ),
+                };
+                (c, m)
+            })
+            .collect()
+    }
+}
+
+/// Money ratios of a cohort in one currency.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MoneyMetrics {
+    pub cost_minor_units: i64,
+    pub revenue_minor_units: i64,
+    /// (revenue − cost) / cost.
+    pub roi: Option<f64>,
+    /// Cost per lead.
+    pub cpl_minor_units: Option<f64>,
+    /// Cost per converted lead.
+    pub cac_minor_units: Option<f64>,
+    pub avg_clv_minor_units: Option<f64>,
+}
+
+/// Metrics of one owner on one day.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OwnerAgg {
+    pub assignments: u64,
+    pub first_follow_ups: u64,
+    pub first_follow_ups_within_sla: u64,
+    pub time_to_first_follow_up_ms: Sketch,
+    pub recalls_by_reason: BTreeMap<RecallReason, u64>,
+    /// Assigned → recalled durations of the holdings recalled from this owner.
+    pub recall_cycle_ms: Sketch,
+    pub conversions: u64,
+    pub revenue: MoneyByCurrency,
+}
+
+impl OwnerAgg {
+    pub fn merge(&mut self, o: &OwnerAgg) {
+        self.assignments += o.assignments;
+        self.first_follow_ups += o.first_follow_ups;
+        self.first_follow_ups_within_sla += o.first_follow_ups_within_sla;
+        self.time_to_first_follow_up_ms.merge(&o.time_to_first_follow_up_ms);
+        for (r, n) in &o.recalls_by_reason {
+            *self.recalls_by_reason.entry(*r).or_default() += n;
+        }
+        self.recall_cycle_ms.merge(&o.recall_cycle_ms);
+        self.conversions += o.conversions;
+        merge_money(&mut self.revenue, &o.revenue);
+    }
+
+    pub fn recalls(&self) -> u64 {
+        self.recalls_by_reason.values().sum()
+    }
+
+    pub fn sla_compliance(&self) -> Option<f64> {
+        ratio(self.first_follow_ups_within_sla as f64, self.first_follow_ups as f64)
+    }
+}
+
+/// Flows of one pool on one day.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolFlowAgg {
+    pub created_in: u64,
+    pub recalled_in: u64,
+    pub assigned_out: u64,
+    pub recall_successes: u64,
+}
+
+impl PoolFlowAgg {
+    pub fn merge(&mut self, o: &PoolFlowAgg) {
+        self.created_in += o.created_in;
+        self.recalled_in += o.recalled_in;
+        self.assigned_out += o.assigned_out;
+        self.recall_successes += o.recall_successes;
+    }
+
+    pub fn inflow(&self) -> u64 {
+        self.created_in + self.recalled_in
+    }
+}
+
+/// A pool's numbers over a window of days.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PoolWindow {
+    pub waiting_at_start: i64,
+    pub inflow: u64,
+    pub outflow: u64,
+    pub recalled_in: u64,
+    pub recall_successes: u64,
+    /// outflow / (waiting at window start + inflow).
+    pub utilisation: Option<f64>,
+    /// recall successes / leads recalled into the pool.
+    pub recall_success_rate: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CohortKey {
+    pub dimension: Dimension,
+    pub value: String,
+    pub day: i64,
+}
+
+/// The mergeable output of the fold.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Aggregates {
+    pub cohorts: BTreeMap<CohortKey, CohortAgg>,
+    pub owners: BTreeMap<(String, i64), OwnerAgg>,
+    pub pools: BTreeMap<(String, i64), PoolFlowAgg>,
+}
+
+/// A window of whole UTC days: a day is in it when its start is in
+/// `[from_ms, to_ms)`. `None` bounds are open.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Window {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+}
+
+impl Window {
+    pub fn contains_day(&self, day: i64) -> bool {
+        let start = day * MS_PER_DAY;
+        self.from_ms.is_none_or(|f| start >= f) && self.to_ms.is_none_or(|t| start < t)
+    }
+
+    fn before(&self, day: i64) -> bool {
+        self.from_ms.is_some_and(|f| day * MS_PER_DAY < f)
+    }
+}
+
+impl Aggregates {
+    pub fn merge(&mut self, o: &Aggregates) {
+        for (k, v) in &o.cohorts {
+            self.cohorts.entry(k.clone()).or_default().merge(v);
+        }
+        for (k, v) in &o.owners {
+            self.owners.entry(k.clone()).or_default().merge(v);
+        }
+        for (k, v) in &o.pools {
+            self.pools.entry(k.clone()).or_default().merge(v);
+        }
+    }
+
+    /// Cohort metrics per value of `dimension` over the window.
+    pub fn by_dimension(&self, dimension: Dimension, window: Window) -> BTreeMap<String, CohortAgg> {
+        let mut out: BTreeMap<String, CohortAgg> = BTreeMap::new();
+        for (k, v) in &self.cohorts {
+            if k.dimension == dimension && window.contains_day(k.day) {
+                out.entry(k.value.clone()).or_default().merge(v);
+            }
+        }
+        out
+    }
+
+    /// Cohort metrics per creation day over the window (all leads).
+    pub fn by_day(&self, window: Window) -> BTreeMap<i64, CohortAgg> {
+        let mut out: BTreeMap<i64, CohortAgg> = BTreeMap::new();
+        for (k, v) in &self.cohorts {
+            // Every lead is in exactly one channel cohort, so summing one
+            // dimension counts each lead once.
+            if k.dimension == Dimension::Channel && window.contains_day(k.day) {
+                out.entry(k.day).or_default().merge(v);
+            }
+        }
+        out
+    }
+
+    /// Owner metrics per owner over the window.
+    pub fn by_owner(&self, window: Window) -> BTreeMap<String, OwnerAgg> {
+        let mut out: BTreeMap<String, OwnerAgg> = BTreeMap::new();
+        for ((owner, day), v) in &self.owners {
+            if window.contains_day(*day) {
+                out.entry(owner.clone()).or_default().merge(v);
+            }
+        }
+        out
+    }
+
+    /// Pool metrics per pool over the window.
+    pub fn by_pool(&self, window: Window) -> BTreeMap<String, PoolWindow> {
+        let mut out: BTreeMap<String, PoolWindow> = BTreeMap::new();
+        for ((pool, day), v) in &self.pools {
+            let w = out.entry(pool.clone()).or_default();
+            if window.before(*day) {
+                // Waiting changes only by inflow and outflow, so the queue at
+                // the window's start is their running difference before it.
+                w.waiting_at_start += v.inflow() as i64 - v.assigned_out as i64;
+            } else if window.contains_day(*day) {
+                w.inflow += v.inflow();
+                w.outflow += v.assigned_out;
+                w.recalled_in += v.recalled_in;
+                w.recall_successes += v.recall_successes;
+            }
+        }
+        for w in out.values_mut() {
+            w.utilisation = ratio(w.outflow as f64, (w.waiting_at_start + w.inflow as i64) as f64);
+            w.recall_success_rate = ratio(w.recall_successes as f64, w.recalled_in as f64);
+        }
+        out
+    }
+}
+
+/// Parameters of the fold (from config), part of the state so that the fold
+/// is a pure function of the events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricParams {
+    pub follow_up_sla_ms: i64,
+    pub recall_success_window_ms: i64,
+}
+
+impl From<&crate::config::ProjectionConfig> for MetricParams {
+    fn from(c: &crate::config::ProjectionConfig) -> Self {
+        MetricParams {
+            follow_up_sla_ms: c.follow_up_sla_ms,
+            recall_success_window_ms: c.recall_success_window_ms,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct PendingRecall {
+    at_ms: i64,
+    pool: String,
+    previous_owner: String,
+    /// Set when the lead is assigned to someone other than the previous owner.
+    new_owner: Option<String>,
+}
+
+/// The fold's working record of one lead.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct LeadTrack {
+    /// Interned creation dimension values, in [`Dimension::ALL`] order.
+    dims: [u32; 6],
+    created_day: i64,
+    created_at_ms: i64,
+    pool: String,
+    owner: Option<String>,
+    assigned_at_ms: i64,
+    ever_assigned: bool,
+    first_follow_up_done: bool,
+    recall_count: u32,
+    pending_recall: Option<PendingRecall>,
+}
+
+/// The metrics projector.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    params: MetricParams,
+    strings: Vec<String>,
+    string_ids: HashMap<String, u32>,
+    leads: HashMap<String, LeadTrack>,
+    pub agg: Aggregates,
+}
+
+impl Metrics {
+    pub fn new(params: MetricParams) -> Metrics {
+        Metrics {
+            params,
+            strings: Vec::new(),
+            string_ids: HashMap::new(),
+            leads: HashMap::new(),
+            agg: Aggregates::default(),
+        }
+    }
+
+    pub fn params(&self) -> &MetricParams {
+        &self.params
+    }
+
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.string_ids.get(s) {
+            return id;
+        }
+        let id = u32::try_from(self.strings.len()).expect("fewer than 2^32 distinct values");
+        self.strings.push(s.to_string());
+        self.string_ids.insert(s.to_string(), id);
+        id
+    }
+
+    /// Runs `f` on each of the lead's six cohorts (one per dimension).
+    fn for_cohorts(
+        agg: &mut Aggregates,
+        strings: &[String],
+        track: &LeadTrack,
+        mut f: impl FnMut(&mut CohortAgg),
+    ) {
+        for (dimension, id) in Dimension::ALL.iter().zip(track.dims) {
+            let key = CohortKey {
+                dimension: *dimension,
+                value: strings[id as usize].clone(),
+                day: track.created_day,
+            };
+            f(agg.cohorts.entry(key).or_default());
+        }
+    }
+
+    pub fn apply(&mut self, event: &LeadEvent) {
+        let at = event.occurred_at_ms;
+        let day = day_of(at);
+        if let EventBody::Created(c) = &event.body {
+            if self.leads.contains_key(&event.lead_id) {
+                return;
+            }
+            let values = [&c.channel, &c.campaign, &c.pool, &c.region, &c.industry, &c.company_size];
+            let dims = values.map(|v| self.intern(v));
+            let track = LeadTrack {
+                dims,
+                created_day: day,
+                created_at_ms: at,
+                pool: c.pool.clone(),
+                owner: None,
+                assigned_at_ms: 0,
+                ever_assigned: false,
+                first_follow_up_done: false,
+                recall_count: 0,
+                pending_recall: None,
+            };
+            Self::for_cohorts(&mut self.agg, &self.strings, &track, |cohort| {
+                cohort.created += 1;
+                add_money(
+                    &mut cohort.acquisition_cost,
+                    c.acquisition_cost.currency,
+                    c.acquisition_cost.minor_units,
+                );
+            });
+            self.agg.pools.entry((c.pool.clone(), day)).or_default().created_in += 1;
+            self.leads.insert(event.lead_id.clone(), track);
+            return;
+        }
+        let params = self.params.clone();
+        let Some(track) = self.leads.get_mut(&event.lead_id) else {
+            return;
+        };
+        match &event.body {
+            EventBody::Created(_) | EventBody::Scored(_) => {}
+            EventBody::Assigned(a) => {
+                if !track.ever_assigned {
+                    track.ever_assigned = true;
+                    let wait = at - track.created_at_ms;
+                    Self::for_cohorts(&mut self.agg, &self.strings, track, |cohort| {
+                        cohort.time_to_first_assignment_ms.add(wait)
+                    });
+                }
+                if track.owner.is_none() {
+                    self.agg.pools.entry((track.pool.clone(), day)).or_default().assigned_out += 1;
+                }
+                self.agg.owners.entry((a.owner_id.clone(), day)).or_default().assignments += 1;
+                track.pool = resolve_pool(&a.pool, &track.pool).to_string();
+                track.owner = Some(a.owner_id.clone());
+                track.assigned_at_ms = at;
+                track.first_follow_up_done = false;
+                if let Some(p) = &mut track.pending_recall {
+                    p.new_owner = (p.previous_owner != a.owner_id).then(|| a.owner_id.clone());
+                }
+            }
+            EventBody::FollowedUp(f) => {
+                if track.owner.as_deref() == Some(f.owner_id.as_str()) && !track.first_follow_up_done {
+                    track.first_follow_up_done = true;
+                    let delay = at - track.assigned_at_ms;
+                    let o = self.agg.owners.entry((f.owner_id.clone(), day)).or_default();
+                    o.first_follow_ups += 1;
+                    if delay <= params.follow_up_sla_ms {
+                        o.first_follow_ups_within_sla += 1;
+                    }
+                    o.time_to_first_follow_up_ms.add(delay);
+                }
+                Self::settle_recall(&mut self.agg, track, &f.owner_id, at, &params);
+            }
+            EventBody::Recalled(r) => {
+                let to_pool = resolve_pool(&r.to_pool, &track.pool).to_string();
+                let o = self.agg.owners.entry((r.previous_owner_id.clone(), day)).or_default();
+                *o.recalls_by_reason.entry(r.reason).or_default() += 1;
+                o.recall_cycle_ms.add(at - track.assigned_at_ms);
+                if track.recall_count == 0 {
+                    Self::for_cohorts(&mut self.agg, &self.strings, track, |cohort| {
+                        cohort.recalled_leads += 1
+                    });
+                }
+                track.recall_count += 1;
+                self.agg.pools.entry((to_pool.clone(), day)).or_default().recalled_in += 1;
+                track.pending_recall = Some(PendingRecall {
+                    at_ms: at,
+                    pool: to_pool.clone(),
+                    previous_owner: r.previous_owner_id.clone(),
+                    new_owner: None,
+                });
+                track.pool = to_pool;
+                track.owner = None;
+            }
+            EventBody::Converted(c) => {
+                let value = c.expected_lifetime_value.unwrap_or(c.deal_value);
+                let after_recall = track.recall_count > 0;
+                Self::for_cohorts(&mut self.agg, &self.strings, track, |cohort| {
+                    cohort.converted += 1;
+                    add_money(&mut cohort.revenue, c.deal_value.currency, c.deal_value.minor_units);
+                    add_money(&mut cohort.clv_sum, value.currency, value.minor_units);
+                    *cohort.clv_count.entry(value.currency).or_default() += 1;
+                    if after_recall {
+                        cohort.converted_after_recall += 1;
+                    }
+                });
+                let o = self.agg.owners.entry((c.owner_id.clone(), day)).or_default();
+                o.conversions += 1;
+                add_money(&mut o.revenue, c.deal_value.currency, c.deal_value.minor_units);
+                Self::settle_recall(&mut self.agg, track, &c.owner_id, at, &params);
+                // A converted lead takes no more events; its working record
+                // is no longer needed, which bounds memory to open leads.
+                self.leads.remove(&event.lead_id);
+            }
+        }
+    }
+
+    /// Counts a recall success when `actor` is the new owner acting in time.
+    fn settle_recall(
+        agg: &mut Aggregates,
+        track: &mut LeadTrack,
+        actor: &str,
+        at: i64,
+        params: &MetricParams,
+    ) {
+        let Some(p) = &track.pending_recall else { return };
+        if p.new_owner.as_deref() != Some(actor) {
+            return;
+        }
+        if at - p.at_ms <= params.recall_success_window_ms {
+            agg.pools
+                .entry((p.pool.clone(), day_of(p.at_ms)))
+                .or_default()
+                .recall_successes += 1;
+        }
+        track.pending_recall = None;
+    }
+}

@@ -1,0 +1,153 @@
+//! Pool state: who holds which lead and what waits in which pool. A pure
+//! fold over accepted events; it trusts the log to have validated them but
+//! never panics on an odd sequence (a replay `--until` may cut a lead's
+//! history anywhere).
+
+use crate::domain::lifecycle::resolve_pool;
+use crate::domain::{EventBody, LeadEvent, LeadStatus};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Everything an analyst sees about one lead.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeadView {
+    pub status: LeadStatus,
+    pub owner: Option<String>,
+    pub pool: String,
+    pub channel: String,
+    pub score: Option<u32>,
+    pub created_at_ms: i64,
+    pub assigned_at_ms: Option<i64>,
+    pub last_follow_up_at_ms: Option<i64>,
+    pub converted_at_ms: Option<i64>,
+    /// Number of assignments so far.
+    pub generation: u32,
+    pub recall_count: u32,
+    /// Everyone who held the lead before the current owner, oldest first.
+    pub previous_owners: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolState {
+    pub leads: HashMap<String, LeadView>,
+    /// Per rep: the open (assigned, not converted) leads they hold.
+    pub holdings: HashMap<String, BTreeSet<String>>,
+    /// Per pool: the leads waiting in it (no owner).
+    pub waiting: HashMap<String, BTreeSet<String>>,
+}
+
+/// Per-pool counts for display.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PoolSize {
+    pub waiting: u64,
+    pub held: u64,
+    pub converted: u64,
+}
+
+impl PoolState {
+    pub fn apply(&mut self, event: &LeadEvent) {
+        let at = event.occurred_at_ms;
+        let id = &event.lead_id;
+        if let EventBody::Created(c) = &event.body {
+            if self.leads.contains_key(id) {
+                return;
+            }
+            self.leads.insert(
+                id.clone(),
+                LeadView {
+                    status: LeadStatus::InPool,
+                    owner: None,
+                    pool: c.pool.clone(),
+                    channel: c.channel.clone(),
+                    score: None,
+                    created_at_ms: at,
+                    assigned_at_ms: None,
+                    last_follow_up_at_ms: None,
+                    converted_at_ms: None,
+                    generation: 0,
+                    recall_count: 0,
+                    previous_owners: Vec::new(),
+                },
+            );
+            self.waiting.entry(c.pool.clone()).or_default().insert(id.clone());
+            return;
+        }
+        let Some(lead) = self.leads.get_mut(id) else {
+            return;
+        };
+        match &event.body {
+            EventBody::Created(_) => unreachable!("handled above"),
+            EventBody::Scored(s) => lead.score = Some(s.score),
+            EventBody::Assigned(a) => {
+                match lead.owner.take() {
+                    Some(prev) => {
+                        remove(&mut self.holdings, &prev, id);
+                        lead.previous_owners.push(prev);
+                    }
+                    None => remove(&mut self.waiting, &lead.pool, id),
+                }
+                lead.pool = resolve_pool(&a.pool, &lead.pool).to_string();
+                lead.owner = Some(a.owner_id.clone());
+                lead.status = LeadStatus::Assigned;
+                lead.assigned_at_ms = Some(at);
+                lead.last_follow_up_at_ms = None;
+                lead.generation += 1;
+                self.holdings.entry(a.owner_id.clone()).or_default().insert(id.clone());
+            }
+            EventBody::FollowedUp(_) => lead.last_follow_up_at_ms = Some(at),
+            EventBody::Recalled(r) => {
+                if let Some(prev) = lead.owner.take() {
+                    remove(&mut self.holdings, &prev, id);
+                    lead.previous_owners.push(prev);
+                }
+                lead.pool = resolve_pool(&r.to_pool, &lead.pool).to_string();
+                lead.status = LeadStatus::InPool;
+                lead.assigned_at_ms = None;
+                lead.recall_count += 1;
+                self.waiting.entry(lead.pool.clone()).or_default().insert(id.clone());
+            }
+            EventBody::Converted(_) => {
+                if let Some(owner) = &lead.owner {
+                    remove(&mut self.holdings, owner, id);
+                }
+                lead.status = LeadStatus::Converted;
+                lead.converted_at_ms = Some(at);
+            }
+        }
+    }
+
+    /// Waiting, held and converted counts per pool.
+    pub fn pool_sizes(&self) -> BTreeMap<String, PoolSize> {
+        let mut out: BTreeMap<String, PoolSize> = BTreeMap::new();
+        for lead in self.leads.values() {
+            let p = out.entry(lead.pool.clone()).or_default();
+            match lead.status {
+                LeadStatus::InPool => p.waiting += 1,
+                LeadStatus::Assigned => p.held += 1,
+                LeadStatus::Converted => p.converted += 1,
+            }
+        }
+        out
+    }
+
+    /// Reps by open holdings, largest first.
+    pub fn holdings_by_rep(&self) -> Vec<(String, usize)> {
+        let mut v: Vec<_> = self
+            .holdings
+            .iter()
+            .filter(|(_, leads)| !leads.is_empty())
+            .map(|(rep, leads)| (rep.clone(), leads.len()))
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v
+    }
+}
+
+fn remove(index: &mut HashMap<String, BTreeSet<String>>, key: &str, lead_id: &str) {
+    if let Some(set) = index.get_mut(key) {
+        set.remove(lead_id);
+        if set.is_empty() {
+            index.remove(key);
+        }
+    }
+}

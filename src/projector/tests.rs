@@ -1,0 +1,136 @@
+use super::metrics::{Dimension, MetricParams, Window};
+use super::*;
+use crate::domain::*;
+
+const H: i64 = 3_600_000;
+
+fn cny(v: i64) -> Money {
+    Money::new(v, Currency::parse("CNY").unwrap())
+}
+
+fn ev(lead: &str, at: i64, body: EventBody) -> LeadEvent {
+    LeadEvent {
+        event_id: format!("{lead}-{at}"),
+        lead_id: lead.into(),
+        occurred_at_ms: at,
+        producer: String::new(),
+        body,
+    }
+}
+
+fn created(lead: &str, at: i64, channel: &str) -> LeadEvent {
+    ev(
+        lead,
+        at,
+        EventBody::Created(LeadCreated {
+            channel: channel.into(),
+            campaign: "c".into(),
+            pool: "general".into(),
+            region: "r".into(),
+            industry: "i".into(),
+            company_size: "s".into(),
+            acquisition_cost: cny(1000),
+            contact_fingerprint: String::new(),
+            attributes: Default::default(),
+        }),
+    )
+}
+
+fn assigned(lead: &str, at: i64, owner: &str) -> LeadEvent {
+    ev(
+        lead,
+        at,
+        EventBody::Assigned(LeadAssigned {
+            owner_id: owner.into(),
+            pool: String::new(),
+            method: AssignmentMethod::Rule,
+            command_id: String::new(),
+        }),
+    )
+}
+
+fn recalled(lead: &str, at: i64, owner: &str) -> LeadEvent {
+    ev(
+        lead,
+        at,
+        EventBody::Recalled(LeadRecalled {
+            previous_owner_id: owner.into(),
+            reason: RecallReason::Stale,
+            to_pool: String::new(),
+            command_id: String::new(),
+            rule_id: String::new(),
+        }),
+    )
+}
+
+fn params() -> MetricParams {
+    MetricParams {
+        follow_up_sla_ms: 24 * H,
+        recall_success_window_ms: 7 * 24 * H,
+    }
+}
+
+fn fold(events: &[LeadEvent]) -> Projections {
+    let mut p = Projections::new(params());
+    for (i, e) in events.iter().enumerate() {
+        p.apply(i as u64 + 1, e);
+    }
+    p
+}
+
+#[test]
+fn pool_state_tracks_holdings_waiting_and_previous_owners() {
+    let p = fold(&[
+        created("a", 0, "x"),
+        created("b", 0, "x"),
+        assigned("a", H, "rep-1"),
+        recalled("a", 2 * H, "rep-1"),
+        assigned("a", 3 * H, "rep-2"),
+    ]);
+    let a = &p.pool.leads["a"];
+    assert_eq!(a.owner.as_deref(), Some("rep-2"));
+    assert_eq!(a.previous_owners, vec!["rep-1".to_string()]);
+    assert_eq!((a.generation, a.recall_count), (2, 1));
+    assert!(!p.pool.holdings.contains_key("rep-1"));
+    assert!(p.pool.holdings["rep-2"].contains("a"));
+    assert_eq!(p.pool.waiting["general"].iter().collect::<Vec<_>>(), vec!["b"]);
+    let sizes = p.pool.pool_sizes();
+    assert_eq!((sizes["general"].waiting, sizes["general"].held), (1, 1));
+    assert_eq!(p.covered_seq, 5);
+}
+
+#[test]
+#[should_panic(expected = "folded again")]
+fn folding_an_event_twice_is_refused() {
+    let mut p = fold(&[created("a", 0, "x")]);
+    p.apply(1, &created("a", 0, "x"));
+}
+
+#[test]
+fn aggregates_of_lead_partitions_merge_into_the_whole() {
+    let events = vec![
+        created("a", 0, "x"),
+        created("b", H, "y"),
+        assigned("a", 2 * H, "rep-1"),
+        assigned("b", 3 * H, "rep-1"),
+        recalled("a", 30 * H, "rep-1"),
+        assigned("a", 31 * H, "rep-2"),
+    ];
+    let whole = fold(&events);
+    let part = |lead: &str| {
+        let evs: Vec<_> = events.iter().filter(|e| e.lead_id == lead).cloned().collect();
+        fold(&evs).metrics.agg
+    };
+    let mut merged = part("a");
+    merged.merge(&part("b"));
+    assert_eq!(merged, whole.metrics.agg);
+    let by_channel = merged.by_dimension(Dimension::Channel, Window::default());
+    assert_eq!(by_channel["x"].recalled_leads, 1);
+    assert_eq!(by_channel["y"].recalled_leads, 0);
+}
+
+#[test]
+fn snapshots_round_trip_through_bytes() {
+    let p = fold(&[created("a", 0, "x"), assigned("a", H, "rep")]);
+    assert_eq!(Projections::from_bytes(&p.to_bytes()).unwrap(), p);
+}
