@@ -5,14 +5,20 @@
 use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/leadflow/v1/events.proto", "proto/leadflow/v1/commands.proto"];
+    let protos = [
+        "proto/leadflow/v1/events.proto",
+        "proto/leadflow/v1/commands.proto",
+    ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }
     let descriptors = protox::compile(protos, ["proto"])?;
     let out = PathBuf::from(env::var("OUT_DIR")?);
     let descriptor_path = out.join("leadflow_descriptor.bin");
-    std::fs::write(&descriptor_path, prost::Message::encode_to_vec(&descriptors))?;
+    std::fs::write(
+        &descriptor_path,
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
 
     prost_build::Config::new()
         .file_descriptor_set_path(&descriptor_path)

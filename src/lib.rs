@@ -31,4 +31,5 @@ pub mod domain;
 pub mod log;
 pub mod projector;
 pub mod replay;
+pub mod report;
 pub mod sim;

@@ -1,1 +1,706 @@
-fn main() {}
+//! The `leadflow` command line. Each subcommand is a thin shell over the
+//! library: it parses arguments, opens the log, calls into the library and
+//! prints. Logging goes through `tracing` (set `RUST_LOG`), results to stdout,
+//! progress to stderr.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use leadflow::codec;
+use leadflow::codec::stream::{EventReader, EventWriter, Format};
+use leadflow::config::Config;
+use leadflow::domain::time::{format_ms, parse_time_ms};
+use leadflow::log::{Batcher, EventLog, Input, LogOptions, Origin, Position};
+use leadflow::projector::metrics::Window;
+use leadflow::replay;
+use leadflow::report::{self, StatsBy};
+use leadflow::sim::{BadInput, SimConfig, SimItem, Simulator};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "leadflow",
+    version,
+    about = "Event-sourced lead lifecycle engine"
+)]
+struct Cli {
+    /// Directory of the sled event log.
+    #[arg(
+        long,
+        global = true,
+        env = "LEADFLOW_DATA_DIR",
+        default_value = "leadflow-data"
+    )]
+    data_dir: PathBuf,
+    /// TOML config file (defaults apply to anything it leaves out).
+    #[arg(long, global = true, env = "LEADFLOW_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulate, import, replay and print stats, in a throwaway data dir.
+    Demo(DemoArgs),
+    /// Append an event file (JSONL or length-delimited protobuf) to the log.
+    Import(ImportArgs),
+    /// Rebuild the projections from the log (optionally as of a past moment).
+    Replay(ReplayArgs),
+    /// Show one lead, the rejected inputs, or the log's totals.
+    Inspect {
+        #[command(subcommand)]
+        what: InspectWhat,
+    },
+    /// Print a metric table.
+    Stats(StatsArgs),
+    /// Write the log's accepted events as JSONL (or protobuf).
+    Export(ExportArgs),
+    /// Generate a seeded, deterministic, realistic workload.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Leads to simulate.
+    #[arg(long, default_value_t = 20_000)]
+    leads: u64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Share of bad inputs mixed in (to show the rejection path).
+    #[arg(long, default_value_t = 0.002)]
+    bad_ratio: f64,
+    /// Keep the demo's data dir instead of deleting it.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// Event file to import.
+    file: PathBuf,
+    /// File format; guessed from the extension when absent (.pb/.bin/.ldpb
+    /// are protobuf, anything else JSONL).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Name of the source whose position is stored (default: `file:` and
+    /// the canonical path). Re-running an import resumes after the last
+    /// durable record of its source; use a new name to import again.
+    #[arg(long)]
+    source: Option<String>,
+    /// Print `ack NEXT_OFFSET LAST_SEQ` to stdout after each durable batch.
+    #[arg(long)]
+    print_acks: bool,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// Only fold events at or before this event time (RFC 3339, date or epoch
+    /// ms): the state at a past moment. Not saved as a snapshot.
+    #[arg(long, value_parser = parse_time_ms)]
+    until: Option<i64>,
+    /// Print pool state as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum InspectWhat {
+    /// Timeline and current state of one lead.
+    Lead {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rejected inputs, newest last.
+    Rejections {
+        /// Only this reason code (e.g. `duplicate`, `not_owner`).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Totals of the log.
+    Log,
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    #[arg(long, value_enum, default_value = "channel")]
+    by: StatsBy,
+    /// First day (inclusive) of the window; whole UTC days.
+    #[arg(long, value_parser = parse_time_ms)]
+    from: Option<i64>,
+    /// End (exclusive) of the window.
+    #[arg(long, value_parser = parse_time_ms)]
+    to: Option<i64>,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Output file (default: stdout).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: Format,
+}
+
+#[derive(Args)]
+struct SimulateArgs {
+    /// Output file.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    #[arg(long, default_value_t = 10_000)]
+    leads: u64,
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+    #[arg(long, default_value_t = 40)]
+    reps: u32,
+    /// Start of the simulated history (event time).
+    #[arg(long, value_parser = parse_time_ms)]
+    start: Option<i64>,
+    /// Probability per valid event of also writing one bad input.
+    #[arg(long, default_value_t = 0.0)]
+    bad_ratio: f64,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Demo(a) => demo(&config, a),
+        Command::Import(a) => {
+            let mut log = open_log(&cli.data_dir, &config)?;
+            import(&mut log, &config, &a).map(|_| ())
+        }
+        Command::Replay(a) => replay_cmd(&cli.data_dir, &config, a),
+        Command::Inspect { what } => inspect(&cli.data_dir, &config, what),
+        Command::Stats(a) => stats(&cli.data_dir, &config, a),
+        Command::Export(a) => export(&cli.data_dir, &config, a),
+        Command::Simulate(a) => simulate(a).map(|_| ()),
+    }
+}
+
+fn open_log(dir: &Path, config: &Config) -> Result<EventLog> {
+    EventLog::open(dir, &LogOptions::from(&config.log))
+        .with_context(|| format!("opening the event log in {}", dir.display()))
+}
+
+fn spinner(len: Option<u64>, what: &str) -> ProgressBar {
+    let pb = match len {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {percent}% {per_sec} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        ),
+        None => ProgressBar::new_spinner(),
+    };
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Counts bytes read, for the import progress bar.
+struct Counting<R> {
+    inner: R,
+    read_bytes: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read_bytes += n as u64;
+        Ok(n)
+    }
+}
+
+#[derive(Default)]
+struct ImportSummary {
+    records: u64,
+    accepted: u64,
+    rejected: u64,
+    skipped: u64,
+}
+
+fn import(log: &mut EventLog, config: &Config, a: &ImportArgs) -> Result<ImportSummary> {
+    let format = a.format.unwrap_or_else(|| Format::from_path(&a.file));
+    let file = File::open(&a.file).with_context(|| format!("opening {}", a.file.display()))?;
+    let len = file.metadata().map(|m| m.len()).ok();
+    let source = match &a.source {
+        Some(s) => s.clone(),
+        None => format!("file:{}", std::fs::canonicalize(&a.file)?.display()),
+    };
+    let resume_at = log.position(&source)?.unwrap_or(0);
+    let mut reader = EventReader::new(
+        BufReader::with_capacity(
+            1 << 20,
+            Counting {
+                inner: file,
+                read_bytes: 0,
+            },
+        ),
+        format,
+    );
+    let pb = spinner(len, "importing");
+    let started = Instant::now();
+    let mut batcher = Batcher::new(config.log.batch_events_max, config.log.batch_wait_ms_max);
+    let mut summary = ImportSummary::default();
+    let mut offset: u64 = 0;
+    let stdout = io::stdout();
+    let mut flush =
+        |batcher: &mut Batcher, offset: u64, summary: &mut ImportSummary| -> Result<()> {
+            let batch = batcher.take();
+            let pos = Position {
+                source: source.clone(),
+                next_offset: offset,
+            };
+            let report = log.append(&batch, &[pos])?;
+            summary.accepted += report.accepted.len() as u64;
+            summary.rejected += report.rejected.len() as u64;
+            if a.print_acks {
+                let mut out = stdout.lock();
+                writeln!(out, "ack {offset} {}", report.last_seq)?;
+                out.flush()?;
+            }
+            Ok(())
+        };
+    while let Some(record) = reader
+        .next_record()
+        .with_context(|| format!("reading {}", a.file.display()))?
+    {
+        offset += 1;
+        if offset <= resume_at {
+            summary.skipped += 1;
+            continue;
+        }
+        summary.records += 1;
+        let origin = Some(Origin {
+            source: source.clone(),
+            offset: offset - 1,
+        });
+        let now_ms = started.elapsed().as_millis() as u64;
+        if batcher.push(Input { record, origin }, now_ms) {
+            flush(&mut batcher, offset, &mut summary)?;
+            pb.set_position(reader_bytes(&reader));
+        }
+    }
+    if !batcher.is_empty() {
+        flush(&mut batcher, offset, &mut summary)?;
+    }
+    pb.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "imported {} records from {} in {:.2}s ({:.0} records/s): {} accepted, {} rejected{}",
+        summary.records,
+        a.file.display(),
+        secs,
+        summary.records as f64 / secs.max(1e-9),
+        summary.accepted,
+        summary.rejected,
+        if summary.skipped > 0 {
+            format!(
+                ", {} skipped (already imported from {source})",
+                summary.skipped
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(summary)
+}
+
+fn reader_bytes(r: &EventReader<BufReader<Counting<File>>>) -> u64 {
+    // The reader owns the BufReader; a small accessor keeps progress honest
+    // to within one buffer.
+    r.inner().get_ref().read_bytes
+}
+
+fn replay_cmd(dir: &Path, config: &Config, a: ReplayArgs) -> Result<()> {
+    let log = open_log(dir, config)?;
+    let pb = spinner(Some(log.last_seq()), "replaying");
+    let started = Instant::now();
+    let p = replay::rebuild(&log, &config.projection, a.until, &mut |seq| {
+        pb.set_position(seq)
+    })?;
+    pb.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    if a.until.is_none() {
+        replay::save(&log, &p)?;
+    }
+    if a.json {
+        let sizes = p.pool.pool_sizes();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "covered_seq": p.covered_seq,
+                "until_ms": a.until,
+                "pools": sizes,
+                "holdings": p.pool.holdings_by_rep(),
+            }))?
+        );
+    } else {
+        if let Some(u) = a.until {
+            println!("state as of {}", format_ms(u));
+        }
+        print!("{}", report::pool_summary(&p.pool));
+    }
+    eprintln!(
+        "replayed {} events in {:.2}s ({:.0} events/s){}",
+        p.covered_seq,
+        secs,
+        p.covered_seq as f64 / secs.max(1e-9),
+        if a.until.is_none() {
+            "; snapshot saved"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+fn load_projections(log: &EventLog, config: &Config) -> Result<leadflow::projector::Projections> {
+    let pb = spinner(Some(log.last_seq()), "loading projections");
+    let p = replay::load(log, &config.projection, &mut |seq| pb.set_position(seq))?;
+    pb.finish_and_clear();
+    Ok(p)
+}
+
+fn stats(dir: &Path, config: &Config, a: StatsArgs) -> Result<()> {
+    let log = open_log(dir, config)?;
+    let p = load_projections(&log, config)?;
+    let window = Window {
+        from_ms: a.from,
+        to_ms: a.to,
+    };
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report::stats_json(
+                a.by,
+                &p.metrics.agg,
+                &p.pool,
+                window
+            ))?
+        );
+    } else {
+        print!(
+            "{}",
+            report::stats_text(a.by, &p.metrics.agg, &p.pool, window)
+        );
+    }
+    Ok(())
+}
+
+fn inspect(dir: &Path, config: &Config, what: InspectWhat) -> Result<()> {
+    let log = open_log(dir, config)?;
+    match what {
+        InspectWhat::Lead { id, json } => {
+            let timeline = log.timeline(&id)?;
+            let rejections = log.lead_rejections(&id)?;
+            if timeline.is_empty() && rejections.is_empty() {
+                bail!("no lead {id:?} in the log");
+            }
+            // The current state is the pool fold of this lead's events alone.
+            let mut state = leadflow::projector::pool::PoolState::default();
+            for (_, e) in &timeline {
+                state.apply(e);
+            }
+            let view = state.leads.get(&id);
+            if json {
+                let events: Vec<serde_json::Value> = timeline
+                    .iter()
+                    .map(|(seq, e)| {
+                        let mut v: serde_json::Value =
+                            serde_json::from_str(&codec::event_to_json(e)).expect("valid json");
+                        v["seq"] = serde_json::json!(seq);
+                        v
+                    })
+                    .collect();
+                let rejected: Vec<serde_json::Value> = rejections
+                    .iter()
+                    .map(|r| serde_json::json!({"reason": r.reason.code(), "message": r.reason.to_string(), "event_id": r.event_id}))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "lead_id": id, "state": view, "timeline": events, "rejected": rejected,
+                    }))?
+                );
+                return Ok(());
+            }
+            println!("lead {id}");
+            if let Some(v) = view {
+                println!(
+                    "  status {}  pool {}  owner {}  score {}  channel {}",
+                    v.status.as_str(),
+                    v.pool,
+                    v.owner.as_deref().unwrap_or("-"),
+                    v.score.map_or("-".into(), |s| s.to_string()),
+                    v.channel
+                );
+                println!(
+                    "  assignments {}  recalls {}  previous owners [{}]",
+                    v.generation,
+                    v.recall_count,
+                    v.previous_owners.join(", ")
+                );
+            }
+            println!("timeline:");
+            for (seq, e) in &timeline {
+                println!(
+                    "  #{seq:<8} {}  {:<11} {}",
+                    format_ms(e.occurred_at_ms),
+                    e.body.kind().as_str(),
+                    describe(e)
+                );
+            }
+            if !rejections.is_empty() {
+                println!("rejected:");
+                for r in &rejections {
+                    println!(
+                        "  {} ({}): {}",
+                        r.event_id.as_deref().unwrap_or("?"),
+                        r.reason.code(),
+                        r.reason
+                    );
+                }
+            }
+        }
+        InspectWhat::Rejections { reason, limit } => {
+            let mut shown = 0;
+            for r in log.rejections() {
+                let r = r?;
+                if reason.as_deref().is_some_and(|c| c != r.reason.code()) {
+                    continue;
+                }
+                let origin = r
+                    .origin
+                    .as_ref()
+                    .map_or(String::new(), |o| format!(" [{}@{}]", o.source, o.offset));
+                println!(
+                    "#{:<6} {:<20} event {} lead {}: {}{origin}",
+                    r.rseq,
+                    r.reason.code(),
+                    r.event_id.as_deref().unwrap_or("-"),
+                    r.lead_id.as_deref().unwrap_or("-"),
+                    r.reason
+                );
+                shown += 1;
+                if shown >= limit {
+                    break;
+                }
+            }
+        }
+        InspectWhat::Log => {
+            let s = log.stats()?;
+            println!("events   {}", s.events);
+            println!("rejected {}", s.rejected);
+            for (code, n) in s.rejected_by_reason {
+                println!("  {code:<20} {n}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe(e: &leadflow::domain::LeadEvent) -> String {
+    use leadflow::domain::EventBody::*;
+    match &e.body {
+        Created(c) => format!(
+            "channel {} campaign {} pool {} cost {}",
+            c.channel, c.campaign, c.pool, c.acquisition_cost
+        ),
+        Scored(s) => format!("score {} (model {})", s.score, s.model_version),
+        Assigned(a) => format!("to {} ({:?})", a.owner_id, a.method),
+        FollowedUp(f) => format!("by {} ({:?}) {}", f.owner_id, f.kind, f.outcome),
+        Recalled(r) => format!("from {} ({})", r.previous_owner_id, r.reason.as_str()),
+        Converted(c) => format!("by {} deal {}", c.owner_id, c.deal_value),
+    }
+}
+
+fn export(dir: &Path, config: &Config, a: ExportArgs) -> Result<()> {
+    let log = open_log(dir, config)?;
+    let out: Box<dyn Write> = match &a.out {
+        Some(p) => Box::new(File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        None => Box::new(io::stdout().lock()),
+    };
+    let mut w = EventWriter::new(BufWriter::new(out), a.format);
+    let mut n = 0u64;
+    for item in log.events_from(1) {
+        let (_, e) = item?;
+        w.write(&e)?;
+        n += 1;
+    }
+    w.into_inner().flush()?;
+    eprintln!("exported {n} events");
+    Ok(())
+}
+
+fn simulate(a: SimulateArgs) -> Result<leadflow::sim::SimSummary> {
+    let format = a.format.unwrap_or_else(|| Format::from_path(&a.out));
+    let mut config = SimConfig {
+        seed: a.seed,
+        leads: a.leads,
+        days: a.days,
+        reps: a.reps,
+        bad_ratio: a.bad_ratio,
+        ..SimConfig::default()
+    };
+    if let Some(s) = a.start {
+        config.start_ms = s;
+    }
+    if !(0.0..=1.0).contains(&config.bad_ratio) {
+        bail!("--bad-ratio must be between 0 and 1");
+    }
+    let file = File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let mut w = EventWriter::new(BufWriter::with_capacity(1 << 20, file), format);
+    let pb = spinner(None, "simulating");
+    let started = Instant::now();
+    let mut sim = Simulator::new(config);
+    let mut n = 0u64;
+    for item in sim.by_ref() {
+        match item {
+            SimItem::Event(e) => w.write(&e)?,
+            SimItem::Bad {
+                input: BadInput::Invalid(e),
+                ..
+            } => w.write(&e)?,
+            SimItem::Bad {
+                input: BadInput::Garbage(b),
+                ..
+            } => w.write_raw(&b)?,
+        }
+        n += 1;
+        if n % 50_000 == 0 {
+            pb.set_message(format!("simulating: {n} records"));
+            pb.tick();
+        }
+    }
+    w.into_inner().flush()?;
+    pb.finish_and_clear();
+    let summary = sim.summary().clone();
+    eprintln!(
+        "simulated {n} records ({} bad) into {} in {:.2}s",
+        summary.bad_by_reason.values().sum::<u64>(),
+        a.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(summary)
+}
+
+fn demo(config: &Config, a: DemoArgs) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("leadflow-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    println!("Leadflow demo: data in {}", dir.display());
+    let events = dir.join("events.pb");
+    println!(
+        "\n1. simulating {} leads over 30 days (seed {})",
+        a.leads, a.seed
+    );
+    let summary = simulate(SimulateArgs {
+        out: events.clone(),
+        format: Some(Format::Protobuf),
+        seed: a.seed,
+        leads: a.leads,
+        days: 30,
+        reps: 40,
+        start: None,
+        bad_ratio: a.bad_ratio,
+    })?;
+    for (k, n) in &summary.events_by_kind {
+        println!("   {k:<12} {n}");
+    }
+    println!("\n2. importing into the event log (validated, deduplicated, durable)");
+    let log_dir = dir.join("log");
+    let result = (|| -> Result<()> {
+        let mut log = open_log(&log_dir, config)?;
+        let s = import(
+            &mut log,
+            config,
+            &ImportArgs {
+                file: events.clone(),
+                format: Some(Format::Protobuf),
+                source: None,
+                print_acks: false,
+            },
+        )?;
+        println!("   {} accepted, {} rejected", s.accepted, s.rejected);
+        for (code, n) in log.stats()?.rejected_by_reason {
+            println!("   rejected {code:<20} {n}");
+        }
+        println!("\n3. replaying the log into projections");
+        let started = Instant::now();
+        let p = replay::rebuild(&log, &config.projection, None, &mut |_| {})?;
+        replay::save(&log, &p)?;
+        println!(
+            "   {} events folded in {:.2}s",
+            p.covered_seq,
+            started.elapsed().as_secs_f64()
+        );
+        print!("{}", indent(&report::pool_summary(&p.pool)));
+        let w = Window::default();
+        println!("\n4. cohort metrics by channel");
+        print!(
+            "{}",
+            indent(&report::stats_text(
+                StatsBy::Channel,
+                &p.metrics.agg,
+                &p.pool,
+                w
+            ))
+        );
+        println!("\n5. pool metrics");
+        print!(
+            "{}",
+            indent(&report::stats_text(
+                StatsBy::Pools,
+                &p.metrics.agg,
+                &p.pool,
+                w
+            ))
+        );
+        if a.keep {
+            println!(
+                "\nData kept. Try: leadflow --data-dir {} stats --by owner",
+                log_dir.display()
+            );
+            println!(
+                "           leadflow --data-dir {} inspect lead lead-{}-0000001",
+                log_dir.display(),
+                a.seed
+            );
+        }
+        Ok(())
+    })();
+    if !a.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("   {l}\n")).collect()
+}

@@ -7,9 +7,9 @@
 //! [`Rejection`].
 
 use crate::domain::{
-    AssignmentMethod, CommandBody, Currency, EventBody, FollowUpKind, LeadAssigned,
-    LeadCommand, LeadConverted, LeadCreated, LeadEvent, LeadFollowedUp, LeadRecalled,
-    LeadScored, Money, RecallReason, Rejection,
+    AssignmentMethod, CommandBody, Currency, EventBody, FollowUpKind, LeadAssigned, LeadCommand,
+    LeadConverted, LeadCreated, LeadEvent, LeadFollowedUp, LeadRecalled, LeadScored, Money,
+    RecallReason, Rejection,
 };
 use prost::Message;
 
@@ -67,7 +67,11 @@ fn money_to_pb(m: &Money) -> pb::Money {
     }
 }
 
-fn enum_value<T>(field: &str, raw: i32, parsed: Result<T, prost::UnknownEnumValue>) -> Result<T, Rejection> {
+fn enum_value<T>(
+    field: &str,
+    raw: i32,
+    parsed: Result<T, prost::UnknownEnumValue>,
+) -> Result<T, Rejection> {
     parsed.map_err(|_| Rejection::invalid(field, format!("unknown enum value {raw}")))
 }
 
@@ -94,7 +98,11 @@ pub fn from_pb(msg: pb::LeadEvent) -> Result<LeadEvent, Rejection> {
             model_version: s.model_version,
         }),
         Body::Assigned(a) => EventBody::Assigned(LeadAssigned {
-            method: match enum_value("assigned.method", a.method, pb::AssignmentMethod::try_from(a.method))? {
+            method: match enum_value(
+                "assigned.method",
+                a.method,
+                pb::AssignmentMethod::try_from(a.method),
+            )? {
                 pb::AssignmentMethod::Unspecified => AssignmentMethod::Unspecified,
                 pb::AssignmentMethod::Rule => AssignmentMethod::Rule,
                 pb::AssignmentMethod::Manual => AssignmentMethod::Manual,
@@ -105,7 +113,11 @@ pub fn from_pb(msg: pb::LeadEvent) -> Result<LeadEvent, Rejection> {
             command_id: a.command_id,
         }),
         Body::FollowedUp(f) => EventBody::FollowedUp(LeadFollowedUp {
-            kind: match enum_value("followed_up.kind", f.kind, pb::FollowUpKind::try_from(f.kind))? {
+            kind: match enum_value(
+                "followed_up.kind",
+                f.kind,
+                pb::FollowUpKind::try_from(f.kind),
+            )? {
                 pb::FollowUpKind::Unspecified => FollowUpKind::Unspecified,
                 pb::FollowUpKind::Call => FollowUpKind::Call,
                 pb::FollowUpKind::Visit => FollowUpKind::Visit,
@@ -143,14 +155,16 @@ pub fn from_pb(msg: pb::LeadEvent) -> Result<LeadEvent, Rejection> {
 }
 
 fn recall_reason_from_pb(field: &str, raw: i32) -> Result<RecallReason, Rejection> {
-    Ok(match enum_value(field, raw, pb::RecallReason::try_from(raw))? {
-        pb::RecallReason::Unspecified => RecallReason::Unspecified,
-        pb::RecallReason::NoFirstFollowUp => RecallReason::NoFirstFollowUp,
-        pb::RecallReason::Stale => RecallReason::Stale,
-        pb::RecallReason::NotConverted => RecallReason::NotConverted,
-        pb::RecallReason::Manual => RecallReason::Manual,
-        pb::RecallReason::Released => RecallReason::Released,
-    })
+    Ok(
+        match enum_value(field, raw, pb::RecallReason::try_from(raw))? {
+            pb::RecallReason::Unspecified => RecallReason::Unspecified,
+            pb::RecallReason::NoFirstFollowUp => RecallReason::NoFirstFollowUp,
+            pb::RecallReason::Stale => RecallReason::Stale,
+            pb::RecallReason::NotConverted => RecallReason::NotConverted,
+            pb::RecallReason::Manual => RecallReason::Manual,
+            pb::RecallReason::Released => RecallReason::Released,
+        },
+    )
 }
 
 fn recall_reason_to_pb(r: RecallReason) -> pb::RecallReason {
@@ -306,9 +320,6 @@ pub fn decode_command(bytes: &[u8]) -> Result<LeadCommand, Rejection> {
         body,
     })
 }
-
-
-
 
 #[cfg(test)]
 mod tests;

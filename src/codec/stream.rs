@@ -54,6 +54,11 @@ impl<R: BufRead> EventReader<R> {
         }
     }
 
+    /// The underlying input.
+    pub fn inner(&self) -> &R {
+        &self.input
+    }
+
     /// The next record, `Ok(None)` at the end of the file.
     pub fn next_record(&mut self) -> io::Result<Option<Record>> {
         match self.format {
@@ -89,7 +94,9 @@ impl<R: BufRead> EventReader<R> {
                 }
                 self.buf.resize(len, 0);
                 self.input.read_exact(&mut self.buf)?;
-                Ok(Some(decode_event(&self.buf).map_err(|r| (r, self.buf.clone()))))
+                Ok(Some(
+                    decode_event(&self.buf).map_err(|r| (r, self.buf.clone())),
+                ))
             }
         }
     }
@@ -122,7 +129,10 @@ fn read_varint<R: BufRead>(input: &mut R) -> io::Result<Option<u64>> {
             return Ok(Some(value));
         }
     }
-    Err(io::Error::new(io::ErrorKind::InvalidData, "length prefix longer than 10 bytes"))
+    Err(io::Error::new(
+        io::ErrorKind::InvalidData,
+        "length prefix longer than 10 bytes",
+    ))
 }
 
 /// Writes events in either format.

@@ -79,7 +79,10 @@ fn json_follows_the_proto3_mapping() {
     assert_eq!(v["occurredAtMs"], "1763600000000", "int64 is a JSON string");
     assert_eq!(v["created"]["acquisitionCost"]["minorUnits"], "1234");
     let recall = event_to_json(&samples()[4]);
-    assert!(recall.contains("\"RECALL_REASON_NO_FIRST_FOLLOW_UP\""), "{recall}");
+    assert!(
+        recall.contains("\"RECALL_REASON_NO_FIRST_FOLLOW_UP\""),
+        "{recall}"
+    );
     // The mapping also accepts the original field names and numeric int64s.
     let e = event_from_json(
         r#"{"event_id":"x","lead_id":"l","occurred_at_ms":5,"scored":{"score":7}}"#,
@@ -90,8 +93,14 @@ fn json_follows_the_proto3_mapping() {
 
 #[test]
 fn garbage_is_undecodable_not_a_panic() {
-    assert_eq!(decode_event(&[0xff, 0xff, 0xff]).unwrap_err().code(), "undecodable");
-    assert_eq!(event_from_json("{not json").unwrap_err().code(), "undecodable");
+    assert_eq!(
+        decode_event(&[0xff, 0xff, 0xff]).unwrap_err().code(),
+        "undecodable"
+    );
+    assert_eq!(
+        event_from_json("{not json").unwrap_err().code(),
+        "undecodable"
+    );
 }
 
 #[test]

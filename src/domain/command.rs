@@ -24,9 +24,19 @@ pub struct LeadCommand {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandBody {
-    AssignLead { owner_id: String, pool: String },
-    RecallLead { owner_id: String, reason: RecallReason, to_pool: String },
-    RemindFollowUp { owner_id: String, deadline_ms: i64 },
+    AssignLead {
+        owner_id: String,
+        pool: String,
+    },
+    RecallLead {
+        owner_id: String,
+        reason: RecallReason,
+        to_pool: String,
+    },
+    RemindFollowUp {
+        owner_id: String,
+        deadline_ms: i64,
+    },
 }
 
 impl CommandBody {

@@ -144,9 +144,7 @@ pub struct LeadRecalled {
     pub rule_id: String,
 }
 
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum RecallReason {
     Unspecified,
     NoFirstFollowUp,

@@ -25,7 +25,10 @@ impl Batcher {
 
     /// Adds an input; returns true when the batch should be appended now.
     pub fn push(&mut self, input: Input, now_ms: u64) -> bool {
-        assert!(self.items.len() < self.batch_events_max, "push into a full batch");
+        assert!(
+            self.items.len() < self.batch_events_max,
+            "push into a full batch"
+        );
         self.opened_at_ms.get_or_insert(now_ms);
         self.items.push(input);
         self.is_ready(now_ms)

@@ -197,7 +197,8 @@ impl EventLog {
                 db.flush()?;
             }
             Some(v) => {
-                let found = u64_value(&v).ok_or_else(|| LogError::Corrupt("format marker".into()))?;
+                let found =
+                    u64_value(&v).ok_or_else(|| LogError::Corrupt("format marker".into()))?;
                 if found != FORMAT_VERSION {
                     return Err(LogError::IncompatibleFormat {
                         found,
@@ -334,7 +335,11 @@ impl EventLog {
         }
         for (code, n) in &counters {
             let key = str_key(COUNTER, code);
-            let old = self.tree.get(&key)?.and_then(|v| u64_value(&v)).unwrap_or(0);
+            let old = self
+                .tree
+                .get(&key)?
+                .and_then(|v| u64_value(&v))
+                .unwrap_or(0);
             batch.insert(key, &(old + n).to_be_bytes());
         }
         for p in positions {
@@ -391,7 +396,8 @@ impl EventLog {
                 return Ok(Err(Rejection::Duplicate { first_seq }));
             }
             if let Some(v) = self.tree.get(str_key(EVENT_ID, &event.event_id))? {
-                let first_seq = u64_value(&v).ok_or_else(|| LogError::Corrupt("id index".into()))?;
+                let first_seq =
+                    u64_value(&v).ok_or_else(|| LogError::Corrupt("id index".into()))?;
                 return Ok(Err(Rejection::Duplicate { first_seq }));
             }
         }
@@ -449,10 +455,13 @@ impl EventLog {
         let mut out = Vec::new();
         for k in self.tree.scan_prefix(lead_prefix(TIMELINE, lead_id)).keys() {
             let seq = trailing_u64(&k?).ok_or_else(|| LogError::Corrupt("timeline key".into()))?;
-            let event = self
-                .event(seq)?
-                .ok_or_else(|| LogError::Corrupt(format!("timeline points at missing event {seq}")))?;
-            assert_eq!(event.lead_id, lead_id, "timeline index names the wrong lead");
+            let event = self.event(seq)?.ok_or_else(|| {
+                LogError::Corrupt(format!("timeline points at missing event {seq}"))
+            })?;
+            assert_eq!(
+                event.lead_id, lead_id,
+                "timeline index names the wrong lead"
+            );
             out.push((seq, event));
         }
         Ok(out)
@@ -461,8 +470,13 @@ impl EventLog {
     /// One lead's rejected events, in arrival order.
     pub fn lead_rejections(&self, lead_id: &str) -> Result<Vec<StoredRejection>, LogError> {
         let mut out = Vec::new();
-        for k in self.tree.scan_prefix(lead_prefix(LEAD_REJECTED, lead_id)).keys() {
-            let rseq = trailing_u64(&k?).ok_or_else(|| LogError::Corrupt("rejection key".into()))?;
+        for k in self
+            .tree
+            .scan_prefix(lead_prefix(LEAD_REJECTED, lead_id))
+            .keys()
+        {
+            let rseq =
+                trailing_u64(&k?).ok_or_else(|| LogError::Corrupt("rejection key".into()))?;
             if let Some(r) = self.rejection(rseq)? {
                 out.push(r);
             }
@@ -509,8 +523,16 @@ impl EventLog {
     }
 
     /// Stores a projection snapshot covering events up to `covered_seq`.
-    pub fn save_snapshot(&self, name: &str, covered_seq: u64, bytes: &[u8]) -> Result<(), LogError> {
-        assert!(covered_seq <= self.last_seq(), "a snapshot cannot cover the future");
+    pub fn save_snapshot(
+        &self,
+        name: &str,
+        covered_seq: u64,
+        bytes: &[u8],
+    ) -> Result<(), LogError> {
+        assert!(
+            covered_seq <= self.last_seq(),
+            "a snapshot cannot cover the future"
+        );
         let mut v = Vec::with_capacity(8 + bytes.len());
         v.extend_from_slice(&covered_seq.to_be_bytes());
         v.extend_from_slice(bytes);

@@ -66,9 +66,17 @@ fn accepted_events_get_gapless_sequences_and_a_timeline() {
     assert_eq!(r.last_seq, 3);
     let all: Vec<_> = log.events_from(1).map(|r| r.unwrap().0).collect();
     assert_eq!(all, vec![1, 2, 3]);
-    let timeline: Vec<_> = log.timeline("a").unwrap().into_iter().map(|(s, _)| s).collect();
+    let timeline: Vec<_> = log
+        .timeline("a")
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
     assert_eq!(timeline, vec![1, 3]);
-    assert_eq!(log.lead_state("a").unwrap().unwrap().owner.as_deref(), Some("rep"));
+    assert_eq!(
+        log.lead_state("a").unwrap().unwrap().owner.as_deref(),
+        Some("rep")
+    );
 }
 
 #[test]
@@ -111,7 +119,10 @@ fn rejected_inputs_are_kept_with_reason_origin_and_bytes() {
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[0].reason, Rejection::UnknownLead);
     assert_eq!(stored[0].origin, Some(origin));
-    assert_eq!(crate::codec::decode_event(&stored[0].raw).unwrap().event_id, "e9");
+    assert_eq!(
+        crate::codec::decode_event(&stored[0].raw).unwrap().event_id,
+        "e9"
+    );
     assert_eq!(stored[1].raw, b"\xffjunk");
     assert_eq!(log.lead_rejections("ghost").unwrap().len(), 1);
     assert_eq!(log.stats().unwrap().events, 0);
@@ -123,10 +134,15 @@ fn a_rejected_event_may_be_retried_under_the_same_id() {
     // the producer retries it (same id) after the creation and it lands.
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(&dir);
-    let r = log.append(&inputs(vec![assigned("a1", "l", "rep")]), &[]).unwrap();
+    let r = log
+        .append(&inputs(vec![assigned("a1", "l", "rep")]), &[])
+        .unwrap();
     assert_eq!(r.rejected[0].1, Rejection::UnknownLead);
     let r = log
-        .append(&inputs(vec![created("c1", "l"), assigned("a1", "l", "rep")]), &[])
+        .append(
+            &inputs(vec![created("c1", "l"), assigned("a1", "l", "rep")]),
+            &[],
+        )
         .unwrap();
     assert_eq!(r.accepted.len(), 2);
 }
@@ -140,7 +156,8 @@ fn positions_are_stored_with_the_batch_and_never_go_back() {
             source: "file:a".into(),
             next_offset: n,
         };
-        log.append(&inputs(vec![created("e1", "a")]), &[pos(1)]).unwrap();
+        log.append(&inputs(vec![created("e1", "a")]), &[pos(1)])
+            .unwrap();
         assert_eq!(log.position("file:a").unwrap(), Some(1));
         assert!(matches!(
             log.append(&[], &[pos(0)]),
@@ -158,7 +175,10 @@ fn snapshots_round_trip() {
     let mut log = open(&dir);
     log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
     log.save_snapshot("p", 1, b"state").unwrap();
-    assert_eq!(log.load_snapshot("p").unwrap(), Some((1, b"state".to_vec())));
+    assert_eq!(
+        log.load_snapshot("p").unwrap(),
+        Some((1, b"state".to_vec()))
+    );
     log.delete_snapshot("p").unwrap();
     assert_eq!(log.load_snapshot("p").unwrap(), None);
 }

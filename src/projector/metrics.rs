@@ -28,7 +28,17 @@ use std::collections::{BTreeMap, HashMap};
 
 /// A lead creation dimension that cohort metrics can be grouped by.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, clap::ValueEnum,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Dimension {
@@ -105,7 +115,8 @@ impl CohortAgg {
         }
         self.recalled_leads += o.recalled_leads;
         self.converted_after_recall += o.converted_after_recall;
-        self.time_to_first_assignment_ms.merge(&o.time_to_first_assignment_ms);
+        self.time_to_first_assignment_ms
+            .merge(&o.time_to_first_assignment_ms);
     }
 
     pub fn conversion_rate(&self) -> Option<f64> {
@@ -113,7 +124,10 @@ impl CohortAgg {
     }
 
     pub fn conversion_after_recall_rate(&self) -> Option<f64> {
-        ratio(self.converted_after_recall as f64, self.recalled_leads as f64)
+        ratio(
+            self.converted_after_recall as f64,
+            self.recalled_leads as f64,
+        )
     }
 
     fn currencies(&self) -> Vec<Currency> {
@@ -186,7 +200,8 @@ impl OwnerAgg {
         self.assignments += o.assignments;
         self.first_follow_ups += o.first_follow_ups;
         self.first_follow_ups_within_sla += o.first_follow_ups_within_sla;
-        self.time_to_first_follow_up_ms.merge(&o.time_to_first_follow_up_ms);
+        self.time_to_first_follow_up_ms
+            .merge(&o.time_to_first_follow_up_ms);
         for (r, n) in &o.recalls_by_reason {
             *self.recalls_by_reason.entry(*r).or_default() += n;
         }
@@ -200,7 +215,10 @@ impl OwnerAgg {
     }
 
     pub fn sla_compliance(&self) -> Option<f64> {
-        ratio(self.first_follow_ups_within_sla as f64, self.first_follow_ups as f64)
+        ratio(
+            self.first_follow_ups_within_sla as f64,
+            self.first_follow_ups as f64,
+        )
     }
 }
 
@@ -288,7 +306,11 @@ impl Aggregates {
     }
 
     /// Cohort metrics per value of `dimension` over the window.
-    pub fn by_dimension(&self, dimension: Dimension, window: Window) -> BTreeMap<String, CohortAgg> {
+    pub fn by_dimension(
+        &self,
+        dimension: Dimension,
+        window: Window,
+    ) -> BTreeMap<String, CohortAgg> {
         let mut out: BTreeMap<String, CohortAgg> = BTreeMap::new();
         for (k, v) in &self.cohorts {
             if k.dimension == dimension && window.contains_day(k.day) {
@@ -339,7 +361,10 @@ impl Aggregates {
             }
         }
         for w in out.values_mut() {
-            w.utilisation = ratio(w.outflow as f64, (w.waiting_at_start + w.inflow as i64) as f64);
+            w.utilisation = ratio(
+                w.outflow as f64,
+                (w.waiting_at_start + w.inflow as i64) as f64,
+            );
             w.recall_success_rate = ratio(w.recall_successes as f64, w.recalled_in as f64);
         }
         out
@@ -447,7 +472,14 @@ impl Metrics {
             if self.leads.contains_key(&event.lead_id) {
                 return;
             }
-            let values = [&c.channel, &c.campaign, &c.pool, &c.region, &c.industry, &c.company_size];
+            let values = [
+                &c.channel,
+                &c.campaign,
+                &c.pool,
+                &c.region,
+                &c.industry,
+                &c.company_size,
+            ];
             let dims = values.map(|v| self.intern(v));
             let track = LeadTrack {
                 dims,
@@ -469,7 +501,11 @@ impl Metrics {
                     c.acquisition_cost.minor_units,
                 );
             });
-            self.agg.pools.entry((c.pool.clone(), day)).or_default().created_in += 1;
+            self.agg
+                .pools
+                .entry((c.pool.clone(), day))
+                .or_default()
+                .created_in += 1;
             self.leads.insert(event.lead_id.clone(), track);
             return;
         }
@@ -488,9 +524,17 @@ impl Metrics {
                     });
                 }
                 if track.owner.is_none() {
-                    self.agg.pools.entry((track.pool.clone(), day)).or_default().assigned_out += 1;
+                    self.agg
+                        .pools
+                        .entry((track.pool.clone(), day))
+                        .or_default()
+                        .assigned_out += 1;
                 }
-                self.agg.owners.entry((a.owner_id.clone(), day)).or_default().assignments += 1;
+                self.agg
+                    .owners
+                    .entry((a.owner_id.clone(), day))
+                    .or_default()
+                    .assignments += 1;
                 track.pool = resolve_pool(&a.pool, &track.pool).to_string();
                 track.owner = Some(a.owner_id.clone());
                 track.assigned_at_ms = at;
@@ -500,10 +544,16 @@ impl Metrics {
                 }
             }
             EventBody::FollowedUp(f) => {
-                if track.owner.as_deref() == Some(f.owner_id.as_str()) && !track.first_follow_up_done {
+                if track.owner.as_deref() == Some(f.owner_id.as_str())
+                    && !track.first_follow_up_done
+                {
                     track.first_follow_up_done = true;
                     let delay = at - track.assigned_at_ms;
-                    let o = self.agg.owners.entry((f.owner_id.clone(), day)).or_default();
+                    let o = self
+                        .agg
+                        .owners
+                        .entry((f.owner_id.clone(), day))
+                        .or_default();
                     o.first_follow_ups += 1;
                     if delay <= params.follow_up_sla_ms {
                         o.first_follow_ups_within_sla += 1;
@@ -514,7 +564,11 @@ impl Metrics {
             }
             EventBody::Recalled(r) => {
                 let to_pool = resolve_pool(&r.to_pool, &track.pool).to_string();
-                let o = self.agg.owners.entry((r.previous_owner_id.clone(), day)).or_default();
+                let o = self
+                    .agg
+                    .owners
+                    .entry((r.previous_owner_id.clone(), day))
+                    .or_default();
                 *o.recalls_by_reason.entry(r.reason).or_default() += 1;
                 o.recall_cycle_ms.add(at - track.assigned_at_ms);
                 if track.recall_count == 0 {
@@ -523,7 +577,11 @@ impl Metrics {
                     });
                 }
                 track.recall_count += 1;
-                self.agg.pools.entry((to_pool.clone(), day)).or_default().recalled_in += 1;
+                self.agg
+                    .pools
+                    .entry((to_pool.clone(), day))
+                    .or_default()
+                    .recalled_in += 1;
                 track.pending_recall = Some(PendingRecall {
                     at_ms: at,
                     pool: to_pool.clone(),
@@ -538,16 +596,28 @@ impl Metrics {
                 let after_recall = track.recall_count > 0;
                 Self::for_cohorts(&mut self.agg, &self.strings, track, |cohort| {
                     cohort.converted += 1;
-                    add_money(&mut cohort.revenue, c.deal_value.currency, c.deal_value.minor_units);
+                    add_money(
+                        &mut cohort.revenue,
+                        c.deal_value.currency,
+                        c.deal_value.minor_units,
+                    );
                     add_money(&mut cohort.clv_sum, value.currency, value.minor_units);
                     *cohort.clv_count.entry(value.currency).or_default() += 1;
                     if after_recall {
                         cohort.converted_after_recall += 1;
                     }
                 });
-                let o = self.agg.owners.entry((c.owner_id.clone(), day)).or_default();
+                let o = self
+                    .agg
+                    .owners
+                    .entry((c.owner_id.clone(), day))
+                    .or_default();
                 o.conversions += 1;
-                add_money(&mut o.revenue, c.deal_value.currency, c.deal_value.minor_units);
+                add_money(
+                    &mut o.revenue,
+                    c.deal_value.currency,
+                    c.deal_value.minor_units,
+                );
                 Self::settle_recall(&mut self.agg, track, &c.owner_id, at, &params);
                 // A converted lead takes no more events; its working record
                 // is no longer needed, which bounds memory to open leads.
@@ -564,7 +634,9 @@ impl Metrics {
         at: i64,
         params: &MetricParams,
     ) {
-        let Some(p) = &track.pending_recall else { return };
+        let Some(p) = &track.pending_recall else {
+            return;
+        };
         if p.new_owner.as_deref() != Some(actor) {
             return;
         }

@@ -69,7 +69,10 @@ impl PoolState {
                     previous_owners: Vec::new(),
                 },
             );
-            self.waiting.entry(c.pool.clone()).or_default().insert(id.clone());
+            self.waiting
+                .entry(c.pool.clone())
+                .or_default()
+                .insert(id.clone());
             return;
         }
         let Some(lead) = self.leads.get_mut(id) else {
@@ -92,7 +95,10 @@ impl PoolState {
                 lead.assigned_at_ms = Some(at);
                 lead.last_follow_up_at_ms = None;
                 lead.generation += 1;
-                self.holdings.entry(a.owner_id.clone()).or_default().insert(id.clone());
+                self.holdings
+                    .entry(a.owner_id.clone())
+                    .or_default()
+                    .insert(id.clone());
             }
             EventBody::FollowedUp(_) => lead.last_follow_up_at_ms = Some(at),
             EventBody::Recalled(r) => {
@@ -104,7 +110,10 @@ impl PoolState {
                 lead.status = LeadStatus::InPool;
                 lead.assigned_at_ms = None;
                 lead.recall_count += 1;
-                self.waiting.entry(lead.pool.clone()).or_default().insert(id.clone());
+                self.waiting
+                    .entry(lead.pool.clone())
+                    .or_default()
+                    .insert(id.clone());
             }
             EventBody::Converted(_) => {
                 if let Some(owner) = &lead.owner {

@@ -85,7 +85,10 @@ mod tests {
         }
         for (q, exact) in [(0.5, 5_000.0), (0.9, 9_000.0), (0.0, 1.0), (1.0, 10_000.0)] {
             let got = s.quantile(q).unwrap();
-            assert!((got - exact).abs() / exact <= 0.011, "q{q}: {got} vs {exact}");
+            assert!(
+                (got - exact).abs() / exact <= 0.011,
+                "q{q}: {got} vs {exact}"
+            );
         }
         assert_eq!(s.mean(), Some(5_000.5));
     }

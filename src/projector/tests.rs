@@ -93,7 +93,10 @@ fn pool_state_tracks_holdings_waiting_and_previous_owners() {
     assert_eq!((a.generation, a.recall_count), (2, 1));
     assert!(!p.pool.holdings.contains_key("rep-1"));
     assert!(p.pool.holdings["rep-2"].contains("a"));
-    assert_eq!(p.pool.waiting["general"].iter().collect::<Vec<_>>(), vec!["b"]);
+    assert_eq!(
+        p.pool.waiting["general"].iter().collect::<Vec<_>>(),
+        vec!["b"]
+    );
     let sizes = p.pool.pool_sizes();
     assert_eq!((sizes["general"].waiting, sizes["general"].held), (1, 1));
     assert_eq!(p.covered_seq, 5);
@@ -118,7 +121,11 @@ fn aggregates_of_lead_partitions_merge_into_the_whole() {
     ];
     let whole = fold(&events);
     let part = |lead: &str| {
-        let evs: Vec<_> = events.iter().filter(|e| e.lead_id == lead).cloned().collect();
+        let evs: Vec<_> = events
+            .iter()
+            .filter(|e| e.lead_id == lead)
+            .cloned()
+            .collect();
         fold(&evs).metrics.agg
     };
     let mut merged = part("a");

@@ -116,7 +116,13 @@ fn created_twice_is_rejected() {
 
 #[test]
 fn events_for_an_unknown_lead_are_rejected() {
-    for body in [scored(5), assigned("a", ""), followed_up("a"), recalled("a", ""), converted("a", 1)] {
+    for body in [
+        scored(5),
+        assigned("a", ""),
+        followed_up("a"),
+        recalled("a", ""),
+        converted("a", 1),
+    ] {
         assert_eq!(when(&None, body), Err(Rejection::UnknownLead));
     }
 }
@@ -147,7 +153,9 @@ fn scores_out_of_range_are_rejected() {
         model_version: String::new(),
     };
     assert_eq!(
-        when(&s, EventBody::Scored(body.clone())).unwrap_err().code(),
+        when(&s, EventBody::Scored(body.clone()))
+            .unwrap_err()
+            .code(),
         "score_out_of_range"
     );
     body.behaviour_score = 1;
@@ -191,7 +199,11 @@ fn assigning_to_the_current_owner_is_rejected() {
 
 #[test]
 fn assigning_a_converted_lead_is_rejected() {
-    let s = given(vec![created(), assigned("rep-1", ""), converted("rep-1", 5)]);
+    let s = given(vec![
+        created(),
+        assigned("rep-1", ""),
+        converted("rep-1", 5),
+    ]);
     assert_eq!(
         when(&s, assigned("rep-2", "")),
         Err(Rejection::LeadConverted {
@@ -258,14 +270,21 @@ fn a_recalled_lead_can_be_reassigned_and_recalled_again() {
 fn recalling_an_unassigned_lead_is_rejected() {
     let s = given(vec![created()]);
     assert_eq!(when(&s, recalled("rep-1", "")), Err(Rejection::NotAssigned));
-    let s = given(vec![created(), assigned("rep-1", ""), recalled("rep-1", "")]);
+    let s = given(vec![
+        created(),
+        assigned("rep-1", ""),
+        recalled("rep-1", ""),
+    ]);
     assert_eq!(when(&s, recalled("rep-1", "")), Err(Rejection::NotAssigned));
 }
 
 #[test]
 fn recalling_from_someone_who_does_not_hold_it_is_rejected() {
     let s = given(vec![created(), assigned("rep-1", "")]);
-    assert_eq!(when(&s, recalled("rep-9", "")).unwrap_err().code(), "not_owner");
+    assert_eq!(
+        when(&s, recalled("rep-9", "")).unwrap_err().code(),
+        "not_owner"
+    );
 }
 
 #[test]
@@ -279,15 +298,28 @@ fn the_owner_converting_ends_the_lifecycle() {
 #[test]
 fn conversion_by_someone_else_is_rejected() {
     let s = given(vec![created(), assigned("rep-1", "")]);
-    assert_eq!(when(&s, converted("rep-2", 1)).unwrap_err().code(), "not_owner");
+    assert_eq!(
+        when(&s, converted("rep-2", 1)).unwrap_err().code(),
+        "not_owner"
+    );
     let in_pool = given(vec![created()]);
-    assert_eq!(when(&in_pool, converted("rep-1", 1)).unwrap_err().code(), "not_owner");
+    assert_eq!(
+        when(&in_pool, converted("rep-1", 1)).unwrap_err().code(),
+        "not_owner"
+    );
 }
 
 #[test]
 fn a_second_conversion_is_rejected() {
-    let s = given(vec![created(), assigned("rep-1", ""), converted("rep-1", 5)]);
-    assert_eq!(when(&s, converted("rep-1", 5)), Err(Rejection::AlreadyConverted));
+    let s = given(vec![
+        created(),
+        assigned("rep-1", ""),
+        converted("rep-1", 5),
+    ]);
+    assert_eq!(
+        when(&s, converted("rep-1", 5)),
+        Err(Rejection::AlreadyConverted)
+    );
 }
 
 #[test]
@@ -321,7 +353,9 @@ fn missing_required_fields_are_rejected() {
         when(&s, followed_up("")),
         Err(Rejection::missing("followed_up.owner_id"))
     );
-    let EventBody::Created(mut c) = created() else { unreachable!() };
+    let EventBody::Created(mut c) = created() else {
+        unreachable!()
+    };
     c.channel.clear();
     assert_eq!(
         when(&None, EventBody::Created(c)),
@@ -339,7 +373,9 @@ fn malformed_ids_are_rejected() {
 
 #[test]
 fn negative_money_is_rejected() {
-    let EventBody::Created(mut c) = created() else { unreachable!() };
+    let EventBody::Created(mut c) = created() else {
+        unreachable!()
+    };
     c.acquisition_cost = cny(-1);
     assert_eq!(
         when(&None, EventBody::Created(c)),
@@ -349,7 +385,10 @@ fn negative_money_is_rejected() {
         })
     );
     let s = given(vec![created(), assigned("rep-1", "")]);
-    assert_eq!(when(&s, converted("rep-1", -10)).unwrap_err().code(), "negative_money");
+    assert_eq!(
+        when(&s, converted("rep-1", -10)).unwrap_err().code(),
+        "negative_money"
+    );
     let body = EventBody::Converted(LeadConverted {
         owner_id: "rep-1".into(),
         deal_value: cny(10),

@@ -1,0 +1,364 @@
+//! Terminal tables and JSON rows for `stats`, `replay` and `inspect`.
+//! Formatting only: every number comes from the projections.
+
+use crate::domain::time::format_day;
+use crate::domain::Currency;
+use crate::projector::metrics::{Aggregates, CohortAgg, Dimension, OwnerAgg, PoolWindow, Window};
+use crate::projector::pool::PoolState;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// What `stats --by` groups by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatsBy {
+    Channel,
+    Campaign,
+    Pool,
+    Region,
+    Industry,
+    CompanySize,
+    /// Creation day (all leads).
+    Day,
+    /// Sales rep, by event day.
+    Owner,
+    /// Pool flows: inflow, outflow, utilisation, recall success.
+    Pools,
+}
+
+impl StatsBy {
+    fn dimension(self) -> Option<Dimension> {
+        Some(match self {
+            StatsBy::Channel => Dimension::Channel,
+            StatsBy::Campaign => Dimension::Campaign,
+            StatsBy::Pool => Dimension::Pool,
+            StatsBy::Region => Dimension::Region,
+            StatsBy::Industry => Dimension::Industry,
+            StatsBy::CompanySize => Dimension::CompanySize,
+            _ => return None,
+        })
+    }
+}
+
+/// A plain text table with aligned columns.
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(header: &[&str]) -> Table {
+        Table {
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        assert_eq!(cells.len(), self.header.len(), "row width");
+        self.rows.push(cells);
+    }
+
+    pub fn render(&self) -> String {
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for r in &self.rows {
+            for (w, c) in widths.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let mut out = String::new();
+        let line = |out: &mut String, cells: &[String]| {
+            for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+                if i == 0 {
+                    let _ = write!(out, "{c:<w$}");
+                } else {
+                    let _ = write!(out, "  {c:>w$}");
+                }
+            }
+            out.push('\n');
+        };
+        line(&mut out, &self.header);
+        let total: usize = widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1);
+        out.push_str(&"-".repeat(total));
+        out.push('\n');
+        for r in &self.rows {
+            line(&mut out, r);
+        }
+        out
+    }
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{:.1}%", v * 100.0))
+}
+
+fn hours(ms: Option<f64>) -> String {
+    ms.map_or("-".into(), |v| format!("{:.1}h", v / 3_600_000.0))
+}
+
+fn money(minor: Option<f64>, c: Currency) -> String {
+    minor.map_or("-".into(), |v| format!("{:.2} {c}", v / 100.0))
+}
+
+fn main_currency(a: &CohortAgg) -> Option<Currency> {
+    a.acquisition_cost
+        .iter()
+        .max_by_key(|(_, v)| **v)
+        .map(|(c, _)| *c)
+}
+
+fn cohort_table(title: &str, rows: &BTreeMap<String, CohortAgg>) -> String {
+    let mut t = Table::new(&[
+        title,
+        "created",
+        "converted",
+        "conv",
+        "cost",
+        "revenue",
+        "roi",
+        "cpl",
+        "cac",
+        "avg_clv",
+        "recalled",
+        "conv_after_recall",
+        "ttfa_p50",
+        "ttfa_p90",
+    ]);
+    let mut total = CohortAgg::default();
+    for (name, a) in rows {
+        total.merge(a);
+        push_cohort_row(&mut t, name, a);
+    }
+    if rows.len() > 1 {
+        push_cohort_row(&mut t, "TOTAL", &total);
+    }
+    t.render()
+}
+
+fn push_cohort_row(t: &mut Table, name: &str, a: &CohortAgg) {
+    // One row per lead group; money columns show the group's main currency
+    // (the JSON form has every currency).
+    let m = main_currency(a).and_then(|c| a.money().remove(&c).map(|m| (c, m)));
+    let (cost, revenue, roi, cpl, cac, clv) = match &m {
+        Some((c, m)) => (
+            money(Some(m.cost_minor_units as f64), *c),
+            money(Some(m.revenue_minor_units as f64), *c),
+            pct(m.roi),
+            money(m.cpl_minor_units, *c),
+            money(m.cac_minor_units, *c),
+            money(m.avg_clv_minor_units, *c),
+        ),
+        None => (
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ),
+    };
+    t.row(vec![
+        name.to_string(),
+        a.created.to_string(),
+        a.converted.to_string(),
+        pct(a.conversion_rate()),
+        cost,
+        revenue,
+        roi,
+        cpl,
+        cac,
+        clv,
+        a.recalled_leads.to_string(),
+        pct(a.conversion_after_recall_rate()),
+        hours(a.time_to_first_assignment_ms.quantile(0.5)),
+        hours(a.time_to_first_assignment_ms.quantile(0.9)),
+    ]);
+}
+
+fn owner_table(rows: &BTreeMap<String, OwnerAgg>) -> String {
+    let mut t = Table::new(&[
+        "owner",
+        "assigned",
+        "first_fu",
+        "sla_ok",
+        "ttffu_p50",
+        "ttffu_p90",
+        "recalls",
+        "cycle_mean",
+        "cycle_p50",
+        "cycle_p90",
+        "converted",
+        "revenue",
+    ]);
+    for (name, a) in rows {
+        let revenue = a
+            .revenue
+            .iter()
+            .map(|(c, v)| money(Some(*v as f64), *c))
+            .collect::<Vec<_>>()
+            .join(" + ");
+        t.row(vec![
+            name.clone(),
+            a.assignments.to_string(),
+            a.first_follow_ups.to_string(),
+            pct(a.sla_compliance()),
+            hours(a.time_to_first_follow_up_ms.quantile(0.5)),
+            hours(a.time_to_first_follow_up_ms.quantile(0.9)),
+            a.recalls().to_string(),
+            hours(a.recall_cycle_ms.mean()),
+            hours(a.recall_cycle_ms.quantile(0.5)),
+            hours(a.recall_cycle_ms.quantile(0.9)),
+            a.conversions.to_string(),
+            if revenue.is_empty() {
+                "-".into()
+            } else {
+                revenue
+            },
+        ]);
+    }
+    t.render()
+}
+
+fn pool_table(rows: &BTreeMap<String, PoolWindow>, state: &PoolState) -> String {
+    let sizes = state.pool_sizes();
+    let mut t = Table::new(&[
+        "pool",
+        "waiting_now",
+        "held_now",
+        "waiting_at_start",
+        "inflow",
+        "outflow",
+        "utilisation",
+        "recalled_in",
+        "recall_success",
+    ]);
+    for (name, w) in rows {
+        let s = sizes.get(name).cloned().unwrap_or_default();
+        t.row(vec![
+            name.clone(),
+            s.waiting.to_string(),
+            s.held.to_string(),
+            w.waiting_at_start.to_string(),
+            w.inflow.to_string(),
+            w.outflow.to_string(),
+            pct(w.utilisation),
+            w.recalled_in.to_string(),
+            pct(w.recall_success_rate),
+        ]);
+    }
+    t.render()
+}
+
+/// The `stats` table.
+pub fn stats_text(by: StatsBy, agg: &Aggregates, state: &PoolState, window: Window) -> String {
+    match (by, by.dimension()) {
+        (_, Some(d)) => cohort_table(d.as_str(), &agg.by_dimension(d, window)),
+        (StatsBy::Day, _) => {
+            let rows = agg
+                .by_day(window)
+                .into_iter()
+                .map(|(d, a)| (format_day(d), a))
+                .collect();
+            cohort_table("day", &rows)
+        }
+        (StatsBy::Owner, _) => owner_table(&agg.by_owner(window)),
+        _ => pool_table(&agg.by_pool(window), state),
+    }
+}
+
+fn cohort_json(a: &CohortAgg) -> Value {
+    let money: BTreeMap<String, Value> = a
+        .money()
+        .into_iter()
+        .map(|(c, m)| {
+            (
+                c.to_string(),
+                serde_json::to_value(m).expect("serialisable"),
+            )
+        })
+        .collect();
+    json!({
+        "created": a.created,
+        "converted": a.converted,
+        "conversion_rate": a.conversion_rate(),
+        "money": money,
+        "recalled_leads": a.recalled_leads,
+        "converted_after_recall": a.converted_after_recall,
+        "conversion_after_recall_rate": a.conversion_after_recall_rate(),
+        "time_to_first_assignment_ms_p50": a.time_to_first_assignment_ms.quantile(0.5),
+        "time_to_first_assignment_ms_p90": a.time_to_first_assignment_ms.quantile(0.9),
+    })
+}
+
+fn owner_json(a: &OwnerAgg) -> Value {
+    let recalls: BTreeMap<&str, u64> = a
+        .recalls_by_reason
+        .iter()
+        .map(|(r, n)| (r.as_str(), *n))
+        .collect();
+    let revenue: BTreeMap<String, i64> =
+        a.revenue.iter().map(|(c, v)| (c.to_string(), *v)).collect();
+    json!({
+        "assignments": a.assignments,
+        "first_follow_ups": a.first_follow_ups,
+        "first_follow_ups_within_sla": a.first_follow_ups_within_sla,
+        "sla_compliance": a.sla_compliance(),
+        "time_to_first_follow_up_ms_p50": a.time_to_first_follow_up_ms.quantile(0.5),
+        "time_to_first_follow_up_ms_p90": a.time_to_first_follow_up_ms.quantile(0.9),
+        "recalls_by_reason": recalls,
+        "recall_cycle_ms_mean": a.recall_cycle_ms.mean(),
+        "recall_cycle_ms_p50": a.recall_cycle_ms.quantile(0.5),
+        "recall_cycle_ms_p90": a.recall_cycle_ms.quantile(0.9),
+        "conversions": a.conversions,
+        "revenue_minor_units": revenue,
+    })
+}
+
+/// The `stats --json` document: `{"by": ..., "rows": {name: {...}}}`.
+pub fn stats_json(by: StatsBy, agg: &Aggregates, state: &PoolState, window: Window) -> Value {
+    let rows: BTreeMap<String, Value> = match (by, by.dimension()) {
+        (_, Some(d)) => agg
+            .by_dimension(d, window)
+            .iter()
+            .map(|(k, a)| (k.clone(), cohort_json(a)))
+            .collect(),
+        (StatsBy::Day, _) => agg
+            .by_day(window)
+            .iter()
+            .map(|(d, a)| (format_day(*d), cohort_json(a)))
+            .collect(),
+        (StatsBy::Owner, _) => agg
+            .by_owner(window)
+            .iter()
+            .map(|(k, a)| (k.clone(), owner_json(a)))
+            .collect(),
+        _ => {
+            let sizes = state.pool_sizes();
+            agg.by_pool(window)
+                .into_iter()
+                .map(|(k, w)| {
+                    let mut v = serde_json::to_value(&w).expect("serialisable");
+                    let s = sizes.get(&k).cloned().unwrap_or_default();
+                    v["waiting_now"] = json!(s.waiting);
+                    v["held_now"] = json!(s.held);
+                    (k, v)
+                })
+                .collect()
+        }
+    };
+    json!({ "by": format!("{by:?}").to_lowercase(), "rows": rows })
+}
+
+/// A short summary of pool state for `replay` and the demo.
+pub fn pool_summary(state: &PoolState) -> String {
+    let mut t = Table::new(&["pool", "waiting", "held", "converted"]);
+    for (name, s) in state.pool_sizes() {
+        t.row(vec![
+            name,
+            s.waiting.to_string(),
+            s.held.to_string(),
+            s.converted.to_string(),
+        ]);
+    }
+    t.render()
+}
