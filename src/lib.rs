@@ -26,6 +26,7 @@
 //! - Money is never summed across currencies.
 
 pub mod codec;
+pub mod import;
 pub mod config;
 pub mod domain;
 pub mod log;

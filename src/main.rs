@@ -10,7 +10,8 @@ use leadflow::codec;
 use leadflow::codec::stream::{EventReader, EventWriter, Format};
 use leadflow::config::Config;
 use leadflow::domain::time::{format_ms, parse_time_ms};
-use leadflow::log::{Batcher, EventLog, Input, LogOptions, Origin, Position};
+use leadflow::import::ImportSummary;
+use leadflow::log::{EventLog, LogOptions};
 use leadflow::projector::metrics::Window;
 use leadflow::replay;
 use leadflow::report::{self, StatsBy};
@@ -237,14 +238,6 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-#[derive(Default)]
-struct ImportSummary {
-    records: u64,
-    accepted: u64,
-    rejected: u64,
-    skipped: u64,
-}
-
 fn import(log: &mut EventLog, config: &Config, a: &ImportArgs) -> Result<ImportSummary> {
     let format = a.format.unwrap_or_else(|| Format::from_path(&a.file));
     let file = File::open(&a.file).with_context(|| format!("opening {}", a.file.display()))?;
@@ -253,63 +246,30 @@ fn import(log: &mut EventLog, config: &Config, a: &ImportArgs) -> Result<ImportS
         Some(s) => s.clone(),
         None => format!("file:{}", std::fs::canonicalize(&a.file)?.display()),
     };
-    let resume_at = log.position(&source)?.unwrap_or(0);
     let mut reader = EventReader::new(
-        BufReader::with_capacity(
-            1 << 20,
-            Counting {
-                inner: file,
-                read_bytes: 0,
-            },
-        ),
+        BufReader::with_capacity(1 << 20, Counting { inner: file, read_bytes: 0 }),
         format,
     );
     let pb = spinner(len, "importing");
     let started = Instant::now();
-    let mut batcher = Batcher::new(config.log.batch_events_max, config.log.batch_wait_ms_max);
-    let mut summary = ImportSummary::default();
-    let mut offset: u64 = 0;
     let stdout = io::stdout();
-    let mut flush =
-        |batcher: &mut Batcher, offset: u64, summary: &mut ImportSummary| -> Result<()> {
-            let batch = batcher.take();
-            let pos = Position {
-                source: source.clone(),
-                next_offset: offset,
-            };
-            let report = log.append(&batch, &[pos])?;
-            summary.accepted += report.accepted.len() as u64;
-            summary.rejected += report.rejected.len() as u64;
+    let summary = leadflow::import::import(
+        log,
+        &mut reader,
+        &source,
+        &config.log,
+        &mut |done, reader| {
+            pb.set_position(reader.inner().get_ref().read_bytes);
             if a.print_acks {
                 let mut out = stdout.lock();
-                writeln!(out, "ack {offset} {}", report.last_seq)?;
-                out.flush()?;
+                // A closed stdout must not stop the import; the acks are
+                // advisory.
+                let _ = writeln!(out, "ack {} {}", done.next_offset, done.last_seq);
+                let _ = out.flush();
             }
-            Ok(())
-        };
-    while let Some(record) = reader
-        .next_record()
-        .with_context(|| format!("reading {}", a.file.display()))?
-    {
-        offset += 1;
-        if offset <= resume_at {
-            summary.skipped += 1;
-            continue;
-        }
-        summary.records += 1;
-        let origin = Some(Origin {
-            source: source.clone(),
-            offset: offset - 1,
-        });
-        let now_ms = started.elapsed().as_millis() as u64;
-        if batcher.push(Input { record, origin }, now_ms) {
-            flush(&mut batcher, offset, &mut summary)?;
-            pb.set_position(reader_bytes(&reader));
-        }
-    }
-    if !batcher.is_empty() {
-        flush(&mut batcher, offset, &mut summary)?;
-    }
+        },
+    )
+    .with_context(|| format!("importing {}", a.file.display()))?;
     pb.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
@@ -321,21 +281,12 @@ fn import(log: &mut EventLog, config: &Config, a: &ImportArgs) -> Result<ImportS
         summary.accepted,
         summary.rejected,
         if summary.skipped > 0 {
-            format!(
-                ", {} skipped (already imported from {source})",
-                summary.skipped
-            )
+            format!(", {} skipped (already imported from {source})", summary.skipped)
         } else {
             String::new()
         }
     );
     Ok(summary)
-}
-
-fn reader_bytes(r: &EventReader<BufReader<Counting<File>>>) -> u64 {
-    // The reader owns the BufReader; a small accessor keeps progress honest
-    // to within one buffer.
-    r.inner().get_ref().read_bytes
 }
 
 fn replay_cmd(dir: &Path, config: &Config, a: ReplayArgs) -> Result<()> {

@@ -84,6 +84,12 @@ fn merge_money(into: &mut MoneyByCurrency, from: &MoneyByCurrency) {
     }
 }
 
+fn merge_counts(into: &mut BTreeMap<Currency, u64>, from: &BTreeMap<Currency, u64>) {
+    for (c, n) in from {
+        *into.entry(*c).or_default() += n;
+    }
+}
+
 fn ratio(num: f64, den: f64) -> Option<f64> {
     (den != 0.0).then(|| num / den)
 }
@@ -93,7 +99,11 @@ fn ratio(num: f64, den: f64) -> Option<f64> {
 pub struct CohortAgg {
     pub created: u64,
     pub acquisition_cost: MoneyByCurrency,
+    /// Leads whose acquisition cost is in each currency (for cost per lead).
+    pub cost_leads: BTreeMap<Currency, u64>,
     pub converted: u64,
+    /// Converted leads by the currency of their acquisition cost (for CAC).
+    pub converted_by_cost_currency: BTreeMap<Currency, u64>,
     pub revenue: MoneyByCurrency,
     /// Sum and count of expected lifetime value (deal value where absent).
     pub clv_sum: MoneyByCurrency,
@@ -107,12 +117,12 @@ impl CohortAgg {
     pub fn merge(&mut self, o: &CohortAgg) {
         self.created += o.created;
         merge_money(&mut self.acquisition_cost, &o.acquisition_cost);
+        merge_counts(&mut self.cost_leads, &o.cost_leads);
         self.converted += o.converted;
+        merge_counts(&mut self.converted_by_cost_currency, &o.converted_by_cost_currency);
         merge_money(&mut self.revenue, &o.revenue);
         merge_money(&mut self.clv_sum, &o.clv_sum);
-        for (c, n) in &o.clv_count {
-            *self.clv_count.entry(*c).or_default() += n;
-        }
+        merge_counts(&mut self.clv_count, &o.clv_count);
         self.recalled_leads += o.recalled_leads;
         self.converted_after_recall += o.converted_after_recall;
         self.time_to_first_assignment_ms
@@ -150,12 +160,14 @@ impl CohortAgg {
                 let cost = self.acquisition_cost.get(&c).copied().unwrap_or(0);
                 let revenue = self.revenue.get(&c).copied().unwrap_or(0);
                 let clv_n = self.clv_count.get(&c).copied().unwrap_or(0);
+                let leads = self.cost_leads.get(&c).copied().unwrap_or(0);
+                let customers = self.converted_by_cost_currency.get(&c).copied().unwrap_or(0);
                 let m = MoneyMetrics {
                     cost_minor_units: cost,
                     revenue_minor_units: revenue,
                     roi: ratio((revenue - cost) as f64, cost as f64),
-                    cpl_minor_units: ratio(cost as f64, self.created as f64),
-                    cac_minor_units: ratio(cost as f64, self.converted as f64),
+                    cpl_minor_units: ratio(cost as f64, leads as f64),
+                    cac_minor_units: ratio(cost as f64, customers as f64),
                     avg_clv_minor_units: ratio(
                         self.clv_sum.get(&c).copied().unwrap_or(0) as f64,
                         clv_n as f64,
@@ -174,9 +186,9 @@ pub struct MoneyMetrics {
     pub revenue_minor_units: i64,
     /// (revenue − cost) / cost.
     pub roi: Option<f64>,
-    /// Cost per lead.
+    /// Cost per lead, over the leads whose cost is in this currency.
     pub cpl_minor_units: Option<f64>,
-    /// Cost per converted lead.
+    /// Cost per converted lead, over the leads whose cost is in this currency.
     pub cac_minor_units: Option<f64>,
     pub avg_clv_minor_units: Option<f64>,
 }
@@ -404,6 +416,7 @@ struct LeadTrack {
     dims: [u32; 6],
     created_day: i64,
     created_at_ms: i64,
+    cost_currency: Currency,
     pool: String,
     owner: Option<String>,
     assigned_at_ms: i64,
@@ -485,6 +498,7 @@ impl Metrics {
                 dims,
                 created_day: day,
                 created_at_ms: at,
+                cost_currency: c.acquisition_cost.currency,
                 pool: c.pool.clone(),
                 owner: None,
                 assigned_at_ms: 0,
@@ -495,6 +509,7 @@ impl Metrics {
             };
             Self::for_cohorts(&mut self.agg, &self.strings, &track, |cohort| {
                 cohort.created += 1;
+                *cohort.cost_leads.entry(c.acquisition_cost.currency).or_default() += 1;
                 add_money(
                     &mut cohort.acquisition_cost,
                     c.acquisition_cost.currency,
@@ -594,8 +609,10 @@ impl Metrics {
             EventBody::Converted(c) => {
                 let value = c.expected_lifetime_value.unwrap_or(c.deal_value);
                 let after_recall = track.recall_count > 0;
+                let cost_currency = track.cost_currency;
                 Self::for_cohorts(&mut self.agg, &self.strings, track, |cohort| {
                     cohort.converted += 1;
+                    *cohort.converted_by_cost_currency.entry(cost_currency).or_default() += 1;
                     add_money(
                         &mut cohort.revenue,
                         c.deal_value.currency,
