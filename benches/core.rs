@@ -1,1 +1,87 @@
-fn main() {}
+//! Core benchmarks: the per-event cost of each stage, and durable append
+//! throughput. Run: `cargo bench --bench core`.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use leadflow::codec;
+use leadflow::config::ProjectionConfig;
+use leadflow::domain::{lifecycle, LeadEvent};
+use leadflow::log::{EventLog, Input, LogOptions};
+use leadflow::projector::metrics::MetricParams;
+use leadflow::projector::Projections;
+use leadflow::sim::{SimConfig, SimItem, Simulator};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+fn events(leads: u64) -> Vec<LeadEvent> {
+    Simulator::new(SimConfig {
+        leads,
+        ..SimConfig::default()
+    })
+    .filter_map(|i| match i {
+        SimItem::Event(e) => Some(e),
+        SimItem::Bad { .. } => None,
+    })
+    .collect()
+}
+
+fn per_event(c: &mut Criterion) {
+    let evs = events(2_000);
+    let mut g = c.benchmark_group("per_event");
+    g.throughput(Throughput::Elements(evs.len() as u64));
+    g.bench_function("lifecycle_handle", |b| {
+        b.iter(|| {
+            let mut states: HashMap<&str, lifecycle::Lead> = HashMap::new();
+            for e in &evs {
+                let next = lifecycle::handle(states.get(e.lead_id.as_str()), e).unwrap();
+                states.insert(&e.lead_id, next);
+            }
+            states.len()
+        })
+    });
+    g.bench_function("projections_apply", |b| {
+        b.iter(|| {
+            let mut p = Projections::new(MetricParams::from(&ProjectionConfig::default()));
+            for (i, e) in evs.iter().enumerate() {
+                p.apply(i as u64 + 1, e);
+            }
+            p.covered_seq
+        })
+    });
+    let encoded: Vec<Vec<u8>> = evs.iter().map(codec::encode_event).collect();
+    g.bench_function("protobuf_decode", |b| {
+        b.iter(|| encoded.iter().map(|b| codec::decode_event(b).unwrap()).count())
+    });
+    g.finish();
+}
+
+fn durable_append(c: &mut Criterion) {
+    let evs = events(20_000);
+    let mut g = c.benchmark_group("log");
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    for batch in [100usize, 2_000] {
+        g.throughput(Throughput::Elements(evs.len() as u64));
+        g.bench_function(format!("append_durable_batch_{batch}"), |b| {
+            b.iter_batched(
+                || {
+                    let dir = tempfile::tempdir().unwrap();
+                    let log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
+                    let inputs: Vec<Input> = evs.iter().cloned().map(|e| Input::event(e, None)).collect();
+                    (dir, log, inputs)
+                },
+                |(dir, mut log, inputs)| {
+                    let started = Instant::now();
+                    for chunk in inputs.chunks(batch) {
+                        log.append(chunk, &[]).unwrap();
+                    }
+                    assert_eq!(log.last_seq(), evs.len() as u64);
+                    (dir, started.elapsed())
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, per_event, durable_append);
+criterion_main!(benches);

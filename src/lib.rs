@@ -26,9 +26,9 @@
 //! - Money is never summed across currencies.
 
 pub mod codec;
-pub mod import;
 pub mod config;
 pub mod domain;
+pub mod import;
 pub mod log;
 pub mod projector;
 pub mod replay;

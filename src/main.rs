@@ -15,7 +15,7 @@ use leadflow::log::{EventLog, LogOptions};
 use leadflow::projector::metrics::Window;
 use leadflow::replay;
 use leadflow::report::{self, StatsBy};
-use leadflow::sim::{BadInput, SimConfig, SimItem, Simulator};
+use leadflow::sim::{SimConfig, Simulator};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -247,7 +247,13 @@ fn import(log: &mut EventLog, config: &Config, a: &ImportArgs) -> Result<ImportS
         None => format!("file:{}", std::fs::canonicalize(&a.file)?.display()),
     };
     let mut reader = EventReader::new(
-        BufReader::with_capacity(1 << 20, Counting { inner: file, read_bytes: 0 }),
+        BufReader::with_capacity(
+            1 << 20,
+            Counting {
+                inner: file,
+                read_bytes: 0,
+            },
+        ),
         format,
     );
     let pb = spinner(len, "importing");
@@ -281,7 +287,10 @@ fn import(log: &mut EventLog, config: &Config, a: &ImportArgs) -> Result<ImportS
         summary.accepted,
         summary.rejected,
         if summary.skipped > 0 {
-            format!(", {} skipped (already imported from {source})", summary.skipped)
+            format!(
+                ", {} skipped (already imported from {source})",
+                summary.skipped
+            )
         } else {
             String::new()
         }
@@ -533,17 +542,7 @@ fn simulate(a: SimulateArgs) -> Result<leadflow::sim::SimSummary> {
     let mut sim = Simulator::new(config);
     let mut n = 0u64;
     for item in sim.by_ref() {
-        match item {
-            SimItem::Event(e) => w.write(&e)?,
-            SimItem::Bad {
-                input: BadInput::Invalid(e),
-                ..
-            } => w.write(&e)?,
-            SimItem::Bad {
-                input: BadInput::Garbage(b),
-                ..
-            } => w.write_raw(&b)?,
-        }
+        item.write_to(&mut w)?;
         n += 1;
         if n % 50_000 == 0 {
             pb.set_message(format!("simulating: {n} records"));

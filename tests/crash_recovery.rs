@@ -8,7 +8,7 @@ use leadflow::codec::stream::{EventReader, EventWriter, Format};
 use leadflow::config::LogConfig;
 use leadflow::domain::LeadEvent;
 use leadflow::log::{EventLog, LogOptions, StoredRejection};
-use leadflow::sim::{BadInput, SimConfig, SimItem, Simulator};
+use leadflow::sim::{SimConfig, Simulator};
 use rand::{Rng, SeedableRng};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -30,10 +30,7 @@ fn write_input(path: &std::path::Path) {
         ..SimConfig::default()
     });
     for item in sim {
-        match item {
-            SimItem::Event(e) | SimItem::Bad { input: BadInput::Invalid(e), .. } => w.write(&e).unwrap(),
-            SimItem::Bad { input: BadInput::Garbage(b), .. } => w.write_raw(&b).unwrap(),
-        }
+        item.write_to(&mut w).unwrap();
     }
     w.into_inner().flush().unwrap();
 }
@@ -47,7 +44,10 @@ fn contents(log: &EventLog) -> (Vec<(u64, LeadEvent)>, Vec<StoredRejection>) {
 fn reference(input: &std::path::Path) -> (Vec<(u64, LeadEvent)>, Vec<StoredRejection>) {
     let dir = tempfile::tempdir().unwrap();
     let mut log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
-    let mut reader = EventReader::new(BufReader::new(std::fs::File::open(input).unwrap()), Format::Protobuf);
+    let mut reader = EventReader::new(
+        BufReader::new(std::fs::File::open(input).unwrap()),
+        Format::Protobuf,
+    );
     let config = LogConfig {
         batch_events_max: 1_000,
         ..LogConfig::default()
@@ -126,15 +126,26 @@ fn sigkill_mid_append_loses_and_duplicates_nothing() {
         let position = log.position(SOURCE).unwrap().unwrap_or(0);
         let (events, rejections) = contents(&log);
         // Every acknowledged batch is there.
-        assert!(position >= acked, "acked {acked} but only {position} durable");
+        assert!(
+            position >= acked,
+            "acked {acked} but only {position} durable"
+        );
         // No batch half there: the records before the stored position are
         // all accounted for, and nothing after it is.
-        assert_eq!(events.len() + rejections.len(), position as usize, "run {runs}");
+        assert_eq!(
+            events.len() + rejections.len(),
+            position as usize,
+            "run {runs}"
+        );
         // Nothing twice, nothing out of place: the log is a prefix of the
         // uninterrupted one.
         assert_eq!(events[..], ref_events[..events.len()], "run {runs}");
-        let reasons = |r: &[StoredRejection]| r.iter().map(|x| x.reason.clone()).collect::<Vec<_>>();
-        assert_eq!(reasons(&rejections), reasons(&ref_rejections[..rejections.len()]));
+        let reasons =
+            |r: &[StoredRejection]| r.iter().map(|x| x.reason.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            reasons(&rejections),
+            reasons(&ref_rejections[..rejections.len()])
+        );
         eprintln!("run {runs}: acked {acked}, durable {position} of {total}");
         drop(log);
         if finished {

@@ -35,13 +35,20 @@ fn usd() -> Currency {
 
 fn approx(got: Option<f64>, want: f64) {
     let got = got.unwrap_or_else(|| panic!("expected {want}, got None"));
-    assert!((got - want).abs() <= want.abs() * 0.011 + 1e-9, "got {got}, want {want}");
+    assert!(
+        (got - want).abs() <= want.abs() * 0.011 + 1e-9,
+        "got {got}, want {want}"
+    );
 }
 
 fn load() -> (tempfile::TempDir, EventLog) {
     let dir = tempfile::tempdir().unwrap();
     let mut log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
-    let file = std::fs::File::open(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/scenario.jsonl")).unwrap();
+    let file = std::fs::File::open(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/scenario.jsonl"
+    ))
+    .unwrap();
     let mut reader = EventReader::new(BufReader::new(file), Format::Jsonl);
     let config = LogConfig {
         batch_events_max: 4,
@@ -61,30 +68,52 @@ fn bad_inputs_are_rejected_with_their_reasons() {
     let (_dir, log) = load();
     let stats = log.stats().unwrap();
     assert_eq!(stats.events, 16);
-    let reasons: Vec<(&str, u64)> = stats.rejected_by_reason.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    assert_eq!(reasons, vec![("duplicate", 1), ("not_owner", 1), ("undecodable", 1)]);
+    let reasons: Vec<(&str, u64)> = stats
+        .rejected_by_reason
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![("duplicate", 1), ("not_owner", 1), ("undecodable", 1)]
+    );
 }
 
 #[test]
 fn cohort_metrics_by_channel() {
     let (_dir, log) = load();
     let p = projections(&log, None);
-    let rows = p.metrics.agg.by_dimension(Dimension::Channel, Window::default());
+    let rows = p
+        .metrics
+        .agg
+        .by_dimension(Dimension::Channel, Window::default());
     assert_eq!(rows.keys().collect::<Vec<_>>(), vec!["search", "social"]);
 
     let search = &rows["search"];
     assert_eq!((search.created, search.converted), (2, 2));
     assert_eq!(search.conversion_rate(), Some(1.0));
     let m = &search.money()[&cny()];
-    assert_eq!((m.cost_minor_units, m.revenue_minor_units), (30_000, 150_000));
+    assert_eq!(
+        (m.cost_minor_units, m.revenue_minor_units),
+        (30_000, 150_000)
+    );
     assert_eq!(m.roi, Some(4.0)); // (1500 - 300) / 300
     assert_eq!(m.cpl_minor_units, Some(15_000.0)); // 300 / 2 leads
     assert_eq!(m.cac_minor_units, Some(15_000.0)); // 300 / 2 customers
     assert_eq!(m.avg_clv_minor_units, Some(175_000.0)); // (3000 + 500) / 2
-    assert_eq!((search.recalled_leads, search.converted_after_recall), (1, 1));
+    assert_eq!(
+        (search.recalled_leads, search.converted_after_recall),
+        (1, 1)
+    );
     assert_eq!(search.conversion_after_recall_rate(), Some(1.0));
-    approx(search.time_to_first_assignment_ms.quantile(0.5), (2 * H) as f64);
-    approx(search.time_to_first_assignment_ms.quantile(0.9), (2 * H) as f64);
+    approx(
+        search.time_to_first_assignment_ms.quantile(0.5),
+        (2 * H) as f64,
+    );
+    approx(
+        search.time_to_first_assignment_ms.quantile(0.9),
+        (2 * H) as f64,
+    );
 
     let social = &rows["social"];
     assert_eq!((social.created, social.converted), (2, 0));
@@ -92,15 +121,32 @@ fn cohort_metrics_by_channel() {
     let money = social.money();
     assert_eq!(money.len(), 2, "CNY and USD are never added");
     let (c, u) = (&money[&cny()], &money[&usd()]);
-    assert_eq!((c.cost_minor_units, c.roi, c.cpl_minor_units, c.cac_minor_units), (5_000, Some(-1.0), Some(5_000.0), None));
-    assert_eq!((u.cost_minor_units, u.roi, u.cpl_minor_units), (700, Some(-1.0), Some(700.0)));
-    assert_eq!((social.recalled_leads, social.converted_after_recall), (1, 0));
+    assert_eq!(
+        (
+            c.cost_minor_units,
+            c.roi,
+            c.cpl_minor_units,
+            c.cac_minor_units
+        ),
+        (5_000, Some(-1.0), Some(5_000.0), None)
+    );
+    assert_eq!(
+        (u.cost_minor_units, u.roi, u.cpl_minor_units),
+        (700, Some(-1.0), Some(700.0))
+    );
+    assert_eq!(
+        (social.recalled_leads, social.converted_after_recall),
+        (1, 0)
+    );
     assert_eq!(social.conversion_after_recall_rate(), Some(0.0));
     // L4 was never assigned: only L3's hour counts.
     assert_eq!(social.time_to_first_assignment_ms.count(), 1);
     approx(social.time_to_first_assignment_ms.quantile(0.5), H as f64);
 
-    let by_pool = p.metrics.agg.by_dimension(Dimension::Pool, Window::default());
+    let by_pool = p
+        .metrics
+        .agg
+        .by_dimension(Dimension::Pool, Window::default());
     assert_eq!((by_pool["general"].created, by_pool["vip"].created), (3, 1));
     let by_day = p.metrics.agg.by_day(Window::default());
     assert_eq!(by_day.len(), 1);
@@ -115,17 +161,37 @@ fn owner_metrics() {
     assert_eq!(owners.keys().collect::<Vec<_>>(), vec!["repA", "repB"]);
 
     let a = &owners["repA"];
-    assert_eq!((a.assignments, a.first_follow_ups, a.first_follow_ups_within_sla), (2, 1, 1));
+    assert_eq!(
+        (
+            a.assignments,
+            a.first_follow_ups,
+            a.first_follow_ups_within_sla
+        ),
+        (2, 1, 1)
+    );
     approx(a.time_to_first_follow_up_ms.quantile(0.5), (8 * H) as f64);
-    assert_eq!(a.recalls_by_reason.iter().collect::<Vec<_>>(), vec![(&RecallReason::NoFirstFollowUp, &1)]);
+    assert_eq!(
+        a.recalls_by_reason.iter().collect::<Vec<_>>(),
+        vec![(&RecallReason::NoFirstFollowUp, &1)]
+    );
     assert_eq!(a.recall_cycle_ms.mean(), Some((48 * H) as f64)); // h3 → h51
     assert_eq!((a.conversions, a.revenue[&cny()]), (1, 100_000));
 
     let b = &owners["repB"];
-    assert_eq!((b.assignments, b.first_follow_ups, b.first_follow_ups_within_sla), (2, 2, 1));
+    assert_eq!(
+        (
+            b.assignments,
+            b.first_follow_ups,
+            b.first_follow_ups_within_sla
+        ),
+        (2, 2, 1)
+    );
     assert_eq!(b.sla_compliance(), Some(0.5)); // L2 in 8 h, L3 in 34 h
     approx(b.time_to_first_follow_up_ms.quantile(0.5), (8 * H) as f64);
-    assert_eq!(b.recalls_by_reason.iter().collect::<Vec<_>>(), vec![(&RecallReason::Stale, &1)]);
+    assert_eq!(
+        b.recalls_by_reason.iter().collect::<Vec<_>>(),
+        vec![(&RecallReason::Stale, &1)]
+    );
     assert_eq!(b.recall_cycle_ms.mean(), Some((194 * H) as f64)); // h6 → h200
     assert_eq!((b.conversions, b.revenue[&cny()]), (1, 50_000));
 
@@ -135,8 +201,14 @@ fn owner_metrics() {
         to_ms: Some(D0 + 72 * H),
     };
     let owners = p.metrics.agg.by_owner(day2);
-    assert_eq!((owners["repB"].assignments, owners["repB"].first_follow_ups), (1, 1));
-    assert_eq!((owners["repA"].assignments, owners["repA"].recalls()), (0, 1));
+    assert_eq!(
+        (owners["repB"].assignments, owners["repB"].first_follow_ups),
+        (1, 1)
+    );
+    assert_eq!(
+        (owners["repA"].assignments, owners["repA"].recalls()),
+        (0, 1)
+    );
 }
 
 #[test]
@@ -152,7 +224,10 @@ fn pool_metrics_over_the_whole_history_and_a_window() {
     assert_eq!((g.recalled_in, g.recall_successes), (2, 1));
     assert_eq!(g.recall_success_rate, Some(0.5));
     let v = &pools["vip"];
-    assert_eq!((v.inflow, v.outflow, v.utilisation, v.recall_success_rate), (1, 0, Some(0.0), None));
+    assert_eq!(
+        (v.inflow, v.outflow, v.utilisation, v.recall_success_rate),
+        (1, 0, Some(0.0), None)
+    );
 
     let from_day2 = Window {
         from_ms: Some(D0 + 48 * H),
@@ -163,7 +238,14 @@ fn pool_metrics_over_the_whole_history_and_a_window() {
     assert_eq!(g.utilisation, Some(0.5));
 
     let sizes = p.pool.pool_sizes();
-    assert_eq!((sizes["general"].waiting, sizes["general"].held, sizes["general"].converted), (1, 0, 2));
+    assert_eq!(
+        (
+            sizes["general"].waiting,
+            sizes["general"].held,
+            sizes["general"].converted
+        ),
+        (1, 0, 2)
+    );
     assert_eq!(sizes["vip"].waiting, 1);
 }
 
@@ -174,9 +256,23 @@ fn replay_until_shows_the_past_state() {
     assert_eq!(p.pool.leads["L1"].status, LeadStatus::Converted);
     assert_eq!(p.pool.leads["L2"].owner.as_deref(), Some("repA"));
     assert_eq!(p.pool.leads["L3"].owner.as_deref(), Some("repB"));
-    assert_eq!(p.pool.holdings_by_rep(), vec![("repA".to_string(), 1), ("repB".to_string(), 1)]);
+    assert_eq!(
+        p.pool.holdings_by_rep(),
+        vec![("repA".to_string(), 1), ("repB".to_string(), 1)]
+    );
     let sizes = p.pool.pool_sizes();
-    assert_eq!((sizes["general"].waiting, sizes["general"].held, sizes["general"].converted), (0, 2, 1));
+    assert_eq!(
+        (
+            sizes["general"].waiting,
+            sizes["general"].held,
+            sizes["general"].converted
+        ),
+        (0, 2, 1)
+    );
     let owners = p.metrics.agg.by_owner(Window::default());
-    assert_eq!(owners["repA"].recalls(), 0, "the recall at h51 is in the future");
+    assert_eq!(
+        owners["repA"].recalls(),
+        0,
+        "the recall at h51 is in the future"
+    );
 }

@@ -14,24 +14,51 @@ const H: i64 = 3_600_000;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Create { channel: u8, pool: u8, cost: i64, usd: bool },
+    Create {
+        channel: u8,
+        pool: u8,
+        cost: i64,
+        usd: bool,
+    },
     Score(u32),
-    Assign { owner: u8, pool: u8 },
-    FollowUp { owner: u8 },
-    Recall { owner: u8, reason: u8 },
-    Convert { owner: u8, value: i64, clv: bool },
+    Assign {
+        owner: u8,
+        pool: u8,
+    },
+    FollowUp {
+        owner: u8,
+    },
+    Recall {
+        owner: u8,
+        reason: u8,
+    },
+    Convert {
+        owner: u8,
+        value: i64,
+        clv: bool,
+    },
     Redeliver,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0u8..3, 0u8..2, -5i64..50_000, any::<bool>())
-            .prop_map(|(channel, pool, cost, usd)| Op::Create { channel, pool, cost, usd }),
+        (0u8..3, 0u8..2, -5i64..50_000, any::<bool>()).prop_map(|(channel, pool, cost, usd)| {
+            Op::Create {
+                channel,
+                pool,
+                cost,
+                usd,
+            }
+        }),
         (0u32..120).prop_map(Op::Score),
         (0u8..4, 0u8..3).prop_map(|(owner, pool)| Op::Assign { owner, pool }),
         (0u8..4).prop_map(|owner| Op::FollowUp { owner }),
         (0u8..4, 0u8..6).prop_map(|(owner, reason)| Op::Recall { owner, reason }),
-        (0u8..4, -5i64..1_000_000, any::<bool>()).prop_map(|(owner, value, clv)| Op::Convert { owner, value, clv }),
+        (0u8..4, -5i64..1_000_000, any::<bool>()).prop_map(|(owner, value, clv)| Op::Convert {
+            owner,
+            value,
+            clv
+        }),
         Just(Op::Redeliver),
     ]
 }
@@ -52,7 +79,12 @@ fn event(i: usize, lead: u8, at: i64, op: &Op, prev: Option<&LeadEvent>) -> Lead
                 model_version: String::new(),
             })
         }
-        Op::Create { channel, pool, cost, usd } => EventBody::Created(LeadCreated {
+        Op::Create {
+            channel,
+            pool,
+            cost,
+            usd,
+        } => EventBody::Created(LeadCreated {
             channel: format!("ch{channel}"),
             campaign: format!("cmp{}", channel % 2),
             pool: format!("pool{pool}"),
@@ -72,7 +104,11 @@ fn event(i: usize, lead: u8, at: i64, op: &Op, prev: Option<&LeadEvent>) -> Lead
         }),
         Op::Assign { owner: o, pool } => EventBody::Assigned(LeadAssigned {
             owner_id: owner(o),
-            pool: if *pool == 2 { String::new() } else { format!("pool{pool}") },
+            pool: if *pool == 2 {
+                String::new()
+            } else {
+                format!("pool{pool}")
+            },
             method: AssignmentMethod::Rule,
             command_id: String::new(),
         }),
@@ -88,7 +124,11 @@ fn event(i: usize, lead: u8, at: i64, op: &Op, prev: Option<&LeadEvent>) -> Lead
             command_id: String::new(),
             rule_id: String::new(),
         }),
-        Op::Convert { owner: o, value, clv } => EventBody::Converted(LeadConverted {
+        Op::Convert {
+            owner: o,
+            value,
+            clv,
+        } => EventBody::Converted(LeadConverted {
             owner_id: owner(o),
             deal_value: Money::new(*value, cur(false)),
             customer_id: String::new(),

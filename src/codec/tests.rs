@@ -45,9 +45,9 @@ fn samples() -> Vec<LeadEvent> {
         }),
         EventBody::Converted(LeadConverted {
             owner_id: "rep-2".into(),
-            deal_value: cny(99_00),
+            deal_value: cny(9_900),
             customer_id: "cust".into(),
-            expected_lifetime_value: Some(cny(300_00)),
+            expected_lifetime_value: Some(cny(30_000)),
         }),
     ];
     bodies

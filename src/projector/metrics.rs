@@ -119,7 +119,10 @@ impl CohortAgg {
         merge_money(&mut self.acquisition_cost, &o.acquisition_cost);
         merge_counts(&mut self.cost_leads, &o.cost_leads);
         self.converted += o.converted;
-        merge_counts(&mut self.converted_by_cost_currency, &o.converted_by_cost_currency);
+        merge_counts(
+            &mut self.converted_by_cost_currency,
+            &o.converted_by_cost_currency,
+        );
         merge_money(&mut self.revenue, &o.revenue);
         merge_money(&mut self.clv_sum, &o.clv_sum);
         merge_counts(&mut self.clv_count, &o.clv_count);
@@ -161,7 +164,11 @@ impl CohortAgg {
                 let revenue = self.revenue.get(&c).copied().unwrap_or(0);
                 let clv_n = self.clv_count.get(&c).copied().unwrap_or(0);
                 let leads = self.cost_leads.get(&c).copied().unwrap_or(0);
-                let customers = self.converted_by_cost_currency.get(&c).copied().unwrap_or(0);
+                let customers = self
+                    .converted_by_cost_currency
+                    .get(&c)
+                    .copied()
+                    .unwrap_or(0);
                 let m = MoneyMetrics {
                     cost_minor_units: cost,
                     revenue_minor_units: revenue,
@@ -509,7 +516,10 @@ impl Metrics {
             };
             Self::for_cohorts(&mut self.agg, &self.strings, &track, |cohort| {
                 cohort.created += 1;
-                *cohort.cost_leads.entry(c.acquisition_cost.currency).or_default() += 1;
+                *cohort
+                    .cost_leads
+                    .entry(c.acquisition_cost.currency)
+                    .or_default() += 1;
                 add_money(
                     &mut cohort.acquisition_cost,
                     c.acquisition_cost.currency,
@@ -612,7 +622,10 @@ impl Metrics {
                 let cost_currency = track.cost_currency;
                 Self::for_cohorts(&mut self.agg, &self.strings, track, |cohort| {
                     cohort.converted += 1;
-                    *cohort.converted_by_cost_currency.entry(cost_currency).or_default() += 1;
+                    *cohort
+                        .converted_by_cost_currency
+                        .entry(cost_currency)
+                        .or_default() += 1;
                     add_money(
                         &mut cohort.revenue,
                         c.deal_value.currency,

@@ -61,9 +61,12 @@ pub enum BadInput {
     /// Bytes that are not an event at all.
     Garbage(Vec<u8>),
     /// A well-formed event the lifecycle must refuse.
-    Invalid(LeadEvent),
+    Invalid(Box<LeadEvent>),
 }
 
+// Valid events are the common case and are moved once each; boxing them
+// would cost an allocation per event to save stack space on the rare bad one.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum SimItem {
     Event(LeadEvent),
@@ -432,7 +435,7 @@ impl Simulator {
             ),
             1 => {
                 // A redelivery of the event just emitted.
-                (BadInput::Invalid(e.clone()), "duplicate")
+                (BadInput::Invalid(Box::new(e.clone())), "duplicate")
             }
             2 => {
                 base.lead_id = format!("ghost-{}-{n}", self.config.seed);
@@ -441,7 +444,7 @@ impl Simulator {
                     kind: FollowUpKind::Call,
                     outcome: String::new(),
                 });
-                (BadInput::Invalid(base), "unknown_lead")
+                (BadInput::Invalid(Box::new(base)), "unknown_lead")
             }
             3 => {
                 base.body = EventBody::Scored(LeadScored {
@@ -451,7 +454,7 @@ impl Simulator {
                     predictive_score: 0,
                     model_version: "broken".into(),
                 });
-                (BadInput::Invalid(base), "score_out_of_range")
+                (BadInput::Invalid(Box::new(base)), "score_out_of_range")
             }
             _ => {
                 base.lead_id = format!("neg-{}-{n}", self.config.seed);
@@ -466,7 +469,7 @@ impl Simulator {
                     contact_fingerprint: String::new(),
                     attributes: Default::default(),
                 });
-                (BadInput::Invalid(base), "negative_money")
+                (BadInput::Invalid(Box::new(base)), "negative_money")
             }
         };
         *self.summary.bad_by_reason.entry(reason).or_default() += 1;
@@ -507,6 +510,27 @@ impl Iterator for Simulator {
             };
             self.maybe_bad(&event);
             return Some(SimItem::Event(event));
+        }
+    }
+}
+
+impl SimItem {
+    /// Writes the item as one record: bad inputs exactly as a broken
+    /// producer would have sent them.
+    pub fn write_to<W: std::io::Write>(
+        &self,
+        w: &mut crate::codec::stream::EventWriter<W>,
+    ) -> std::io::Result<()> {
+        match self {
+            SimItem::Event(e) => w.write(e),
+            SimItem::Bad {
+                input: BadInput::Invalid(e),
+                ..
+            } => w.write(e),
+            SimItem::Bad {
+                input: BadInput::Garbage(b),
+                ..
+            } => w.write_raw(b),
         }
     }
 }

@@ -1,0 +1,169 @@
+//! Black-box tests of the `leadflow` binary: what an operator types.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn leadflow(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("LEADFLOW_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/scenario.jsonl");
+
+#[test]
+fn import_stats_inspect_export_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(leadflow(&data, &["import", FIXTURE]));
+    // A second import of the same file resumes after its end: nothing new.
+    let again = leadflow(&data, &["import", FIXTURE]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("19 skipped"));
+
+    let stats: serde_json::Value = serde_json::from_str(&ok(leadflow(
+        &data,
+        &["stats", "--by", "channel", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(stats["rows"]["search"]["created"], 2);
+    assert_eq!(stats["rows"]["search"]["money"]["CNY"]["roi"], 4.0);
+    let pools: serde_json::Value =
+        serde_json::from_str(&ok(leadflow(&data, &["stats", "--by", "pools", "--json"]))).unwrap();
+    assert_eq!(pools["rows"]["general"]["utilisation"], 0.8);
+    assert_eq!(pools["rows"]["general"]["waiting_now"], 1);
+    let table = ok(leadflow(&data, &["stats", "--by", "owner"]));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("repB") && l.contains("50.0%")),
+        "{table}"
+    );
+
+    let lead = ok(leadflow(&data, &["inspect", "lead", "L2"]));
+    assert!(lead.contains("status converted"), "{lead}");
+    assert!(lead.contains("previous owners [repA]"), "{lead}");
+    assert_eq!(
+        lead.matches("#").count(),
+        6,
+        "six events in L2's timeline:\n{lead}"
+    );
+    let l4 = ok(leadflow(&data, &["inspect", "lead", "L4", "--json"]));
+    let l4: serde_json::Value = serde_json::from_str(&l4).unwrap();
+    assert_eq!(l4["rejected"][0]["reason"], "not_owner");
+    let missing = leadflow(&data, &["inspect", "lead", "nope"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no lead"));
+
+    let rejections = ok(leadflow(
+        &data,
+        &["inspect", "rejections", "--reason", "duplicate"],
+    ));
+    assert_eq!(rejections.lines().count(), 1, "{rejections}");
+    let totals = ok(leadflow(&data, &["inspect", "log"]));
+    assert!(
+        totals.contains("events   16") && totals.contains("rejected 3"),
+        "{totals}"
+    );
+
+    let past = ok(leadflow(
+        &data,
+        &["replay", "--until", "2026-11-03T21:00:00Z"],
+    ));
+    assert!(
+        past.contains("state as of 2026-11-03T21:00:00.000Z"),
+        "{past}"
+    );
+
+    // Export → import into a fresh log gives the same events.
+    let exported = dir.path().join("out.jsonl");
+    ok(leadflow(
+        &data,
+        &["export", "--out", exported.to_str().unwrap()],
+    ));
+    let data2 = dir.path().join("data2");
+    ok(leadflow(&data2, &["import", exported.to_str().unwrap()]));
+    let a = ok(leadflow(&data, &["export"]));
+    let b = ok(leadflow(&data2, &["export"]));
+    assert_eq!(a, b);
+    assert_eq!(a.lines().count(), 16);
+}
+
+#[test]
+fn simulate_is_deterministic_in_both_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("unused");
+    let run = |name: &str| {
+        let p = dir.path().join(name);
+        ok(leadflow(
+            &data,
+            &[
+                "simulate",
+                "--leads",
+                "200",
+                "--days",
+                "5",
+                "--seed",
+                "3",
+                "--out",
+                p.to_str().unwrap(),
+            ],
+        ));
+        std::fs::read(p).unwrap()
+    };
+    assert_eq!(run("a.jsonl"), run("b.jsonl"));
+    let pb = run("c.pb");
+    assert!(!pb.is_empty() && pb != run("a.jsonl"));
+    // Both formats import to the same log contents.
+    for f in ["a.jsonl", "c.pb"] {
+        ok(leadflow(
+            &dir.path().join(format!("log-{f}")),
+            &["import", dir.path().join(f).to_str().unwrap()],
+        ));
+    }
+    assert_eq!(
+        ok(leadflow(&dir.path().join("log-a.jsonl"), &["export"])),
+        ok(leadflow(&dir.path().join("log-c.pb"), &["export"]))
+    );
+}
+
+#[test]
+fn errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let bad_config = dir.path().join("bad.toml");
+    std::fs::write(&bad_config, "[log]\nbatch_size = 3\n").unwrap();
+    let out = leadflow(
+        &data,
+        &["--config", bad_config.to_str().unwrap(), "inspect", "log"],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("batch_size"), "{err}");
+
+    let out = leadflow(&data, &["import", "/no/such/file.jsonl"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file.jsonl"));
+
+    let out = leadflow(&data, &["stats", "--from", "last tuesday"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
+
+    let help = ok(leadflow(&data, &["--help"]));
+    for cmd in [
+        "demo", "import", "replay", "inspect", "stats", "export", "simulate",
+    ] {
+        assert!(help.contains(cmd), "--help lacks {cmd}");
+    }
+}
