@@ -52,7 +52,7 @@ impl Default for LogConfig {
             batch_events_max: 2_000,
             batch_wait_ms_max: 20,
             cache_capacity_bytes: 256 * 1024 * 1024,
-            lead_cache_entries_max: 2_000_000,
+            lead_cache_entries_max: 500_000,
         }
     }
 }
@@ -142,5 +142,19 @@ mod tests {
         assert!(toml::from_str::<Config>("[log]\nbatch_size = 5").is_err());
         let c: Config = toml::from_str("[log]\nbatch_events_max = 0").unwrap();
         assert!(c.validate().is_err());
+    }
+}
+
+#[cfg(test)]
+mod documented_file {
+    use super::*;
+
+    /// `deploy/leadflow.toml` documents every key with its default; keep
+    /// the two in step.
+    #[test]
+    fn the_documented_config_file_is_the_defaults() {
+        let text = include_str!("../deploy/leadflow.toml");
+        let c: Config = toml::from_str(text).unwrap();
+        assert_eq!(c, Config::default());
     }
 }

@@ -176,6 +176,10 @@ struct SimulateArgs {
     bad_ratio: f64,
 }
 
+// sled allocates per key; a faster allocator is a measurable win on append.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -24,7 +24,7 @@ fn write_input(path: &std::path::Path) {
     let mut w = EventWriter::new(std::io::BufWriter::new(file), Format::Protobuf);
     let sim = Simulator::new(SimConfig {
         seed: 9,
-        leads: 3_000,
+        leads: 5_000,
         days: 20,
         bad_ratio: 0.02,
         ..SimConfig::default()

@@ -1,15 +1,14 @@
 //! Key layout of the `log` tree. All keyspaces share one sled tree because
-//! sled applies a batch atomically only within one tree: events, their id
-//! index, the per-lead index, lead states, rejections, counters and source
+//! sled applies a batch atomically only within one tree: event segments, the
+//! id index, lead records (state and timeline), rejections, counters and source
 //! positions of one batch must land together or not at all.
 //!
 //! Numbers are big-endian so that byte order is numeric order; lead ids are
 //! length-prefixed so that one lead's prefix is never a prefix of another's.
 
-pub const EVENT: u8 = b'e'; // e + seq            -> protobuf LeadEvent
+pub const EVENT: u8 = b'e'; // e + first seq      -> segment of protobuf LeadEvents
 pub const EVENT_ID: u8 = b'i'; // i + event_id    -> seq
-pub const TIMELINE: u8 = b'l'; // l + lead + seq  -> ()
-pub const LEAD_STATE: u8 = b's'; // s + lead_id   -> bincode Lead
+pub const LEAD_STATE: u8 = b's'; // s + lead_id   -> bincode LeadRecord (state + timeline)
 pub const REJECTED: u8 = b'r'; // r + rseq        -> bincode StoredRejection
 pub const LEAD_REJECTED: u8 = b'x'; // x + lead + rseq -> ()
 pub const POSITION: u8 = b'p'; // p + source      -> next offset

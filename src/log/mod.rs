@@ -17,11 +17,19 @@
 //! - Event ids are unique in the log: a second event with a stored id is kept
 //!   as a `duplicate` rejection, never appended.
 //! - Sequences start at 1 and have no gaps; reading asserts it.
+//!
+//! ## Layout
+//! One sled key per batch holds the batch's events (a [`segment`], keyed by
+//! its first sequence), one key per event id holds the dedupe index, and one
+//! key per lead holds its lifecycle state together with its timeline (the
+//! sequences of its events). sled's cost is per key, so this keeps an append
+//! at about two keys per event.
 //! - Projection snapshots live in their own tree and are flushed when saved;
 //!   they are a cache: losing one costs a replay, never correctness.
 
 mod batcher;
 mod keys;
+mod segment;
 
 pub use batcher::Batcher;
 
@@ -29,6 +37,7 @@ use crate::codec::{self, stream::Record};
 use crate::domain::lifecycle::{self, Lead};
 use crate::domain::{LeadEvent, Rejection};
 use keys::*;
+use segment::{Segment, SegmentWriter};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -44,6 +53,10 @@ pub enum LogError {
     /// The batch in flight is not durable; retry after fixing the cause.
     #[error("storage: {0}")]
     Storage(#[from] sled::Error),
+    /// Another process holds the data dir (sled takes an exclusive file
+    /// lock). Stop the other `leadflow` or use another `--data-dir`.
+    #[error("data dir {path} is in use by another process")]
+    Locked { path: String },
     /// The data dir was written by a different, incompatible version.
     /// Use the matching binary, or export with it and import here.
     #[error("data dir format {found} is not supported by this build (expects {expected})")]
@@ -124,6 +137,13 @@ pub struct StoredRejection {
     pub raw: Vec<u8>,
 }
 
+/// A lead's record: lifecycle state plus the sequences of its events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct LeadRecord {
+    lead: Lead,
+    timeline: Vec<u64>,
+}
+
 /// Totals of the log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogStats {
@@ -139,8 +159,8 @@ pub struct EventLog {
     /// Next sequence to assign; sequences start at 1.
     next_seq: u64,
     next_rseq: u64,
-    /// Decoded lead states, a bounded cache in front of the `s` keyspace.
-    leads: HashMap<String, Lead>,
+    /// Decoded lead records, a bounded cache in front of the `s` keyspace.
+    leads: HashMap<String, LeadRecord>,
     lead_cache_entries_max: usize,
 }
 
@@ -170,6 +190,9 @@ impl From<&crate::config::LogConfig> for LogOptions {
     }
 }
 
+const OPEN_LOCK_ATTEMPTS_MAX: u32 = 30;
+const OPEN_LOCK_RETRY_MS: u64 = 100;
+
 const META_FORMAT: &str = "format";
 const META_NEXT_SEQ: &str = "next_seq";
 const META_NEXT_RSEQ: &str = "next_rseq";
@@ -177,14 +200,33 @@ const META_NEXT_RSEQ: &str = "next_rseq";
 impl EventLog {
     /// Opens (or creates) the log in `dir`.
     pub fn open(dir: &Path, options: &LogOptions) -> Result<EventLog, LogError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(options.cache_capacity_bytes)
             .mode(sled::Mode::HighThroughput)
             // Durability comes from the explicit flush per batch, not from a
             // background timer.
-            .flush_every_ms(None)
-            .open()?;
+            .flush_every_ms(None);
+        // sled releases its file lock from a background thread after the
+        // last handle drops, so a handle of this very process that was just
+        // closed may hold it for a moment: retry briefly before calling the
+        // data dir taken.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                    attempts += 1;
+                    if attempts >= OPEN_LOCK_ATTEMPTS_MAX {
+                        return Err(LogError::Locked {
+                            path: dir.display().to_string(),
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(OPEN_LOCK_RETRY_MS));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let tree = db.open_tree("log")?;
         let snapshots = db.open_tree("snapshots")?;
         let format = tree.get(str_key(META, META_FORMAT))?;
@@ -215,14 +257,16 @@ impl EventLog {
         };
         let next_seq = meta_u64(META_NEXT_SEQ)?;
         let next_rseq = meta_u64(META_NEXT_RSEQ)?;
-        // Invariant on read: the counter agrees with the last stored key.
-        let last = tree
-            .scan_prefix([EVENT])
-            .keys()
-            .next_back()
-            .transpose()?
-            .and_then(|k| trailing_u64(&k))
-            .unwrap_or(0);
+        // Invariant on read: the counter agrees with the last stored segment.
+        let last = match tree.scan_prefix([EVENT]).next_back().transpose()? {
+            None => 0,
+            Some((k, v)) => {
+                let first =
+                    trailing_u64(&k).ok_or_else(|| LogError::Corrupt("segment key".into()))?;
+                let seg = Segment::parse(&v).map_err(LogError::Corrupt)?;
+                first + seg.len() as u64 - 1
+            }
+        };
         if last + 1 != next_seq {
             return Err(LogError::Corrupt(format!(
                 "next sequence {next_seq} does not follow last stored event {last}"
@@ -244,7 +288,7 @@ impl EventLog {
         self.next_seq - 1
     }
 
-    fn load_lead(&self, lead_id: &str) -> Result<Option<Lead>, LogError> {
+    fn load_lead(&self, lead_id: &str) -> Result<Option<LeadRecord>, LogError> {
         if let Some(l) = self.leads.get(lead_id) {
             return Ok(Some(l.clone()));
         }
@@ -258,7 +302,7 @@ impl EventLog {
 
     /// The lifecycle state of one lead, as validation sees it.
     pub fn lead_state(&self, lead_id: &str) -> Result<Option<Lead>, LogError> {
-        self.load_lead(lead_id)
+        Ok(self.load_lead(lead_id)?.map(|r| r.lead))
     }
 
     /// Validates and appends a batch atomically and durably; see the module
@@ -274,7 +318,8 @@ impl EventLog {
         let mut next_rseq = self.next_rseq;
         // In-batch views: lead states and ids written by earlier inputs of
         // this batch are not in sled yet.
-        let mut overlay: HashMap<&str, Lead> = HashMap::new();
+        let mut overlay: HashMap<&str, LeadRecord> = HashMap::new();
+        let mut segment = SegmentWriter::new();
         let mut ids_in_batch: HashMap<&str, u64> = HashMap::new();
         let mut counters: BTreeMap<&'static str, u64> = BTreeMap::new();
 
@@ -284,15 +329,15 @@ impl EventLog {
                 Ok(event) => self.validate(event, &overlay, &ids_in_batch)?,
             };
             match outcome {
-                Ok(lead) => {
+                Ok(mut record) => {
                     let event = input.record.as_ref().expect("validated events decode");
                     let seq = next_seq;
                     next_seq += 1;
-                    batch.insert(&seq_key(EVENT, seq), codec::encode_event(event));
+                    segment.push(&codec::encode_event(event));
                     batch.insert(str_key(EVENT_ID, &event.event_id), &seq.to_be_bytes());
-                    batch.insert(lead_seq_key(TIMELINE, &event.lead_id, seq), &[]);
+                    record.timeline.push(seq);
                     ids_in_batch.insert(&event.event_id, seq);
-                    overlay.insert(&event.lead_id, lead);
+                    overlay.insert(&event.lead_id, record);
                     report.accepted.push((index, seq));
                 }
                 Err(reason) => {
@@ -329,8 +374,11 @@ impl EventLog {
             }
         }
 
-        for (lead_id, lead) in &overlay {
-            let bytes = bincode::serialize(lead).expect("lead states serialise");
+        if !segment.is_empty() {
+            batch.insert(&seq_key(EVENT, self.next_seq), segment.finish());
+        }
+        for (lead_id, record) in &overlay {
+            let bytes = bincode::serialize(record).expect("lead records serialise");
             batch.insert(str_key(LEAD_STATE, lead_id), bytes);
         }
         for (code, n) in &counters {
@@ -367,8 +415,8 @@ impl EventLog {
         if self.leads.len() + overlay.len() > self.lead_cache_entries_max {
             self.leads.clear();
         }
-        for (lead_id, lead) in overlay {
-            self.leads.insert(lead_id.to_string(), lead);
+        for (lead_id, record) in overlay {
+            self.leads.insert(lead_id.to_string(), record);
         }
         report.last_seq = self.next_seq - 1;
         debug_assert_eq!(
@@ -384,9 +432,9 @@ impl EventLog {
     fn validate(
         &self,
         event: &LeadEvent,
-        overlay: &HashMap<&str, Lead>,
+        overlay: &HashMap<&str, LeadRecord>,
         ids_in_batch: &HashMap<&str, u64>,
-    ) -> Result<Result<Lead, Rejection>, LogError> {
+    ) -> Result<Result<LeadRecord, Rejection>, LogError> {
         // Malformed ids are the lifecycle's to reject; only well-formed ones
         // are looked up in the id index.
         let id_ok =
@@ -401,11 +449,15 @@ impl EventLog {
                 return Ok(Err(Rejection::Duplicate { first_seq }));
             }
         }
-        let state = match overlay.get(event.lead_id.as_str()) {
-            Some(l) => Some(l.clone()),
+        let record = match overlay.get(event.lead_id.as_str()) {
+            Some(r) => Some(r.clone()),
             None => self.load_lead(&event.lead_id)?,
         };
-        Ok(lifecycle::handle(state.as_ref(), event))
+        let state = record.as_ref().map(|r| &r.lead);
+        Ok(lifecycle::handle(state, event).map(|lead| LeadRecord {
+            lead,
+            timeline: record.map(|r| r.timeline).unwrap_or_default(),
+        }))
     }
 
     /// Accepted events with sequence `>= from_seq`, in order.
@@ -413,33 +465,70 @@ impl EventLog {
         &self,
         from_seq: u64,
     ) -> impl Iterator<Item = Result<(u64, LeadEvent), LogError>> + '_ {
-        let mut expected = from_seq.max(1);
+        let from_seq = from_seq.max(1);
+        // Start at the segment that contains `from_seq`.
+        let start = match self
+            .tree
+            .range(seq_key(EVENT, 0)..=seq_key(EVENT, from_seq))
+            .next_back()
+        {
+            Some(Ok((k, _))) => trailing_u64(&k).unwrap_or(from_seq),
+            _ => from_seq,
+        };
+        let mut expected = start;
         self.tree
-            .range(seq_key(EVENT, from_seq.max(1))..=seq_key(EVENT, u64::MAX))
-            .map(move |kv| {
-                let (k, v) = kv?;
-                let seq = trailing_u64(&k).ok_or_else(|| LogError::Corrupt("event key".into()))?;
-                // Invariant on read: no gaps.
-                if seq != expected {
-                    return Err(LogError::Corrupt(format!(
-                        "expected event {expected}, found {seq}"
-                    )));
+            .range(seq_key(EVENT, start)..=seq_key(EVENT, u64::MAX))
+            .flat_map(move |kv| -> Vec<Result<(u64, LeadEvent), LogError>> {
+                let decoded = (|| {
+                    let (k, v) = kv?;
+                    let first =
+                        trailing_u64(&k).ok_or_else(|| LogError::Corrupt("segment key".into()))?;
+                    // Invariant on read: segments follow each other without gaps.
+                    if first != expected {
+                        return Err(LogError::Corrupt(format!(
+                            "expected a segment at {expected}, found {first}"
+                        )));
+                    }
+                    let seg = Segment::parse(&v).map_err(LogError::Corrupt)?;
+                    expected += seg.len() as u64;
+                    let mut out = Vec::with_capacity(seg.len());
+                    for i in 0..seg.len() {
+                        let seq = first + i as u64;
+                        if seq < from_seq {
+                            continue;
+                        }
+                        let event = codec::decode_event(seg.get(i))
+                            .map_err(|e| LogError::Corrupt(format!("event {seq}: {e}")))?;
+                        out.push(Ok((seq, event)));
+                    }
+                    Ok(out)
+                })();
+                match decoded {
+                    Ok(events) => events,
+                    Err(e) => vec![Err(e)],
                 }
-                expected += 1;
-                let event = codec::decode_event(&v)
-                    .map_err(|e| LogError::Corrupt(format!("event {seq}: {e}")))?;
-                Ok((seq, event))
             })
     }
 
     /// One event by sequence.
     pub fn event(&self, seq: u64) -> Result<Option<LeadEvent>, LogError> {
-        match self.tree.get(seq_key(EVENT, seq))? {
-            None => Ok(None),
-            Some(v) => codec::decode_event(&v)
-                .map(Some)
-                .map_err(|e| LogError::Corrupt(format!("event {seq}: {e}"))),
+        let Some((k, v)) = self
+            .tree
+            .range(seq_key(EVENT, 0)..=seq_key(EVENT, seq))
+            .next_back()
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        let first = trailing_u64(&k).ok_or_else(|| LogError::Corrupt("segment key".into()))?;
+        let seg = Segment::parse(&v).map_err(LogError::Corrupt)?;
+        let index = (seq - first) as usize;
+        if index >= seg.len() {
+            return Ok(None);
         }
+        codec::decode_event(seg.get(index))
+            .map(Some)
+            .map_err(|e| LogError::Corrupt(format!("event {seq}: {e}")))
     }
 
     /// The sequence of a stored event id.
@@ -452,16 +541,15 @@ impl EventLog {
 
     /// One lead's accepted events, in log order.
     pub fn timeline(&self, lead_id: &str) -> Result<Vec<(u64, LeadEvent)>, LogError> {
-        let mut out = Vec::new();
-        for k in self.tree.scan_prefix(lead_prefix(TIMELINE, lead_id)).keys() {
-            let seq = trailing_u64(&k?).ok_or_else(|| LogError::Corrupt("timeline key".into()))?;
+        let Some(record) = self.load_lead(lead_id)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::with_capacity(record.timeline.len());
+        for seq in record.timeline {
             let event = self.event(seq)?.ok_or_else(|| {
                 LogError::Corrupt(format!("timeline points at missing event {seq}"))
             })?;
-            assert_eq!(
-                event.lead_id, lead_id,
-                "timeline index names the wrong lead"
-            );
+            assert_eq!(event.lead_id, lead_id, "timeline names the wrong lead");
             out.push((seq, event));
         }
         Ok(out)

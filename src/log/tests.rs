@@ -193,11 +193,16 @@ fn a_data_dir_of_another_format_is_refused() {
             .unwrap();
         log.db.flush().unwrap();
     }
-    assert!(matches!(
-        EventLog::open(dir.path(), &LogOptions::default()),
-        Err(LogError::IncompatibleFormat {
-            found: 99,
-            expected: FORMAT_VERSION
-        })
-    ));
+    let reopened = EventLog::open(dir.path(), &LogOptions::default());
+    assert!(
+        matches!(
+            reopened,
+            Err(LogError::IncompatibleFormat {
+                found: 99,
+                expected: FORMAT_VERSION
+            })
+        ),
+        "{:?}",
+        reopened.err()
+    );
 }
