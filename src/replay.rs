@@ -34,6 +34,11 @@ pub fn load(
         None => Projections::new(params),
     };
     let from = p.covered_seq;
+    tracing::info!(
+        snapshot_seq = from,
+        last_seq = log.last_seq(),
+        "folding the tail of the log"
+    );
     fold_tail(log, &mut p, None, progress)?;
     if p.covered_seq - from >= config.snapshot_every_events {
         log.save_snapshot(SNAPSHOT_NAME, p.covered_seq, &p.to_bytes())?;

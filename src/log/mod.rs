@@ -272,6 +272,7 @@ impl EventLog {
                 "next sequence {next_seq} does not follow last stored event {last}"
             )));
         }
+        tracing::info!(path = %dir.display(), last_seq = next_seq - 1, rejected = next_rseq - 1, "event log opened");
         Ok(EventLog {
             db,
             tree,
@@ -419,6 +420,12 @@ impl EventLog {
             self.leads.insert(lead_id.to_string(), record);
         }
         report.last_seq = self.next_seq - 1;
+        tracing::debug!(
+            accepted = report.accepted.len(),
+            rejected = report.rejected.len(),
+            last_seq = report.last_seq,
+            "batch appended"
+        );
         debug_assert_eq!(
             report.accepted.len() + report.rejected.len(),
             inputs.len(),
