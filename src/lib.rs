@@ -13,6 +13,8 @@
 //! - [`log`]: the sled event log; the only user of sled.
 //! - [`projector`]: pure folds of the log into pool state and metrics.
 //! - [`replay`]: loads projections (snapshot + tail) and rebuilds them.
+//! - [`import`]: event files into the log, resuming from the stored position.
+//! - [`report`]: terminal tables and JSON rows of the metrics.
 //! - [`sim`]: a seeded, deterministic workload generator.
 //! - [`config`]: typed TOML configuration.
 //!
