@@ -31,6 +31,47 @@ pub enum ConfigError {
 pub struct Config {
     pub log: LogConfig,
     pub projection: ProjectionConfig,
+    pub kafka: KafkaConfig,
+}
+
+/// Kafka connection and topics. Environment variables override the file:
+/// `LEADFLOW_KAFKA_BROKERS`, `LEADFLOW_KAFKA_GROUP_ID`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma separated.
+    pub brokers: String,
+    pub group_id: String,
+    /// Lead events in (protobuf `LeadEvent`, keyed by lead id).
+    pub events_topic: String,
+    /// Commands out (protobuf `LeadCommand`, keyed by lead id).
+    pub commands_topic: String,
+    /// Dead letters out: the original key and bytes, with headers saying why.
+    pub dlq_topic: String,
+    /// Partitions of each topic created by `leadflow topics create`.
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// How long `run` waits for the broker at start-up before giving up.
+    pub startup_timeout_ms: u64,
+    /// Passed to librdkafka as is, e.g. `"security.protocol" = "SASL_SSL"`,
+    /// `"sasl.mechanisms"`, `"sasl.username"`, `"ssl.ca.location"`.
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "leadflow".into(),
+            events_topic: "leadflow.lead-events".into(),
+            commands_topic: "leadflow.lead-commands".into(),
+            dlq_topic: "leadflow.lead-events.dlq".into(),
+            partitions: 4,
+            replication_factor: 1,
+            startup_timeout_ms: 10_000,
+            properties: Default::default(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -95,6 +136,13 @@ impl Config {
                 })?
             }
         };
+        let mut config = config;
+        if let Ok(b) = std::env::var("LEADFLOW_KAFKA_BROKERS") {
+            config.kafka.brokers = b;
+        }
+        if let Ok(g) = std::env::var("LEADFLOW_KAFKA_GROUP_ID") {
+            config.kafka.group_id = g;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -121,6 +169,12 @@ impl Config {
         }
         if self.projection.snapshot_every_events == 0 {
             return bad("projection.snapshot_every_events must be positive");
+        }
+        if self.kafka.brokers.trim().is_empty() {
+            return bad("kafka.brokers must name at least one broker");
+        }
+        if !(1..=10_000).contains(&self.kafka.partitions) {
+            return bad("kafka.partitions must be in 1..=10000");
         }
         Ok(())
     }

@@ -86,6 +86,7 @@ pub fn import<R: BufRead>(
         let origin = Some(Origin {
             source: source.to_string(),
             offset: offset - 1,
+            key: None,
         });
         let now_ms = started.elapsed().as_millis() as u64;
         if batcher.push(Input { record, origin }, now_ms) {

@@ -11,6 +11,7 @@ pub const EVENT_ID: u8 = b'i'; // i + event_id    -> seq
 pub const LEAD_STATE: u8 = b's'; // s + lead_id   -> bincode LeadRecord (state + timeline)
 pub const REJECTED: u8 = b'r'; // r + rseq        -> bincode StoredRejection
 pub const LEAD_REJECTED: u8 = b'x'; // x + lead + rseq -> ()
+pub const DEAD_LETTER: u8 = b'q'; // q + rseq    -> () while unpublished
 pub const POSITION: u8 = b'p'; // p + source      -> next offset
 pub const COUNTER: u8 = b'c'; // c + reason code  -> count
 pub const META: u8 = b'm'; // m + name            -> value

@@ -80,6 +80,8 @@ pub enum LogError {
 pub struct Origin {
     pub source: String,
     pub offset: u64,
+    /// The message key at the source (Kafka), kept for dead letters.
+    pub key: Option<Vec<u8>>,
 }
 
 /// One input to [`EventLog::append`]: a decoded event, or bytes that could
@@ -162,6 +164,7 @@ pub struct EventLog {
     /// Decoded lead records, a bounded cache in front of the `s` keyspace.
     leads: HashMap<String, LeadRecord>,
     lead_cache_entries_max: usize,
+    dead_letter_outbox: bool,
 }
 
 /// Options for opening a log.
@@ -169,6 +172,9 @@ pub struct EventLog {
 pub struct LogOptions {
     pub cache_capacity_bytes: u64,
     pub lead_cache_entries_max: usize,
+    /// Queue every rejection for publication to a dead-letter topic, in the
+    /// same batch that records it (see [`EventLog::pending_dead_letters`]).
+    pub dead_letter_outbox: bool,
 }
 
 impl Default for LogOptions {
@@ -177,6 +183,7 @@ impl Default for LogOptions {
         LogOptions {
             cache_capacity_bytes: c.cache_capacity_bytes,
             lead_cache_entries_max: c.lead_cache_entries_max,
+            dead_letter_outbox: false,
         }
     }
 }
@@ -186,6 +193,7 @@ impl From<&crate::config::LogConfig> for LogOptions {
         LogOptions {
             cache_capacity_bytes: c.cache_capacity_bytes,
             lead_cache_entries_max: c.lead_cache_entries_max,
+            dead_letter_outbox: false,
         }
     }
 }
@@ -281,6 +289,7 @@ impl EventLog {
             next_rseq,
             leads: HashMap::new(),
             lead_cache_entries_max: options.lead_cache_entries_max,
+            dead_letter_outbox: options.dead_letter_outbox,
         })
     }
 
@@ -370,6 +379,9 @@ impl EventLog {
                     };
                     let bytes = bincode::serialize(&stored).expect("rejections serialise");
                     batch.insert(&seq_key(REJECTED, rseq), bytes);
+                    if self.dead_letter_outbox {
+                        batch.insert(&seq_key(DEAD_LETTER, rseq), &[]);
+                    }
                     report.rejected.push((index, reason));
                 }
             }
@@ -593,6 +605,48 @@ impl EventLog {
         self.tree.scan_prefix([REJECTED]).values().map(|v| {
             bincode::deserialize(&v?).map_err(|e| LogError::Corrupt(format!("rejection: {e}")))
         })
+    }
+
+    /// Rejections queued for the dead-letter topic and not yet marked sent,
+    /// oldest first, at most `limit`.
+    pub fn pending_dead_letters(&self, limit: usize) -> Result<Vec<StoredRejection>, LogError> {
+        let mut out = Vec::new();
+        for k in self.tree.scan_prefix([DEAD_LETTER]).keys().take(limit) {
+            let rseq = trailing_u64(&k?).ok_or_else(|| LogError::Corrupt("dead letter key".into()))?;
+            let r = self
+                .rejection(rseq)?
+                .ok_or_else(|| LogError::Corrupt(format!("dead letter {rseq} has no rejection")))?;
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    /// Marks dead letters as published. Not flushed by itself: a crash
+    /// before the next flush re-sends them (at-least-once).
+    pub fn mark_dead_letters_sent(&self, rseqs: &[u64]) -> Result<(), LogError> {
+        let mut batch = sled::Batch::default();
+        for r in rseqs {
+            batch.remove(&seq_key(DEAD_LETTER, *r));
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Flushes everything written so far to disk.
+    pub fn flush(&self) -> Result<(), LogError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// All stored source positions whose name starts with `prefix`.
+    pub fn positions(&self, prefix: &str) -> Result<Vec<(String, u64)>, LogError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(str_key(POSITION, prefix)) {
+            let (k, v) = kv?;
+            let name = String::from_utf8_lossy(&k[1..]).into_owned();
+            out.push((name, u64_value(&v).unwrap_or(0)));
+        }
+        Ok(out)
     }
 
     /// The stored next offset of a source, if it has one.

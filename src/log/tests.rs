@@ -107,6 +107,7 @@ fn rejected_inputs_are_kept_with_reason_origin_and_bytes() {
     let origin = Origin {
         source: "file:x".into(),
         offset: 7,
+        key: None,
     };
     let batch = vec![
         Input::event(assigned("e9", "ghost", "rep"), Some(origin.clone())),
@@ -205,4 +206,29 @@ fn a_data_dir_of_another_format_is_refused() {
         "{:?}",
         reopened.err()
     );
+}
+
+#[test]
+fn rejections_queue_dead_letters_until_marked_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = LogOptions {
+        dead_letter_outbox: true,
+        ..LogOptions::default()
+    };
+    {
+        let mut log = EventLog::open(dir.path(), &options).unwrap();
+        let batch = vec![
+            Input::event(created("e1", "a"), None),
+            Input::event(created("e1", "b"), None),
+            Input::undecodable(b"x".to_vec(), Rejection::UnknownEventType, None),
+        ];
+        log.append(&batch, &[]).unwrap();
+        let pending: Vec<u64> = log.pending_dead_letters(10).unwrap().iter().map(|r| r.rseq).collect();
+        assert_eq!(pending, vec![1, 2]);
+        log.mark_dead_letters_sent(&[1]).unwrap();
+        log.flush().unwrap();
+    }
+    let log = EventLog::open(dir.path(), &options).unwrap();
+    let pending: Vec<u64> = log.pending_dead_letters(10).unwrap().iter().map(|r| r.rseq).collect();
+    assert_eq!(pending, vec![2], "survives a restart until marked sent");
 }
