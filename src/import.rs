@@ -89,7 +89,12 @@ pub fn import<R: BufRead>(
             key: None,
         });
         let now_ms = started.elapsed().as_millis() as u64;
-        if batcher.push(Input { record, origin }, now_ms) {
+        let input = Input {
+            record,
+            origin,
+            original: None,
+        };
+        if batcher.push(input, now_ms) {
             flush(&mut batcher, offset, &mut summary, reader)?;
         }
     }

@@ -62,6 +62,63 @@ enum Command {
     Export(ExportArgs),
     /// Generate a seeded, deterministic, realistic workload.
     Simulate(SimulateArgs),
+    /// Consume the lead-events topic into the log until SIGINT/SIGTERM.
+    Run(RunArgs),
+    /// Publish an event file to a topic (protobuf, keyed by lead id).
+    Publish(PublishArgs),
+    /// Print a topic's messages, decoded.
+    Tail(TailArgs),
+    /// Manage the engine's topics.
+    Topics {
+        #[command(subcommand)]
+        what: TopicsWhat,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long)]
+    duration_s: Option<u64>,
+}
+
+#[derive(Args)]
+struct PublishArgs {
+    file: PathBuf,
+    /// Topic (default: the config's events topic).
+    #[arg(long)]
+    topic: Option<String>,
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+}
+
+#[derive(Args)]
+struct TailArgs {
+    /// Which topic: events, commands or dlq (names from the config).
+    #[arg(long, value_enum, default_value = "events")]
+    topic: leadflow::bus::tail::Kind,
+    /// Stop after this many messages.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Stop when nothing new arrives for this long.
+    #[arg(long, default_value_t = 2000)]
+    idle_ms: u64,
+    /// Only this partition.
+    #[arg(long)]
+    partition: Option<i32>,
+    /// Start at this offset (default: the beginning).
+    #[arg(long)]
+    offset: Option<i64>,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum TopicsWhat {
+    /// Create the events, commands and dead-letter topics with
+    /// `kafka.partitions` partitions (existing ones are left alone).
+    Create,
 }
 
 #[derive(Args)]
@@ -207,6 +264,17 @@ fn run(cli: Cli) -> Result<()> {
         Command::Stats(a) => stats(&cli.data_dir, &config, a),
         Command::Export(a) => export(&cli.data_dir, &config, a),
         Command::Simulate(a) => simulate(a).map(|_| ()),
+        Command::Run(a) => run_engine(&cli.data_dir, &config, a),
+        Command::Publish(a) => publish(&config, a),
+        Command::Tail(a) => tail(&config, a),
+        Command::Topics {
+            what: TopicsWhat::Create,
+        } => {
+            for (topic, outcome) in leadflow::bus::admin::create_topics(&config.kafka)? {
+                println!("{topic}: {outcome}");
+            }
+            Ok(())
+        }
     }
 }
 
@@ -485,6 +553,13 @@ fn inspect(dir: &Path, config: &Config, what: InspectWhat) -> Result<()> {
             for (code, n) in s.rejected_by_reason {
                 println!("  {code:<20} {n}");
             }
+            let positions = log.positions("")?;
+            if !positions.is_empty() {
+                println!("source positions (next offset to read)");
+                for (source, next) in positions {
+                    println!("  {source:<40} {next}");
+                }
+            }
         }
     }
     Ok(())
@@ -657,4 +732,121 @@ fn demo(config: &Config, a: DemoArgs) -> Result<()> {
 
 fn indent(s: &str) -> String {
     s.lines().map(|l| format!("   {l}\n")).collect()
+}
+
+fn run_engine(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, shutdown.clone())?;
+    }
+    if let Some(secs) = a.duration_s {
+        let flag = shutdown.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(secs));
+            flag.store(true, Ordering::Relaxed);
+        });
+    }
+    let options = LogOptions {
+        dead_letter_outbox: true,
+        ..LogOptions::from(&config.log)
+    };
+    let log = EventLog::open(dir, &options)
+        .with_context(|| format!("opening the event log in {}", dir.display()))?;
+    let projections = load_projections(&log, config)?;
+    eprintln!(
+        "leadflow run: consuming {} from {} as group {} (log at sequence {}); Ctrl-C to stop",
+        config.kafka.events_topic,
+        config.kafka.brokers,
+        config.kafka.group_id,
+        log.last_seq()
+    );
+    let started = Instant::now();
+    let (log, projections, stats) = leadflow::bus::ingest::run(
+        config,
+        log,
+        projections,
+        &shutdown,
+        &mut |p| {
+            let sizes = p.projections.pool.pool_sizes();
+            let waiting: u64 = sizes.values().map(|s| s.waiting).sum();
+            let held: u64 = sizes.values().map(|s| s.held).sum();
+            let converted: u64 = sizes.values().map(|s| s.converted).sum();
+            eprintln!(
+                "{:>6.1}s  covered {}  consumed {}  accepted {}  rejected {}  dead letters {}  | waiting {waiting} held {held} converted {converted}",
+                started.elapsed().as_secs_f64(),
+                p.covered,
+                p.stats.consumed,
+                p.stats.accepted,
+                p.stats.rejected,
+                p.stats.dead_letters_sent,
+            );
+        },
+    )?;
+    replay::save(&log, &projections)?;
+    eprintln!(
+        "stopped after {:.1}s: consumed {}, skipped {} redelivered, accepted {}, rejected {}, {} dead letters sent, {} rewinds; log at sequence {}",
+        started.elapsed().as_secs_f64(),
+        stats.consumed,
+        stats.skipped,
+        stats.accepted,
+        stats.rejected,
+        stats.dead_letters_sent,
+        stats.rewinds,
+        log.last_seq()
+    );
+    Ok(())
+}
+
+fn publish(config: &Config, a: PublishArgs) -> Result<()> {
+    let format = a.format.unwrap_or_else(|| Format::from_path(&a.file));
+    let topic = a.topic.unwrap_or_else(|| config.kafka.events_topic.clone());
+    let file = File::open(&a.file).with_context(|| format!("opening {}", a.file.display()))?;
+    let mut reader = EventReader::new(BufReader::with_capacity(1 << 20, file), format);
+    let pb = spinner(None, "publishing");
+    let started = Instant::now();
+    let s = leadflow::bus::publish::publish(&config.kafka, &topic, &mut reader, &mut |n| {
+        pb.set_message(format!("publishing: {n} records"));
+        pb.tick();
+    })?;
+    pb.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "published {} events and {} undecodable records to {topic} in {secs:.2}s ({:.0} records/s)",
+        s.events,
+        s.undecodable,
+        (s.events + s.undecodable) as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+fn tail(config: &Config, a: TailArgs) -> Result<()> {
+    use leadflow::bus::tail::Kind;
+    let k = &config.kafka;
+    let topic = match a.topic {
+        Kind::Events => &k.events_topic,
+        Kind::Commands => &k.commands_topic,
+        Kind::Dlq => &k.dlq_topic,
+    };
+    let from = leadflow::bus::tail::From {
+        partition: a.partition,
+        offset: a.offset,
+    };
+    for m in leadflow::bus::tail::tail_from(k, topic, a.topic, from, a.limit, a.idle_ms)? {
+        if a.json {
+            println!("{}", serde_json::to_string(&m)?);
+        } else {
+            let headers: Vec<String> = m.headers.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!(
+                "{}@{} key={} {} {}",
+                m.partition,
+                m.offset,
+                m.key.as_deref().unwrap_or("-"),
+                headers.join(" "),
+                m.body
+            );
+        }
+    }
+    Ok(())
 }

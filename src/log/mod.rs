@@ -90,6 +90,10 @@ pub struct Origin {
 pub struct Input {
     pub record: Record,
     pub origin: Option<Origin>,
+    /// The bytes as received, when the caller has them: stored with a
+    /// rejection so that a dead letter carries the original message, not a
+    /// re-encoding of it.
+    pub original: Option<Vec<u8>>,
 }
 
 impl Input {
@@ -97,6 +101,7 @@ impl Input {
         Input {
             record: Ok(event),
             origin,
+            original: None,
         }
     }
 
@@ -104,6 +109,7 @@ impl Input {
         Input {
             record: Err((reason, raw)),
             origin,
+            original: None,
         }
     }
 }
@@ -358,7 +364,10 @@ impl EventLog {
                             Some(e.event_id.clone()),
                             Some(e.lead_id.clone()),
                             Some(e.occurred_at_ms),
-                            codec::encode_event(e),
+                            input
+                                .original
+                                .clone()
+                                .unwrap_or_else(|| codec::encode_event(e)),
                         ),
                         Err((_, raw)) => (None, None, None, raw.clone()),
                     };
@@ -612,7 +621,8 @@ impl EventLog {
     pub fn pending_dead_letters(&self, limit: usize) -> Result<Vec<StoredRejection>, LogError> {
         let mut out = Vec::new();
         for k in self.tree.scan_prefix([DEAD_LETTER]).keys().take(limit) {
-            let rseq = trailing_u64(&k?).ok_or_else(|| LogError::Corrupt("dead letter key".into()))?;
+            let rseq =
+                trailing_u64(&k?).ok_or_else(|| LogError::Corrupt("dead letter key".into()))?;
             let r = self
                 .rejection(rseq)?
                 .ok_or_else(|| LogError::Corrupt(format!("dead letter {rseq} has no rejection")))?;

@@ -223,12 +223,22 @@ fn rejections_queue_dead_letters_until_marked_sent() {
             Input::undecodable(b"x".to_vec(), Rejection::UnknownEventType, None),
         ];
         log.append(&batch, &[]).unwrap();
-        let pending: Vec<u64> = log.pending_dead_letters(10).unwrap().iter().map(|r| r.rseq).collect();
+        let pending: Vec<u64> = log
+            .pending_dead_letters(10)
+            .unwrap()
+            .iter()
+            .map(|r| r.rseq)
+            .collect();
         assert_eq!(pending, vec![1, 2]);
         log.mark_dead_letters_sent(&[1]).unwrap();
         log.flush().unwrap();
     }
     let log = EventLog::open(dir.path(), &options).unwrap();
-    let pending: Vec<u64> = log.pending_dead_letters(10).unwrap().iter().map(|r| r.rseq).collect();
+    let pending: Vec<u64> = log
+        .pending_dead_letters(10)
+        .unwrap()
+        .iter()
+        .map(|r| r.rseq)
+        .collect();
     assert_eq!(pending, vec![2], "survives a restart until marked sent");
 }

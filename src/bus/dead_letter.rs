@@ -1,0 +1,65 @@
+//! The dead-letter message format: the original key and bytes, untouched,
+//! with headers that say where the input came from and why it was refused.
+//!
+//! Headers: `source_topic`, `source_partition`, `source_offset`,
+//! `rejection_reason` (the stable code, e.g. `not_owner`),
+//! `rejection_message` (for humans), `event_id` and `lead_id` when the input
+//! decoded that far.
+
+use crate::log::StoredRejection;
+use rdkafka::message::{Header, OwnedHeaders};
+
+/// Splits a log source name `kafka:TOPIC/PARTITION`.
+pub fn parse_source(source: &str) -> Option<(&str, i32)> {
+    let rest = source.strip_prefix("kafka:")?;
+    let (topic, partition) = rest.rsplit_once('/')?;
+    Some((topic, partition.parse().ok()?))
+}
+
+/// Headers of the dead letter for one rejection.
+pub fn headers(r: &StoredRejection) -> OwnedHeaders {
+    let reason = r.reason.code();
+    let message = r.reason.to_string();
+    let mut h = OwnedHeaders::new();
+    let mut add = |key: &str, value: &str| {
+        h = std::mem::take(&mut h).insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+    };
+    if let Some(o) = &r.origin {
+        match parse_source(&o.source) {
+            Some((topic, partition)) => {
+                add("source_topic", topic);
+                add("source_partition", &partition.to_string());
+            }
+            None => add("source", &o.source),
+        }
+        add("source_offset", &o.offset.to_string());
+    }
+    add("rejection_reason", reason);
+    add("rejection_message", &message);
+    if let Some(e) = &r.event_id {
+        add("event_id", e);
+    }
+    if let Some(l) = &r.lead_id {
+        add("lead_id", l);
+    }
+    add(
+        "content-type",
+        "application/x-protobuf; messageType=leadflow.v1.LeadEvent",
+    );
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_names_split_into_topic_and_partition() {
+        assert_eq!(parse_source("kafka:a.b/3"), Some(("a.b", 3)));
+        assert_eq!(parse_source("file:/x"), None);
+        assert_eq!(parse_source("kafka:t/x"), None);
+    }
+}

@@ -1,0 +1,474 @@
+//! The consumer side of `leadflow run`.
+//!
+//! One thread polls the consumer group; each partition's messages arrive in
+//! order. Messages are decoded and collected into a group-commit batch;
+//! the batch is appended to the log **together with the next offset of every
+//! partition it covers**, so the log, not the group, says where to resume:
+//! a message whose offset is below the stored position is a redelivery and
+//! is skipped. Offsets are committed to the group only after the batch is
+//! durable, so lag tools see progress.
+//!
+//! Rejections are queued for the dead-letter topic in the same batch and
+//! published from there (at-least-once, re-sent after a crash).
+//!
+//! Backpressure is structural: polling stops while a batch is appended, and
+//! librdkafka's prefetch is bounded by `queued.max.messages.kbytes`.
+//! Rebalances: a revoked partition's in-flight batch is appended and its
+//! offsets committed inside the revoke callback, before it is released.
+
+use super::{client_config, dead_letter, source_name, BusError};
+use crate::codec;
+use crate::config::Config;
+use crate::log::{Batcher, EventLog, Input, Origin, Position};
+use crate::projector::Projections;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::util::Timeout;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Most dead letters published per pass; bounds in-flight sends.
+const DEAD_LETTERS_PER_PASS_MAX: usize = 1_000;
+/// Prefetch bound per partition queue, in KiB.
+const PREFETCH_KBYTES_MAX: &str = "32768";
+
+/// Counters of one `run`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    pub consumed: u64,
+    /// Redelivered messages below the log's stored position.
+    pub skipped: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub batches: u64,
+    pub dead_letters_sent: u64,
+    /// Times a partition was sought back because the broker's first answer
+    /// started past the expected offset.
+    pub rewinds: u64,
+}
+
+/// Smallest step, in offsets, when rewinding a partition.
+const REWIND_MIN: u64 = 1_024;
+
+/// Whether a partition's fetch has been seen to start at or before the
+/// offset the log expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sync {
+    /// Sought to `from`; the first message has not arrived yet.
+    Seeking { from: u64 },
+    /// Messages arrive in order from the expected offset on.
+    InSync,
+}
+
+/// State shared by the poll loop and the rebalance callback. The poll loop
+/// never holds the lock while polling, so the callback can always take it.
+struct Shared {
+    log: EventLog,
+    batcher: Batcher,
+    topic: String,
+    /// Next offset per partition that the log holds.
+    durable: HashMap<i32, u64>,
+    /// Next offset per partition covered by the open batch.
+    in_batch: BTreeMap<i32, u64>,
+    /// Per assigned partition: has the fetch caught the expected offset?
+    sync: HashMap<i32, Sync>,
+    projections: Projections,
+    stats: IngestStats,
+    dead_letters_dirty: bool,
+    /// An error raised inside a callback, reported by the poll loop.
+    failed: Option<BusError>,
+    started: Instant,
+}
+
+impl Shared {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn durable_offset(&mut self, partition: i32) -> Result<u64, BusError> {
+        if let Some(o) = self.durable.get(&partition) {
+            return Ok(*o);
+        }
+        let o = self
+            .log
+            .position(&source_name(&self.topic, partition))?
+            .unwrap_or(0);
+        self.durable.insert(partition, o);
+        Ok(o)
+    }
+
+    /// Messages of the topic the log covers: the sum of its stored next
+    /// offsets (offsets start at 0 and, without transactions or
+    /// compaction, have no gaps).
+    fn covered(&self) -> Result<u64, BusError> {
+        let prefix = super::source_prefix(&self.topic);
+        Ok(self.log.positions(&prefix)?.iter().map(|(_, n)| n).sum())
+    }
+
+    /// Takes one message into the open batch (or skips a redelivery, or
+    /// rewinds a partition whose fetch skipped past the expected offset).
+    fn accept<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        m: &BorrowedMessage<'_>,
+    ) -> Result<(), BusError> {
+        let partition = m.partition();
+        let offset = u64::try_from(m.offset()).unwrap_or(0);
+        let expected = match self.in_batch.get(&partition) {
+            Some(n) => *n,
+            None => self.durable_offset(partition)?,
+        };
+        match self.sync.get(&partition).copied() {
+            Some(Sync::Seeking { from }) if offset > expected && from > 0 => {
+                // Some brokers (tansu 0.6) answer a fetch from the middle of
+                // a record batch with the *next* batch. Going back and
+                // skipping what the log already holds gets the rest.
+                let back = (expected - from).max(REWIND_MIN).saturating_mul(4);
+                let to = expected.saturating_sub(back);
+                tracing::debug!(
+                    partition,
+                    expected,
+                    got = offset,
+                    rewind_to = to,
+                    "fetch skipped past the expected offset; rewinding"
+                );
+                consumer.seek(
+                    &self.topic,
+                    partition,
+                    Offset::Offset(to as i64),
+                    Duration::from_secs(10),
+                )?;
+                self.sync.insert(partition, Sync::Seeking { from: to });
+                self.stats.rewinds += 1;
+                return Ok(());
+            }
+            Some(Sync::Seeking { .. }) if offset > expected => {
+                // Even the earliest retained message is past the log's
+                // position: retention removed events the log never held.
+                if expected > 0 {
+                    tracing::error!(
+                        partition,
+                        expected,
+                        got = offset,
+                        "the topic no longer holds offsets the log has not read; \
+                         those events are lost (retention shorter than the outage?)"
+                    );
+                }
+                self.sync.insert(partition, Sync::InSync);
+            }
+            Some(Sync::Seeking { .. }) => {
+                self.sync.insert(partition, Sync::InSync);
+            }
+            _ if offset > expected => {
+                // In order after a seek, a gap is legal in Kafka
+                // (transaction markers, compaction).
+                tracing::debug!(partition, expected, got = offset, "offset gap");
+            }
+            _ => {}
+        }
+        self.stats.consumed += 1;
+        if offset < expected {
+            self.stats.skipped += 1;
+            return Ok(());
+        }
+        let payload = m.payload().unwrap_or_default();
+        let (record, original) = match codec::decode_event(payload) {
+            Ok(e) => (Ok(e), Some(payload.to_vec())),
+            Err(r) => (Err((r, payload.to_vec())), None),
+        };
+        let origin = Origin {
+            source: source_name(&self.topic, partition),
+            offset,
+            key: m.key().map(<[u8]>::to_vec),
+        };
+        self.in_batch.insert(partition, offset + 1);
+        let now = self.now_ms();
+        let input = Input {
+            record,
+            origin: Some(origin),
+            original,
+        };
+        self.batcher.push(input, now);
+        Ok(())
+    }
+
+    /// Appends the open batch with its partition positions, folds it into
+    /// the projections and commits the offsets to the group.
+    fn flush<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        mode: CommitMode,
+    ) -> Result<(), BusError> {
+        if self.batcher.is_empty() {
+            return Ok(());
+        }
+        let inputs = self.batcher.take();
+        let positions: Vec<Position> = self
+            .in_batch
+            .iter()
+            .map(|(p, next)| Position {
+                source: source_name(&self.topic, *p),
+                next_offset: *next,
+            })
+            .collect();
+        let report = self.log.append(&inputs, &positions)?;
+        for (index, seq) in &report.accepted {
+            let event = inputs[*index]
+                .record
+                .as_ref()
+                .expect("accepted inputs decoded");
+            self.projections.apply(*seq, event);
+        }
+        self.stats.accepted += report.accepted.len() as u64;
+        self.stats.rejected += report.rejected.len() as u64;
+        self.stats.batches += 1;
+        self.dead_letters_dirty |= !report.rejected.is_empty();
+        let mut tpl = TopicPartitionList::new();
+        for (p, next) in std::mem::take(&mut self.in_batch) {
+            self.durable.insert(p, next);
+            tpl.add_partition_offset(&self.topic, p, Offset::Offset(next as i64))?;
+        }
+        // The group's offsets are for lag tools; the log is the truth, so a
+        // failed commit is only worth a warning.
+        if let Err(e) = consumer.commit(&tpl, mode) {
+            tracing::warn!("offset commit failed (the log keeps the positions): {e}");
+        }
+        Ok(())
+    }
+
+    /// Publishes queued dead letters and marks them sent on acknowledgement.
+    fn dispatch_dead_letters(
+        &mut self,
+        producer: &FutureProducer,
+        dlq_topic: &str,
+    ) -> Result<usize, BusError> {
+        let pending = self.log.pending_dead_letters(DEAD_LETTERS_PER_PASS_MAX)?;
+        if pending.is_empty() {
+            self.dead_letters_dirty = false;
+            return Ok(0);
+        }
+        let sends = pending.iter().map(|r| {
+            let mut record = FutureRecord::to(dlq_topic)
+                .payload(&r.raw)
+                .headers(dead_letter::headers(r));
+            if let Some(k) = r.origin.as_ref().and_then(|o| o.key.as_ref()) {
+                record = record.key(k);
+            }
+            producer.send(record, Timeout::After(Duration::from_secs(30)))
+        });
+        let results = futures::executor::block_on(futures::future::join_all(sends));
+        let mut sent = Vec::with_capacity(pending.len());
+        for (r, result) in pending.iter().zip(results) {
+            match result {
+                Ok(_) => sent.push(r.rseq),
+                Err((e, _)) => tracing::warn!(
+                    rseq = r.rseq,
+                    "dead letter not acknowledged, will retry: {e}"
+                ),
+            }
+        }
+        self.log.mark_dead_letters_sent(&sent)?;
+        self.stats.dead_letters_sent += sent.len() as u64;
+        Ok(sent.len())
+    }
+}
+
+struct IngestContext {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl ClientContext for IngestContext {}
+
+impl ConsumerContext for IngestContext {
+    /// Replaces rdkafka's default rebalance handling so that the log, not
+    /// the group, decides where an assigned partition resumes, and so that a
+    /// revoked partition's open batch is appended before it is released.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let mut s = self.shared.lock().expect("ingest state lock");
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let mut positions = Vec::new();
+                for e in tpl.elements() {
+                    positions.push((e.topic().to_string(), e.partition()));
+                }
+                let mut seek = Ok(());
+                for (topic, partition) in &positions {
+                    // A partition the log has never seen starts at offset 0
+                    // (or, if retention removed it, at the earliest offset
+                    // via auto.offset.reset): the log must hold every
+                    // event, whatever offsets the group remembers.
+                    let offset = match s.durable_offset(*partition) {
+                        Ok(next) => {
+                            s.sync.insert(*partition, Sync::Seeking { from: next });
+                            Offset::Offset(next as i64)
+                        }
+                        Err(e) => {
+                            seek = Err(e);
+                            continue;
+                        }
+                    };
+                    if let Err(e) = tpl.set_partition_offset(topic, *partition, offset) {
+                        seek = Err(e.into());
+                    }
+                }
+                tracing::info!(
+                    partitions = positions.len(),
+                    "partitions assigned; resuming from the log's positions"
+                );
+                seek.and_then(|()| {
+                    if cooperative {
+                        consumer.incremental_assign(tpl)?;
+                    } else {
+                        consumer.assign(tpl)?;
+                    }
+                    Ok(())
+                })
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                tracing::info!(
+                    partitions = tpl.count(),
+                    "partitions revoked: appending the open batch"
+                );
+                let flushed = s.flush(consumer, CommitMode::Sync);
+                for e in tpl.elements() {
+                    s.durable.remove(&e.partition());
+                    s.sync.remove(&e.partition());
+                }
+                flushed.and_then(|()| {
+                    if cooperative {
+                        consumer.incremental_unassign(tpl)?;
+                    } else {
+                        consumer.unassign()?;
+                    }
+                    Ok(())
+                })
+            }
+            other => {
+                tracing::error!("rebalance error: {other:?}");
+                consumer.unassign().map_err(BusError::from)
+            }
+        };
+        if let Err(e) = result {
+            s.failed = Some(e);
+        }
+    }
+}
+
+/// Progress of a running ingest, for the caller to print.
+pub struct Progress<'a> {
+    pub stats: &'a IngestStats,
+    pub projections: &'a Projections,
+    /// Messages of the events topic that the log covers, over all
+    /// partitions and all runs: the sum of the stored next offsets.
+    pub covered: u64,
+}
+
+/// Consumes the events topic until `shutdown` is set, then finishes the
+/// open batch, drains the dead letters and leaves the group. Returns the
+/// log and projections for the caller to snapshot.
+pub fn run(
+    config: &Config,
+    log: EventLog,
+    projections: Projections,
+    shutdown: &AtomicBool,
+    on_progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<(EventLog, Projections, IngestStats), BusError> {
+    let k = &config.kafka;
+    super::admin::check_topics(k, &[&k.events_topic, &k.dlq_topic])?;
+    let shared = Arc::new(Mutex::new(Shared {
+        log,
+        batcher: Batcher::new(config.log.batch_events_max, config.log.batch_wait_ms_max),
+        topic: k.events_topic.clone(),
+        durable: HashMap::new(),
+        in_batch: BTreeMap::new(),
+        sync: HashMap::new(),
+        projections,
+        stats: IngestStats::default(),
+        // Dead letters left unsent by a previous run go out first.
+        dead_letters_dirty: true,
+        failed: None,
+        started: Instant::now(),
+    }));
+    let mut c = client_config(k);
+    c.set("group.id", &k.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("queued.max.messages.kbytes", PREFETCH_KBYTES_MAX);
+    for (key, value) in &k.properties {
+        c.set(key, value);
+    }
+    let consumer: BaseConsumer<IngestContext> = c.create_with_context(IngestContext {
+        shared: shared.clone(),
+    })?;
+    consumer.subscribe(&[&k.events_topic])?;
+    let producer = super::publish::producer(k)?;
+    let mut last_progress = Instant::now();
+
+    while !shutdown.load(Ordering::Relaxed) {
+        let wait_ms = {
+            let s = shared.lock().expect("ingest state lock");
+            match s.batcher.deadline_ms() {
+                Some(d) => d.saturating_sub(s.now_ms()).clamp(1, 100),
+                None => 100,
+            }
+        };
+        let message = consumer.poll(Duration::from_millis(wait_ms));
+        let mut s = shared.lock().expect("ingest state lock");
+        if let Some(e) = s.failed.take() {
+            return Err(e);
+        }
+        match message {
+            // A full batch is appended just below.
+            Some(Ok(m)) => s.accept(&consumer, &m)?,
+            Some(Err(e)) => tracing::warn!("consumer: {e}"),
+            None => {}
+        }
+        let now = s.now_ms();
+        if s.batcher.is_ready(now) {
+            s.flush(&consumer, CommitMode::Async)?;
+        }
+        if s.dead_letters_dirty && s.batcher.is_empty() {
+            s.dispatch_dead_letters(&producer, &k.dlq_topic)?;
+        }
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            let covered = s.covered()?;
+            on_progress(Progress {
+                stats: &s.stats,
+                projections: &s.projections,
+                covered,
+            });
+        }
+    }
+
+    tracing::info!("shutting down: finishing the open batch and draining dead letters");
+    {
+        let mut s = shared.lock().expect("ingest state lock");
+        s.flush(&consumer, CommitMode::Sync)?;
+        while s.dispatch_dead_letters(&producer, &k.dlq_topic)? > 0 {}
+        s.log.flush()?;
+    }
+    consumer.unsubscribe();
+    drop(consumer);
+    let shared = Arc::try_unwrap(shared)
+        .ok()
+        .expect("the consumer and its context are gone")
+        .into_inner()
+        .expect("ingest state lock");
+    Ok((shared.log, shared.projections, shared.stats))
+}

@@ -1,0 +1,64 @@
+//! Kafka in and out (rdkafka). The only module that talks to a broker.
+//!
+//! - [`admin`]: topic creation and start-up checks.
+//! - [`publish`]: event files onto the events topic (`leadflow publish`).
+//! - [`ingest`]: the consumer side of `leadflow run`: partitions in order,
+//!   batches appended to the log together with the partition offsets, dead
+//!   letters published from the log's outbox.
+//! - [`tail`]: reading a topic back for humans (`leadflow tail`).
+//!
+//! Any librdkafka property can be passed through `[kafka.properties]`.
+
+pub mod admin;
+pub mod dead_letter;
+pub mod ingest;
+pub mod publish;
+pub mod tail;
+
+use crate::config::KafkaConfig;
+use rdkafka::ClientConfig;
+
+/// Errors of the Kafka layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BusError {
+    /// librdkafka reported an error. Usually transient (the client retries);
+    /// when it reaches here it was not, so check the broker and the config.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// No broker answered within `kafka.startup_timeout_ms`. Check
+    /// `kafka.brokers` and that the broker is up.
+    #[error("no Kafka broker reachable at {brokers}: {detail}")]
+    Unreachable { brokers: String, detail: String },
+    /// A topic the engine needs does not exist. Create it with
+    /// `leadflow topics create` (or your own tooling).
+    #[error("topic {0} does not exist: create it with `leadflow topics create`")]
+    MissingTopic(String),
+    /// The event log failed; see [`crate::log::LogError`].
+    #[error(transparent)]
+    Log(#[from] crate::log::LogError),
+    /// Reading an input file failed.
+    #[error("reading input: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A client config with the bootstrap servers and every pass-through
+/// property of `[kafka.properties]`.
+pub fn client_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers);
+    for (key, value) in &k.properties {
+        c.set(key, value);
+    }
+    c
+}
+
+/// The log's source name for one partition of a topic.
+pub fn source_name(topic: &str, partition: i32) -> String {
+    format!("{}{partition}", source_prefix(topic))
+}
+
+/// The common prefix of a topic's partition sources.
+pub fn source_prefix(topic: &str) -> String {
+    format!("kafka:{topic}/")
+}
