@@ -32,6 +32,18 @@ pub struct Config {
     pub log: LogConfig,
     pub projection: ProjectionConfig,
     pub kafka: KafkaConfig,
+    pub policy: PolicyConfig,
+}
+
+/// Where the policy file is. Without one the engine decides nothing and
+/// only records and projects events.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Path of the policy TOML (see `deploy/policy.toml`); relative paths
+    /// are taken from the working directory. Env `LEADFLOW_POLICY_FILE`
+    /// overrides.
+    pub file: Option<std::path::PathBuf>,
 }
 
 /// Kafka connection and topics. Environment variables override the file:
@@ -142,6 +154,9 @@ impl Config {
         }
         if let Ok(g) = std::env::var("LEADFLOW_KAFKA_GROUP_ID") {
             config.kafka.group_id = g;
+        }
+        if let Ok(f) = std::env::var("LEADFLOW_POLICY_FILE") {
+            config.policy.file = Some(f.into());
         }
         config.validate()?;
         Ok(config)

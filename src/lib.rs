@@ -33,6 +33,7 @@ pub mod config;
 pub mod domain;
 pub mod import;
 pub mod log;
+pub mod policy;
 pub mod projector;
 pub mod replay;
 pub mod report;

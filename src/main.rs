@@ -755,6 +755,21 @@ fn run_engine(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
     let log = EventLog::open(dir, &options)
         .with_context(|| format!("opening the event log in {}", dir.display()))?;
     let projections = load_projections(&log, config)?;
+    let processor = match &config.policy.file {
+        None => None,
+        Some(path) => {
+            let policy = leadflow::policy::PolicyFile::load(path)?;
+            eprintln!(
+                "policy {} version {} ({} pools)",
+                path.display(),
+                policy.version,
+                policy.pools.len()
+            );
+            Some(replay::load_policy(&log, policy)?)
+        }
+    };
+    // Both folds have caught up with the whole log, so they start from the
+    // same point (the ingest asserts it).
     eprintln!(
         "leadflow run: consuming {} from {} as group {} (log at sequence {}); Ctrl-C to stop",
         config.kafka.events_topic,
@@ -763,10 +778,11 @@ fn run_engine(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
         log.last_seq()
     );
     let started = Instant::now();
-    let (log, projections, stats) = leadflow::bus::ingest::run(
+    let done = leadflow::bus::ingest::run(
         config,
         log,
         projections,
+        processor,
         &shutdown,
         &mut |p| {
             let sizes = p.projections.pool.pool_sizes();
@@ -774,27 +790,35 @@ fn run_engine(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
             let held: u64 = sizes.values().map(|s| s.held).sum();
             let converted: u64 = sizes.values().map(|s| s.converted).sum();
             eprintln!(
-                "{:>6.1}s  covered {}  consumed {}  accepted {}  rejected {}  dead letters {}  | waiting {waiting} held {held} converted {converted}",
+                "{:>6.1}s  covered {}  consumed {}  accepted {}  rejected {}  dead letters {}  commands {}/{} sent  | waiting {waiting} held {held} converted {converted}",
                 started.elapsed().as_secs_f64(),
                 p.covered,
                 p.stats.consumed,
                 p.stats.accepted,
                 p.stats.rejected,
                 p.stats.dead_letters_sent,
+                p.stats.commands_sent,
+                p.stats.commands_decided,
             );
         },
     )?;
-    replay::save(&log, &projections)?;
+    replay::save(&done.log, &done.projections)?;
+    if let Some(p) = &done.processor {
+        replay::save_policy(&done.log, p)?;
+    }
+    let stats = done.stats;
     eprintln!(
-        "stopped after {:.1}s: consumed {}, skipped {} redelivered, accepted {}, rejected {}, {} dead letters sent, {} rewinds; log at sequence {}",
+        "stopped after {:.1}s: consumed {}, skipped {} redelivered, accepted {}, rejected {}, {} dead letters sent, {} commands decided, {} sent, {} rewinds; log at sequence {}",
         started.elapsed().as_secs_f64(),
         stats.consumed,
         stats.skipped,
         stats.accepted,
         stats.rejected,
         stats.dead_letters_sent,
+        stats.commands_decided,
+        stats.commands_sent,
         stats.rewinds,
-        log.last_seq()
+        done.log.last_seq()
     );
     Ok(())
 }

@@ -86,3 +86,38 @@ fn fold_tail(
     progress(covered);
     Ok(())
 }
+
+/// Loads the policy processor for `policy`: its snapshot (if any) plus the
+/// tail of the log. Commands the tail decides again are dropped: they were
+/// stored in the outbox when their events were appended, with the same ids.
+pub fn load_policy(
+    log: &EventLog,
+    policy: crate::policy::PolicyFile,
+) -> Result<crate::policy::Processor, LogError> {
+    use crate::policy::{Processor, SNAPSHOT_NAME as POLICY_SNAPSHOT};
+    let state = match log.load_snapshot(POLICY_SNAPSHOT)? {
+        Some((seq, bytes)) => match Processor::state_from_bytes(&bytes) {
+            Ok(s) if s.covered_seq == seq => s,
+            Ok(_) | Err(_) => {
+                tracing::warn!("unusable policy snapshot; rebuilding the policy state");
+                Default::default()
+            }
+        },
+        None => Default::default(),
+    };
+    let mut processor = Processor::with_state(policy, state);
+    for item in log.events_from(processor.state().covered_seq + 1) {
+        let (seq, event) = item?;
+        processor.handle(seq, &event);
+    }
+    Ok(processor)
+}
+
+/// Saves the policy state as its snapshot.
+pub fn save_policy(log: &EventLog, p: &crate::policy::Processor) -> Result<(), LogError> {
+    log.save_snapshot(
+        crate::policy::SNAPSHOT_NAME,
+        p.state().covered_seq,
+        &p.state_to_bytes(),
+    )
+}

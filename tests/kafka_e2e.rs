@@ -44,6 +44,17 @@ fn config(dir: &Path, name: &str) -> (std::path::PathBuf, Config) {
          [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
         brokers()
     );
+    let policy = dir.join(format!("{name}-policy.toml"));
+    std::fs::write(
+        &policy,
+        "version = 2\n[[pools]]\nname = \"smb\"\nkind = \"auto_assign\"\n\
+         members = [{ id = \"rep-a\", capacity = 100000 }, { id = \"rep-b\", capacity = 100000 }]\n",
+    )
+    .unwrap();
+    let text = format!(
+        "{text}\n[policy]\nfile = {:?}\n",
+        policy.display().to_string()
+    );
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
     let config = Config::load(Some(&path)).unwrap();
@@ -300,6 +311,60 @@ fn sigkill_while_consuming_loses_and_duplicates_nothing() {
     sources.sort();
     sources.dedup();
     assert_eq!(sources.len() as u64, bad_total);
+
+    // Every command in the outbox reached the commands topic at least once,
+    // with the id a replay of the log under the same policy gives it.
+    let log = EventLog::open(&data, &LogOptions::default()).unwrap();
+    let stored: Vec<leadflow::domain::LeadCommand> = log.commands().map(|c| c.unwrap().1).collect();
+    assert!(!stored.is_empty(), "the policy decided nothing");
+    assert!(log.pending_commands(10).unwrap().is_empty());
+    let policy = leadflow::policy::PolicyFile::load(config.policy.file.as_ref().unwrap()).unwrap();
+    let mut again = leadflow::policy::Processor::new(policy);
+    let replayed: Vec<leadflow::domain::LeadCommand> = log
+        .events_from(1)
+        .flat_map(|r| {
+            let (seq, e) = r.unwrap();
+            again.handle(seq, &e)
+        })
+        .collect();
+    assert_eq!(
+        stored, replayed,
+        "the same log and policy decide the same commands"
+    );
+    drop(log);
+    let topic = leadflow::bus::tail::tail(
+        &config.kafka,
+        &config.kafka.commands_topic,
+        leadflow::bus::tail::Kind::Commands,
+        1_000_000,
+        3_000,
+    )
+    .unwrap();
+    let published: std::collections::BTreeSet<String> = topic
+        .iter()
+        .map(|m| {
+            let h: HashMap<&str, &str> = m
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            assert_eq!(h["command_type"], "assign_lead");
+            assert_eq!(m.body["commandId"].as_str(), Some(h["command_id"]));
+            h["command_id"].to_string()
+        })
+        .collect();
+    for c in &stored {
+        assert!(
+            published.contains(&c.command_id),
+            "{} never published",
+            c.command_id
+        );
+    }
+    assert_eq!(
+        published.len(),
+        stored.len(),
+        "nothing published that the log does not hold"
+    );
 }
 
 #[test]

@@ -20,6 +20,7 @@ use super::{client_config, dead_letter, source_name, BusError};
 use crate::codec;
 use crate::config::Config;
 use crate::log::{Batcher, EventLog, Input, Origin, Position};
+use crate::policy::Processor;
 use crate::projector::Projections;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -47,6 +48,8 @@ pub struct IngestStats {
     pub rejected: u64,
     pub batches: u64,
     pub dead_letters_sent: u64,
+    pub commands_decided: u64,
+    pub commands_sent: u64,
     /// Times a partition was sought back because the broker's first answer
     /// started past the expected offset.
     pub rewinds: u64,
@@ -78,8 +81,11 @@ struct Shared {
     /// Per assigned partition: has the fetch caught the expected offset?
     sync: HashMap<i32, Sync>,
     projections: Projections,
+    /// The policy processor, when a policy is configured.
+    processor: Option<Processor>,
     stats: IngestStats,
     dead_letters_dirty: bool,
+    commands_dirty: bool,
     /// An error raised inside a callback, reported by the poll loop.
     failed: Option<BusError>,
     started: Instant,
@@ -216,14 +222,21 @@ impl Shared {
                 next_offset: *next,
             })
             .collect();
-        let report = self.log.append(&inputs, &positions)?;
-        for (index, seq) in &report.accepted {
-            let event = inputs[*index]
-                .record
-                .as_ref()
-                .expect("accepted inputs decoded");
-            self.projections.apply(*seq, event);
-        }
+        // Projections and policy fold each accepted event as the log
+        // accepts it; the policy's commands go into the same batch.
+        let projections = &mut self.projections;
+        let processor = &mut self.processor;
+        let report = self
+            .log
+            .append_with(&inputs, &positions, &mut |seq, event| {
+                projections.apply(seq, event);
+                match processor {
+                    Some(p) => p.handle(seq, event),
+                    None => Vec::new(),
+                }
+            })?;
+        self.stats.commands_decided += report.commands.len() as u64;
+        self.commands_dirty |= !report.commands.is_empty();
         self.stats.accepted += report.accepted.len() as u64;
         self.stats.rejected += report.rejected.len() as u64;
         self.stats.batches += 1;
@@ -372,23 +385,39 @@ impl ConsumerContext for IngestContext {
 pub struct Progress<'a> {
     pub stats: &'a IngestStats,
     pub projections: &'a Projections,
+    pub processor: Option<&'a Processor>,
     /// Messages of the events topic that the log covers, over all
     /// partitions and all runs: the sum of the stored next offsets.
     pub covered: u64,
 }
 
+/// What [`run`] hands back for the caller to snapshot.
+pub struct Finished {
+    pub log: EventLog,
+    pub projections: Projections,
+    pub processor: Option<Processor>,
+    pub stats: IngestStats,
+}
+
 /// Consumes the events topic until `shutdown` is set, then finishes the
-/// open batch, drains the dead letters and leaves the group. Returns the
-/// log and projections for the caller to snapshot.
+/// open batch, drains the outbox and the dead letters and leaves the group.
 pub fn run(
     config: &Config,
     log: EventLog,
     projections: Projections,
+    processor: Option<Processor>,
     shutdown: &AtomicBool,
     on_progress: &mut dyn FnMut(Progress<'_>),
-) -> Result<(EventLog, Projections, IngestStats), BusError> {
+) -> Result<Finished, BusError> {
     let k = &config.kafka;
-    super::admin::check_topics(k, &[&k.events_topic, &k.dlq_topic])?;
+    super::admin::check_topics(k, &[&k.events_topic, &k.commands_topic, &k.dlq_topic])?;
+    if let Some(p) = &processor {
+        assert_eq!(
+            p.state().covered_seq,
+            projections.covered_seq,
+            "policy and projections start from the same point of the log"
+        );
+    }
     let shared = Arc::new(Mutex::new(Shared {
         log,
         batcher: Batcher::new(config.log.batch_events_max, config.log.batch_wait_ms_max),
@@ -397,9 +426,12 @@ pub fn run(
         in_batch: BTreeMap::new(),
         sync: HashMap::new(),
         projections,
+        processor,
         stats: IngestStats::default(),
-        // Dead letters left unsent by a previous run go out first.
+        // Dead letters and commands left unsent by a previous run go out
+        // first.
         dead_letters_dirty: true,
+        commands_dirty: true,
         failed: None,
         started: Instant::now(),
     }));
@@ -442,6 +474,11 @@ pub fn run(
         if s.batcher.is_ready(now) {
             s.flush(&consumer, CommitMode::Async)?;
         }
+        if s.commands_dirty && s.batcher.is_empty() {
+            let d = super::outbox::dispatch(&s.log, &producer, &k.commands_topic)?;
+            s.stats.commands_sent += d.sent as u64;
+            s.commands_dirty = d.more || d.failed > 0;
+        }
         if s.dead_letters_dirty && s.batcher.is_empty() {
             s.dispatch_dead_letters(&producer, &k.dlq_topic)?;
         }
@@ -451,6 +488,7 @@ pub fn run(
             on_progress(Progress {
                 stats: &s.stats,
                 projections: &s.projections,
+                processor: s.processor.as_ref(),
                 covered,
             });
         }
@@ -460,6 +498,13 @@ pub fn run(
     {
         let mut s = shared.lock().expect("ingest state lock");
         s.flush(&consumer, CommitMode::Sync)?;
+        loop {
+            let d = super::outbox::dispatch(&s.log, &producer, &k.commands_topic)?;
+            s.stats.commands_sent += d.sent as u64;
+            if !d.more {
+                break;
+            }
+        }
         while s.dispatch_dead_letters(&producer, &k.dlq_topic)? > 0 {}
         s.log.flush()?;
     }
@@ -470,5 +515,10 @@ pub fn run(
         .expect("the consumer and its context are gone")
         .into_inner()
         .expect("ingest state lock");
-    Ok((shared.log, shared.projections, shared.stats))
+    Ok(Finished {
+        log: shared.log,
+        projections: shared.projections,
+        processor: shared.processor,
+        stats: shared.stats,
+    })
 }

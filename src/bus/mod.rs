@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod dead_letter;
 pub mod ingest;
+pub mod outbox;
 pub mod publish;
 pub mod tail;
 

@@ -14,6 +14,12 @@
 //!   the same batch as the events read before it, so a restart resumes from
 //!   exactly the first input that is not durable: nothing is lost, nothing is
 //!   appended twice.
+//! - Commands decided while appending a batch (see [`EventLog::append_with`])
+//!   are stored in the same atomic batch as the events that caused them,
+//!   together with an outbox marker each; the marker is removed when the
+//!   command's publication is acknowledged. A crash between the append and
+//!   the acknowledgement re-sends the command after restart: delivery is
+//!   at-least-once, with the command's stable id for downstream dedupe.
 //! - Event ids are unique in the log: a second event with a stored id is kept
 //!   as a `duplicate` rejection, never appended.
 //! - Sequences start at 1 and have no gaps; reading asserts it.
@@ -35,7 +41,7 @@ pub use batcher::Batcher;
 
 use crate::codec::{self, stream::Record};
 use crate::domain::lifecycle::{self, Lead};
-use crate::domain::{LeadEvent, Rejection};
+use crate::domain::{LeadCommand, LeadEvent, Rejection};
 use keys::*;
 use segment::{Segment, SegmentWriter};
 use serde::{Deserialize, Serialize};
@@ -130,6 +136,9 @@ pub struct AppendReport {
     pub rejected: Vec<(usize, Rejection)>,
     /// The highest sequence in the log after the append (0: empty log).
     pub last_seq: u64,
+    /// Commands decided for the batch, stored in its outbox, with their
+    /// command sequence numbers.
+    pub commands: Vec<(u64, LeadCommand)>,
 }
 
 /// A rejected input as kept in the log.
@@ -167,6 +176,8 @@ pub struct EventLog {
     /// Next sequence to assign; sequences start at 1.
     next_seq: u64,
     next_rseq: u64,
+    /// Next command sequence; starts at 1.
+    next_cseq: u64,
     /// Decoded lead records, a bounded cache in front of the `s` keyspace.
     leads: HashMap<String, LeadRecord>,
     lead_cache_entries_max: usize,
@@ -210,6 +221,7 @@ const OPEN_LOCK_RETRY_MS: u64 = 100;
 const META_FORMAT: &str = "format";
 const META_NEXT_SEQ: &str = "next_seq";
 const META_NEXT_RSEQ: &str = "next_rseq";
+const META_NEXT_CSEQ: &str = "next_cseq";
 
 impl EventLog {
     /// Opens (or creates) the log in `dir`.
@@ -271,6 +283,7 @@ impl EventLog {
         };
         let next_seq = meta_u64(META_NEXT_SEQ)?;
         let next_rseq = meta_u64(META_NEXT_RSEQ)?;
+        let next_cseq = meta_u64(META_NEXT_CSEQ)?;
         // Invariant on read: the counter agrees with the last stored segment.
         let last = match tree.scan_prefix([EVENT]).next_back().transpose()? {
             None => 0,
@@ -293,6 +306,7 @@ impl EventLog {
             snapshots,
             next_seq,
             next_rseq,
+            next_cseq,
             leads: HashMap::new(),
             lead_cache_entries_max: options.lead_cache_entries_max,
             dead_letter_outbox: options.dead_letter_outbox,
@@ -328,6 +342,21 @@ impl EventLog {
         inputs: &[Input],
         positions: &[Position],
     ) -> Result<AppendReport, LogError> {
+        self.append_with(inputs, positions, &mut |_, _| Vec::new())
+    }
+
+    /// Like [`append`](Self::append), and asks `decide` after each accepted
+    /// event (in sequence order) which commands it causes; they go into the
+    /// outbox in the same atomic batch. `decide` is called before the batch
+    /// is durable: if the append fails, whatever state `decide` folded is
+    /// ahead of the log and the caller must rebuild it (the engine stops).
+    pub fn append_with(
+        &mut self,
+        inputs: &[Input],
+        positions: &[Position],
+        decide: &mut dyn FnMut(u64, &LeadEvent) -> Vec<LeadCommand>,
+    ) -> Result<AppendReport, LogError> {
+        let mut next_cseq = self.next_cseq;
         let mut batch = sled::Batch::default();
         let mut report = AppendReport::default();
         let mut next_seq = self.next_seq;
@@ -355,6 +384,13 @@ impl EventLog {
                     ids_in_batch.insert(&event.event_id, seq);
                     overlay.insert(&event.lead_id, record);
                     report.accepted.push((index, seq));
+                    for command in decide(seq, event) {
+                        let cseq = next_cseq;
+                        next_cseq += 1;
+                        batch.insert(&seq_key(COMMAND, cseq), codec::encode_command(&command));
+                        batch.insert(&seq_key(OUTBOX, cseq), &[]);
+                        report.commands.push((cseq, command));
+                    }
                 }
                 Err(reason) => {
                     let rseq = next_rseq;
@@ -427,6 +463,7 @@ impl EventLog {
         }
         batch.insert(str_key(META, META_NEXT_SEQ), &next_seq.to_be_bytes());
         batch.insert(str_key(META, META_NEXT_RSEQ), &next_rseq.to_be_bytes());
+        batch.insert(str_key(META, META_NEXT_CSEQ), &next_cseq.to_be_bytes());
 
         self.tree.apply_batch(batch)?;
         self.db.flush()?;
@@ -434,6 +471,7 @@ impl EventLog {
         // Only now, with the batch durable, does memory move forward.
         self.next_seq = next_seq;
         self.next_rseq = next_rseq;
+        self.next_cseq = next_cseq;
         if self.leads.len() + overlay.len() > self.lead_cache_entries_max {
             self.leads.clear();
         }
@@ -637,6 +675,61 @@ impl EventLog {
         let mut batch = sled::Batch::default();
         for r in rseqs {
             batch.remove(&seq_key(DEAD_LETTER, *r));
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Commands whose publication has not been acknowledged, oldest first.
+    pub fn pending_commands(&self, limit: usize) -> Result<Vec<(u64, LeadCommand)>, LogError> {
+        let mut out = Vec::new();
+        for k in self.tree.scan_prefix([OUTBOX]).keys().take(limit) {
+            let cseq = trailing_u64(&k?).ok_or_else(|| LogError::Corrupt("outbox key".into()))?;
+            let command = self
+                .command(cseq)?
+                .ok_or_else(|| LogError::Corrupt(format!("outbox entry {cseq} has no command")))?;
+            out.push((cseq, command));
+        }
+        Ok(out)
+    }
+
+    /// One stored command.
+    pub fn command(&self, cseq: u64) -> Result<Option<LeadCommand>, LogError> {
+        match self.tree.get(seq_key(COMMAND, cseq))? {
+            None => Ok(None),
+            Some(v) => codec::decode_command(&v)
+                .map(Some)
+                .map_err(|e| LogError::Corrupt(format!("command {cseq}: {e}"))),
+        }
+    }
+
+    /// Every command decided so far, in decision order.
+    pub fn commands(&self) -> impl Iterator<Item = Result<(u64, LeadCommand), LogError>> + '_ {
+        self.tree.scan_prefix([COMMAND]).map(|kv| {
+            let (k, v) = kv?;
+            let cseq = trailing_u64(&k).ok_or_else(|| LogError::Corrupt("command key".into()))?;
+            let command = codec::decode_command(&v)
+                .map_err(|e| LogError::Corrupt(format!("command {cseq}: {e}")))?;
+            Ok((cseq, command))
+        })
+    }
+
+    /// Commands decided and commands still waiting for publication.
+    pub fn command_counts(&self) -> Result<(u64, u64), LogError> {
+        let mut pending = 0;
+        for k in self.tree.scan_prefix([OUTBOX]).keys() {
+            k?;
+            pending += 1;
+        }
+        Ok((self.next_cseq - 1, pending))
+    }
+
+    /// Marks commands as published. Not flushed by itself: a crash before
+    /// the next flush re-sends them (at-least-once).
+    pub fn mark_commands_sent(&self, cseqs: &[u64]) -> Result<(), LogError> {
+        let mut batch = sled::Batch::default();
+        for c in cseqs {
+            batch.remove(&seq_key(OUTBOX, *c));
         }
         self.tree.apply_batch(batch)?;
         Ok(())

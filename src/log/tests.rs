@@ -242,3 +242,63 @@ fn rejections_queue_dead_letters_until_marked_sent() {
         .collect();
     assert_eq!(pending, vec![2], "survives a restart until marked sent");
 }
+
+#[test]
+fn decided_commands_land_in_the_outbox_with_their_batch_until_marked_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = LogOptions::default();
+    let assign = |lead: &str, seq: u64| LeadCommand {
+        command_id: format!("cmd-{lead}-{seq}"),
+        lead_id: lead.into(),
+        issued_at_ms: 1000,
+        causation_event_id: format!("cause-{seq}"),
+        rule_id: "rr".into(),
+        rule_version: 1,
+        explanation: "test".into(),
+        body: CommandBody::AssignLead {
+            owner_id: "rep-1".into(),
+            pool: "general".into(),
+        },
+    };
+    {
+        let mut log = EventLog::open(dir.path(), &options).unwrap();
+        let batch = vec![
+            Input::event(created("e1", "a"), None),
+            // A rejected event decides nothing.
+            Input::event(created("e1", "b"), None),
+            Input::event(created("e2", "c"), None),
+        ];
+        let mut asked = Vec::new();
+        let report = log
+            .append_with(&batch, &[], &mut |seq, e| {
+                asked.push(seq);
+                vec![assign(&e.lead_id, seq)]
+            })
+            .unwrap();
+        assert_eq!(asked, vec![1, 2], "asked once per accepted event, in order");
+        assert_eq!(
+            report.commands,
+            vec![(1, assign("a", 1)), (2, assign("c", 2))]
+        );
+        assert_eq!(log.command_counts().unwrap(), (2, 2));
+        log.mark_commands_sent(&[1]).unwrap();
+        log.flush().unwrap();
+    }
+    let mut log = EventLog::open(dir.path(), &options).unwrap();
+    assert_eq!(
+        log.pending_commands(10).unwrap(),
+        vec![(2, assign("c", 2))],
+        "survives a restart until marked sent"
+    );
+    // Command sequences continue after a reopen.
+    let report = log
+        .append_with(
+            &[Input::event(created("e3", "d"), None)],
+            &[],
+            &mut |seq, e| vec![assign(&e.lead_id, seq)],
+        )
+        .unwrap();
+    assert_eq!(report.commands[0].0, 3);
+    let all: Vec<u64> = log.commands().map(|c| c.unwrap().0).collect();
+    assert_eq!(all, vec![1, 2, 3]);
+}

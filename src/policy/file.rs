@@ -1,0 +1,148 @@
+//! The policy file: which pools the engine allocates from and to whom.
+//! TOML, validated on load, versioned: the version is recorded with every
+//! command decided under it, so a decision can always be traced to the rules
+//! that made it.
+//!
+//! ```toml
+//! version = 3
+//! [[pools]]
+//! name = "inbound"
+//! kind = "auto_assign"        # or "claimable": reps claim, the engine does not allocate
+//! [[pools.members]]
+//! id = "rep-1"
+//! capacity = 50               # most open leads held at once
+//! active = true
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The file could not be read. Check the path and permissions.
+    #[error("cannot read policy {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// Not valid TOML for the policy schema; the message names the key.
+    #[error("invalid policy {path}: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+    /// Parsed, but breaks a rule (duplicate pool, zero capacity, ...).
+    #[error("invalid policy: {0}")]
+    Invalid(String),
+}
+
+/// How leads leave a pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolKind {
+    /// Reps claim leads themselves; the engine only watches.
+    Claimable,
+    /// The engine allocates each waiting lead to a member.
+    AutoAssign,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub id: String,
+    /// Most open (assigned, unconverted) leads held at once.
+    pub capacity: u32,
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolPolicy {
+    pub name: String,
+    pub kind: PoolKind,
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// Recorded with each decision as the rule version.
+    pub version: u32,
+    #[serde(default)]
+    pub pools: Vec<PoolPolicy>,
+}
+
+/// Limits that keep a policy file reasonable.
+const POOLS_MAX: usize = 1_000;
+const MEMBERS_PER_POOL_MAX: usize = 10_000;
+
+impl PolicyFile {
+    pub fn load(path: &Path) -> Result<PolicyFile, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let file: PolicyFile = toml::from_str(&text).map_err(|source| PolicyError::Parse {
+            path: path.display().to_string(),
+            source,
+        })?;
+        file.validate()?;
+        Ok(file)
+    }
+
+    pub fn parse(text: &str) -> Result<PolicyFile, PolicyError> {
+        let file: PolicyFile = toml::from_str(text).map_err(|source| PolicyError::Parse {
+            path: "<text>".into(),
+            source,
+        })?;
+        file.validate()?;
+        Ok(file)
+    }
+
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        let bad = |m: String| Err(PolicyError::Invalid(m));
+        if self.pools.len() > POOLS_MAX {
+            return bad(format!("more than {POOLS_MAX} pools"));
+        }
+        let mut names = BTreeSet::new();
+        for p in &self.pools {
+            if p.name.is_empty() {
+                return bad("a pool without a name".into());
+            }
+            if !names.insert(p.name.as_str()) {
+                return bad(format!("pool {} is defined twice", p.name));
+            }
+            if p.members.len() > MEMBERS_PER_POOL_MAX {
+                return bad(format!(
+                    "pool {} has more than {MEMBERS_PER_POOL_MAX} members",
+                    p.name
+                ));
+            }
+            let mut ids = BTreeSet::new();
+            for m in &p.members {
+                if m.id.is_empty() {
+                    return bad(format!("pool {} has a member without an id", p.name));
+                }
+                if !ids.insert(m.id.as_str()) {
+                    return bad(format!("pool {}: member {} is listed twice", p.name, m.id));
+                }
+                if m.capacity == 0 {
+                    return bad(format!("pool {}: member {} has capacity 0", p.name, m.id));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn pool(&self, name: &str) -> Option<&PoolPolicy> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+}
