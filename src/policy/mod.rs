@@ -10,8 +10,11 @@
 //! (created into it, or recalled into it) is allocated round-robin to the
 //! next member who is active and below capacity, never back to the rep it
 //! was just recalled from. Capacity counts open holdings plus assignments
-//! commanded but not yet carried out. Deadline rules (reminders, recalls)
-//! build on this and are tracked in issue 4.
+//! commanded but not yet carried out. A lead no member can take joins the
+//! pool's backlog (first come, first served), and whenever a member's
+//! capacity frees up (a conversion, a recall) the backlog is allocated
+//! first. Deadline rules (reminders, recalls) build on this and are tracked
+//! in issue 4.
 //!
 //! The state (round-robin positions, pending assignments) is durable by
 //! derivation: it is a fold of the log, checkpointed like the projections.
@@ -23,7 +26,7 @@ use crate::domain::{CommandBody, EventBody, LeadCommand, LeadEvent, LeadStatus};
 use crate::projector::pool::PoolState;
 pub use file::{Member, PolicyError, PolicyFile, PoolKind, PoolPolicy};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The snapshot name of the policy state; the suffix changes with its shape.
 pub const SNAPSHOT_NAME: &str = "policy.v1";
@@ -42,7 +45,18 @@ pub struct PolicyState {
     /// Assignments commanded and not yet carried out: lead -> rep.
     pub pending: HashMap<String, String>,
     pub pending_by_rep: HashMap<String, u32>,
+    /// Per pool: leads waiting for a member with room, by (since, lead).
+    pub backlog: BTreeMap<String, BTreeSet<(i64, String)>>,
+    /// Lead -> its backlog entry (pool, since), to remove it when the lead
+    /// leaves the pool some other way.
+    pub backlog_index: HashMap<String, (String, i64)>,
+    /// The rep each waiting lead was last recalled from (skipped when the
+    /// backlog is allocated).
+    pub recalled_from: HashMap<String, String>,
 }
+
+/// Most backlog allocations one event may cause; bounds the work per event.
+const BACKLOG_ALLOCATIONS_PER_EVENT_MAX: usize = 16;
 
 pub struct Processor {
     policy: PolicyFile,
@@ -75,24 +89,97 @@ impl Processor {
             self.state.covered_seq
         );
         self.state.covered_seq = seq;
+        // Whoever held the lead before this event (for capacity freed).
+        let holder = self
+            .state
+            .pool
+            .leads
+            .get(&event.lead_id)
+            .and_then(|l| l.owner.clone());
         self.state.pool.apply(event);
         let lead_id = &event.lead_id;
-        let mut recalled_from = None;
+        let mut out = Vec::new();
         match &event.body {
-            EventBody::Assigned(_) | EventBody::Converted(_) => self.clear_pending(lead_id),
+            EventBody::Created(_) => {
+                out.extend(self.allocate(lead_id, event, None, event.occurred_at_ms));
+            }
             EventBody::Recalled(r) => {
                 self.clear_pending(lead_id);
-                recalled_from = Some(r.previous_owner_id.clone());
+                self.state
+                    .recalled_from
+                    .insert(lead_id.clone(), r.previous_owner_id.clone());
+                out.extend(self.allocate(
+                    lead_id,
+                    event,
+                    Some(&r.previous_owner_id),
+                    event.occurred_at_ms,
+                ));
+                self.drain_for(&r.previous_owner_id, event, &mut out);
             }
-            EventBody::Created(_) => {}
-            _ => return Vec::new(),
+            EventBody::Assigned(_) => {
+                self.clear_pending(lead_id);
+                self.leave_backlog(lead_id);
+                self.state.recalled_from.remove(lead_id);
+                if let Some(prev) = holder {
+                    // A reassignment frees the previous holder.
+                    self.drain_for(&prev, event, &mut out);
+                }
+            }
+            EventBody::Converted(_) => {
+                self.clear_pending(lead_id);
+                self.leave_backlog(lead_id);
+                self.state.recalled_from.remove(lead_id);
+                if let Some(owner) = holder {
+                    self.drain_for(&owner, event, &mut out);
+                }
+            }
+            _ => {}
         }
-        if !matches!(event.body, EventBody::Created(_) | EventBody::Recalled(_)) {
-            return Vec::new();
+        out
+    }
+
+    fn leave_backlog(&mut self, lead_id: &str) {
+        if let Some((pool, since)) = self.state.backlog_index.remove(lead_id) {
+            if let Some(set) = self.state.backlog.get_mut(&pool) {
+                set.remove(&(since, lead_id.to_string()));
+                if set.is_empty() {
+                    self.state.backlog.remove(&pool);
+                }
+            }
         }
-        self.allocate(event, recalled_from.as_deref())
-            .into_iter()
-            .collect()
+    }
+
+    /// `rep` has room again: allocate the backlogs of the pools they work,
+    /// oldest lead first, while someone can take them.
+    fn drain_for(&mut self, rep: &str, cause: &LeadEvent, out: &mut Vec<LeadCommand>) {
+        let pools: Vec<String> = self
+            .policy
+            .pools
+            .iter()
+            .filter(|p| p.kind == PoolKind::AutoAssign && p.members.iter().any(|m| m.id == rep))
+            .map(|p| p.name.clone())
+            .collect();
+        let mut budget = BACKLOG_ALLOCATIONS_PER_EVENT_MAX;
+        for pool in pools {
+            while budget > 0 {
+                let Some((since, lead)) = self
+                    .state
+                    .backlog
+                    .get(&pool)
+                    .and_then(|s| s.first().cloned())
+                else {
+                    break;
+                };
+                budget -= 1;
+                self.leave_backlog(&lead);
+                let exclude = self.state.recalled_from.get(&lead).cloned();
+                match self.allocate(&lead, cause, exclude.as_deref(), since) {
+                    Some(c) => out.push(c),
+                    // Still nobody: it kept its place and the pool waits.
+                    None => break,
+                }
+            }
+        }
     }
 
     fn clear_pending(&mut self, lead_id: &str) {
@@ -111,10 +198,18 @@ impl Processor {
         held + self.state.pending_by_rep.get(rep).copied().unwrap_or(0)
     }
 
-    /// Round-robin over the pool's eligible members.
-    fn allocate(&mut self, event: &LeadEvent, exclude: Option<&str>) -> Option<LeadCommand> {
-        let lead = self.state.pool.leads.get(&event.lead_id)?;
-        if lead.status != LeadStatus::InPool {
+    /// Round-robin over the pool's eligible members; a lead nobody can
+    /// take joins the pool's backlog. `cause` is the event that prompted the
+    /// decision (its id and time go into the command).
+    fn allocate(
+        &mut self,
+        lead_id: &str,
+        cause: &LeadEvent,
+        exclude: Option<&str>,
+        waiting_since_ms: i64,
+    ) -> Option<LeadCommand> {
+        let lead = self.state.pool.leads.get(lead_id)?;
+        if lead.status != LeadStatus::InPool || self.state.pending.contains_key(lead_id) {
             return None;
         }
         let pool = self.policy.pool(&lead.pool)?;
@@ -123,12 +218,26 @@ impl Processor {
         }
         let n = pool.members.len();
         let start = self.state.round_robin.get(&pool.name).copied().unwrap_or(0) % n;
-        let (index, member) = (0..n)
+        let found = (0..n)
             .map(|i| (start + i) % n)
             .map(|i| (i, &pool.members[i]))
             .find(|(_, m)| {
                 m.active && Some(m.id.as_str()) != exclude && self.load_of(&m.id) < m.capacity
-            })?;
+            });
+        let Some((index, member)) = found else {
+            if !self.state.backlog_index.contains_key(lead_id) {
+                let since = waiting_since_ms;
+                self.state
+                    .backlog
+                    .entry(pool.name.clone())
+                    .or_default()
+                    .insert((since, lead_id.to_string()));
+                self.state
+                    .backlog_index
+                    .insert(lead_id.to_string(), (pool.name.clone(), since));
+            }
+            return None;
+        };
         let load = self.load_of(&member.id);
         let body = CommandBody::AssignLead {
             owner_id: member.id.clone(),
@@ -145,10 +254,10 @@ impl Processor {
             ),
         };
         let command = LeadCommand {
-            command_id: command_id(&event.lead_id, lead.generation, RULE_AUTO_ASSIGN, &body),
-            lead_id: event.lead_id.clone(),
-            issued_at_ms: event.occurred_at_ms,
-            causation_event_id: event.event_id.clone(),
+            command_id: command_id(lead_id, lead.generation, RULE_AUTO_ASSIGN, &body),
+            lead_id: lead_id.to_string(),
+            issued_at_ms: cause.occurred_at_ms,
+            causation_event_id: cause.event_id.clone(),
             rule_id: RULE_AUTO_ASSIGN.to_string(),
             rule_version: self.policy.version,
             explanation,
@@ -157,9 +266,7 @@ impl Processor {
         let pool_name = pool.name.clone();
         let rep = member.id.clone();
         self.state.round_robin.insert(pool_name, (index + 1) % n);
-        self.state
-            .pending
-            .insert(event.lead_id.clone(), rep.clone());
+        self.state.pending.insert(lead_id.to_string(), rep.clone());
         *self.state.pending_by_rep.entry(rep).or_default() += 1;
         Some(command)
     }

@@ -193,3 +193,53 @@ fn invalid_policies_are_refused_with_a_reason() {
         .contains("capacity 0"));
     assert!(PolicyFile::parse("version = 1\nkind = 3\n").is_err());
 }
+
+impl Given {
+    fn converted(&mut self, lead: &str, owner: &str) -> Vec<LeadCommand> {
+        self.when(
+            lead,
+            EventBody::Converted(LeadConverted {
+                owner_id: owner.into(),
+                deal_value: Money::new(1000, Currency::parse("CNY").unwrap()),
+                customer_id: format!("cust-{lead}"),
+                expected_lifetime_value: None,
+            }),
+        )
+    }
+}
+
+#[test]
+fn leads_nobody_can_take_wait_in_order_and_go_out_as_capacity_frees() {
+    let mut g = given();
+    for (lead, rep) in [
+        ("a", "rep-1"),
+        ("b", "rep-2"),
+        ("c", "rep-1"),
+        ("d", "rep-2"),
+    ] {
+        assert_eq!(assignee(&g.created(lead, "inbound")), Some(rep));
+        g.assigned(lead, rep);
+    }
+    // Full: e then f wait, in that order.
+    assert_eq!(assignee(&g.created("e", "inbound")), None);
+    assert_eq!(assignee(&g.created("f", "inbound")), None);
+    assert_eq!(g.p.state().backlog["inbound"].len(), 2);
+    // rep-2 converts one: the oldest waiting lead goes out, caused by the
+    // conversion.
+    let out = g.converted("b", "rep-2");
+    assert_eq!(assignee(&out), Some("rep-2"));
+    assert_eq!(out[0].lead_id, "e");
+    assert_eq!(out[0].causation_event_id, format!("ev-{}", g.seq));
+    // rep-1 loses a lead to a recall: f goes to rep-1; the recalled lead c
+    // cannot go back to rep-1 and waits.
+    let out = g.recalled("c", "rep-1");
+    let leads: Vec<&str> = out.iter().map(|c| c.lead_id.as_str()).collect();
+    assert_eq!(leads, vec!["f"], "{out:?}");
+    assert_eq!(
+        g.p.state().backlog["inbound"]
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>(),
+        vec!["c"]
+    );
+}
