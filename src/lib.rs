@@ -31,6 +31,7 @@ pub mod bus;
 pub mod codec;
 pub mod config;
 pub mod domain;
+pub mod engine;
 pub mod import;
 pub mod log;
 pub mod policy;

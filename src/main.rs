@@ -123,7 +123,26 @@ enum TopicsWhat {
 
 #[derive(Args)]
 struct DemoArgs {
-    /// Leads to simulate.
+    /// Run the offline demo instead: simulate a 30-day history into a file,
+    /// import it, replay it and print the metrics (no Kafka at all).
+    #[arg(long)]
+    offline: bool,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    duration_s: Option<u64>,
+    /// New leads per second from the simulated marketing system.
+    #[arg(long, default_value_t = 50)]
+    rate: u32,
+    /// Sales reps in the simulated CRM.
+    #[arg(long, default_value_t = 16)]
+    reps: u32,
+    /// Most open leads a rep holds (the policy's capacity).
+    #[arg(long, default_value_t = 30)]
+    capacity: u32,
+    /// Wall milliseconds per simulated hour (smaller is faster).
+    #[arg(long, default_value_t = 50)]
+    hour_ms: u64,
+    /// Leads to simulate (offline demo).
     #[arg(long, default_value_t = 20_000)]
     leads: u64,
     #[arg(long, default_value_t = 42)]
@@ -641,6 +660,108 @@ fn simulate(a: SimulateArgs) -> Result<leadflow::sim::SimSummary> {
 }
 
 fn demo(config: &Config, a: DemoArgs) -> Result<()> {
+    if a.offline {
+        return demo_offline(config, a);
+    }
+    demo_live(config, a)
+}
+
+fn demo_live(config: &Config, a: DemoArgs) -> Result<()> {
+    use leadflow::engine::{DemoOptions, DemoTick};
+    use leadflow::sim::live::LiveConfig;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, shutdown.clone())?;
+    }
+    if let Some(secs) = a.duration_s {
+        let flag = shutdown.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(secs));
+            flag.store(true, Ordering::Relaxed);
+        });
+    }
+    let dir = std::env::temp_dir().join(format!("leadflow-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    println!(
+        "Leadflow live demo: in-process Kafka (librdkafka MockCluster), the engine, a simulated"
+    );
+    println!(
+        "marketing system publishing {} leads/s and a simulated CRM with {} reps carrying out",
+        a.rate, a.reps
+    );
+    println!(
+        "the engine's commands. One simulated hour lasts {} ms. Data in {}.",
+        a.hour_ms,
+        dir.display()
+    );
+    println!(
+        "{}",
+        match a.duration_s {
+            Some(s) => format!("Running for {s} s (Ctrl-C stops earlier).\n"),
+            None => "Ctrl-C to stop.\n".to_string(),
+        }
+    );
+    println!("  time   events/s   accepted  rejected | waiting   held  converted  recalls | commands  dead letters");
+    let options = DemoOptions {
+        live: LiveConfig {
+            seed: a.seed,
+            leads_per_s: a.rate,
+            reps: a.reps,
+            hour_ms: a.hour_ms,
+            garbage_ratio: a.bad_ratio,
+        },
+        capacity: a.capacity,
+        partitions: config.kafka.partitions,
+        data_dir: dir.join("log"),
+    };
+    let result = leadflow::engine::demo(config, options, shutdown, &mut |t: &DemoTick| {
+        println!(
+            "{:>5.0}s {:>10.0} {:>10} {:>9} | {:>7} {:>6} {:>10} {:>8} | {:>8} {:>13}",
+            t.elapsed_s,
+            t.events_per_s,
+            t.accepted,
+            t.rejected,
+            t.waiting,
+            t.held,
+            t.converted,
+            t.recalls,
+            t.commands_sent,
+            t.dead_letters
+        );
+    });
+    let outcome = result.map_err(anyhow::Error::from).and_then(|r| {
+        replay::save(&r.log, &r.projections)?;
+        let w = &r.world;
+        println!(
+            "\nThe world published {} leads, {} assignments (from the engine's commands), {} follow-ups, {} conversions, {} recalls, {} garbage messages.",
+            w.created, w.assigned, w.followed_up, w.converted, w.recalled, w.garbage
+        );
+        println!(
+            "The engine appended {} events, rejected {} (all sent to the dead-letter topic: {}), decided {} commands and published {}.",
+            r.stats.accepted, r.stats.rejected, r.stats.dead_letters_sent, r.stats.commands_decided, r.stats.commands_sent
+        );
+        let p = &r.projections;
+        for (code, n) in r.log.stats()?.rejected_by_reason {
+            println!("   rejected {code:<20} {n}");
+        }
+        println!("\nPools now:");
+        print!("{}", indent(&report::pool_summary(&p.pool)));
+        println!("\nCohort metrics by channel:");
+        print!(
+            "{}",
+            indent(&report::stats_text(StatsBy::Channel, &p.metrics.agg, &p.pool, Window::default()))
+        );
+        Ok(())
+    });
+    if !a.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    outcome
+}
+
+fn demo_offline(config: &Config, a: DemoArgs) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("leadflow-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     println!("Leadflow demo: data in {}", dir.display());

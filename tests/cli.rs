@@ -167,3 +167,47 @@ fn errors_are_clear() {
         assert!(help.contains(cmd), "--help lacks {cmd}");
     }
 }
+
+/// The README's first command, shortened: the live demo on the in-process
+/// Kafka runs the whole loop — leads published, the engine deciding
+/// assignments, the simulated CRM carrying them out, reps converting and
+/// recalling — and stops cleanly when its time is up.
+#[test]
+fn the_live_demo_runs_the_whole_loop_and_stops_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = ok(leadflow(
+        &dir.path().join("data"),
+        &[
+            "demo",
+            "--duration-s",
+            "10",
+            "--rate",
+            "100",
+            "--bad-ratio",
+            "0.05",
+        ],
+    ));
+    assert!(started.elapsed().as_secs() < 60, "stopped on time");
+    let number = |after: &str| -> u64 {
+        out.split(after)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.trim_end_matches([',', '.', ')']).parse().ok())
+            .unwrap_or_else(|| panic!("no {after:?} in:\n{out}"))
+    };
+    let leads = number("The world published ");
+    let assignments = number("leads, ");
+    let decided = number("decided ");
+    let published = number("commands and published ");
+    assert!(leads > 300, "{out}");
+    assert!(assignments > 0 && assignments <= decided, "{out}");
+    assert_eq!(decided, published, "the outbox drained on shutdown:\n{out}");
+    assert!(out.contains("conversions"), "{out}");
+    // Garbage went to the dead-letter topic, and nothing else was rejected.
+    let rejected = number(", rejected ");
+    let dead_letters = number("dead-letter topic: ");
+    assert!(rejected > 0 && rejected == dead_letters, "{out}");
+    assert!(out.contains("rejected undecodable"), "{out}");
+    assert!(!out.contains("rejected unknown_lead"), "{out}");
+}

@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod outbox;
 pub mod publish;
 pub mod tail;
+pub mod world;
 
 use crate::config::KafkaConfig;
 use rdkafka::ClientConfig;

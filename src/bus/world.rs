@@ -1,0 +1,92 @@
+//! The simulated outside world of `leadflow demo` on Kafka: publishes what
+//! the live simulator's marketing system and CRM do, and feeds the engine's
+//! commands back to the CRM.
+
+use super::{client_config, BusError};
+use crate::codec;
+use crate::config::KafkaConfig;
+use crate::sim::live::{LiveSim, Outgoing};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Most commands taken from the consumer per loop turn.
+const COMMANDS_PER_TURN_MAX: usize = 1_000;
+
+/// Runs the world until `shutdown` is set. `now_ms` is the wall clock (the
+/// edge where it enters: the simulator itself is pure).
+pub fn run(
+    k: &KafkaConfig,
+    sim: &mut LiveSim,
+    shutdown: &AtomicBool,
+    now_ms: &dyn Fn() -> u64,
+) -> Result<(), BusError> {
+    let partitions = super::admin::check_topics(k, &[&k.commands_topic])?[0];
+    let producer = super::publish::producer(k)?;
+    let consumer: BaseConsumer = client_config(k)
+        .set("group.id", "leadflow-demo-crm")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition_offset(&k.commands_topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    while !shutdown.load(Ordering::Relaxed) {
+        let mut out = Vec::new();
+        let mut taken = 0;
+        while taken < COMMANDS_PER_TURN_MAX {
+            let wait = if taken == 0 { 20 } else { 0 };
+            match consumer.poll(Duration::from_millis(wait)) {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::warn!("demo CRM consumer: {e}");
+                    break;
+                }
+                Some(Ok(m)) => {
+                    taken += 1;
+                    match codec::decode_command(m.payload().unwrap_or_default()) {
+                        Ok(c) => out.extend(sim.on_command(&c, now_ms())),
+                        Err(e) => tracing::warn!("demo CRM: undecodable command: {e}"),
+                    }
+                }
+            }
+        }
+        out.extend(sim.tick(now_ms()));
+        for o in out {
+            send(&producer, &k.events_topic, o, shutdown);
+        }
+    }
+    let _ = producer.flush(Duration::from_secs(10));
+    Ok(())
+}
+
+/// Enqueues one message, waiting while librdkafka's queue is full.
+fn send(producer: &FutureProducer, topic: &str, o: Outgoing, shutdown: &AtomicBool) {
+    let (key, payload) = match o {
+        Outgoing::Event(e) => (e.lead_id.clone(), codec::encode_event(&e)),
+        Outgoing::Garbage { key, bytes } => (key, bytes),
+    };
+    loop {
+        let record = FutureRecord::to(topic).key(&key).payload(&payload);
+        match producer.send_result(record) {
+            // Delivery is the producer's job from here; the idempotent
+            // producer retries without duplicates.
+            Ok(_delivery) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                if shutdown.load(Ordering::Relaxed) {
+                    return;
+                }
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, _)) => {
+                tracing::warn!("demo: could not publish: {e}");
+                return;
+            }
+        }
+    }
+}

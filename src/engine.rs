@@ -1,0 +1,173 @@
+//! Wiring: the only place that spawns threads. `leadflow run` is a single
+//! ingest loop (see [`crate::bus::ingest`]); `leadflow demo` adds an
+//! in-process Kafka (librdkafka's `MockCluster`) and the simulated outside
+//! world around the same engine.
+
+use crate::bus::{self, BusError};
+use crate::config::Config;
+use crate::log::{EventLog, LogError, LogOptions};
+use crate::policy::Processor;
+use crate::projector::metrics::MetricParams;
+use crate::projector::Projections;
+use crate::sim::live::{LiveConfig, LiveCounts, LiveSim};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Errors of the wiring layer: whatever a part reported.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// Kafka failed; see [`BusError`].
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// The event log failed; see [`LogError`].
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The in-process Kafka of the demo could not start.
+    #[error("in-process Kafka: {0}")]
+    Mock(rdkafka::error::KafkaError),
+    /// A thread of the engine panicked: a bug; the message says where.
+    #[error("engine thread panicked: {0}")]
+    Panicked(String),
+}
+
+/// Settings of `leadflow demo`.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    pub live: LiveConfig,
+    /// Most open leads per rep.
+    pub capacity: u32,
+    pub partitions: i32,
+    /// Where the demo's event log lives (a throwaway directory).
+    pub data_dir: PathBuf,
+}
+
+/// One line of the demo's live summary.
+#[derive(Clone, Debug, Default)]
+pub struct DemoTick {
+    pub elapsed_s: f64,
+    pub events_per_s: f64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub waiting: u64,
+    pub held: u64,
+    pub converted: u64,
+    pub recalls: u64,
+    pub commands_sent: u64,
+    pub dead_letters: u64,
+}
+
+/// What the demo leaves behind.
+pub struct DemoResult {
+    pub log: EventLog,
+    pub projections: Projections,
+    pub processor: Option<Processor>,
+    pub world: LiveCounts,
+    pub stats: bus::ingest::IngestStats,
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs the live demo until `shutdown` is set: an in-process Kafka, the
+/// engine consuming the events topic and deciding commands, and the
+/// simulated marketing system and CRM publishing events and carrying the
+/// commands out. `on_tick` gets a summary about once a second.
+pub fn demo(
+    config: &Config,
+    options: DemoOptions,
+    shutdown: Arc<AtomicBool>,
+    on_tick: &mut (dyn FnMut(&DemoTick) + Send),
+) -> Result<DemoResult, EngineError> {
+    let mock = rdkafka::mocking::MockCluster::new(1).map_err(EngineError::Mock)?;
+    let mut config = config.clone();
+    config.kafka.brokers = mock.bootstrap_servers();
+    for topic in [
+        &config.kafka.events_topic,
+        &config.kafka.commands_topic,
+        &config.kafka.dlq_topic,
+    ] {
+        mock.create_topic(topic, options.partitions, 1)
+            .map_err(EngineError::Mock)?;
+    }
+    let mut sim = LiveSim::new(options.live.clone());
+    let processor = Processor::new(sim.demo_policy(options.capacity));
+    let log = EventLog::open(
+        &options.data_dir,
+        &LogOptions {
+            dead_letter_outbox: true,
+            ..LogOptions::from(&config.log)
+        },
+    )?;
+    let projections = Projections::new(MetricParams::from(&config.projection));
+
+    let engine_shutdown = Arc::new(AtomicBool::new(false));
+    let engine_config = config.clone();
+    let flag = engine_shutdown.clone();
+    let world_shutdown = shutdown.clone();
+    let result = std::thread::scope(|scope| -> Result<_, EngineError> {
+        let engine = scope.spawn(move || {
+            let started = Instant::now();
+            let mut last = (0.0f64, 0u64);
+            let result = bus::ingest::run(
+                &engine_config,
+                log,
+                projections,
+                Some(processor),
+                &flag,
+                &mut |p| {
+                    let elapsed_s = started.elapsed().as_secs_f64();
+                    let sizes = p.projections.pool.pool_sizes();
+                    let done = p.stats.accepted + p.stats.rejected;
+                    let tick = DemoTick {
+                        elapsed_s,
+                        events_per_s: (done - last.1) as f64 / (elapsed_s - last.0).max(1e-3),
+                        accepted: p.stats.accepted,
+                        rejected: p.stats.rejected,
+                        waiting: sizes.values().map(|s| s.waiting).sum(),
+                        held: sizes.values().map(|s| s.held).sum(),
+                        converted: sizes.values().map(|s| s.converted).sum(),
+                        recalls: p
+                            .projections
+                            .pool
+                            .leads
+                            .values()
+                            .map(|l| u64::from(l.recall_count))
+                            .sum(),
+                        commands_sent: p.stats.commands_sent,
+                        dead_letters: p.stats.dead_letters_sent,
+                    };
+                    last = (elapsed_s, done);
+                    on_tick(&tick);
+                },
+            );
+            // However the engine ended, the world stops with it.
+            world_shutdown.store(true, Ordering::Relaxed);
+            result
+        });
+        let world = bus::world::run(&config.kafka, &mut sim, &shutdown, &wall_ms);
+        // The world has stopped publishing: give the engine a moment to take
+        // in what is already on the topic, then stop it (it drains).
+        std::thread::sleep(Duration::from_millis(500));
+        engine_shutdown.store(true, Ordering::Relaxed);
+        let finished = engine
+            .join()
+            .map_err(|e| EngineError::Panicked(format!("{e:?}")))??;
+        world?;
+        Ok(finished)
+    })?;
+    drop(mock);
+    Ok(DemoResult {
+        log: result.log,
+        projections: result.projections,
+        processor: result.processor,
+        world: sim.counts().clone(),
+        stats: result.stats,
+    })
+}
