@@ -121,6 +121,7 @@ pub fn demo(
                 projections,
                 Some(processor),
                 &flag,
+                Duration::from_secs(1),
                 &mut |p| {
                     let elapsed_s = started.elapsed().as_secs_f64();
                     let sizes = p.projections.pool.pool_sizes();
@@ -169,5 +170,127 @@ pub fn demo(
         processor: result.processor,
         world: sim.counts().clone(),
         stats: result.stats,
+    })
+}
+
+/// Settings of `leadflow bench`.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub leads: u64,
+    pub seed: u64,
+    /// A fresh directory for the engine's log.
+    pub data_dir: PathBuf,
+    /// Run the engine with this policy (commands decided and published).
+    pub policy: Option<crate::policy::PolicyFile>,
+}
+
+/// Figures of one `leadflow bench` run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchReport {
+    pub topic: String,
+    pub partitions: usize,
+    pub messages: u64,
+    pub payload_bytes: u64,
+    /// Plain consumer, first to last message.
+    pub ceiling_s: f64,
+    pub ceiling_per_s: f64,
+    /// The engine, first message consumed to last message durable.
+    pub engine_s: f64,
+    pub engine_per_s: f64,
+    pub ratio: f64,
+    pub batches: u64,
+    pub commands: u64,
+}
+
+/// End-to-end ingest throughput against the ceiling of a plain consumer,
+/// side by side on one fresh topic of the configured broker: publish a
+/// simulated workload, count it with a plain consumer, then consume it with
+/// the engine (decode, validate, durable append with offsets, commits).
+pub fn bench(
+    config: &Config,
+    options: BenchOptions,
+    say: &mut dyn FnMut(&str),
+) -> Result<BenchReport, EngineError> {
+    use crate::codec::stream::{EventReader, EventWriter, Format};
+    use crate::sim::{SimConfig, Simulator};
+    let stamp = wall_ms();
+    let mut config = config.clone();
+    let k = &mut config.kafka;
+    k.events_topic = format!("leadflow-bench-{stamp}");
+    k.commands_topic = format!("leadflow-bench-{stamp}-commands");
+    k.dlq_topic = format!("leadflow-bench-{stamp}-dlq");
+    k.group_id = format!("leadflow-bench-{stamp}");
+    bus::admin::create_topics(k)?;
+    let k = &config.kafka;
+
+    let mut buffer = Vec::new();
+    {
+        let mut w = EventWriter::new(&mut buffer, Format::Protobuf);
+        for item in Simulator::new(SimConfig {
+            seed: options.seed,
+            leads: options.leads,
+            ..SimConfig::default()
+        }) {
+            item.write_to(&mut w).map_err(BusError::from)?;
+        }
+    }
+    say(&format!(
+        "publishing a simulated workload of {} leads to {}",
+        options.leads, k.events_topic
+    ));
+    let mut reader = EventReader::new(std::io::Cursor::new(buffer), Format::Protobuf);
+    let published = bus::publish::publish(k, &k.events_topic, &mut reader, &mut |_| {})?;
+    let total = published.events + published.undecodable;
+
+    say("ceiling: a plain consumer counting the topic");
+    let (counted, payload_bytes, ceiling) = bus::ceiling::count(k, &k.events_topic, total, 10_000)?;
+    if counted != total {
+        say(&format!(
+            "warning: the plain consumer saw {counted} of {total} messages"
+        ));
+    }
+
+    say("engine: consume, validate, append durably with offsets, commit");
+    let log = EventLog::open(&options.data_dir, &LogOptions::from(&config.log))?;
+    let projections = Projections::new(MetricParams::from(&config.projection));
+    let processor = options.policy.map(Processor::new);
+    let shutdown = AtomicBool::new(false);
+    let mut first: Option<Instant> = None;
+    let mut done_at: Option<Instant> = None;
+    let finished = bus::ingest::run(
+        &config,
+        log,
+        projections,
+        processor,
+        &shutdown,
+        Duration::from_millis(5),
+        &mut |p| {
+            if p.stats.consumed > 0 {
+                first.get_or_insert_with(Instant::now);
+            }
+            if p.covered >= total && done_at.is_none() {
+                done_at = Some(Instant::now());
+                shutdown.store(true, Ordering::Relaxed);
+            }
+        },
+    )?;
+    let engine = match (first, done_at) {
+        (Some(f), Some(d)) => d.duration_since(f),
+        _ => Duration::ZERO,
+    };
+    let per_s = |n: u64, d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
+    let partitions = bus::admin::check_topics(k, &[&k.events_topic])?[0];
+    Ok(BenchReport {
+        topic: k.events_topic.clone(),
+        partitions,
+        messages: total,
+        payload_bytes,
+        ceiling_s: ceiling.as_secs_f64(),
+        ceiling_per_s: per_s(counted, ceiling),
+        engine_s: engine.as_secs_f64(),
+        engine_per_s: per_s(total, engine),
+        ratio: per_s(total, engine) / per_s(counted, ceiling),
+        batches: finished.stats.batches,
+        commands: finished.stats.commands_decided,
     })
 }

@@ -141,6 +141,7 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
                 Projections::new(MetricParams::from(&config.projection)),
                 Some(Processor::new(PolicyFile::parse(POLICY).unwrap())),
                 &shutdown,
+                Duration::from_millis(100),
                 &mut |p| covered.store(p.covered, Ordering::Relaxed),
             )
             .expect("the engine survives the faults")

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 /// Most dead letters published per pass; bounds in-flight sends.
 const DEAD_LETTERS_PER_PASS_MAX: usize = 1_000;
 /// Prefetch bound per partition queue, in KiB.
-const PREFETCH_KBYTES_MAX: &str = "32768";
+pub const PREFETCH_KBYTES_MAX: &str = "32768";
 
 /// Counters of one `run`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -203,8 +203,9 @@ impl Shared {
         Ok(())
     }
 
-    /// Appends the open batch with its partition positions, folds it into
-    /// the projections and commits the offsets to the group.
+    /// Appends the open batch with its partition positions (validation,
+    /// projections and policy fold it as it is prepared), then counts it
+    /// and commits its offsets to the group once it is durable.
     fn flush<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
@@ -407,6 +408,7 @@ pub fn run(
     projections: Projections,
     processor: Option<Processor>,
     shutdown: &AtomicBool,
+    progress_every: Duration,
     on_progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Finished, BusError> {
     let k = &config.kafka;
@@ -482,7 +484,7 @@ pub fn run(
         if s.dead_letters_dirty && s.batcher.is_empty() {
             s.dispatch_dead_letters(&producer, &k.dlq_topic)?;
         }
-        if last_progress.elapsed() >= Duration::from_secs(1) {
+        if last_progress.elapsed() >= progress_every {
             last_progress = Instant::now();
             let covered = s.covered()?;
             on_progress(Progress {

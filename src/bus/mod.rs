@@ -10,6 +10,7 @@
 //! Any librdkafka property can be passed through `[kafka.properties]`.
 
 pub mod admin;
+pub mod ceiling;
 pub mod dead_letter;
 pub mod ingest;
 pub mod outbox;

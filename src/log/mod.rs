@@ -71,6 +71,10 @@ pub enum LogError {
     /// stored event). Stop; restore the data dir from a backup.
     #[error("log is corrupt: {0}")]
     Corrupt(String),
+    /// An earlier write failed, so the log's memory is ahead of its disk.
+    /// Stop and reopen the log (the engine exits; a restart recovers).
+    #[error("an earlier write failed; reopen the log")]
+    Poisoned,
     /// A batch tried to move a source position backwards, which would
     /// re-append inputs already consumed. A bug in the caller.
     #[error("position of {source_name} would go back from {stored} to {proposed}")]
@@ -141,6 +145,56 @@ pub struct AppendReport {
     pub commands: Vec<(u64, LeadCommand)>,
 }
 
+/// The atomic write of one prepared batch; see [`EventLog::prepare`].
+pub struct WriteBatch {
+    batch: sled::Batch,
+    prepare_us: u64,
+    accepted: usize,
+}
+
+/// What [`EventLog::settle`] needs once a prepared batch is durable.
+pub struct PendingBatch {
+    token: u64,
+    report: AppendReport,
+    lead_ids: Vec<String>,
+    event_ids: Vec<String>,
+}
+
+impl PendingBatch {
+    /// What the append will have done once the batch is durable.
+    pub fn report(&self) -> &AppendReport {
+        &self.report
+    }
+}
+
+/// Writes prepared batches: one atomic sled batch and one flush (fsync)
+/// each. Cheap to clone; safe to use from another thread. Batches must be
+/// written in the order they were prepared.
+#[derive(Clone)]
+pub struct LogWriter {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl LogWriter {
+    /// Applies and flushes one batch. When it returns `Ok`, the batch is
+    /// durable (see the module docs).
+    pub fn write(&self, w: WriteBatch) -> Result<(), LogError> {
+        let started = std::time::Instant::now();
+        self.tree.apply_batch(w.batch)?;
+        let applied = started.elapsed();
+        self.db.flush()?;
+        tracing::debug!(
+            accepted = w.accepted,
+            prepare_us = w.prepare_us,
+            apply_us = applied.as_micros() as u64,
+            flush_us = (started.elapsed() - applied).as_micros() as u64,
+            "batch appended"
+        );
+        Ok(())
+    }
+}
+
 /// A rejected input as kept in the log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRejection {
@@ -179,7 +233,26 @@ pub struct EventLog {
     /// Next command sequence; starts at 1.
     next_cseq: u64,
     /// Decoded lead records, a bounded cache in front of the `s` keyspace.
+    /// Holds durable records only, so it can be cleared at any time.
     leads: HashMap<String, LeadRecord>,
+    /// Lead records of prepared batches that are not durable yet, with the
+    /// token of the batch that wrote them last. Consulted before `leads`
+    /// and sled, which do not have them yet.
+    inflight_leads: HashMap<String, (u64, LeadRecord)>,
+    /// Event ids of prepared batches that are not durable yet.
+    inflight_ids: HashMap<String, u64>,
+    /// Rejection counters and source positions as of the last prepared
+    /// batch (sled may be behind while a batch is in flight).
+    counters_mem: HashMap<String, u64>,
+    positions_mem: HashMap<String, u64>,
+    /// Token of the next prepared batch, and of the next one to settle:
+    /// batches are written and settled in the order they were prepared.
+    next_token: u64,
+    next_settle: u64,
+    /// Set when a write failed: memory is ahead of the disk, so the log
+    /// refuses further work until it is reopened.
+    poisoned: bool,
+
     lead_cache_entries_max: usize,
     dead_letter_outbox: bool,
 }
@@ -299,7 +372,12 @@ impl EventLog {
                 "next sequence {next_seq} does not follow last stored event {last}"
             )));
         }
-        tracing::info!(path = %dir.display(), last_seq = next_seq - 1, rejected = next_rseq - 1, "event log opened");
+        tracing::info!(
+            path = %dir.display(),
+            last_seq = next_seq - 1,
+            rejected = next_rseq - 1,
+            "event log opened"
+        );
         Ok(EventLog {
             db,
             tree,
@@ -308,6 +386,13 @@ impl EventLog {
             next_rseq,
             next_cseq,
             leads: HashMap::new(),
+            inflight_leads: HashMap::new(),
+            inflight_ids: HashMap::new(),
+            counters_mem: HashMap::new(),
+            positions_mem: HashMap::new(),
+            next_token: 0,
+            next_settle: 0,
+            poisoned: false,
             lead_cache_entries_max: options.lead_cache_entries_max,
             dead_letter_outbox: options.dead_letter_outbox,
         })
@@ -319,6 +404,9 @@ impl EventLog {
     }
 
     fn load_lead(&self, lead_id: &str) -> Result<Option<LeadRecord>, LogError> {
+        if let Some((_, l)) = self.inflight_leads.get(lead_id) {
+            return Ok(Some(l.clone()));
+        }
         if let Some(l) = self.leads.get(lead_id) {
             return Ok(Some(l.clone()));
         }
@@ -356,7 +444,34 @@ impl EventLog {
         positions: &[Position],
         decide: &mut dyn FnMut(u64, &LeadEvent) -> Vec<LeadCommand>,
     ) -> Result<AppendReport, LogError> {
+        let (write, pending) = self.prepare(inputs, positions, decide)?;
+        let writer = self.writer();
+        if let Err(e) = writer.write(write) {
+            self.poisoned = true;
+            return Err(e);
+        }
+        Ok(self.settle(pending))
+    }
+
+    /// The first half of an append, for callers that pipeline: validates
+    /// the batch, decides its commands and builds the atomic write, and
+    /// moves the log's memory forward as if it were written, so that the
+    /// next batch can be prepared while this one is written. Hand the
+    /// [`WriteBatch`] to a [`LogWriter`] and, once it returned `Ok`, pass
+    /// the [`PendingBatch`] to [`settle`](Self::settle), in prepare order.
+    /// If the write fails, call [`poison`](Self::poison): memory is then
+    /// ahead of the disk and the log must be reopened.
+    pub fn prepare(
+        &mut self,
+        inputs: &[Input],
+        positions: &[Position],
+        decide: &mut dyn FnMut(u64, &LeadEvent) -> Vec<LeadCommand>,
+    ) -> Result<(WriteBatch, PendingBatch), LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned);
+        }
         let mut next_cseq = self.next_cseq;
+        let started = std::time::Instant::now();
         let mut batch = sled::Batch::default();
         let mut report = AppendReport::default();
         let mut next_seq = self.next_seq;
@@ -439,18 +554,27 @@ impl EventLog {
             let bytes = bincode::serialize(record).expect("lead records serialise");
             batch.insert(str_key(LEAD_STATE, lead_id), bytes);
         }
+        let mut new_counters = Vec::with_capacity(counters.len());
         for (code, n) in &counters {
             let key = str_key(COUNTER, code);
-            let old = self
-                .tree
-                .get(&key)?
-                .and_then(|v| u64_value(&v))
-                .unwrap_or(0);
+            let old = match self.counters_mem.get(*code) {
+                Some(v) => *v,
+                None => self
+                    .tree
+                    .get(&key)?
+                    .and_then(|v| u64_value(&v))
+                    .unwrap_or(0),
+            };
             batch.insert(key, &(old + n).to_be_bytes());
+            new_counters.push((code.to_string(), old + n));
         }
         for p in positions {
             let key = str_key(POSITION, &p.source);
-            if let Some(stored) = self.tree.get(&key)?.and_then(|v| u64_value(&v)) {
+            let stored = match self.positions_mem.get(&p.source) {
+                Some(v) => Some(*v),
+                None => self.tree.get(&key)?.and_then(|v| u64_value(&v)),
+            };
+            if let Some(stored) = stored {
                 if p.next_offset < stored {
                     return Err(LogError::PositionRegressed {
                         source_name: p.source.clone(),
@@ -465,32 +589,90 @@ impl EventLog {
         batch.insert(str_key(META, META_NEXT_RSEQ), &next_rseq.to_be_bytes());
         batch.insert(str_key(META, META_NEXT_CSEQ), &next_cseq.to_be_bytes());
 
-        self.tree.apply_batch(batch)?;
-        self.db.flush()?;
-
-        // Only now, with the batch durable, does memory move forward.
+        // Memory moves forward now, so that the next batch validates
+        // against this one; the records stay "in flight" until settled.
+        let token = self.next_token;
+        self.next_token += 1;
         self.next_seq = next_seq;
         self.next_rseq = next_rseq;
         self.next_cseq = next_cseq;
-        if self.leads.len() + overlay.len() > self.lead_cache_entries_max {
-            self.leads.clear();
+        for (code, n) in new_counters {
+            self.counters_mem.insert(code, n);
         }
+        for p in positions {
+            self.positions_mem.insert(p.source.clone(), p.next_offset);
+        }
+        let mut lead_ids = Vec::with_capacity(overlay.len());
         for (lead_id, record) in overlay {
-            self.leads.insert(lead_id.to_string(), record);
+            self.inflight_leads
+                .insert(lead_id.to_string(), (token, record));
+            lead_ids.push(lead_id.to_string());
+        }
+        let mut event_ids = Vec::with_capacity(ids_in_batch.len());
+        for (id, seq) in ids_in_batch {
+            self.inflight_ids.insert(id.to_string(), seq);
+            event_ids.push(id.to_string());
         }
         report.last_seq = self.next_seq - 1;
-        tracing::debug!(
-            accepted = report.accepted.len(),
-            rejected = report.rejected.len(),
-            last_seq = report.last_seq,
-            "batch appended"
-        );
         debug_assert_eq!(
             report.accepted.len() + report.rejected.len(),
             inputs.len(),
             "every input is accepted or rejected"
         );
-        Ok(report)
+        Ok((
+            WriteBatch {
+                batch,
+                prepare_us: started.elapsed().as_micros() as u64,
+                accepted: report.accepted.len(),
+            },
+            PendingBatch {
+                token,
+                report,
+                lead_ids,
+                event_ids,
+            },
+        ))
+    }
+
+    /// A writer for this log's prepared batches; it can live on another
+    /// thread.
+    pub fn writer(&self) -> LogWriter {
+        LogWriter {
+            db: self.db.clone(),
+            tree: self.tree.clone(),
+        }
+    }
+
+    /// Marks the log unusable after a failed write (see [`prepare`](Self::prepare)).
+    pub fn poison(&mut self) {
+        self.poisoned = true;
+    }
+
+    /// The second half of an append: `pending`'s write is durable, so its
+    /// records move from "in flight" to the caches. Returns its report.
+    pub fn settle(&mut self, pending: PendingBatch) -> AppendReport {
+        assert_eq!(
+            pending.token, self.next_settle,
+            "batches are settled in the order they were prepared"
+        );
+        self.next_settle += 1;
+        if self.leads.len() + pending.lead_ids.len() > self.lead_cache_entries_max {
+            self.leads.clear();
+        }
+        for lead_id in pending.lead_ids {
+            // A later batch in flight may have written the lead again; its
+            // record stays in flight until that batch settles.
+            if let Some((token, _)) = self.inflight_leads.get(&lead_id) {
+                if *token == pending.token {
+                    let (_, record) = self.inflight_leads.remove(&lead_id).expect("present");
+                    self.leads.insert(lead_id, record);
+                }
+            }
+        }
+        for id in pending.event_ids {
+            self.inflight_ids.remove(&id);
+        }
+        pending.report
     }
 
     /// The lifecycle verdict for one event; `Err` only for storage errors,
@@ -507,6 +689,9 @@ impl EventLog {
             !event.event_id.is_empty() && event.event_id.len() <= lifecycle::ID_LEN_BYTES_MAX;
         if id_ok {
             if let Some(&first_seq) = ids_in_batch.get(event.event_id.as_str()) {
+                return Ok(Err(Rejection::Duplicate { first_seq }));
+            }
+            if let Some(&first_seq) = self.inflight_ids.get(event.event_id.as_str()) {
                 return Ok(Err(Rejection::Duplicate { first_seq }));
             }
             if let Some(v) = self.tree.get(str_key(EVENT_ID, &event.event_id))? {
@@ -754,6 +939,9 @@ impl EventLog {
 
     /// The stored next offset of a source, if it has one.
     pub fn position(&self, source: &str) -> Result<Option<u64>, LogError> {
+        if let Some(p) = self.positions_mem.get(source) {
+            return Ok(Some(*p));
+        }
         Ok(self
             .tree
             .get(str_key(POSITION, source))?
