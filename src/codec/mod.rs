@@ -279,6 +279,11 @@ pub fn command_to_pb(cmd: &LeadCommand) -> pb::LeadCommand {
         rule_id: cmd.rule_id.clone(),
         rule_version: cmd.rule_version,
         explanation: cmd.explanation.clone(),
+        facts: cmd
+            .facts
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         body: Some(body),
     }
 }
@@ -317,6 +322,7 @@ pub fn decode_command(bytes: &[u8]) -> Result<LeadCommand, Rejection> {
         rule_id: m.rule_id,
         rule_version: m.rule_version,
         explanation: m.explanation,
+        facts: m.facts.into_iter().collect(),
         body,
     })
 }

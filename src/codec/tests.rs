@@ -162,6 +162,7 @@ fn commands_round_trip() {
             rule_id: "r".into(),
             rule_version: 2,
             explanation: "because".into(),
+            facts: [("deadline_ms".to_string(), "5".to_string())].into(),
             body,
         };
         assert_eq!(decode_command(&encode_command(&cmd)).unwrap(), cmd);

@@ -19,6 +19,9 @@ pub struct LeadCommand {
     pub rule_version: u32,
     /// One line for humans.
     pub explanation: String,
+    /// The facts the decision rested on (assigned at, last follow-up,
+    /// deadline, reminders sent, ...), values as text.
+    pub facts: std::collections::BTreeMap<String, String>,
     pub body: CommandBody,
 }
 

@@ -255,6 +255,7 @@ fn decided_commands_land_in_the_outbox_with_their_batch_until_marked_sent() {
         rule_id: "rr".into(),
         rule_version: 1,
         explanation: "test".into(),
+        facts: Default::default(),
         body: CommandBody::AssignLead {
             owner_id: "rep-1".into(),
             pool: "general".into(),

@@ -261,6 +261,7 @@ impl Processor {
             rule_id: RULE_AUTO_ASSIGN.to_string(),
             rule_version: self.policy.version,
             explanation,
+            facts: Default::default(),
             body,
         };
         let pool_name = pool.name.clone();

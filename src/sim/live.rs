@@ -471,6 +471,7 @@ mod tests {
             rule_id: "r".into(),
             rule_version: 1,
             explanation: String::new(),
+            facts: Default::default(),
             body: CommandBody::AssignLead {
                 owner_id: rep.clone(),
                 pool: "smb".into(),
