@@ -763,8 +763,8 @@ fn demo_live(config: &Config, a: DemoArgs) -> Result<()> {
         replay::save(&r.log, &r.projections)?;
         let w = &r.world;
         println!(
-            "\nThe world published {} leads, {} assignments (from the engine's commands), {} follow-ups, {} conversions, {} recalls, {} garbage messages.",
-            w.created, w.assigned, w.followed_up, w.converted, w.recalled, w.garbage
+            "\nThe world published {} leads, {} assignments (from the engine's commands), {} follow-ups, {} conversions, {} recalls, {} garbage messages; the CRM got {} reminders.",
+            w.created, w.assigned, w.followed_up, w.converted, w.recalled, w.garbage, w.reminders
         );
         println!(
             "The engine appended {} events, rejected {} (all sent to the dead-letter topic: {}), decided {} commands and published {}.",
@@ -901,7 +901,7 @@ fn run_engine(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
         dead_letter_outbox: true,
         ..LogOptions::from(&config.log)
     };
-    let log = EventLog::open(dir, &options)
+    let mut log = EventLog::open(dir, &options)
         .with_context(|| format!("opening the event log in {}", dir.display()))?;
     let projections = load_projections(&log, config)?;
     let processor = match &config.policy.file {
@@ -914,7 +914,12 @@ fn run_engine(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
                 policy.version,
                 policy.pools.len()
             );
-            Some(replay::load_policy(&log, policy)?)
+            let (processor, decided) = replay::load_policy(&log, policy)?;
+            let stored = log.append_commands(decided)?;
+            if !stored.is_empty() {
+                eprintln!("{} commands decided while catching up", stored.len());
+            }
+            Some(processor)
         }
     };
     // Both folds have caught up with the whole log, so they start from the

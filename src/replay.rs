@@ -88,12 +88,14 @@ fn fold_tail(
 }
 
 /// Loads the policy processor for `policy`: its snapshot (if any) plus the
-/// tail of the log. Commands the tail decides again are dropped: they were
-/// stored in the outbox when their events were appended, with the same ids.
+/// tail of the log. Returns the commands the tail decides: most were stored
+/// when their events were appended (same ids; [`EventLog::append_commands`]
+/// drops those), but a deadline that came due without having been fired
+/// before a crash is only decided here.
 pub fn load_policy(
     log: &EventLog,
     policy: crate::policy::PolicyFile,
-) -> Result<crate::policy::Processor, LogError> {
+) -> Result<(crate::policy::Processor, Vec<crate::domain::LeadCommand>), LogError> {
     use crate::policy::{Processor, SNAPSHOT_NAME as POLICY_SNAPSHOT};
     let state = match log.load_snapshot(POLICY_SNAPSHOT)? {
         Some((seq, bytes)) => match Processor::state_from_bytes(&bytes) {
@@ -106,11 +108,12 @@ pub fn load_policy(
         None => Default::default(),
     };
     let mut processor = Processor::with_state(policy, state);
+    let mut decided = Vec::new();
     for item in log.events_from(processor.state().covered_seq + 1) {
         let (seq, event) = item?;
-        processor.handle(seq, &event);
+        decided.extend(processor.handle(seq, &event));
     }
-    Ok(processor)
+    Ok((processor, decided))
 }
 
 /// Saves the policy state as its snapshot.

@@ -55,6 +55,17 @@ pub struct IngestStats {
     pub rewinds: u64,
 }
 
+/// How often `run` fires the policy's deadlines on the wall clock.
+const DEADLINE_TICK_MS: u64 = 100;
+
+/// The wall clock, in UTC milliseconds: the one place the ingest reads it
+/// for the policy (deadlines must fire even when no events arrive).
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Smallest step, in offsets, when rewinding a partition.
 const REWIND_MIN: u64 = 1_024;
 
@@ -452,6 +463,7 @@ pub fn run(
     consumer.subscribe(&[&k.events_topic])?;
     let producer = super::publish::producer(k)?;
     let mut last_progress = Instant::now();
+    let mut last_tick = Instant::now();
 
     while !shutdown.load(Ordering::Relaxed) {
         let wait_ms = {
@@ -466,6 +478,7 @@ pub fn run(
         if let Some(e) = s.failed.take() {
             return Err(e);
         }
+        let idle = message.is_none();
         match message {
             // A full batch is appended just below.
             Some(Ok(m)) => s.accept(&consumer, &m)?,
@@ -483,6 +496,26 @@ pub fn run(
         }
         if s.dead_letters_dirty && s.batcher.is_empty() {
             s.dispatch_dead_letters(&producer, &k.dlq_topic)?;
+        }
+        // Deadlines fire on the wall clock, but only between batches and
+        // when the topic has nothing more for us right now: while catching
+        // up on a backlog, the events not yet read (a follow-up, say) must
+        // count before the wall clock may call a lead neglected. Under
+        // steady traffic the events' own times move the deadlines on.
+        if idle
+            && s.batcher.is_empty()
+            && last_tick.elapsed() >= Duration::from_millis(DEADLINE_TICK_MS)
+        {
+            last_tick = Instant::now();
+            let fired = match s.processor.as_mut() {
+                Some(p) => p.advance(wall_ms()),
+                None => Vec::new(),
+            };
+            if !fired.is_empty() {
+                let stored = s.log.append_commands(fired)?;
+                s.stats.commands_decided += stored.len() as u64;
+                s.commands_dirty |= !stored.is_empty();
+            }
         }
         if last_progress.elapsed() >= progress_every {
             last_progress = Instant::now();

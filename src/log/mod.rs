@@ -143,6 +143,9 @@ pub struct AppendReport {
     /// Commands decided for the batch, stored in its outbox, with their
     /// command sequence numbers.
     pub commands: Vec<(u64, LeadCommand)>,
+    /// Commands decided again whose id the log already holds (a re-fired
+    /// deadline after a restart): dropped, so no id is ever stored twice.
+    pub commands_deduplicated: u64,
 }
 
 /// The atomic write of one prepared batch; see [`EventLog::prepare`].
@@ -158,6 +161,7 @@ pub struct PendingBatch {
     report: AppendReport,
     lead_ids: Vec<String>,
     event_ids: Vec<String>,
+    command_ids: Vec<String>,
 }
 
 impl PendingBatch {
@@ -241,6 +245,8 @@ pub struct EventLog {
     inflight_leads: HashMap<String, (u64, LeadRecord)>,
     /// Event ids of prepared batches that are not durable yet.
     inflight_ids: HashMap<String, u64>,
+    /// Command ids of prepared batches that are not durable yet.
+    inflight_command_ids: HashMap<String, u64>,
     /// Rejection counters and source positions as of the last prepared
     /// batch (sled may be behind while a batch is in flight).
     counters_mem: HashMap<String, u64>,
@@ -388,6 +394,7 @@ impl EventLog {
             leads: HashMap::new(),
             inflight_leads: HashMap::new(),
             inflight_ids: HashMap::new(),
+            inflight_command_ids: HashMap::new(),
             counters_mem: HashMap::new(),
             positions_mem: HashMap::new(),
             next_token: 0,
@@ -482,6 +489,7 @@ impl EventLog {
         let mut segment = SegmentWriter::new();
         let mut ids_in_batch: HashMap<&str, u64> = HashMap::new();
         let mut counters: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut command_ids_in_batch: HashMap<String, u64> = HashMap::new();
 
         for (index, input) in inputs.iter().enumerate() {
             let outcome = match &input.record {
@@ -500,10 +508,19 @@ impl EventLog {
                     overlay.insert(&event.lead_id, record);
                     report.accepted.push((index, seq));
                     for command in decide(seq, event) {
+                        if self.command_known(&command.command_id, &command_ids_in_batch)? {
+                            report.commands_deduplicated += 1;
+                            continue;
+                        }
                         let cseq = next_cseq;
                         next_cseq += 1;
                         batch.insert(&seq_key(COMMAND, cseq), codec::encode_command(&command));
                         batch.insert(&seq_key(OUTBOX, cseq), &[]);
+                        batch.insert(
+                            str_key(COMMAND_ID, &command.command_id),
+                            &cseq.to_be_bytes(),
+                        );
+                        command_ids_in_batch.insert(command.command_id.clone(), cseq);
                         report.commands.push((cseq, command));
                     }
                 }
@@ -608,6 +625,8 @@ impl EventLog {
                 .insert(lead_id.to_string(), (token, record));
             lead_ids.push(lead_id.to_string());
         }
+        let command_ids: Vec<String> = command_ids_in_batch.keys().cloned().collect();
+        self.inflight_command_ids.extend(command_ids_in_batch);
         let mut event_ids = Vec::with_capacity(ids_in_batch.len());
         for (id, seq) in ids_in_batch {
             self.inflight_ids.insert(id.to_string(), seq);
@@ -630,6 +649,7 @@ impl EventLog {
                 report,
                 lead_ids,
                 event_ids,
+                command_ids,
             },
         ))
     }
@@ -671,6 +691,9 @@ impl EventLog {
         }
         for id in pending.event_ids {
             self.inflight_ids.remove(&id);
+        }
+        for id in pending.command_ids {
+            self.inflight_command_ids.remove(&id);
         }
         pending.report
     }
@@ -863,6 +886,61 @@ impl EventLog {
         }
         self.tree.apply_batch(batch)?;
         Ok(())
+    }
+
+    fn command_known(&self, id: &str, in_batch: &HashMap<String, u64>) -> Result<bool, LogError> {
+        Ok(in_batch.contains_key(id)
+            || self.inflight_command_ids.contains_key(id)
+            || self.tree.get(str_key(COMMAND_ID, id))?.is_some())
+    }
+
+    /// Stores commands decided outside any event batch (deadlines fired by
+    /// the wall clock) in the outbox, atomically and durably, dropping any
+    /// whose id the log already holds. Returns those stored.
+    pub fn append_commands(
+        &mut self,
+        commands: Vec<LeadCommand>,
+    ) -> Result<Vec<(u64, LeadCommand)>, LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned);
+        }
+        assert_eq!(
+            self.next_settle, self.next_token,
+            "commands are appended only while no batch is in flight"
+        );
+        let mut batch = sled::Batch::default();
+        let mut in_batch = HashMap::new();
+        let mut stored = Vec::new();
+        let mut next_cseq = self.next_cseq;
+        for command in commands {
+            if self.command_known(&command.command_id, &in_batch)? {
+                continue;
+            }
+            let cseq = next_cseq;
+            next_cseq += 1;
+            batch.insert(&seq_key(COMMAND, cseq), codec::encode_command(&command));
+            batch.insert(&seq_key(OUTBOX, cseq), &[]);
+            batch.insert(
+                str_key(COMMAND_ID, &command.command_id),
+                &cseq.to_be_bytes(),
+            );
+            in_batch.insert(command.command_id.clone(), cseq);
+            stored.push((cseq, command));
+        }
+        if stored.is_empty() {
+            return Ok(stored);
+        }
+        batch.insert(str_key(META, META_NEXT_CSEQ), &next_cseq.to_be_bytes());
+        if let Err(e) = self
+            .tree
+            .apply_batch(batch)
+            .and_then(|()| self.db.flush().map(|_| ()))
+        {
+            self.poisoned = true;
+            return Err(e.into());
+        }
+        self.next_cseq = next_cseq;
+        Ok(stored)
     }
 
     /// Commands whose publication has not been acknowledged, oldest first.

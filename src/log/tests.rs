@@ -303,3 +303,43 @@ fn decided_commands_land_in_the_outbox_with_their_batch_until_marked_sent() {
     let all: Vec<u64> = log.commands().map(|c| c.unwrap().0).collect();
     assert_eq!(all, vec![1, 2, 3]);
 }
+
+#[test]
+fn a_command_id_is_stored_once_whichever_path_decides_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
+    let recall = |id: &str| LeadCommand {
+        command_id: id.into(),
+        lead_id: "a".into(),
+        issued_at_ms: 5,
+        causation_event_id: "e1".into(),
+        rule_id: "stale".into(),
+        rule_version: 1,
+        explanation: String::new(),
+        facts: Default::default(),
+        body: CommandBody::RecallLead {
+            owner_id: "rep-1".into(),
+            reason: RecallReason::Stale,
+            to_pool: "p".into(),
+        },
+    };
+    // Decided with an event, then fired again by the wall clock: once.
+    let report = log
+        .append_with(
+            &[Input::event(created("e1", "a"), None)],
+            &[],
+            &mut |_, _| vec![recall("cmd-1"), recall("cmd-1")],
+        )
+        .unwrap();
+    assert_eq!(report.commands.len(), 1);
+    assert_eq!(report.commands_deduplicated, 1);
+    let stored = log
+        .append_commands(vec![recall("cmd-1"), recall("cmd-2"), recall("cmd-2")])
+        .unwrap();
+    assert_eq!(stored.iter().map(|(c, _)| *c).collect::<Vec<_>>(), vec![2]);
+    drop(log);
+    let log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
+    let ids: Vec<String> = log.commands().map(|c| c.unwrap().1.command_id).collect();
+    assert_eq!(ids, vec!["cmd-1", "cmd-2"]);
+    assert_eq!(log.command_counts().unwrap(), (2, 2));
+}

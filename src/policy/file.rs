@@ -5,9 +5,21 @@
 //!
 //! ```toml
 //! version = 3
+//! [rules]                          # all optional; a missing rule never fires
+//! first_follow_up_sla_ms = 86400000   # recall if not followed up within (rule first-follow-up-sla)
+//! stale_after_ms = 259200000          # recall after this long without a follow-up (rule stale)
+//! max_holding_ms = 2592000000         # recall if not converted within (rule max-holding)
+//! reminder_lead_ms = 3600000          # remind the owner this long before a recall deadline
+//! cooldown_ms = 604800000             # a recalled-from rep cannot get the lead back for this long
+//! max_recalls = 3                     # the recall that reaches this count sends the lead to cold_pool
+//! cold_pool = "cold"
+//! daily_assignment_cap = 40           # most assignments per rep per UTC day
+//! converted_count_toward_capacity = false
+//!
 //! [[pools]]
 //! name = "inbound"
 //! kind = "auto_assign"        # or "claimable": reps claim, the engine does not allocate
+//! strategy = "round_robin"    # or "least_loaded" (lowest holdings / capacity first)
 //! [[pools.members]]
 //! id = "rep-1"
 //! capacity = 50               # most open leads held at once
@@ -62,13 +74,44 @@ fn yes() -> bool {
     true
 }
 
+/// How an `auto_assign` pool picks among its eligible members.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Take turns; the turn is part of the durable policy state, so it is
+    /// fair across batches and restarts.
+    #[default]
+    RoundRobin,
+    /// The member with the lowest holdings relative to capacity (ties: the
+    /// smaller id).
+    LeastLoaded,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolPolicy {
     pub name: String,
     pub kind: PoolKind,
     #[serde(default)]
+    pub strategy: Strategy,
+    #[serde(default)]
     pub members: Vec<Member>,
+}
+
+/// Deadline and allocation rules. Every duration is in event-time
+/// milliseconds; a rule left out never fires.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rules {
+    pub first_follow_up_sla_ms: Option<i64>,
+    pub stale_after_ms: Option<i64>,
+    pub max_holding_ms: Option<i64>,
+    pub reminder_lead_ms: Option<i64>,
+    pub cooldown_ms: Option<i64>,
+    pub max_recalls: Option<u32>,
+    pub cold_pool: Option<String>,
+    pub daily_assignment_cap: Option<u32>,
+    pub converted_count_toward_capacity: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +119,8 @@ pub struct PoolPolicy {
 pub struct PolicyFile {
     /// Recorded with each decision as the rule version.
     pub version: u32,
+    #[serde(default)]
+    pub rules: Rules,
     #[serde(default)]
     pub pools: Vec<PoolPolicy>,
 }
@@ -109,6 +154,40 @@ impl PolicyFile {
 
     pub fn validate(&self) -> Result<(), PolicyError> {
         let bad = |m: String| Err(PolicyError::Invalid(m));
+        let r = &self.rules;
+        for (name, v) in [
+            ("first_follow_up_sla_ms", r.first_follow_up_sla_ms),
+            ("stale_after_ms", r.stale_after_ms),
+            ("max_holding_ms", r.max_holding_ms),
+            ("reminder_lead_ms", r.reminder_lead_ms),
+            ("cooldown_ms", r.cooldown_ms),
+        ] {
+            if v.is_some_and(|v| v <= 0) {
+                return bad(format!("rules.{name} must be positive"));
+            }
+        }
+        if let Some(lead) = r.reminder_lead_ms {
+            for (name, v) in [
+                ("first_follow_up_sla_ms", r.first_follow_up_sla_ms),
+                ("stale_after_ms", r.stale_after_ms),
+                ("max_holding_ms", r.max_holding_ms),
+            ] {
+                if v.is_some_and(|v| lead >= v) {
+                    return bad(format!(
+                        "rules.reminder_lead_ms ({lead}) must be shorter than rules.{name}"
+                    ));
+                }
+            }
+        }
+        if r.max_recalls == Some(0) {
+            return bad("rules.max_recalls must be at least 1".into());
+        }
+        if r.max_recalls.is_some() != r.cold_pool.is_some() {
+            return bad("rules.max_recalls and rules.cold_pool go together".into());
+        }
+        if r.daily_assignment_cap == Some(0) {
+            return bad("rules.daily_assignment_cap must be at least 1".into());
+        }
         if self.pools.len() > POOLS_MAX {
             return bad(format!("more than {POOLS_MAX} pools"));
         }

@@ -1,44 +1,91 @@
-//! The policy processor: pure decisions about where leads go next.
+//! The policy processor: pure decisions about where leads go next and when
+//! they must come back.
 //!
 //! [`Processor::handle`] folds one accepted event into the policy's own view
-//! of the pools and returns the commands it causes. It does no I/O and reads
-//! no clock: a command's time is the causing event's time and its id is a
-//! function of (lead, assignment generation, rule), so replaying the same
-//! log under the same policy yields the same commands, ids included.
+//! of the pools and returns the commands it causes; [`Processor::advance`]
+//! fires the deadlines that are due by a given time. Neither does I/O or
+//! reads a clock: the caller passes time in. In a replay or backtest,
+//! `handle` advances to each event's time first, so deadlines fire on event
+//! time; in `leadflow run` the engine also calls `advance` with the wall
+//! clock, so deadlines fire even when no events arrive. A command's id is a
+//! function of (lead, assignment generation, rule, command type) and its
+//! time is the deadline (or the causing event's time), so whichever clock
+//! fires it, the command is the same, and at most one exists per (lead,
+//! generation, rule, type).
 //!
-//! What it decides today: a lead that comes to wait in an `auto_assign` pool
-//! (created into it, or recalled into it) is allocated round-robin to the
-//! next member who is active and below capacity, never back to the rep it
-//! was just recalled from. Capacity counts open holdings plus assignments
-//! commanded but not yet carried out. A lead no member can take joins the
-//! pool's backlog (first come, first served), and whenever a member's
-//! capacity frees up (a conversion, a recall) the backlog is allocated
-//! first. Deadline rules (reminders, recalls) build on this and are tracked
-//! in issue 4.
+//! **Allocation.** A lead that comes to wait in an `auto_assign` pool
+//! (created into it, or recalled into it) goes to an eligible member by the
+//! pool's strategy (round-robin or least-loaded). Eligible: active, below
+//! capacity (open holdings plus assignments commanded but not carried out,
+//! plus conversions if `converted_count_toward_capacity`), below the daily
+//! assignment cap, not the rep it was just recalled from, not in cooldown
+//! for it. A lead nobody can take joins the pool's backlog (first come,
+//! first served) and goes out as soon as a member's capacity frees up.
 //!
-//! The state (round-robin positions, pending assignments) is durable by
-//! derivation: it is a fold of the log, checkpointed like the projections.
+//! **Deadlines**, per assignment: no first follow-up within
+//! `first_follow_up_sla_ms` (rule `first-follow-up-sla`), no follow-up for
+//! `stale_after_ms` since the last one (rule `stale`, moved by every
+//! follow-up), not converted within `max_holding_ms` (rule `max-holding`).
+//! The earliest one recalls the lead; `reminder_lead_ms` before it the owner
+//! is reminded once. A follow-up or a conversion that satisfies a deadline
+//! moves or cancels it. The recall that reaches `max_recalls` sends the lead
+//! to `cold_pool`.
+//!
+//! Business calendars (SLA clocks counting working hours only) are not
+//! implemented yet: durations are wall durations of event time.
+//!
+//! The state is durable by derivation: a fold of the log, checkpointed like
+//! the projections (see `replay::load_policy`).
 
 pub mod file;
 
 use crate::domain::command::command_id;
-use crate::domain::{CommandBody, EventBody, LeadCommand, LeadEvent, LeadStatus};
+use crate::domain::time::{day_of, format_ms};
+use crate::domain::{CommandBody, EventBody, LeadCommand, LeadEvent, LeadStatus, RecallReason};
 use crate::projector::pool::PoolState;
-pub use file::{Member, PolicyError, PolicyFile, PoolKind, PoolPolicy};
+pub use file::{Member, PolicyError, PolicyFile, PoolKind, PoolPolicy, Rules, Strategy};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The snapshot name of the policy state; the suffix changes with its shape.
-pub const SNAPSHOT_NAME: &str = "policy.v1";
+pub const SNAPSHOT_NAME: &str = "policy.v2";
 
-/// The rule id of round-robin allocation.
-pub const RULE_AUTO_ASSIGN: &str = "auto-assign-round-robin";
+/// Rule ids, as recorded in commands.
+pub const RULE_AUTO_ASSIGN: &str = "auto-assign";
+pub const RULE_FIRST_FOLLOW_UP: &str = "first-follow-up-sla";
+pub const RULE_STALE: &str = "stale";
+pub const RULE_MAX_HOLDING: &str = "max-holding";
+
+/// Most backlog allocations one event may cause; bounds the work per event.
+const BACKLOG_ALLOCATIONS_PER_EVENT_MAX: usize = 16;
+/// Most deadlines one `advance` fires; the rest fire on the next call.
+const DEADLINES_PER_ADVANCE_MAX: usize = 10_000;
+
+/// One open assignment being watched for deadlines.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watch {
+    pub owner: String,
+    pub generation: u32,
+    pub assigned_at_ms: i64,
+    pub last_follow_up_ms: Option<i64>,
+    /// The event that set the current deadlines (assignment or follow-up).
+    pub cause_event_id: String,
+    /// Rules whose reminder has been sent in this generation.
+    pub reminded: BTreeSet<String>,
+    /// The recall has been commanded; nothing more fires for this
+    /// generation.
+    pub recalled: bool,
+    /// The key of this watch in the due index, if any.
+    pub due_ms: Option<i64>,
+}
 
 /// The policy's fold of the log.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyState {
     /// Every event with a sequence `<= covered_seq` has been handled.
     pub covered_seq: u64,
+    /// Deadlines have been fired up to this time.
+    pub now_ms: i64,
     pub pool: PoolState,
     /// Per pool: index of the member to try first next time.
     pub round_robin: BTreeMap<String, usize>,
@@ -47,16 +94,32 @@ pub struct PolicyState {
     pub pending_by_rep: HashMap<String, u32>,
     /// Per pool: leads waiting for a member with room, by (since, lead).
     pub backlog: BTreeMap<String, BTreeSet<(i64, String)>>,
-    /// Lead -> its backlog entry (pool, since), to remove it when the lead
-    /// leaves the pool some other way.
+    /// Lead -> its backlog entry (pool, since).
     pub backlog_index: HashMap<String, (String, i64)>,
-    /// The rep each waiting lead was last recalled from (skipped when the
-    /// backlog is allocated).
+    /// The rep each waiting lead was last recalled from.
     pub recalled_from: HashMap<String, String>,
+    /// Per lead: reps that may not get it back before the time given.
+    pub cooldowns: HashMap<String, Vec<(String, i64)>>,
+    /// Assignments commanded per (rep, UTC day).
+    pub assigned_per_day: HashMap<(String, i64), u32>,
+    /// Conversions per rep (for `converted_count_toward_capacity`).
+    pub converted_by_rep: HashMap<String, u32>,
+    /// Open assignments and their deadlines.
+    pub watches: HashMap<String, Watch>,
+    /// (due, lead) of every watch with something left to fire.
+    pub due: BTreeSet<(i64, String)>,
 }
 
-/// Most backlog allocations one event may cause; bounds the work per event.
-const BACKLOG_ALLOCATIONS_PER_EVENT_MAX: usize = 16;
+/// What a watch has due next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Deadline {
+    rule: &'static str,
+    reason: RecallReason,
+    at_ms: i64,
+    /// What the rule measures, for the explanation.
+    what: &'static str,
+    limit_ms: i64,
+}
 
 pub struct Processor {
     policy: PolicyFile,
@@ -81,7 +144,8 @@ impl Processor {
     }
 
     /// Folds the accepted event with sequence `seq` and returns the commands
-    /// it causes. Sequences must arrive in order.
+    /// it causes: first the deadlines due by the event's time, then the
+    /// decisions the event itself prompts. Sequences must arrive in order.
     pub fn handle(&mut self, seq: u64, event: &LeadEvent) -> Vec<LeadCommand> {
         assert!(
             seq > self.state.covered_seq,
@@ -89,6 +153,7 @@ impl Processor {
             self.state.covered_seq
         );
         self.state.covered_seq = seq;
+        let mut out = self.advance(event.occurred_at_ms);
         // Whoever held the lead before this event (for capacity freed).
         let holder = self
             .state
@@ -98,44 +163,275 @@ impl Processor {
             .and_then(|l| l.owner.clone());
         self.state.pool.apply(event);
         let lead_id = &event.lead_id;
-        let mut out = Vec::new();
+        let at = event.occurred_at_ms;
         match &event.body {
             EventBody::Created(_) => {
-                out.extend(self.allocate(lead_id, event, None, event.occurred_at_ms));
+                out.extend(self.allocate(lead_id, event, None, at));
             }
             EventBody::Recalled(r) => {
                 self.clear_pending(lead_id);
+                self.unwatch(lead_id);
+                if let Some(c) = self.policy.rules.cooldown_ms {
+                    self.state
+                        .cooldowns
+                        .entry(lead_id.clone())
+                        .or_default()
+                        .push((r.previous_owner_id.clone(), at.saturating_add(c)));
+                }
                 self.state
                     .recalled_from
                     .insert(lead_id.clone(), r.previous_owner_id.clone());
-                out.extend(self.allocate(
-                    lead_id,
-                    event,
-                    Some(&r.previous_owner_id),
-                    event.occurred_at_ms,
-                ));
+                out.extend(self.allocate(lead_id, event, Some(&r.previous_owner_id), at));
                 self.drain_for(&r.previous_owner_id, event, &mut out);
             }
-            EventBody::Assigned(_) => {
+            EventBody::Assigned(a) => {
                 self.clear_pending(lead_id);
                 self.leave_backlog(lead_id);
                 self.state.recalled_from.remove(lead_id);
+                let generation = self
+                    .state
+                    .pool
+                    .leads
+                    .get(lead_id)
+                    .map_or(0, |l| l.generation);
+                self.unwatch(lead_id);
+                self.watch(
+                    lead_id,
+                    Watch {
+                        owner: a.owner_id.clone(),
+                        generation,
+                        assigned_at_ms: at,
+                        last_follow_up_ms: None,
+                        cause_event_id: event.event_id.clone(),
+                        reminded: BTreeSet::new(),
+                        recalled: false,
+                        due_ms: None,
+                    },
+                );
                 if let Some(prev) = holder {
                     // A reassignment frees the previous holder.
                     self.drain_for(&prev, event, &mut out);
                 }
             }
+            EventBody::FollowedUp(f) => {
+                if let Some(mut w) = self.unwatch(lead_id) {
+                    if w.owner == f.owner_id {
+                        w.last_follow_up_ms = Some(at);
+                        w.cause_event_id = event.event_id.clone();
+                    }
+                    self.watch(lead_id, w);
+                }
+            }
             EventBody::Converted(_) => {
                 self.clear_pending(lead_id);
                 self.leave_backlog(lead_id);
+                self.unwatch(lead_id);
                 self.state.recalled_from.remove(lead_id);
+                self.state.cooldowns.remove(lead_id);
                 if let Some(owner) = holder {
+                    *self
+                        .state
+                        .converted_by_rep
+                        .entry(owner.clone())
+                        .or_default() += 1;
                     self.drain_for(&owner, event, &mut out);
                 }
             }
-            _ => {}
+            EventBody::Scored(_) => {}
         }
         out
+    }
+
+    /// Fires every deadline due at or before `now_ms` (reminders and
+    /// recalls), in (due time, lead) order. Time never goes back: an
+    /// earlier `now_ms` than already seen fires nothing.
+    pub fn advance(&mut self, now_ms: i64) -> Vec<LeadCommand> {
+        let mut out = Vec::new();
+        if now_ms < self.state.now_ms {
+            return out;
+        }
+        self.state.now_ms = now_ms;
+        let mut fired = 0;
+        while fired < DEADLINES_PER_ADVANCE_MAX {
+            let Some((due, lead)) = self.state.due.first().cloned() else {
+                break;
+            };
+            if due > now_ms {
+                break;
+            }
+            fired += 1;
+            let Some(mut w) = self.unwatch(&lead) else {
+                continue;
+            };
+            out.extend(self.fire(&lead, &mut w, now_ms));
+            if !w.recalled {
+                self.watch(&lead, w);
+            }
+        }
+        out
+    }
+
+    /// The earliest recall deadline of a watch.
+    fn deadline(&self, w: &Watch) -> Option<Deadline> {
+        let r = &self.policy.rules;
+        let mut candidates = Vec::with_capacity(3);
+        match (
+            w.last_follow_up_ms,
+            r.first_follow_up_sla_ms,
+            r.stale_after_ms,
+        ) {
+            (None, Some(sla), _) => candidates.push(Deadline {
+                rule: RULE_FIRST_FOLLOW_UP,
+                reason: RecallReason::NoFirstFollowUp,
+                at_ms: w.assigned_at_ms.saturating_add(sla),
+                what: "no first follow-up",
+                limit_ms: sla,
+            }),
+            (Some(last), _, Some(stale)) => candidates.push(Deadline {
+                rule: RULE_STALE,
+                reason: RecallReason::Stale,
+                at_ms: last.saturating_add(stale),
+                what: "no follow-up",
+                limit_ms: stale,
+            }),
+            _ => {}
+        }
+        if let Some(hold) = r.max_holding_ms {
+            candidates.push(Deadline {
+                rule: RULE_MAX_HOLDING,
+                reason: RecallReason::NotConverted,
+                at_ms: w.assigned_at_ms.saturating_add(hold),
+                what: "not converted",
+                limit_ms: hold,
+            });
+        }
+        candidates.into_iter().min_by_key(|d| (d.at_ms, d.rule))
+    }
+
+    /// When the watch has something to fire next: the reminder of its
+    /// earliest deadline (if not sent) or the recall itself.
+    fn next_due(&self, w: &Watch) -> Option<i64> {
+        if w.recalled {
+            return None;
+        }
+        let d = self.deadline(w)?;
+        match self.policy.rules.reminder_lead_ms {
+            Some(lead) if !w.reminded.contains(d.rule) => Some(d.at_ms - lead),
+            _ => Some(d.at_ms),
+        }
+    }
+
+    fn watch(&mut self, lead_id: &str, mut w: Watch) {
+        w.due_ms = self.next_due(&w);
+        if let Some(due) = w.due_ms {
+            self.state.due.insert((due, lead_id.to_string()));
+        }
+        self.state.watches.insert(lead_id.to_string(), w);
+    }
+
+    fn unwatch(&mut self, lead_id: &str) -> Option<Watch> {
+        let w = self.state.watches.remove(lead_id)?;
+        if let Some(due) = w.due_ms {
+            self.state.due.remove(&(due, lead_id.to_string()));
+        }
+        Some(w)
+    }
+
+    /// Fires what is due for one watch at `now_ms`.
+    fn fire(&mut self, lead_id: &str, w: &mut Watch, now_ms: i64) -> Vec<LeadCommand> {
+        let mut out = Vec::new();
+        let Some(d) = self.deadline(w) else {
+            return out;
+        };
+        let version = self.policy.version;
+        let mut facts = BTreeMap::from([
+            ("assigned_at_ms".to_string(), w.assigned_at_ms.to_string()),
+            ("deadline_ms".to_string(), d.at_ms.to_string()),
+            ("generation".to_string(), w.generation.to_string()),
+            ("reminders_sent".to_string(), w.reminded.len().to_string()),
+        ]);
+        if let Some(last) = w.last_follow_up_ms {
+            facts.insert("last_follow_up_ms".to_string(), last.to_string());
+        }
+        if let Some(lead_ms) = self.policy.rules.reminder_lead_ms {
+            let remind_at = d.at_ms - lead_ms;
+            if !w.reminded.contains(d.rule) && remind_at <= now_ms && d.at_ms > now_ms {
+                w.reminded.insert(d.rule.to_string());
+                let body = CommandBody::RemindFollowUp {
+                    owner_id: w.owner.clone(),
+                    deadline_ms: d.at_ms,
+                };
+                out.push(LeadCommand {
+                    command_id: command_id(lead_id, w.generation, d.rule, &body),
+                    lead_id: lead_id.to_string(),
+                    issued_at_ms: remind_at,
+                    causation_event_id: w.cause_event_id.clone(),
+                    rule_id: d.rule.to_string(),
+                    rule_version: version,
+                    explanation: format!(
+                        "remind {}: {} for {} would recall the lead at {} (rule {} v{version})",
+                        w.owner,
+                        d.what,
+                        human_ms(d.limit_ms),
+                        format_ms(d.at_ms),
+                        d.rule
+                    ),
+                    facts: facts.clone(),
+                    body,
+                });
+                return out;
+            }
+            // A reminder whose moment passed together with its deadline is
+            // not sent: the recall says it all.
+            w.reminded.insert(d.rule.to_string());
+        }
+        if d.at_ms > now_ms {
+            return out;
+        }
+        let lead = self.state.pool.leads.get(lead_id);
+        let recalls_after = lead.map_or(0, |l| l.recall_count) + 1;
+        let home = lead.map(|l| l.pool.clone()).unwrap_or_default();
+        let to_pool = match (&self.policy.rules.max_recalls, &self.policy.rules.cold_pool) {
+            (Some(max), Some(cold)) if recalls_after >= *max => cold.clone(),
+            _ => home,
+        };
+        w.recalled = true;
+        let body = CommandBody::RecallLead {
+            owner_id: w.owner.clone(),
+            reason: d.reason,
+            to_pool: to_pool.clone(),
+        };
+        facts.insert("recall_count_after".to_string(), recalls_after.to_string());
+        out.push(LeadCommand {
+            command_id: command_id(lead_id, w.generation, d.rule, &body),
+            lead_id: lead_id.to_string(),
+            issued_at_ms: d.at_ms,
+            causation_event_id: w.cause_event_id.clone(),
+            rule_id: d.rule.to_string(),
+            rule_version: version,
+            explanation: format!(
+                "recall from {} to pool {to_pool}: {} for {} (rule {} v{version}; deadline {})",
+                w.owner,
+                d.what,
+                human_ms(d.limit_ms),
+                d.rule,
+                format_ms(d.at_ms)
+            ),
+            facts,
+            body,
+        });
+        out
+    }
+
+    fn clear_pending(&mut self, lead_id: &str) {
+        if let Some(rep) = self.state.pending.remove(lead_id) {
+            if let Some(n) = self.state.pending_by_rep.get_mut(&rep) {
+                *n -= 1;
+                if *n == 0 {
+                    self.state.pending_by_rep.remove(&rep);
+                }
+            }
+        }
     }
 
     fn leave_backlog(&mut self, lead_id: &str) {
@@ -182,25 +478,42 @@ impl Processor {
         }
     }
 
-    fn clear_pending(&mut self, lead_id: &str) {
-        if let Some(rep) = self.state.pending.remove(lead_id) {
-            if let Some(n) = self.state.pending_by_rep.get_mut(&rep) {
-                *n -= 1;
-                if *n == 0 {
-                    self.state.pending_by_rep.remove(&rep);
-                }
-            }
-        }
-    }
-
     fn load_of(&self, rep: &str) -> u32 {
         let held = self.state.pool.holdings.get(rep).map_or(0, |h| h.len()) as u32;
-        held + self.state.pending_by_rep.get(rep).copied().unwrap_or(0)
+        let converted = if self.policy.rules.converted_count_toward_capacity {
+            self.state.converted_by_rep.get(rep).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        held + converted + self.state.pending_by_rep.get(rep).copied().unwrap_or(0)
     }
 
-    /// Round-robin over the pool's eligible members; a lead nobody can
-    /// take joins the pool's backlog. `cause` is the event that prompted the
-    /// decision (its id and time go into the command).
+    fn eligible(&self, m: &Member, lead_id: &str, exclude: Option<&str>, at_ms: i64) -> bool {
+        if !m.active || Some(m.id.as_str()) == exclude || self.load_of(&m.id) >= m.capacity {
+            return false;
+        }
+        if let Some(cap) = self.policy.rules.daily_assignment_cap {
+            let today = self
+                .state
+                .assigned_per_day
+                .get(&(m.id.clone(), day_of(at_ms)))
+                .copied()
+                .unwrap_or(0);
+            if today >= cap {
+                return false;
+            }
+        }
+        let cooling = self
+            .state
+            .cooldowns
+            .get(lead_id)
+            .is_some_and(|c| c.iter().any(|(rep, until)| *rep == m.id && at_ms < *until));
+        !cooling
+    }
+
+    /// Picks a member by the pool's strategy; a lead nobody can take joins
+    /// the pool's backlog. `cause` is the event that prompted the decision
+    /// (its id and time go into the command).
     fn allocate(
         &mut self,
         lead_id: &str,
@@ -216,14 +529,28 @@ impl Processor {
         if pool.kind != PoolKind::AutoAssign || pool.members.is_empty() {
             return None;
         }
+        let at = cause.occurred_at_ms;
         let n = pool.members.len();
-        let start = self.state.round_robin.get(&pool.name).copied().unwrap_or(0) % n;
-        let found = (0..n)
-            .map(|i| (start + i) % n)
-            .map(|i| (i, &pool.members[i]))
-            .find(|(_, m)| {
-                m.active && Some(m.id.as_str()) != exclude && self.load_of(&m.id) < m.capacity
-            });
+        let found = match pool.strategy {
+            Strategy::RoundRobin => {
+                let start = self.state.round_robin.get(&pool.name).copied().unwrap_or(0) % n;
+                (0..n)
+                    .map(|i| (start + i) % n)
+                    .map(|i| (i, &pool.members[i]))
+                    .find(|(_, m)| self.eligible(m, lead_id, exclude, at))
+            }
+            Strategy::LeastLoaded => pool
+                .members
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| self.eligible(m, lead_id, exclude, at))
+                // load / capacity, compared exactly as cross products.
+                .min_by(|(_, a), (_, b)| {
+                    let la = u64::from(self.load_of(&a.id)) * u64::from(b.capacity);
+                    let lb = u64::from(self.load_of(&b.id)) * u64::from(a.capacity);
+                    la.cmp(&lb).then_with(|| a.id.cmp(&b.id))
+                }),
+        };
         let Some((index, member)) = found else {
             if !self.state.backlog_index.contains_key(lead_id) {
                 let since = waiting_since_ms;
@@ -243,32 +570,48 @@ impl Processor {
             owner_id: member.id.clone(),
             pool: pool.name.clone(),
         };
-        let explanation = match exclude {
-            Some(prev) => format!(
-                "assign to {} (round-robin in pool {}, holds {load} of {}; recalled from {prev}, who is skipped)",
-                member.id, pool.name, member.capacity
-            ),
-            None => format!(
-                "assign to {} (round-robin in pool {}, holds {load} of {})",
-                member.id, pool.name, member.capacity
-            ),
+        let strategy = match pool.strategy {
+            Strategy::RoundRobin => "round-robin",
+            Strategy::LeastLoaded => "least-loaded",
         };
+        let version = self.policy.version;
+        let mut explanation = format!(
+            "assign to {} ({strategy} in pool {}, holds {load} of {}; rule {RULE_AUTO_ASSIGN} v{version})",
+            member.id, pool.name, member.capacity
+        );
+        if let Some(prev) = exclude {
+            explanation.push_str(&format!("; recalled from {prev}, who is skipped"));
+        }
+        let mut facts = BTreeMap::from([
+            ("holdings".to_string(), load.to_string()),
+            ("capacity".to_string(), member.capacity.to_string()),
+            ("strategy".to_string(), strategy.to_string()),
+            ("waiting_since_ms".to_string(), waiting_since_ms.to_string()),
+        ]);
+        if let Some(prev) = exclude {
+            facts.insert("recalled_from".to_string(), prev.to_string());
+        }
         let command = LeadCommand {
             command_id: command_id(lead_id, lead.generation, RULE_AUTO_ASSIGN, &body),
             lead_id: lead_id.to_string(),
-            issued_at_ms: cause.occurred_at_ms,
+            issued_at_ms: at,
             causation_event_id: cause.event_id.clone(),
             rule_id: RULE_AUTO_ASSIGN.to_string(),
-            rule_version: self.policy.version,
+            rule_version: version,
             explanation,
-            facts: Default::default(),
+            facts,
             body,
         };
         let pool_name = pool.name.clone();
         let rep = member.id.clone();
         self.state.round_robin.insert(pool_name, (index + 1) % n);
         self.state.pending.insert(lead_id.to_string(), rep.clone());
-        *self.state.pending_by_rep.entry(rep).or_default() += 1;
+        *self.state.pending_by_rep.entry(rep.clone()).or_default() += 1;
+        *self
+            .state
+            .assigned_per_day
+            .entry((rep, day_of(at)))
+            .or_default() += 1;
         Some(command)
     }
 
@@ -281,5 +624,23 @@ impl Processor {
     }
 }
 
+/// A duration for humans: "72 h", "90 min", "2 s".
+pub fn human_ms(ms: i64) -> String {
+    const H: i64 = 3_600_000;
+    const M: i64 = 60_000;
+    if ms % H == 0 {
+        format!("{} h", ms / H)
+    } else if ms % M == 0 {
+        format!("{} min", ms / M)
+    } else if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod deadline_tests;

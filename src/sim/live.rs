@@ -10,8 +10,9 @@
 //! 30 hours, …) play out in seconds. Event times are the caller's wall-clock
 //! milliseconds: this is the edge where the wall clock enters the system.
 //!
-//! Recalls of neglected leads are done here "by hand", as a CRM admin would,
-//! until the engine's deadline rules take that over (issue 4).
+//! Some reps neglect some leads (no follow-up at all); the engine's deadline
+//! rules recall those, and the CRM carries the recall commands out. Reps
+//! also give leads up on their own (`released` recalls).
 
 use super::model::{self, Model, FIRST_FOLLOW_UP_LIMIT_MS, RECALLS_MAX, SIZES};
 use crate::domain::time::MS_PER_HOUR;
@@ -61,10 +62,6 @@ enum Action {
     Release {
         generation: u32,
     },
-    /// No first follow-up in time: the CRM admin takes it back.
-    AdminRecall {
-        generation: u32,
-    },
 }
 
 struct LiveLead {
@@ -85,6 +82,7 @@ pub struct LiveCounts {
     pub followed_up: u64,
     pub converted: u64,
     pub recalled: u64,
+    pub reminders: u64,
     pub garbage: u64,
 }
 
@@ -144,30 +142,56 @@ impl LiveSim {
     }
 
     /// The policy the demo runs the engine with: each pool auto-assigns to
-    /// the reps who work it.
+    /// the reps who work it; leads without a first follow-up within 36
+    /// model hours, or without any follow-up for 4 model days, are recalled
+    /// (with a reminder 12 model hours before); the third recall sends a
+    /// lead to the claimable `cold` pool. Durations are in event time, which
+    /// in the demo is the wall clock, so model hours are scaled by `hour_ms`.
     pub fn demo_policy(&self, capacity: u32) -> crate::policy::PolicyFile {
-        use crate::policy::{Member, PolicyFile, PoolKind, PoolPolicy};
+        use crate::policy::{Member, PolicyFile, PoolKind, PoolPolicy, Rules, Strategy};
+        let hours = |h: i64| h * self.config.hour_ms as i64;
+        let mut pools: Vec<PoolPolicy> = model::POOLS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| PoolPolicy {
+                name: name.to_string(),
+                kind: PoolKind::AutoAssign,
+                strategy: if i == 0 {
+                    Strategy::RoundRobin
+                } else {
+                    Strategy::LeastLoaded
+                },
+                members: self
+                    .model
+                    .reps
+                    .iter()
+                    .filter(|r| r.pool == i)
+                    .map(|r| Member {
+                        id: r.id.clone(),
+                        capacity,
+                        active: true,
+                    })
+                    .collect(),
+            })
+            .collect();
+        pools.push(PoolPolicy {
+            name: "cold".into(),
+            kind: PoolKind::Claimable,
+            strategy: Strategy::RoundRobin,
+            members: Vec::new(),
+        });
         PolicyFile {
             version: 1,
-            pools: model::POOLS
-                .iter()
-                .enumerate()
-                .map(|(i, name)| PoolPolicy {
-                    name: name.to_string(),
-                    kind: PoolKind::AutoAssign,
-                    members: self
-                        .model
-                        .reps
-                        .iter()
-                        .filter(|r| r.pool == i)
-                        .map(|r| Member {
-                            id: r.id.clone(),
-                            capacity,
-                            active: true,
-                        })
-                        .collect(),
-                })
-                .collect(),
+            rules: Rules {
+                first_follow_up_sla_ms: Some(hours(36)),
+                stale_after_ms: Some(hours(96)),
+                reminder_lead_ms: Some(hours(12)),
+                cooldown_ms: Some(hours(24 * 7)),
+                max_recalls: Some(3),
+                cold_pool: Some("cold".into()),
+                ..Rules::default()
+            },
+            pools,
         }
     }
 
@@ -277,8 +301,17 @@ impl LiveSim {
     /// The CRM carries out a command: an assignment becomes a `LeadAssigned`
     /// event right away and the new owner's habits are scheduled.
     pub fn on_command(&mut self, command: &LeadCommand, now_ms: u64) -> Vec<Outgoing> {
-        let CommandBody::AssignLead { owner_id, pool } = &command.body else {
-            return Vec::new();
+        let (owner_id, pool) = match &command.body {
+            CommandBody::AssignLead { owner_id, pool } => (owner_id, pool),
+            CommandBody::RecallLead {
+                owner_id,
+                reason,
+                to_pool,
+            } => return self.carry_out_recall(command, owner_id, *reason, to_pool, now_ms),
+            CommandBody::RemindFollowUp { .. } => {
+                self.counts.reminders += 1;
+                return Vec::new();
+            }
         };
         let Some(&rep) = self.reps_by_id.get(owner_id) else {
             return Vec::new();
@@ -297,8 +330,8 @@ impl LiveSim {
         let lead_id = command.lead_id.clone();
         let first_ms = self.exp(self.model.reps[rep].first_follow_up_mean_ms);
         if first_ms as i64 > FIRST_FOLLOW_UP_LIMIT_MS {
-            let at = now_ms + self.wall(FIRST_FOLLOW_UP_LIMIT_MS as f64);
-            self.schedule_at(at, &lead_id, Action::AdminRecall { generation });
+            // Neglected: the rep never calls. The engine's deadline rules
+            // recall the lead; the CRM carries the recall out.
         } else {
             let at = now_ms + self.wall(first_ms);
             let left = self.rng.gen_range(1..=3);
@@ -309,6 +342,38 @@ impl LiveSim {
             pool: pool.clone(),
             method: AssignmentMethod::Rule,
             command_id: command.command_id.clone(),
+        });
+        vec![self.event(&lead_id, now_ms, body)]
+    }
+
+    /// The CRM recalls the lead as commanded, if the rep still holds it (a
+    /// redelivered or overtaken command is ignored).
+    fn carry_out_recall(
+        &mut self,
+        command: &LeadCommand,
+        owner_id: &str,
+        reason: RecallReason,
+        to_pool: &str,
+        now_ms: u64,
+    ) -> Vec<Outgoing> {
+        let Some(lead) = self.leads.get_mut(&command.lead_id) else {
+            return Vec::new();
+        };
+        let holds = lead
+            .owner
+            .is_some_and(|r| self.model.reps[r].id == owner_id);
+        if !holds {
+            return Vec::new();
+        }
+        lead.owner = None;
+        lead.recalls += 1;
+        let lead_id = command.lead_id.clone();
+        let body = EventBody::Recalled(LeadRecalled {
+            previous_owner_id: owner_id.to_string(),
+            reason,
+            to_pool: to_pool.to_string(),
+            command_id: command.command_id.clone(),
+            rule_id: command.rule_id.clone(),
         });
         vec![self.event(&lead_id, now_ms, body)]
     }
@@ -389,7 +454,7 @@ impl LiveSim {
                 });
                 vec![self.event(lead_id, now_ms, body)]
             }
-            Action::Release { generation } | Action::AdminRecall { generation } => {
+            Action::Release { generation } => {
                 if stale(generation) {
                     return Vec::new();
                 }
@@ -401,17 +466,12 @@ impl LiveSim {
                 }
                 lead.recalls += 1;
                 lead.owner = None;
-                let reason = if matches!(action, Action::Release { .. }) {
-                    RecallReason::Released
-                } else {
-                    RecallReason::NoFirstFollowUp
-                };
                 let body = EventBody::Recalled(LeadRecalled {
                     previous_owner_id: self.model.reps[rep].id.clone(),
-                    reason,
+                    reason: RecallReason::Released,
                     to_pool: String::new(),
                     command_id: String::new(),
-                    rule_id: "crm-admin".into(),
+                    rule_id: String::new(),
                 });
                 vec![self.event(lead_id, now_ms, body)]
             }

@@ -1,0 +1,441 @@
+//! Given/when/then tests of the deadline rules, cooldown, daily cap, cold
+//! pool and strategies. Times are explicit event-time milliseconds.
+
+use super::*;
+use crate::domain::*;
+
+const H: i64 = 3_600_000;
+const T0: i64 = 1_790_000_000_000;
+
+fn policy(rules: &str, strategy: &str) -> PolicyFile {
+    PolicyFile::parse(&format!(
+        "version = 3\n[rules]\n{rules}\n\
+         [[pools]]\nname = \"inbound\"\nkind = \"auto_assign\"\nstrategy = \"{strategy}\"\n\
+         members = [{{ id = \"rep-1\", capacity = 10 }}, {{ id = \"rep-2\", capacity = 20 }}]\n\
+         [[pools]]\nname = \"cold\"\nkind = \"claimable\"\n"
+    ))
+    .unwrap()
+}
+
+struct World {
+    p: Processor,
+    seq: u64,
+}
+
+impl World {
+    fn new(rules: &str) -> World {
+        World::with(policy(rules, "round_robin"))
+    }
+
+    fn with(policy: PolicyFile) -> World {
+        World {
+            p: Processor::new(policy),
+            seq: 0,
+        }
+    }
+
+    fn at(&mut self, t: i64, lead: &str, body: EventBody) -> Vec<LeadCommand> {
+        self.seq += 1;
+        self.p.handle(
+            self.seq,
+            &LeadEvent {
+                event_id: format!("ev-{}", self.seq),
+                lead_id: lead.into(),
+                occurred_at_ms: t,
+                producer: "test".into(),
+                body,
+            },
+        )
+    }
+
+    fn created(&mut self, t: i64, lead: &str) -> Vec<LeadCommand> {
+        self.at(
+            t,
+            lead,
+            EventBody::Created(LeadCreated {
+                channel: "search".into(),
+                campaign: "c".into(),
+                pool: "inbound".into(),
+                region: String::new(),
+                industry: String::new(),
+                company_size: String::new(),
+                acquisition_cost: Money::new(100, Currency::parse("CNY").unwrap()),
+                contact_fingerprint: String::new(),
+                attributes: Default::default(),
+            }),
+        )
+    }
+
+    fn assigned(&mut self, t: i64, lead: &str, owner: &str) -> Vec<LeadCommand> {
+        self.at(
+            t,
+            lead,
+            EventBody::Assigned(LeadAssigned {
+                owner_id: owner.into(),
+                pool: String::new(),
+                method: AssignmentMethod::Rule,
+                command_id: String::new(),
+            }),
+        )
+    }
+
+    fn followed_up(&mut self, t: i64, lead: &str, owner: &str) -> Vec<LeadCommand> {
+        self.at(
+            t,
+            lead,
+            EventBody::FollowedUp(LeadFollowedUp {
+                owner_id: owner.into(),
+                kind: FollowUpKind::Call,
+                outcome: String::new(),
+            }),
+        )
+    }
+
+    fn recalled(&mut self, t: i64, lead: &str, owner: &str, to_pool: &str) -> Vec<LeadCommand> {
+        self.at(
+            t,
+            lead,
+            EventBody::Recalled(LeadRecalled {
+                previous_owner_id: owner.into(),
+                reason: RecallReason::NoFirstFollowUp,
+                to_pool: to_pool.into(),
+                command_id: String::new(),
+                rule_id: String::new(),
+            }),
+        )
+    }
+
+    fn converted(&mut self, t: i64, lead: &str, owner: &str) -> Vec<LeadCommand> {
+        self.at(
+            t,
+            lead,
+            EventBody::Converted(LeadConverted {
+                owner_id: owner.into(),
+                deal_value: Money::new(1, Currency::parse("CNY").unwrap()),
+                customer_id: "c".into(),
+                expected_lifetime_value: None,
+            }),
+        )
+    }
+}
+
+/// (type, rule, owner) of each command, for compact assertions.
+fn kinds(commands: &[LeadCommand]) -> Vec<(&'static str, String, String)> {
+    commands
+        .iter()
+        .map(|c| {
+            let owner = match &c.body {
+                CommandBody::AssignLead { owner_id, .. }
+                | CommandBody::RecallLead { owner_id, .. }
+                | CommandBody::RemindFollowUp { owner_id, .. } => owner_id.clone(),
+            };
+            (c.body.type_name(), c.rule_id.clone(), owner)
+        })
+        .collect()
+}
+
+fn k(t: &'static str, rule: &str, owner: &str) -> (&'static str, String, String) {
+    (t, rule.to_string(), owner.to_string())
+}
+
+const SLA: &str = "first_follow_up_sla_ms = 7200000\nreminder_lead_ms = 1800000";
+
+#[test]
+fn no_first_follow_up_gets_a_reminder_then_a_recall_at_the_deadline() {
+    let mut w = World::new(SLA);
+    w.created(T0, "a");
+    w.assigned(T0, "a", "rep-1");
+    assert!(
+        w.p.advance(T0 + 90 * 60_000 - 1).is_empty(),
+        "nothing before the reminder"
+    );
+    let remind = w.p.advance(T0 + 90 * 60_000);
+    assert_eq!(
+        kinds(&remind),
+        vec![k("remind_follow_up", RULE_FIRST_FOLLOW_UP, "rep-1")]
+    );
+    assert!(
+        matches!(remind[0].body, CommandBody::RemindFollowUp { deadline_ms, .. } if deadline_ms == T0 + 2 * H)
+    );
+    assert!(
+        w.p.advance(T0 + 2 * H - 1).is_empty(),
+        "the reminder is sent once"
+    );
+    let recall = w.p.advance(T0 + 2 * H);
+    assert_eq!(
+        kinds(&recall),
+        vec![k("recall_lead", RULE_FIRST_FOLLOW_UP, "rep-1")]
+    );
+    let c = &recall[0];
+    assert!(
+        matches!(c.body, CommandBody::RecallLead { reason: RecallReason::NoFirstFollowUp, ref to_pool, .. } if to_pool == "inbound")
+    );
+    assert_eq!(
+        c.issued_at_ms,
+        T0 + 2 * H,
+        "the deadline, not the clock that noticed"
+    );
+    assert_eq!(c.rule_version, 3);
+    assert_eq!(c.facts["assigned_at_ms"], T0.to_string());
+    assert_eq!(c.facts["reminders_sent"], "1");
+    assert!(
+        c.explanation.contains("recall from rep-1") && c.explanation.contains("2 h"),
+        "{}",
+        c.explanation
+    );
+    assert!(
+        w.p.advance(T0 + 100 * H).is_empty(),
+        "one recall per generation and rule"
+    );
+}
+
+#[test]
+fn a_follow_up_in_time_cancels_the_first_follow_up_deadline() {
+    let mut w = World::new(SLA);
+    w.created(T0, "a");
+    w.assigned(T0, "a", "rep-1");
+    w.followed_up(T0 + H, "a", "rep-1");
+    assert!(w.p.advance(T0 + 1000 * H).is_empty());
+}
+
+#[test]
+fn a_follow_up_by_someone_else_does_not_count() {
+    let mut w = World::new(SLA);
+    w.created(T0, "a");
+    w.assigned(T0, "a", "rep-1");
+    w.followed_up(T0 + H, "a", "rep-2");
+    let fired = w.p.advance(T0 + 2 * H);
+    assert_eq!(
+        kinds(&fired),
+        vec![k("recall_lead", RULE_FIRST_FOLLOW_UP, "rep-1")]
+    );
+}
+
+#[test]
+fn the_stale_deadline_moves_with_each_follow_up() {
+    let mut w = World::new("first_follow_up_sla_ms = 7200000\nstale_after_ms = 86400000");
+    w.created(T0, "a");
+    w.assigned(T0, "a", "rep-1");
+    w.followed_up(T0 + H, "a", "rep-1");
+    w.followed_up(T0 + 20 * H, "a", "rep-1");
+    assert!(
+        w.p.advance(T0 + 44 * H - 1).is_empty(),
+        "moved to 20 h + 24 h"
+    );
+    let fired = w.p.advance(T0 + 44 * H);
+    assert_eq!(kinds(&fired), vec![k("recall_lead", RULE_STALE, "rep-1")]);
+    assert!(matches!(
+        fired[0].body,
+        CommandBody::RecallLead {
+            reason: RecallReason::Stale,
+            ..
+        }
+    ));
+    assert_eq!(
+        fired[0].facts["last_follow_up_ms"],
+        (T0 + 20 * H).to_string()
+    );
+}
+
+#[test]
+fn holding_too_long_without_converting_recalls_even_with_follow_ups() {
+    let mut w = World::new("stale_after_ms = 86400000\nmax_holding_ms = 259200000");
+    w.created(T0, "a");
+    w.assigned(T0, "a", "rep-1");
+    for day in 0..4 {
+        w.followed_up(T0 + day * 20 * H, "a", "rep-1");
+    }
+    let fired = w.p.advance(T0 + 72 * H);
+    assert_eq!(
+        kinds(&fired),
+        vec![k("recall_lead", RULE_MAX_HOLDING, "rep-1")]
+    );
+    assert!(matches!(
+        fired[0].body,
+        CommandBody::RecallLead {
+            reason: RecallReason::NotConverted,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_conversion_cancels_every_deadline() {
+    let mut w = World::new("first_follow_up_sla_ms = 7200000\nmax_holding_ms = 259200000");
+    w.created(T0, "a");
+    w.assigned(T0, "a", "rep-1");
+    w.converted(T0 + H, "a", "rep-1");
+    assert!(w.p.advance(T0 + 1000 * H).is_empty());
+}
+
+#[test]
+fn a_reminder_whose_moment_passed_with_its_deadline_is_not_sent() {
+    let mut w = World::new(SLA);
+    w.created(T0, "a");
+    w.assigned(T0, "a", "rep-1");
+    let fired = w.p.advance(T0 + 5 * H);
+    assert_eq!(
+        kinds(&fired),
+        vec![k("recall_lead", RULE_FIRST_FOLLOW_UP, "rep-1")]
+    );
+}
+
+#[test]
+fn in_a_replay_deadlines_fire_on_event_time_before_the_event_that_passes_them() {
+    let mut w = World::new("first_follow_up_sla_ms = 7200000");
+    w.created(T0, "a");
+    w.assigned(T0, "a", "rep-1");
+    // The next event of any lead, three hours later, moves time past the
+    // deadline: the recall comes first.
+    let out = w.created(T0 + 3 * H, "b");
+    assert_eq!(
+        kinds(&out),
+        vec![
+            k("recall_lead", RULE_FIRST_FOLLOW_UP, "rep-1"),
+            k("assign_lead", RULE_AUTO_ASSIGN, "rep-2"),
+        ]
+    );
+}
+
+#[test]
+fn the_recall_that_reaches_max_recalls_sends_the_lead_to_the_cold_pool() {
+    let mut w =
+        World::new("first_follow_up_sla_ms = 3600000\nmax_recalls = 2\ncold_pool = \"cold\"");
+    w.created(T0, "a");
+    w.assigned(T0, "a", "rep-1");
+    let first = w.p.advance(T0 + H);
+    assert!(
+        matches!(&first[0].body, CommandBody::RecallLead { to_pool, .. } if to_pool == "inbound")
+    );
+    let reassigned = w.recalled(T0 + H, "a", "rep-1", "inbound");
+    assert_eq!(
+        kinds(&reassigned),
+        vec![k("assign_lead", RULE_AUTO_ASSIGN, "rep-2")]
+    );
+    w.assigned(T0 + H, "a", "rep-2");
+    let second = w.p.advance(T0 + 2 * H);
+    assert!(
+        matches!(&second[0].body, CommandBody::RecallLead { to_pool, .. } if to_pool == "cold"),
+        "{second:?}"
+    );
+    // In the claimable cold pool nobody is assigned.
+    assert!(w.recalled(T0 + 2 * H, "a", "rep-2", "cold").is_empty());
+}
+
+#[test]
+fn a_recalled_from_rep_is_skipped_until_the_cooldown_ends() {
+    let mut w = World::new("cooldown_ms = 86400000");
+    w.created(T0, "a");
+    w.assigned(T0, "a", "rep-1");
+    let again = w.recalled(T0 + H, "a", "rep-1", "");
+    assert_eq!(
+        kinds(&again),
+        vec![k("assign_lead", RULE_AUTO_ASSIGN, "rep-2")]
+    );
+    w.assigned(T0 + H, "a", "rep-2");
+    // Recalled from rep-2 within rep-1's cooldown: nobody may take it.
+    assert!(w.recalled(T0 + 2 * H, "a", "rep-2", "").is_empty());
+    assert!(w.p.state().backlog["inbound"].iter().any(|(_, l)| l == "a"));
+    // After the cooldown, capacity freed by a conversion lets rep-1 take it.
+    w.created(T0 + 30 * H, "b");
+    w.assigned(T0 + 30 * H, "b", "rep-1");
+    let out = w.converted(T0 + 30 * H, "b", "rep-1");
+    assert_eq!(
+        kinds(&out),
+        vec![k("assign_lead", RULE_AUTO_ASSIGN, "rep-1")]
+    );
+    assert_eq!(out[0].lead_id, "a");
+}
+
+#[test]
+fn the_daily_cap_holds_a_rep_back_until_the_next_utc_day() {
+    let mut w = World::new("daily_assignment_cap = 1");
+    let day = T0 - T0.rem_euclid(24 * H);
+    assert_eq!(
+        kinds(&w.created(day + H, "a")),
+        vec![k("assign_lead", RULE_AUTO_ASSIGN, "rep-1")]
+    );
+    assert_eq!(
+        kinds(&w.created(day + 2 * H, "b")),
+        vec![k("assign_lead", RULE_AUTO_ASSIGN, "rep-2")]
+    );
+    assert!(
+        w.created(day + 3 * H, "c").is_empty(),
+        "both at their cap today"
+    );
+    assert_eq!(
+        kinds(&w.created(day + 25 * H, "d")),
+        vec![k("assign_lead", RULE_AUTO_ASSIGN, "rep-1")],
+        "a new day"
+    );
+}
+
+#[test]
+fn converted_leads_count_toward_capacity_when_the_policy_says_so() {
+    let rules = "converted_count_toward_capacity = true";
+    let mut w = World::with(
+        PolicyFile::parse(&format!(
+            "version = 1\n[rules]\n{rules}\n[[pools]]\nname = \"inbound\"\nkind = \"auto_assign\"\n\
+             members = [{{ id = \"rep-1\", capacity = 1 }}]\n"
+        ))
+        .unwrap(),
+    );
+    w.created(T0, "a");
+    w.assigned(T0, "a", "rep-1");
+    w.converted(T0, "a", "rep-1");
+    assert!(
+        w.created(T0 + 1, "b").is_empty(),
+        "rep-1 is full with one conversion"
+    );
+}
+
+#[test]
+fn least_loaded_picks_the_lowest_holdings_per_capacity() {
+    let mut w = World::with(policy("", "least_loaded"));
+    // rep-1 has capacity 10, rep-2 20: equal load ratios go to the smaller id,
+    // then rep-2 takes two for each of rep-1's.
+    let mut owners = Vec::new();
+    for i in 0..6 {
+        let lead = format!("l{i}");
+        let out = w.created(T0 + i, &lead);
+        let (_, _, owner) = kinds(&out).remove(0);
+        w.assigned(T0 + i, &lead, &owner);
+        owners.push(owner);
+    }
+    assert_eq!(
+        owners,
+        ["rep-1", "rep-2", "rep-2", "rep-1", "rep-2", "rep-2"]
+    );
+    assert!(w.created(T0 + 10, "x")[0]
+        .explanation
+        .contains("least-loaded"));
+}
+
+#[test]
+fn deadlines_survive_a_snapshot_round_trip() {
+    let mut w = World::new(SLA);
+    w.created(T0, "a");
+    w.assigned(T0, "a", "rep-1");
+    let bytes = w.p.state_to_bytes();
+    let mut restored = Processor::with_state(
+        w.p.policy().clone(),
+        Processor::state_from_bytes(&bytes).unwrap(),
+    );
+    assert_eq!(restored.advance(T0 + 2 * H), w.p.advance(T0 + 2 * H));
+}
+
+#[test]
+fn rule_values_are_validated() {
+    for (rules, why) in [
+        ("first_follow_up_sla_ms = 0", "positive"),
+        (
+            "first_follow_up_sla_ms = 100\nreminder_lead_ms = 100",
+            "shorter",
+        ),
+        ("max_recalls = 2", "go together"),
+        ("daily_assignment_cap = 0", "at least 1"),
+    ] {
+        let err = PolicyFile::parse(&format!("version = 1\n[rules]\n{rules}\n")).unwrap_err();
+        assert!(err.to_string().contains(why), "{rules}: {err}");
+    }
+}
