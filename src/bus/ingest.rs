@@ -489,14 +489,6 @@ pub fn run(
         if s.batcher.is_ready(now) {
             s.flush(&consumer, CommitMode::Async)?;
         }
-        if s.commands_dirty && s.batcher.is_empty() {
-            let d = super::outbox::dispatch(&s.log, &producer, &k.commands_topic)?;
-            s.stats.commands_sent += d.sent as u64;
-            s.commands_dirty = d.more || d.failed > 0;
-        }
-        if s.dead_letters_dirty && s.batcher.is_empty() {
-            s.dispatch_dead_letters(&producer, &k.dlq_topic)?;
-        }
         // Deadlines fire on the wall clock, but only between batches and
         // when the topic has nothing more for us right now: while catching
         // up on a backlog, the events not yet read (a follow-up, say) must
@@ -516,6 +508,14 @@ pub fn run(
                 s.stats.commands_decided += stored.len() as u64;
                 s.commands_dirty |= !stored.is_empty();
             }
+        }
+        if s.commands_dirty && s.batcher.is_empty() {
+            let d = super::outbox::dispatch(&s.log, &producer, &k.commands_topic)?;
+            s.stats.commands_sent += d.sent as u64;
+            s.commands_dirty = d.more || d.failed > 0;
+        }
+        if s.dead_letters_dirty && s.batcher.is_empty() {
+            s.dispatch_dead_letters(&producer, &k.dlq_topic)?;
         }
         if last_progress.elapsed() >= progress_every {
             last_progress = Instant::now();

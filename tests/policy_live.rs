@@ -1,0 +1,273 @@
+//! The policy processor live, on the real broker (`./scripts/test` starts
+//! it; address in `LEADFLOW_TEST_BROKERS`): `leadflow run` with a 2-second
+//! first-follow-up SLA and a reminder 1 second before it. This test plays
+//! the marketing system and the CRM: it creates two leads, carries out the
+//! engine's assignments, follows one lead up at once and neglects the
+//! other. The neglected lead must get a reminder and then a recall, each
+//! within 1 s of its moment, on the wall clock (no events arrive meanwhile);
+//! once the CRM carries the recall out, the engine must reassign the lead
+//! to the other rep. The followed-up lead must never be recalled.
+
+use leadflow::codec;
+use leadflow::config::Config;
+use leadflow::domain::*;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn event(id: &str, lead: &str, body: EventBody) -> LeadEvent {
+    LeadEvent {
+        event_id: id.into(),
+        lead_id: lead.into(),
+        occurred_at_ms: now_ms(),
+        producer: "policy-live-test".into(),
+        body,
+    }
+}
+
+fn send(producer: &FutureProducer, topic: &str, e: &LeadEvent) {
+    let payload = codec::encode_event(e);
+    futures::executor::block_on(producer.send(
+        FutureRecord::to(topic).key(&e.lead_id).payload(&payload),
+        Duration::from_secs(10),
+    ))
+    .map_err(|(e, _)| e)
+    .unwrap();
+}
+
+#[test]
+fn a_neglected_lead_is_reminded_recalled_on_time_and_reassigned_to_someone_else() {
+    let brokers = std::env::var("LEADFLOW_TEST_BROKERS").expect(
+        "LEADFLOW_TEST_BROKERS is not set: run ./scripts/test, which starts the test broker",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let run = format!("{}-{}", std::process::id(), now_ms());
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "version = 9\n[rules]\nfirst_follow_up_sla_ms = 2000\nreminder_lead_ms = 1000\n\
+         stale_after_ms = 600000\n\
+         [[pools]]\nname = \"inbound\"\nkind = \"auto_assign\"\n\
+         members = [{ id = \"rep-a\", capacity = 10 }, { id = \"rep-b\", capacity = 10 }]\n",
+    )
+    .unwrap();
+    let config_path = dir.path().join("leadflow.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[log]\nbatch_wait_ms_max = 5\n[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"live-{run}\"\n\
+             events_topic = \"live-events-{run}\"\ncommands_topic = \"live-commands-{run}\"\n\
+             dlq_topic = \"live-dlq-{run}\"\npartitions = 2\n\
+             [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
+             [policy]\nfile = {:?}\n",
+            policy.display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = Config::load(Some(&config_path)).unwrap();
+    let k = &config.kafka;
+    let leadflow = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_leadflow"));
+        c.arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&config_path)
+            .env_remove("LEADFLOW_KAFKA_GROUP_ID")
+            .env_remove("LEADFLOW_POLICY_FILE");
+        c
+    };
+    assert!(leadflow()
+        .args(["topics", "create"])
+        .status()
+        .unwrap()
+        .success());
+    let mut engine = leadflow()
+        .arg("run")
+        .env("RUST_LOG", "leadflow=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = engine.stderr.take().unwrap();
+    let engine_log = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+
+    let producer = leadflow::bus::publish::producer(k).unwrap();
+    let consumer: BaseConsumer = leadflow::bus::client_config(k)
+        .set("group.id", format!("crm-{run}"))
+        // The CRM wants commands as soon as they are on the topic.
+        .set("fetch.wait.max.ms", "20")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..2 {
+        tpl.add_partition_offset(&k.commands_topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+
+    let created = |lead: &str| {
+        event(
+            &format!("{lead}-created"),
+            lead,
+            EventBody::Created(LeadCreated {
+                channel: "web".into(),
+                campaign: "c".into(),
+                pool: "inbound".into(),
+                region: String::new(),
+                industry: String::new(),
+                company_size: String::new(),
+                acquisition_cost: Money::new(100, Currency::parse("CNY").unwrap()),
+                contact_fingerprint: String::new(),
+                attributes: Default::default(),
+            }),
+        )
+    };
+    send(&producer, &k.events_topic, &created("slow"));
+    send(&producer, &k.events_topic, &created("fast"));
+
+    // The CRM's view: who got what, and when the engine's commands came.
+    let mut first_owner: Option<(String, i64)> = None; // slow's owner, assigned at
+    let mut reminder_at: Option<i64> = None;
+    let mut recall_at: Option<i64> = None;
+    let mut second_owner: Option<String> = None;
+    let mut fast_recalled = false;
+    let mut fast_done_at: Option<Instant> = None;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        // Done when slow went round, and fast was left alone for well past
+        // its SLA.
+        if second_owner.is_some()
+            && fast_done_at.is_some_and(|t| t.elapsed() > Duration::from_millis(3500))
+        {
+            break;
+        }
+        let Some(m) = consumer.poll(Duration::from_millis(50)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        let arrived = now_ms();
+        let c = codec::decode_command(m.payload().unwrap()).unwrap();
+        seen.push(format!(
+            "{} {} {}",
+            c.lead_id,
+            c.body.type_name(),
+            c.explanation
+        ));
+        match (&c.body, c.lead_id.as_str()) {
+            (CommandBody::AssignLead { owner_id, .. }, lead) => {
+                let assigned = event(
+                    &format!("{lead}-assigned-{}", c.command_id),
+                    lead,
+                    EventBody::Assigned(LeadAssigned {
+                        owner_id: owner_id.clone(),
+                        pool: "inbound".into(),
+                        method: AssignmentMethod::Rule,
+                        command_id: c.command_id.clone(),
+                    }),
+                );
+                send(&producer, &k.events_topic, &assigned);
+                if lead == "fast" {
+                    let followed = event(
+                        "fast-followed",
+                        lead,
+                        EventBody::FollowedUp(LeadFollowedUp {
+                            owner_id: owner_id.clone(),
+                            kind: FollowUpKind::Call,
+                            outcome: "interested".into(),
+                        }),
+                    );
+                    send(&producer, &k.events_topic, &followed);
+                    fast_done_at = Some(Instant::now());
+                } else if first_owner.is_none() {
+                    first_owner = Some((owner_id.clone(), assigned.occurred_at_ms));
+                } else {
+                    second_owner = Some(owner_id.clone());
+                }
+            }
+            (CommandBody::RemindFollowUp { deadline_ms, .. }, "slow") => {
+                let (_, assigned_at) = first_owner.clone().expect("reminded after assignment");
+                assert_eq!(*deadline_ms, assigned_at + 2000);
+                reminder_at = Some(arrived - (assigned_at + 1000));
+            }
+            (
+                CommandBody::RecallLead {
+                    owner_id,
+                    reason,
+                    to_pool,
+                },
+                "slow",
+            ) => {
+                let (owner, assigned_at) = first_owner.clone().expect("recalled after assignment");
+                assert_eq!(owner_id, &owner);
+                assert_eq!(*reason, RecallReason::NoFirstFollowUp);
+                assert_eq!(c.rule_id, "first-follow-up-sla");
+                assert_eq!(c.rule_version, 9);
+                assert!(c.explanation.contains(&owner), "{}", c.explanation);
+                recall_at = Some(arrived - (assigned_at + 2000));
+                // The CRM carries the recall out.
+                send(
+                    &producer,
+                    &k.events_topic,
+                    &event(
+                        "slow-recalled",
+                        "slow",
+                        EventBody::Recalled(LeadRecalled {
+                            previous_owner_id: owner,
+                            reason: *reason,
+                            to_pool: to_pool.clone(),
+                            command_id: c.command_id.clone(),
+                            rule_id: c.rule_id.clone(),
+                        }),
+                    ),
+                );
+            }
+            (CommandBody::RecallLead { .. }, "fast") => fast_recalled = true,
+            _ => {}
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &engine.id().to_string()])
+        .status();
+    let status = engine.wait().unwrap();
+    let log = engine_log.join().unwrap();
+    let context = format!("commands seen:\n{}\nengine:\n{log}", seen.join("\n"));
+    assert!(status.success(), "{context}");
+
+    let reminder_late_ms = reminder_at.unwrap_or_else(|| panic!("no reminder\n{context}"));
+    let recall_late_ms = recall_at.unwrap_or_else(|| panic!("no recall\n{context}"));
+    eprintln!("reminder {reminder_late_ms} ms and recall {recall_late_ms} ms after their moments");
+    assert!(
+        (0..=1000).contains(&reminder_late_ms),
+        "reminder {reminder_late_ms} ms after its moment\n{context}"
+    );
+    assert!(
+        (0..=1000).contains(&recall_late_ms),
+        "recall {recall_late_ms} ms after its deadline\n{context}"
+    );
+    let (first, _) = first_owner.unwrap();
+    let second = second_owner.unwrap_or_else(|| panic!("not reassigned\n{context}"));
+    assert_ne!(first, second, "reassigned to someone else\n{context}");
+    assert!(
+        !fast_recalled,
+        "the followed-up lead was recalled\n{context}"
+    );
+}
