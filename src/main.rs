@@ -69,6 +69,10 @@ enum Command {
     Publish(PublishArgs),
     /// Print a topic's messages, decoded.
     Tail(TailArgs),
+    /// Replay the log's history under a candidate policy, side by side with
+    /// the policy in force: recalls, reminders, SLA breaches, workload,
+    /// fairness.
+    Backtest(BacktestArgs),
     /// End-to-end ingest throughput on the configured broker, side by side
     /// with a plain consumer that only counts (the ceiling).
     Bench(BenchArgs),
@@ -77,6 +81,26 @@ enum Command {
         #[command(subcommand)]
         what: TopicsWhat,
     },
+}
+
+#[derive(Args)]
+struct BacktestArgs {
+    /// The candidate policy file.
+    #[arg(long)]
+    policy: PathBuf,
+    /// The policy to compare with (default: the one in force, `[policy]
+    /// file` of the config).
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Count commands issued at or after this time.
+    #[arg(long, value_parser = parse_time_ms)]
+    from: Option<i64>,
+    /// Count commands issued before this time.
+    #[arg(long, value_parser = parse_time_ms)]
+    to: Option<i64>,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -314,6 +338,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Publish(a) => publish(&config, a),
         Command::Tail(a) => tail(&config, a),
         Command::Bench(a) => bench(&config, a),
+        Command::Backtest(a) => backtest(&cli.data_dir, &config, a),
         Command::Topics {
             what: TopicsWhat::Create,
         } => {
@@ -974,6 +999,52 @@ fn run_engine(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
         stats.commands_sent,
         stats.rewinds,
         done.log.last_seq()
+    );
+    Ok(())
+}
+
+fn backtest(dir: &Path, config: &Config, a: BacktestArgs) -> Result<()> {
+    use leadflow::policy::PolicyFile;
+    let baseline_path = a
+        .baseline
+        .clone()
+        .or_else(|| config.policy.file.clone())
+        .context("no policy to compare with: set [policy] file in the config or pass --baseline")?;
+    let baseline = PolicyFile::load(&baseline_path)?;
+    let candidate = PolicyFile::load(&a.policy)?;
+    let log = open_log(dir, config)?;
+    let started = Instant::now();
+    let pb = spinner(Some(log.last_seq()), "backtesting");
+    let events = log.events_from(1).map_while(|r| match r {
+        Ok(e) => Some(e),
+        Err(e) => {
+            tracing::error!("reading the log: {e}");
+            None
+        }
+    });
+    let outcomes =
+        leadflow::backtest::run(&[baseline, candidate], events, (a.from, a.to), &mut |seq| {
+            pb.set_position(seq)
+        });
+    pb.finish_and_clear();
+    let names = vec![
+        format!("in force ({})", baseline_path.display()),
+        format!("candidate ({})", a.policy.display()),
+    ];
+    if a.json {
+        let json = serde_json::json!({
+            "events": log.last_seq(),
+            "baseline": { "file": baseline_path, "outcome": outcomes[0] },
+            "candidate": { "file": a.policy, "outcome": outcomes[1] },
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        print!("{}", leadflow::backtest::table(&names, &outcomes));
+    }
+    eprintln!(
+        "backtested {} events under 2 policies in {:.2}s",
+        log.last_seq(),
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }

@@ -211,3 +211,84 @@ fn the_live_demo_runs_the_whole_loop_and_stops_on_time() {
     assert!(out.contains("rejected undecodable"), "{out}");
     assert!(!out.contains("rejected unknown_lead"), "{out}");
 }
+
+/// `backtest` replays a simulated history under two policies that differ in
+/// their first-follow-up SLA: the stricter one breaches more, and both see
+/// the same assignments to make.
+#[test]
+fn backtest_compares_two_policies_on_the_same_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let events = dir.path().join("e.pb");
+    ok(leadflow(
+        &data,
+        &[
+            "simulate",
+            "--leads",
+            "600",
+            "--days",
+            "10",
+            "--out",
+            events.to_str().unwrap(),
+        ],
+    ));
+    ok(leadflow(&data, &["import", events.to_str().unwrap()]));
+    let policy = |name: &str, sla_h: i64| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "version = {sla_h}\n[rules]\nfirst_follow_up_sla_ms = {}\nreminder_lead_ms = 1800000\n\
+                 [[pools]]\nname = \"smb\"\nkind = \"auto_assign\"\n\
+                 members = [{{ id = \"rep-001\", capacity = 50 }}, {{ id = \"rep-002\", capacity = 50 }}]\n",
+                sla_h * 3_600_000
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let (lenient, strict) = (policy("lenient.toml", 48), policy("strict.toml", 4));
+    let out: serde_json::Value = serde_json::from_str(&ok(leadflow(
+        &data,
+        &[
+            "backtest",
+            "--baseline",
+            lenient.to_str().unwrap(),
+            "--policy",
+            strict.to_str().unwrap(),
+            "--json",
+        ],
+    )))
+    .unwrap();
+    let (b, c) = (&out["baseline"]["outcome"], &out["candidate"]["outcome"]);
+    assert_eq!(b["policy_version"], 48);
+    assert_eq!(c["policy_version"], 4);
+    let n = |v: &serde_json::Value| v.as_u64().unwrap();
+    assert!(n(&b["assignments"]) > 0, "{out}");
+    assert!(
+        n(&c["sla_breaches"]) > n(&b["sla_breaches"]),
+        "a 4 h SLA breaches more than a 48 h one: {out}"
+    );
+    assert_eq!(
+        n(&c["recalls"]),
+        n(&c["recalls_by_reason"]["no_first_follow_up"])
+    );
+    assert!(n(&c["reminders"]) > 0);
+    let gini = c["fairness_gini"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&gini));
+    // The table form names both policies.
+    let table = ok(leadflow(
+        &data,
+        &[
+            "backtest",
+            "--baseline",
+            lenient.to_str().unwrap(),
+            "--policy",
+            strict.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        table.contains("lenient.toml") && table.contains("SLA breaches"),
+        "{table}"
+    );
+}

@@ -1,0 +1,287 @@
+//! Backtests: replay the log's history under candidate policies and count
+//! what each would have commanded. Pure: it folds events into processors
+//! and tallies their commands; reading the log is the caller's job.
+//!
+//! The history stays what it was (the events are facts): a backtest answers
+//! "on this history, what would this policy have asked for, and when?" —
+//! recalls by reason, reassignments, reminders, SLA breaches, assignments
+//! per rep and how fairly they spread over capacity. Deadlines fire on event
+//! time, so a backtest is deterministic.
+
+use crate::domain::{CommandBody, LeadCommand, LeadEvent};
+use crate::policy::{PolicyFile, Processor, RULE_FIRST_FOLLOW_UP};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What one policy would have commanded.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Outcome {
+    pub policy_version: u32,
+    pub commands: u64,
+    pub assignments: u64,
+    /// Assignments of leads that had been recalled (re-allocations).
+    pub reassignments: u64,
+    pub reminders: u64,
+    pub recalls: u64,
+    pub recalls_by_reason: BTreeMap<String, u64>,
+    /// Recalls for missing the first-follow-up SLA.
+    pub sla_breaches: u64,
+    /// Leads sent to the cold pool.
+    pub to_cold_pool: u64,
+    pub assignments_by_rep: BTreeMap<String, u64>,
+    /// Gini coefficient of assignments per unit of capacity over the active
+    /// members of auto-assign pools: 0 is perfectly even, 1 is all to one.
+    pub fairness_gini: f64,
+    /// Leads still waiting in a backlog at the end.
+    pub backlog_at_end: u64,
+}
+
+/// Runs every policy over the same events, once. `window` limits what is
+/// counted to commands issued in `[from, to)` (the fold always starts at the
+/// beginning, so state is right when the window opens).
+pub fn run(
+    policies: &[PolicyFile],
+    events: impl Iterator<Item = (u64, LeadEvent)>,
+    window: (Option<i64>, Option<i64>),
+    progress: &mut dyn FnMut(u64),
+) -> Vec<Outcome> {
+    let mut processors: Vec<Processor> = policies.iter().cloned().map(Processor::new).collect();
+    let mut outcomes: Vec<Outcome> = policies
+        .iter()
+        .map(|p| Outcome {
+            policy_version: p.version,
+            ..Outcome::default()
+        })
+        .collect();
+    let in_window = |t: i64| window.0.is_none_or(|f| t >= f) && window.1.is_none_or(|u| t < u);
+    let mut last_time = i64::MIN;
+    for (seq, event) in events {
+        last_time = last_time.max(event.occurred_at_ms);
+        for (p, o) in processors.iter_mut().zip(outcomes.iter_mut()) {
+            for c in p.handle(seq, &event) {
+                if in_window(c.issued_at_ms) {
+                    tally(o, &c, p.policy());
+                }
+            }
+        }
+        if seq % 100_000 == 0 {
+            progress(seq);
+        }
+    }
+    // Deadlines due by the end of the history still count.
+    for (p, o) in processors.iter_mut().zip(outcomes.iter_mut()) {
+        for c in p.advance(last_time) {
+            if in_window(c.issued_at_ms) {
+                tally(o, &c, p.policy());
+            }
+        }
+        o.backlog_at_end = p.state().backlog.values().map(|b| b.len() as u64).sum();
+        o.fairness_gini = gini_per_capacity(&o.assignments_by_rep, p.policy());
+    }
+    outcomes
+}
+
+fn tally(o: &mut Outcome, c: &LeadCommand, policy: &PolicyFile) {
+    o.commands += 1;
+    match &c.body {
+        CommandBody::AssignLead { owner_id, .. } => {
+            o.assignments += 1;
+            if c.facts.contains_key("recalled_from") {
+                o.reassignments += 1;
+            }
+            *o.assignments_by_rep.entry(owner_id.clone()).or_default() += 1;
+        }
+        CommandBody::RemindFollowUp { .. } => o.reminders += 1,
+        CommandBody::RecallLead {
+            reason, to_pool, ..
+        } => {
+            o.recalls += 1;
+            *o.recalls_by_reason
+                .entry(reason.as_str().to_string())
+                .or_default() += 1;
+            if c.rule_id == RULE_FIRST_FOLLOW_UP {
+                o.sla_breaches += 1;
+            }
+            if policy.rules.cold_pool.as_deref() == Some(to_pool.as_str()) {
+                o.to_cold_pool += 1;
+            }
+        }
+    }
+}
+
+/// Gini of assignments per unit of capacity, over the active members of the
+/// auto-assign pools (a rep in several pools counts its largest capacity).
+pub fn gini_per_capacity(assignments: &BTreeMap<String, u64>, policy: &PolicyFile) -> f64 {
+    let mut capacity: BTreeMap<&str, u32> = BTreeMap::new();
+    for pool in &policy.pools {
+        if pool.kind != crate::policy::PoolKind::AutoAssign {
+            continue;
+        }
+        for m in pool.members.iter().filter(|m| m.active) {
+            let c = capacity.entry(&m.id).or_default();
+            *c = (*c).max(m.capacity);
+        }
+    }
+    let values: Vec<f64> = capacity
+        .iter()
+        .map(|(rep, cap)| assignments.get(*rep).copied().unwrap_or(0) as f64 / f64::from(*cap))
+        .collect();
+    gini(&values)
+}
+
+/// The Gini coefficient of non-negative values (0 for none or all zero).
+pub fn gini(values: &[f64]) -> f64 {
+    let n = values.len();
+    let total: f64 = values.iter().sum();
+    if n == 0 || total <= 0.0 {
+        return 0.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    // G = sum_i (2i - n - 1) x_i / (n * sum x), i from 1.
+    let weighted: f64 = sorted
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (2.0 * (i as f64 + 1.0) - n as f64 - 1.0) * x)
+        .sum();
+    weighted / (n as f64 * total)
+}
+
+/// A side-by-side terminal table.
+pub fn table(names: &[String], outcomes: &[Outcome]) -> String {
+    let mut rows: Vec<(String, Vec<String>)> = vec![
+        (
+            "policy version".into(),
+            outcomes
+                .iter()
+                .map(|o| o.policy_version.to_string())
+                .collect(),
+        ),
+        (
+            "commands".into(),
+            outcomes.iter().map(|o| o.commands.to_string()).collect(),
+        ),
+        (
+            "assignments".into(),
+            outcomes.iter().map(|o| o.assignments.to_string()).collect(),
+        ),
+        (
+            "  of which reassignments".into(),
+            outcomes
+                .iter()
+                .map(|o| o.reassignments.to_string())
+                .collect(),
+        ),
+        (
+            "reminders".into(),
+            outcomes.iter().map(|o| o.reminders.to_string()).collect(),
+        ),
+        (
+            "recalls".into(),
+            outcomes.iter().map(|o| o.recalls.to_string()).collect(),
+        ),
+    ];
+    let mut reasons: Vec<&String> = outcomes
+        .iter()
+        .flat_map(|o| o.recalls_by_reason.keys())
+        .collect();
+    reasons.sort();
+    reasons.dedup();
+    for r in reasons {
+        rows.push((
+            format!("  {r}"),
+            outcomes
+                .iter()
+                .map(|o| o.recalls_by_reason.get(r).copied().unwrap_or(0).to_string())
+                .collect(),
+        ));
+    }
+    rows.push((
+        "SLA breaches (first follow-up)".into(),
+        outcomes
+            .iter()
+            .map(|o| o.sla_breaches.to_string())
+            .collect(),
+    ));
+    rows.push((
+        "to the cold pool".into(),
+        outcomes
+            .iter()
+            .map(|o| o.to_cold_pool.to_string())
+            .collect(),
+    ));
+    rows.push((
+        "waiting in a backlog at the end".into(),
+        outcomes
+            .iter()
+            .map(|o| o.backlog_at_end.to_string())
+            .collect(),
+    ));
+    rows.push((
+        "fairness: Gini of assignments/capacity".into(),
+        outcomes
+            .iter()
+            .map(|o| format!("{:.3}", o.fairness_gini))
+            .collect(),
+    ));
+    let mut reps: Vec<&String> = outcomes
+        .iter()
+        .flat_map(|o| o.assignments_by_rep.keys())
+        .collect();
+    reps.sort();
+    reps.dedup();
+    for rep in reps {
+        rows.push((
+            format!("assignments to {rep}"),
+            outcomes
+                .iter()
+                .map(|o| {
+                    o.assignments_by_rep
+                        .get(rep)
+                        .copied()
+                        .unwrap_or(0)
+                        .to_string()
+                })
+                .collect(),
+        ));
+    }
+    let label_w = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
+    let col_w: Vec<usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            rows.iter()
+                .map(|(_, v)| v[i].len())
+                .max()
+                .unwrap_or(0)
+                .max(n.len())
+        })
+        .collect();
+    let mut out = format!("{:label_w$}", "");
+    for (n, w) in names.iter().zip(&col_w) {
+        out.push_str(&format!("  {n:>w$}"));
+    }
+    out.push('\n');
+    for (label, values) in rows {
+        out.push_str(&format!("{label:label_w$}"));
+        for (v, w) in values.iter().zip(&col_w) {
+            out.push_str(&format!("  {v:>w$}"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gini_is_zero_for_equal_shares_and_grows_with_concentration() {
+        assert_eq!(gini(&[]), 0.0);
+        assert_eq!(gini(&[0.0, 0.0]), 0.0);
+        assert!((gini(&[1.0, 1.0, 1.0]) - 0.0).abs() < 1e-12);
+        assert!((gini(&[0.0, 0.0, 0.0, 4.0]) - 0.75).abs() < 1e-12);
+        assert!(gini(&[1.0, 2.0, 3.0]) > 0.0 && gini(&[1.0, 2.0, 3.0]) < gini(&[0.0, 0.0, 6.0]));
+    }
+}
