@@ -439,3 +439,101 @@ fn rule_values_are_validated() {
         assert!(err.to_string().contains(why), "{rules}: {err}");
     }
 }
+
+fn utc(s: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap()
+        .timestamp_millis()
+}
+
+fn calendar_policy(zone: &str) -> PolicyFile {
+    PolicyFile::parse(&format!(
+        "version = 4\n[rules]\nfirst_follow_up_sla_ms = 28800000\nreminder_lead_ms = 3600000\n\
+         [[pools]]\nname = \"inbound\"\nkind = \"auto_assign\"\n\
+         members = [{{ id = \"rep-1\", capacity = 10 }}, {{ id = \"rep-2\", capacity = 10 }}]\n\
+         [pools.calendar]\ntime_zone = \"{zone}\"\nworking_hours = \"09:00-18:00\"\n"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn with_a_business_calendar_the_sla_clock_stops_over_the_weekend() {
+    let mut w = World::with(calendar_policy("Asia/Shanghai"));
+    // Friday 17:00 in Shanghai; 8 working hours = 1 on Friday + 7 on Monday.
+    let friday = utc("2026-11-27T17:00:00+08:00");
+    w.created(friday, "a");
+    w.assigned(friday, "a", "rep-1");
+    let saturday = utc("2026-11-28T12:00:00+08:00");
+    assert!(w.p.advance(saturday).is_empty(), "no clock on Saturday");
+    let monday_15 = utc("2026-11-30T15:00:00+08:00");
+    assert_eq!(
+        kinds(&w.p.advance(monday_15)),
+        vec![k("remind_follow_up", RULE_FIRST_FOLLOW_UP, "rep-1")]
+    );
+    assert!(w.p.advance(monday_15 + H - 1).is_empty());
+    let fired = w.p.advance(utc("2026-11-30T16:00:00+08:00"));
+    assert_eq!(
+        kinds(&fired),
+        vec![k("recall_lead", RULE_FIRST_FOLLOW_UP, "rep-1")]
+    );
+    assert_eq!(fired[0].issued_at_ms, utc("2026-11-30T16:00:00+08:00"));
+}
+
+#[test]
+fn with_a_business_calendar_a_daylight_saving_change_moves_the_utc_deadline() {
+    let mut w = World::with(calendar_policy("America/New_York"));
+    // Friday 16:00 EST; New York springs forward on Sunday. 8 working hours:
+    // 2 on Friday, 6 on Monday: 15:00 EDT, which is 19:00 UTC, not 20:00.
+    let friday = utc("2026-03-06T16:00:00-05:00");
+    w.created(friday, "a");
+    w.assigned(friday, "a", "rep-1");
+    let due = utc("2026-03-09T15:00:00-04:00");
+    assert_eq!(due, utc("2026-03-09T19:00:00Z"));
+    assert!(w
+        .p
+        .advance(due - 1)
+        .iter()
+        .all(|c| c.body.type_name() != "recall_lead"));
+    assert_eq!(
+        kinds(&w.p.advance(due)),
+        vec![k("recall_lead", RULE_FIRST_FOLLOW_UP, "rep-1")]
+    );
+}
+
+#[test]
+fn a_new_policy_applies_to_new_assignments_and_never_moves_running_deadlines() {
+    let mut w = World::new("first_follow_up_sla_ms = 7200000");
+    w.created(T0, "a");
+    w.assigned(T0, "a", "rep-1");
+    // A new policy (version 7, a 1 h SLA) is loaded with the running state.
+    let newer = PolicyFile::parse(
+        "version = 7\n[rules]\nfirst_follow_up_sla_ms = 3600000\n\
+         [[pools]]\nname = \"inbound\"\nkind = \"auto_assign\"\n\
+         members = [{ id = \"rep-1\", capacity = 10 }, { id = \"rep-2\", capacity = 20 }]\n",
+    )
+    .unwrap();
+    let state = Processor::state_from_bytes(&w.p.state_to_bytes()).unwrap();
+    w.p = Processor::with_state(newer, state);
+    w.created(T0 + 10, "b");
+    w.assigned(T0 + 10, "b", "rep-2");
+    // b's 1 h deadline comes first; a keeps its 2 h under version 3.
+    let at_1h = w.p.advance(T0 + 10 + H);
+    assert_eq!(at_1h.len(), 1);
+    assert_eq!((at_1h[0].lead_id.as_str(), at_1h[0].rule_version), ("b", 7));
+    assert!(
+        w.p.advance(T0 + 2 * H - 1).is_empty(),
+        "a's deadline did not move"
+    );
+    let at_2h = w.p.advance(T0 + 2 * H);
+    assert_eq!((at_2h[0].lead_id.as_str(), at_2h[0].rule_version), ("a", 3));
+}
+
+#[test]
+fn a_calendar_with_a_bad_zone_is_refused() {
+    let err = PolicyFile::parse(
+        "version = 1\n[[pools]]\nname = \"p\"\nkind = \"auto_assign\"\n\
+         [pools.calendar]\ntime_zone = \"Atlantis/Capital\"\nworking_hours = \"09:00-18:00\"\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("unknown time zone"), "{err}");
+}

@@ -24,6 +24,11 @@
 //! id = "rep-1"
 //! capacity = 50               # most open leads held at once
 //! active = true
+//! [pools.calendar]            # optional: deadlines count working time only
+//! time_zone = "Asia/Shanghai"
+//! working_hours = "09:00-18:00"
+//! working_days = ["mon", "tue", "wed", "thu", "fri"]
+//! holidays = ["2026-10-01"]
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -96,6 +101,10 @@ pub struct PoolPolicy {
     pub strategy: Strategy,
     #[serde(default)]
     pub members: Vec<Member>,
+    /// When set, the deadlines of leads assigned from this pool count
+    /// working time only (see [`super::calendar`]).
+    #[serde(default)]
+    pub calendar: Option<super::calendar::CalendarSpec>,
 }
 
 /// Deadline and allocation rules. Every duration is in event-time
@@ -198,6 +207,11 @@ impl PolicyFile {
             }
             if !names.insert(p.name.as_str()) {
                 return bad(format!("pool {} is defined twice", p.name));
+            }
+            if let Some(c) = &p.calendar {
+                if let Err(e) = super::calendar::Calendar::parse(c) {
+                    return bad(format!("pool {}: calendar: {e}", p.name));
+                }
             }
             if p.members.len() > MEMBERS_PER_POOL_MAX {
                 return bad(format!(

@@ -31,12 +31,15 @@
 //! moves or cancels it. The recall that reaches `max_recalls` sends the lead
 //! to `cold_pool`.
 //!
-//! Business calendars (SLA clocks counting working hours only) are not
-//! implemented yet: durations are wall durations of event time.
+//! A pool with a business calendar counts these durations in working time
+//! (see [`calendar`]); the reminder lead is plain time before the deadline.
+//! Each assignment keeps the rules (and policy version) it was made under,
+//! so loading a new policy never silently moves running deadlines.
 //!
 //! The state is durable by derivation: a fold of the log, checkpointed like
 //! the projections (see `replay::load_policy`).
 
+pub mod calendar;
 pub mod file;
 
 use crate::domain::command::command_id;
@@ -48,7 +51,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The snapshot name of the policy state; the suffix changes with its shape.
-pub const SNAPSHOT_NAME: &str = "policy.v2";
+pub const SNAPSHOT_NAME: &str = "policy.v3";
 
 /// Rule ids, as recorded in commands.
 pub const RULE_AUTO_ASSIGN: &str = "auto-assign";
@@ -61,10 +64,25 @@ const BACKLOG_ALLOCATIONS_PER_EVENT_MAX: usize = 16;
 /// Most deadlines one `advance` fires; the rest fire on the next call.
 const DEADLINES_PER_ADVANCE_MAX: usize = 10_000;
 
+/// The deadline rules an assignment was made under. Kept with the watch,
+/// so that loading a new policy never silently moves running deadlines: it
+/// applies to assignments made after it is loaded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub version: u32,
+    pub first_follow_up_sla_ms: Option<i64>,
+    pub stale_after_ms: Option<i64>,
+    pub max_holding_ms: Option<i64>,
+    pub reminder_lead_ms: Option<i64>,
+}
+
 /// One open assignment being watched for deadlines.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Watch {
     pub owner: String,
+    /// The pool it was assigned from (whose calendar, if any, counts).
+    pub pool: String,
+    pub limits: Limits,
     pub generation: u32,
     pub assigned_at_ms: i64,
     pub last_follow_up_ms: Option<i64>,
@@ -124,6 +142,8 @@ struct Deadline {
 pub struct Processor {
     policy: PolicyFile,
     state: PolicyState,
+    /// Parsed calendars by pool name.
+    calendars: HashMap<String, calendar::Calendar>,
 }
 
 impl Processor {
@@ -132,7 +152,21 @@ impl Processor {
     }
 
     pub fn with_state(policy: PolicyFile, state: PolicyState) -> Processor {
-        Processor { policy, state }
+        let calendars = policy
+            .pools
+            .iter()
+            .filter_map(|p| {
+                let spec = p.calendar.as_ref()?;
+                // Validated when the file was loaded.
+                let c = calendar::Calendar::parse(spec).expect("validated calendar");
+                Some((p.name.clone(), c))
+            })
+            .collect();
+        Processor {
+            policy,
+            state,
+            calendars,
+        }
     }
 
     pub fn state(&self) -> &PolicyState {
@@ -188,17 +222,24 @@ impl Processor {
                 self.clear_pending(lead_id);
                 self.leave_backlog(lead_id);
                 self.state.recalled_from.remove(lead_id);
-                let generation = self
-                    .state
-                    .pool
-                    .leads
-                    .get(lead_id)
-                    .map_or(0, |l| l.generation);
+                let view = self.state.pool.leads.get(lead_id);
+                let generation = view.map_or(0, |l| l.generation);
+                let pool = view.map(|l| l.pool.clone()).unwrap_or_default();
+                let r = &self.policy.rules;
+                let limits = Limits {
+                    version: self.policy.version,
+                    first_follow_up_sla_ms: r.first_follow_up_sla_ms,
+                    stale_after_ms: r.stale_after_ms,
+                    max_holding_ms: r.max_holding_ms,
+                    reminder_lead_ms: r.reminder_lead_ms,
+                };
                 self.unwatch(lead_id);
                 self.watch(
                     lead_id,
                     Watch {
                         owner: a.owner_id.clone(),
+                        pool,
+                        limits,
                         generation,
                         assigned_at_ms: at,
                         last_follow_up_ms: None,
@@ -271,9 +312,19 @@ impl Processor {
         out
     }
 
-    /// The earliest recall deadline of a watch.
+    /// `start + duration`, counting working time only when the pool has a
+    /// calendar.
+    fn after(&self, pool: &str, start_ms: i64, duration_ms: i64) -> i64 {
+        match self.calendars.get(pool) {
+            Some(c) => c.add_working(start_ms, duration_ms),
+            None => start_ms.saturating_add(duration_ms),
+        }
+    }
+
+    /// The earliest recall deadline of a watch, under the rules it was
+    /// assigned under.
     fn deadline(&self, w: &Watch) -> Option<Deadline> {
-        let r = &self.policy.rules;
+        let r = &w.limits;
         let mut candidates = Vec::with_capacity(3);
         match (
             w.last_follow_up_ms,
@@ -283,14 +334,14 @@ impl Processor {
             (None, Some(sla), _) => candidates.push(Deadline {
                 rule: RULE_FIRST_FOLLOW_UP,
                 reason: RecallReason::NoFirstFollowUp,
-                at_ms: w.assigned_at_ms.saturating_add(sla),
+                at_ms: self.after(&w.pool, w.assigned_at_ms, sla),
                 what: "no first follow-up",
                 limit_ms: sla,
             }),
             (Some(last), _, Some(stale)) => candidates.push(Deadline {
                 rule: RULE_STALE,
                 reason: RecallReason::Stale,
-                at_ms: last.saturating_add(stale),
+                at_ms: self.after(&w.pool, last, stale),
                 what: "no follow-up",
                 limit_ms: stale,
             }),
@@ -300,7 +351,7 @@ impl Processor {
             candidates.push(Deadline {
                 rule: RULE_MAX_HOLDING,
                 reason: RecallReason::NotConverted,
-                at_ms: w.assigned_at_ms.saturating_add(hold),
+                at_ms: self.after(&w.pool, w.assigned_at_ms, hold),
                 what: "not converted",
                 limit_ms: hold,
             });
@@ -315,7 +366,7 @@ impl Processor {
             return None;
         }
         let d = self.deadline(w)?;
-        match self.policy.rules.reminder_lead_ms {
+        match w.limits.reminder_lead_ms {
             Some(lead) if !w.reminded.contains(d.rule) => Some(d.at_ms - lead),
             _ => Some(d.at_ms),
         }
@@ -343,7 +394,7 @@ impl Processor {
         let Some(d) = self.deadline(w) else {
             return out;
         };
-        let version = self.policy.version;
+        let version = w.limits.version;
         let mut facts = BTreeMap::from([
             ("assigned_at_ms".to_string(), w.assigned_at_ms.to_string()),
             ("deadline_ms".to_string(), d.at_ms.to_string()),
@@ -353,7 +404,7 @@ impl Processor {
         if let Some(last) = w.last_follow_up_ms {
             facts.insert("last_follow_up_ms".to_string(), last.to_string());
         }
-        if let Some(lead_ms) = self.policy.rules.reminder_lead_ms {
+        if let Some(lead_ms) = w.limits.reminder_lead_ms {
             let remind_at = d.at_ms - lead_ms;
             if !w.reminded.contains(d.rule) && remind_at <= now_ms && d.at_ms > now_ms {
                 w.reminded.insert(d.rule.to_string());

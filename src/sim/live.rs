@@ -172,6 +172,7 @@ impl LiveSim {
                         active: true,
                     })
                     .collect(),
+                calendar: None,
             })
             .collect();
         pools.push(PoolPolicy {
@@ -179,6 +180,7 @@ impl LiveSim {
             kind: PoolKind::Claimable,
             strategy: Strategy::RoundRobin,
             members: Vec::new(),
+            calendar: None,
         });
         PolicyFile {
             version: 1,

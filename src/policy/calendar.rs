@@ -1,0 +1,231 @@
+//! Business calendars: SLA clocks that count working time only.
+//!
+//! A pool may name a calendar: a time zone, daily working hours, working
+//! weekdays and holidays. Then "first follow-up within 8 h" means 8 working
+//! hours: a lead assigned on Friday at 17:00 with 09:00–18:00 hours is due
+//! on Monday at 16:00. Local times are converted with the zone's rules of
+//! that day, so a daylight-saving change moves the UTC deadline as it
+//! should. Pure: no clock, only arithmetic on event time.
+
+use chrono::{Datelike, NaiveDate, NaiveTime, TimeZone, Weekday};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+/// The calendar as written in the policy file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarSpec {
+    /// IANA zone, e.g. "Asia/Shanghai", "America/New_York".
+    pub time_zone: String,
+    /// Local working hours, "09:00-18:00".
+    pub working_hours: String,
+    /// Working weekdays, e.g. ["mon", "tue", "wed", "thu", "fri"].
+    #[serde(default = "weekdays")]
+    pub working_days: Vec<String>,
+    /// Non-working dates, "YYYY-MM-DD", local.
+    #[serde(default)]
+    pub holidays: Vec<String>,
+}
+
+fn weekdays() -> Vec<String> {
+    ["mon", "tue", "wed", "thu", "fri"]
+        .iter()
+        .map(|d| d.to_string())
+        .collect()
+}
+
+/// A validated calendar.
+#[derive(Clone, Debug)]
+pub struct Calendar {
+    tz: Tz,
+    open: NaiveTime,
+    close: NaiveTime,
+    days: [bool; 7],
+    holidays: Vec<NaiveDate>,
+}
+
+/// The longest stretch a deadline may be pushed over (ten years of days):
+/// bounds the walk when a calendar has almost no working time.
+const DAYS_MAX: u32 = 3_660;
+
+impl Calendar {
+    pub fn parse(spec: &CalendarSpec) -> Result<Calendar, String> {
+        let tz: Tz = spec
+            .time_zone
+            .parse()
+            .map_err(|_| format!("unknown time zone {:?}", spec.time_zone))?;
+        let (open, close) = spec
+            .working_hours
+            .split_once('-')
+            .ok_or_else(|| format!("working_hours {:?} is not HH:MM-HH:MM", spec.working_hours))?;
+        let time = |s: &str| {
+            NaiveTime::parse_from_str(s.trim(), "%H:%M")
+                .map_err(|_| format!("working_hours {:?} is not HH:MM-HH:MM", spec.working_hours))
+        };
+        let (open, close) = (time(open)?, time(close)?);
+        if open >= close {
+            return Err(format!(
+                "working_hours {:?} end before they start",
+                spec.working_hours
+            ));
+        }
+        let mut days = [false; 7];
+        for d in &spec.working_days {
+            let wd: Weekday = d.parse().map_err(|_| format!("unknown weekday {d:?}"))?;
+            days[wd.num_days_from_monday() as usize] = true;
+        }
+        if !days.iter().any(|d| *d) {
+            return Err("a calendar needs at least one working day".into());
+        }
+        let holidays = spec
+            .holidays
+            .iter()
+            .map(|h| {
+                NaiveDate::parse_from_str(h, "%Y-%m-%d")
+                    .map_err(|_| format!("holiday {h:?} is not YYYY-MM-DD"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Calendar {
+            tz,
+            open,
+            close,
+            days,
+            holidays,
+        })
+    }
+
+    fn working(&self, date: NaiveDate) -> bool {
+        self.days[date.weekday().num_days_from_monday() as usize] && !self.holidays.contains(&date)
+    }
+
+    /// The UTC milliseconds of a local time on a date (the earlier instant
+    /// when a fall-back makes it ambiguous; shifted past a spring-forward
+    /// gap).
+    fn at(&self, date: NaiveDate, time: NaiveTime) -> i64 {
+        let local = date.and_time(time);
+        match self.tz.from_local_datetime(&local).earliest() {
+            Some(t) => t.timestamp_millis(),
+            // In a gap: an hour later exists.
+            None => self
+                .tz
+                .from_local_datetime(&(local + chrono::Duration::hours(1)))
+                .earliest()
+                .map_or(local.and_utc().timestamp_millis(), |t| t.timestamp_millis()),
+        }
+    }
+
+    /// The moment `working_ms` of working time after `start_ms`.
+    pub fn add_working(&self, start_ms: i64, working_ms: i64) -> i64 {
+        let Some(start) = self.tz.timestamp_millis_opt(start_ms).single() else {
+            return start_ms.saturating_add(working_ms);
+        };
+        let mut date = start.date_naive();
+        let mut left = working_ms;
+        for _ in 0..DAYS_MAX {
+            if self.working(date) {
+                let open = self.at(date, self.open).max(start_ms);
+                let close = self.at(date, self.close);
+                if open < close {
+                    let available = close - open;
+                    if left <= available {
+                        return open + left;
+                    }
+                    left -= available;
+                }
+            }
+            date = date.succ_opt().unwrap_or(date);
+        }
+        start_ms.saturating_add(working_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000;
+
+    fn cal(zone: &str, holidays: &[&str]) -> Calendar {
+        Calendar::parse(&CalendarSpec {
+            time_zone: zone.into(),
+            working_hours: "09:00-18:00".into(),
+            working_days: weekdays(),
+            holidays: holidays.iter().map(|h| h.to_string()).collect(),
+        })
+        .unwrap()
+    }
+
+    fn utc(s: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    #[test]
+    fn within_one_working_day() {
+        // Shanghai is UTC+8: Tuesday 10:00 local + 3 h = 13:00 local.
+        let c = cal("Asia/Shanghai", &[]);
+        assert_eq!(
+            c.add_working(utc("2026-11-24T10:00:00+08:00"), 3 * H),
+            utc("2026-11-24T13:00:00+08:00")
+        );
+    }
+
+    #[test]
+    fn across_a_weekend() {
+        // Friday 17:00 + 8 working hours: 1 h on Friday, 7 h on Monday.
+        let c = cal("Asia/Shanghai", &[]);
+        assert_eq!(
+            c.add_working(utc("2026-11-27T17:00:00+08:00"), 8 * H),
+            utc("2026-11-30T16:00:00+08:00")
+        );
+    }
+
+    #[test]
+    fn assigned_at_night_starts_counting_next_morning() {
+        let c = cal("Asia/Shanghai", &[]);
+        assert_eq!(
+            c.add_working(utc("2026-11-24T22:30:00+08:00"), 2 * H),
+            utc("2026-11-25T11:00:00+08:00")
+        );
+    }
+
+    #[test]
+    fn holidays_do_not_count() {
+        // Monday 2026-11-30 is a holiday: Friday 17:00 + 8 h lands Tuesday.
+        let c = cal("Asia/Shanghai", &["2026-11-30"]);
+        assert_eq!(
+            c.add_working(utc("2026-11-27T17:00:00+08:00"), 8 * H),
+            utc("2026-12-01T16:00:00+08:00")
+        );
+    }
+
+    #[test]
+    fn across_a_daylight_saving_change() {
+        // New York springs forward on Sunday 2026-03-08: Friday 16:00 EST
+        // (UTC-5) + 4 working hours = Monday 11:00 EDT (UTC-4).
+        let c = cal("America/New_York", &[]);
+        assert_eq!(
+            c.add_working(utc("2026-03-06T16:00:00-05:00"), 4 * H),
+            utc("2026-03-09T11:00:00-04:00")
+        );
+        // Falling back on 2026-11-01: Friday 17:00 EDT + 2 h = Monday 10:00 EST.
+        assert_eq!(
+            c.add_working(utc("2026-10-30T17:00:00-04:00"), 2 * H),
+            utc("2026-11-02T10:00:00-05:00")
+        );
+    }
+
+    #[test]
+    fn bad_calendars_are_refused() {
+        let spec = |zone: &str, hours: &str| CalendarSpec {
+            time_zone: zone.into(),
+            working_hours: hours.into(),
+            working_days: weekdays(),
+            holidays: vec![],
+        };
+        assert!(Calendar::parse(&spec("Mars/Olympus", "09:00-18:00")).is_err());
+        assert!(Calendar::parse(&spec("UTC", "18:00-09:00")).is_err());
+        assert!(Calendar::parse(&spec("UTC", "nine to five")).is_err());
+    }
+}
