@@ -19,11 +19,13 @@
 //! [[pools]]
 //! name = "inbound"
 //! kind = "auto_assign"        # or "claimable": reps claim, the engine does not allocate
-//! strategy = "round_robin"    # or "least_loaded" (lowest holdings / capacity first)
+//! strategy = "round_robin"    # or "least_loaded", "score_priority", "preference"
 //! [[pools.members]]
 //! id = "rep-1"
 //! capacity = 50               # most open leads held at once
 //! active = true
+//! regions = ["east"]          # preferences, for strategy "preference"
+//! industries = ["saas"]
 //! [pools.calendar]            # optional: deadlines count working time only
 //! time_zone = "Asia/Shanghai"
 //! working_hours = "09:00-18:00"
@@ -73,6 +75,12 @@ pub struct Member {
     pub capacity: u32,
     #[serde(default = "yes")]
     pub active: bool,
+    /// Preferred lead regions (strategy `preference`).
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Preferred lead industries (strategy `preference`).
+    #[serde(default)]
+    pub industries: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -90,6 +98,14 @@ pub enum Strategy {
     /// The member with the lowest holdings relative to capacity (ties: the
     /// smaller id).
     LeastLoaded,
+    /// Reps ranked by conversion rate (conversions / assignments received,
+    /// over the history the policy has seen); the best eligible one takes
+    /// the lead, and the pool's backlog goes out highest score first.
+    ScorePriority,
+    /// Members whose `regions`/`industries` match the lead's (both matching
+    /// ranks above one) take turns; when no preferred member is eligible,
+    /// any eligible member does (round-robin fallback).
+    Preference,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -120,8 +120,13 @@ pub struct PolicyState {
     pub cooldowns: HashMap<String, Vec<(String, i64)>>,
     /// Assignments commanded per (rep, UTC day).
     pub assigned_per_day: HashMap<(String, i64), u32>,
-    /// Conversions per rep (for `converted_count_toward_capacity`).
+    /// Conversions per rep (for `converted_count_toward_capacity` and the
+    /// `score_priority` ranking).
     pub converted_by_rep: HashMap<String, u32>,
+    /// Assignments received per rep (carried out), for the ranking.
+    pub received_by_rep: HashMap<String, u32>,
+    /// Lead -> (region, industry), for the `preference` strategy.
+    pub lead_attrs: HashMap<String, (String, String)>,
     /// Open assignments and their deadlines.
     pub watches: HashMap<String, Watch>,
     /// (due, lead) of every watch with something left to fire.
@@ -199,7 +204,10 @@ impl Processor {
         let lead_id = &event.lead_id;
         let at = event.occurred_at_ms;
         match &event.body {
-            EventBody::Created(_) => {
+            EventBody::Created(c) => {
+                self.state
+                    .lead_attrs
+                    .insert(lead_id.clone(), (c.region.clone(), c.industry.clone()));
                 out.extend(self.allocate(lead_id, event, None, at));
             }
             EventBody::Recalled(r) => {
@@ -219,6 +227,11 @@ impl Processor {
                 self.drain_for(&r.previous_owner_id, event, &mut out);
             }
             EventBody::Assigned(a) => {
+                *self
+                    .state
+                    .received_by_rep
+                    .entry(a.owner_id.clone())
+                    .or_default() += 1;
                 self.clear_pending(lead_id);
                 self.leave_backlog(lead_id);
                 self.state.recalled_from.remove(lead_id);
@@ -269,6 +282,7 @@ impl Processor {
                 self.unwatch(lead_id);
                 self.state.recalled_from.remove(lead_id);
                 self.state.cooldowns.remove(lead_id);
+                self.state.lead_attrs.remove(lead_id);
                 if let Some(owner) = holder {
                     *self
                         .state
@@ -509,12 +523,7 @@ impl Processor {
         let mut budget = BACKLOG_ALLOCATIONS_PER_EVENT_MAX;
         for pool in pools {
             while budget > 0 {
-                let Some((since, lead)) = self
-                    .state
-                    .backlog
-                    .get(&pool)
-                    .and_then(|s| s.first().cloned())
-                else {
+                let Some((since, lead)) = self.backlog_next(&pool) else {
                     break;
                 };
                 budget -= 1;
@@ -527,6 +536,48 @@ impl Processor {
                 }
             }
         }
+    }
+
+    /// The backlog entry to allocate next: the oldest, or under
+    /// `score_priority` the highest score (then the oldest).
+    fn backlog_next(&self, pool: &str) -> Option<(i64, String)> {
+        let backlog = self.state.backlog.get(pool)?;
+        let by_score = self
+            .policy
+            .pool(pool)
+            .is_some_and(|p| p.strategy == Strategy::ScorePriority);
+        if !by_score {
+            return backlog.first().cloned();
+        }
+        let score = |lead: &str| {
+            self.state
+                .pool
+                .leads
+                .get(lead)
+                .and_then(|l| l.score)
+                .unwrap_or(0)
+        };
+        backlog
+            .iter()
+            .max_by(|a, b| score(&a.1).cmp(&score(&b.1)).then_with(|| b.cmp(a)))
+            .cloned()
+    }
+
+    /// Conversion rate of a rep as an exact fraction (conversions,
+    /// assignments); a rep without history ranks as 0/1.
+    fn conversion_rate(&self, rep: &str) -> (u64, u64) {
+        let won = u64::from(self.state.converted_by_rep.get(rep).copied().unwrap_or(0));
+        let got = u64::from(self.state.received_by_rep.get(rep).copied().unwrap_or(0));
+        (won, got.max(1))
+    }
+
+    /// How well a member's preferences match a lead: 2 both, 1 one, 0 none.
+    fn preference_match(&self, m: &Member, lead_id: &str) -> u8 {
+        let Some((region, industry)) = self.state.lead_attrs.get(lead_id) else {
+            return 0;
+        };
+        u8::from(m.regions.iter().any(|r| r == region))
+            + u8::from(m.industries.iter().any(|i| i == industry))
     }
 
     fn load_of(&self, rep: &str) -> u32 {
@@ -601,6 +652,32 @@ impl Processor {
                     let lb = u64::from(self.load_of(&b.id)) * u64::from(a.capacity);
                     la.cmp(&lb).then_with(|| a.id.cmp(&b.id))
                 }),
+            Strategy::ScorePriority => pool
+                .members
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| self.eligible(m, lead_id, exclude, at))
+                // Highest conversion rate first (exact fractions), then the
+                // smaller id.
+                .max_by(|(_, a), (_, b)| {
+                    let (wa, ga) = self.conversion_rate(&a.id);
+                    let (wb, gb) = self.conversion_rate(&b.id);
+                    (wa * gb).cmp(&(wb * ga)).then_with(|| b.id.cmp(&a.id))
+                }),
+            Strategy::Preference => {
+                let start = self.state.round_robin.get(&pool.name).copied().unwrap_or(0) % n;
+                let turn = |i: usize| (i + n - start) % n;
+                pool.members
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| self.eligible(m, lead_id, exclude, at))
+                    // The best match wins; among equals, whose turn it is.
+                    .max_by(|(ia, a), (ib, b)| {
+                        self.preference_match(a, lead_id)
+                            .cmp(&self.preference_match(b, lead_id))
+                            .then_with(|| turn(*ib).cmp(&turn(*ia)))
+                    })
+            }
         };
         let Some((index, member)) = found else {
             if !self.state.backlog_index.contains_key(lead_id) {
@@ -624,6 +701,9 @@ impl Processor {
         let strategy = match pool.strategy {
             Strategy::RoundRobin => "round-robin",
             Strategy::LeastLoaded => "least-loaded",
+            Strategy::ScorePriority => "score-priority",
+            Strategy::Preference if self.preference_match(member, lead_id) > 0 => "preference",
+            Strategy::Preference => "preference fallback",
         };
         let version = self.policy.version;
         let mut explanation = format!(

@@ -170,6 +170,8 @@ impl LiveSim {
                         id: r.id.clone(),
                         capacity,
                         active: true,
+                        regions: Vec::new(),
+                        industries: Vec::new(),
                     })
                     .collect(),
                 calendar: None,
