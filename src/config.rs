@@ -44,6 +44,10 @@ pub struct PolicyConfig {
     /// are taken from the working directory. Env `LEADFLOW_POLICY_FILE`
     /// overrides.
     pub file: Option<std::path::PathBuf>,
+    /// A second policy run in shadow mode beside the live one: its commands
+    /// are stored in the log for comparison (`leadflow inspect shadow`),
+    /// never published. Env `LEADFLOW_POLICY_SHADOW_FILE` overrides.
+    pub shadow_file: Option<std::path::PathBuf>,
 }
 
 /// Kafka connection and topics. Environment variables override the file:
@@ -157,6 +161,9 @@ impl Config {
         }
         if let Ok(f) = std::env::var("LEADFLOW_POLICY_FILE") {
             config.policy.file = Some(f.into());
+        }
+        if let Ok(f) = std::env::var("LEADFLOW_POLICY_SHADOW_FILE") {
+            config.policy.shadow_file = Some(f.into());
         }
         config.validate()?;
         Ok(config)

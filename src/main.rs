@@ -246,6 +246,12 @@ enum InspectWhat {
     },
     /// Totals of the log.
     Log,
+    /// The live policy's commands beside the shadow policy's, counted by
+    /// type, rule and reason.
+    Shadow {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -618,6 +624,36 @@ fn inspect(dir: &Path, config: &Config, what: InspectWhat) -> Result<()> {
                 }
             }
         }
+        InspectWhat::Shadow { json } => {
+            let key = |c: &leadflow::domain::LeadCommand| {
+                let reason = match &c.body {
+                    leadflow::domain::CommandBody::RecallLead { reason, .. } => {
+                        format!(" ({})", reason.as_str())
+                    }
+                    _ => String::new(),
+                };
+                format!("{} {}{reason}", c.body.type_name(), c.rule_id)
+            };
+            let mut counts: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+            for c in log.commands() {
+                counts.entry(key(&c?.1)).or_default().0 += 1;
+            }
+            for c in log.shadow_commands() {
+                counts.entry(key(&c?)).or_default().1 += 1;
+            }
+            if json {
+                let rows: Vec<_> = counts
+                    .iter()
+                    .map(|(k, (l, s))| serde_json::json!({"command": k, "live": l, "shadow": s}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("{:<50} {:>10} {:>10}", "command", "live", "shadow");
+                for (k, (l, s)) in counts {
+                    println!("{k:<50} {l:>10} {s:>10}");
+                }
+            }
+        }
         InspectWhat::Log => {
             let s = log.stats()?;
             println!("events   {}", s.events);
@@ -947,7 +983,24 @@ fn run_engine(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
             Some(processor)
         }
     };
-    // Both folds have caught up with the whole log, so they start from the
+    let shadow = match &config.policy.shadow_file {
+        None => None,
+        Some(path) => {
+            let policy = leadflow::policy::PolicyFile::load(path)?;
+            eprintln!(
+                "shadow policy {} version {}: decides beside the live one, publishes nothing",
+                path.display(),
+                policy.version
+            );
+            // What the shadow decides while catching up was stored when
+            // those events were appended: storing it again would count it
+            // twice in the comparison.
+            let (shadow, _) =
+                replay::load_policy_named(&log, policy, leadflow::policy::SHADOW_SNAPSHOT_NAME)?;
+            Some(shadow)
+        }
+    };
+    // Every fold has caught up with the whole log, so they start from the
     // same point (the ingest asserts it).
     eprintln!(
         "leadflow run: consuming {} from {} as group {} (log at sequence {}); Ctrl-C to stop",
@@ -957,11 +1010,12 @@ fn run_engine(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
         log.last_seq()
     );
     let started = Instant::now();
-    let done = leadflow::bus::ingest::run(
+    let done = leadflow::bus::ingest::run_with_shadow(
         config,
         log,
         projections,
         processor,
+        shadow,
         &shutdown,
         std::time::Duration::from_secs(1),
         &mut |p| {
@@ -985,6 +1039,9 @@ fn run_engine(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
     replay::save(&done.log, &done.projections)?;
     if let Some(p) = &done.processor {
         replay::save_policy(&done.log, p)?;
+    }
+    if let Some(p) = &done.shadow {
+        replay::save_policy_named(&done.log, p, leadflow::policy::SHADOW_SNAPSHOT_NAME)?;
     }
     let stats = done.stats;
     eprintln!(

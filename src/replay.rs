@@ -96,8 +96,18 @@ pub fn load_policy(
     log: &EventLog,
     policy: crate::policy::PolicyFile,
 ) -> Result<(crate::policy::Processor, Vec<crate::domain::LeadCommand>), LogError> {
-    use crate::policy::{Processor, SNAPSHOT_NAME as POLICY_SNAPSHOT};
-    let state = match log.load_snapshot(POLICY_SNAPSHOT)? {
+    load_policy_named(log, policy, crate::policy::SNAPSHOT_NAME)
+}
+
+/// [`load_policy`] with the snapshot under `name` (the shadow policy has
+/// its own).
+pub fn load_policy_named(
+    log: &EventLog,
+    policy: crate::policy::PolicyFile,
+    name: &str,
+) -> Result<(crate::policy::Processor, Vec<crate::domain::LeadCommand>), LogError> {
+    use crate::policy::Processor;
+    let state = match log.load_snapshot(name)? {
         Some((seq, bytes)) => match Processor::state_from_bytes(&bytes) {
             Ok(s) if s.covered_seq == seq => s,
             Ok(_) | Err(_) => {
@@ -118,9 +128,14 @@ pub fn load_policy(
 
 /// Saves the policy state as its snapshot.
 pub fn save_policy(log: &EventLog, p: &crate::policy::Processor) -> Result<(), LogError> {
-    log.save_snapshot(
-        crate::policy::SNAPSHOT_NAME,
-        p.state().covered_seq,
-        &p.state_to_bytes(),
-    )
+    save_policy_named(log, p, crate::policy::SNAPSHOT_NAME)
+}
+
+/// [`save_policy`] under another snapshot name.
+pub fn save_policy_named(
+    log: &EventLog,
+    p: &crate::policy::Processor,
+    name: &str,
+) -> Result<(), LogError> {
+    log.save_snapshot(name, p.state().covered_seq, &p.state_to_bytes())
 }

@@ -51,9 +51,19 @@ fn config(dir: &Path, name: &str) -> (std::path::PathBuf, Config) {
          members = [{ id = \"rep-a\", capacity = 100000 }, { id = \"rep-b\", capacity = 100000 }]\n",
     )
     .unwrap();
+    // A shadow policy with deadline rules decides beside the live one.
+    let shadow = dir.join(format!("{name}-shadow.toml"));
+    std::fs::write(
+        &shadow,
+        "version = 3\n[rules]\nfirst_follow_up_sla_ms = 14400000\n[[pools]]\nname = \"smb\"\n\
+         kind = \"auto_assign\"\nstrategy = \"least_loaded\"\n\
+         members = [{ id = \"rep-a\", capacity = 100000 }, { id = \"rep-b\", capacity = 100000 }]\n",
+    )
+    .unwrap();
     let text = format!(
-        "{text}\n[policy]\nfile = {:?}\n",
-        policy.display().to_string()
+        "{text}\n[policy]\nfile = {:?}\nshadow_file = {:?}\n",
+        policy.display().to_string(),
+        shadow.display().to_string()
     );
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
@@ -446,6 +456,37 @@ fn events_land_exactly_once_and_bad_ones_become_dead_letters() {
     let mut got_payloads: Vec<Vec<u8>> = dlq.iter().map(|m| m.payload.clone()).collect();
     got_payloads.sort();
     assert_eq!(got_payloads, expected_payloads);
+
+    // The shadow policy decided recalls that the live one (no deadline
+    // rules) did not, and none of them was published.
+    let log = EventLog::open(&data, &LogOptions::default()).unwrap();
+    let shadow_recalls = log
+        .shadow_commands()
+        .filter(|c| c.as_ref().unwrap().body.type_name() == "recall_lead")
+        .count();
+    assert!(shadow_recalls > 0, "the shadow decided no recalls");
+    assert!(log
+        .commands()
+        .all(|c| c.unwrap().1.body.type_name() == "assign_lead"));
+    drop(log);
+    let shadow_table = ok(leadflow(&data, &config_path).args(["inspect", "shadow"]));
+    assert!(
+        shadow_table.contains("recall_lead first-follow-up-sla"),
+        "{shadow_table}"
+    );
+    let published = leadflow::bus::tail::tail(
+        &config.kafka,
+        &config.kafka.commands_topic,
+        leadflow::bus::tail::Kind::Commands,
+        1_000_000,
+        3_000,
+    )
+    .unwrap();
+    assert!(!published.is_empty());
+    assert!(
+        published.iter().all(|m| m.body.get("assign").is_some()),
+        "only live commands are published"
+    );
 
     // A fresh group has no committed offsets, but the log's positions say
     // where each partition resumes: nothing is consumed, appended or

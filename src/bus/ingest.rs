@@ -94,6 +94,8 @@ struct Shared {
     projections: Projections,
     /// The policy processor, when a policy is configured.
     processor: Option<Processor>,
+    /// The shadow policy: decides beside the live one, publishes nothing.
+    shadow: Option<Processor>,
     stats: IngestStats,
     dead_letters_dirty: bool,
     commands_dirty: bool,
@@ -238,15 +240,21 @@ impl Shared {
         // accepts it; the policy's commands go into the same batch.
         let projections = &mut self.projections;
         let processor = &mut self.processor;
+        let shadow = &mut self.shadow;
+        let mut shadowed = Vec::new();
         let report = self
             .log
             .append_with(&inputs, &positions, &mut |seq, event| {
                 projections.apply(seq, event);
+                if let Some(s) = shadow.as_mut() {
+                    shadowed.extend(s.handle(seq, event));
+                }
                 match processor {
                     Some(p) => p.handle(seq, event),
                     None => Vec::new(),
                 }
             })?;
+        self.log.append_shadow(&shadowed)?;
         self.stats.commands_decided += report.commands.len() as u64;
         self.commands_dirty |= !report.commands.is_empty();
         self.stats.accepted += report.accepted.len() as u64;
@@ -408,6 +416,7 @@ pub struct Finished {
     pub log: EventLog,
     pub projections: Projections,
     pub processor: Option<Processor>,
+    pub shadow: Option<Processor>,
     pub stats: IngestStats,
 }
 
@@ -422,7 +431,39 @@ pub fn run(
     progress_every: Duration,
     on_progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Finished, BusError> {
+    run_with_shadow(
+        config,
+        log,
+        projections,
+        processor,
+        None,
+        shutdown,
+        progress_every,
+        on_progress,
+    )
+}
+
+/// [`run`], with a shadow policy deciding beside the live one: its commands
+/// are stored in the log (see [`EventLog::append_shadow`]), never published.
+#[allow(clippy::too_many_arguments)]
+pub fn run_with_shadow(
+    config: &Config,
+    log: EventLog,
+    projections: Projections,
+    processor: Option<Processor>,
+    shadow: Option<Processor>,
+    shutdown: &AtomicBool,
+    progress_every: Duration,
+    on_progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Finished, BusError> {
     let k = &config.kafka;
+    for p in shadow.iter() {
+        assert_eq!(
+            p.state().covered_seq,
+            projections.covered_seq,
+            "the shadow policy starts from the same point of the log"
+        );
+    }
     super::admin::check_topics(k, &[&k.events_topic, &k.commands_topic, &k.dlq_topic])?;
     if let Some(p) = &processor {
         assert_eq!(
@@ -440,6 +481,7 @@ pub fn run(
         sync: HashMap::new(),
         projections,
         processor,
+        shadow,
         stats: IngestStats::default(),
         // Dead letters and commands left unsent by a previous run go out
         // first.
@@ -499,8 +541,13 @@ pub fn run(
             && last_tick.elapsed() >= Duration::from_millis(DEADLINE_TICK_MS)
         {
             last_tick = Instant::now();
+            let now = wall_ms();
+            if let Some(shadow) = s.shadow.as_mut() {
+                let fired = shadow.advance(now);
+                s.log.append_shadow(&fired)?;
+            }
             let fired = match s.processor.as_mut() {
-                Some(p) => p.advance(wall_ms()),
+                Some(p) => p.advance(now),
                 None => Vec::new(),
             };
             if !fired.is_empty() {
@@ -554,6 +601,7 @@ pub fn run(
         log: shared.log,
         projections: shared.projections,
         processor: shared.processor,
+        shadow: shared.shadow,
         stats: shared.stats,
     })
 }

@@ -14,6 +14,7 @@ pub const LEAD_REJECTED: u8 = b'x'; // x + lead + rseq -> ()
 pub const DEAD_LETTER: u8 = b'q'; // q + rseq    -> () while unpublished
 pub const COMMAND: u8 = b'k'; // k + cseq      -> protobuf LeadCommand (kept)
 pub const OUTBOX: u8 = b'o'; // o + cseq        -> () while unpublished
+pub const SHADOW: u8 = b'h'; // h + hseq       -> protobuf LeadCommand of the shadow policy
 pub const COMMAND_ID: u8 = b'K'; // K + command_id -> cseq (no id twice)
 pub const POSITION: u8 = b'p'; // p + source      -> next offset
 pub const COUNTER: u8 = b'c'; // c + reason code  -> count

@@ -301,6 +301,7 @@ const META_FORMAT: &str = "format";
 const META_NEXT_SEQ: &str = "next_seq";
 const META_NEXT_RSEQ: &str = "next_rseq";
 const META_NEXT_CSEQ: &str = "next_cseq";
+const META_NEXT_HSEQ: &str = "next_hseq";
 
 impl EventLog {
     /// Opens (or creates) the log in `dir`.
@@ -941,6 +942,38 @@ impl EventLog {
         }
         self.next_cseq = next_cseq;
         Ok(stored)
+    }
+
+    /// Stores commands of the shadow policy: kept for comparison, never
+    /// published. One small batch and flush of its own, after the events'
+    /// batch (a crash in between loses shadow commands, never live ones).
+    pub fn append_shadow(&mut self, commands: &[LeadCommand]) -> Result<(), LogError> {
+        if commands.is_empty() {
+            return Ok(());
+        }
+        let mut next = match self.tree.get(str_key(META, META_NEXT_HSEQ))? {
+            None => 1,
+            Some(v) => u64_value(&v).ok_or_else(|| LogError::Corrupt("meta next_hseq".into()))?,
+        };
+        let mut batch = sled::Batch::default();
+        for c in commands {
+            batch.insert(&seq_key(SHADOW, next), codec::encode_command(c));
+            next += 1;
+        }
+        batch.insert(str_key(META, META_NEXT_HSEQ), &next.to_be_bytes());
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Every command the shadow policy decided, in order.
+    pub fn shadow_commands(&self) -> impl Iterator<Item = Result<LeadCommand, LogError>> + '_ {
+        self.tree.scan_prefix([SHADOW]).map(|kv| {
+            let (k, v) = kv?;
+            codec::decode_command(&v).map_err(|e| {
+                LogError::Corrupt(format!("shadow command {:?}: {e}", trailing_u64(&k)))
+            })
+        })
     }
 
     /// Commands whose publication has not been acknowledged, oldest first.

@@ -52,6 +52,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The snapshot name of the policy state; the suffix changes with its shape.
 pub const SNAPSHOT_NAME: &str = "policy.v3";
+/// The snapshot name of the shadow policy's state.
+pub const SHADOW_SNAPSHOT_NAME: &str = "policy-shadow.v3";
 
 /// Rule ids, as recorded in commands.
 pub const RULE_AUTO_ASSIGN: &str = "auto-assign";
