@@ -34,6 +34,20 @@ pub struct Outcome {
     pub fairness_gini: f64,
     /// Leads still waiting in a backlog at the end.
     pub backlog_at_end: u64,
+    /// On a simulated history, with the simulator's behaviour model: the
+    /// expected conversions had each lead been worked by the reps this
+    /// policy assigned it to (1 − Π(1 − p) over its assignments, p from the
+    /// lead's channel and score and the rep's skill and habits).
+    pub expected_conversions: Option<f64>,
+}
+
+/// What the estimate needs to know about a lead.
+#[derive(Default)]
+struct LeadFacts {
+    channel: Option<usize>,
+    score: u32,
+    /// Probability that no assignment so far converts it.
+    p_none: f64,
 }
 
 /// Runs every policy over the same events, once. `window` limits what is
@@ -43,8 +57,30 @@ pub fn run(
     policies: &[PolicyFile],
     events: impl Iterator<Item = (u64, LeadEvent)>,
     window: (Option<i64>, Option<i64>),
+    model: Option<&crate::sim::model::Model>,
     progress: &mut dyn FnMut(u64),
 ) -> Vec<Outcome> {
+    use crate::domain::EventBody;
+    let mut facts: Vec<std::collections::HashMap<String, LeadFacts>> =
+        policies.iter().map(|_| Default::default()).collect();
+    let channel_index: std::collections::HashMap<&str, usize> = model
+        .map(|m| {
+            m.channels
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.name, i))
+                .collect()
+        })
+        .unwrap_or_default();
+    let rep_index: std::collections::HashMap<&str, usize> = model
+        .map(|m| {
+            m.reps
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.id.as_str(), i))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut processors: Vec<Processor> = policies.iter().cloned().map(Processor::new).collect();
     let mut outcomes: Vec<Outcome> = policies
         .iter()
@@ -57,10 +93,44 @@ pub fn run(
     let mut last_time = i64::MIN;
     for (seq, event) in events {
         last_time = last_time.max(event.occurred_at_ms);
-        for (p, o) in processors.iter_mut().zip(outcomes.iter_mut()) {
+        for ((p, o), f) in processors
+            .iter_mut()
+            .zip(outcomes.iter_mut())
+            .zip(facts.iter_mut())
+        {
+            if model.is_some() {
+                match &event.body {
+                    EventBody::Created(c) => {
+                        f.insert(
+                            event.lead_id.clone(),
+                            LeadFacts {
+                                channel: channel_index.get(c.channel.as_str()).copied(),
+                                score: 0,
+                                p_none: 1.0,
+                            },
+                        );
+                    }
+                    EventBody::Scored(s) => {
+                        if let Some(l) = f.get_mut(&event.lead_id) {
+                            l.score = s.score;
+                        }
+                    }
+                    _ => {}
+                }
+            }
             for c in p.handle(seq, &event) {
                 if in_window(c.issued_at_ms) {
                     tally(o, &c, p.policy());
+                    if let (Some(m), CommandBody::AssignLead { owner_id, .. }) = (model, &c.body) {
+                        let lead = f.get_mut(&c.lead_id);
+                        if let (Some(l), Some(&rep)) = (lead, rep_index.get(owner_id.as_str())) {
+                            if let Some(ch) = l.channel {
+                                let habit = m.reps[rep].first_follow_up_mean_ms as i64;
+                                let p = m.conversion_probability(ch, l.score, rep, habit);
+                                l.p_none *= 1.0 - p;
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -77,6 +147,11 @@ pub fn run(
         }
         o.backlog_at_end = p.state().backlog.values().map(|b| b.len() as u64).sum();
         o.fairness_gini = gini_per_capacity(&o.assignments_by_rep, p.policy());
+    }
+    if model.is_some() {
+        for (o, f) in outcomes.iter_mut().zip(&facts) {
+            o.expected_conversions = Some(f.values().map(|l| 1.0 - l.p_none).sum());
+        }
     }
     outcomes
 }
@@ -224,6 +299,18 @@ pub fn table(names: &[String], outcomes: &[Outcome]) -> String {
             .map(|o| format!("{:.3}", o.fairness_gini))
             .collect(),
     ));
+    if outcomes.iter().any(|o| o.expected_conversions.is_some()) {
+        rows.push((
+            "expected conversions (sim model)".into(),
+            outcomes
+                .iter()
+                .map(|o| {
+                    o.expected_conversions
+                        .map_or("-".into(), |e| format!("{e:.1}"))
+                })
+                .collect(),
+        ));
+    }
     let mut reps: Vec<&String> = outcomes
         .iter()
         .flat_map(|o| o.assignments_by_rep.keys())

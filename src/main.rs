@@ -98,6 +98,13 @@ struct BacktestArgs {
     /// Count commands issued before this time.
     #[arg(long, value_parser = parse_time_ms)]
     to: Option<i64>,
+    /// The history was made by `leadflow simulate --seed S`: estimate each
+    /// policy's conversions with the simulator's behaviour model.
+    #[arg(long)]
+    sim_seed: Option<u64>,
+    /// `--reps` of that simulation.
+    #[arg(long, default_value_t = 40)]
+    sim_reps: u32,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
@@ -1079,10 +1086,16 @@ fn backtest(dir: &Path, config: &Config, a: BacktestArgs) -> Result<()> {
             None
         }
     });
-    let outcomes =
-        leadflow::backtest::run(&[baseline, candidate], events, (a.from, a.to), &mut |seq| {
-            pb.set_position(seq)
-        });
+    let model = a
+        .sim_seed
+        .map(|seed| leadflow::sim::model::Model::for_seed(seed, a.sim_reps));
+    let outcomes = leadflow::backtest::run(
+        &[baseline, candidate],
+        events,
+        (a.from, a.to),
+        model.as_ref(),
+        &mut |seq| pb.set_position(seq),
+    );
     pb.finish_and_clear();
     let names = vec![
         format!("in force ({})", baseline_path.display()),

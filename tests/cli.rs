@@ -256,6 +256,8 @@ fn backtest_compares_two_policies_on_the_same_history() {
             lenient.to_str().unwrap(),
             "--policy",
             strict.to_str().unwrap(),
+            "--sim-seed",
+            "42",
             "--json",
         ],
     )))
@@ -274,6 +276,10 @@ fn backtest_compares_two_policies_on_the_same_history() {
         n(&c["recalls_by_reason"]["no_first_follow_up"])
     );
     assert!(n(&c["reminders"]) > 0);
+    // The simulator's model estimates conversions for each allocation.
+    let expected = |v: &serde_json::Value| v["expected_conversions"].as_f64().unwrap();
+    assert!(expected(b) > 0.0 && expected(c) > 0.0, "{out}");
+    assert!(expected(b) <= n(&b["assignments"]) as f64);
     let gini = c["fairness_gini"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&gini));
     // The table form names both policies.

@@ -653,3 +653,29 @@ fn preference_matches_region_and_industry_and_falls_back_to_anyone() {
         out[0].explanation
     );
 }
+
+#[test]
+fn a_new_version_takes_effect_from_its_stated_time() {
+    let mut w = World::new("");
+    w.created(T0, "a");
+    // Version 8 allocates only to rep-2, from T0 + 10 h.
+    let newer = PolicyFile::parse(&format!(
+        "version = 8\neffective_from_ms = {}\n\
+         [[pools]]\nname = \"inbound\"\nkind = \"auto_assign\"\n\
+         members = [{{ id = \"rep-2\", capacity = 20 }}]\n",
+        T0 + 10 * H
+    ))
+    .unwrap();
+    let state = Processor::state_from_bytes(&w.p.state_to_bytes()).unwrap();
+    w.p = Processor::with_state(newer, state);
+    assert_eq!(w.p.policy().version, 3, "the old version stays in force");
+    let before = w.created(T0 + H, "b");
+    assert_eq!(before[0].rule_version, 3);
+    let after = w.created(T0 + 10 * H, "c");
+    assert_eq!(after[0].rule_version, 8);
+    assert_eq!(owner_of(&after), "rep-2");
+    assert_eq!(w.p.policy().version, 8);
+    // The version in force survives a snapshot.
+    let state = Processor::state_from_bytes(&w.p.state_to_bytes()).unwrap();
+    assert_eq!(state.in_force.map(|p| p.version), Some(8));
+}

@@ -5,6 +5,7 @@
 //!
 //! ```toml
 //! version = 3
+//! effective_from_ms = 1795536000000   # optional: takes over from the previous version then
 //! [rules]                          # all optional; a missing rule never fires
 //! first_follow_up_sla_ms = 86400000   # recall if not followed up within (rule first-follow-up-sla)
 //! stale_after_ms = 259200000          # recall after this long without a follow-up (rule stale)
@@ -144,6 +145,12 @@ pub struct Rules {
 pub struct PolicyFile {
     /// Recorded with each decision as the rule version.
     pub version: u32,
+    /// When this version takes over from the one in force (event time, UTC
+    /// ms). Until then the engine keeps deciding under the previous version
+    /// (the one its saved state was made under). Without it, or with no
+    /// previous version to keep, it applies from when it is loaded.
+    #[serde(default)]
+    pub effective_from_ms: Option<i64>,
     #[serde(default)]
     pub rules: Rules,
     #[serde(default)]

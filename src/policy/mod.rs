@@ -129,6 +129,9 @@ pub struct PolicyState {
     pub received_by_rep: HashMap<String, u32>,
     /// Lead -> (region, industry), for the `preference` strategy.
     pub lead_attrs: HashMap<String, (String, String)>,
+    /// The policy in force when the state was saved; a newly loaded version
+    /// with a later `effective_from_ms` waits behind it.
+    pub in_force: Option<PolicyFile>,
     /// Open assignments and their deadlines.
     pub watches: HashMap<String, Watch>,
     /// (due, lead) of every watch with something left to fire.
@@ -147,10 +150,26 @@ struct Deadline {
 }
 
 pub struct Processor {
+    /// The policy in force.
     policy: PolicyFile,
+    /// A loaded version waiting for its `effective_from_ms`.
+    next: Option<PolicyFile>,
     state: PolicyState,
-    /// Parsed calendars by pool name.
+    /// Parsed calendars of the policy in force, by pool name.
     calendars: HashMap<String, calendar::Calendar>,
+}
+
+fn calendars_of(policy: &PolicyFile) -> HashMap<String, calendar::Calendar> {
+    policy
+        .pools
+        .iter()
+        .filter_map(|p| {
+            let spec = p.calendar.as_ref()?;
+            // Validated when the file was loaded.
+            let c = calendar::Calendar::parse(spec).expect("validated calendar");
+            Some((p.name.clone(), c))
+        })
+        .collect()
 }
 
 impl Processor {
@@ -158,21 +177,43 @@ impl Processor {
         Processor::with_state(policy, PolicyState::default())
     }
 
-    pub fn with_state(policy: PolicyFile, state: PolicyState) -> Processor {
-        let calendars = policy
-            .pools
-            .iter()
-            .filter_map(|p| {
-                let spec = p.calendar.as_ref()?;
-                // Validated when the file was loaded.
-                let c = calendar::Calendar::parse(spec).expect("validated calendar");
-                Some((p.name.clone(), c))
-            })
-            .collect();
+    /// A processor resuming from `state` with `policy` loaded. If the
+    /// state was made under another version and `policy` takes effect
+    /// later than the state's time, the old version stays in force until
+    /// then.
+    pub fn with_state(policy: PolicyFile, mut state: PolicyState) -> Processor {
+        let waits = policy
+            .effective_from_ms
+            .is_some_and(|from| from > state.now_ms);
+        let (in_force, next) = match state.in_force.take() {
+            Some(old) if old.version != policy.version && waits => (old, Some(policy)),
+            _ => (policy, None),
+        };
+        state.in_force = Some(in_force.clone());
         Processor {
-            policy,
+            calendars: calendars_of(&in_force),
+            policy: in_force,
+            next,
             state,
-            calendars,
+        }
+    }
+
+    /// Switches to the waiting version once time reaches its start.
+    fn switch_if_due(&mut self, now_ms: i64) {
+        let due = self
+            .next
+            .as_ref()
+            .is_some_and(|n| n.effective_from_ms.is_none_or(|f| now_ms >= f));
+        if due {
+            let next = self.next.take().expect("checked");
+            tracing::info!(
+                from = self.policy.version,
+                to = next.version,
+                "policy version takes effect"
+            );
+            self.calendars = calendars_of(&next);
+            self.state.in_force = Some(next.clone());
+            self.policy = next;
         }
     }
 
@@ -308,6 +349,7 @@ impl Processor {
             return out;
         }
         self.state.now_ms = now_ms;
+        self.switch_if_due(now_ms);
         let mut fired = 0;
         while fired < DEADLINES_PER_ADVANCE_MAX {
             let Some((due, lead)) = self.state.due.first().cloned() else {

@@ -186,6 +186,7 @@ impl LiveSim {
         });
         PolicyFile {
             version: 1,
+            effective_from_ms: None,
             rules: Rules {
                 first_follow_up_sla_ms: Some(hours(36)),
                 stale_after_ms: Some(hours(96)),

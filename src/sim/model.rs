@@ -88,6 +88,14 @@ pub struct Model {
 }
 
 impl Model {
+    /// The model a [`super::Simulator`] with this seed and rep count uses
+    /// (for estimates on its histories, e.g. in backtests).
+    pub fn for_seed(seed: u64, reps: u32) -> Model {
+        use rand::SeedableRng;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        Model::new(reps.max(2), &mut rng)
+    }
+
     pub fn new(reps: u32, rng: &mut ChaCha8Rng) -> Model {
         let channels = vec![
             Channel {
