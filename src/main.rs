@@ -512,6 +512,22 @@ fn stats(dir: &Path, config: &Config, a: StatsArgs) -> Result<()> {
         from_ms: a.from,
         to_ms: a.to,
     };
+    if a.by == StatsBy::Fairness {
+        let path = config
+            .policy
+            .file
+            .as_ref()
+            .context("--by fairness needs the policy's capacities: set [policy] file")?;
+        let policy = leadflow::policy::PolicyFile::load(path)?;
+        let (rows, gini) = report::fairness(&p.metrics.agg, &policy, window);
+        if a.json {
+            let json = serde_json::json!({ "reps": rows, "gini": gini });
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        } else {
+            print!("{}", report::fairness_text(&rows, gini));
+        }
+        return Ok(());
+    }
     if a.json {
         println!(
             "{}",

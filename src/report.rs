@@ -24,6 +24,10 @@ pub enum StatsBy {
     Owner,
     /// Pool flows: inflow, outflow, utilisation, recall success.
     Pools,
+    /// Fairness of assignment: per active member of the policy's
+    /// auto-assign pools, assignments per unit of capacity and SLA
+    /// compliance, and the Gini coefficient (needs `[policy] file`).
+    Fairness,
 }
 
 impl StatsBy {
@@ -361,4 +365,82 @@ pub fn pool_summary(state: &PoolState) -> String {
         ]);
     }
     t.render()
+}
+
+/// One rep's share of the work, against the capacity the policy gives them.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FairnessRow {
+    pub rep: String,
+    pub capacity: u32,
+    pub assignments: u64,
+    pub assignments_per_capacity: f64,
+    pub first_follow_ups: u64,
+    pub first_follow_ups_within_sla: u64,
+    /// Share of first follow-ups within the SLA (`None` without any).
+    pub sla_compliance: Option<f64>,
+}
+
+/// Assignments per unit of capacity and follow-up SLA compliance per active
+/// member of the policy's auto-assign pools over the window, and the Gini
+/// coefficient of assignments per capacity (0 = perfectly even).
+pub fn fairness(
+    agg: &Aggregates,
+    policy: &crate::policy::PolicyFile,
+    window: Window,
+) -> (Vec<FairnessRow>, f64) {
+    let owners = agg.by_owner(window);
+    let mut capacity: BTreeMap<String, u32> = BTreeMap::new();
+    for pool in &policy.pools {
+        if pool.kind != crate::policy::PoolKind::AutoAssign {
+            continue;
+        }
+        for m in pool.members.iter().filter(|m| m.active) {
+            let c = capacity.entry(m.id.clone()).or_default();
+            *c = (*c).max(m.capacity);
+        }
+    }
+    let rows: Vec<FairnessRow> = capacity
+        .into_iter()
+        .map(|(rep, capacity)| {
+            let o = owners.get(&rep);
+            let assignments = o.map_or(0, |o| o.assignments);
+            let first = o.map_or(0, |o| o.first_follow_ups);
+            let within = o.map_or(0, |o| o.first_follow_ups_within_sla);
+            FairnessRow {
+                assignments_per_capacity: assignments as f64 / f64::from(capacity),
+                rep,
+                capacity,
+                assignments,
+                first_follow_ups: first,
+                first_follow_ups_within_sla: within,
+                sla_compliance: (first > 0).then(|| within as f64 / first as f64),
+            }
+        })
+        .collect();
+    let per: Vec<f64> = rows.iter().map(|r| r.assignments_per_capacity).collect();
+    (rows, crate::backtest::gini(&per))
+}
+
+pub fn fairness_text(rows: &[FairnessRow], gini: f64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<12} {:>8} {:>11} {:>12} {:>14} {:>8}",
+        "rep", "capacity", "assignments", "per capacity", "first f-ups", "in SLA"
+    );
+    for r in rows {
+        let sla = r
+            .sla_compliance
+            .map_or("-".to_string(), |s| format!("{:.1}%", s * 100.0));
+        let _ = writeln!(
+            out,
+            "{:<12} {:>8} {:>11} {:>12.2} {:>14} {:>8}",
+            r.rep, r.capacity, r.assignments, r.assignments_per_capacity, r.first_follow_ups, sla
+        );
+    }
+    let _ = writeln!(
+        out,
+        "Gini of assignments per capacity: {gini:.3} (0 = even)"
+    );
+    out
 }

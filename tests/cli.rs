@@ -282,6 +282,31 @@ fn backtest_compares_two_policies_on_the_same_history() {
     assert!(expected(b) <= n(&b["assignments"]) as f64);
     let gini = c["fairness_gini"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&gini));
+    // Fairness and SLA compliance per rep, against the policy's capacities.
+    let config = dir.path().join("leadflow.toml");
+    std::fs::write(
+        &config,
+        format!("[policy]\nfile = {:?}\n", lenient.display().to_string()),
+    )
+    .unwrap();
+    let fair: serde_json::Value = serde_json::from_str(&ok(leadflow(
+        &data,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "stats",
+            "--by",
+            "fairness",
+            "--json",
+        ],
+    )))
+    .unwrap();
+    let reps = fair["reps"].as_array().unwrap();
+    assert_eq!(reps.len(), 2, "{fair}");
+    assert_eq!(reps[0]["rep"], "rep-001");
+    assert_eq!(reps[0]["capacity"], 50);
+    assert!(n(&reps[0]["assignments"]) > 0, "{fair}");
+    assert!((0.0..=1.0).contains(&fair["gini"].as_f64().unwrap()));
     // The table form names both policies.
     let table = ok(leadflow(
         &data,
