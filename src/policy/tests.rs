@@ -243,3 +243,11 @@ fn leads_nobody_can_take_wait_in_order_and_go_out_as_capacity_frees() {
         vec!["c"]
     );
 }
+
+#[test]
+fn the_documented_sample_policy_is_valid() {
+    let p = PolicyFile::parse(include_str!("../../deploy/policy.toml")).unwrap();
+    assert_eq!(p.pools.len(), 4);
+    assert_eq!(p.rules.cold_pool.as_deref(), Some("cold"));
+    assert!(p.pool("enterprise").unwrap().calendar.is_some());
+}
