@@ -33,6 +33,39 @@ pub struct Config {
     pub projection: ProjectionConfig,
     pub kafka: KafkaConfig,
     pub policy: PolicyConfig,
+    pub api: ApiConfig,
+}
+
+/// The HTTP server of `leadflow run`. Env `LEADFLOW_API_LISTEN` and
+/// `LEADFLOW_API_ADMIN_TOKEN` override.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on, e.g. "0.0.0.0:8080" (port 0: any free port,
+    /// printed at start-up). Empty: no HTTP server.
+    pub listen: String,
+    /// Bearer token required by the admin endpoints; without one they are
+    /// refused.
+    pub admin_token: Option<String>,
+    /// Bearer token required by the read endpoints, if set.
+    pub read_token: Option<String>,
+    /// `/readyz` answers 200 when the log is at most this many messages
+    /// behind the topic's high watermarks.
+    pub ready_lag_messages_max: u64,
+    /// Most items per page of a list.
+    pub page_items_max: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: String::new(),
+            admin_token: None,
+            read_token: None,
+            ready_lag_messages_max: 1_000,
+            page_items_max: 1_000,
+        }
+    }
 }
 
 /// Where the policy file is. Without one the engine decides nothing and
@@ -161,6 +194,12 @@ impl Config {
         }
         if let Ok(f) = std::env::var("LEADFLOW_POLICY_FILE") {
             config.policy.file = Some(f.into());
+        }
+        if let Ok(l) = std::env::var("LEADFLOW_API_LISTEN") {
+            config.api.listen = l;
+        }
+        if let Ok(t) = std::env::var("LEADFLOW_API_ADMIN_TOKEN") {
+            config.api.admin_token = Some(t);
         }
         if let Ok(f) = std::env::var("LEADFLOW_POLICY_SHADOW_FILE") {
             config.policy.shadow_file = Some(f.into());

@@ -294,3 +294,46 @@ pub fn bench(
         commands: finished.stats.commands_decided,
     })
 }
+
+/// Starts the HTTP API on `config.listen` in a thread of its own (a
+/// single-threaded tokio runtime) and returns the bound address. It stops
+/// when `shutdown` is set.
+pub fn serve_api(
+    config: &crate::config::ApiConfig,
+    handle: bus::ingest::Handle,
+    shutdown: Arc<AtomicBool>,
+) -> std::io::Result<(std::net::SocketAddr, std::thread::JoinHandle<()>)> {
+    let listener = std::net::TcpListener::bind(&config.listen)?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let router = crate::api::router(handle, config.clone());
+    let thread = std::thread::Builder::new()
+        .name("leadflow-api".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!("api: {e}");
+                        return;
+                    }
+                };
+                let stop = async move {
+                    while !shutdown.load(Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                };
+                if let Err(e) = axum::serve(listener, router)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::error!("api: {e}");
+                }
+            });
+        })?;
+    Ok((addr, thread))
+}

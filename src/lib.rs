@@ -27,6 +27,7 @@
 //!   source positions it consumed.
 //! - Money is never summed across currencies.
 
+pub mod api;
 pub mod backtest;
 pub mod bus;
 pub mod codec;

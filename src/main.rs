@@ -1033,7 +1033,9 @@ fn run_engine(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
         log.last_seq()
     );
     let started = Instant::now();
-    let done = leadflow::bus::ingest::run_with_shadow(
+    let mut api_thread = None;
+    let mut api_error = None;
+    let done = leadflow::bus::ingest::run_full(
         config,
         log,
         projections,
@@ -1058,7 +1060,28 @@ fn run_engine(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
                 p.stats.commands_decided,
             );
         },
+        &mut |handle| {
+            if config.api.listen.is_empty() {
+                return;
+            }
+            match leadflow::engine::serve_api(&config.api, handle, shutdown.clone()) {
+                Ok((addr, thread)) => {
+                    eprintln!("api listening on http://{addr}");
+                    api_thread = Some(thread);
+                }
+                Err(e) => {
+                    api_error = Some(e);
+                    shutdown.store(true, Ordering::Relaxed);
+                }
+            }
+        },
     )?;
+    if let Some(e) = api_error {
+        anyhow::bail!("cannot listen on {}: {e}", config.api.listen);
+    }
+    if let Some(t) = api_thread {
+        let _ = t.join();
+    }
     replay::save(&done.log, &done.projections)?;
     if let Some(p) = &done.processor {
         replay::save_policy(&done.log, p)?;

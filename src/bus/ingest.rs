@@ -38,6 +38,41 @@ const DEAD_LETTERS_PER_PASS_MAX: usize = 1_000;
 /// Prefetch bound per partition queue, in KiB.
 pub const PREFETCH_KBYTES_MAX: &str = "32768";
 
+/// A fixed-bucket histogram for Prometheus (cumulative on export).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Histogram {
+    pub bounds: &'static [f64],
+    /// Per bucket (not cumulative); one more than `bounds` for +Inf.
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: vec![0; bounds.len() + 1],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    pub fn observe(&mut self, v: f64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| v <= *b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i] += 1;
+        self.sum += v;
+        self.count += 1;
+    }
+}
+
+const BATCH_SIZE_BOUNDS: &[f64] = &[1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0];
+const APPEND_SECONDS_BOUNDS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+
 /// Counters of one `run`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IngestStats {
@@ -50,6 +85,8 @@ pub struct IngestStats {
     pub dead_letters_sent: u64,
     pub commands_decided: u64,
     pub commands_sent: u64,
+    /// Accepted events by type (`created`, `assigned`, ...).
+    pub accepted_by_type: BTreeMap<String, u64>,
     /// Times a partition was sought back because the broker's first answer
     /// started past the expected offset.
     pub rewinds: u64,
@@ -101,6 +138,10 @@ struct Shared {
     commands_dirty: bool,
     /// An error raised inside a callback, reported by the poll loop.
     failed: Option<BusError>,
+    /// Messages behind the high watermark, per assigned partition.
+    lag: BTreeMap<i32, i64>,
+    batch_sizes: Histogram,
+    append_seconds: Histogram,
     started: Instant,
 }
 
@@ -242,6 +283,7 @@ impl Shared {
         let processor = &mut self.processor;
         let shadow = &mut self.shadow;
         let mut shadowed = Vec::new();
+        let append_started = Instant::now();
         let report = self
             .log
             .append_with(&inputs, &positions, &mut |seq, event| {
@@ -255,6 +297,18 @@ impl Shared {
                 }
             })?;
         self.log.append_shadow(&shadowed)?;
+        self.append_seconds
+            .observe(append_started.elapsed().as_secs_f64());
+        self.batch_sizes.observe(inputs.len() as f64);
+        for (index, _) in &report.accepted {
+            if let Ok(e) = &inputs[*index].record {
+                *self
+                    .stats
+                    .accepted_by_type
+                    .entry(e.body.kind().as_str().to_string())
+                    .or_default() += 1;
+            }
+        }
         self.stats.commands_decided += report.commands.len() as u64;
         self.commands_dirty |= !report.commands.is_empty();
         self.stats.accepted += report.accepted.len() as u64;
@@ -315,7 +369,29 @@ struct IngestContext {
     shared: Arc<Mutex<Shared>>,
 }
 
-impl ClientContext for IngestContext {}
+impl ClientContext for IngestContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`, served by
+    /// `poll`, which never holds the state lock): the partitions' high
+    /// watermarks give the lag behind the log's positions.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(topic) = statistics.topics.get(&s.topic) else {
+            return;
+        };
+        let mut lag = BTreeMap::new();
+        for (p, stats) in &topic.partitions {
+            // Only assigned partitions with a known watermark (-1001 and
+            // the internal partition -1 are "unknown").
+            let Some(taken) = s.in_batch.get(p).or(s.durable.get(p)).copied() else {
+                continue;
+            };
+            if *p >= 0 && stats.hi_offset >= 0 {
+                lag.insert(*p, (stats.hi_offset - taken as i64).max(0));
+            }
+        }
+        s.lag = lag;
+    }
+}
 
 impl ConsumerContext for IngestContext {
     /// Replaces rdkafka's default rebalance handling so that the log, not
@@ -456,6 +532,33 @@ pub fn run_with_shadow(
     progress_every: Duration,
     on_progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Finished, BusError> {
+    run_full(
+        config,
+        log,
+        projections,
+        processor,
+        shadow,
+        shutdown,
+        progress_every,
+        on_progress,
+        &mut |_| {},
+    )
+}
+
+/// [`run_with_shadow`], handing a [`Handle`] on the running engine to
+/// `on_start` (for the HTTP API) before consuming.
+#[allow(clippy::too_many_arguments)]
+pub fn run_full(
+    config: &Config,
+    log: EventLog,
+    projections: Projections,
+    processor: Option<Processor>,
+    shadow: Option<Processor>,
+    shutdown: &AtomicBool,
+    progress_every: Duration,
+    on_progress: &mut dyn FnMut(Progress<'_>),
+    on_start: &mut dyn FnMut(Handle),
+) -> Result<Finished, BusError> {
     let k = &config.kafka;
     for p in shadow.iter() {
         assert_eq!(
@@ -488,14 +591,19 @@ pub fn run_with_shadow(
         dead_letters_dirty: true,
         commands_dirty: true,
         failed: None,
+        lag: BTreeMap::new(),
+        batch_sizes: Histogram::new(BATCH_SIZE_BOUNDS),
+        append_seconds: Histogram::new(APPEND_SECONDS_BOUNDS),
         started: Instant::now(),
     }));
+    on_start(Handle(shared.clone()));
     let mut c = client_config(k);
     c.set("group.id", &k.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("queued.max.messages.kbytes", PREFETCH_KBYTES_MAX);
+        .set("queued.max.messages.kbytes", PREFETCH_KBYTES_MAX)
+        .set("statistics.interval.ms", "1000");
     for (key, value) in &k.properties {
         c.set(key, value);
     }
@@ -604,4 +712,72 @@ pub fn run_with_shadow(
         shadow: shared.shadow,
         stats: shared.stats,
     })
+}
+
+/// A read handle on the running engine, for the HTTP API: each call takes
+/// the engine's state lock for as long as it reads (the poll loop holds it
+/// while it appends a batch, so a call may wait for one batch).
+#[derive(Clone)]
+pub struct Handle(Arc<Mutex<Shared>>);
+
+/// What `/metrics` and `/readyz` need, copied out under the lock.
+#[derive(Clone, Debug)]
+pub struct Telemetry {
+    pub stats: IngestStats,
+    pub lag: BTreeMap<i32, i64>,
+    pub batch_sizes: Histogram,
+    pub append_seconds: Histogram,
+    pub commands_pending: u64,
+    pub dead_letters_pending: u64,
+    pub projection_seq: u64,
+    pub pool_sizes: BTreeMap<String, crate::projector::pool::PoolSize>,
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    pub assigned_partitions: usize,
+}
+
+impl Handle {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        // A panic elsewhere poisons the lock; reads can still go on.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn telemetry(&self) -> Result<Telemetry, BusError> {
+        let s = self.lock();
+        let (_, commands_pending) = s.log.command_counts()?;
+        let log_stats = s.log.stats()?;
+        Ok(Telemetry {
+            stats: s.stats.clone(),
+            lag: s.lag.clone(),
+            batch_sizes: s.batch_sizes.clone(),
+            append_seconds: s.append_seconds.clone(),
+            commands_pending,
+            dead_letters_pending: s.log.pending_dead_letters(100_000)?.len() as u64,
+            projection_seq: s.projections.covered_seq,
+            pool_sizes: s.projections.pool.pool_sizes(),
+            rejected_by_reason: log_stats.rejected_by_reason,
+            assigned_partitions: s.durable.len(),
+        })
+    }
+
+    /// Runs `f` on the projections (and the policy, if any) under the lock.
+    pub fn with_projections<T>(&self, f: impl FnOnce(&Projections, Option<&Processor>) -> T) -> T {
+        let s = self.lock();
+        f(&s.projections, s.processor.as_ref())
+    }
+
+    /// Runs `f` on the event log under the lock (reads only).
+    pub fn with_log<T>(&self, f: impl FnOnce(&EventLog) -> T) -> T {
+        let s = self.lock();
+        f(&s.log)
+    }
+
+    /// Checkpoints the projections and the policy state now.
+    pub fn save_snapshots(&self) -> Result<u64, BusError> {
+        let s = self.lock();
+        crate::replay::save(&s.log, &s.projections)?;
+        if let Some(p) = &s.processor {
+            crate::replay::save_policy(&s.log, p)?;
+        }
+        Ok(s.projections.covered_seq)
+    }
 }

@@ -1,0 +1,433 @@
+//! The HTTP surface of `leadflow run` (axum): health, readiness, Prometheus
+//! metrics and a read-only JSON API over the running engine, plus admin
+//! endpoints behind a bearer token.
+//!
+//! Handlers read through [`Handle`], which takes the engine's state lock
+//! for the duration of one read; nothing here writes to the log. Errors are
+//! JSON `{"code": ..., "message": ...}`. Lists are paginated (`offset`,
+//! `limit` up to `api.page_items_max`). Request bodies are bounded. No lead
+//! or owner id ever becomes a metric label.
+
+mod prom;
+
+use crate::bus::ingest::Handle;
+use crate::codec;
+use crate::config::ApiConfig;
+use crate::projector::metrics::Window;
+use crate::report::{self, StatsBy};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Largest request body accepted.
+const BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// Every route, as (method, path): the router is built from the handlers
+/// below and the OpenAPI document from this list; a test checks they agree.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/api/v1/openapi.json"),
+    ("get", "/api/v1/leads/{id}"),
+    ("get", "/api/v1/pools"),
+    ("get", "/api/v1/reps"),
+    ("get", "/api/v1/stats"),
+    ("post", "/api/v1/admin/snapshot"),
+];
+
+#[derive(Clone)]
+struct Api {
+    handle: Handle,
+    config: Arc<ApiConfig>,
+}
+
+/// A JSON error with a stable code.
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({ "code": self.code, "message": self.message })),
+        )
+            .into_response()
+    }
+}
+
+impl From<crate::bus::BusError> for ApiError {
+    fn from(e: crate::bus::BusError) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
+impl From<crate::log::LogError> for ApiError {
+    fn from(e: crate::log::LogError) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+/// Constant-time comparison, so a token cannot be guessed byte by byte.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+fn check_read(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
+    match &api.config.read_token {
+        None => Ok(()),
+        Some(t) if bearer(headers).is_some_and(|b| same(b, t)) => Ok(()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid read token is required (Authorization: Bearer ...)",
+        )),
+    }
+}
+
+fn check_admin(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
+    match &api.config.admin_token {
+        None => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "admin_disabled",
+            "no admin token is configured (api.admin_token), so admin endpoints are off",
+        )),
+        Some(t) if bearer(headers).is_some_and(|b| same(b, t)) => Ok(()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid admin token is required (Authorization: Bearer ...)",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct Page {
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+impl Page {
+    fn bounds(&self, api: &Api) -> Result<(usize, usize), ApiError> {
+        let max = api.config.page_items_max;
+        let limit = self.limit.unwrap_or(max.min(100));
+        if limit == 0 || limit > max {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("limit must be in 1..={max}"),
+            ));
+        }
+        Ok((self.offset.unwrap_or(0), limit))
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(api): State<Api>) -> Result<Response, ApiError> {
+    let t = api.handle.telemetry()?;
+    let lag: i64 = t.lag.values().sum();
+    // Ready: partitions assigned, the lag of each known (from librdkafka's
+    // statistics, once a second), and small enough in sum.
+    let ready = t.assigned_partitions > 0
+        && t.lag.len() >= t.assigned_partitions
+        && lag as u64 <= api.config.ready_lag_messages_max;
+    let body = json!({
+        "ready": ready,
+        "assigned_partitions": t.assigned_partitions,
+        "lag_messages": lag,
+        "lag_messages_max": api.config.ready_lag_messages_max,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok((status, Json(body)).into_response())
+}
+
+async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
+    let t = api.handle.telemetry()?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        prom::render(&t),
+    )
+        .into_response())
+}
+
+async fn openapi() -> Json<Value> {
+    Json(openapi_document())
+}
+
+async fn lead(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    check_read(&api, &headers)?;
+    let state = api
+        .handle
+        .with_projections(|p, _| p.pool.leads.get(&id).cloned());
+    let Some(state) = state else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no lead {id}"),
+        ));
+    };
+    let (timeline, rejected) = api.handle.with_log(|log| {
+        Ok::<_, crate::log::LogError>((log.timeline(&id)?, log.lead_rejections(&id)?.len()))
+    })?;
+    let timeline: Vec<Value> = timeline
+        .iter()
+        .map(|(seq, e)| {
+            json!({
+                "seq": seq,
+                "event": serde_json::from_str::<Value>(&codec::event_to_json(e)).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "lead_id": id,
+        "state": state,
+        "timeline": timeline,
+        "rejected_events": rejected,
+    })))
+}
+
+async fn pools(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    check_read(&api, &headers)?;
+    let (offset, limit) = page.bounds(&api)?;
+    let items: Vec<Value> = api.handle.with_projections(|p, _| {
+        let sizes = p.pool.pool_sizes();
+        sizes
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(name, size)| {
+                let held_by_rep = p
+                    .pool
+                    .holdings
+                    .iter()
+                    .map(|(rep, leads)| {
+                        let n = leads
+                            .iter()
+                            .filter(|l| p.pool.leads.get(*l).is_some_and(|v| &v.pool == name))
+                            .count();
+                        (rep.clone(), n)
+                    })
+                    .filter(|(_, n)| *n > 0)
+                    .collect::<std::collections::BTreeMap<_, _>>();
+                json!({
+                    "pool": name,
+                    "waiting": size.waiting,
+                    "held": size.held,
+                    "converted": size.converted,
+                    "held_by_rep": held_by_rep,
+                })
+            })
+            .collect()
+    });
+    Ok(Json(
+        json!({ "offset": offset, "limit": limit, "items": items }),
+    ))
+}
+
+async fn reps(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    check_read(&api, &headers)?;
+    let (offset, limit) = page.bounds(&api)?;
+    let items: Vec<Value> = api.handle.with_projections(|p, policy| {
+        let mut capacity: std::collections::BTreeMap<String, u32> = Default::default();
+        if let Some(policy) = policy {
+            for pool in &policy.policy().pools {
+                for m in &pool.members {
+                    let c = capacity.entry(m.id.clone()).or_default();
+                    *c = (*c).max(m.capacity);
+                }
+            }
+        }
+        let mut reps: std::collections::BTreeSet<&String> = p.pool.holdings.keys().collect();
+        reps.extend(capacity.keys());
+        reps.into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|rep| {
+                json!({
+                    "rep": rep,
+                    "holdings": p.pool.holdings.get(rep).map_or(0, |h| h.len()),
+                    "capacity": capacity.get(rep),
+                })
+            })
+            .collect()
+    });
+    Ok(Json(
+        json!({ "offset": offset, "limit": limit, "items": items }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct StatsQuery {
+    group_by: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn parse_by(s: &str) -> Option<StatsBy> {
+    use clap::ValueEnum;
+    StatsBy::from_str(s, true).ok()
+}
+
+async fn stats(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Query(q): Query<StatsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    check_read(&api, &headers)?;
+    let by_name = q.group_by.as_deref().unwrap_or("channel");
+    let by = parse_by(by_name)
+        .filter(|b| *b != StatsBy::Fairness)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("unknown group_by {by_name:?}"),
+            )
+        })?;
+    let time = |v: &Option<String>, name: &str| -> Result<Option<i64>, ApiError> {
+        v.as_deref()
+            .map(crate::domain::time::parse_time_ms)
+            .transpose()
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("{name}: {e}"),
+                )
+            })
+    };
+    let window = Window {
+        from_ms: time(&q.from, "from")?,
+        to_ms: time(&q.to, "to")?,
+    };
+    Ok(Json(api.handle.with_projections(|p, _| {
+        report::stats_json(by, &p.metrics.agg, &p.pool, window)
+    })))
+}
+
+async fn admin_snapshot(
+    State(api): State<Api>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    check_admin(&api, &headers)?;
+    let seq = api.handle.save_snapshots()?;
+    Ok(Json(json!({ "snapshot_seq": seq })))
+}
+
+/// The router over a running engine.
+pub fn router(handle: Handle, config: ApiConfig) -> Router {
+    let api = Api {
+        handle,
+        config: Arc::new(config),
+    };
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/leads/{id}", get(lead))
+        .route("/api/v1/pools", get(pools))
+        .route("/api/v1/reps", get(reps))
+        .route("/api/v1/stats", get(stats))
+        .route("/api/v1/admin/snapshot", post(admin_snapshot))
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(api)
+}
+
+/// The OpenAPI 3 document of [`ROUTES`].
+pub fn openapi_document() -> Value {
+    let error = json!({ "$ref": "#/components/schemas/Error" });
+    let mut paths = serde_json::Map::new();
+    for (method, path) in ROUTES {
+        let mut op = json!({
+            "operationId": format!("{method}{}", path.replace(['/', '{', '}', '.'], "_")),
+            "responses": {
+                "200": { "description": "OK" },
+                "default": { "description": "error", "content": { "application/json": { "schema": error } } }
+            }
+        });
+        let mut params = Vec::new();
+        if path.contains("{id}") {
+            params.push(
+                json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}),
+            );
+        }
+        if *path == "/api/v1/pools" || *path == "/api/v1/reps" {
+            params.push(json!({"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}));
+            params.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}));
+        }
+        if *path == "/api/v1/stats" {
+            params.push(json!({"name": "group_by", "in": "query", "schema": {"type": "string",
+                "enum": ["channel", "campaign", "pool", "region", "industry", "company-size", "day", "owner", "pools"]}}));
+            params.push(json!({"name": "from", "in": "query", "schema": {"type": "string"}}));
+            params.push(json!({"name": "to", "in": "query", "schema": {"type": "string"}}));
+        }
+        if path.starts_with("/api/v1/admin") {
+            op["security"] = json!([{ "bearer": [] }]);
+        }
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
+        }
+        paths
+            .entry(path.to_string())
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("path items are objects")
+            .insert(method.to_string(), op);
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": { "title": "Leadflow", "version": env!("CARGO_PKG_VERSION") },
+        "paths": paths,
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": { "Error": { "type": "object", "required": ["code", "message"],
+                "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } }
+        }
+    })
+}

@@ -1,0 +1,253 @@
+//! The HTTP API of a running engine on the real broker (`./scripts/test`
+//! starts it; address in `LEADFLOW_TEST_BROKERS`): `leadflow run` with the
+//! API on a free port, fed the hand-checked fixture through the events
+//! topic. Health, readiness, Prometheus metrics (without lead or owner ids
+//! as labels), the JSON API with pagination and JSON errors, the OpenAPI
+//! document against the real routes, and the admin token.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/scenario.jsonl");
+
+fn get(url: &str) -> (u16, String) {
+    match ureq::get(url).timeout(Duration::from_secs(10)).call() {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+        Err(e) => panic!("GET {url}: {e}"),
+    }
+}
+
+fn post(url: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = ureq::post(url).timeout(Duration::from_secs(10));
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    match req.call() {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+        Err(e) => panic!("POST {url}: {e}"),
+    }
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[test]
+fn the_api_serves_health_metrics_queries_and_guards_admin() {
+    let brokers = std::env::var("LEADFLOW_TEST_BROKERS").expect(
+        "LEADFLOW_TEST_BROKERS is not set: run ./scripts/test, which starts the test broker",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let run = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "version = 1\n[[pools]]\nname = \"general\"\nkind = \"claimable\"\n\
+         [[pools]]\nname = \"inbound\"\nkind = \"auto_assign\"\n\
+         members = [{ id = \"rep-a\", capacity = 7 }]\n",
+    )
+    .unwrap();
+    let config = dir.path().join("leadflow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"api-{run}\"\nevents_topic = \"api-events-{run}\"\n\
+             commands_topic = \"api-commands-{run}\"\ndlq_topic = \"api-dlq-{run}\"\npartitions = 2\n\
+             [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
+             [api]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"s3cret\"\npage_items_max = 50\n\
+             [policy]\nfile = {:?}\n",
+            policy.display().to_string()
+        ),
+    )
+    .unwrap();
+    let leadflow = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_leadflow"));
+        c.arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&config)
+            .env_remove("LEADFLOW_KAFKA_GROUP_ID")
+            .env_remove("LEADFLOW_POLICY_FILE")
+            .env_remove("LEADFLOW_API_LISTEN")
+            .env_remove("LEADFLOW_API_ADMIN_TOKEN");
+        c
+    };
+    assert!(leadflow()
+        .args(["topics", "create"])
+        .status()
+        .unwrap()
+        .success());
+    assert!(leadflow()
+        .args(["publish", FIXTURE])
+        .status()
+        .unwrap()
+        .success());
+    let mut engine = leadflow()
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(engine.stderr.take().unwrap());
+    let mut base = None;
+    let mut line = String::new();
+    while base.is_none() && stderr.read_line(&mut line).unwrap() > 0 {
+        if let Some(url) = line.trim().strip_prefix("api listening on ") {
+            base = Some(url.to_string());
+        }
+        line.clear();
+    }
+    let base = base.expect("the engine printed its API address");
+    // Keep draining the engine's output so it never blocks on a full pipe.
+    let drain = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+        rest
+    });
+
+    let (code, body) = get(&format!("{base}/healthz"));
+    assert_eq!((code, body.trim()), (200, "ok"));
+
+    // Wait for the fixture to be in: L1 has five events and one rejected.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let lead = loop {
+        let (code, body) = get(&format!("{base}/api/v1/leads/L1"));
+        if code == 200 {
+            let v = json(&body);
+            if v["timeline"].as_array().unwrap().len() == 5 && v["rejected_events"] == 1 {
+                break v;
+            }
+        }
+        assert!(Instant::now() < deadline, "L1 never arrived: {code} {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(lead["timeline"][0]["event"]["eventId"], "fx-01");
+    assert!(lead["state"]["status"].is_string(), "{lead}");
+
+    let (code, body) = get(&format!("{base}/api/v1/leads/nobody"));
+    assert_eq!(code, 404);
+    assert_eq!(json(&body)["code"], "not_found");
+
+    // Ready once caught up (the statistics that carry the lag come every second).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body) = get(&format!("{base}/readyz"));
+        if code == 200 {
+            assert_eq!(json(&body)["ready"], true);
+            break;
+        }
+        assert_eq!(code, 503, "{body}");
+        assert!(Instant::now() < deadline, "never ready: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // All 19 fixture records consumed (16 events, 3 rejections).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let (code, metrics) = get(&format!("{base}/metrics"));
+        assert_eq!(code, 200);
+        if metrics.contains("leadflow_messages_consumed_total 19") {
+            break metrics;
+        }
+        assert!(Instant::now() < deadline, "never all consumed:\n{metrics}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for needle in [
+        "leadflow_events_accepted_total{type=\"created\"} 4",
+        "leadflow_events_rejected_total{reason=\"not_owner\"} 1",
+        "leadflow_events_rejected_total{reason=",
+        "leadflow_consumer_lag_messages{partition=",
+        "leadflow_batch_size_inputs_bucket{le=\"+Inf\"}",
+        "leadflow_append_seconds_count",
+        "leadflow_outbox_pending_commands",
+        "leadflow_projection_sequence ",
+        "leadflow_pool_leads{pool=",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing:\n{metrics}");
+    }
+    for id in ["\"L1\"", "\"L2\"", "\"rep-a\"", "\"rep-7\""] {
+        assert!(!metrics.contains(id), "an id as a label: {id}");
+    }
+
+    let pools = json(&get(&format!("{base}/api/v1/pools?limit=1")).1);
+    assert_eq!(pools["items"].as_array().unwrap().len(), 1);
+    let (code, body) = get(&format!("{base}/api/v1/pools?limit=500"));
+    assert_eq!(code, 400, "limit above page_items_max");
+    assert_eq!(json(&body)["code"], "bad_request");
+    let reps = json(&get(&format!("{base}/api/v1/reps")).1);
+    assert!(
+        reps["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["rep"] == "rep-a" && r["capacity"] == 7),
+        "{reps}"
+    );
+    let stats = json(&get(&format!("{base}/api/v1/stats?group_by=channel")).1);
+    assert!(stats.to_string().contains("search"), "{stats}");
+    let (code, body) = get(&format!("{base}/api/v1/stats?group_by=nonsense"));
+    assert_eq!(code, 400);
+    assert_eq!(json(&body)["code"], "bad_request");
+
+    // The OpenAPI document lists exactly the routes the server answers.
+    let doc = json(&get(&format!("{base}/api/v1/openapi.json")).1);
+    let mut documented: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(|m| (m.clone(), path.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    documented.sort();
+    let mut routes: Vec<(String, String)> = leadflow::api::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    routes.sort();
+    assert_eq!(documented, routes);
+    for (method, path) in &routes {
+        let url = format!("{base}{}", path.replace("{id}", "L1"));
+        let (code, _) = if method == "get" {
+            get(&url)
+        } else {
+            post(&url, Some("s3cret"))
+        };
+        assert!(code != 404 && code != 405, "{method} {path}: {code}");
+    }
+
+    // Admin: no token, a wrong one, the right one.
+    let admin = format!("{base}/api/v1/admin/snapshot");
+    let (code, body) = post(&admin, None);
+    assert_eq!(code, 401);
+    assert_eq!(json(&body)["code"], "unauthorized");
+    assert_eq!(post(&admin, Some("guess")).0, 401);
+    let (code, body) = post(&admin, Some("s3cret"));
+    assert_eq!(code, 200, "{body}");
+    let seq = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("leadflow_projection_sequence "))
+        .unwrap();
+    assert_eq!(json(&body)["snapshot_seq"].to_string(), seq);
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &engine.id().to_string()])
+        .status();
+    let status = engine.wait().unwrap();
+    let rest = drain.join().unwrap();
+    assert!(status.success(), "{rest}");
+}
