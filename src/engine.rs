@@ -42,6 +42,8 @@ pub struct DemoOptions {
     pub partitions: i32,
     /// Where the demo's event log lives (a throwaway directory).
     pub data_dir: PathBuf,
+    /// Where the HTTP API and dashboard listen (empty: not at all).
+    pub api_listen: String,
 }
 
 /// One line of the demo's live summary.
@@ -84,6 +86,7 @@ pub fn demo(
     options: DemoOptions,
     shutdown: Arc<AtomicBool>,
     on_tick: &mut (dyn FnMut(&DemoTick) + Send),
+    on_api: &mut (dyn FnMut(std::io::Result<std::net::SocketAddr>) + Send),
 ) -> Result<DemoResult, EngineError> {
     let mock = rdkafka::mocking::MockCluster::new(1).map_err(EngineError::Mock)?;
     let mut config = config.clone();
@@ -115,11 +118,18 @@ pub fn demo(
         let engine = scope.spawn(move || {
             let started = Instant::now();
             let mut last = (0.0f64, 0u64);
-            let result = bus::ingest::run(
+            let api_config = crate::config::ApiConfig {
+                listen: options.api_listen.clone(),
+                ..engine_config.api.clone()
+            };
+            let api_stop = flag.clone();
+            let mut api_thread = None;
+            let result = bus::ingest::run_full(
                 &engine_config,
                 log,
                 projections,
                 Some(processor),
+                None,
                 &flag,
                 Duration::from_secs(1),
                 &mut |p| {
@@ -147,9 +157,24 @@ pub fn demo(
                     last = (elapsed_s, done);
                     on_tick(&tick);
                 },
+                &mut |handle| {
+                    if api_config.listen.is_empty() {
+                        return;
+                    }
+                    match serve_api(&api_config, handle, api_stop.clone()) {
+                        Ok((addr, thread)) => {
+                            api_thread = Some(thread);
+                            on_api(Ok(addr));
+                        }
+                        Err(e) => on_api(Err(e)),
+                    }
+                },
             );
             // However the engine ended, the world stops with it.
             world_shutdown.store(true, Ordering::Relaxed);
+            if let Some(t) = api_thread {
+                let _ = t.join();
+            }
             result
         });
         let world = bus::world::run(&config.kafka, &mut sim, &shutdown, &wall_ms);

@@ -827,22 +827,39 @@ fn demo_live(config: &Config, a: DemoArgs) -> Result<()> {
         capacity: a.capacity,
         partitions: config.kafka.partitions,
         data_dir: dir.join("log"),
+        // The dashboard on a free port unless the config names one.
+        api_listen: if config.api.listen.is_empty() {
+            "127.0.0.1:0".to_string()
+        } else {
+            config.api.listen.clone()
+        },
     };
-    let result = leadflow::engine::demo(config, options, shutdown, &mut |t: &DemoTick| {
-        println!(
-            "{:>5.0}s {:>10.0} {:>10} {:>9} | {:>7} {:>6} {:>10} {:>8} | {:>8} {:>13}",
-            t.elapsed_s,
-            t.events_per_s,
-            t.accepted,
-            t.rejected,
-            t.waiting,
-            t.held,
-            t.converted,
-            t.recalls,
-            t.commands_sent,
-            t.dead_letters
-        );
-    });
+    let result = leadflow::engine::demo(
+        config,
+        options,
+        shutdown,
+        &mut |t: &DemoTick| {
+            println!(
+                "{:>5.0}s {:>10.0} {:>10} {:>9} | {:>7} {:>6} {:>10} {:>8} | {:>8} {:>13}",
+                t.elapsed_s,
+                t.events_per_s,
+                t.accepted,
+                t.rejected,
+                t.waiting,
+                t.held,
+                t.converted,
+                t.recalls,
+                t.commands_sent,
+                t.dead_letters
+            );
+        },
+        &mut |api| {
+            match api {
+        Ok(addr) => println!("dashboard: http://{addr}/dashboard  (API under http://{addr}/api/v1, metrics at /metrics)"),
+        Err(e) => eprintln!("the dashboard could not start: {e}"),
+    }
+        },
+    );
     let outcome = result.map_err(anyhow::Error::from).and_then(|r| {
         replay::save(&r.log, &r.projections)?;
         let w = &r.world;

@@ -39,7 +39,30 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/reps"),
     ("get", "/api/v1/stats"),
     ("post", "/api/v1/admin/snapshot"),
+    ("get", "/dashboard"),
+    ("get", "/dashboard/chart.js"),
 ];
+
+/// The dashboard page and its chart script, compiled into the binary so
+/// that it works offline.
+const DASHBOARD_HTML: &str = include_str!("assets/dashboard.html");
+const CHART_JS: &str = include_str!("assets/chart.js");
+
+async fn dashboard() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        DASHBOARD_HTML,
+    )
+        .into_response()
+}
+
+async fn chart_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        CHART_JS,
+    )
+        .into_response()
+}
 
 #[derive(Clone)]
 struct Api {
@@ -375,6 +398,8 @@ pub fn router(handle: Handle, config: ApiConfig) -> Router {
         .route("/api/v1/reps", get(reps))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/admin/snapshot", post(admin_snapshot))
+        .route("/dashboard", get(dashboard))
+        .route("/dashboard/chart.js", get(chart_js))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(api)
 }
