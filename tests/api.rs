@@ -175,6 +175,30 @@ fn the_api_serves_health_metrics_queries_and_guards_admin() {
     ] {
         assert!(metrics.contains(needle), "{needle} missing:\n{metrics}");
     }
+    // Every metric the shipped Grafana dashboard queries exists.
+    let grafana = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/grafana/leadflow.json"
+    ))
+    .unwrap();
+    let grafana: serde_json::Value = serde_json::from_str(&grafana).unwrap();
+    let mut queried = 0;
+    for panel in grafana["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if let Some(base) = name.strip_prefix("leadflow_") {
+                    queried += 1;
+                    let base = base.trim_end_matches("_bucket");
+                    assert!(
+                        metrics.contains(&format!("leadflow_{base}")),
+                        "the dashboard queries leadflow_{base}, which /metrics lacks"
+                    );
+                }
+            }
+        }
+    }
+    assert!(queried >= 10);
     for id in ["\"L1\"", "\"L2\"", "\"rep-a\"", "\"rep-7\""] {
         assert!(!metrics.contains(id), "an id as a label: {id}");
     }
