@@ -15,6 +15,7 @@ use crate::codec;
 use crate::config::ApiConfig;
 use crate::projector::metrics::Window;
 use crate::report::{self, StatsBy};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -150,6 +151,12 @@ fn check_admin(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// A query string that does not parse is a JSON 400, like every error.
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))
+}
+
 #[derive(Deserialize)]
 struct Page {
     offset: Option<usize>,
@@ -213,9 +220,11 @@ async fn openapi() -> Json<Value> {
 async fn lead(
     State(api): State<Api>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     check_read(&api, &headers)?;
+    let Path(id) =
+        id.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     let state = api
         .handle
         .with_projections(|p, _| p.pool.leads.get(&id).cloned());
@@ -249,9 +258,10 @@ async fn lead(
 async fn pools(
     State(api): State<Api>,
     headers: HeaderMap,
-    Query(page): Query<Page>,
+    page: Result<Query<Page>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     check_read(&api, &headers)?;
+    let page = query(page)?;
     let (offset, limit) = page.bounds(&api)?;
     let items: Vec<Value> = api.handle.with_projections(|p, _| {
         let sizes = p.pool.pool_sizes();
@@ -291,9 +301,10 @@ async fn pools(
 async fn reps(
     State(api): State<Api>,
     headers: HeaderMap,
-    Query(page): Query<Page>,
+    page: Result<Query<Page>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     check_read(&api, &headers)?;
+    let page = query(page)?;
     let (offset, limit) = page.bounds(&api)?;
     let items: Vec<Value> = api.handle.with_projections(|p, policy| {
         let mut capacity: std::collections::BTreeMap<String, u32> = Default::default();
@@ -339,9 +350,10 @@ fn parse_by(s: &str) -> Option<StatsBy> {
 async fn stats(
     State(api): State<Api>,
     headers: HeaderMap,
-    Query(q): Query<StatsQuery>,
+    q: Result<Query<StatsQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     check_read(&api, &headers)?;
+    let q = query(q)?;
     let by_name = q.group_by.as_deref().unwrap_or("channel");
     let by = parse_by(by_name)
         .filter(|b| *b != StatsBy::Fairness)
