@@ -54,6 +54,8 @@ pub struct ApiConfig {
     pub ready_lag_messages_max: u64,
     /// Most items per page of a list.
     pub page_items_max: usize,
+    /// Most requests per second over all clients (then 429).
+    pub requests_per_s_max: u32,
 }
 
 impl Default for ApiConfig {
@@ -64,6 +66,7 @@ impl Default for ApiConfig {
             read_token: None,
             ready_lag_messages_max: 1_000,
             page_items_max: 1_000,
+            requests_per_s_max: 200,
         }
     }
 }

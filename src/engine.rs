@@ -161,7 +161,7 @@ pub fn demo(
                     if api_config.listen.is_empty() {
                         return;
                     }
-                    match serve_api(&api_config, handle, api_stop.clone()) {
+                    match serve_api(&api_config, None, handle, api_stop.clone()) {
                         Ok((addr, thread)) => {
                             api_thread = Some(thread);
                             on_api(Ok(addr));
@@ -325,13 +325,14 @@ pub fn bench(
 /// when `shutdown` is set.
 pub fn serve_api(
     config: &crate::config::ApiConfig,
+    policy_file: Option<PathBuf>,
     handle: bus::ingest::Handle,
     shutdown: Arc<AtomicBool>,
 ) -> std::io::Result<(std::net::SocketAddr, std::thread::JoinHandle<()>)> {
     let listener = std::net::TcpListener::bind(&config.listen)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let router = crate::api::router(handle, config.clone());
+    let router = crate::api::router(handle, config.clone(), policy_file);
     let thread = std::thread::Builder::new()
         .name("leadflow-api".into())
         .spawn(move || {

@@ -1081,7 +1081,12 @@ fn run_engine(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
             if config.api.listen.is_empty() {
                 return;
             }
-            match leadflow::engine::serve_api(&config.api, handle, shutdown.clone()) {
+            match leadflow::engine::serve_api(
+                &config.api,
+                config.policy.file.clone(),
+                handle,
+                shutdown.clone(),
+            ) {
                 Ok((addr, thread)) => {
                     eprintln!("api listening on http://{addr}");
                     api_thread = Some(thread);

@@ -59,6 +59,17 @@ pub fn rebuild(
     Ok(p)
 }
 
+/// [`rebuild`] with the metric parameters of existing projections.
+pub fn rebuild_with(
+    log: &EventLog,
+    params: MetricParams,
+    until_ms: Option<i64>,
+) -> Result<Projections, LogError> {
+    let mut p = Projections::new(params);
+    fold_tail(log, &mut p, until_ms, &mut |_| {})?;
+    Ok(p)
+}
+
 /// Saves projections as the current snapshot.
 pub fn save(log: &EventLog, p: &Projections) -> Result<(), LogError> {
     log.save_snapshot(SNAPSHOT_NAME, p.covered_seq, &p.to_bytes())

@@ -40,6 +40,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/reps"),
     ("get", "/api/v1/stats"),
     ("post", "/api/v1/admin/snapshot"),
+    ("post", "/api/v1/admin/rebuild"),
+    ("post", "/api/v1/admin/reload-policy"),
     ("get", "/dashboard"),
     ("get", "/dashboard/chart.js"),
 ];
@@ -69,6 +71,43 @@ async fn chart_js() -> Response {
 struct Api {
     handle: Handle,
     config: Arc<ApiConfig>,
+    /// The policy file to reload from (`[policy] file`).
+    policy_file: Option<Arc<std::path::PathBuf>>,
+    /// Token bucket of the request rate bound: (tokens, last refill).
+    bucket: Arc<std::sync::Mutex<(f64, std::time::Instant)>>,
+}
+
+/// Refuses requests beyond `api.requests_per_s_max` (a token bucket with
+/// one second of burst) with a JSON 429, so that a runaway client cannot
+/// keep the engine's state lock busy.
+async fn rate_limit(
+    State(api): State<Api>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let rate = api.config.requests_per_s_max as f64;
+    let allowed = {
+        let mut b = api.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * rate).min(rate);
+        b.1 = now;
+        if b.0 >= 1.0 {
+            b.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    };
+    if allowed {
+        next.run(request).await
+    } else {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("more than {rate} requests per second"),
+        )
+        .into_response()
+    }
 }
 
 /// A JSON error with a stable code.
@@ -161,6 +200,8 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 struct Page {
     offset: Option<usize>,
     limit: Option<usize>,
+    /// Point in time (RFC 3339, date or epoch ms): the pools as they were.
+    at: Option<String>,
 }
 
 impl Page {
@@ -263,7 +304,14 @@ async fn pools(
     check_read(&api, &headers)?;
     let page = query(page)?;
     let (offset, limit) = page.bounds(&api)?;
-    let items: Vec<Value> = api.handle.with_projections(|p, _| {
+    let at = page
+        .at
+        .as_deref()
+        .map(crate::domain::time::parse_time_ms)
+        .transpose()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("at: {e}")))?;
+    let past = at.map(|t| api.handle.projections_at(t)).transpose()?;
+    let render = |p: &crate::projector::Projections| -> Vec<Value> {
         let sizes = p.pool.pool_sizes();
         sizes
             .iter()
@@ -292,9 +340,13 @@ async fn pools(
                 })
             })
             .collect()
-    });
+    };
+    let items = match &past {
+        Some(p) => render(p),
+        None => api.handle.with_projections(|p, _| render(p)),
+    };
     Ok(Json(
-        json!({ "offset": offset, "limit": limit, "items": items }),
+        json!({ "offset": offset, "limit": limit, "at_ms": at, "items": items }),
     ))
 }
 
@@ -394,11 +446,59 @@ async fn admin_snapshot(
     Ok(Json(json!({ "snapshot_seq": seq })))
 }
 
+async fn admin_rebuild(
+    State(api): State<Api>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    check_admin(&api, &headers)?;
+    let seq = api.handle.rebuild_projections()?;
+    Ok(Json(json!({ "rebuilt_to_seq": seq })))
+}
+
+async fn admin_reload_policy(
+    State(api): State<Api>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    check_admin(&api, &headers)?;
+    let Some(path) = &api.policy_file else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_policy",
+            "the engine runs without [policy] file",
+        ));
+    };
+    let policy = crate::policy::PolicyFile::load(path).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_policy",
+            e.to_string(),
+        )
+    })?;
+    let loaded = policy.version;
+    let in_force = api.handle.reload_policy(policy).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "no_policy",
+            "the engine runs without a policy",
+        )
+    })?;
+    Ok(Json(
+        json!({ "loaded_version": loaded, "version_in_force": in_force }),
+    ))
+}
+
 /// The router over a running engine.
-pub fn router(handle: Handle, config: ApiConfig) -> Router {
+pub fn router(
+    handle: Handle,
+    config: ApiConfig,
+    policy_file: Option<std::path::PathBuf>,
+) -> Router {
+    let rate = config.requests_per_s_max as f64;
     let api = Api {
         handle,
         config: Arc::new(config),
+        policy_file: policy_file.map(Arc::new),
+        bucket: Arc::new(std::sync::Mutex::new((rate, std::time::Instant::now()))),
     };
     Router::new()
         .route("/healthz", get(healthz))
@@ -410,9 +510,15 @@ pub fn router(handle: Handle, config: ApiConfig) -> Router {
         .route("/api/v1/reps", get(reps))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/admin/snapshot", post(admin_snapshot))
+        .route("/api/v1/admin/rebuild", post(admin_rebuild))
+        .route("/api/v1/admin/reload-policy", post(admin_reload_policy))
         .route("/dashboard", get(dashboard))
         .route("/dashboard/chart.js", get(chart_js))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            rate_limit,
+        ))
         .with_state(api)
 }
 
@@ -437,6 +543,9 @@ pub fn openapi_document() -> Value {
         if *path == "/api/v1/pools" || *path == "/api/v1/reps" {
             params.push(json!({"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}));
             params.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}));
+        }
+        if *path == "/api/v1/pools" {
+            params.push(json!({"name": "at", "in": "query", "schema": {"type": "string"}}));
         }
         if *path == "/api/v1/stats" {
             params.push(json!({"name": "group_by", "in": "query", "schema": {"type": "string",

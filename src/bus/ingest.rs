@@ -771,6 +771,38 @@ impl Handle {
         f(&s.log)
     }
 
+    /// The projections as of event time `at_ms`, rebuilt from the log (the
+    /// engine waits meanwhile; the cost is one replay up to `at_ms`).
+    pub fn projections_at(&self, at_ms: i64) -> Result<Projections, BusError> {
+        let s = self.lock();
+        let params = s.projections.metrics.params().clone();
+        Ok(crate::replay::rebuild_with(&s.log, params, Some(at_ms))?)
+    }
+
+    /// Rebuilds the live projections from the whole log and swaps them in.
+    pub fn rebuild_projections(&self) -> Result<u64, BusError> {
+        let mut s = self.lock();
+        let params = s.projections.metrics.params().clone();
+        let fresh = crate::replay::rebuild_with(&s.log, params, None)?;
+        crate::replay::save(&s.log, &fresh)?;
+        s.projections = fresh;
+        Ok(s.projections.covered_seq)
+    }
+
+    /// Puts a newly loaded policy version in force, keeping the running
+    /// state (deadlines keep the rules they were set under; a version with
+    /// a later `effective_from_ms` waits for it). Returns the version in
+    /// force, or `None` when the engine runs without a policy.
+    pub fn reload_policy(&self, policy: crate::policy::PolicyFile) -> Option<u32> {
+        let mut s = self.lock();
+        let old = s.processor.take()?;
+        let state = old.state().clone();
+        let p = Processor::with_state(policy, state);
+        let version = p.policy().version;
+        s.processor = Some(p);
+        Some(version)
+    }
+
     /// Checkpoints the projections and the policy state now.
     pub fn save_snapshots(&self) -> Result<u64, BusError> {
         let s = self.lock();
