@@ -151,12 +151,19 @@ fn the_api_serves_health_metrics_queries_and_guards_admin() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    // All 19 fixture records consumed (16 events, 3 rejections).
+    // All 19 fixture records durable (16 events, 3 rejections): consumed
+    // alone could still sit in an open batch.
     let deadline = Instant::now() + Duration::from_secs(30);
     let metrics = loop {
         let (code, metrics) = get(&format!("{base}/metrics"));
         assert_eq!(code, 200);
-        if metrics.contains("leadflow_messages_consumed_total 19") {
+        let durable = [
+            "leadflow_projection_sequence 16",
+            "reason=\"duplicate\"} 1",
+            "reason=\"not_owner\"} 1",
+            "reason=\"undecodable\"} 1",
+        ];
+        if durable.iter().all(|d| metrics.contains(d)) {
             break metrics;
         }
         assert!(Instant::now() < deadline, "never all consumed:\n{metrics}");
