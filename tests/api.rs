@@ -271,6 +271,8 @@ fn the_api_serves_health_metrics_queries_and_guards_admin() {
         .expect("LEADFLOW_TEST_PYTHON is not set: run ./scripts/test, which sets up the venv");
     let st = std::path::Path::new(&python).with_file_name("st");
     let checked = Command::new(&st)
+        // schemathesis keeps a .hypothesis cache in its working directory.
+        .current_dir(dir.path())
         .args([
             "run",
             "--checks",
