@@ -781,19 +781,7 @@ fn demo(config: &Config, a: DemoArgs) -> Result<()> {
 fn demo_live(config: &Config, a: DemoArgs) -> Result<()> {
     use leadflow::engine::{DemoOptions, DemoTick};
     use leadflow::sim::live::LiveConfig;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    let shutdown = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, shutdown.clone())?;
-    }
-    if let Some(secs) = a.duration_s {
-        let flag = shutdown.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_secs(secs));
-            flag.store(true, Ordering::Relaxed);
-        });
-    }
+    let shutdown = shutdown_flag(a.duration_s)?;
     let dir = std::env::temp_dir().join(format!("leadflow-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     println!(
@@ -984,20 +972,26 @@ fn indent(s: &str) -> String {
     s.lines().map(|l| format!("   {l}\n")).collect()
 }
 
-fn run_engine(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
+/// A flag set by SIGINT or SIGTERM, or after `duration_s` seconds.
+fn shutdown_flag(duration_s: Option<u64>) -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    let shutdown = Arc::new(AtomicBool::new(false));
+    let shutdown = std::sync::Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, shutdown.clone())?;
     }
-    if let Some(secs) = a.duration_s {
+    if let Some(secs) = duration_s {
         let flag = shutdown.clone();
         std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_secs(secs));
             flag.store(true, Ordering::Relaxed);
         });
     }
+    Ok(shutdown)
+}
+
+fn run_engine(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    let shutdown = shutdown_flag(a.duration_s)?;
     let options = LogOptions {
         dead_letter_outbox: true,
         ..LogOptions::from(&config.log)

@@ -507,7 +507,7 @@ pub fn run(
     progress_every: Duration,
     on_progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Finished, BusError> {
-    run_with_shadow(
+    run_full(
         config,
         log,
         projections,
@@ -516,37 +516,14 @@ pub fn run(
         shutdown,
         progress_every,
         on_progress,
-    )
-}
-
-/// [`run`], with a shadow policy deciding beside the live one: its commands
-/// are stored in the log (see [`EventLog::append_shadow`]), never published.
-#[allow(clippy::too_many_arguments)]
-pub fn run_with_shadow(
-    config: &Config,
-    log: EventLog,
-    projections: Projections,
-    processor: Option<Processor>,
-    shadow: Option<Processor>,
-    shutdown: &AtomicBool,
-    progress_every: Duration,
-    on_progress: &mut dyn FnMut(Progress<'_>),
-) -> Result<Finished, BusError> {
-    run_full(
-        config,
-        log,
-        projections,
-        processor,
-        shadow,
-        shutdown,
-        progress_every,
-        on_progress,
         &mut |_| {},
     )
 }
 
-/// [`run_with_shadow`], handing a [`Handle`] on the running engine to
-/// `on_start` (for the HTTP API) before consuming.
+/// [`run`], with a shadow policy deciding beside the live one (its commands
+/// are stored in the log, see [`EventLog::append_shadow`], never
+/// published), handing a [`Handle`] on the running engine to `on_start`
+/// (for the HTTP API) before consuming.
 #[allow(clippy::too_many_arguments)]
 pub fn run_full(
     config: &Config,
@@ -751,7 +728,7 @@ impl Handle {
             batch_sizes: s.batch_sizes.clone(),
             append_seconds: s.append_seconds.clone(),
             commands_pending,
-            dead_letters_pending: s.log.pending_dead_letters(100_000)?.len() as u64,
+            dead_letters_pending: s.log.dead_letters_pending()?,
             projection_seq: s.projections.covered_seq,
             pool_sizes: s.projections.pool.pool_sizes(),
             rejected_by_reason: log_stats.rejected_by_reason,

@@ -148,57 +148,6 @@ pub struct AppendReport {
     pub commands_deduplicated: u64,
 }
 
-/// The atomic write of one prepared batch; see [`EventLog::prepare`].
-pub struct WriteBatch {
-    batch: sled::Batch,
-    prepare_us: u64,
-    accepted: usize,
-}
-
-/// What [`EventLog::settle`] needs once a prepared batch is durable.
-pub struct PendingBatch {
-    token: u64,
-    report: AppendReport,
-    lead_ids: Vec<String>,
-    event_ids: Vec<String>,
-    command_ids: Vec<String>,
-}
-
-impl PendingBatch {
-    /// What the append will have done once the batch is durable.
-    pub fn report(&self) -> &AppendReport {
-        &self.report
-    }
-}
-
-/// Writes prepared batches: one atomic sled batch and one flush (fsync)
-/// each. Cheap to clone; safe to use from another thread. Batches must be
-/// written in the order they were prepared.
-#[derive(Clone)]
-pub struct LogWriter {
-    db: sled::Db,
-    tree: sled::Tree,
-}
-
-impl LogWriter {
-    /// Applies and flushes one batch. When it returns `Ok`, the batch is
-    /// durable (see the module docs).
-    pub fn write(&self, w: WriteBatch) -> Result<(), LogError> {
-        let started = std::time::Instant::now();
-        self.tree.apply_batch(w.batch)?;
-        let applied = started.elapsed();
-        self.db.flush()?;
-        tracing::debug!(
-            accepted = w.accepted,
-            prepare_us = w.prepare_us,
-            apply_us = applied.as_micros() as u64,
-            flush_us = (started.elapsed() - applied).as_micros() as u64,
-            "batch appended"
-        );
-        Ok(())
-    }
-}
-
 /// A rejected input as kept in the log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRejection {
@@ -239,24 +188,8 @@ pub struct EventLog {
     /// Decoded lead records, a bounded cache in front of the `s` keyspace.
     /// Holds durable records only, so it can be cleared at any time.
     leads: HashMap<String, LeadRecord>,
-    /// Lead records of prepared batches that are not durable yet, with the
-    /// token of the batch that wrote them last. Consulted before `leads`
-    /// and sled, which do not have them yet.
-    inflight_leads: HashMap<String, (u64, LeadRecord)>,
-    /// Event ids of prepared batches that are not durable yet.
-    inflight_ids: HashMap<String, u64>,
-    /// Command ids of prepared batches that are not durable yet.
-    inflight_command_ids: HashMap<String, u64>,
-    /// Rejection counters and source positions as of the last prepared
-    /// batch (sled may be behind while a batch is in flight).
-    counters_mem: HashMap<String, u64>,
-    positions_mem: HashMap<String, u64>,
-    /// Token of the next prepared batch, and of the next one to settle:
-    /// batches are written and settled in the order they were prepared.
-    next_token: u64,
-    next_settle: u64,
-    /// Set when a write failed: memory is ahead of the disk, so the log
-    /// refuses further work until it is reopened.
+    /// Set when a write failed: memory may be ahead of the disk, so the
+    /// log refuses further work until it is reopened.
     poisoned: bool,
 
     lead_cache_entries_max: usize,
@@ -393,13 +326,6 @@ impl EventLog {
             next_rseq,
             next_cseq,
             leads: HashMap::new(),
-            inflight_leads: HashMap::new(),
-            inflight_ids: HashMap::new(),
-            inflight_command_ids: HashMap::new(),
-            counters_mem: HashMap::new(),
-            positions_mem: HashMap::new(),
-            next_token: 0,
-            next_settle: 0,
             poisoned: false,
             lead_cache_entries_max: options.lead_cache_entries_max,
             dead_letter_outbox: options.dead_letter_outbox,
@@ -412,9 +338,6 @@ impl EventLog {
     }
 
     fn load_lead(&self, lead_id: &str) -> Result<Option<LeadRecord>, LogError> {
-        if let Some((_, l)) = self.inflight_leads.get(lead_id) {
-            return Ok(Some(l.clone()));
-        }
         if let Some(l) = self.leads.get(lead_id) {
             return Ok(Some(l.clone()));
         }
@@ -452,29 +375,6 @@ impl EventLog {
         positions: &[Position],
         decide: &mut dyn FnMut(u64, &LeadEvent) -> Vec<LeadCommand>,
     ) -> Result<AppendReport, LogError> {
-        let (write, pending) = self.prepare(inputs, positions, decide)?;
-        let writer = self.writer();
-        if let Err(e) = writer.write(write) {
-            self.poisoned = true;
-            return Err(e);
-        }
-        Ok(self.settle(pending))
-    }
-
-    /// The first half of an append, for callers that pipeline: validates
-    /// the batch, decides its commands and builds the atomic write, and
-    /// moves the log's memory forward as if it were written, so that the
-    /// next batch can be prepared while this one is written. Hand the
-    /// [`WriteBatch`] to a [`LogWriter`] and, once it returned `Ok`, pass
-    /// the [`PendingBatch`] to [`settle`](Self::settle), in prepare order.
-    /// If the write fails, call [`poison`](Self::poison): memory is then
-    /// ahead of the disk and the log must be reopened.
-    pub fn prepare(
-        &mut self,
-        inputs: &[Input],
-        positions: &[Position],
-        decide: &mut dyn FnMut(u64, &LeadEvent) -> Vec<LeadCommand>,
-    ) -> Result<(WriteBatch, PendingBatch), LogError> {
         if self.poisoned {
             return Err(LogError::Poisoned);
         }
@@ -515,13 +415,7 @@ impl EventLog {
                         }
                         let cseq = next_cseq;
                         next_cseq += 1;
-                        batch.insert(&seq_key(COMMAND, cseq), codec::encode_command(&command));
-                        batch.insert(&seq_key(OUTBOX, cseq), &[]);
-                        batch.insert(
-                            str_key(COMMAND_ID, &command.command_id),
-                            &cseq.to_be_bytes(),
-                        );
-                        command_ids_in_batch.insert(command.command_id.clone(), cseq);
+                        stage_command(&mut batch, &mut command_ids_in_batch, cseq, &command);
                         report.commands.push((cseq, command));
                     }
                 }
@@ -572,27 +466,18 @@ impl EventLog {
             let bytes = bincode::serialize(record).expect("lead records serialise");
             batch.insert(str_key(LEAD_STATE, lead_id), bytes);
         }
-        let mut new_counters = Vec::with_capacity(counters.len());
         for (code, n) in &counters {
             let key = str_key(COUNTER, code);
-            let old = match self.counters_mem.get(*code) {
-                Some(v) => *v,
-                None => self
-                    .tree
-                    .get(&key)?
-                    .and_then(|v| u64_value(&v))
-                    .unwrap_or(0),
-            };
+            let old = self
+                .tree
+                .get(&key)?
+                .and_then(|v| u64_value(&v))
+                .unwrap_or(0);
             batch.insert(key, &(old + n).to_be_bytes());
-            new_counters.push((code.to_string(), old + n));
         }
         for p in positions {
             let key = str_key(POSITION, &p.source);
-            let stored = match self.positions_mem.get(&p.source) {
-                Some(v) => Some(*v),
-                None => self.tree.get(&key)?.and_then(|v| u64_value(&v)),
-            };
-            if let Some(stored) = stored {
+            if let Some(stored) = self.tree.get(&key)?.and_then(|v| u64_value(&v)) {
                 if p.next_offset < stored {
                     return Err(LogError::PositionRegressed {
                         source_name: p.source.clone(),
@@ -607,96 +492,47 @@ impl EventLog {
         batch.insert(str_key(META, META_NEXT_RSEQ), &next_rseq.to_be_bytes());
         batch.insert(str_key(META, META_NEXT_CSEQ), &next_cseq.to_be_bytes());
 
-        // Memory moves forward now, so that the next batch validates
-        // against this one; the records stay "in flight" until settled.
-        let token = self.next_token;
-        self.next_token += 1;
+        let prepared = started.elapsed();
+        // `decide` has folded the batch into the caller's state: if the
+        // write fails, that state is ahead of the disk, and so is ours.
+        if let Err(e) = self.write(batch) {
+            self.poisoned = true;
+            return Err(e);
+        }
+        let written = started.elapsed();
+
+        // Only now, with the batch durable, does memory move forward.
         self.next_seq = next_seq;
         self.next_rseq = next_rseq;
         self.next_cseq = next_cseq;
-        for (code, n) in new_counters {
-            self.counters_mem.insert(code, n);
+        if self.leads.len() + overlay.len() > self.lead_cache_entries_max {
+            self.leads.clear();
         }
-        for p in positions {
-            self.positions_mem.insert(p.source.clone(), p.next_offset);
-        }
-        let mut lead_ids = Vec::with_capacity(overlay.len());
         for (lead_id, record) in overlay {
-            self.inflight_leads
-                .insert(lead_id.to_string(), (token, record));
-            lead_ids.push(lead_id.to_string());
-        }
-        let command_ids: Vec<String> = command_ids_in_batch.keys().cloned().collect();
-        self.inflight_command_ids.extend(command_ids_in_batch);
-        let mut event_ids = Vec::with_capacity(ids_in_batch.len());
-        for (id, seq) in ids_in_batch {
-            self.inflight_ids.insert(id.to_string(), seq);
-            event_ids.push(id.to_string());
+            self.leads.insert(lead_id.to_string(), record);
         }
         report.last_seq = self.next_seq - 1;
+        tracing::debug!(
+            accepted = report.accepted.len(),
+            rejected = report.rejected.len(),
+            last_seq = report.last_seq,
+            prepare_us = prepared.as_micros() as u64,
+            write_us = (written - prepared).as_micros() as u64,
+            "batch appended"
+        );
         debug_assert_eq!(
             report.accepted.len() + report.rejected.len(),
             inputs.len(),
             "every input is accepted or rejected"
         );
-        Ok((
-            WriteBatch {
-                batch,
-                prepare_us: started.elapsed().as_micros() as u64,
-                accepted: report.accepted.len(),
-            },
-            PendingBatch {
-                token,
-                report,
-                lead_ids,
-                event_ids,
-                command_ids,
-            },
-        ))
+        Ok(report)
     }
 
-    /// A writer for this log's prepared batches; it can live on another
-    /// thread.
-    pub fn writer(&self) -> LogWriter {
-        LogWriter {
-            db: self.db.clone(),
-            tree: self.tree.clone(),
-        }
-    }
-
-    /// Marks the log unusable after a failed write (see [`prepare`](Self::prepare)).
-    pub fn poison(&mut self) {
-        self.poisoned = true;
-    }
-
-    /// The second half of an append: `pending`'s write is durable, so its
-    /// records move from "in flight" to the caches. Returns its report.
-    pub fn settle(&mut self, pending: PendingBatch) -> AppendReport {
-        assert_eq!(
-            pending.token, self.next_settle,
-            "batches are settled in the order they were prepared"
-        );
-        self.next_settle += 1;
-        if self.leads.len() + pending.lead_ids.len() > self.lead_cache_entries_max {
-            self.leads.clear();
-        }
-        for lead_id in pending.lead_ids {
-            // A later batch in flight may have written the lead again; its
-            // record stays in flight until that batch settles.
-            if let Some((token, _)) = self.inflight_leads.get(&lead_id) {
-                if *token == pending.token {
-                    let (_, record) = self.inflight_leads.remove(&lead_id).expect("present");
-                    self.leads.insert(lead_id, record);
-                }
-            }
-        }
-        for id in pending.event_ids {
-            self.inflight_ids.remove(&id);
-        }
-        for id in pending.command_ids {
-            self.inflight_command_ids.remove(&id);
-        }
-        pending.report
+    /// Applies one atomic batch and flushes (fsync): durable on `Ok`.
+    fn write(&self, batch: sled::Batch) -> Result<(), LogError> {
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// The lifecycle verdict for one event; `Err` only for storage errors,
@@ -713,9 +549,6 @@ impl EventLog {
             !event.event_id.is_empty() && event.event_id.len() <= lifecycle::ID_LEN_BYTES_MAX;
         if id_ok {
             if let Some(&first_seq) = ids_in_batch.get(event.event_id.as_str()) {
-                return Ok(Err(Rejection::Duplicate { first_seq }));
-            }
-            if let Some(&first_seq) = self.inflight_ids.get(event.event_id.as_str()) {
                 return Ok(Err(Rejection::Duplicate { first_seq }));
             }
             if let Some(v) = self.tree.get(str_key(EVENT_ID, &event.event_id))? {
@@ -878,6 +711,17 @@ impl EventLog {
         Ok(out)
     }
 
+    /// How many dead letters wait for publication (keys only: cheap enough
+    /// for every metrics scrape).
+    pub fn dead_letters_pending(&self) -> Result<u64, LogError> {
+        let mut n = 0;
+        for k in self.tree.scan_prefix([DEAD_LETTER]).keys() {
+            k?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Marks dead letters as published. Not flushed by itself: a crash
     /// before the next flush re-sends them (at-least-once).
     pub fn mark_dead_letters_sent(&self, rseqs: &[u64]) -> Result<(), LogError> {
@@ -890,9 +734,7 @@ impl EventLog {
     }
 
     fn command_known(&self, id: &str, in_batch: &HashMap<String, u64>) -> Result<bool, LogError> {
-        Ok(in_batch.contains_key(id)
-            || self.inflight_command_ids.contains_key(id)
-            || self.tree.get(str_key(COMMAND_ID, id))?.is_some())
+        Ok(in_batch.contains_key(id) || self.tree.get(str_key(COMMAND_ID, id))?.is_some())
     }
 
     /// Stores commands decided outside any event batch (deadlines fired by
@@ -905,10 +747,6 @@ impl EventLog {
         if self.poisoned {
             return Err(LogError::Poisoned);
         }
-        assert_eq!(
-            self.next_settle, self.next_token,
-            "commands are appended only while no batch is in flight"
-        );
         let mut batch = sled::Batch::default();
         let mut in_batch = HashMap::new();
         let mut stored = Vec::new();
@@ -919,26 +757,16 @@ impl EventLog {
             }
             let cseq = next_cseq;
             next_cseq += 1;
-            batch.insert(&seq_key(COMMAND, cseq), codec::encode_command(&command));
-            batch.insert(&seq_key(OUTBOX, cseq), &[]);
-            batch.insert(
-                str_key(COMMAND_ID, &command.command_id),
-                &cseq.to_be_bytes(),
-            );
-            in_batch.insert(command.command_id.clone(), cseq);
+            stage_command(&mut batch, &mut in_batch, cseq, &command);
             stored.push((cseq, command));
         }
         if stored.is_empty() {
             return Ok(stored);
         }
         batch.insert(str_key(META, META_NEXT_CSEQ), &next_cseq.to_be_bytes());
-        if let Err(e) = self
-            .tree
-            .apply_batch(batch)
-            .and_then(|()| self.db.flush().map(|_| ()))
-        {
+        if let Err(e) = self.write(batch) {
             self.poisoned = true;
-            return Err(e.into());
+            return Err(e);
         }
         self.next_cseq = next_cseq;
         Ok(stored)
@@ -1050,9 +878,6 @@ impl EventLog {
 
     /// The stored next offset of a source, if it has one.
     pub fn position(&self, source: &str) -> Result<Option<u64>, LogError> {
-        if let Some(p) = self.positions_mem.get(source) {
-            return Ok(Some(*p));
-        }
         Ok(self
             .tree
             .get(str_key(POSITION, source))?
@@ -1113,3 +938,20 @@ impl EventLog {
 
 #[cfg(test)]
 mod tests;
+
+/// Puts a command into a batch: the command, its outbox marker and its id
+/// in the id index (so that no id is ever stored twice).
+fn stage_command(
+    batch: &mut sled::Batch,
+    ids_in_batch: &mut HashMap<String, u64>,
+    cseq: u64,
+    command: &LeadCommand,
+) {
+    batch.insert(&seq_key(COMMAND, cseq), codec::encode_command(command));
+    batch.insert(&seq_key(OUTBOX, cseq), &[]);
+    batch.insert(
+        str_key(COMMAND_ID, &command.command_id),
+        &cseq.to_be_bytes(),
+    );
+    ids_in_batch.insert(command.command_id.clone(), cseq);
+}
