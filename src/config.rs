@@ -135,8 +135,6 @@ pub struct LogConfig {
     pub batch_wait_ms_max: u64,
     /// sled's page cache size.
     pub cache_capacity_bytes: u64,
-    /// Most lead lifecycle states kept decoded in memory for validation.
-    pub lead_cache_entries_max: usize,
 }
 
 impl Default for LogConfig {
@@ -145,7 +143,6 @@ impl Default for LogConfig {
             batch_events_max: 2_000,
             batch_wait_ms_max: 20,
             cache_capacity_bytes: 256 * 1024 * 1024,
-            lead_cache_entries_max: 500_000,
         }
     }
 }
@@ -221,9 +218,6 @@ impl Config {
         }
         if self.log.cache_capacity_bytes < 1024 * 1024 {
             return bad("log.cache_capacity_bytes must be at least 1 MiB");
-        }
-        if self.log.lead_cache_entries_max == 0 {
-            return bad("log.lead_cache_entries_max must be positive");
         }
         if self.projection.follow_up_sla_ms <= 0 {
             return bad("projection.follow_up_sla_ms must be positive");

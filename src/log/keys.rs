@@ -7,8 +7,8 @@
 //! length-prefixed so that one lead's prefix is never a prefix of another's.
 
 pub const EVENT: u8 = b'e'; // e + first seq      -> segment of protobuf LeadEvents
-pub const EVENT_ID: u8 = b'i'; // i + event_id    -> seq
-pub const LEAD_STATE: u8 = b's'; // s + lead_id   -> bincode LeadRecord (state + timeline)
+                            // b'i' and b's' held the id index and lead records in format 1; both are
+                            // in memory now (see `index`).
 pub const REJECTED: u8 = b'r'; // r + rseq        -> bincode StoredRejection
 pub const LEAD_REJECTED: u8 = b'x'; // x + lead + rseq -> ()
 pub const DEAD_LETTER: u8 = b'q'; // q + rseq    -> () while unpublished

@@ -2,8 +2,7 @@
 //!
 //! ## Durability contract
 //! - [`EventLog::append`] validates a batch of inputs, writes everything the
-//!   batch produces — accepted events with their global sequence numbers, the
-//!   event-id index, the per-lead timeline index, the new lead states,
+//!   batch produces — accepted events with their global sequence numbers,
 //!   rejected inputs with their reasons, the rejection counters and the
 //!   source positions the batch consumed — in **one atomic sled batch**, and
 //!   then **flushes** (fsync) once. When `append` returns `Ok`, all of it
@@ -23,17 +22,22 @@
 //! - Event ids are unique in the log: a second event with a stored id is kept
 //!   as a `duplicate` rejection, never appended.
 //! - Sequences start at 1 and have no gaps; reading asserts it.
+//! - The in-memory indexes (lead states, timelines, event ids) hold durable
+//!   events only: they move forward after the batch's flush, and a failed
+//!   write poisons the log until it is reopened and the indexes rebuilt.
 //!
 //! ## Layout
 //! One sled key per batch holds the batch's events (a [`segment`], keyed by
-//! its first sequence), one key per event id holds the dedupe index, and one
-//! key per lead holds its lifecycle state together with its timeline (the
-//! sequences of its events). sled's cost is per key, so this keeps an append
-//! at about two keys per event.
+//! its first sequence). The dedupe index and each lead's lifecycle state and
+//! timeline are functions of the events, so they live in memory ([`index`])
+//! and are rebuilt by scanning the log the first time they are needed after
+//! opening. sled's cost is per key, so an append writes about one key per
+//! batch (plus one per rejection and per command), not two per event.
 //! - Projection snapshots live in their own tree and are flushed when saved;
 //!   they are a cache: losing one costs a replay, never correctness.
 
 mod batcher;
+mod index;
 mod keys;
 mod segment;
 
@@ -42,14 +46,16 @@ pub use batcher::Batcher;
 use crate::codec::{self, stream::Record};
 use crate::domain::lifecycle::{self, Lead};
 use crate::domain::{LeadCommand, LeadEvent, Rejection};
+use index::{IdProbe, Index, LeadEntry};
 use keys::*;
 use segment::{Segment, SegmentWriter};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// The on-disk format this build writes and reads.
-pub const FORMAT_VERSION: u64 = 1;
+/// The on-disk format this build writes and reads. Format 1 also stored
+/// the id index and lead records as sled keys.
+pub const FORMAT_VERSION: u64 = 2;
 
 /// Errors of the log layer.
 #[derive(Debug, thiserror::Error)]
@@ -161,13 +167,6 @@ pub struct StoredRejection {
     pub raw: Vec<u8>,
 }
 
-/// A lead's record: lifecycle state plus the sequences of its events.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct LeadRecord {
-    lead: Lead,
-    timeline: Vec<u64>,
-}
-
 /// Totals of the log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogStats {
@@ -185,14 +184,13 @@ pub struct EventLog {
     next_rseq: u64,
     /// Next command sequence; starts at 1.
     next_cseq: u64,
-    /// Decoded lead records, a bounded cache in front of the `s` keyspace.
-    /// Holds durable records only, so it can be cleared at any time.
-    leads: HashMap<String, LeadRecord>,
+    /// Lead states, timelines and the id index, built from the events on
+    /// first use. Holds durable events only.
+    index: std::cell::OnceCell<Index>,
     /// Set when a write failed: memory may be ahead of the disk, so the
     /// log refuses further work until it is reopened.
     poisoned: bool,
 
-    lead_cache_entries_max: usize,
     dead_letter_outbox: bool,
 }
 
@@ -200,7 +198,6 @@ pub struct EventLog {
 #[derive(Clone, Debug)]
 pub struct LogOptions {
     pub cache_capacity_bytes: u64,
-    pub lead_cache_entries_max: usize,
     /// Queue every rejection for publication to a dead-letter topic, in the
     /// same batch that records it (see [`EventLog::pending_dead_letters`]).
     pub dead_letter_outbox: bool,
@@ -211,7 +208,6 @@ impl Default for LogOptions {
         let c = crate::config::LogConfig::default();
         LogOptions {
             cache_capacity_bytes: c.cache_capacity_bytes,
-            lead_cache_entries_max: c.lead_cache_entries_max,
             dead_letter_outbox: false,
         }
     }
@@ -221,7 +217,6 @@ impl From<&crate::config::LogConfig> for LogOptions {
     fn from(c: &crate::config::LogConfig) -> Self {
         LogOptions {
             cache_capacity_bytes: c.cache_capacity_bytes,
-            lead_cache_entries_max: c.lead_cache_entries_max,
             dead_letter_outbox: false,
         }
     }
@@ -325,9 +320,8 @@ impl EventLog {
             next_seq,
             next_rseq,
             next_cseq,
-            leads: HashMap::new(),
+            index: std::cell::OnceCell::new(),
             poisoned: false,
-            lead_cache_entries_max: options.lead_cache_entries_max,
             dead_letter_outbox: options.dead_letter_outbox,
         })
     }
@@ -337,21 +331,67 @@ impl EventLog {
         self.next_seq - 1
     }
 
-    fn load_lead(&self, lead_id: &str) -> Result<Option<LeadRecord>, LogError> {
-        if let Some(l) = self.leads.get(lead_id) {
-            return Ok(Some(l.clone()));
+    /// The in-memory indexes, built by one scan of the log on first use.
+    fn index(&self) -> Result<&Index, LogError> {
+        if let Some(index) = self.index.get() {
+            return Ok(index);
         }
-        match self.tree.get(str_key(LEAD_STATE, lead_id))? {
-            None => Ok(None),
-            Some(v) => bincode::deserialize(&v)
-                .map(Some)
-                .map_err(|e| LogError::Corrupt(format!("state of lead {lead_id}: {e}"))),
+        let started = std::time::Instant::now();
+        let mut index = Index::default();
+        let mut seen = 0u64;
+        for item in self.events_from(1) {
+            let (seq, event) = item?;
+            // Invariant on read: stored ids are unique.
+            if self.stored_seq_of(&index, &event.event_id)?.is_some() {
+                return Err(LogError::Corrupt(format!(
+                    "event id {} is stored twice (again at {seq})",
+                    event.event_id
+                )));
+            }
+            index.fold(seq, &event);
+            seen += 1;
+            if seen % 1_000_000 == 0 {
+                tracing::info!(events = seen, "indexing the log");
+            }
         }
+        // Invariant on read: every stored event is indexed once.
+        assert_eq!(
+            index.covered_seq,
+            self.last_seq(),
+            "the index covers the log"
+        );
+        assert_eq!(index.events() as u64, seen, "one id per indexed event");
+        tracing::info!(
+            events = seen,
+            leads = index.leads.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "log indexed"
+        );
+        Ok(self.index.get_or_init(|| index))
+    }
+
+    /// The sequence of a stored id according to `index`, confirming a hash
+    /// hit against the stored event.
+    fn stored_seq_of(&self, index: &Index, event_id: &str) -> Result<Option<u64>, LogError> {
+        if let IdProbe::Candidate(seq) = index.probe(event_id) {
+            let stored = self
+                .event(seq)?
+                .ok_or_else(|| LogError::Corrupt(format!("id index points at missing {seq}")))?;
+            if stored.event_id == event_id {
+                return Ok(Some(seq));
+            }
+            return Ok(index.collided(event_id));
+        }
+        Ok(None)
+    }
+
+    fn lead_entry(&self, lead_id: &str) -> Result<Option<&LeadEntry>, LogError> {
+        Ok(self.index()?.leads.get(lead_id))
     }
 
     /// The lifecycle state of one lead, as validation sees it.
     pub fn lead_state(&self, lead_id: &str) -> Result<Option<Lead>, LogError> {
-        Ok(self.load_lead(lead_id)?.map(|r| r.lead))
+        Ok(self.lead_entry(lead_id)?.map(|r| r.lead.clone()))
     }
 
     /// Validates and appends a batch atomically and durably; see the module
@@ -378,6 +418,7 @@ impl EventLog {
         if self.poisoned {
             return Err(LogError::Poisoned);
         }
+        self.index()?;
         let mut next_cseq = self.next_cseq;
         let started = std::time::Instant::now();
         let mut batch = sled::Batch::default();
@@ -386,7 +427,7 @@ impl EventLog {
         let mut next_rseq = self.next_rseq;
         // In-batch views: lead states and ids written by earlier inputs of
         // this batch are not in sled yet.
-        let mut overlay: HashMap<&str, LeadRecord> = HashMap::new();
+        let mut overlay: HashMap<&str, Lead> = HashMap::new();
         let mut segment = SegmentWriter::new();
         let mut ids_in_batch: HashMap<&str, u64> = HashMap::new();
         let mut counters: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -398,15 +439,18 @@ impl EventLog {
                 Ok(event) => self.validate(event, &overlay, &ids_in_batch)?,
             };
             match outcome {
-                Ok(mut record) => {
+                Ok(lead) => {
                     let event = input.record.as_ref().expect("validated events decode");
                     let seq = next_seq;
                     next_seq += 1;
-                    segment.push(&codec::encode_event(event));
-                    batch.insert(str_key(EVENT_ID, &event.event_id), &seq.to_be_bytes());
-                    record.timeline.push(seq);
+                    // The bytes as received decode to this very event, so
+                    // they are stored as they are (no re-encoding).
+                    match &input.original {
+                        Some(bytes) => segment.push(bytes),
+                        None => segment.push(&codec::encode_event(event)),
+                    }
                     ids_in_batch.insert(&event.event_id, seq);
-                    overlay.insert(&event.lead_id, record);
+                    overlay.insert(&event.lead_id, lead);
                     report.accepted.push((index, seq));
                     for command in decide(seq, event) {
                         if self.command_known(&command.command_id, &command_ids_in_batch)? {
@@ -462,10 +506,6 @@ impl EventLog {
         if !segment.is_empty() {
             batch.insert(&seq_key(EVENT, self.next_seq), segment.finish());
         }
-        for (lead_id, record) in &overlay {
-            let bytes = bincode::serialize(record).expect("lead records serialise");
-            batch.insert(str_key(LEAD_STATE, lead_id), bytes);
-        }
         for (code, n) in &counters {
             let key = str_key(COUNTER, code);
             let old = self
@@ -505,11 +545,13 @@ impl EventLog {
         self.next_seq = next_seq;
         self.next_rseq = next_rseq;
         self.next_cseq = next_cseq;
-        if self.leads.len() + overlay.len() > self.lead_cache_entries_max {
-            self.leads.clear();
+        let index = self.index.get_mut().expect("indexed above");
+        for (lead_id, lead) in overlay {
+            index.set_lead(lead_id, lead);
         }
-        for (lead_id, record) in overlay {
-            self.leads.insert(lead_id.to_string(), record);
+        for (i, seq) in &report.accepted {
+            let event = inputs[*i].record.as_ref().expect("accepted events decode");
+            index.insert(&event.event_id, &event.lead_id, *seq);
         }
         report.last_seq = self.next_seq - 1;
         tracing::debug!(
@@ -540,9 +582,10 @@ impl EventLog {
     fn validate(
         &self,
         event: &LeadEvent,
-        overlay: &HashMap<&str, LeadRecord>,
+        overlay: &HashMap<&str, Lead>,
         ids_in_batch: &HashMap<&str, u64>,
-    ) -> Result<Result<LeadRecord, Rejection>, LogError> {
+    ) -> Result<Result<Lead, Rejection>, LogError> {
+        let index = self.index()?;
         // Malformed ids are the lifecycle's to reject; only well-formed ones
         // are looked up in the id index.
         let id_ok =
@@ -551,21 +594,15 @@ impl EventLog {
             if let Some(&first_seq) = ids_in_batch.get(event.event_id.as_str()) {
                 return Ok(Err(Rejection::Duplicate { first_seq }));
             }
-            if let Some(v) = self.tree.get(str_key(EVENT_ID, &event.event_id))? {
-                let first_seq =
-                    u64_value(&v).ok_or_else(|| LogError::Corrupt("id index".into()))?;
+            if let Some(first_seq) = self.stored_seq_of(index, &event.event_id)? {
                 return Ok(Err(Rejection::Duplicate { first_seq }));
             }
         }
-        let record = match overlay.get(event.lead_id.as_str()) {
-            Some(r) => Some(r.clone()),
-            None => self.load_lead(&event.lead_id)?,
+        let state = match overlay.get(event.lead_id.as_str()) {
+            Some(lead) => Some(lead),
+            None => index.leads.get(&event.lead_id).map(|e| &e.lead),
         };
-        let state = record.as_ref().map(|r| &r.lead);
-        Ok(lifecycle::handle(state, event).map(|lead| LeadRecord {
-            lead,
-            timeline: record.map(|r| r.timeline).unwrap_or_default(),
-        }))
+        Ok(lifecycle::handle(state, event))
     }
 
     /// Accepted events with sequence `>= from_seq`, in order.
@@ -641,19 +678,16 @@ impl EventLog {
 
     /// The sequence of a stored event id.
     pub fn seq_of(&self, event_id: &str) -> Result<Option<u64>, LogError> {
-        Ok(self
-            .tree
-            .get(str_key(EVENT_ID, event_id))?
-            .and_then(|v| u64_value(&v)))
+        self.stored_seq_of(self.index()?, event_id)
     }
 
     /// One lead's accepted events, in log order.
     pub fn timeline(&self, lead_id: &str) -> Result<Vec<(u64, LeadEvent)>, LogError> {
-        let Some(record) = self.load_lead(lead_id)? else {
+        let Some(record) = self.lead_entry(lead_id)? else {
             return Ok(Vec::new());
         };
         let mut out = Vec::with_capacity(record.timeline.len());
-        for seq in record.timeline {
+        for &seq in &record.timeline {
             let event = self.event(seq)?.ok_or_else(|| {
                 LogError::Corrupt(format!("timeline points at missing event {seq}"))
             })?;

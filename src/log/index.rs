@@ -1,0 +1,183 @@
+//! The log's in-memory indexes: each lead's lifecycle state and timeline,
+//! and the event-id index used for dedupe.
+//!
+//! Why in memory and not in sled: both are functions of the stored events
+//! alone, and sled's cost is per key. Writing them as keys cost two sled
+//! inserts (plus an index lookup) per event, which was most of an append;
+//! without them an append writes about one key per *batch*. The price is
+//! memory and a scan of the log on first use (see [`Index::build`]), which
+//! runs at millions of events per second, and only for the commands that
+//! need the indexes (appending, `inspect`), not for replay or export.
+//!
+//! Memory: about 20 bytes per event (id hash and sequence, plus the
+//! timeline entry) and about 150 bytes per lead (state and map entry).
+//!
+//! The id index keeps a 64-bit hash of each id, not the id: a hit is
+//! confirmed by reading the stored event, and the rare id whose hash is
+//! already taken by another id is kept whole in a side map, so dedupe stays
+//! exact.
+
+use crate::domain::lifecycle::{self, Lead};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+/// One lead as the log knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeadEntry {
+    pub lead: Lead,
+    /// Sequences of the lead's accepted events, ascending.
+    pub timeline: Vec<u64>,
+}
+
+/// Hashes an event id to the key of the id index. Not persisted, so the
+/// hash function may change between builds.
+pub fn id_hash(id: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
+/// The id index's keys are hashes already; hashing them again is waste.
+#[derive(Default)]
+pub struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed with this; fold anything else anyway.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+#[derive(Default)]
+pub struct Index {
+    pub leads: HashMap<String, LeadEntry>,
+    /// `id_hash(event_id)` → sequence of the first event with that hash.
+    ids: HashMap<u64, u64, BuildHasherDefault<PassThrough>>,
+    /// Ids whose hash an earlier, different id holds: id → sequence.
+    collided: HashMap<String, u64>,
+    /// The highest sequence folded in.
+    pub covered_seq: u64,
+}
+
+/// Where an id lookup by hash landed.
+pub enum IdProbe {
+    /// No stored id has this hash, nor is this id among the collided ones.
+    Absent,
+    /// A stored event with this hash: confirm that its id is this one.
+    Candidate(u64),
+}
+
+impl Index {
+    /// Looks an id up. `Candidate(seq)` must be confirmed by the caller
+    /// (who can read the stored event); if it is not, call
+    /// [`collided`](Self::collided).
+    pub fn probe(&self, id: &str) -> IdProbe {
+        match self.ids.get(&id_hash(id)) {
+            Some(seq) => IdProbe::Candidate(*seq),
+            None => IdProbe::Absent,
+        }
+    }
+
+    /// The sequence of an id whose hash belongs to another id.
+    pub fn collided(&self, id: &str) -> Option<u64> {
+        self.collided.get(id).copied()
+    }
+
+    /// Sets a lead's state (creating its entry with an empty timeline).
+    pub fn set_lead(&mut self, lead_id: &str, lead: Lead) {
+        match self.leads.get_mut(lead_id) {
+            Some(entry) => entry.lead = lead,
+            None => {
+                self.leads.insert(
+                    lead_id.to_string(),
+                    LeadEntry {
+                        lead,
+                        timeline: Vec::new(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Records a newly stored event of a lead whose state is set. The
+    /// caller has checked that the id is not stored yet.
+    pub fn insert(&mut self, event_id: &str, lead_id: &str, seq: u64) {
+        assert!(seq > self.covered_seq, "events are indexed in log order");
+        self.covered_seq = seq;
+        match self.ids.entry(id_hash(event_id)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(seq);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                let previous = self.collided.insert(event_id.to_string(), seq);
+                assert!(previous.is_none(), "event id {event_id} stored twice");
+            }
+        }
+        self.leads
+            .get_mut(lead_id)
+            .expect("a lead's state is set before its events are indexed")
+            .timeline
+            .push(seq);
+    }
+
+    /// Folds one stored event in, for [`build`](Self::build): events in the
+    /// log are facts, so they are applied without being judged again (a
+    /// later build with stricter rules must still open an older log).
+    pub fn fold(&mut self, seq: u64, event: &crate::domain::LeadEvent) {
+        let state = self.leads.get(&event.lead_id).map(|e| e.lead.clone());
+        self.set_lead(&event.lead_id, lifecycle::apply(state, event));
+        self.insert(&event.event_id, &event.lead_id, seq);
+    }
+
+    /// Test hook: claims `id`'s hash for `seq`, as a colliding id would.
+    #[cfg(test)]
+    pub fn claim_hash(&mut self, id: &str, seq: u64) {
+        self.ids.insert(id_hash(id), seq);
+    }
+
+    pub fn events(&self) -> usize {
+        self.ids.len() + self.collided.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::lifecycle::LeadStatus;
+
+    fn lead() -> Lead {
+        Lead {
+            status: LeadStatus::InPool,
+            pool: "p".into(),
+            owner: None,
+            created_at_ms: 1,
+            generation: 0,
+            recall_count: 0,
+        }
+    }
+
+    #[test]
+    fn a_second_id_with_a_taken_hash_goes_to_the_side_map() {
+        let mut index = Index::default();
+        index.set_lead("a", lead());
+        index.insert("e1", "a", 1);
+        // Force a collision: put e2's hash under e1's sequence by hand.
+        index.ids.insert(id_hash("e2"), 1);
+        index.insert("e2", "a", 2);
+        assert!(matches!(index.probe("e2"), IdProbe::Candidate(1)));
+        assert_eq!(index.collided("e2"), Some(2));
+        assert_eq!(index.collided("e1"), None);
+        assert_eq!(index.leads["a"].timeline, vec![1, 2]);
+        assert_eq!(index.events(), 3, "the forced entry counts too");
+    }
+}
