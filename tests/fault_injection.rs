@@ -223,3 +223,75 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
         );
     }
 }
+
+/// The dispatcher does not wait for acks in the ingest loop, so a failed
+/// delivery must come back by itself: with the broker down past the
+/// producer's message timeout every delivery fails, the outbox keeps all of
+/// them, and once the broker is back the dispatcher sends them again.
+#[test]
+fn commands_whose_delivery_failed_are_sent_again_when_the_broker_is_back() {
+    use leadflow::bus::outbox::Dispatcher;
+    use leadflow::domain::{CommandBody, LeadCommand};
+
+    let mock = MockCluster::new(1).unwrap();
+    let mut config = Config::default();
+    config.kafka.brokers = mock.bootstrap_servers();
+    config
+        .kafka
+        .properties
+        .insert("message.timeout.ms".into(), "1500".into());
+    mock.create_topic(&config.kafka.commands_topic, 2, 1)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = EventLog::open(&dir.path().join("data"), &LogOptions::default()).unwrap();
+    let ids: Vec<String> = (0..50).map(|i| format!("cmd-{i}")).collect();
+    let commands = ids
+        .iter()
+        .map(|id| LeadCommand {
+            command_id: id.clone(),
+            lead_id: format!("lead-{id}"),
+            issued_at_ms: 1,
+            causation_event_id: String::new(),
+            rule_id: "rr".into(),
+            rule_version: 1,
+            explanation: String::new(),
+            facts: Default::default(),
+            body: CommandBody::AssignLead {
+                owner_id: "rep-1".into(),
+                pool: "general".into(),
+            },
+        })
+        .collect();
+    assert_eq!(log.append_commands(commands).unwrap().len(), ids.len());
+    let producer = leadflow::bus::publish::producer(&config.kafka).unwrap();
+    let mut dispatcher = Dispatcher::new(&config.kafka.commands_topic);
+
+    // Given the broker is down, when the dispatcher sends and the
+    // deliveries time out ...
+    mock.broker_down(1).unwrap();
+    let (handed, more) = dispatcher.pump(&log, &producer).unwrap();
+    assert_eq!((handed, more), (ids.len(), false));
+    let failed = dispatcher.collect(&log, true).unwrap();
+    // ... then nothing is marked sent and everything stays in the outbox.
+    assert_eq!((failed.sent, failed.failed), (0, ids.len()));
+    assert_eq!(log.pending_commands(1_000).unwrap().len(), ids.len());
+
+    // When the broker is back, the dispatcher starts over from the oldest
+    // pending command and every one is acknowledged.
+    mock.broker_up(1).unwrap();
+    let done = dispatcher.drain(&log, &producer, 5).unwrap();
+    assert_eq!(done.sent, ids.len(), "{done:?}");
+    assert!(log.pending_commands(1_000).unwrap().is_empty());
+    let published: std::collections::BTreeSet<String> = leadflow::bus::tail::tail(
+        &config.kafka,
+        &config.kafka.commands_topic,
+        leadflow::bus::tail::Kind::Commands,
+        1_000,
+        3_000,
+    )
+    .unwrap()
+    .into_iter()
+    .map(|m| m.body["commandId"].as_str().unwrap().to_string())
+    .collect();
+    assert_eq!(published, ids.iter().cloned().collect());
+}

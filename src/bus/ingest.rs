@@ -92,6 +92,12 @@ pub struct IngestStats {
     pub rewinds: u64,
 }
 
+/// How often the loop picks up command acks.
+const COLLECT_EVERY: Duration = Duration::from_millis(5);
+/// Rounds of failed deliveries after which shutdown stops retrying (the
+/// outbox keeps the rest for the next start).
+const DRAIN_ATTEMPTS_MAX: u32 = 3;
+
 /// How often `run` fires the policy's deadlines on the wall clock.
 const DEADLINE_TICK_MS: u64 = 100;
 
@@ -591,6 +597,8 @@ pub fn run_full(
     let producer = super::publish::producer(k)?;
     let mut last_progress = Instant::now();
     let mut last_tick = Instant::now();
+    let mut dispatcher = super::outbox::Dispatcher::new(&k.commands_topic);
+    let mut last_collect = Instant::now();
 
     while !shutdown.load(Ordering::Relaxed) {
         let wait_ms = {
@@ -641,10 +649,19 @@ pub fn run_full(
                 s.commands_dirty |= !stored.is_empty();
             }
         }
-        if s.commands_dirty && s.batcher.is_empty() {
-            let d = super::outbox::dispatch(&s.log, &producer, &k.commands_topic)?;
+        // Commands go out without the loop waiting for their acks: hand
+        // new ones to the producer after each batch, and pick the acks up
+        // every few milliseconds.
+        if s.commands_dirty {
+            let (_, more) = dispatcher.pump(&s.log, &producer)?;
+            s.commands_dirty = more;
+        }
+        if dispatcher.in_flight() > 0 && last_collect.elapsed() >= COLLECT_EVERY {
+            last_collect = Instant::now();
+            let d = dispatcher.collect(&s.log, false)?;
             s.stats.commands_sent += d.sent as u64;
-            s.commands_dirty = d.more || d.failed > 0;
+            // A failed delivery is sent again once the rest has settled.
+            s.commands_dirty |= d.failed > 0;
         }
         if s.dead_letters_dirty && s.batcher.is_empty() {
             s.dispatch_dead_letters(&producer, &k.dlq_topic)?;
@@ -665,12 +682,13 @@ pub fn run_full(
     {
         let mut s = shared.lock().expect("ingest state lock");
         s.flush(&consumer, CommitMode::Sync)?;
-        loop {
-            let d = super::outbox::dispatch(&s.log, &producer, &k.commands_topic)?;
-            s.stats.commands_sent += d.sent as u64;
-            if !d.more {
-                break;
-            }
+        let d = dispatcher.drain(&s.log, &producer, DRAIN_ATTEMPTS_MAX)?;
+        s.stats.commands_sent += d.sent as u64;
+        if d.failed > 0 {
+            tracing::warn!(
+                failed = d.failed,
+                "commands left unacknowledged at shutdown stay in the outbox for the next start"
+            );
         }
         while s.dispatch_dead_letters(&producer, &k.dlq_topic)? > 0 {}
         s.log.flush()?;

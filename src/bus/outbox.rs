@@ -12,9 +12,10 @@ use super::BusError;
 use crate::codec;
 use crate::domain::LeadCommand;
 use crate::log::EventLog;
+use futures::Future;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 /// Most commands published per pass; bounds in-flight sends.
@@ -42,56 +43,191 @@ pub fn headers(c: &LeadCommand) -> OwnedHeaders {
     h
 }
 
-/// What one dispatch pass did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Dispatched {
-    /// Acknowledged and marked sent.
-    pub sent: usize,
-    /// Not acknowledged; still pending.
-    pub failed: usize,
-    /// The pass was full: more may be pending.
-    pub more: bool,
+/// The most commands sent and not yet acknowledged; bounds the producer's
+/// queue and the memory of the in-flight list.
+pub const COMMANDS_IN_FLIGHT_MAX: usize = 10_000;
+
+/// One command handed to the producer, waiting for the broker's ack.
+struct InFlight {
+    cseq: u64,
+    command_id: String,
+    delivery: DeliveryFuture,
 }
 
-/// Publishes up to [`COMMANDS_PER_PASS_MAX`] pending commands and marks the
-/// acknowledged ones sent; those that failed stay pending for the next pass.
-pub fn dispatch(
-    log: &EventLog,
-    producer: &FutureProducer,
-    topic: &str,
-) -> Result<Dispatched, BusError> {
-    let pending = log.pending_commands(COMMANDS_PER_PASS_MAX)?;
-    if pending.is_empty() {
-        return Ok(Dispatched::default());
-    }
-    let payloads: Vec<Vec<u8>> = pending
-        .iter()
-        .map(|(_, c)| codec::encode_command(c))
-        .collect();
-    let sends = pending.iter().zip(&payloads).map(|((_, c), payload)| {
-        producer.send(
-            FutureRecord::to(topic)
-                .key(c.lead_id.as_bytes())
-                .payload(payload)
-                .headers(headers(c)),
-            Timeout::After(Duration::from_secs(30)),
-        )
-    });
-    let results = futures::executor::block_on(futures::future::join_all(sends));
-    let mut sent = Vec::with_capacity(pending.len());
-    for ((cseq, c), result) in pending.iter().zip(results) {
-        match result {
-            Ok(_) => sent.push(*cseq),
-            Err((e, _)) => tracing::warn!(
-                command_id = %c.command_id,
-                "command not acknowledged, will retry: {e}"
-            ),
+/// Publishes the outbox without stopping the ingest loop to wait for acks:
+/// [`pump`](Self::pump) hands pending commands to the producer and
+/// [`collect`](Self::collect) marks those acknowledged so far as sent.
+/// Waiting for each pass's acks in the loop cost a broker round trip per
+/// batch, which halved ingest throughput with a policy on.
+///
+/// A command whose delivery failed stays in the outbox; once everything in
+/// flight has settled the dispatcher starts over from the oldest pending
+/// command, so it is sent again (at-least-once, as after a crash).
+pub struct Dispatcher {
+    topic: String,
+    in_flight: VecDeque<InFlight>,
+    /// The highest command sequence handed to the producer; pending
+    /// commands above it have not been sent by this dispatcher.
+    sent_up_to: u64,
+    /// A delivery failed: resend from the oldest pending once settled.
+    retry: bool,
+}
+
+/// What a dispatcher call did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dispatched {
+    /// Handed to the producer.
+    pub handed: usize,
+    /// Acknowledged and marked sent.
+    pub sent: usize,
+    /// Not acknowledged; still pending, sent again later.
+    pub failed: usize,
+}
+
+impl Dispatcher {
+    pub fn new(topic: &str) -> Dispatcher {
+        Dispatcher {
+            topic: topic.to_string(),
+            in_flight: VecDeque::new(),
+            sent_up_to: 0,
+            retry: false,
         }
     }
-    log.mark_commands_sent(&sent)?;
-    Ok(Dispatched {
-        sent: sent.len(),
-        failed: pending.len() - sent.len(),
-        more: pending.len() == COMMANDS_PER_PASS_MAX,
-    })
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Hands pending commands that are not in flight to the producer, up to
+    /// [`COMMANDS_IN_FLIGHT_MAX`] in flight and [`COMMANDS_PER_PASS_MAX`] per
+    /// call. Returns how many it handed over and whether more may be
+    /// waiting (the pass was full, the in-flight bound was reached, or a
+    /// failed delivery waits for the rest to settle before a resend).
+    pub fn pump(
+        &mut self,
+        log: &EventLog,
+        producer: &FutureProducer,
+    ) -> Result<(usize, bool), BusError> {
+        if self.retry {
+            if !self.in_flight.is_empty() {
+                return Ok((0, true));
+            }
+            self.retry = false;
+            self.sent_up_to = 0;
+        }
+        let room = COMMANDS_IN_FLIGHT_MAX - self.in_flight.len();
+        if room == 0 {
+            return Ok((0, true));
+        }
+        let limit = room.min(COMMANDS_PER_PASS_MAX);
+        let pending = log.pending_commands_after(self.sent_up_to, limit)?;
+        for (cseq, c) in &pending {
+            let payload = codec::encode_command(c);
+            let record = FutureRecord::to(&self.topic)
+                .key(c.lead_id.as_bytes())
+                .payload(&payload)
+                .headers(headers(c));
+            // `send` waits for room in librdkafka's queue (bounded by
+            // queue.buffering.max.messages), not for the ack.
+            let delivery = producer.send_result(record).or_else(|(e, record)| {
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                ) {
+                    producer.poll(Duration::from_millis(100));
+                    producer.send_result(record).map_err(|(e, _)| e)
+                } else {
+                    Err(e)
+                }
+            });
+            match delivery {
+                Ok(delivery) => self.in_flight.push_back(InFlight {
+                    cseq: *cseq,
+                    command_id: c.command_id.clone(),
+                    delivery,
+                }),
+                Err(e) => {
+                    // Not handed over: the outbox keeps it; go round again.
+                    tracing::warn!(command_id = %c.command_id, "command not sent, will retry: {e}");
+                    self.retry = true;
+                    break;
+                }
+            }
+            self.sent_up_to = *cseq;
+        }
+        Ok((pending.len(), pending.len() == limit || self.retry))
+    }
+
+    /// Marks the commands acknowledged so far as sent. With `wait`, blocks
+    /// until every command in flight has settled.
+    pub fn collect(&mut self, log: &EventLog, wait: bool) -> Result<Dispatched, BusError> {
+        let mut sent = Vec::new();
+        let mut failed = 0;
+        let waker = futures::task::noop_waker_ref();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut still = VecDeque::with_capacity(self.in_flight.len());
+        for mut f in self.in_flight.drain(..) {
+            let result = if wait {
+                futures::executor::block_on(&mut f.delivery)
+            } else {
+                match std::pin::Pin::new(&mut f.delivery).poll(&mut cx) {
+                    std::task::Poll::Ready(r) => r,
+                    std::task::Poll::Pending => {
+                        still.push_back(f);
+                        continue;
+                    }
+                }
+            };
+            match result {
+                Ok(Ok(_)) => sent.push(f.cseq),
+                Ok(Err((e, _))) => {
+                    tracing::warn!(command_id = %f.command_id, "command not acknowledged, will retry: {e}");
+                    failed += 1;
+                }
+                Err(_) => {
+                    tracing::warn!(command_id = %f.command_id, "producer dropped a command, will retry");
+                    failed += 1;
+                }
+            }
+        }
+        self.in_flight = still;
+        if failed > 0 {
+            self.retry = true;
+        }
+        log.mark_commands_sent(&sent)?;
+        Ok(Dispatched {
+            handed: 0,
+            sent: sent.len(),
+            failed,
+        })
+    }
+
+    /// Sends everything pending and waits for the acks (for shutdown).
+    /// Gives up after `attempts_max` rounds with failures, leaving the rest
+    /// in the outbox for the next start.
+    pub fn drain(
+        &mut self,
+        log: &EventLog,
+        producer: &FutureProducer,
+        attempts_max: u32,
+    ) -> Result<Dispatched, BusError> {
+        let mut total = Dispatched::default();
+        let mut failures = 0;
+        loop {
+            let (handed, _) = self.pump(log, producer)?;
+            let d = self.collect(log, true)?;
+            total.handed += handed;
+            total.sent += d.sent;
+            total.failed += d.failed;
+            if d.failed > 0 {
+                failures += 1;
+                if failures >= attempts_max {
+                    return Ok(total);
+                }
+            }
+            if handed == 0 && self.in_flight.is_empty() && !self.retry {
+                return Ok(total);
+            }
+        }
+    }
 }

@@ -840,8 +840,21 @@ impl EventLog {
 
     /// Commands whose publication has not been acknowledged, oldest first.
     pub fn pending_commands(&self, limit: usize) -> Result<Vec<(u64, LeadCommand)>, LogError> {
+        self.pending_commands_after(0, limit)
+    }
+
+    /// Like [`pending_commands`](Self::pending_commands), only those with a
+    /// command sequence above `after_cseq` (the ones a dispatcher has not
+    /// sent yet).
+    pub fn pending_commands_after(
+        &self,
+        after_cseq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, LeadCommand)>, LogError> {
         let mut out = Vec::new();
-        for k in self.tree.scan_prefix([OUTBOX]).keys().take(limit) {
+        let from = seq_key(OUTBOX, after_cseq.saturating_add(1));
+        let to = seq_key(OUTBOX, u64::MAX);
+        for k in self.tree.range(from..=to).keys().take(limit) {
             let cseq = trailing_u64(&k?).ok_or_else(|| LogError::Corrupt("outbox key".into()))?;
             let command = self
                 .command(cseq)?
