@@ -10,6 +10,8 @@
 use chrono::{Datelike, NaiveDate, NaiveTime, TimeZone, Weekday};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// The calendar as written in the policy file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +44,15 @@ pub struct Calendar {
     close: NaiveTime,
     days: [bool; 7],
     holidays: Vec<NaiveDate>,
+    /// Opening and closing instants (UTC ms) of dates already asked about.
+    /// Converting a local time with the zone's rules is the costliest step
+    /// of a deadline, and deadlines keep asking about the same few days.
+    /// A pure memo: bounded, cleared when full, shared by clones.
+    day_bounds: Arc<Mutex<HashMap<NaiveDate, (i64, i64)>>>,
 }
+
+/// Dates kept in a calendar's memo before it is cleared.
+const DAY_BOUNDS_MAX: usize = 4_096;
 
 /// The longest stretch a deadline may be pushed over (ten years of days):
 /// bounds the walk when a calendar has almost no working time.
@@ -91,7 +101,22 @@ impl Calendar {
             close,
             days,
             holidays,
+            day_bounds: Arc::default(),
         })
+    }
+
+    /// The opening and closing instants of a date, memoised.
+    fn bounds(&self, date: NaiveDate) -> (i64, i64) {
+        let mut memo = self.day_bounds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = memo.get(&date) {
+            return *b;
+        }
+        if memo.len() >= DAY_BOUNDS_MAX {
+            memo.clear();
+        }
+        let b = (self.at(date, self.open), self.at(date, self.close));
+        memo.insert(date, b);
+        b
     }
 
     fn working(&self, date: NaiveDate) -> bool {
@@ -123,8 +148,8 @@ impl Calendar {
         let mut left = working_ms;
         for _ in 0..DAYS_MAX {
             if self.working(date) {
-                let open = self.at(date, self.open).max(start_ms);
-                let close = self.at(date, self.close);
+                let (open, close) = self.bounds(date);
+                let open = open.max(start_ms);
                 if open < close {
                     let available = close - open;
                     if left <= available {
