@@ -224,6 +224,23 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
     }
 }
 
+fn assign_command(id: &str) -> leadflow::domain::LeadCommand {
+    leadflow::domain::LeadCommand {
+        command_id: id.to_string(),
+        lead_id: format!("lead-{id}"),
+        issued_at_ms: 1,
+        causation_event_id: String::new(),
+        rule_id: "rr".into(),
+        rule_version: 1,
+        explanation: String::new(),
+        facts: Default::default(),
+        body: leadflow::domain::CommandBody::AssignLead {
+            owner_id: "rep-1".into(),
+            pool: "general".into(),
+        },
+    }
+}
+
 /// The dispatcher does not wait for acks in the ingest loop, so a failed
 /// delivery must come back by itself: with the broker down past the
 /// producer's message timeout every delivery fails, the outbox keeps all of
@@ -231,7 +248,6 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
 #[test]
 fn commands_whose_delivery_failed_are_sent_again_when_the_broker_is_back() {
     use leadflow::bus::outbox::Dispatcher;
-    use leadflow::domain::{CommandBody, LeadCommand};
 
     let mock = MockCluster::new(1).unwrap();
     let mut config = Config::default();
@@ -245,23 +261,7 @@ fn commands_whose_delivery_failed_are_sent_again_when_the_broker_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = EventLog::open(&dir.path().join("data"), &LogOptions::default()).unwrap();
     let ids: Vec<String> = (0..50).map(|i| format!("cmd-{i}")).collect();
-    let commands = ids
-        .iter()
-        .map(|id| LeadCommand {
-            command_id: id.clone(),
-            lead_id: format!("lead-{id}"),
-            issued_at_ms: 1,
-            causation_event_id: String::new(),
-            rule_id: "rr".into(),
-            rule_version: 1,
-            explanation: String::new(),
-            facts: Default::default(),
-            body: CommandBody::AssignLead {
-                owner_id: "rep-1".into(),
-                pool: "general".into(),
-            },
-        })
-        .collect();
+    let commands = ids.iter().map(|id| assign_command(id)).collect();
     assert_eq!(log.append_commands(commands).unwrap().len(), ids.len());
     let producer = leadflow::bus::publish::producer(&config.kafka).unwrap();
     let mut dispatcher = Dispatcher::new(&config.kafka.commands_topic);
@@ -294,4 +294,46 @@ fn commands_whose_delivery_failed_are_sent_again_when_the_broker_is_back() {
     .map(|m| m.body["commandId"].as_str().unwrap().to_string())
     .collect();
     assert_eq!(published, ids.iter().cloned().collect());
+}
+
+/// While the commands topic does not acknowledge, the dispatcher holds at
+/// most its bound in flight (the ingest loop then waits for acks before it
+/// takes more events); the rest waits in the outbox and goes out later.
+#[test]
+fn the_dispatcher_keeps_its_in_flight_bound_while_the_broker_is_away() {
+    use leadflow::bus::outbox::{Dispatcher, COMMANDS_IN_FLIGHT_MAX};
+
+    let mock = MockCluster::new(1).unwrap();
+    let mut config = Config::default();
+    config.kafka.brokers = mock.bootstrap_servers();
+    mock.create_topic(&config.kafka.commands_topic, 2, 1)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = EventLog::open(&dir.path().join("data"), &LogOptions::default()).unwrap();
+    let total = COMMANDS_IN_FLIGHT_MAX + 500;
+    let commands = (0..total)
+        .map(|i| assign_command(&format!("c{i}")))
+        .collect();
+    assert_eq!(log.append_commands(commands).unwrap().len(), total);
+    let producer = leadflow::bus::publish::producer(&config.kafka).unwrap();
+    let mut dispatcher = Dispatcher::new(&config.kafka.commands_topic);
+
+    mock.broker_down(1).unwrap();
+    let mut handed = 0;
+    while !dispatcher.is_saturated() {
+        let (n, more) = dispatcher.pump(&log, &producer).unwrap();
+        assert!(
+            more && n > 0,
+            "room left, so every pass hands commands over"
+        );
+        handed += n;
+    }
+    assert_eq!(handed, COMMANDS_IN_FLIGHT_MAX);
+    assert_eq!(dispatcher.pump(&log, &producer).unwrap(), (0, true));
+    assert_eq!(dispatcher.in_flight(), COMMANDS_IN_FLIGHT_MAX);
+
+    mock.broker_up(1).unwrap();
+    let done = dispatcher.drain(&log, &producer, 5).unwrap();
+    assert_eq!(done.sent, total, "{done:?}");
+    assert!(log.pending_commands(10).unwrap().is_empty());
 }

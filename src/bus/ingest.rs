@@ -11,8 +11,10 @@
 //! Rejections are queued for the dead-letter topic in the same batch and
 //! published from there (at-least-once, re-sent after a crash).
 //!
-//! Backpressure is structural: polling stops while a batch is appended, and
-//! librdkafka's prefetch is bounded by `queued.max.messages.kbytes`.
+//! Backpressure is structural: polling stops while a batch is appended,
+//! librdkafka's prefetch is bounded by `queued.max.messages.kbytes`, and
+//! while the command dispatcher has its maximum in flight the loop waits
+//! for acks before it takes each next event.
 //! Rebalances: a revoked partition's in-flight batch is appended and its
 //! offsets committed inside the revoke callback, before it is released.
 
@@ -94,6 +96,9 @@ pub struct IngestStats {
 
 /// How often the loop picks up command acks.
 const COLLECT_EVERY: Duration = Duration::from_millis(5);
+/// Longest the loop waits for command acks while the dispatcher is
+/// saturated, before checking for shutdown again.
+const DISPATCH_WAIT: Duration = Duration::from_millis(100);
 /// Rounds of failed deliveries after which shutdown stops retrying (the
 /// outbox keeps the rest for the next start).
 const DRAIN_ATTEMPTS_MAX: u32 = 3;
@@ -601,6 +606,16 @@ pub fn run_full(
     let mut last_collect = Instant::now();
 
     while !shutdown.load(Ordering::Relaxed) {
+        if dispatcher.is_saturated() {
+            // Backpressure: the commands topic falls behind, so wait for
+            // acks to make room before taking the next event. Without acks
+            // the loop still polls one message per wait, which keeps the
+            // group membership alive and the intake at a trickle.
+            let mut s = shared.lock().expect("ingest state lock");
+            let d = dispatcher.collect_within(&s.log, DISPATCH_WAIT)?;
+            s.stats.commands_sent += d.sent as u64;
+            s.commands_dirty |= d.failed > 0 || d.sent > 0;
+        }
         let wait_ms = {
             let s = shared.lock().expect("ingest state lock");
             match s.batcher.deadline_ms() {

@@ -71,6 +71,8 @@ pub struct Dispatcher {
     sent_up_to: u64,
     /// A delivery failed: resend from the oldest pending once settled.
     retry: bool,
+    /// The last pump could not hand a command to the producer.
+    send_failed: bool,
 }
 
 /// What a dispatcher call did.
@@ -91,6 +93,7 @@ impl Dispatcher {
             in_flight: VecDeque::new(),
             sent_up_to: 0,
             retry: false,
+            send_failed: false,
         }
     }
 
@@ -108,6 +111,7 @@ impl Dispatcher {
         log: &EventLog,
         producer: &FutureProducer,
     ) -> Result<(usize, bool), BusError> {
+        self.send_failed = false;
         if self.retry {
             if !self.in_flight.is_empty() {
                 return Ok((0, true));
@@ -121,14 +125,15 @@ impl Dispatcher {
         }
         let limit = room.min(COMMANDS_PER_PASS_MAX);
         let pending = log.pending_commands_after(self.sent_up_to, limit)?;
+        let mut handed = 0;
         for (cseq, c) in &pending {
             let payload = codec::encode_command(c);
             let record = FutureRecord::to(&self.topic)
                 .key(c.lead_id.as_bytes())
                 .payload(&payload)
                 .headers(headers(c));
-            // `send` waits for room in librdkafka's queue (bounded by
-            // queue.buffering.max.messages), not for the ack.
+            // Enqueueing does not wait for the ack; a full librdkafka queue
+            // (queue.buffering.max.messages) gets one short wait.
             let delivery = producer.send_result(record).or_else(|(e, record)| {
                 if matches!(
                     e.rdkafka_error_code(),
@@ -150,12 +155,14 @@ impl Dispatcher {
                     // Not handed over: the outbox keeps it; go round again.
                     tracing::warn!(command_id = %c.command_id, "command not sent, will retry: {e}");
                     self.retry = true;
+                    self.send_failed = true;
                     break;
                 }
             }
             self.sent_up_to = *cseq;
+            handed += 1;
         }
-        Ok((pending.len(), pending.len() == limit || self.retry))
+        Ok((handed, pending.len() == limit || self.retry))
     }
 
     /// Marks the commands acknowledged so far as sent. With `wait`, blocks
@@ -202,6 +209,29 @@ impl Dispatcher {
         })
     }
 
+    /// Whether the in-flight bound is reached: the commands topic falls
+    /// behind, and the caller should stop taking events until acks come.
+    pub fn is_saturated(&self) -> bool {
+        self.in_flight.len() >= COMMANDS_IN_FLIGHT_MAX
+    }
+
+    /// Like [`collect`](Self::collect) without waiting, but waits up to
+    /// `wait` for the first ack (or failure) to arrive.
+    pub fn collect_within(
+        &mut self,
+        log: &EventLog,
+        wait: Duration,
+    ) -> Result<Dispatched, BusError> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let d = self.collect(log, false)?;
+            if d.sent + d.failed > 0 || std::time::Instant::now() >= deadline {
+                return Ok(d);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Sends everything pending and waits for the acks (for shutdown).
     /// Gives up after `attempts_max` rounds with failures, leaving the rest
     /// in the outbox for the next start.
@@ -214,18 +244,18 @@ impl Dispatcher {
         let mut total = Dispatched::default();
         let mut failures = 0;
         loop {
-            let (handed, _) = self.pump(log, producer)?;
+            let (handed, more) = self.pump(log, producer)?;
             let d = self.collect(log, true)?;
             total.handed += handed;
             total.sent += d.sent;
             total.failed += d.failed;
-            if d.failed > 0 {
+            if d.failed > 0 || self.send_failed {
                 failures += 1;
                 if failures >= attempts_max {
                     return Ok(total);
                 }
             }
-            if handed == 0 && self.in_flight.is_empty() && !self.retry {
+            if handed == 0 && !more && self.in_flight.is_empty() && !self.retry {
                 return Ok(total);
             }
         }
