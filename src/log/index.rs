@@ -133,10 +133,20 @@ impl Index {
     /// Folds one stored event in, for [`build`](Self::build): events in the
     /// log are facts, so they are applied without being judged again (a
     /// later build with stricter rules must still open an older log).
-    pub fn fold(&mut self, seq: u64, event: &crate::domain::LeadEvent) {
+    /// A stored event for a lead with no stored creation is corruption, not
+    /// a fact, and is refused.
+    pub fn fold(&mut self, seq: u64, event: &crate::domain::LeadEvent) -> Result<(), String> {
         let state = self.leads.get(&event.lead_id).map(|e| e.lead.clone());
+        if state.is_none() && !matches!(event.body, crate::domain::EventBody::Created(_)) {
+            return Err(format!(
+                "stored event {seq} ({}) is for lead {} that was never created",
+                event.body.kind().as_str(),
+                event.lead_id
+            ));
+        }
         self.set_lead(&event.lead_id, lifecycle::apply(state, event));
         self.insert(&event.event_id, &event.lead_id, seq);
+        Ok(())
     }
 
     /// Test hook: claims `id`'s hash for `seq`, as a colliding id would.
@@ -179,5 +189,27 @@ mod tests {
         assert_eq!(index.collided("e1"), None);
         assert_eq!(index.leads["a"].timeline, vec![1, 2]);
         assert_eq!(index.events(), 3, "the forced entry counts too");
+    }
+
+    #[test]
+    fn folding_an_event_of_a_lead_never_created_is_refused() {
+        use crate::domain::{EventBody, LeadEvent, LeadScored};
+        let mut index = Index::default();
+        let scored = LeadEvent {
+            event_id: "e1".into(),
+            lead_id: "ghost".into(),
+            occurred_at_ms: 1,
+            producer: "t".into(),
+            body: EventBody::Scored(LeadScored {
+                score: 10,
+                attribute_score: 0,
+                behaviour_score: 0,
+                predictive_score: 0,
+                model_version: "m".into(),
+            }),
+        };
+        let err = index.fold(1, &scored).unwrap_err();
+        assert!(err.contains("never created"), "{err}");
+        assert!(index.leads.is_empty() && index.events() == 0);
     }
 }

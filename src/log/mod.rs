@@ -348,7 +348,7 @@ impl EventLog {
                     event.event_id
                 )));
             }
-            index.fold(seq, &event);
+            index.fold(seq, &event).map_err(LogError::Corrupt)?;
             seen += 1;
             if seen % 1_000_000 == 0 {
                 tracing::info!(events = seen, "indexing the log");
