@@ -205,7 +205,18 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
     assert!(!commands.is_empty());
     assert_eq!(done.stats.commands_decided, commands.len() as u64);
 
-    let published: std::collections::BTreeSet<String> = leadflow::bus::tail::tail(
+    let published = published_command_ids(&config);
+    for id in &commands {
+        assert!(
+            published.contains(id),
+            "command {id} never reached the topic"
+        );
+    }
+}
+
+/// The `command_id`s on the commands topic.
+fn published_command_ids(config: &Config) -> std::collections::BTreeSet<String> {
+    leadflow::bus::tail::tail(
         &config.kafka,
         &config.kafka.commands_topic,
         leadflow::bus::tail::Kind::Commands,
@@ -215,13 +226,7 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
     .unwrap()
     .into_iter()
     .map(|m| m.body["commandId"].as_str().unwrap().to_string())
-    .collect();
-    for id in &commands {
-        assert!(
-            published.contains(id),
-            "command {id} never reached the topic"
-        );
-    }
+    .collect()
 }
 
 fn assign_command(id: &str) -> leadflow::domain::LeadCommand {
@@ -282,17 +287,7 @@ fn commands_whose_delivery_failed_are_sent_again_when_the_broker_is_back() {
     let done = dispatcher.drain(&log, &producer, 5).unwrap();
     assert_eq!(done.sent, ids.len(), "{done:?}");
     assert!(log.pending_commands(1_000).unwrap().is_empty());
-    let published: std::collections::BTreeSet<String> = leadflow::bus::tail::tail(
-        &config.kafka,
-        &config.kafka.commands_topic,
-        leadflow::bus::tail::Kind::Commands,
-        1_000,
-        3_000,
-    )
-    .unwrap()
-    .into_iter()
-    .map(|m| m.body["commandId"].as_str().unwrap().to_string())
-    .collect();
+    let published = published_command_ids(&config);
     assert_eq!(published, ids.iter().cloned().collect());
 }
 
