@@ -340,7 +340,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo(a) => demo(&config, a),
         Command::Import(a) => {
             let mut log = open_log(&cli.data_dir, &config)?;
-            import(&mut log, &config, &a).map(|_| ())
+            import(&mut log, &config, &a)?;
+            // The next open loads the index instead of scanning the log.
+            log.checkpoint_index()?;
+            Ok(())
         }
         Command::Replay(a) => replay_cmd(&cli.data_dir, &config, a),
         Command::Inspect { what } => inspect(&cli.data_dir, &config, what),

@@ -70,9 +70,13 @@ pub fn rebuild_with(
     Ok(p)
 }
 
-/// Saves projections as the current snapshot.
+/// Saves projections as the current snapshot, and the log's index
+/// checkpoint with them (see [`EventLog::checkpoint_index`]).
 pub fn save(log: &EventLog, p: &Projections) -> Result<(), LogError> {
-    log.save_snapshot(SNAPSHOT_NAME, p.covered_seq, &p.to_bytes())
+    log.save_snapshot(SNAPSHOT_NAME, p.covered_seq, &p.to_bytes())?;
+    // The log's own index rides along, when this process has built it.
+    log.checkpoint_index()?;
+    Ok(())
 }
 
 fn fold_tail(

@@ -5,9 +5,10 @@
 //! alone, and sled's cost is per key. Writing them as keys cost two sled
 //! inserts (plus an index lookup) per event, which was most of an append;
 //! without them an append writes about one key per *batch*. The price is
-//! memory and a scan of the log on first use (see [`Index::build`]), which
-//! runs at millions of events per second, and only for the commands that
-//! need the indexes (appending, `inspect`), not for replay or export.
+//! memory, and the work of building them on first use (appending,
+//! `inspect`, the API's lead view; not replay or export): from the last
+//! checkpoint (saved with the projection snapshots and at shutdown) plus a
+//! scan of the events after it, or from a scan of the whole log.
 //!
 //! Memory: about 20 bytes per event (id hash and sequence, plus the
 //! timeline entry) and about 150 bytes per lead (state and map entry).
@@ -18,8 +19,9 @@
 //! exact.
 
 use crate::domain::lifecycle::{self, Lead};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// One lead as the log knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,12 +31,17 @@ pub struct LeadEntry {
     pub timeline: Vec<u64>,
 }
 
-/// Hashes an event id to the key of the id index. Not persisted, so the
-/// hash function may change between builds.
+/// Hashes an event id to the key of the id index: 64-bit FNV-1a, written
+/// out here because checkpoints persist these hashes, so the function must
+/// never change (std's `DefaultHasher` may, between Rust releases). A
+/// collision costs one extra look-up, never a wrong verdict.
 pub fn id_hash(id: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    id.hash(&mut h);
-    h.finish()
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 /// The id index's keys are hashes already; hashing them again is waste.
@@ -58,6 +65,18 @@ impl Hasher for PassThrough {
     }
 }
 
+/// Names the layout of a checkpoint and the id hash it was made with.
+const CHECKPOINT_FORMAT: &str = "leadflow-log-index/1 fnv1a64";
+
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    format: String,
+    covered_seq: u64,
+    leads: Vec<(String, Lead, Vec<u64>)>,
+    ids: Vec<(u64, u64)>,
+    collided: Vec<(String, u64)>,
+}
+
 #[derive(Default)]
 pub struct Index {
     pub leads: HashMap<String, LeadEntry>,
@@ -67,6 +86,9 @@ pub struct Index {
     collided: HashMap<String, u64>,
     /// The highest sequence folded in.
     pub covered_seq: u64,
+    /// The sequence the index was loaded at from a checkpoint (0: built
+    /// from the whole log).
+    pub checkpoint_seq: u64,
 }
 
 /// Where an id lookup by hash landed.
@@ -147,6 +169,52 @@ impl Index {
         self.set_lead(&event.lead_id, lifecycle::apply(state, event));
         self.insert(&event.event_id, &event.lead_id, seq);
         Ok(())
+    }
+
+    /// The index as bytes, for a checkpoint (see [`from_checkpoint`]).
+    ///
+    /// [`from_checkpoint`]: Self::from_checkpoint
+    pub fn to_checkpoint(&self) -> Vec<u8> {
+        let c = Checkpoint {
+            format: CHECKPOINT_FORMAT.to_string(),
+            covered_seq: self.covered_seq,
+            leads: self
+                .leads
+                .iter()
+                .map(|(id, e)| (id.clone(), e.lead.clone(), e.timeline.clone()))
+                .collect(),
+            ids: self.ids.iter().map(|(h, s)| (*h, *s)).collect(),
+            collided: self
+                .collided
+                .iter()
+                .map(|(id, s)| (id.clone(), *s))
+                .collect(),
+        };
+        bincode::serialize(&c).expect("an index serialises")
+    }
+
+    /// An index from a checkpoint written by [`to_checkpoint`]; `Err` when
+    /// the bytes are of another format (the caller rebuilds from the log).
+    ///
+    /// [`to_checkpoint`]: Self::to_checkpoint
+    pub fn from_checkpoint(bytes: &[u8]) -> Result<Index, String> {
+        let c: Checkpoint = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
+        if c.format != CHECKPOINT_FORMAT {
+            return Err(format!("checkpoint format {:?}", c.format));
+        }
+        let mut index = Index {
+            covered_seq: c.covered_seq,
+            checkpoint_seq: c.covered_seq,
+            ..Index::default()
+        };
+        index.ids.reserve(c.ids.len());
+        index.ids.extend(c.ids);
+        index.collided.extend(c.collided);
+        index.leads.reserve(c.leads.len());
+        for (id, lead, timeline) in c.leads {
+            index.leads.insert(id, LeadEntry { lead, timeline });
+        }
+        Ok(index)
     }
 
     /// Test hook: claims `id`'s hash for `seq`, as a colliding id would.

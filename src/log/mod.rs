@@ -230,6 +230,8 @@ const META_NEXT_SEQ: &str = "next_seq";
 const META_NEXT_RSEQ: &str = "next_rseq";
 const META_NEXT_CSEQ: &str = "next_cseq";
 const META_NEXT_HSEQ: &str = "next_hseq";
+/// Snapshot name of the in-memory index's checkpoint.
+const INDEX_CHECKPOINT: &str = "log-index";
 
 impl EventLog {
     /// Opens (or creates) the log in `dir`.
@@ -331,15 +333,17 @@ impl EventLog {
         self.next_seq - 1
     }
 
-    /// The in-memory indexes, built by one scan of the log on first use.
+    /// The in-memory indexes, built on first use: from the last checkpoint
+    /// (see [`checkpoint_index`](Self::checkpoint_index)) plus a scan of the
+    /// events after it, or from a scan of the whole log.
     fn index(&self) -> Result<&Index, LogError> {
         if let Some(index) = self.index.get() {
             return Ok(index);
         }
         let started = std::time::Instant::now();
-        let mut index = Index::default();
+        let mut index = self.load_index_checkpoint()?.unwrap_or_default();
         let mut seen = 0u64;
-        for item in self.events_from(1) {
+        for item in self.events_from(index.covered_seq + 1) {
             let (seq, event) = item?;
             // Invariant on read: stored ids are unique.
             if self.stored_seq_of(&index, &event.event_id)?.is_some() {
@@ -360,14 +364,59 @@ impl EventLog {
             self.last_seq(),
             "the index covers the log"
         );
-        assert_eq!(index.events() as u64, seen, "one id per indexed event");
+        assert_eq!(
+            index.events() as u64,
+            index.covered_seq,
+            "one id per indexed event"
+        );
         tracing::info!(
-            events = seen,
+            from_checkpoint = index.checkpoint_seq,
+            scanned = seen,
             leads = index.leads.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "log indexed"
         );
         Ok(self.index.get_or_init(|| index))
+    }
+
+    /// The index checkpoint, if there is a usable one. A checkpoint is a
+    /// cache: one that does not decode or does not fit this log is ignored
+    /// (with a warning) and the index is rebuilt from the events.
+    fn load_index_checkpoint(&self) -> Result<Option<Index>, LogError> {
+        let Some((covered, bytes)) = self.load_snapshot(INDEX_CHECKPOINT)? else {
+            return Ok(None);
+        };
+        if covered > self.last_seq() {
+            tracing::warn!(covered, "index checkpoint is ahead of the log; rebuilding");
+            return Ok(None);
+        }
+        match Index::from_checkpoint(&bytes) {
+            Ok(index) if index.covered_seq == covered => Ok(Some(index)),
+            Ok(_) => {
+                tracing::warn!("index checkpoint disagrees with its header; rebuilding");
+                Ok(None)
+            }
+            Err(e) => {
+                tracing::warn!("index checkpoint unreadable ({e}); rebuilding");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Saves the in-memory index (if this process has built it), so that
+    /// the next open scans only the events after it. Its size grows with
+    /// the log (about 20 bytes per event), so it is written at checkpoints
+    /// and shutdown, not per batch; after a crash the next open scans from
+    /// the last one. Returns whether it saved.
+    pub fn checkpoint_index(&self) -> Result<bool, LogError> {
+        let Some(index) = self.index.get() else {
+            return Ok(false);
+        };
+        if self.snapshot_covered_seq(INDEX_CHECKPOINT)? == Some(index.covered_seq) {
+            return Ok(false);
+        }
+        self.save_snapshot(INDEX_CHECKPOINT, index.covered_seq, &index.to_checkpoint())?;
+        Ok(true)
     }
 
     /// The sequence of a stored id according to `index`, confirming a hash
@@ -972,6 +1021,15 @@ impl EventLog {
                 let seq = u64_value(&v[..8]).expect("8 bytes");
                 Ok(Some((seq, v[8..].to_vec())))
             }
+            Some(_) => Err(LogError::Corrupt(format!("snapshot {name}"))),
+        }
+    }
+
+    /// The covered sequence of a snapshot, without copying its bytes out.
+    fn snapshot_covered_seq(&self, name: &str) -> Result<Option<u64>, LogError> {
+        match self.snapshots.get(name.as_bytes())? {
+            None => Ok(None),
+            Some(v) if v.len() >= 8 => Ok(Some(u64_value(&v[..8]).expect("8 bytes"))),
             Some(_) => Err(LogError::Corrupt(format!("snapshot {name}"))),
         }
     }

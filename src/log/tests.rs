@@ -400,3 +400,73 @@ fn indexes_are_rebuilt_from_the_events_on_reopen() {
     let timeline: Vec<u64> = log.timeline("a").unwrap().iter().map(|(s, _)| *s).collect();
     assert_eq!(timeline, vec![1, 2]);
 }
+
+#[test]
+fn an_index_checkpoint_plus_the_tail_is_the_index_of_the_whole_log() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = open(&dir);
+        assert!(
+            !log.checkpoint_index().unwrap(),
+            "nothing built, nothing saved"
+        );
+        log.append(
+            &inputs(vec![created("e1", "a"), assigned("e2", "a", "rep")]),
+            &[],
+        )
+        .unwrap();
+        assert!(log.checkpoint_index().unwrap());
+        assert!(!log.checkpoint_index().unwrap(), "unchanged since");
+        // Events after the checkpoint: the next open scans only these.
+        log.append(&inputs(vec![created("e3", "b")]), &[]).unwrap();
+    }
+    let mut log = open(&dir);
+    let index = log.index().unwrap();
+    assert_eq!((index.checkpoint_seq, index.covered_seq), (2, 3));
+    assert_eq!(index.leads["a"].timeline, vec![1, 2]);
+    assert_eq!(index.leads["b"].timeline, vec![3]);
+    // Dedupe works across the checkpoint and the tail.
+    let r = log
+        .append(
+            &inputs(vec![
+                created("e1", "x"),
+                created("e3", "y"),
+                created("e4", "b"),
+            ]),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(
+        r.rejected,
+        vec![
+            (0, Rejection::Duplicate { first_seq: 1 }),
+            (1, Rejection::Duplicate { first_seq: 3 }),
+            (
+                2,
+                Rejection::LeadAlreadyExists {
+                    created_at_ms: 1000
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
+fn an_unreadable_index_checkpoint_is_ignored_and_the_index_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = open(&dir);
+        log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
+        log.save_snapshot(INDEX_CHECKPOINT, 1, b"not an index")
+            .unwrap();
+    }
+    let mut log = open(&dir);
+    assert_eq!(log.seq_of("e1").unwrap(), Some(1));
+    assert_eq!(
+        log.index().unwrap().checkpoint_seq,
+        0,
+        "rebuilt from the log"
+    );
+    let r = log.append(&inputs(vec![created("e1", "b")]), &[]).unwrap();
+    assert_eq!(r.rejected, vec![(0, Rejection::Duplicate { first_seq: 1 })]);
+}
