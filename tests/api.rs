@@ -5,6 +5,8 @@
 //! as labels), the JSON API with pagination and JSON errors, the OpenAPI
 //! document against the real routes, and the admin token.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,18 +39,9 @@ fn json(body: &str) -> serde_json::Value {
 
 #[test]
 fn the_api_serves_health_metrics_queries_and_guards_admin() {
-    let brokers = std::env::var("LEADFLOW_TEST_BROKERS").expect(
-        "LEADFLOW_TEST_BROKERS is not set: run ./scripts/test, which starts the test broker",
-    );
+    let brokers = common::brokers();
     let dir = tempfile::tempdir().unwrap();
-    let run = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    );
+    let run = common::run_id();
     let policy = dir.path().join("policy.toml");
     std::fs::write(
         &policy,
@@ -70,18 +63,8 @@ fn the_api_serves_health_metrics_queries_and_guards_admin() {
         ),
     )
     .unwrap();
-    let leadflow = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_leadflow"));
-        c.arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--config")
-            .arg(&config)
-            .env_remove("LEADFLOW_KAFKA_GROUP_ID")
-            .env_remove("LEADFLOW_POLICY_FILE")
-            .env_remove("LEADFLOW_API_LISTEN")
-            .env_remove("LEADFLOW_API_ADMIN_TOKEN");
-        c
-    };
+    let data = dir.path().join("data");
+    let leadflow = || common::leadflow(&data, &config);
     assert!(leadflow()
         .args(["topics", "create"])
         .status()

@@ -9,6 +9,8 @@
 //! duplicate nothing: the log holds every valid event exactly once, every
 //! bad one is rejected once, and every command reaches the commands topic.
 
+mod common;
+
 use leadflow::bus::ingest::{self, Finished};
 use leadflow::codec::stream::{EventReader, EventWriter, Format};
 use leadflow::config::Config;
@@ -216,17 +218,10 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
 
 /// The `command_id`s on the commands topic.
 fn published_command_ids(config: &Config) -> std::collections::BTreeSet<String> {
-    leadflow::bus::tail::tail(
-        &config.kafka,
-        &config.kafka.commands_topic,
-        leadflow::bus::tail::Kind::Commands,
-        1_000_000,
-        3_000,
-    )
-    .unwrap()
-    .into_iter()
-    .map(|m| m.body["commandId"].as_str().unwrap().to_string())
-    .collect()
+    common::published_commands(&config.kafka)
+        .into_iter()
+        .map(|m| m.body["commandId"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn assign_command(id: &str) -> leadflow::domain::LeadCommand {

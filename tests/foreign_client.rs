@@ -6,27 +6,17 @@
 //! `LEADFLOW_TEST_PYTHON`.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-fn env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is not set: run ./scripts/test, which sets it up"))
-}
+mod common;
+use common::env;
 
 #[test]
 fn a_python_client_publishes_events_and_reads_our_commands_back() {
     let brokers = env("LEADFLOW_TEST_BROKERS");
     let python = env("LEADFLOW_TEST_PYTHON");
     let dir = tempfile::tempdir().unwrap();
-    let run_id = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    );
+    let run_id = common::run_id();
     let policy = dir.path().join("policy.toml");
     std::fs::write(
         &policy,
@@ -51,33 +41,11 @@ fn a_python_client_publishes_events_and_reads_our_commands_back() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let leadflow = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_leadflow"));
-        c.arg("--data-dir")
-            .arg(&data)
-            .arg("--config")
-            .arg(&config)
-            .env_remove("LEADFLOW_KAFKA_GROUP_ID")
-            .env_remove("LEADFLOW_POLICY_FILE");
-        c
-    };
+    let leadflow = || common::leadflow(&data, &config);
     let created = leadflow().args(["topics", "create"]).output().unwrap();
     assert!(created.status.success(), "{created:?}");
 
-    let mut engine = leadflow()
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = engine.stderr.take().unwrap();
-    let engine_log = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-            .join("\n")
-    });
+    let (mut engine, engine_log) = common::spawn_logged(leadflow().arg("run"));
 
     let leads = 12;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/foreign_client.py");

@@ -22,22 +22,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn brokers() -> String {
-    std::env::var("LEADFLOW_TEST_BROKERS").expect(
-        "LEADFLOW_TEST_BROKERS is not set: run ./scripts/test, which starts the test broker",
-    )
-}
+mod common;
+use common::{brokers, leadflow};
 
 /// A config file with topics of their own for this test.
 fn config(dir: &Path, name: &str) -> (std::path::PathBuf, Config) {
-    let suffix = format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let suffix = format!("{name}-{}", common::run_id());
     let text = format!(
         "[log]\nbatch_events_max = 500\nbatch_wait_ms_max = 20\n\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"g-{suffix}\"\n\
          events_topic = \"events-{suffix}\"\ncommands_topic = \"commands-{suffix}\"\ndlq_topic = \"dlq-{suffix}\"\npartitions = 4\n\
@@ -69,13 +59,6 @@ fn config(dir: &Path, name: &str) -> (std::path::PathBuf, Config) {
     std::fs::write(&path, text).unwrap();
     let config = Config::load(Some(&path)).unwrap();
     (path, config)
-}
-
-fn leadflow(data: &Path, config: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_leadflow"));
-    c.arg("--data-dir").arg(data).arg("--config").arg(config);
-    c.env_remove("LEADFLOW_KAFKA_GROUP_ID");
-    c
 }
 
 fn ok(c: &mut Command) -> String {
@@ -342,14 +325,7 @@ fn sigkill_while_consuming_loses_and_duplicates_nothing() {
         "the same log and policy decide the same commands"
     );
     drop(log);
-    let topic = leadflow::bus::tail::tail(
-        &config.kafka,
-        &config.kafka.commands_topic,
-        leadflow::bus::tail::Kind::Commands,
-        1_000_000,
-        3_000,
-    )
-    .unwrap();
+    let topic = common::published_commands(&config.kafka);
     let published: std::collections::BTreeSet<String> = topic
         .iter()
         .map(|m| {
@@ -474,14 +450,7 @@ fn events_land_exactly_once_and_bad_ones_become_dead_letters() {
         shadow_table.contains("recall_lead first-follow-up-sla"),
         "{shadow_table}"
     );
-    let published = leadflow::bus::tail::tail(
-        &config.kafka,
-        &config.kafka.commands_topic,
-        leadflow::bus::tail::Kind::Commands,
-        1_000_000,
-        3_000,
-    )
-    .unwrap();
+    let published = common::published_commands(&config.kafka);
     assert!(!published.is_empty());
     assert!(
         published.iter().all(|m| m.body.get("assign").is_some()),

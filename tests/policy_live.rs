@@ -8,6 +8,8 @@
 //! once the CRM carries the recall out, the engine must reassign the lead
 //! to the other rep. The followed-up lead must never be recalled.
 
+mod common;
+
 use leadflow::codec;
 use leadflow::config::Config;
 use leadflow::domain::*;
@@ -15,8 +17,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn now_ms() -> i64 {
@@ -48,11 +49,9 @@ fn send(producer: &FutureProducer, topic: &str, e: &LeadEvent) {
 
 #[test]
 fn a_neglected_lead_is_reminded_recalled_on_time_and_reassigned_to_someone_else() {
-    let brokers = std::env::var("LEADFLOW_TEST_BROKERS").expect(
-        "LEADFLOW_TEST_BROKERS is not set: run ./scripts/test, which starts the test broker",
-    );
+    let brokers = common::brokers();
     let dir = tempfile::tempdir().unwrap();
-    let run = format!("{}-{}", std::process::id(), now_ms());
+    let run = common::run_id();
     let policy = dir.path().join("policy.toml");
     std::fs::write(
         &policy,
@@ -77,36 +76,15 @@ fn a_neglected_lead_is_reminded_recalled_on_time_and_reassigned_to_someone_else(
     .unwrap();
     let config = Config::load(Some(&config_path)).unwrap();
     let k = &config.kafka;
-    let leadflow = || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_leadflow"));
-        c.arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--config")
-            .arg(&config_path)
-            .env_remove("LEADFLOW_KAFKA_GROUP_ID")
-            .env_remove("LEADFLOW_POLICY_FILE");
-        c
-    };
+    let data = dir.path().join("data");
+    let leadflow = || common::leadflow(&data, &config_path);
     assert!(leadflow()
         .args(["topics", "create"])
         .status()
         .unwrap()
         .success());
-    let mut engine = leadflow()
-        .arg("run")
-        .env("RUST_LOG", "leadflow=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = engine.stderr.take().unwrap();
-    let engine_log = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-            .join("\n")
-    });
+    let (mut engine, engine_log) =
+        common::spawn_logged(leadflow().arg("run").env("RUST_LOG", "leadflow=info"));
 
     let producer = leadflow::bus::publish::producer(k).unwrap();
     let consumer: BaseConsumer = leadflow::bus::client_config(k)

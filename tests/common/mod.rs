@@ -1,0 +1,78 @@
+//! Helpers shared by the integration tests that run against the real broker
+//! and the `leadflow` binary. Each test binary uses a subset of them.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A variable `./scripts/test` sets up (broker address, Python interpreter).
+pub fn env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: run ./scripts/test, which sets it up"))
+}
+
+/// The test broker's address.
+pub fn brokers() -> String {
+    env("LEADFLOW_TEST_BROKERS")
+}
+
+/// A suffix unique to this run, for topic and group names on the shared
+/// broker.
+pub fn run_id() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+/// `leadflow --data-dir DATA --config CONFIG`, with the environment
+/// overrides removed that would otherwise beat the test's config file.
+pub fn leadflow(data: &Path, config: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_leadflow"));
+    c.arg("--data-dir")
+        .arg(data)
+        .arg("--config")
+        .arg(config)
+        .env_remove("LEADFLOW_KAFKA_GROUP_ID")
+        .env_remove("LEADFLOW_POLICY_FILE")
+        .env_remove("LEADFLOW_API_LISTEN")
+        .env_remove("LEADFLOW_API_ADMIN_TOKEN");
+    c
+}
+
+/// Starts `command` with its stderr collected by a thread; join the thread
+/// after the process ends to read the log (for failure messages).
+pub fn spawn_logged(command: &mut Command) -> (Child, std::thread::JoinHandle<String>) {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    (child, log)
+}
+
+/// Every message on the commands topic, decoded (stops after 3 s without
+/// new messages).
+pub fn published_commands(k: &leadflow::config::KafkaConfig) -> Vec<leadflow::bus::tail::Tailed> {
+    leadflow::bus::tail::tail(
+        k,
+        &k.commands_topic,
+        leadflow::bus::tail::Kind::Commands,
+        1_000_000,
+        3_000,
+    )
+    .unwrap()
+}
