@@ -187,6 +187,9 @@ pub struct EventLog {
     /// Lead states, timelines and the id index, built from the events on
     /// first use. Holds durable events only.
     index: std::cell::OnceCell<Index>,
+    /// The sequence the stored index checkpoint covers (0: none known), so
+    /// that saving an unchanged index costs no I/O.
+    index_checkpoint_seq: std::cell::Cell<u64>,
     /// Set when a write failed: memory may be ahead of the disk, so the
     /// log refuses further work until it is reopened.
     poisoned: bool,
@@ -323,6 +326,7 @@ impl EventLog {
             next_rseq,
             next_cseq,
             index: std::cell::OnceCell::new(),
+            index_checkpoint_seq: std::cell::Cell::new(0),
             poisoned: false,
             dead_letter_outbox: options.dead_letter_outbox,
         })
@@ -391,7 +395,10 @@ impl EventLog {
             return Ok(None);
         }
         match Index::from_checkpoint(&bytes) {
-            Ok(index) if index.covered_seq == covered => Ok(Some(index)),
+            Ok(index) if index.covered_seq == covered => {
+                self.index_checkpoint_seq.set(covered);
+                Ok(Some(index))
+            }
             Ok(_) => {
                 tracing::warn!("index checkpoint disagrees with its header; rebuilding");
                 Ok(None)
@@ -412,10 +419,11 @@ impl EventLog {
         let Some(index) = self.index.get() else {
             return Ok(false);
         };
-        if self.snapshot_covered_seq(INDEX_CHECKPOINT)? == Some(index.covered_seq) {
+        if self.index_checkpoint_seq.get() == index.covered_seq {
             return Ok(false);
         }
         self.save_snapshot(INDEX_CHECKPOINT, index.covered_seq, &index.to_checkpoint())?;
+        self.index_checkpoint_seq.set(index.covered_seq);
         Ok(true)
     }
 
@@ -1021,15 +1029,6 @@ impl EventLog {
                 let seq = u64_value(&v[..8]).expect("8 bytes");
                 Ok(Some((seq, v[8..].to_vec())))
             }
-            Some(_) => Err(LogError::Corrupt(format!("snapshot {name}"))),
-        }
-    }
-
-    /// The covered sequence of a snapshot, without copying its bytes out.
-    fn snapshot_covered_seq(&self, name: &str) -> Result<Option<u64>, LogError> {
-        match self.snapshots.get(name.as_bytes())? {
-            None => Ok(None),
-            Some(v) if v.len() >= 8 => Ok(Some(u64_value(&v[..8]).expect("8 bytes"))),
             Some(_) => Err(LogError::Corrupt(format!("snapshot {name}"))),
         }
     }
