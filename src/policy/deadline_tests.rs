@@ -36,16 +36,8 @@ impl World {
 
     fn at(&mut self, t: i64, lead: &str, body: EventBody) -> Vec<LeadCommand> {
         self.seq += 1;
-        self.p.handle(
-            self.seq,
-            &LeadEvent {
-                event_id: format!("ev-{}", self.seq),
-                lead_id: lead.into(),
-                occurred_at_ms: t,
-                producer: "test".into(),
-                body,
-            },
-        )
+        self.p
+            .handle(self.seq, &super::tests::event(self.seq, t, lead, body))
     }
 
     fn created(&mut self, t: i64, lead: &str) -> Vec<LeadCommand> {

@@ -33,20 +33,23 @@ fn given() -> Given {
     }
 }
 
+/// The event numbered `seq` of the policy tests (id `ev-SEQ`).
+pub(super) fn event(seq: u64, at_ms: i64, lead: &str, body: EventBody) -> LeadEvent {
+    LeadEvent {
+        event_id: format!("ev-{seq}"),
+        lead_id: lead.into(),
+        occurred_at_ms: at_ms,
+        producer: "test".into(),
+        body,
+    }
+}
+
 impl Given {
     fn when(&mut self, lead: &str, body: EventBody) -> Vec<LeadCommand> {
         self.seq += 1;
         self.t += 1_000;
-        self.p.handle(
-            self.seq,
-            &LeadEvent {
-                event_id: format!("ev-{}", self.seq),
-                lead_id: lead.into(),
-                occurred_at_ms: self.t,
-                producer: "test".into(),
-                body,
-            },
-        )
+        self.p
+            .handle(self.seq, &event(self.seq, self.t, lead, body))
     }
 
     fn created(&mut self, lead: &str, pool: &str) -> Vec<LeadCommand> {
