@@ -183,7 +183,7 @@ fn a_neglected_lead_is_reminded_recalled_on_time_and_reassigned_to_someone_else(
             }
             (CommandBody::RemindFollowUp { deadline_ms, .. }, "slow") => {
                 let (_, assigned_at) = first_owner.clone().expect("reminded after assignment");
-                assert_eq!(*deadline_ms, assigned_at + 2000);
+                assert_eq!(*deadline_ms, assigned_at + 2000, "commands seen: {seen:#?}");
                 reminder_at = Some(arrived - (assigned_at + 1000));
             }
             (
