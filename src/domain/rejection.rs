@@ -29,8 +29,8 @@ pub enum Rejection {
     /// do, the original stands.
     #[error("duplicate event id (first stored at sequence {first_seq})")]
     Duplicate { first_seq: u64 },
-    /// The lead was never created. Publish its `created` event first; this
-    /// one may be retried under the same id afterwards.
+    /// The lead was never created. Publish its `created` event first, then
+    /// send this one again under a **new** id: an id, once seen, is spent.
     #[error("unknown lead: no created event has been seen for it")]
     UnknownLead,
     /// A second `created` event for an existing lead.
@@ -68,6 +68,13 @@ pub enum Rejection {
     /// A negative amount of money.
     #[error("{field} is negative ({minor_units} minor units)")]
     NegativeMoney { field: String, minor_units: i64 },
+    /// An input with this id was seen before and rejected. An event id is
+    /// an idempotency key whatever became of the first copy: a repeat is
+    /// never judged again (against a lead that has moved on since). Code
+    /// `duplicate`, like [`Rejection::Duplicate`]. To retry a rejected
+    /// event on purpose, give it a new id.
+    #[error("duplicate event id (first seen and rejected as rejection {first_rseq})")]
+    DuplicateOfRejected { first_rseq: u64 },
 }
 
 impl Rejection {
@@ -79,7 +86,7 @@ impl Rejection {
             Rejection::UnknownEventType => "unknown_event_type",
             Rejection::MissingField { .. } => "missing_field",
             Rejection::InvalidField { .. } => "invalid_field",
-            Rejection::Duplicate { .. } => "duplicate",
+            Rejection::Duplicate { .. } | Rejection::DuplicateOfRejected { .. } => "duplicate",
             Rejection::UnknownLead => "unknown_lead",
             Rejection::LeadAlreadyExists { .. } => "lead_already_exists",
             Rejection::LeadConverted { .. } => "lead_converted",
@@ -91,6 +98,14 @@ impl Rejection {
             Rejection::ScoreOutOfRange { .. } => "score_out_of_range",
             Rejection::NegativeMoney { .. } => "negative_money",
         }
+    }
+
+    /// A repeat of an id seen before (accepted or rejected).
+    pub fn is_duplicate(&self) -> bool {
+        matches!(
+            self,
+            Rejection::Duplicate { .. } | Rejection::DuplicateOfRejected { .. }
+        )
     }
 
     pub(crate) fn missing(field: &str) -> Rejection {

@@ -1,6 +1,11 @@
 //! The log's in-memory indexes: each lead's lifecycle state and timeline,
 //! and the event-id index used for dedupe.
 //!
+//! An event id is an idempotency key whatever became of its first copy:
+//! the id index holds the ids of accepted events *and* of rejected ones,
+//! so a second copy of a rejected event is a `duplicate` too, never judged
+//! again against a lead state that has moved on since.
+//!
 //! Why in memory and not in sled: both are functions of the stored events
 //! alone, and sled's cost is per key. Writing them as keys cost two sled
 //! inserts (plus an index lookup) per event, which was most of an append;
@@ -11,7 +16,8 @@
 //! scan of the events after it, or from a scan of the whole log.
 //!
 //! Memory: about 20 bytes per event (id hash and sequence, plus the
-//! timeline entry) and about 150 bytes per lead (state and map entry).
+//! timeline entry), about 16 per rejected input that had an id, and about
+//! 150 bytes per lead (state and map entry).
 //!
 //! The id index keeps a 64-bit hash of each id, not the id: a hit is
 //! confirmed by reading the stored event, and the rare id whose hash is
@@ -66,53 +72,126 @@ impl Hasher for PassThrough {
 }
 
 /// Names the layout of a checkpoint and the id hash it was made with.
-const CHECKPOINT_FORMAT: &str = "leadflow-log-index/1 fnv1a64";
+/// Layout 2 added the ids of rejected inputs; a layout-1 checkpoint lacks
+/// them, so it is ignored and the index rebuilt.
+const CHECKPOINT_FORMAT: &str = "leadflow-log-index/2 fnv1a64";
 
 #[derive(Serialize, Deserialize)]
 struct Checkpoint {
     format: String,
     covered_seq: u64,
+    covered_rseq: u64,
     leads: Vec<(String, Lead, Vec<u64>)>,
     ids: Vec<(u64, u64)>,
     collided: Vec<(String, u64)>,
 }
 
+/// Where the first copy of an id went: an accepted event (by sequence) or
+/// a rejection (by rejection sequence).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    Event(u64),
+    Rejection(u64),
+}
+
+/// The tag bit of a packed [`Seen`]: sequences stay far below 2^63, so the
+/// top bit tells a rejection from an event and an entry stays 8 bytes.
+const REJECTION_TAG: u64 = 1 << 63;
+
+impl Seen {
+    fn pack(self) -> u64 {
+        match self {
+            Seen::Event(seq) => {
+                assert!(seq < REJECTION_TAG, "sequence {seq} out of range");
+                seq
+            }
+            Seen::Rejection(rseq) => {
+                assert!(
+                    rseq < REJECTION_TAG,
+                    "rejection sequence {rseq} out of range"
+                );
+                rseq | REJECTION_TAG
+            }
+        }
+    }
+
+    fn unpack(v: u64) -> Seen {
+        if v & REJECTION_TAG == 0 {
+            Seen::Event(v)
+        } else {
+            Seen::Rejection(v & !REJECTION_TAG)
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Index {
     pub leads: HashMap<String, LeadEntry>,
-    /// `id_hash(event_id)` → sequence of the first event with that hash.
+    /// `id_hash(event_id)` → the first input with that hash (packed [`Seen`]).
     ids: HashMap<u64, u64, BuildHasherDefault<PassThrough>>,
-    /// Ids whose hash an earlier, different id holds: id → sequence.
+    /// Ids whose hash an earlier, different id holds: id → packed [`Seen`].
     collided: HashMap<String, u64>,
     /// The highest sequence folded in.
     pub covered_seq: u64,
+    /// The highest rejection sequence whose id was considered.
+    pub covered_rseq: u64,
     /// The sequence the index was loaded at from a checkpoint (0: built
     /// from the whole log).
     pub checkpoint_seq: u64,
+    /// How many entries name events and rejections (an invariant check:
+    /// every stored event is indexed once).
+    event_ids: u64,
+    rejection_ids: u64,
 }
 
 /// Where an id lookup by hash landed.
 pub enum IdProbe {
     /// No stored id has this hash, nor is this id among the collided ones.
     Absent,
-    /// A stored event with this hash: confirm that its id is this one.
-    Candidate(u64),
+    /// A stored input with this hash: confirm that its id is this one.
+    Candidate(Seen),
 }
 
 impl Index {
-    /// Looks an id up. `Candidate(seq)` must be confirmed by the caller
-    /// (who can read the stored event); if it is not, call
+    /// Looks an id up. `Candidate` must be confirmed by the caller (who can
+    /// read the stored event or rejection); if it is not, call
     /// [`collided`](Self::collided).
     pub fn probe(&self, id: &str) -> IdProbe {
         match self.ids.get(&id_hash(id)) {
-            Some(seq) => IdProbe::Candidate(*seq),
+            Some(v) => IdProbe::Candidate(Seen::unpack(*v)),
             None => IdProbe::Absent,
         }
     }
 
-    /// The sequence of an id whose hash belongs to another id.
-    pub fn collided(&self, id: &str) -> Option<u64> {
-        self.collided.get(id).copied()
+    /// Where an id whose hash belongs to another id went.
+    pub fn collided(&self, id: &str) -> Option<Seen> {
+        self.collided.get(id).copied().map(Seen::unpack)
+    }
+
+    /// Records the id of a stored rejection whose id is not held yet. The
+    /// caller has checked that.
+    pub fn insert_rejected(&mut self, event_id: &str, rseq: u64) {
+        self.covered_rseq = self.covered_rseq.max(rseq);
+        self.insert_id(event_id, Seen::Rejection(rseq));
+        self.rejection_ids += 1;
+    }
+
+    /// Notes that rejections up to `rseq` have been considered (those
+    /// without an id, or duplicates, are not indexed).
+    pub fn cover_rejections(&mut self, rseq: u64) {
+        self.covered_rseq = self.covered_rseq.max(rseq);
+    }
+
+    fn insert_id(&mut self, event_id: &str, seen: Seen) {
+        match self.ids.entry(id_hash(event_id)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(seen.pack());
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                let previous = self.collided.insert(event_id.to_string(), seen.pack());
+                assert!(previous.is_none(), "event id {event_id} indexed twice");
+            }
+        }
     }
 
     /// Sets a lead's state (creating its entry with an empty timeline).
@@ -136,15 +215,8 @@ impl Index {
     pub fn insert(&mut self, event_id: &str, lead_id: &str, seq: u64) {
         assert!(seq > self.covered_seq, "events are indexed in log order");
         self.covered_seq = seq;
-        match self.ids.entry(id_hash(event_id)) {
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(seq);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => {
-                let previous = self.collided.insert(event_id.to_string(), seq);
-                assert!(previous.is_none(), "event id {event_id} stored twice");
-            }
-        }
+        self.insert_id(event_id, Seen::Event(seq));
+        self.event_ids += 1;
         self.leads
             .get_mut(lead_id)
             .expect("a lead's state is set before its events are indexed")
@@ -178,6 +250,7 @@ impl Index {
         let c = Checkpoint {
             format: CHECKPOINT_FORMAT.to_string(),
             covered_seq: self.covered_seq,
+            covered_rseq: self.covered_rseq,
             leads: self
                 .leads
                 .iter()
@@ -204,9 +277,17 @@ impl Index {
         }
         let mut index = Index {
             covered_seq: c.covered_seq,
+            covered_rseq: c.covered_rseq,
             checkpoint_seq: c.covered_seq,
             ..Index::default()
         };
+        let packed = c.ids.iter().map(|(_, v)| *v);
+        for v in packed.chain(c.collided.iter().map(|(_, v)| *v)) {
+            match Seen::unpack(v) {
+                Seen::Event(_) => index.event_ids += 1,
+                Seen::Rejection(_) => index.rejection_ids += 1,
+            }
+        }
         index.ids.reserve(c.ids.len());
         index.ids.extend(c.ids);
         index.collided.extend(c.collided);
@@ -220,11 +301,17 @@ impl Index {
     /// Test hook: claims `id`'s hash for `seq`, as a colliding id would.
     #[cfg(test)]
     pub fn claim_hash(&mut self, id: &str, seq: u64) {
-        self.ids.insert(id_hash(id), seq);
+        self.ids.insert(id_hash(id), Seen::Event(seq).pack());
     }
 
-    pub fn events(&self) -> usize {
-        self.ids.len() + self.collided.len()
+    /// Indexed ids of accepted events.
+    pub fn events(&self) -> u64 {
+        self.event_ids
+    }
+
+    /// Indexed ids of rejected inputs.
+    pub fn rejections(&self) -> u64 {
+        self.rejection_ids
     }
 }
 
@@ -250,13 +337,27 @@ mod tests {
         index.set_lead("a", lead());
         index.insert("e1", "a", 1);
         // Force a collision: put e2's hash under e1's sequence by hand.
-        index.ids.insert(id_hash("e2"), 1);
+        index.claim_hash("e2", 1);
         index.insert("e2", "a", 2);
-        assert!(matches!(index.probe("e2"), IdProbe::Candidate(1)));
-        assert_eq!(index.collided("e2"), Some(2));
+        assert!(matches!(
+            index.probe("e2"),
+            IdProbe::Candidate(Seen::Event(1))
+        ));
+        assert_eq!(index.collided("e2"), Some(Seen::Event(2)));
         assert_eq!(index.collided("e1"), None);
         assert_eq!(index.leads["a"].timeline, vec![1, 2]);
-        assert_eq!(index.events(), 3, "the forced entry counts too");
+        assert_eq!(index.events(), 2);
+        // A rejected id is told apart from an event by its tag.
+        index.insert_rejected("r1", 7);
+        assert!(matches!(
+            index.probe("r1"),
+            IdProbe::Candidate(Seen::Rejection(7))
+        ));
+        let back = Index::from_checkpoint(&index.to_checkpoint()).unwrap();
+        // Counted from the entries: the forced one counts as an event too.
+        assert_eq!((back.events(), back.rejections()), (3, 1));
+        assert_eq!(back.covered_rseq, 7);
+        assert_eq!(back.collided("e2"), Some(Seen::Event(2)));
     }
 
     #[test]

@@ -19,8 +19,9 @@
 //!   command's publication is acknowledged. A crash between the append and
 //!   the acknowledgement re-sends the command after restart: delivery is
 //!   at-least-once, with the command's stable id for downstream dedupe.
-//! - Event ids are unique in the log: a second event with a stored id is kept
-//!   as a `duplicate` rejection, never appended.
+//! - Event ids are idempotency keys: a second input with the id of an
+//!   accepted event *or of a rejected one* is kept as a `duplicate`
+//!   rejection, never judged again and never appended.
 //! - Sequences start at 1 and have no gaps; reading asserts it.
 //! - The in-memory indexes (lead states, timelines, event ids) hold durable
 //!   events only: they move forward after the batch's flush, and a failed
@@ -46,7 +47,7 @@ pub use batcher::Batcher;
 use crate::codec::{self, stream::Record};
 use crate::domain::lifecycle::{self, Lead};
 use crate::domain::{LeadCommand, LeadEvent, Rejection};
-use index::{IdProbe, Index, LeadEntry};
+use index::{IdProbe, Index, LeadEntry, Seen};
 use keys::*;
 use segment::{Segment, SegmentWriter};
 use serde::{Deserialize, Serialize};
@@ -165,6 +166,22 @@ pub struct StoredRejection {
     pub origin: Option<Origin>,
     /// The original bytes; for decoded events, their protobuf encoding.
     pub raw: Vec<u8>,
+}
+
+impl StoredRejection {
+    /// The id this rejection makes an idempotency key of: a well-formed
+    /// event id, unless the input was itself a duplicate (its id is held
+    /// by the first copy already).
+    pub fn idempotency_key(&self) -> Option<&str> {
+        let id = self.event_id.as_deref()?;
+        (is_indexable_id(id) && !self.reason.is_duplicate()).then_some(id)
+    }
+}
+
+/// Whether an event id is well-formed enough to be an idempotency key
+/// (malformed ids are the lifecycle's to reject, and are not remembered).
+fn is_indexable_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= lifecycle::ID_LEN_BYTES_MAX
 }
 
 /// Totals of the log.
@@ -350,7 +367,7 @@ impl EventLog {
         for item in self.events_from(index.covered_seq + 1) {
             let (seq, event) = item?;
             // Invariant on read: stored ids are unique.
-            if self.stored_seq_of(&index, &event.event_id)?.is_some() {
+            if let Some(Seen::Event(_)) = self.seen_id(&index, &event.event_id)? {
                 return Err(LogError::Corrupt(format!(
                     "event id {} is stored twice (again at {seq})",
                     event.event_id
@@ -362,6 +379,21 @@ impl EventLog {
                 tracing::info!(events = seen, "indexing the log");
             }
         }
+        // Then the ids of rejected inputs, after the events: a log written
+        // before rejected ids were remembered may hold an id rejected first
+        // and accepted later, and the accepted event is what it names.
+        let from = seq_key(REJECTED, index.covered_rseq.saturating_add(1));
+        for item in self.tree.range(from..=seq_key(REJECTED, u64::MAX)) {
+            let (_, v) = item?;
+            let r: StoredRejection = bincode::deserialize(&v)
+                .map_err(|e| LogError::Corrupt(format!("rejection: {e}")))?;
+            if let Some(id) = r.idempotency_key() {
+                if self.seen_id(&index, id)?.is_none() {
+                    index.insert_rejected(id, r.rseq);
+                }
+            }
+            index.cover_rejections(r.rseq);
+        }
         // Invariant on read: every stored event is indexed once.
         assert_eq!(
             index.covered_seq,
@@ -369,13 +401,18 @@ impl EventLog {
             "the index covers the log"
         );
         assert_eq!(
-            index.events() as u64,
+            index.events(),
             index.covered_seq,
             "one id per indexed event"
+        );
+        assert!(
+            index.rejections() <= self.next_rseq - 1,
+            "at most one id per rejection"
         );
         tracing::info!(
             from_checkpoint = index.checkpoint_seq,
             scanned = seen,
+            rejected_ids = index.rejections(),
             leads = index.leads.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "log indexed"
@@ -427,19 +464,31 @@ impl EventLog {
         Ok(true)
     }
 
-    /// The sequence of a stored id according to `index`, confirming a hash
-    /// hit against the stored event.
-    fn stored_seq_of(&self, index: &Index, event_id: &str) -> Result<Option<u64>, LogError> {
-        if let IdProbe::Candidate(seq) = index.probe(event_id) {
-            let stored = self
-                .event(seq)?
-                .ok_or_else(|| LogError::Corrupt(format!("id index points at missing {seq}")))?;
-            if stored.event_id == event_id {
-                return Ok(Some(seq));
+    /// Where the first input with this id went according to `index`,
+    /// confirming a hash hit against the stored event or rejection (so a
+    /// hash collision is never a false duplicate).
+    fn seen_id(&self, index: &Index, event_id: &str) -> Result<Option<Seen>, LogError> {
+        let IdProbe::Candidate(candidate) = index.probe(event_id) else {
+            return Ok(None);
+        };
+        let stored_id = match candidate {
+            Seen::Event(seq) => {
+                self.event(seq)?
+                    .ok_or_else(|| LogError::Corrupt(format!("id index points at missing {seq}")))?
+                    .event_id
             }
-            return Ok(index.collided(event_id));
+            Seen::Rejection(rseq) => {
+                self.rejection(rseq)?
+                    .and_then(|r| r.event_id)
+                    .ok_or_else(|| {
+                        LogError::Corrupt(format!("id index points at missing rejection {rseq}"))
+                    })?
+            }
+        };
+        if stored_id == event_id {
+            return Ok(Some(candidate));
         }
-        Ok(None)
+        Ok(index.collided(event_id))
     }
 
     fn lead_entry(&self, lead_id: &str) -> Result<Option<&LeadEntry>, LogError> {
@@ -486,7 +535,9 @@ impl EventLog {
         // this batch are not in sled yet.
         let mut overlay: HashMap<&str, Lead> = HashMap::new();
         let mut segment = SegmentWriter::new();
-        let mut ids_in_batch: HashMap<&str, u64> = HashMap::new();
+        let mut ids_in_batch: HashMap<&str, Seen> = HashMap::new();
+        // Rejected inputs whose ids become idempotency keys, for the index.
+        let mut rejected_ids: Vec<(&str, u64)> = Vec::new();
         let mut counters: BTreeMap<&'static str, u64> = BTreeMap::new();
         let mut command_ids_in_batch: HashMap<String, u64> = HashMap::new();
 
@@ -506,7 +557,7 @@ impl EventLog {
                         Some(bytes) => segment.push(bytes),
                         None => segment.push(&codec::encode_event(event)),
                     }
-                    ids_in_batch.insert(&event.event_id, seq);
+                    ids_in_batch.insert(&event.event_id, Seen::Event(seq));
                     overlay.insert(&event.lead_id, lead);
                     report.accepted.push((index, seq));
                     for command in decide(seq, event) {
@@ -541,6 +592,12 @@ impl EventLog {
                         }
                     }
                     *counters.entry(reason.code()).or_default() += 1;
+                    if let Ok(e) = &input.record {
+                        if is_indexable_id(&e.event_id) && !reason.is_duplicate() {
+                            ids_in_batch.insert(&e.event_id, Seen::Rejection(rseq));
+                            rejected_ids.push((&e.event_id, rseq));
+                        }
+                    }
                     let stored = StoredRejection {
                         rseq,
                         reason: reason.clone(),
@@ -610,6 +667,10 @@ impl EventLog {
             let event = inputs[*i].record.as_ref().expect("accepted events decode");
             index.insert(&event.event_id, &event.lead_id, *seq);
         }
+        for (id, rseq) in rejected_ids {
+            index.insert_rejected(id, rseq);
+        }
+        index.cover_rejections(self.next_rseq - 1);
         report.last_seq = self.next_seq - 1;
         tracing::debug!(
             accepted = report.accepted.len(),
@@ -640,19 +701,22 @@ impl EventLog {
         &self,
         event: &LeadEvent,
         overlay: &HashMap<&str, Lead>,
-        ids_in_batch: &HashMap<&str, u64>,
+        ids_in_batch: &HashMap<&str, Seen>,
     ) -> Result<Result<Lead, Rejection>, LogError> {
         let index = self.index()?;
         // Malformed ids are the lifecycle's to reject; only well-formed ones
         // are looked up in the id index.
-        let id_ok =
-            !event.event_id.is_empty() && event.event_id.len() <= lifecycle::ID_LEN_BYTES_MAX;
-        if id_ok {
-            if let Some(&first_seq) = ids_in_batch.get(event.event_id.as_str()) {
-                return Ok(Err(Rejection::Duplicate { first_seq }));
-            }
-            if let Some(first_seq) = self.stored_seq_of(index, &event.event_id)? {
-                return Ok(Err(Rejection::Duplicate { first_seq }));
+        if is_indexable_id(&event.event_id) {
+            let seen = match ids_in_batch.get(event.event_id.as_str()) {
+                Some(seen) => Some(*seen),
+                None => self.seen_id(index, &event.event_id)?,
+            };
+            match seen {
+                Some(Seen::Event(first_seq)) => return Ok(Err(Rejection::Duplicate { first_seq })),
+                Some(Seen::Rejection(first_rseq)) => {
+                    return Ok(Err(Rejection::DuplicateOfRejected { first_rseq }))
+                }
+                None => {}
             }
         }
         let state = match overlay.get(event.lead_id.as_str()) {
@@ -735,7 +799,10 @@ impl EventLog {
 
     /// The sequence of a stored event id.
     pub fn seq_of(&self, event_id: &str) -> Result<Option<u64>, LogError> {
-        self.stored_seq_of(self.index()?, event_id)
+        Ok(match self.seen_id(self.index()?, event_id)? {
+            Some(Seen::Event(seq)) => Some(seq),
+            _ => None,
+        })
     }
 
     /// One lead's accepted events, in log order.

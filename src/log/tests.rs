@@ -130,22 +130,90 @@ fn rejected_inputs_are_kept_with_reason_origin_and_bytes() {
 }
 
 #[test]
-fn a_rejected_event_may_be_retried_under_the_same_id() {
-    // An assignment that arrived before its lead was created is rejected;
-    // the producer retries it (same id) after the creation and it lands.
+fn an_id_is_spent_once_seen_even_when_its_first_copy_was_rejected() {
+    // Given an assignment rejected because its lead did not exist yet.
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(&dir);
     let r = log
         .append(&inputs(vec![assigned("a1", "l", "rep")]), &[])
         .unwrap();
     assert_eq!(r.rejected[0].1, Rejection::UnknownLead);
+    // When the lead is created and the same id arrives again, in this
+    // batch twice, then it is a duplicate of the first rejection, not
+    // judged again.
     let r = log
         .append(
-            &inputs(vec![created("c1", "l"), assigned("a1", "l", "rep")]),
+            &inputs(vec![
+                created("c1", "l"),
+                assigned("a1", "l", "rep"),
+                assigned("b1", "zz", "rep"),
+                assigned("b1", "l", "rep"),
+            ]),
             &[],
         )
         .unwrap();
-    assert_eq!(r.accepted.len(), 2);
+    assert_eq!(r.accepted, vec![(0, 1)]);
+    assert_eq!(
+        r.rejected,
+        vec![
+            (1, Rejection::DuplicateOfRejected { first_rseq: 1 }),
+            (2, Rejection::UnknownLead),
+            (3, Rejection::DuplicateOfRejected { first_rseq: 3 }),
+        ]
+    );
+    assert_eq!(log.lead_state("l").unwrap().unwrap().owner, None);
+    // And the same holds after reopening (the index rebuilt from the log)
+    // and from a checkpoint.
+    log.checkpoint_index().unwrap();
+    drop(log);
+    for _ in 0..2 {
+        let mut log = open(&dir);
+        let r = log
+            .append(&inputs(vec![assigned("a1", "l", "rep")]), &[])
+            .unwrap();
+        assert_eq!(r.rejected[0].1.code(), "duplicate");
+        assert_eq!(
+            r.rejected[0].1,
+            Rejection::DuplicateOfRejected { first_rseq: 1 }
+        );
+        log.delete_snapshot(INDEX_CHECKPOINT).unwrap();
+    }
+}
+
+#[test]
+fn importing_the_issue_repro_twice_changes_nothing() {
+    // Issue 9 §1: a second copy of a rejected assignment was judged again
+    // after the recall and accepted with its old time.
+    let mut lead = created("a1", "X");
+    lead.occurred_at_ms = 1_793_577_600_000;
+    let mut a2 = assigned("a2", "X", "rep-1");
+    a2.occurred_at_ms = 1_793_581_200_000;
+    let mut a3 = assigned("a3", "X", "rep-1");
+    a3.occurred_at_ms = 1_793_581_200_500;
+    let a4 = LeadEvent {
+        event_id: "a4".into(),
+        lead_id: "X".into(),
+        occurred_at_ms: 1_793_584_800_000,
+        producer: "crm".into(),
+        body: EventBody::Recalled(LeadRecalled {
+            previous_owner_id: "rep-1".into(),
+            reason: RecallReason::Manual,
+            to_pool: "smb".into(),
+            command_id: String::new(),
+            rule_id: String::new(),
+        }),
+    };
+    let file = vec![lead, a2, a3, a4];
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(&dir);
+    let first = log.append(&inputs(file.clone()), &[]).unwrap();
+    assert_eq!(first.accepted.len(), 3, "a3 is already_owner");
+    let second = log.append(&inputs(file), &[]).unwrap();
+    assert!(second.accepted.is_empty(), "{second:?}");
+    assert!(second.rejected.iter().all(|(_, r)| r.code() == "duplicate"));
+    let state = log.lead_state("X").unwrap().unwrap();
+    assert_eq!(state.status, crate::domain::lifecycle::LeadStatus::InPool);
+    assert_eq!(log.stats().unwrap().events, 3);
 }
 
 #[test]

@@ -434,6 +434,13 @@ impl Simulator {
                 BadInput::Garbage(format!("\u{1}not an event #{n}").into_bytes()),
                 "undecodable",
             ),
+            1 if matches!(e.body, EventBody::Assigned(_)) => {
+                // A CRM double-submit: the assignment just emitted, again
+                // under a new id. Rejected now (the rep holds the lead);
+                // it must stay rejected when the file is read again after
+                // the lead has been recalled.
+                (BadInput::Invalid(Box::new(base)), "already_owner")
+            }
             1 => {
                 // A redelivery of the event just emitted.
                 (BadInput::Invalid(Box::new(e.clone())), "duplicate")
