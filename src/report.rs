@@ -300,8 +300,15 @@ fn owner_json(a: &OwnerAgg) -> Value {
         .iter()
         .map(|(r, n)| (r.as_str(), *n))
         .collect();
-    let revenue: BTreeMap<String, i64> =
-        a.revenue.iter().map(|(c, v)| (c.to_string(), *v)).collect();
+    let revenue: BTreeMap<String, serde_json::Value> = a
+        .revenue
+        .iter()
+        .map(|(c, v)| {
+            let v = crate::projector::metrics::serialize_sum(v, serde_json::value::Serializer)
+                .expect("a number or a string");
+            (c.to_string(), v)
+        })
+        .collect();
     json!({
         "assignments": a.assignments,
         "first_follow_ups": a.first_follow_ups,

@@ -22,7 +22,8 @@
 //! | converted(x) | UnknownLead      | NotOwner                | x=o: → Converted; x≠o: NotOwner      | AlreadyConverted     |
 //!
 //! Checked before the table, in this order: required fields and field
-//! validity (ids, scores in `0..=100`, money not negative), then lead
+//! validity (ids, event time within [`EVENT_TIME_MS_MIN`]..=[`EVENT_TIME_MS_MAX`],
+//! scores in `0..=100`, money in `0..=`[`MONEY_MINOR_UNITS_MAX`]), then lead
 //! existence, then event time (an event may not be earlier than the lead's
 //! creation). Duplicate event ids are caught by the log, which owns the id
 //! index, before the lifecycle is asked.
@@ -35,6 +36,18 @@ use serde::{Deserialize, Serialize};
 /// Longest id (event, lead, owner) accepted, in bytes. Ids become sled keys,
 /// so they get a bound like everything else.
 pub const ID_LEN_BYTES_MAX: usize = 256;
+
+/// Largest amount of money accepted, in minor units: 10^15, ten trillion
+/// in a currency with two decimals. Far above any deal, and far enough
+/// below `i64::MAX` that sums (kept in `i128`) and ratios stay exact.
+pub const MONEY_MINOR_UNITS_MAX: i64 = 1_000_000_000_000_000;
+
+/// Earliest event time accepted: the Unix epoch (negative times are a
+/// producer's bug, not history).
+pub const EVENT_TIME_MS_MIN: i64 = 0;
+/// Latest event time accepted: 9999-12-31T23:59:59.999Z, the last instant
+/// every tool formats as a date; deadlines computed from it cannot overflow.
+pub const EVENT_TIME_MS_MAX: i64 = 253_402_300_799_999;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LeadStatus {
@@ -213,6 +226,27 @@ fn check_money(field: &str, m: &Money) -> Result<(), Rejection> {
             minor_units: m.minor_units,
         });
     }
+    if m.minor_units > MONEY_MINOR_UNITS_MAX {
+        return Err(Rejection::invalid(
+            field,
+            format!(
+                "{} minor units is above the maximum {MONEY_MINOR_UNITS_MAX}",
+                m.minor_units
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_time(field: &str, ms: i64) -> Result<(), Rejection> {
+    if !(EVENT_TIME_MS_MIN..=EVENT_TIME_MS_MAX).contains(&ms) {
+        return Err(Rejection::invalid(
+            field,
+            format!(
+                "{ms} ms is outside {EVENT_TIME_MS_MIN}..={EVENT_TIME_MS_MAX} (1970-01-01 to 9999-12-31 UTC)"
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -230,6 +264,7 @@ fn check_score(field: &str, value: u32) -> Result<(), Rejection> {
 fn check_fields(event: &LeadEvent) -> Result<(), Rejection> {
     check_id("event_id", &event.event_id)?;
     check_id("lead_id", &event.lead_id)?;
+    check_time("occurred_at_ms", event.occurred_at_ms)?;
     match &event.body {
         EventBody::Created(c) => {
             check_id("created.channel", &c.channel)?;

@@ -72,10 +72,27 @@ impl Dimension {
     }
 }
 
-pub type MoneyByCurrency = BTreeMap<Currency, i64>;
+/// Sums of money per currency, in minor units. Sums are `i128`: an amount
+/// is at most [`MONEY_MINOR_UNITS_MAX`](crate::domain::lifecycle::MONEY_MINOR_UNITS_MAX)
+/// (about 2^50), so even 2^64 of them cannot overflow; `checked_add`
+/// asserts it all the same (a wrong sum must never be reported).
+pub type MoneyByCurrency = BTreeMap<Currency, i128>;
 
-fn add_money(into: &mut MoneyByCurrency, currency: Currency, minor_units: i64) {
-    *into.entry(currency).or_default() += minor_units;
+fn add_money(into: &mut MoneyByCurrency, currency: Currency, minor_units: i128) {
+    let sum = into.entry(currency).or_default();
+    *sum = sum
+        .checked_add(minor_units)
+        .expect("money sums in i128 cannot overflow with bounded amounts");
+}
+
+/// Writes a money sum for JSON readers: as a number while it fits `i64`
+/// (what most JSON readers hold exactly), else as a decimal string, so a
+/// sum is never wrapped, rounded or refused.
+pub fn serialize_sum<S: serde::Serializer>(v: &i128, s: S) -> Result<S::Ok, S::Error> {
+    match i64::try_from(*v) {
+        Ok(n) => s.serialize_i64(n),
+        Err(_) => s.serialize_str(&v.to_string()),
+    }
 }
 
 fn merge_money(into: &mut MoneyByCurrency, from: &MoneyByCurrency) {
@@ -189,8 +206,10 @@ impl CohortAgg {
 /// Money ratios of a cohort in one currency.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct MoneyMetrics {
-    pub cost_minor_units: i64,
-    pub revenue_minor_units: i64,
+    #[serde(serialize_with = "serialize_sum")]
+    pub cost_minor_units: i128,
+    #[serde(serialize_with = "serialize_sum")]
+    pub revenue_minor_units: i128,
     /// (revenue − cost) / cost.
     pub roi: Option<f64>,
     /// Cost per lead, over the leads whose cost is in this currency.
@@ -523,7 +542,7 @@ impl Metrics {
                 add_money(
                     &mut cohort.acquisition_cost,
                     c.acquisition_cost.currency,
-                    c.acquisition_cost.minor_units,
+                    i128::from(c.acquisition_cost.minor_units),
                 );
             });
             self.agg
@@ -629,9 +648,9 @@ impl Metrics {
                     add_money(
                         &mut cohort.revenue,
                         c.deal_value.currency,
-                        c.deal_value.minor_units,
+                        i128::from(c.deal_value.minor_units),
                     );
-                    add_money(&mut cohort.clv_sum, value.currency, value.minor_units);
+                    add_money(&mut cohort.clv_sum, value.currency, i128::from(value.minor_units));
                     *cohort.clv_count.entry(value.currency).or_default() += 1;
                     if after_recall {
                         cohort.converted_after_recall += 1;
@@ -646,7 +665,7 @@ impl Metrics {
                 add_money(
                     &mut o.revenue,
                     c.deal_value.currency,
-                    c.deal_value.minor_units,
+                    i128::from(c.deal_value.minor_units),
                 );
                 Self::settle_recall(&mut self.agg, track, &c.owner_id, at, &params);
                 // A converted lead takes no more events; its working record

@@ -141,3 +141,34 @@ fn snapshots_round_trip_through_bytes() {
     let p = fold(&[created("a", 0, "x"), assigned("a", H, "rep")]);
     assert_eq!(Projections::from_bytes(&p.to_bytes()).unwrap(), p);
 }
+
+#[test]
+fn money_sums_do_not_wrap_and_large_sums_stay_exact_in_json() {
+    // Two deals of the largest accepted amount, 10^4 times: the sum passes
+    // i64::MAX and must be reported exactly (a string in JSON), not wrapped.
+    use crate::domain::lifecycle::MONEY_MINOR_UNITS_MAX;
+    let cny = crate::domain::Currency::parse("CNY").unwrap();
+    let mut sum = crate::projector::metrics::MoneyByCurrency::new();
+    let n: i128 = 10_000;
+    for _ in 0..n {
+        let one: crate::projector::metrics::MoneyByCurrency =
+            [(cny, i128::from(MONEY_MINOR_UNITS_MAX))].into();
+        let mut agg = crate::projector::metrics::CohortAgg {
+            revenue: one,
+            ..Default::default()
+        };
+        agg.merge(&crate::projector::metrics::CohortAgg {
+            revenue: sum.clone(),
+            ..Default::default()
+        });
+        sum = agg.revenue;
+    }
+    assert_eq!(sum[&cny], n * i128::from(MONEY_MINOR_UNITS_MAX));
+    let agg = crate::projector::metrics::CohortAgg {
+        revenue: sum,
+        ..Default::default()
+    };
+    let json = serde_json::to_value(&agg.money()[&cny]).unwrap();
+    assert_eq!(json["revenue_minor_units"], "10000000000000000000");
+    assert_eq!(json["cost_minor_units"], 0);
+}

@@ -397,3 +397,35 @@ fn negative_money_is_rejected() {
     });
     assert_eq!(when(&s, body).unwrap_err().code(), "negative_money");
 }
+
+#[test]
+fn money_above_the_maximum_is_an_invalid_field() {
+    // Given a lead held by rep-1, when a deal of i64::MAX minor units
+    // arrives (two of them summed to -2 before the bound), then it is
+    // refused; the maximum itself is accepted.
+    let s = given(vec![created(), assigned("rep-1", "")]);
+    let err = when(&s, converted("rep-1", i64::MAX)).unwrap_err();
+    assert_eq!(err.code(), "invalid_field");
+    assert!(err.to_string().contains("converted.deal_value"), "{err}");
+    assert!(when(&s, converted("rep-1", MONEY_MINOR_UNITS_MAX)).is_ok());
+    let EventBody::Created(mut c) = created() else {
+        unreachable!()
+    };
+    c.acquisition_cost = cny(MONEY_MINOR_UNITS_MAX + 1);
+    assert_eq!(
+        when(&None, EventBody::Created(c)).unwrap_err().code(),
+        "invalid_field"
+    );
+}
+
+#[test]
+fn event_times_outside_the_documented_range_are_an_invalid_field() {
+    for at in [i64::MIN, -1, EVENT_TIME_MS_MAX + 1, i64::MAX] {
+        let err = handle(None, &ev("e1", at, created())).unwrap_err();
+        assert_eq!(err.code(), "invalid_field", "{at}");
+        assert!(err.to_string().contains("occurred_at_ms"), "{err}");
+    }
+    for at in [EVENT_TIME_MS_MIN, EVENT_TIME_MS_MAX] {
+        assert!(handle(None, &ev("e1", at, created())).is_ok(), "{at}");
+    }
+}
