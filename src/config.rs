@@ -135,6 +135,10 @@ pub struct LogConfig {
     pub batch_wait_ms_max: u64,
     /// sled's page cache size.
     pub cache_capacity_bytes: u64,
+    /// Largest record (a JSONL line, a protobuf record, a Kafka message)
+    /// accepted; a larger one is rejected as `record_too_large`, keeping a
+    /// 4 KiB prefix, and read past without being held in memory.
+    pub record_bytes_max: usize,
 }
 
 impl Default for LogConfig {
@@ -143,6 +147,7 @@ impl Default for LogConfig {
             batch_events_max: 2_000,
             batch_wait_ms_max: 20,
             cache_capacity_bytes: 256 * 1024 * 1024,
+            record_bytes_max: crate::codec::stream::RECORD_BYTES_MAX_DEFAULT,
         }
     }
 }
@@ -215,6 +220,9 @@ impl Config {
         }
         if self.log.batch_wait_ms_max > 60_000 {
             return bad("log.batch_wait_ms_max must be at most 60000");
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.log.record_bytes_max) {
+            return bad("log.record_bytes_max must be in 1024..=67108864 (1 KiB to 64 MiB)");
         }
         if self.log.cache_capacity_bytes < 1024 * 1024 {
             return bad("log.cache_capacity_bytes must be at least 1 MiB");

@@ -21,6 +21,12 @@ pub enum ImportError {
     /// The log refused the batch; see [`LogError`].
     #[error(transparent)]
     Log(#[from] LogError),
+    /// The file ends inside a record (a cut tail, or bytes that are not
+    /// length-delimited protobuf). Every record before it is appended or
+    /// rejected, and the broken part is kept as one `undecodable` rejection;
+    /// a rerun appends nothing new. Repair or re-export the file.
+    #[error("the file ends inside a record that starts at byte {byte_offset}: the records before it are imported, the broken part is kept as an undecodable rejection")]
+    Truncated { byte_offset: u64 },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -100,6 +106,9 @@ pub fn import<R: BufRead>(
     }
     if !batcher.is_empty() {
         flush(&mut batcher, offset, &mut summary, reader)?;
+    }
+    if let Some(byte_offset) = reader.truncated_at() {
+        return Err(ImportError::Truncated { byte_offset });
     }
     Ok(summary)
 }

@@ -415,7 +415,8 @@ fn import(log: &mut EventLog, config: &Config, a: &ImportArgs) -> Result<ImportS
             },
         ),
         format,
-    );
+    )
+    .with_record_bytes_max(config.log.record_bytes_max);
     let pb = spinner(len, "importing");
     let started = Instant::now();
     let stdout = io::stdout();
@@ -1238,6 +1239,12 @@ fn publish(config: &Config, a: PublishArgs) -> Result<()> {
         s.undecodable,
         (s.events + s.undecodable) as f64 / secs.max(1e-9)
     );
+    if let Some(at) = reader.truncated_at() {
+        bail!(
+            "{} ends inside a record that starts at byte {at}: the records before it were published, the broken part was not",
+            a.file.display()
+        );
+    }
     Ok(())
 }
 

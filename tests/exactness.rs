@@ -98,3 +98,146 @@ fn importing_a_realistic_file_twice_changes_no_number() {
     assert_eq!(events(&log_before), events(&log_after), "{log_after}");
     assert!(log_after.contains("duplicate"), "{log_after}");
 }
+
+/// Runs `leadflow` and returns its output with its peak resident memory
+/// in KiB (from the kernel's accounting of that one child).
+fn leadflow_peak_kib(data: &Path, args: &[&str]) -> (Output, u64) {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("LEADFLOW_CONFIG")
+        .env_remove("LEADFLOW_DATA_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    child.stderr.take().unwrap().read_to_end(&mut err).unwrap();
+    let mut status = 0;
+    // SAFETY: wait4 on our own child's pid with valid out-pointers.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4");
+    let output = Output {
+        status: std::os::unix::process::ExitStatusExt::from_raw(status),
+        stdout: out,
+        stderr: err,
+    };
+    (output, usage.ru_maxrss as u64)
+}
+
+/// `(events, rejected)` from `inspect log`.
+fn totals(data: &Path) -> (u64, u64) {
+    let text = ok(leadflow(data, &["inspect", "log"]));
+    let number = |name: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    (number("events"), number("rejected"))
+}
+
+#[test]
+fn a_protobuf_file_cut_short_appends_every_whole_record_and_fails_naming_the_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.pb");
+    let data = dir.path().join("data");
+    let file_arg = file.to_str().unwrap();
+    let summary = ok(leadflow(
+        &data,
+        &[
+            "simulate", "--out", file_arg, "--leads", "300", "--seed", "3",
+        ],
+    ));
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() - 7]).unwrap();
+    let records = {
+        // Count the whole records: everything but the cut last one.
+        let mut r = leadflow::codec::stream::EventReader::new(
+            &bytes[..],
+            leadflow::codec::stream::Format::Protobuf,
+        );
+        let mut n = 0u64;
+        while r.next_record().unwrap().is_some() {
+            n += 1;
+        }
+        n
+    };
+    assert!(records > 1000, "{summary}");
+    for run in 0..2 {
+        let out = leadflow(&data, &["import", file_arg]);
+        assert!(!out.status.success(), "run {run} must fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(file_arg), "names the file: {err}");
+        assert!(err.contains("byte "), "names the offset: {err}");
+        assert_eq!(
+            err.matches("ends inside a record").count(),
+            1,
+            "the cause once: {err}"
+        );
+        // Every whole record is appended or rejected, the broken tail is
+        // one undecodable rejection, and the rerun adds nothing.
+        let (events, rejected) = totals(&data);
+        assert_eq!(events + rejected, records, "run {run}");
+    }
+    let undecodable = ok(leadflow(
+        &data,
+        &["inspect", "rejections", "--reason", "undecodable"],
+    ));
+    assert_eq!(undecodable.lines().count(), 1, "{undecodable}");
+}
+
+#[test]
+fn an_oversize_jsonl_line_is_rejected_with_a_prefix_and_memory_stays_flat() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.jsonl");
+    let data = dir.path().join("data");
+    let good = |id: &str, lead: &str| {
+        format!(
+            r#"{{"eventId":"{id}","leadId":"{lead}","occurredAtMs":"1793577600000","producer":"mkt","created":{{"channel":"web","campaign":"c","pool":"smb","acquisitionCost":{{"minorUnits":"1000","currency":"CNY"}}}}}}"#
+        )
+    };
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        writeln!(f, "{}", good("e1", "L1")).unwrap();
+        // A 200 MB line: a JSON string that never ends within the limit.
+        f.write_all(b"{\"eventId\":\"huge\",\"producer\":\"")
+            .unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..200 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.write_all(b"\"}\n").unwrap();
+        writeln!(f, "{}", good("e2", "L2")).unwrap();
+    }
+    let (out, peak_kib) = leadflow_peak_kib(&data, &["import", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(totals(&data), (2, 1));
+    let rejected = ok(leadflow(
+        &data,
+        &["inspect", "rejections", "--reason", "record_too_large"],
+    ));
+    assert_eq!(rejected.lines().count(), 1, "{rejected}");
+    assert!(rejected.contains("at byte "), "{rejected}");
+    // The line was never held: the import's peak stays far below its size.
+    assert!(
+        peak_kib < 120 * 1024,
+        "import peaked at {peak_kib} KiB for a 200 MB line"
+    );
+    let (out, inspect_kib) = leadflow_peak_kib(&data, &["inspect", "rejections", "--limit", "10"]);
+    assert!(out.status.success());
+    assert!(
+        inspect_kib < 120 * 1024,
+        "inspect peaked at {inspect_kib} KiB"
+    );
+}

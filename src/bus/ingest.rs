@@ -19,8 +19,9 @@
 //! offsets committed inside the revoke callback, before it is released.
 
 use super::{client_config, dead_letter, source_name, BusError};
-use crate::codec;
+use crate::codec::{self, stream::REJECTED_PREFIX_BYTES};
 use crate::config::Config;
+use crate::domain::Rejection;
 use crate::log::{Batcher, EventLog, Input, Origin, Position};
 use crate::policy::Processor;
 use crate::projector::Projections;
@@ -154,6 +155,8 @@ struct Shared {
     batch_sizes: Histogram,
     append_seconds: Histogram,
     started: Instant,
+    /// Messages above it are rejected as `record_too_large`.
+    record_bytes_max: usize,
 }
 
 impl Shared {
@@ -248,9 +251,19 @@ impl Shared {
             return Ok(());
         }
         let payload = m.payload().unwrap_or_default();
-        let (record, original) = match codec::decode_event(payload) {
-            Ok(e) => (Ok(e), Some(payload.to_vec())),
-            Err(r) => (Err((r, payload.to_vec())), None),
+        let (record, original) = if payload.len() > self.record_bytes_max {
+            let prefix = &payload[..payload.len().min(REJECTED_PREFIX_BYTES)];
+            let too_large = Rejection::RecordTooLarge {
+                bytes: payload.len() as u64,
+                max: self.record_bytes_max as u64,
+                byte_offset: None,
+            };
+            (Err((too_large, prefix.to_vec())), None)
+        } else {
+            match codec::decode_event(payload) {
+                Ok(e) => (Ok(e), Some(payload.to_vec())),
+                Err(r) => (Err((r, payload.to_vec())), None),
+            }
         };
         let origin = Origin {
             source: source_name(&self.topic, partition),
@@ -583,6 +596,7 @@ pub fn run_full(
         batch_sizes: Histogram::new(BATCH_SIZE_BOUNDS),
         append_seconds: Histogram::new(APPEND_SECONDS_BOUNDS),
         started: Instant::now(),
+        record_bytes_max: config.log.record_bytes_max,
     }));
     on_start(Handle(shared.clone()));
     let mut c = client_config(k);

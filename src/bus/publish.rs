@@ -54,6 +54,10 @@ pub fn publish<R: BufRead>(
         })
     };
     while let Some(record) = reader.next_record()? {
+        if reader.truncated_at().is_some() {
+            // A cut-off tail is not a record: the caller reports it.
+            break;
+        }
         let (key, payload) = match record {
             Ok(event) => {
                 summary.events += 1;

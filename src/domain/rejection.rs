@@ -75,6 +75,21 @@ pub enum Rejection {
     /// event on purpose, give it a new id.
     #[error("duplicate event id (first seen and rejected as rejection {first_rseq})")]
     DuplicateOfRejected { first_rseq: u64 },
+    /// A record above the configured `log.record_bytes_max`. It is read
+    /// past without being held in memory; only a prefix is kept. Split the
+    /// data or raise the limit.
+    #[error("record of {bytes} bytes{} is above the limit of {max} bytes", at_byte(.byte_offset))]
+    RecordTooLarge {
+        bytes: u64,
+        max: u64,
+        /// Where it starts in a file (none for a Kafka message, whose
+        /// origin names partition and offset).
+        byte_offset: Option<u64>,
+    },
+}
+
+fn at_byte(offset: &Option<u64>) -> String {
+    offset.map(|o| format!(" at byte {o}")).unwrap_or_default()
 }
 
 impl Rejection {
@@ -97,6 +112,7 @@ impl Rejection {
             Rejection::BeforeCreation { .. } => "before_creation",
             Rejection::ScoreOutOfRange { .. } => "score_out_of_range",
             Rejection::NegativeMoney { .. } => "negative_money",
+            Rejection::RecordTooLarge { .. } => "record_too_large",
         }
     }
 

@@ -650,7 +650,11 @@ impl Metrics {
                         c.deal_value.currency,
                         i128::from(c.deal_value.minor_units),
                     );
-                    add_money(&mut cohort.clv_sum, value.currency, i128::from(value.minor_units));
+                    add_money(
+                        &mut cohort.clv_sum,
+                        value.currency,
+                        i128::from(value.minor_units),
+                    );
                     *cohort.clv_count.entry(value.currency).or_default() += 1;
                     if after_recall {
                         cohort.converted_after_recall += 1;
