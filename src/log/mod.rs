@@ -406,7 +406,7 @@ impl EventLog {
             "one id per indexed event"
         );
         assert!(
-            index.rejections() <= self.next_rseq - 1,
+            index.rejections() < self.next_rseq,
             "at most one id per rejection"
         );
         tracing::info!(
