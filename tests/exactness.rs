@@ -101,6 +101,8 @@ fn importing_a_realistic_file_twice_changes_no_number() {
 
 /// Runs `leadflow` and returns its output with its peak resident memory
 /// in KiB (from the kernel's accounting of that one child).
+// The child is reaped by `wait4`, which also returns its own rusage.
+#[allow(clippy::zombie_processes)]
 fn leadflow_peak_kib(data: &Path, args: &[&str]) -> (Output, u64) {
     use std::io::Read;
     let mut child = Command::new(env!("CARGO_BIN_EXE_leadflow"))
