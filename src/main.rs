@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use leadflow::codec;
 use leadflow::codec::stream::{EventReader, EventWriter, Format};
 use leadflow::config::Config;
-use leadflow::domain::time::{format_ms, parse_time_ms};
+use leadflow::domain::time::{format_ms, parse_day_bound_ms, parse_time_ms};
 use leadflow::import::ImportSummary;
 use leadflow::log::{EventLog, LogOptions};
 use leadflow::projector::metrics::Window;
@@ -28,19 +28,31 @@ use std::time::Instant;
     about = "Event-sourced lead lifecycle engine"
 )]
 struct Cli {
-    /// Directory of the sled event log.
-    #[arg(
-        long,
-        global = true,
-        env = "LEADFLOW_DATA_DIR",
-        default_value = "leadflow-data"
-    )]
-    data_dir: PathBuf,
+    /// Directory of the sled event log [default: leadflow-data; the demo
+    /// uses a temporary one unless this is given].
+    #[arg(long, global = true, env = "LEADFLOW_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// TOML config file (defaults apply to anything it leaves out).
     #[arg(long, global = true, env = "LEADFLOW_CONFIG")]
     config: Option<PathBuf>,
+    /// Log format on stderr: text (coloured on a terminal) or json (one
+    /// object per line, for log shippers). The level comes from RUST_LOG.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "LEADFLOW_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -265,11 +277,12 @@ enum InspectWhat {
 struct StatsArgs {
     #[arg(long, value_enum, default_value = "channel")]
     by: StatsBy,
-    /// First day (inclusive) of the window; whole UTC days.
-    #[arg(long, value_parser = parse_time_ms)]
+    /// First day (inclusive) of the window: a date, or a UTC midnight
+    /// (metrics are kept per UTC day; a time of day is refused).
+    #[arg(long, value_parser = parse_day_bound_ms)]
     from: Option<i64>,
-    /// End (exclusive) of the window.
-    #[arg(long, value_parser = parse_time_ms)]
+    /// End (exclusive) of the window: a date, or a UTC midnight.
+    #[arg(long, value_parser = parse_day_bound_ms)]
     to: Option<i64>,
     /// Machine-readable output.
     #[arg(long)]
@@ -321,40 +334,88 @@ fn main() {
     // which took half of an import's CPU. Keep freed memory instead.
     // SAFETY: setting an option is thread-safe and takes plain integers.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
+    quiet_on_closed_stdout();
     if let Err(e) = run(cli) {
+        if is_broken_pipe(&e) {
+            std::process::exit(0);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
 }
 
+/// Logs go to stderr through `tracing` (level from `RUST_LOG`, default
+/// warn): coloured only on a terminal, or as one JSON object per line for
+/// log shippers.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+}
+
+/// A reader that goes away (`leadflow stats --json | head`) ends the
+/// output quietly with status 0, as with other Unix tools. Rust ignores
+/// SIGPIPE, so a write to a closed pipe fails with EPIPE: `println!`
+/// panics on it (caught here), `write!` returns it (see [`is_broken_pipe`]).
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn run(cli: Cli) -> Result<()> {
     let config = Config::load(cli.config.as_deref())?;
+    let named_dir = cli.data_dir;
+    let data_dir = named_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT));
+    let data_dir = data_dir.as_path();
     match cli.command {
-        Command::Demo(a) => demo(&config, a),
+        Command::Demo(a) => demo(&config, named_dir.as_deref(), a),
         Command::Import(a) => {
-            let mut log = open_log(&cli.data_dir, &config)?;
+            let mut log = open_log(data_dir, &config)?;
             import(&mut log, &config, &a)?;
             // The next open loads the index instead of scanning the log.
             log.checkpoint_index()?;
             Ok(())
         }
-        Command::Replay(a) => replay_cmd(&cli.data_dir, &config, a),
-        Command::Inspect { what } => inspect(&cli.data_dir, &config, what),
-        Command::Stats(a) => stats(&cli.data_dir, &config, a),
-        Command::Export(a) => export(&cli.data_dir, &config, a),
+        Command::Replay(a) => replay_cmd(data_dir, &config, a),
+        Command::Inspect { what } => inspect(data_dir, &config, what),
+        Command::Stats(a) => stats(data_dir, &config, a),
+        Command::Export(a) => export(data_dir, &config, a),
         Command::Simulate(a) => simulate(a).map(|_| ()),
-        Command::Run(a) => run_engine(&cli.data_dir, &config, a),
+        Command::Run(a) => run_engine(data_dir, &config, a),
         Command::Publish(a) => publish(&config, a),
         Command::Tail(a) => tail(&config, a),
         Command::Bench(a) => bench(&config, a),
-        Command::Backtest(a) => backtest(&cli.data_dir, &config, a),
+        Command::Backtest(a) => backtest(data_dir, &config, a),
         Command::Topics {
             what: TopicsWhat::Create,
         } => {
@@ -366,9 +427,19 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Opens (or creates) the log, for the commands that write it.
 fn open_log(dir: &Path, config: &Config) -> Result<EventLog> {
     EventLog::open(dir, &LogOptions::from(&config.log))
         .with_context(|| format!("opening the event log in {}", dir.display()))
+}
+
+/// Opens an existing log, for the commands that read it: a wrong path is an
+/// error, never an empty log created on the spot.
+fn open_existing_log(dir: &Path, config: &Config) -> Result<EventLog> {
+    Ok(EventLog::open_existing(
+        dir,
+        &LogOptions::from(&config.log),
+    )?)
 }
 
 fn spinner(len: Option<u64>, what: &str) -> ProgressBar {
@@ -460,7 +531,7 @@ fn import(log: &mut EventLog, config: &Config, a: &ImportArgs) -> Result<ImportS
 }
 
 fn replay_cmd(dir: &Path, config: &Config, a: ReplayArgs) -> Result<()> {
-    let log = open_log(dir, config)?;
+    let log = open_existing_log(dir, config)?;
     let pb = spinner(Some(log.last_seq()), "replaying");
     let started = Instant::now();
     let p = replay::rebuild(&log, &config.projection, a.until, &mut |seq| {
@@ -510,7 +581,7 @@ fn load_projections(log: &EventLog, config: &Config) -> Result<leadflow::project
 }
 
 fn stats(dir: &Path, config: &Config, a: StatsArgs) -> Result<()> {
-    let log = open_log(dir, config)?;
+    let log = open_existing_log(dir, config)?;
     let p = load_projections(&log, config)?;
     let window = Window {
         from_ms: a.from,
@@ -552,7 +623,7 @@ fn stats(dir: &Path, config: &Config, a: StatsArgs) -> Result<()> {
 }
 
 fn inspect(dir: &Path, config: &Config, what: InspectWhat) -> Result<()> {
-    let log = open_log(dir, config)?;
+    let log = open_existing_log(dir, config)?;
     match what {
         InspectWhat::Lead { id, json } => {
             let timeline = log.timeline(&id)?;
@@ -716,7 +787,7 @@ fn describe(e: &leadflow::domain::LeadEvent) -> String {
 }
 
 fn export(dir: &Path, config: &Config, a: ExportArgs) -> Result<()> {
-    let log = open_log(dir, config)?;
+    let log = open_existing_log(dir, config)?;
     let out: Box<dyn Write> = match &a.out {
         Some(p) => Box::new(File::create(p).with_context(|| format!("creating {}", p.display()))?),
         None => Box::new(io::stdout().lock()),
@@ -775,19 +846,34 @@ fn simulate(a: SimulateArgs) -> Result<leadflow::sim::SimSummary> {
     Ok(summary)
 }
 
-fn demo(config: &Config, a: DemoArgs) -> Result<()> {
+const DATA_DIR_DEFAULT: &str = "leadflow-data";
+
+fn demo(config: &Config, data_dir: Option<&Path>, a: DemoArgs) -> Result<()> {
+    // Scratch space (the offline demo's event file, and the log unless
+    // --data-dir names one) in a temporary directory, removed at the end
+    // unless --keep. A log dir the user named is kept, and must be new: the
+    // demo's in-process Kafka starts empty, so positions stored by an
+    // earlier run would be ahead of it.
+    let scratch = std::env::temp_dir().join(format!("leadflow-demo-{}", std::process::id()));
+    let log_dir = match data_dir {
+        Some(d) if d.join("conf").exists() => bail!(
+            "the demo starts from an empty log, and {} already holds one: name a new --data-dir (or leave it out for a temporary one)",
+            d.display()
+        ),
+        Some(d) => d.to_path_buf(),
+        None => scratch.join("log"),
+    };
+    std::fs::create_dir_all(&scratch)?;
     if a.offline {
-        return demo_offline(config, a);
+        return demo_offline(config, &scratch, &log_dir, a);
     }
-    demo_live(config, a)
+    demo_live(config, &scratch, &log_dir, a)
 }
 
-fn demo_live(config: &Config, a: DemoArgs) -> Result<()> {
+fn demo_live(config: &Config, dir: &Path, log_dir: &Path, a: DemoArgs) -> Result<()> {
     use leadflow::engine::{DemoOptions, DemoTick};
     use leadflow::sim::live::LiveConfig;
     let shutdown = shutdown_flag(a.duration_s)?;
-    let dir = std::env::temp_dir().join(format!("leadflow-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
     println!(
         "Leadflow live demo: in-process Kafka (librdkafka MockCluster), the engine, a simulated"
     );
@@ -798,7 +884,7 @@ fn demo_live(config: &Config, a: DemoArgs) -> Result<()> {
     println!(
         "the engine's commands. One simulated hour lasts {} ms. Data in {}.",
         a.hour_ms,
-        dir.display()
+        log_dir.display()
     );
     println!(
         "{}",
@@ -818,7 +904,7 @@ fn demo_live(config: &Config, a: DemoArgs) -> Result<()> {
         },
         capacity: a.capacity,
         partitions: config.kafka.partitions,
-        data_dir: dir.join("log"),
+        data_dir: log_dir.to_path_buf(),
         // The dashboard on a free port unless the config names one.
         api_listen: if config.api.listen.is_empty() {
             "127.0.0.1:0".to_string()
@@ -877,15 +963,13 @@ fn demo_live(config: &Config, a: DemoArgs) -> Result<()> {
         Ok(())
     });
     if !a.keep {
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(dir);
     }
     outcome
 }
 
-fn demo_offline(config: &Config, a: DemoArgs) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("leadflow-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    println!("Leadflow demo: data in {}", dir.display());
+fn demo_offline(config: &Config, dir: &Path, log_dir: &Path, a: DemoArgs) -> Result<()> {
+    println!("Leadflow demo: data in {}", log_dir.display());
     let events = dir.join("events.pb");
     println!(
         "\n1. simulating {} leads over 30 days (seed {})",
@@ -905,9 +989,8 @@ fn demo_offline(config: &Config, a: DemoArgs) -> Result<()> {
         println!("   {k:<12} {n}");
     }
     println!("\n2. importing into the event log (validated, deduplicated, durable)");
-    let log_dir = dir.join("log");
     let result = (|| -> Result<()> {
-        let mut log = open_log(&log_dir, config)?;
+        let mut log = open_log(log_dir, config)?;
         let s = import(
             &mut log,
             config,
@@ -967,7 +1050,7 @@ fn demo_offline(config: &Config, a: DemoArgs) -> Result<()> {
         Ok(())
     })();
     if !a.keep {
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(dir);
     }
     result
 }
@@ -1135,7 +1218,7 @@ fn backtest(dir: &Path, config: &Config, a: BacktestArgs) -> Result<()> {
         .context("no policy to compare with: set [policy] file in the config or pass --baseline")?;
     let baseline = PolicyFile::load(&baseline_path)?;
     let candidate = PolicyFile::load(&a.policy)?;
-    let log = open_log(dir, config)?;
+    let log = open_existing_log(dir, config)?;
     let started = Instant::now();
     let pb = spinner(Some(log.last_seq()), "backtesting");
     let events = log.events_from(1).map_while(|r| match r {

@@ -243,3 +243,144 @@ fn an_oversize_jsonl_line_is_rejected_with_a_prefix_and_memory_stays_flat() {
         "inspect peaked at {inspect_kib} KiB"
     );
 }
+
+/// A small imported log to read from.
+fn small_log(dir: &Path) -> std::path::PathBuf {
+    let file = dir.join("events.pb");
+    let data = dir.join("data");
+    let file_arg = file.to_str().unwrap();
+    ok(leadflow(
+        &data,
+        &[
+            "simulate", "--out", file_arg, "--leads", "200", "--seed", "5",
+        ],
+    ));
+    ok(leadflow(&data, &["import", file_arg]));
+    data
+}
+
+#[test]
+fn read_commands_on_a_missing_data_dir_fail_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for data in [dir.path().join("mistyped"), empty.clone()] {
+        for args in [
+            &["stats", "--by", "pool"][..],
+            &["inspect", "log"],
+            &["inspect", "lead", "L1"],
+            &["replay"],
+            &["export"],
+        ] {
+            let out = leadflow(&data, args);
+            assert!(!out.status.success(), "{args:?} on {}", data.display());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains(&format!("no log at {}", data.display())),
+                "{args:?}: {err}"
+            );
+            assert!(out.stdout.is_empty(), "{args:?} printed an answer");
+        }
+    }
+    assert!(!dir.path().join("mistyped").exists(), "created a data dir");
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+}
+
+#[test]
+fn stats_refuses_a_time_of_day_instead_of_rounding_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_log(dir.path());
+    let out = leadflow(
+        &data,
+        &["stats", "--by", "pools", "--from", "2026-11-20T09:00:00Z"],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a UTC midnight"), "{err}");
+    ok(leadflow(
+        &data,
+        &[
+            "stats",
+            "--by",
+            "pools",
+            "--from",
+            "2026-11-20",
+            "--to",
+            "2026-11-21T00:00:00Z",
+        ],
+    ));
+}
+
+#[test]
+fn output_to_a_closed_pipe_ends_quietly_with_status_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_log(dir.path());
+    for args in [
+        &["stats", "--by", "owner", "--json"][..],
+        &["stats", "--by", "day"],
+        &["export"],
+        &["inspect", "rejections"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .env_remove("LEADFLOW_CONFIG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before a byte is read (as `| head -0` would).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {} {err}", out.status);
+        assert!(err.is_empty(), "{args:?} printed: {err}");
+    }
+}
+
+#[test]
+fn logs_carry_no_colour_off_a_terminal_and_come_as_json_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_log(dir.path());
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(extra)
+            .args(["inspect", "log"])
+            .env("RUST_LOG", "info")
+            .env_remove("LEADFLOW_CONFIG")
+            .env_remove("LEADFLOW_LOG_FORMAT")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let text = run(&[]);
+    assert!(text.contains("event log opened"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes off a terminal: {text}"
+    );
+    let json = run(&["--log-format", "json"]);
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines
+        .iter()
+        .any(|l| l["fields"]["message"] == "event log opened"));
+}
+
+#[test]
+fn the_demo_keeps_its_log_in_the_named_data_dir_and_refuses_a_used_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo-log");
+    ok(leadflow(&data, &["demo", "--offline", "--leads", "100"]));
+    let (events, _) = totals(&data);
+    assert!(events > 0);
+    let again = leadflow(&data, &["demo", "--offline", "--leads", "100"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds one"));
+}

@@ -418,7 +418,7 @@ async fn stats(
         })?;
     let time = |v: &Option<String>, name: &str| -> Result<Option<i64>, ApiError> {
         v.as_deref()
-            .map(crate::domain::time::parse_time_ms)
+            .map(crate::domain::time::parse_day_bound_ms)
             .transpose()
             .map_err(|e| {
                 ApiError::new(

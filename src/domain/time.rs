@@ -43,6 +43,22 @@ pub fn parse_time_ms(s: &str) -> Result<i64, String> {
     ))
 }
 
+/// Parses a bound of a window of whole UTC days (stats): any form
+/// [`parse_time_ms`] reads, as long as it is a UTC midnight. The metrics
+/// are kept per UTC day, so a time of day cannot be honoured; it is
+/// refused, never rounded.
+pub fn parse_day_bound_ms(s: &str) -> Result<i64, String> {
+    let ms = parse_time_ms(s)?;
+    if ms.rem_euclid(MS_PER_DAY) != 0 {
+        return Err(format!(
+            "{s:?} is {}, not a UTC midnight: stats windows are whole UTC days, so give a date such as {}",
+            format_ms(ms),
+            format_day(day_of(ms))
+        ));
+    }
+    Ok(ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +77,20 @@ mod tests {
         assert_eq!(parse_time_ms("1970-01-02").unwrap(), MS_PER_DAY);
         assert_eq!(parse_time_ms("1970-01-01T08:00:00+08:00").unwrap(), 0);
         assert!(parse_time_ms("yesterday").is_err());
+    }
+
+    #[test]
+    fn a_day_bound_with_a_time_of_day_is_refused_not_rounded() {
+        assert_eq!(parse_day_bound_ms("1970-01-02").unwrap(), MS_PER_DAY);
+        // Midnight UTC written in another zone is still a day bound.
+        assert_eq!(
+            parse_day_bound_ms("1970-01-02T08:00:00+08:00").unwrap(),
+            MS_PER_DAY
+        );
+        let err = parse_day_bound_ms("2026-11-20T09:00:00Z").unwrap_err();
+        assert!(
+            err.contains("not a UTC midnight") && err.contains("2026-11-20"),
+            "{err}"
+        );
     }
 }

@@ -78,6 +78,10 @@ pub enum LogError {
     /// stored event). Stop; restore the data dir from a backup.
     #[error("log is corrupt: {0}")]
     Corrupt(String),
+    /// A reading command was pointed at a directory that holds no log (a
+    /// missing or mistyped `--data-dir`). Nothing was created there.
+    #[error("no log at {path} (only import, run and simulate create one; check --data-dir)")]
+    NoLog { path: String },
     /// An earlier write failed, so the log's memory is ahead of its disk.
     /// Stop and reopen the log (the engine exits; a restart recovers).
     #[error("an earlier write failed; reopen the log")]
@@ -254,6 +258,19 @@ const META_NEXT_HSEQ: &str = "next_hseq";
 const INDEX_CHECKPOINT: &str = "log-index";
 
 impl EventLog {
+    /// Opens the log in `dir` for a command that only reads it: a missing
+    /// directory, or one without a log in it, is [`LogError::NoLog`], and
+    /// nothing is created.
+    pub fn open_existing(dir: &Path, options: &LogOptions) -> Result<EventLog, LogError> {
+        // sled keeps its configuration in `conf` and its pages in `db`.
+        if !(dir.join("conf").is_file() && dir.join("db").is_file()) {
+            return Err(LogError::NoLog {
+                path: dir.display().to_string(),
+            });
+        }
+        EventLog::open(dir, options)
+    }
+
     /// Opens (or creates) the log in `dir`.
     pub fn open(dir: &Path, options: &LogOptions) -> Result<EventLog, LogError> {
         let config = sled::Config::new()
