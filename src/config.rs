@@ -139,6 +139,10 @@ pub struct LogConfig {
     /// accepted; a larger one is rejected as `record_too_large`, keeping a
     /// 4 KiB prefix, and read past without being held in memory.
     pub record_bytes_max: usize,
+    /// How far an event may be stamped before its lead's latest accepted
+    /// event and still be applied; an earlier one is `out_of_order`. See
+    /// `domain::lifecycle::Rules` and README, Guarantees.
+    pub out_of_order_tolerance_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -148,6 +152,7 @@ impl Default for LogConfig {
             batch_wait_ms_max: 20,
             cache_capacity_bytes: 256 * 1024 * 1024,
             record_bytes_max: crate::codec::stream::RECORD_BYTES_MAX_DEFAULT,
+            out_of_order_tolerance_ms: crate::domain::lifecycle::OUT_OF_ORDER_TOLERANCE_MS_DEFAULT,
         }
     }
 }
@@ -223,6 +228,11 @@ impl Config {
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.log.record_bytes_max) {
             return bad("log.record_bytes_max must be in 1024..=67108864 (1 KiB to 64 MiB)");
+        }
+        if !(0..=crate::domain::lifecycle::OUT_OF_ORDER_TOLERANCE_MS_MAX)
+            .contains(&self.log.out_of_order_tolerance_ms)
+        {
+            return bad("log.out_of_order_tolerance_ms must be in 0..=86400000 (up to one day)");
         }
         if self.log.cache_capacity_bytes < 1024 * 1024 {
             return bad("log.cache_capacity_bytes must be at least 1 MiB");

@@ -25,7 +25,9 @@
 //! validity (ids, event time within [`EVENT_TIME_MS_MIN`]..=[`EVENT_TIME_MS_MAX`],
 //! scores in `0..=100`, money in `0..=`[`MONEY_MINOR_UNITS_MAX`]), then lead
 //! existence, then event time (an event may not be earlier than the lead's
-//! creation). Duplicate event ids are caught by the log, which owns the id
+//! creation), then the order rule (see [`Rules`]: an event stamped earlier
+//! than the lead's latest accepted event by more than the tolerance is
+//! `out_of_order`). Duplicate event ids are caught by the log, which owns the id
 //! index, before the lifecycle is asked.
 
 use super::event::{EventBody, LeadEvent};
@@ -74,6 +76,9 @@ pub struct Lead {
     /// The current owner; also kept after conversion (the converting rep).
     pub owner: Option<String>,
     pub created_at_ms: i64,
+    /// The latest event time among the lead's accepted events (the order
+    /// rule measures late events against it).
+    pub latest_at_ms: i64,
     /// Incremented by every assignment; identifies "this holding" of a lead.
     pub generation: u32,
     pub recall_count: u32,
@@ -89,8 +94,53 @@ pub fn resolve_pool<'a>(event_pool: &'a str, current: &'a str) -> &'a str {
     }
 }
 
-/// Decides whether `event` may be applied to `state` (`None`: no such lead).
+/// How far an event may be stamped before its lead's latest accepted event
+/// and still be applied, by default: one minute. See [`Rules`].
+pub const OUT_OF_ORDER_TOLERANCE_MS_DEFAULT: i64 = 60_000;
+/// The largest tolerance a config may set: one day.
+pub const OUT_OF_ORDER_TOLERANCE_MS_MAX: i64 = 86_400_000;
+
+/// The rules of the lifecycle that a deployment may tune.
+///
+/// **The order rule.** A lead's events must arrive in event-time order, up
+/// to `out_of_order_tolerance_ms`: an event stamped earlier than the
+/// lead's latest accepted event by more than the tolerance is rejected as
+/// `out_of_order`. One within the tolerance is applied at its own time,
+/// and every duration measured from it is clamped at zero (a follow-up
+/// stamped two seconds before its assignment is a first follow-up at
+/// 0 ms). Why: events of one lead share a Kafka partition (keyed by lead),
+/// so they arrive in the order their producers sent them; what differs is
+/// the producers' clocks (marketing stamps creations, the CRM stamps
+/// assignments and follow-ups). A small skew is normal and must not lose
+/// events; a larger one is a replayed or mis-stamped event, and applying
+/// it would falsify SLA compliance, recall cycles and every "as of"
+/// question. The verdict depends only on the lead's accepted events, so a
+/// replay of the log decides the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rules {
+    pub out_of_order_tolerance_ms: i64,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            out_of_order_tolerance_ms: OUT_OF_ORDER_TOLERANCE_MS_DEFAULT,
+        }
+    }
+}
+
+/// Decides whether `event` may be applied to `state` (`None`: no such lead)
+/// under the default [`Rules`].
 pub fn decide(state: Option<&Lead>, event: &LeadEvent) -> Result<(), Rejection> {
+    decide_with(state, event, &Rules::default())
+}
+
+/// Decides whether `event` may be applied to `state` under `rules`.
+pub fn decide_with(
+    state: Option<&Lead>,
+    event: &LeadEvent,
+    rules: &Rules,
+) -> Result<(), Rejection> {
     check_fields(event)?;
     let lead = match (state, &event.body) {
         (None, EventBody::Created(_)) => return Ok(()),
@@ -106,6 +156,13 @@ pub fn decide(state: Option<&Lead>, event: &LeadEvent) -> Result<(), Rejection> 
         return Err(Rejection::BeforeCreation {
             occurred_at_ms: event.occurred_at_ms,
             created_at_ms: lead.created_at_ms,
+        });
+    }
+    if event.occurred_at_ms < lead.latest_at_ms - rules.out_of_order_tolerance_ms {
+        return Err(Rejection::OutOfOrder {
+            occurred_at_ms: event.occurred_at_ms,
+            latest_at_ms: lead.latest_at_ms,
+            tolerance_ms: rules.out_of_order_tolerance_ms,
         });
     }
     if lead.status == LeadStatus::Converted {
@@ -168,10 +225,12 @@ pub fn apply(state: Option<Lead>, event: &LeadEvent) -> Lead {
             pool: c.pool.clone(),
             owner: None,
             created_at_ms: event.occurred_at_ms,
+            latest_at_ms: event.occurred_at_ms,
             generation: 0,
             recall_count: 0,
         },
         (Some(mut lead), body) => {
+            lead.latest_at_ms = lead.latest_at_ms.max(event.occurred_at_ms);
             match body {
                 EventBody::Created(_) | EventBody::Scored(_) | EventBody::FollowedUp(_) => {}
                 EventBody::Assigned(a) => {
@@ -197,9 +256,19 @@ pub fn apply(state: Option<Lead>, event: &LeadEvent) -> Lead {
     }
 }
 
-/// Decides and, if accepted, applies: the whole lifecycle in one call.
+/// Decides and, if accepted, applies: the whole lifecycle in one call,
+/// under the default [`Rules`].
 pub fn handle(state: Option<&Lead>, event: &LeadEvent) -> Result<Lead, Rejection> {
-    decide(state, event)?;
+    handle_with(state, event, &Rules::default())
+}
+
+/// [`handle`] under `rules`.
+pub fn handle_with(
+    state: Option<&Lead>,
+    event: &LeadEvent,
+    rules: &Rules,
+) -> Result<Lead, Rejection> {
+    decide_with(state, event, rules)?;
     Ok(apply(state.cloned(), event))
 }
 

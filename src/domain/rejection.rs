@@ -6,7 +6,8 @@ use super::event::EventKind;
 use serde::{Deserialize, Serialize};
 
 /// A typed reason for refusing an event. Each variant says how a producer
-/// should react to it.
+/// should react to it. Stored rejections are bincode, which numbers the
+/// variants: add new ones at the end, never in between.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum Rejection {
@@ -86,6 +87,16 @@ pub enum Rejection {
         /// origin names partition and offset).
         byte_offset: Option<u64>,
     },
+    /// The event is stamped earlier than the lead's latest accepted event by
+    /// more than the configured tolerance (`log.out_of_order_tolerance_ms`):
+    /// a replayed or mis-stamped event, whose time would falsify the
+    /// lead's durations. Fix the producer's clock or stop the replay.
+    #[error("event time {occurred_at_ms} ms is more than {tolerance_ms} ms before the lead's latest event at {latest_at_ms} ms")]
+    OutOfOrder {
+        occurred_at_ms: i64,
+        latest_at_ms: i64,
+        tolerance_ms: i64,
+    },
 }
 
 fn at_byte(offset: &Option<u64>) -> String {
@@ -110,6 +121,7 @@ impl Rejection {
             Rejection::NotOwner { .. } => "not_owner",
             Rejection::NotAssigned => "not_assigned",
             Rejection::BeforeCreation { .. } => "before_creation",
+            Rejection::OutOfOrder { .. } => "out_of_order",
             Rejection::ScoreOutOfRange { .. } => "score_out_of_range",
             Rejection::NegativeMoney { .. } => "negative_money",
             Rejection::RecordTooLarge { .. } => "record_too_large",

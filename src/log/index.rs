@@ -72,9 +72,10 @@ impl Hasher for PassThrough {
 }
 
 /// Names the layout of a checkpoint and the id hash it was made with.
-/// Layout 2 added the ids of rejected inputs; a layout-1 checkpoint lacks
-/// them, so it is ignored and the index rebuilt.
-const CHECKPOINT_FORMAT: &str = "leadflow-log-index/2 fnv1a64";
+/// Layout 2 added the ids of rejected inputs, layout 3 each lead's latest
+/// event time; an older checkpoint lacks them, so it is ignored and the
+/// index rebuilt.
+const CHECKPOINT_FORMAT: &str = "leadflow-log-index/3 fnv1a64";
 
 #[derive(Serialize, Deserialize)]
 struct Checkpoint {
@@ -326,6 +327,7 @@ mod tests {
             pool: "p".into(),
             owner: None,
             created_at_ms: 1,
+            latest_at_ms: 1,
             generation: 0,
             recall_count: 0,
         }

@@ -214,6 +214,8 @@ pub struct EventLog {
     /// Set when a write failed: memory may be ahead of the disk, so the
     /// log refuses further work until it is reopened.
     poisoned: bool,
+    /// The lifecycle rules inputs are judged by.
+    rules: lifecycle::Rules,
 
     dead_letter_outbox: bool,
 }
@@ -222,6 +224,9 @@ pub struct EventLog {
 #[derive(Clone, Debug)]
 pub struct LogOptions {
     pub cache_capacity_bytes: u64,
+    /// The lifecycle rules inputs are judged by (the order rule's
+    /// tolerance).
+    pub rules: lifecycle::Rules,
     /// Queue every rejection for publication to a dead-letter topic, in the
     /// same batch that records it (see [`EventLog::pending_dead_letters`]).
     pub dead_letter_outbox: bool,
@@ -230,10 +235,7 @@ pub struct LogOptions {
 impl Default for LogOptions {
     fn default() -> Self {
         let c = crate::config::LogConfig::default();
-        LogOptions {
-            cache_capacity_bytes: c.cache_capacity_bytes,
-            dead_letter_outbox: false,
-        }
+        LogOptions::from(&c)
     }
 }
 
@@ -241,6 +243,9 @@ impl From<&crate::config::LogConfig> for LogOptions {
     fn from(c: &crate::config::LogConfig) -> Self {
         LogOptions {
             cache_capacity_bytes: c.cache_capacity_bytes,
+            rules: lifecycle::Rules {
+                out_of_order_tolerance_ms: c.out_of_order_tolerance_ms,
+            },
             dead_letter_outbox: false,
         }
     }
@@ -362,6 +367,7 @@ impl EventLog {
             index: std::cell::OnceCell::new(),
             index_checkpoint_seq: std::cell::Cell::new(0),
             poisoned: false,
+            rules: options.rules,
             dead_letter_outbox: options.dead_letter_outbox,
         })
     }
@@ -740,7 +746,7 @@ impl EventLog {
             Some(lead) => Some(lead),
             None => index.leads.get(&event.lead_id).map(|e| &e.lead),
         };
-        Ok(lifecycle::handle(state, event))
+        Ok(lifecycle::handle_with(state, event, &self.rules))
     }
 
     /// Accepted events with sequence `>= from_seq`, in order.

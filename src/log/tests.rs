@@ -538,3 +538,73 @@ fn an_unreadable_index_checkpoint_is_ignored_and_the_index_rebuilt() {
     let r = log.append(&inputs(vec![created("e1", "b")]), &[]).unwrap();
     assert_eq!(r.rejected, vec![(0, Rejection::Duplicate { first_seq: 1 })]);
 }
+
+#[test]
+fn the_order_rule_holds_across_sources_and_after_reopening() {
+    // Given a log with a 100 ms tolerance, a lead created and assigned
+    // through two sources (two partitions of one producer mis-keyed).
+    let dir = tempfile::tempdir().unwrap();
+    let options = LogOptions {
+        rules: lifecycle::Rules {
+            out_of_order_tolerance_ms: 100,
+        },
+        ..LogOptions::default()
+    };
+    let from = |source: &str, offset: u64| {
+        Some(Origin {
+            source: source.into(),
+            offset,
+            key: None,
+        })
+    };
+    let at = |mut e: LeadEvent, ms: i64| {
+        e.occurred_at_ms = ms;
+        e
+    };
+    let follow = |id: &str, ms: i64| LeadEvent {
+        event_id: id.into(),
+        lead_id: "a".into(),
+        occurred_at_ms: ms,
+        producer: "crm".into(),
+        body: EventBody::FollowedUp(LeadFollowedUp {
+            owner_id: "rep".into(),
+            kind: FollowUpKind::Call,
+            outcome: String::new(),
+        }),
+    };
+    {
+        let mut log = EventLog::open(dir.path(), &options).unwrap();
+        let r = log
+            .append(
+                &[
+                    Input::event(at(created("c", "a"), 1000), from("p0", 0)),
+                    Input::event(at(assigned("s", "a", "rep"), 5000), from("p1", 0)),
+                    // When late events arrive through the other source:
+                    Input::event(follow("late", 4800), from("p0", 1)),
+                    Input::event(follow("skewed", 4950), from("p0", 2)),
+                ],
+                &[],
+            )
+            .unwrap();
+        assert_eq!(r.accepted, vec![(0, 1), (1, 2), (3, 3)]);
+        assert_eq!(
+            r.rejected,
+            vec![(
+                2,
+                Rejection::OutOfOrder {
+                    occurred_at_ms: 4800,
+                    latest_at_ms: 5000,
+                    tolerance_ms: 100
+                }
+            )]
+        );
+    }
+    // Then after reopening (the index rebuilt from the log), the lead's
+    // latest time is still the assignment's, so the rule decides the same.
+    let mut log = EventLog::open(dir.path(), &options).unwrap();
+    assert_eq!(log.lead_state("a").unwrap().unwrap().latest_at_ms, 5000);
+    let r = log
+        .append(&[Input::event(follow("late-2", 4899), from("p1", 1))], &[])
+        .unwrap();
+    assert_eq!(r.rejected[0].1.code(), "out_of_order");
+}

@@ -562,7 +562,9 @@ impl Metrics {
             EventBody::Assigned(a) => {
                 if !track.ever_assigned {
                     track.ever_assigned = true;
-                    let wait = at - track.created_at_ms;
+                    // Durations are clamped at zero: an event within the order rule's
+                    // tolerance may be stamped before the one it follows.
+                    let wait = (at - track.created_at_ms).max(0);
                     Self::for_cohorts(&mut self.agg, &self.strings, track, |cohort| {
                         cohort.time_to_first_assignment_ms.add(wait)
                     });
@@ -592,7 +594,7 @@ impl Metrics {
                     && !track.first_follow_up_done
                 {
                     track.first_follow_up_done = true;
-                    let delay = at - track.assigned_at_ms;
+                    let delay = (at - track.assigned_at_ms).max(0);
                     let o = self
                         .agg
                         .owners
@@ -614,7 +616,7 @@ impl Metrics {
                     .entry((r.previous_owner_id.clone(), day))
                     .or_default();
                 *o.recalls_by_reason.entry(r.reason).or_default() += 1;
-                o.recall_cycle_ms.add(at - track.assigned_at_ms);
+                o.recall_cycle_ms.add((at - track.assigned_at_ms).max(0));
                 if track.recall_count == 0 {
                     Self::for_cohorts(&mut self.agg, &self.strings, track, |cohort| {
                         cohort.recalled_leads += 1

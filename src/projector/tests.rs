@@ -172,3 +172,31 @@ fn money_sums_do_not_wrap_and_large_sums_stay_exact_in_json() {
     assert_eq!(json["revenue_minor_units"], "10000000000000000000");
     assert_eq!(json["cost_minor_units"], 0);
 }
+
+#[test]
+fn a_follow_up_stamped_before_its_assignment_within_the_tolerance_counts_zero_ms() {
+    // Given a lead assigned at 1 h, when the rep's follow-up is stamped
+    // 30 s before the assignment (clock skew the order rule tolerates),
+    // then it is a first follow-up at 0 ms, not a negative duration, and a
+    // recall stamped before the assignment gives a 0 ms cycle.
+    let follow = ev(
+        "a",
+        H - 30_000,
+        EventBody::FollowedUp(LeadFollowedUp {
+            owner_id: "rep-1".into(),
+            kind: FollowUpKind::Call,
+            outcome: String::new(),
+        }),
+    );
+    let p = fold(&[
+        created("a", 0, "x"),
+        assigned("a", H, "rep-1"),
+        follow,
+        recalled("a", H - 10_000, "rep-1"),
+    ]);
+    let day = crate::domain::time::day_of(H);
+    let o = &p.metrics.agg.owners[&("rep-1".to_string(), day)];
+    assert_eq!((o.first_follow_ups, o.first_follow_ups_within_sla), (1, 1));
+    assert_eq!(o.time_to_first_follow_up_ms.quantile(0.5), Some(0.0));
+    assert_eq!(o.recall_cycle_ms.quantile(0.5), Some(0.0));
+}

@@ -91,8 +91,20 @@ fn given(events: Vec<EventBody>) -> Option<Lead> {
     state
 }
 
+/// The time of the `when` event.
+const WHEN_AT: i64 = T0 + 100_000;
+
 fn when(state: &Option<Lead>, body: EventBody) -> Result<Lead, Rejection> {
-    handle(state.as_ref(), &ev("when", T0 + 100_000, body))
+    handle(state.as_ref(), &ev("when", WHEN_AT, body))
+}
+
+/// `state` as it is after an event that changes nothing but the lead's
+/// latest event time.
+fn unchanged_but_later(state: &Option<Lead>) -> Lead {
+    Lead {
+        latest_at_ms: WHEN_AT,
+        ..state.clone().unwrap()
+    }
 }
 
 #[test]
@@ -130,9 +142,9 @@ fn events_for_an_unknown_lead_are_rejected() {
 #[test]
 fn scoring_keeps_the_state_in_pool_and_when_assigned() {
     let s = given(vec![created()]);
-    assert_eq!(when(&s, scored(100)).unwrap(), s.clone().unwrap());
+    assert_eq!(when(&s, scored(100)).unwrap(), unchanged_but_later(&s));
     let s = given(vec![created(), assigned("a", "")]);
-    assert_eq!(when(&s, scored(0)).unwrap(), s.clone().unwrap());
+    assert_eq!(when(&s, scored(0)).unwrap(), unchanged_but_later(&s));
 }
 
 #[test]
@@ -218,7 +230,10 @@ fn assigning_a_converted_lead_is_rejected() {
 #[test]
 fn the_owner_following_up_keeps_the_lead() {
     let s = given(vec![created(), assigned("rep-1", "")]);
-    assert_eq!(when(&s, followed_up("rep-1")).unwrap(), s.clone().unwrap());
+    assert_eq!(
+        when(&s, followed_up("rep-1")).unwrap(),
+        unchanged_but_later(&s)
+    );
 }
 
 #[test]
@@ -428,4 +443,39 @@ fn event_times_outside_the_documented_range_are_an_invalid_field() {
     for at in [EVENT_TIME_MS_MIN, EVENT_TIME_MS_MAX] {
         assert!(handle(None, &ev("e1", at, created())).is_ok(), "{at}");
     }
+}
+
+#[test]
+fn an_event_later_than_the_tolerance_behind_the_latest_is_out_of_order() {
+    // Given a lead assigned at T0 + 1 s, when a follow-up stamped before
+    // the assignment arrives: within the tolerance it is applied (clock
+    // skew), beyond it it is out of order; the latest time never goes back.
+    let s = given(vec![created(), assigned("rep-1", "")]);
+    let assigned_at = T0 + 1000;
+    let rules = Rules {
+        out_of_order_tolerance_ms: 500,
+    };
+    let at = |ms: i64| ev("late", ms, followed_up("rep-1"));
+    let within = handle_with(s.as_ref(), &at(assigned_at - 500), &rules).unwrap();
+    assert_eq!(within.latest_at_ms, assigned_at, "the latest time stays");
+    assert_eq!(
+        handle_with(s.as_ref(), &at(assigned_at - 501), &rules),
+        Err(Rejection::OutOfOrder {
+            occurred_at_ms: assigned_at - 501,
+            latest_at_ms: assigned_at,
+            tolerance_ms: 500
+        })
+    );
+    let strict = Rules {
+        out_of_order_tolerance_ms: 0,
+    };
+    assert_eq!(
+        handle_with(s.as_ref(), &at(assigned_at - 1), &strict)
+            .unwrap_err()
+            .code(),
+        "out_of_order"
+    );
+    assert!(handle_with(s.as_ref(), &at(assigned_at), &strict).is_ok());
+    // The default tolerance is a minute.
+    assert_eq!(Rules::default().out_of_order_tolerance_ms, 60_000);
 }
