@@ -54,8 +54,15 @@ pub struct ApiConfig {
     pub ready_lag_messages_max: u64,
     /// Most items per page of a list.
     pub page_items_max: usize,
-    /// Most requests per second over all clients (then 429).
+    /// Most requests per second over all clients (then 429). Probes
+    /// (`/healthz`, `/readyz`) and `/metrics` are exempt, so that a flood
+    /// never fails a liveness check.
     pub requests_per_s_max: u32,
+    /// A client must send a request's headers within this time (also the
+    /// idle time of a kept-alive connection); then the connection closes.
+    pub header_read_timeout_ms: u64,
+    /// Most open connections; more are closed at once.
+    pub connections_max: usize,
 }
 
 impl Default for ApiConfig {
@@ -67,6 +74,8 @@ impl Default for ApiConfig {
             ready_lag_messages_max: 1_000,
             page_items_max: 1_000,
             requests_per_s_max: 200,
+            header_read_timeout_ms: 10_000,
+            connections_max: 256,
         }
     }
 }
@@ -245,6 +254,12 @@ impl Config {
         }
         if self.projection.snapshot_every_events == 0 {
             return bad("projection.snapshot_every_events must be positive");
+        }
+        if !(100..=600_000).contains(&self.api.header_read_timeout_ms) {
+            return bad("api.header_read_timeout_ms must be in 100..=600000");
+        }
+        if !(1..=100_000).contains(&self.api.connections_max) {
+            return bad("api.connections_max must be in 1..=100000");
         }
         if self.kafka.brokers.trim().is_empty() {
             return bad("kafka.brokers must name at least one broker");

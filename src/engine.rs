@@ -320,6 +320,60 @@ pub fn bench(
     })
 }
 
+/// What one client may hold of the HTTP server.
+struct ConnectionLimits {
+    header_read_timeout: Duration,
+    connections_max: usize,
+}
+
+/// Accepts connections until `stop`: at most `connections_max` open (one
+/// more is closed at once), each closed when a request's headers (or the
+/// next request on a kept-alive connection) do not arrive within
+/// `header_read_timeout`. axum's own `serve` has neither bound, and a
+/// handful of silent clients could hold the server forever.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    limits: &ConnectionLimits,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.connections_max));
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, go on.
+                    tracing::warn!("api: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            tracing::warn!(
+                connections_max = limits.connections_max,
+                "api: connection refused, too many open"
+            );
+            continue;
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout);
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = http.serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!("api: connection ended: {e}");
+            }
+        });
+    }
+}
+
 /// Starts the HTTP API on `config.listen` in a thread of its own (a
 /// single-threaded tokio runtime) and returns the bound address. It stops
 /// when `shutdown` is set.
@@ -333,6 +387,10 @@ pub fn serve_api(
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let router = crate::api::router(handle, config.clone(), policy_file);
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+        connections_max: config.connections_max,
+    };
     let thread = std::thread::Builder::new()
         .name("leadflow-api".into())
         .spawn(move || {
@@ -353,12 +411,7 @@ pub fn serve_api(
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 };
-                if let Err(e) = axum::serve(listener, router)
-                    .with_graceful_shutdown(stop)
-                    .await
-                {
-                    tracing::error!("api: {e}");
-                }
+                serve_connections(listener, router, &limits, stop).await;
             });
         })?;
     Ok((addr, thread))

@@ -6,7 +6,7 @@
 //! to an event time (`--until`), which shows the state at a past moment.
 
 use crate::config::ProjectionConfig;
-use crate::log::{EventLog, LogError};
+use crate::log::{EventLog, LogError, LogReader};
 use crate::projector::metrics::MetricParams;
 use crate::projector::{Projections, SNAPSHOT_NAME};
 
@@ -79,14 +79,41 @@ pub fn save(log: &EventLog, p: &Projections) -> Result<(), LogError> {
     Ok(())
 }
 
-fn fold_tail(
+/// [`rebuild_with`] through a [`LogReader`], folding the events up to
+/// `up_to_seq` (the log's last sequence when the caller looked): for a
+/// thread that must not hold the engine's lock while it replays.
+pub fn rebuild_through(
+    reader: &LogReader,
+    params: MetricParams,
+    until_ms: Option<i64>,
+    up_to_seq: u64,
+) -> Result<Projections, LogError> {
+    let mut p = Projections::new(params);
+    let events = reader
+        .events_from(1)
+        .take_while(|item| item.as_ref().map_or(true, |(seq, _)| *seq <= up_to_seq));
+    fold_events(events, &mut p, until_ms, &mut |_| {})?;
+    Ok(p)
+}
+
+/// Folds the events of the log after what `p` covers.
+pub fn fold_tail(
     log: &EventLog,
     p: &mut Projections,
     until_ms: Option<i64>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), LogError> {
+    fold_events(log.events_from(p.covered_seq + 1), p, until_ms, progress)
+}
+
+fn fold_events(
+    events: impl Iterator<Item = Result<(u64, crate::domain::LeadEvent), LogError>>,
+    p: &mut Projections,
+    until_ms: Option<i64>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(), LogError> {
     let mut covered = p.covered_seq;
-    for item in log.events_from(p.covered_seq + 1) {
+    for item in events {
         let (seq, event) = item?;
         if until_ms.is_none_or(|u| event.occurred_at_ms <= u) {
             p.apply(seq, &event);

@@ -58,6 +58,7 @@ fn the_api_serves_health_metrics_queries_and_guards_admin() {
              commands_topic = \"api-commands-{run}\"\ndlq_topic = \"api-dlq-{run}\"\npartitions = 2\n\
              [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
              [api]\nlisten = \"127.0.0.1:0\"\nadmin_token = \"s3cret\"\npage_items_max = 50\n\
+             header_read_timeout_ms = 1000\nconnections_max = 64\n\
              [policy]\nfile = {:?}\n",
             policy.display().to_string()
         ),
@@ -323,12 +324,62 @@ fn the_api_serves_health_metrics_queries_and_guards_admin() {
         (400, Some("bad_request"))
     );
 
-    // Requests are rate-bounded: a burst beyond the bound gets JSON 429s.
+    // Requests are rate-bounded: a burst beyond the bound gets JSON 429s,
+    // while probes and metrics stay exempt (a flood must not fail them).
     let limited = (0..600)
-        .map(|_| get(&format!("{base}/healthz")))
+        .map(|_| get(&format!("{base}/api/v1/reps")))
         .filter(|(code, body)| *code == 429 && body.contains("rate_limited"))
         .count();
     assert!(limited > 0, "no request was rate limited");
+    for probe in ["healthz", "readyz", "metrics"] {
+        let codes: Vec<u16> = (0..300)
+            .map(|_| get(&format!("{base}/{probe}")).0)
+            .collect();
+        assert!(
+            codes.iter().all(|c| *c == 200),
+            "/{probe} was limited: {:?}",
+            codes.iter().filter(|c| **c != 200).collect::<Vec<_>>()
+        );
+    }
+
+    // Silent clients cannot hold the server: past connections_max (64) a
+    // connection is closed at once, and every one that sends no complete
+    // request is closed after header_read_timeout_ms (1 s).
+    let addr = base.trim_start_matches("http://").to_string();
+    let silent: Vec<std::net::TcpStream> = (0..80)
+        .map(|i| {
+            let mut c = std::net::TcpStream::connect(&addr).unwrap();
+            if i % 2 == 0 {
+                // Half a request: a header that never ends.
+                std::io::Write::write_all(&mut c, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+            }
+            c
+        })
+        .collect();
+    let closed_within = |c: &std::net::TcpStream, within: Duration| -> bool {
+        c.set_read_timeout(Some(within)).unwrap();
+        let mut buf = [0u8; 512];
+        loop {
+            match std::io::Read::read(&mut (&*c), &mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue, // a 408 or similar before the close
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    };
+    let started = Instant::now();
+    let closed = silent
+        .iter()
+        .filter(|c| closed_within(c, Duration::from_secs(5)))
+        .count();
+    assert_eq!(closed, 80, "silent connections left open");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        get(&format!("{base}/healthz")).0,
+        200,
+        "the server still answers"
+    );
 
     let _ = Command::new("kill")
         .args(["-TERM", &engine.id().to_string()])

@@ -75,6 +75,36 @@ struct Api {
     policy_file: Option<Arc<std::path::PathBuf>>,
     /// Token bucket of the request rate bound: (tokens, last refill).
     bucket: Arc<std::sync::Mutex<(f64, std::time::Instant)>>,
+    /// One replay (a past moment, an admin rebuild) at a time.
+    replays: Arc<tokio::sync::Semaphore>,
+}
+
+impl Api {
+    /// Runs a replay on tokio's blocking pool, so that the server's one
+    /// thread keeps answering (probes above all) meanwhile; one at a time,
+    /// a second one is refused with 429.
+    async fn replay<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(Handle) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let Ok(_permit) = self.replays.clone().try_acquire_owned() else {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "replay_running",
+                "a replay of the log is running; try again when it is done",
+            ));
+        };
+        let handle = self.handle.clone();
+        tokio::task::spawn_blocking(move || work(handle))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("the replay failed: {e}"),
+                )
+            })?
+    }
 }
 
 /// Refuses requests beyond `api.requests_per_s_max` (a token bucket with
@@ -310,7 +340,13 @@ async fn pools(
         .map(crate::domain::time::parse_time_ms)
         .transpose()
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("at: {e}")))?;
-    let past = at.map(|t| api.handle.projections_at(t)).transpose()?;
+    let past = match at {
+        Some(t) => Some(
+            api.replay(move |h| h.projections_at(t).map_err(ApiError::from))
+                .await?,
+        ),
+        None => None,
+    };
     let render = |p: &crate::projector::Projections| -> Vec<Value> {
         let sizes = p.pool.pool_sizes();
         sizes
@@ -451,7 +487,9 @@ async fn admin_rebuild(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     check_admin(&api, &headers)?;
-    let seq = api.handle.rebuild_projections()?;
+    let seq = api
+        .replay(|h| h.rebuild_projections().map_err(ApiError::from))
+        .await?;
     Ok(Json(json!({ "rebuilt_to_seq": seq })))
 }
 
@@ -499,11 +537,15 @@ pub fn router(
         config: Arc::new(config),
         policy_file: policy_file.map(Arc::new),
         bucket: Arc::new(std::sync::Mutex::new((rate, std::time::Instant::now()))),
+        replays: Arc::new(tokio::sync::Semaphore::new(1)),
     };
-    Router::new()
+    // Probes and metrics are outside the request-rate bound: a flood of API
+    // requests must never make Kubernetes restart a healthy engine.
+    let probes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/leads/{id}", get(lead))
         .route("/api/v1/pools", get(pools))
@@ -519,7 +561,31 @@ pub fn router(
             api.clone(),
             rate_limit,
         ))
+        .merge(probes)
+        .layer(axum::middleware::from_fn(catch_panic))
         .with_state(api)
+}
+
+/// A handler that panics answers 500 (JSON) instead of dropping the
+/// connection; the engine's state lock recovers from the poisoning on its
+/// side (see `bus::ingest::Handle`), so ingestion goes on.
+async fn catch_panic(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!("api: a handler panicked; answered 500");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the request failed inside the engine; see its log",
+            )
+            .into_response()
+        }
+    }
 }
 
 /// The OpenAPI 3 document of [`ROUTES`].

@@ -398,7 +398,7 @@ impl ClientContext for IngestContext {
     /// `poll`, which never holds the state lock): the partitions' high
     /// watermarks give the lag behind the log's positions.
     fn stats(&self, statistics: rdkafka::Statistics) {
-        let mut s = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = lock_state(&self.shared);
         let Some(topic) = statistics.topics.get(&s.topic) else {
             return;
         };
@@ -431,7 +431,7 @@ impl ConsumerContext for IngestContext {
             consumer.rebalance_protocol(),
             RebalanceProtocol::Cooperative
         );
-        let mut s = self.shared.lock().expect("ingest state lock");
+        let mut s = lock_state(&self.shared);
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let mut positions = Vec::new();
@@ -598,7 +598,11 @@ pub fn run_full(
         started: Instant::now(),
         record_bytes_max: config.log.record_bytes_max,
     }));
-    on_start(Handle(shared.clone()));
+    let reader = lock_state(&shared).log.reader();
+    on_start(Handle {
+        shared: shared.clone(),
+        reader,
+    });
     let mut c = client_config(k);
     c.set("group.id", &k.group_id)
         .set("enable.auto.commit", "false")
@@ -625,20 +629,20 @@ pub fn run_full(
             // acks to make room before taking the next event. Without acks
             // the loop still polls one message per wait, which keeps the
             // group membership alive and the intake at a trickle.
-            let mut s = shared.lock().expect("ingest state lock");
+            let mut s = lock_state(&shared);
             let d = dispatcher.collect_within(&s.log, DISPATCH_WAIT)?;
             s.stats.commands_sent += d.sent as u64;
             s.commands_dirty |= d.failed > 0 || d.sent > 0;
         }
         let wait_ms = {
-            let s = shared.lock().expect("ingest state lock");
+            let s = lock_state(&shared);
             match s.batcher.deadline_ms() {
                 Some(d) => d.saturating_sub(s.now_ms()).clamp(1, 100),
                 None => 100,
             }
         };
         let message = consumer.poll(Duration::from_millis(wait_ms));
-        let mut s = shared.lock().expect("ingest state lock");
+        let mut s = lock_state(&shared);
         if let Some(e) = s.failed.take() {
             return Err(e);
         }
@@ -709,7 +713,7 @@ pub fn run_full(
 
     tracing::info!("shutting down: finishing the open batch and draining dead letters");
     {
-        let mut s = shared.lock().expect("ingest state lock");
+        let mut s = lock_state(&shared);
         s.flush(&consumer, CommitMode::Sync)?;
         let d = dispatcher.drain(&s.log, &producer, DRAIN_ATTEMPTS_MAX)?;
         s.stats.commands_sent += d.sent as u64;
@@ -728,7 +732,7 @@ pub fn run_full(
         .ok()
         .expect("the consumer and its context are gone")
         .into_inner()
-        .expect("ingest state lock");
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     Ok(Finished {
         log: shared.log,
         projections: shared.projections,
@@ -742,7 +746,11 @@ pub fn run_full(
 /// the engine's state lock for as long as it reads (the poll loop holds it
 /// while it appends a batch, so a call may wait for one batch).
 #[derive(Clone)]
-pub struct Handle(Arc<Mutex<Shared>>);
+pub struct Handle {
+    shared: Arc<Mutex<Shared>>,
+    /// Reads the stored events without the lock (replays for the API).
+    reader: crate::log::LogReader,
+}
 
 /// What `/metrics` and `/readyz` need, copied out under the lock.
 #[derive(Clone, Debug)]
@@ -759,10 +767,23 @@ pub struct Telemetry {
     pub assigned_partitions: usize,
 }
 
+/// Takes the engine's state lock, recovering it when a panic poisoned it.
+/// The API is the one other holder, and it leaves no half-made change: its
+/// reads change nothing, and its writes (rebuild, policy reload) build the
+/// new value first and swap it in. So a panicking handler must not stop
+/// ingestion: the guard is taken back, the poison cleared, and a warning
+/// logged.
+fn lock_state<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| {
+        tracing::warn!("the engine's state lock was poisoned by a panic elsewhere; going on");
+        m.clear_poison();
+        poisoned.into_inner()
+    })
+}
+
 impl Handle {
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
-        // A panic elsewhere poisons the lock; reads can still go on.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        lock_state(&self.shared)
     }
 
     pub fn telemetry(&self) -> Result<Telemetry, BusError> {
@@ -795,19 +816,33 @@ impl Handle {
         f(&s.log)
     }
 
-    /// The projections as of event time `at_ms`, rebuilt from the log (the
-    /// engine waits meanwhile; the cost is one replay up to `at_ms`).
+    /// The projections as of event time `at_ms`, rebuilt from the log
+    /// through the lock-free reader: the engine goes on ingesting
+    /// meanwhile (the lock is held only to read where the log ends).
     pub fn projections_at(&self, at_ms: i64) -> Result<Projections, BusError> {
-        let s = self.lock();
-        let params = s.projections.metrics.params().clone();
-        Ok(crate::replay::rebuild_with(&s.log, params, Some(at_ms))?)
+        let (params, last_seq) = {
+            let s = self.lock();
+            (s.projections.metrics.params().clone(), s.log.last_seq())
+        };
+        Ok(crate::replay::rebuild_through(
+            &self.reader,
+            params,
+            Some(at_ms),
+            last_seq,
+        )?)
     }
 
     /// Rebuilds the live projections from the whole log and swaps them in.
+    /// The long fold runs off the lock; under it, only the events appended
+    /// meanwhile are folded before the swap.
     pub fn rebuild_projections(&self) -> Result<u64, BusError> {
+        let (params, last_seq) = {
+            let s = self.lock();
+            (s.projections.metrics.params().clone(), s.log.last_seq())
+        };
+        let mut fresh = crate::replay::rebuild_through(&self.reader, params, None, last_seq)?;
         let mut s = self.lock();
-        let params = s.projections.metrics.params().clone();
-        let fresh = crate::replay::rebuild_with(&s.log, params, None)?;
+        crate::replay::fold_tail(&s.log, &mut fresh, None, &mut |_| {})?;
         crate::replay::save(&s.log, &fresh)?;
         s.projections = fresh;
         Ok(s.projections.covered_seq)
@@ -819,8 +854,9 @@ impl Handle {
     /// force, or `None` when the engine runs without a policy.
     pub fn reload_policy(&self, policy: crate::policy::PolicyFile) -> Option<u32> {
         let mut s = self.lock();
-        let old = s.processor.take()?;
-        let state = old.state().clone();
+        // Built beside the running one and swapped in: a failure here leaves
+        // the engine with the policy it had.
+        let state = s.processor.as_ref()?.state().clone();
         let p = Processor::with_state(policy, state);
         let version = p.policy().version;
         s.processor = Some(p);
@@ -835,5 +871,27 @@ impl Handle {
             crate::replay::save_policy(&s.log, p)?;
         }
         Ok(s.projections.covered_seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_poisoned_by_a_panicking_reader_is_recovered_and_cleared() {
+        // Given a lock that an API handler panicked while holding.
+        let m = Arc::new(Mutex::new(7u32));
+        let m2 = m.clone();
+        let _ = std::thread::spawn(move || {
+            let _guard = m2.lock().unwrap();
+            panic!("a handler fails");
+        })
+        .join();
+        assert!(m.is_poisoned());
+        // When the engine takes it, then it goes on with the state as it
+        // was, and the lock is healthy again.
+        assert_eq!(*lock_state(&m), 7);
+        assert!(!m.is_poisoned());
     }
 }

@@ -754,49 +754,14 @@ impl EventLog {
         &self,
         from_seq: u64,
     ) -> impl Iterator<Item = Result<(u64, LeadEvent), LogError>> + '_ {
-        let from_seq = from_seq.max(1);
-        // Start at the segment that contains `from_seq`.
-        let start = match self
-            .tree
-            .range(seq_key(EVENT, 0)..=seq_key(EVENT, from_seq))
-            .next_back()
-        {
-            Some(Ok((k, _))) => trailing_u64(&k).unwrap_or(from_seq),
-            _ => from_seq,
-        };
-        let mut expected = start;
-        self.tree
-            .range(seq_key(EVENT, start)..=seq_key(EVENT, u64::MAX))
-            .flat_map(move |kv| -> Vec<Result<(u64, LeadEvent), LogError>> {
-                let decoded = (|| {
-                    let (k, v) = kv?;
-                    let first =
-                        trailing_u64(&k).ok_or_else(|| LogError::Corrupt("segment key".into()))?;
-                    // Invariant on read: segments follow each other without gaps.
-                    if first != expected {
-                        return Err(LogError::Corrupt(format!(
-                            "expected a segment at {expected}, found {first}"
-                        )));
-                    }
-                    let seg = Segment::parse(&v).map_err(LogError::Corrupt)?;
-                    expected += seg.len() as u64;
-                    let mut out = Vec::with_capacity(seg.len());
-                    for i in 0..seg.len() {
-                        let seq = first + i as u64;
-                        if seq < from_seq {
-                            continue;
-                        }
-                        let event = codec::decode_event(seg.get(i))
-                            .map_err(|e| LogError::Corrupt(format!("event {seq}: {e}")))?;
-                        out.push(Ok((seq, event)));
-                    }
-                    Ok(out)
-                })();
-                match decoded {
-                    Ok(events) => events,
-                    Err(e) => vec![Err(e)],
-                }
-            })
+        events_in(&self.tree, from_seq)
+    }
+
+    /// A read-only view of the stored events for another thread.
+    pub fn reader(&self) -> LogReader {
+        LogReader {
+            tree: self.tree.clone(),
+        }
     }
 
     /// One event by sequence.
@@ -1132,6 +1097,73 @@ impl EventLog {
 
 #[cfg(test)]
 mod tests;
+
+/// A read-only view of the log's stored events, for a reader on another
+/// thread (the HTTP API's replays of a past moment): sled trees are safe to
+/// share, so reading through it takes no engine lock and never stalls
+/// ingestion. It sees every batch made durable before each step.
+#[derive(Clone)]
+pub struct LogReader {
+    tree: sled::Tree,
+}
+
+impl LogReader {
+    /// Accepted events with sequence `>= from_seq`, in order.
+    pub fn events_from(
+        &self,
+        from_seq: u64,
+    ) -> impl Iterator<Item = Result<(u64, LeadEvent), LogError>> + '_ {
+        events_in(&self.tree, from_seq)
+    }
+}
+
+/// Accepted events of `tree` with sequence `>= from_seq`, in order.
+fn events_in(
+    tree: &sled::Tree,
+    from_seq: u64,
+) -> impl Iterator<Item = Result<(u64, LeadEvent), LogError>> + '_ {
+    let from_seq = from_seq.max(1);
+    // Start at the segment that contains `from_seq`.
+    let start = match tree
+        .range(seq_key(EVENT, 0)..=seq_key(EVENT, from_seq))
+        .next_back()
+    {
+        Some(Ok((k, _))) => trailing_u64(&k).unwrap_or(from_seq),
+        _ => from_seq,
+    };
+    let mut expected = start;
+    tree.range(seq_key(EVENT, start)..=seq_key(EVENT, u64::MAX))
+        .flat_map(move |kv| -> Vec<Result<(u64, LeadEvent), LogError>> {
+            let decoded = (|| {
+                let (k, v) = kv?;
+                let first =
+                    trailing_u64(&k).ok_or_else(|| LogError::Corrupt("segment key".into()))?;
+                // Invariant on read: segments follow each other without gaps.
+                if first != expected {
+                    return Err(LogError::Corrupt(format!(
+                        "expected a segment at {expected}, found {first}"
+                    )));
+                }
+                let seg = Segment::parse(&v).map_err(LogError::Corrupt)?;
+                expected += seg.len() as u64;
+                let mut out = Vec::with_capacity(seg.len());
+                for i in 0..seg.len() {
+                    let seq = first + i as u64;
+                    if seq < from_seq {
+                        continue;
+                    }
+                    let event = codec::decode_event(seg.get(i))
+                        .map_err(|e| LogError::Corrupt(format!("event {seq}: {e}")))?;
+                    out.push(Ok((seq, event)));
+                }
+                Ok(out)
+            })();
+            match decoded {
+                Ok(events) => events,
+                Err(e) => vec![Err(e)],
+            }
+        })
+}
 
 /// Puts a command into a batch: the command, its outbox marker and its id
 /// in the id index (so that no id is ever stored twice).
