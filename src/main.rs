@@ -433,10 +433,19 @@ fn open_log(dir: &Path, config: &Config) -> Result<EventLog> {
         .with_context(|| format!("opening the event log in {}", dir.display()))
 }
 
-/// Opens an existing log, for the commands that read it: a wrong path is an
-/// error, never an empty log created on the spot.
+/// Opens an existing log, for `replay`: a wrong path is an error, never an
+/// empty log created on the spot.
 fn open_existing_log(dir: &Path, config: &Config) -> Result<EventLog> {
     Ok(EventLog::open_existing(
+        dir,
+        &LogOptions::from(&config.log),
+    )?)
+}
+
+/// Opens an existing log for the commands that only read it, also on a
+/// full disk (see `EventLog::open_for_reading`).
+fn open_log_for_reading(dir: &Path, config: &Config) -> Result<EventLog> {
+    Ok(EventLog::open_for_reading(
         dir,
         &LogOptions::from(&config.log),
     )?)
@@ -581,7 +590,7 @@ fn load_projections(log: &EventLog, config: &Config) -> Result<leadflow::project
 }
 
 fn stats(dir: &Path, config: &Config, a: StatsArgs) -> Result<()> {
-    let log = open_existing_log(dir, config)?;
+    let log = open_log_for_reading(dir, config)?;
     let p = load_projections(&log, config)?;
     let window = Window {
         from_ms: a.from,
@@ -623,7 +632,7 @@ fn stats(dir: &Path, config: &Config, a: StatsArgs) -> Result<()> {
 }
 
 fn inspect(dir: &Path, config: &Config, what: InspectWhat) -> Result<()> {
-    let log = open_existing_log(dir, config)?;
+    let log = open_log_for_reading(dir, config)?;
     match what {
         InspectWhat::Lead { id, json } => {
             let timeline = log.timeline(&id)?;
@@ -787,7 +796,7 @@ fn describe(e: &leadflow::domain::LeadEvent) -> String {
 }
 
 fn export(dir: &Path, config: &Config, a: ExportArgs) -> Result<()> {
-    let log = open_existing_log(dir, config)?;
+    let log = open_log_for_reading(dir, config)?;
     let out: Box<dyn Write> = match &a.out {
         Some(p) => Box::new(File::create(p).with_context(|| format!("creating {}", p.display()))?),
         None => Box::new(io::stdout().lock()),
@@ -1218,7 +1227,7 @@ fn backtest(dir: &Path, config: &Config, a: BacktestArgs) -> Result<()> {
         .context("no policy to compare with: set [policy] file in the config or pass --baseline")?;
     let baseline = PolicyFile::load(&baseline_path)?;
     let candidate = PolicyFile::load(&a.policy)?;
-    let log = open_existing_log(dir, config)?;
+    let log = open_log_for_reading(dir, config)?;
     let started = Instant::now();
     let pb = spinner(Some(log.last_seq()), "backtesting");
     let events = log.events_from(1).map_while(|r| match r {

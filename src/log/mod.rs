@@ -78,6 +78,17 @@ pub enum LogError {
     /// stored event). Stop; restore the data dir from a backup.
     #[error("log is corrupt: {0}")]
     Corrupt(String),
+    /// The data dir's filesystem is full. The batch being written is not
+    /// durable; everything acknowledged before it is. Free space (or move
+    /// the data dir) and run the command again: it resumes after the last
+    /// durable batch.
+    #[error("disk full: the data dir {path} has no space left; everything acknowledged before is intact; free space and run again to resume")]
+    DiskFull { path: String },
+    /// The disk of the data dir is full, and copying the data dir elsewhere
+    /// to read it failed too (see [`EventLog::open_for_reading`]). Free
+    /// space on either disk, or point `TMPDIR` at one with room.
+    #[error("disk full at {path}, and reading a copy of it failed: {detail}")]
+    CopyForReading { path: String, detail: String },
     /// A reading command was pointed at a directory that holds no log (a
     /// missing or mistyped `--data-dir`). Nothing was created there.
     #[error("no log at {path} (only import, run and simulate create one; check --data-dir)")]
@@ -197,9 +208,21 @@ pub struct LogStats {
 }
 
 pub struct EventLog {
-    db: sled::Db,
-    tree: sled::Tree,
-    snapshots: sled::Tree,
+    // The sled handles are dropped by hand (see `Drop`): after a failed
+    // write, sled's own drop would wait forever for a flush that cannot
+    // happen.
+    db: std::mem::ManuallyDrop<sled::Db>,
+    tree: std::mem::ManuallyDrop<sled::Tree>,
+    snapshots: std::mem::ManuallyDrop<sled::Tree>,
+    /// The data dir, for errors.
+    path: std::path::PathBuf,
+    /// Set when a write to sled failed (I/O, disk full): sled then cannot
+    /// flush again, so the handles are leaked at drop instead of flushed.
+    /// What was durable before stays durable.
+    write_failed: std::cell::Cell<bool>,
+    /// The temporary copy this log reads, when its own disk was full (see
+    /// [`EventLog::open_for_reading`]); removed after the handles drop.
+    read_copy: Option<tempfile::TempDir>,
     /// Next sequence to assign; sequences start at 1.
     next_seq: u64,
     next_rseq: u64,
@@ -276,6 +299,40 @@ impl EventLog {
         EventLog::open(dir, options)
     }
 
+    /// Opens an existing log for a command that only reads it (`inspect`,
+    /// `stats`, `export`, `backtest`), even on a full disk: sled needs some
+    /// space to open a data dir, so when the disk is full the data dir is
+    /// copied to a temporary directory on another filesystem (`TMPDIR`)
+    /// and read there, with a warning; the copy is removed when the log is
+    /// dropped. This is what makes `export`, the backup route, work exactly
+    /// when the disk has filled up.
+    pub fn open_for_reading(dir: &Path, options: &LogOptions) -> Result<EventLog, LogError> {
+        match EventLog::open_existing(dir, options) {
+            Err(LogError::DiskFull { path }) => {
+                let copy = tempfile::Builder::new()
+                    .prefix("leadflow-read-")
+                    .tempdir()
+                    .map_err(|e| LogError::CopyForReading {
+                        path: path.clone(),
+                        detail: e.to_string(),
+                    })?;
+                tracing::warn!(
+                    data_dir = %path,
+                    copy = %copy.path().display(),
+                    "the data dir's disk is full; reading a copy of it"
+                );
+                copy_dir(dir, copy.path()).map_err(|e| LogError::CopyForReading {
+                    path: path.clone(),
+                    detail: e.to_string(),
+                })?;
+                let mut log = EventLog::open(copy.path(), options)?;
+                log.read_copy = Some(copy);
+                Ok(log)
+            }
+            other => other,
+        }
+    }
+
     /// Opens (or creates) the log in `dir`.
     pub fn open(dir: &Path, options: &LogOptions) -> Result<EventLog, LogError> {
         let config = sled::Config::new()
@@ -301,6 +358,13 @@ impl EventLog {
                         });
                     }
                     std::thread::sleep(std::time::Duration::from_millis(OPEN_LOCK_RETRY_MS));
+                }
+                // sled zeroes the tail of its write segment when it opens,
+                // which needs a little space.
+                Err(sled::Error::Io(e)) if is_disk_full(&e) => {
+                    return Err(LogError::DiskFull {
+                        path: dir.display().to_string(),
+                    })
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -358,9 +422,12 @@ impl EventLog {
             "event log opened"
         );
         Ok(EventLog {
-            db,
-            tree,
-            snapshots,
+            db: std::mem::ManuallyDrop::new(db),
+            tree: std::mem::ManuallyDrop::new(tree),
+            snapshots: std::mem::ManuallyDrop::new(snapshots),
+            path: dir.to_path_buf(),
+            write_failed: std::cell::Cell::new(false),
+            read_copy: None,
             next_seq,
             next_rseq,
             next_cseq,
@@ -713,9 +780,23 @@ impl EventLog {
 
     /// Applies one atomic batch and flushes (fsync): durable on `Ok`.
     fn write(&self, batch: sled::Batch) -> Result<(), LogError> {
-        self.tree.apply_batch(batch)?;
-        self.db.flush()?;
+        self.written(self.tree.apply_batch(batch))?;
+        self.written(self.db.flush())?;
         Ok(())
+    }
+
+    /// The outcome of a write to sled: a failure is remembered (see
+    /// `write_failed`) and a full disk named as such.
+    fn written<T>(&self, r: sled::Result<T>) -> Result<T, LogError> {
+        r.map_err(|e| {
+            self.write_failed.set(true);
+            match &e {
+                sled::Error::Io(io) if is_disk_full(io) => LogError::DiskFull {
+                    path: self.path.display().to_string(),
+                },
+                _ => LogError::Storage(e),
+            }
+        })
     }
 
     /// The lifecycle verdict for one event; `Err` only for storage errors,
@@ -760,7 +841,7 @@ impl EventLog {
     /// A read-only view of the stored events for another thread.
     pub fn reader(&self) -> LogReader {
         LogReader {
-            tree: self.tree.clone(),
+            tree: (*self.tree).clone(),
         }
     }
 
@@ -875,8 +956,7 @@ impl EventLog {
         for r in rseqs {
             batch.remove(&seq_key(DEAD_LETTER, *r));
         }
-        self.tree.apply_batch(batch)?;
-        Ok(())
+        self.written(self.tree.apply_batch(batch))
     }
 
     fn command_known(&self, id: &str, in_batch: &HashMap<String, u64>) -> Result<bool, LogError> {
@@ -935,8 +1015,8 @@ impl EventLog {
             next += 1;
         }
         batch.insert(str_key(META, META_NEXT_HSEQ), &next.to_be_bytes());
-        self.tree.apply_batch(batch)?;
-        self.db.flush()?;
+        self.written(self.tree.apply_batch(batch))?;
+        self.written(self.db.flush())?;
         Ok(())
     }
 
@@ -1014,13 +1094,12 @@ impl EventLog {
         for c in cseqs {
             batch.remove(&seq_key(OUTBOX, *c));
         }
-        self.tree.apply_batch(batch)?;
-        Ok(())
+        self.written(self.tree.apply_batch(batch))
     }
 
     /// Flushes everything written so far to disk.
     pub fn flush(&self) -> Result<(), LogError> {
-        self.db.flush()?;
+        self.written(self.db.flush())?;
         Ok(())
     }
 
@@ -1071,8 +1150,8 @@ impl EventLog {
         let mut v = Vec::with_capacity(8 + bytes.len());
         v.extend_from_slice(&covered_seq.to_be_bytes());
         v.extend_from_slice(bytes);
-        self.snapshots.insert(name.as_bytes(), v)?;
-        self.snapshots.flush()?;
+        self.written(self.snapshots.insert(name.as_bytes(), v))?;
+        self.written(self.snapshots.flush())?;
         Ok(())
     }
 
@@ -1089,14 +1168,53 @@ impl EventLog {
     }
 
     pub fn delete_snapshot(&self, name: &str) -> Result<(), LogError> {
-        self.snapshots.remove(name.as_bytes())?;
-        self.snapshots.flush()?;
+        self.written(self.snapshots.remove(name.as_bytes()))?;
+        self.written(self.snapshots.flush())?;
         Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+impl Drop for EventLog {
+    fn drop(&mut self) {
+        if self.write_failed.get() {
+            // sled's drop flushes, and after a failed write that flush waits
+            // forever (seen on a full disk: the process hung at 0% CPU).
+            // Leak the handles instead: what was durable stays durable, and
+            // the process can report the error and exit.
+            tracing::warn!("a write to the log failed; closing it without a final flush");
+            return;
+        }
+        // SAFETY: each handle is dropped once, here, and never used again.
+        unsafe {
+            std::mem::ManuallyDrop::drop(&mut self.db);
+            std::mem::ManuallyDrop::drop(&mut self.tree);
+            std::mem::ManuallyDrop::drop(&mut self.snapshots);
+        }
+    }
+}
+
+/// Copies a data dir (files and subdirectories) to `to`.
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// ENOSPC (or EDQUOT, a quota reached): the disk is full for us.
+fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(28 | 122)) || e.kind() == std::io::ErrorKind::StorageFull
+}
 
 /// A read-only view of the log's stored events, for a reader on another
 /// thread (the HTTP API's replays of a past moment): sled trees are safe to
