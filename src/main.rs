@@ -142,6 +142,13 @@ struct RunArgs {
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
     #[arg(long)]
     duration_s: Option<u64>,
+    /// Forget the log's stored positions in the events topic and read it
+    /// from its start: the way out when the topic was recreated (the engine
+    /// refuses to start while a stored position is beyond a partition's
+    /// end). Events the log already holds come back as duplicates, so
+    /// nothing is counted twice.
+    #[arg(long)]
+    reset_positions: bool,
 }
 
 #[derive(Args)]
@@ -1094,6 +1101,20 @@ fn run_engine(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
     };
     let mut log = EventLog::open(dir, &options)
         .with_context(|| format!("opening the event log in {}", dir.display()))?;
+    if a.reset_positions {
+        let prefix = leadflow::bus::source_prefix(&config.kafka.events_topic);
+        let forgotten = log.reset_positions(&prefix)?;
+        eprintln!(
+            "forgot {} stored positions of {} ({}); reading it from the start, held events become duplicates",
+            forgotten.len(),
+            config.kafka.events_topic,
+            forgotten
+                .iter()
+                .map(|(source, next)| format!("{source}@{next}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let projections = load_projections(&log, config)?;
     let processor = match &config.policy.file {
         None => None,

@@ -384,3 +384,42 @@ fn the_demo_keeps_its_log_in_the_named_data_dir_and_refuses_a_used_one() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds one"));
 }
+
+#[test]
+fn publish_and_topics_create_on_a_dead_broker_end_with_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dead.toml");
+    // Port 1 on loopback: nothing listens there.
+    std::fs::write(
+        &config,
+        "[kafka]\nbrokers = \"127.0.0.1:1\"\nstartup_timeout_ms = 2000\n",
+    )
+    .unwrap();
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, "{}\n").unwrap();
+    for args in [
+        vec!["publish", file.to_str().unwrap()],
+        vec!["topics", "create"],
+    ] {
+        let started = std::time::Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+            .arg("--config")
+            .arg(&config)
+            .args(&args)
+            .env_remove("LEADFLOW_DATA_DIR")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            err.contains("no Kafka broker reachable at 127.0.0.1:1"),
+            "{args:?}: {err}"
+        );
+        assert!(err.lines().count() <= 3, "{args:?} repeated itself: {err}");
+    }
+}

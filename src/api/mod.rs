@@ -264,6 +264,7 @@ async fn readyz(State(api): State<Api>) -> Result<Response, ApiError> {
     let body = json!({
         "ready": ready,
         "assigned_partitions": t.assigned_partitions,
+        "unassigned_ms": t.unassigned_ms,
         "lag_messages": lag,
         "lag_messages_max": api.config.ready_lag_messages_max,
     });

@@ -14,9 +14,27 @@ pub fn topics(k: &KafkaConfig) -> [&str; 3] {
     [&k.events_topic, &k.commands_topic, &k.dlq_topic]
 }
 
+/// Checks that a broker answers within `kafka.startup_timeout_ms`: the
+/// commands that talk to Kafka call it first, so that a dead broker is one
+/// clear error after a bounded wait, never a hang.
+pub fn check_reachable(k: &KafkaConfig) -> Result<(), BusError> {
+    let client: BaseConsumer = client_config(k).create()?;
+    client
+        .fetch_metadata(None, Duration::from_millis(k.startup_timeout_ms))
+        .map_err(|e| BusError::Unreachable {
+            brokers: k.brokers.clone(),
+            detail: format!(
+                "no answer within kafka.startup_timeout_ms = {} ({e})",
+                k.startup_timeout_ms
+            ),
+        })?;
+    Ok(())
+}
+
 /// Creates the engine's topics with `kafka.partitions` partitions. Returns,
 /// per topic, "created" or "exists".
 pub fn create_topics(k: &KafkaConfig) -> Result<Vec<(String, &'static str)>, BusError> {
+    check_reachable(k)?;
     let admin: AdminClient<DefaultClientContext> = client_config(k).create()?;
     let new: Vec<NewTopic> = topics(k)
         .iter()
@@ -28,8 +46,10 @@ pub fn create_topics(k: &KafkaConfig) -> Result<Vec<(String, &'static str)>, Bus
             )
         })
         .collect();
-    let options =
-        AdminOptions::new().operation_timeout(Some(Duration::from_millis(k.startup_timeout_ms)));
+    let timeout = Duration::from_millis(k.startup_timeout_ms);
+    let options = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
     let results = futures::executor::block_on(admin.create_topics(&new, &options))?;
     let mut out = Vec::new();
     for r in results {

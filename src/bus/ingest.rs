@@ -157,6 +157,10 @@ struct Shared {
     started: Instant,
     /// Messages above it are rejected as `record_too_large`.
     record_bytes_max: usize,
+    /// `kafka.startup_timeout_ms`, for the broker requests of a rebalance.
+    startup_timeout_ms: u64,
+    /// Since when the engine has had no partition (`None`: it has some).
+    unassigned_since: Option<Instant>,
 }
 
 impl Shared {
@@ -446,6 +450,31 @@ impl ConsumerContext for IngestContext {
                     // event, whatever offsets the group remembers.
                     let offset = match s.durable_offset(*partition) {
                         Ok(next) => {
+                            // Invariant: the log's position lies within the
+                            // partition. One beyond its end means the topic
+                            // was recreated: a loud stop, never a skip.
+                            if next > 0 {
+                                match consumer.fetch_watermarks(
+                                    topic,
+                                    *partition,
+                                    Duration::from_millis(s.startup_timeout_ms),
+                                ) {
+                                    Ok((_, high)) if next as i64 > high => {
+                                        seek = Err(BusError::PositionAhead {
+                                            topic: topic.clone(),
+                                            partition: *partition,
+                                            stored: next,
+                                            high,
+                                        });
+                                        continue;
+                                    }
+                                    Ok(_) => {}
+                                    Err(e) => tracing::warn!(
+                                        partition,
+                                        "could not check the partition's end: {e}"
+                                    ),
+                                }
+                            }
                             s.sync.insert(*partition, Sync::Seeking { from: next });
                             Offset::Offset(next as i64)
                         }
@@ -500,6 +529,9 @@ impl ConsumerContext for IngestContext {
         }
     }
 }
+
+/// How long an engine may have no partition before it says so loudly.
+pub const UNASSIGNED_WARN_AFTER: Duration = Duration::from_secs(30);
 
 /// Progress of a running ingest, for the caller to print.
 pub struct Progress<'a> {
@@ -597,6 +629,8 @@ pub fn run_full(
         append_seconds: Histogram::new(APPEND_SECONDS_BOUNDS),
         started: Instant::now(),
         record_bytes_max: config.log.record_bytes_max,
+        startup_timeout_ms: k.startup_timeout_ms,
+        unassigned_since: Some(Instant::now()),
     }));
     let reader = lock_state(&shared).log.reader();
     on_start(Handle {
@@ -620,6 +654,7 @@ pub fn run_full(
     let producer = super::publish::producer(k)?;
     let mut last_progress = Instant::now();
     let mut last_tick = Instant::now();
+    let mut unassigned_warned: Option<Instant> = None;
     let mut dispatcher = super::outbox::Dispatcher::new(&k.commands_topic);
     let mut last_collect = Instant::now();
 
@@ -645,6 +680,28 @@ pub fn run_full(
         let mut s = lock_state(&shared);
         if let Some(e) = s.failed.take() {
             return Err(e);
+        }
+        // An engine the group gives nothing to must say so, not print
+        // "consumed 0" forever (seen with a dead member never evicted).
+        if s.durable.is_empty() {
+            let since = *s.unassigned_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= UNASSIGNED_WARN_AFTER
+                && unassigned_warned.is_none_or(|w| w.elapsed() >= UNASSIGNED_WARN_AFTER)
+            {
+                unassigned_warned = Some(Instant::now());
+                tracing::error!(
+                    seconds = since.elapsed().as_secs(),
+                    group = %k.group_id,
+                    topic = %k.events_topic,
+                    "no partitions assigned: the consumer group gives this engine nothing \
+                     (other members hold every partition, or a dead member was never \
+                     evicted); /readyz fails until it gets some. Check the group with \
+                     your Kafka tools, or restart the other members"
+                );
+            }
+        } else {
+            s.unassigned_since = None;
+            unassigned_warned = None;
         }
         let idle = message.is_none();
         match message {
@@ -765,6 +822,8 @@ pub struct Telemetry {
     pub pool_sizes: BTreeMap<String, crate::projector::pool::PoolSize>,
     pub rejected_by_reason: BTreeMap<String, u64>,
     pub assigned_partitions: usize,
+    /// How long the engine has had no partition assigned (0: it has some).
+    pub unassigned_ms: u64,
 }
 
 /// Takes the engine's state lock, recovering it when a panic poisoned it.
@@ -801,6 +860,9 @@ impl Handle {
             pool_sizes: s.projections.pool.pool_sizes(),
             rejected_by_reason: log_stats.rejected_by_reason,
             assigned_partitions: s.durable.len(),
+            unassigned_ms: s
+                .unassigned_since
+                .map_or(0, |t| t.elapsed().as_millis() as u64),
         })
     }
 

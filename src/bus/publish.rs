@@ -43,6 +43,7 @@ pub fn publish<R: BufRead>(
     reader: &mut EventReader<R>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<PublishSummary, BusError> {
+    super::admin::check_reachable(k)?;
     let producer = producer(k)?;
     let mut summary = PublishSummary::default();
     let mut pending = Vec::with_capacity(IN_FLIGHT_MAX);

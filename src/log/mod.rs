@@ -1114,6 +1114,23 @@ impl EventLog {
         Ok(out)
     }
 
+    /// Forgets the stored positions of every source whose name starts with
+    /// `prefix` (durably), so that the source is read from its start again;
+    /// returns what was forgotten. Safe for exactness: every event id the
+    /// log holds is still remembered, so a re-read event is a `duplicate`.
+    pub fn reset_positions(&mut self, prefix: &str) -> Result<Vec<(String, u64)>, LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned);
+        }
+        let forgotten = self.positions(prefix)?;
+        let mut batch = sled::Batch::default();
+        for (source, _) in &forgotten {
+            batch.remove(str_key(POSITION, source));
+        }
+        self.write(batch)?;
+        Ok(forgotten)
+    }
+
     /// The stored next offset of a source, if it has one.
     pub fn position(&self, source: &str) -> Result<Option<u64>, LogError> {
         Ok(self
