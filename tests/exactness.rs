@@ -423,3 +423,160 @@ fn publish_and_topics_create_on_a_dead_broker_end_with_one_clear_error() {
         assert!(err.lines().count() <= 3, "{args:?} repeated itself: {err}");
     }
 }
+
+/// One bad-input case: a file the test writes, and what importing it must
+/// give.
+struct BadCase {
+    name: &'static str,
+    file_name: &'static str,
+    bytes: Vec<u8>,
+    /// Whether the import ends with status 0 (a file cut short does not).
+    succeeds: bool,
+    /// A rejection reason that must be among the rejections, if any.
+    reason: Option<&'static str>,
+}
+
+const CREATED: &str = r#""created":{"channel":"web","campaign":"c","pool":"smb","acquisitionCost":{"minorUnits":"1000","currency":"CNY"}}"#;
+
+fn created_line(id: &str, lead: &str, at: &str) -> String {
+    format!(
+        r#"{{"eventId":"{id}","leadId":"{lead}","occurredAtMs":"{at}","producer":"t",{CREATED}}}"#
+    )
+}
+
+fn bad_cases() -> Vec<BadCase> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let random: Vec<u8> = (0..256 * 1024).map(|_| rng.gen()).collect();
+    let good = created_line("g1", "G", "1793577600000");
+    let jsonl = |lines: &[String]| -> Vec<u8> { lines.join("\n").into_bytes() };
+    let mut invalid_utf8 = format!("{good}\n").into_bytes();
+    invalid_utf8.extend_from_slice(b"{\"eventId\":\"\xff\xfe\"}\n");
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let mut one_lead = vec![created_line("c0", "HOT", "1793577600000")];
+    for i in 0..200_000u64 {
+        one_lead.push(format!(
+            r#"{{"eventId":"s{i}","leadId":"HOT","occurredAtMs":"{}","producer":"t","scored":{{"score":50,"modelVersion":"m"}}}}"#,
+            1_793_577_600_000u64 + i
+        ));
+    }
+    vec![
+        BadCase {
+            name: "random bytes read as protobuf",
+            file_name: "random.pb",
+            bytes: random.clone(),
+            succeeds: false,
+            reason: Some("undecodable"),
+        },
+        BadCase {
+            name: "random bytes read as JSONL",
+            file_name: "random.jsonl",
+            bytes: random,
+            succeeds: true,
+            reason: Some("undecodable"),
+        },
+        BadCase {
+            name: "invalid UTF-8",
+            file_name: "utf8.jsonl",
+            bytes: invalid_utf8,
+            succeeds: true,
+            reason: Some("undecodable"),
+        },
+        BadCase {
+            name: "deep JSON",
+            file_name: "deep.jsonl",
+            bytes: jsonl(&[good.clone(), deep]),
+            succeeds: true,
+            reason: Some("undecodable"),
+        },
+        BadCase {
+            name: "extreme numbers and times",
+            file_name: "extreme.jsonl",
+            bytes: jsonl(&[
+                created_line("t1", "A", "9223372036854775807"),
+                created_line("t2", "B", "-9223372036854775808"),
+                created_line("t3", "C", "-1"),
+                created_line("t4", "D", "1e400"),
+                created_line("t5", "E", "99999999999999999999999"),
+                good.replace("\"1000\"", "\"9223372036854775807\"").replace("g1", "m1"),
+            ]),
+            succeeds: true,
+            reason: Some("invalid_field"),
+        },
+        BadCase {
+            name: "unknown enum values",
+            file_name: "enum.jsonl",
+            bytes: jsonl(&[
+                good.clone(),
+                r#"{"eventId":"u1","leadId":"G","occurredAtMs":"1793577700000","producer":"t","assigned":{"ownerId":"r","method":"ASSIGNMENT_METHOD_TELEPATHY"}}"#.to_string(),
+                r#"{"eventId":"u2","leadId":"G","occurredAtMs":"1793577700000","producer":"t","assigned":{"ownerId":"r","method":99}}"#.to_string(),
+            ]),
+            succeeds: true,
+            reason: None,
+        },
+        BadCase {
+            name: "two oneof members",
+            file_name: "oneof.jsonl",
+            bytes: jsonl(&[format!(
+                r#"{{"eventId":"o1","leadId":"O","occurredAtMs":"1793577600000","producer":"t",{CREATED},"scored":{{"score":5}}}}"#
+            )]),
+            succeeds: true,
+            reason: Some("undecodable"),
+        },
+        BadCase {
+            name: "one lead with 200k events",
+            file_name: "one-lead.jsonl",
+            bytes: jsonl(&one_lead),
+            succeeds: true,
+            reason: None,
+        },
+    ]
+}
+
+#[test]
+fn bad_input_is_accounted_for_without_panics_in_bounded_memory() {
+    for case in bad_cases() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(case.file_name);
+        std::fs::write(&file, &case.bytes).unwrap();
+        let data = dir.path().join("data");
+        let (out, peak_kib) = leadflow_peak_kib(&data, &["import", file.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let name = case.name;
+        assert!(!err.contains("panicked"), "{name}: {err}");
+        assert_eq!(out.status.success(), case.succeeds, "{name}: {err}");
+        if !case.succeeds {
+            assert!(
+                err.contains(case.file_name) && err.contains("byte "),
+                "{name}: {err}"
+            );
+        }
+        assert!(
+            peak_kib < 400 * 1024,
+            "{name}: import peaked at {peak_kib} KiB"
+        );
+        // Every record read is accounted for: the stored position counts
+        // the records read, and each is an event or a rejection.
+        let text = ok(leadflow(&data, &["inspect", "log"]));
+        let (events, rejected) = totals(&data);
+        let read: u64 = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("file:"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: no position in {text}"));
+        assert_eq!(events + rejected, read, "{name}: {text}");
+        if let Some(reason) = case.reason {
+            let rejections = ok(leadflow(
+                &data,
+                &["inspect", "rejections", "--reason", reason, "--limit", "3"],
+            ));
+            // What (the reason) and where (source@record).
+            assert!(rejections.contains(reason), "{name}: {rejections}");
+            assert!(
+                rejections.contains(&format!("{}@", case.file_name)),
+                "{name}: {rejections}"
+            );
+        }
+    }
+}
