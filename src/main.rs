@@ -348,9 +348,26 @@ fn main() {
         if is_broken_pipe(&e) {
             std::process::exit(0);
         }
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", describe_error(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes, each said once: a layer whose message already
+/// includes its cause's (`storage: {0}`) would otherwise print it twice.
+fn describe_error(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(text.trim()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// Logs go to stderr through `tracing` (level from `RUST_LOG`, default

@@ -580,3 +580,20 @@ fn bad_input_is_accounted_for_without_panics_in_bounded_memory() {
         }
     }
 }
+
+#[test]
+fn an_error_prints_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[log]\nbatch_events_max = \"x\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .arg("--config")
+        .arg(&config)
+        .args(["inspect", "log"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("bad.toml"), "{err}");
+    assert_eq!(err.matches("expected usize").count(), 1, "{err}");
+}
