@@ -114,6 +114,9 @@ pub struct KafkaConfig {
     pub replication_factor: i32,
     /// How long `run` waits for the broker at start-up before giving up.
     pub startup_timeout_ms: u64,
+    /// An engine with no partition assigned for this long logs an error
+    /// (again every as long) until it gets one; `/readyz` fails meanwhile.
+    pub unassigned_warn_ms: u64,
     /// Passed to librdkafka as is, e.g. `"security.protocol" = "SASL_SSL"`,
     /// `"sasl.mechanisms"`, `"sasl.username"`, `"ssl.ca.location"`.
     pub properties: std::collections::BTreeMap<String, String>,
@@ -130,6 +133,7 @@ impl Default for KafkaConfig {
             partitions: 4,
             replication_factor: 1,
             startup_timeout_ms: 10_000,
+            unassigned_warn_ms: 30_000,
             properties: Default::default(),
         }
     }
@@ -263,6 +267,9 @@ impl Config {
         }
         if self.kafka.brokers.trim().is_empty() {
             return bad("kafka.brokers must name at least one broker");
+        }
+        if !(100..=3_600_000).contains(&self.kafka.unassigned_warn_ms) {
+            return bad("kafka.unassigned_warn_ms must be in 100..=3600000");
         }
         if !(1..=10_000).contains(&self.kafka.partitions) {
             return bad("kafka.partitions must be in 1..=10000");

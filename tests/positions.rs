@@ -57,7 +57,10 @@ fn a_position_beyond_the_topic_end_stops_the_engine_until_positions_are_reset() 
     let status = engine.wait().unwrap();
     let log = log.join().unwrap();
     assert!(!status.success(), "the engine ran on: {log}");
-    assert!(log.contains("beyond the partition's end"), "{log}");
+    assert!(
+        log.contains("starts over below the log's position"),
+        "{log}"
+    );
     assert!(log.contains("--reset-positions"), "{log}");
     let before =
         String::from_utf8(leadflow().args(["inspect", "log"]).output().unwrap().stdout).unwrap();

@@ -157,13 +157,47 @@ struct Shared {
     started: Instant,
     /// Messages above it are rejected as `record_too_large`.
     record_bytes_max: usize,
-    /// `kafka.startup_timeout_ms`, for the broker requests of a rebalance.
-    startup_timeout_ms: u64,
     /// Since when the engine has had no partition (`None`: it has some).
     unassigned_since: Option<Instant>,
+    /// Per partition: the position the log held beyond the broker's high
+    /// watermark, and in how many statistics in a row (see
+    /// `check_not_ahead`).
+    ahead: HashMap<i32, (u64, u32)>,
 }
 
+/// Statistics in a row (one a second) that must show the log's position
+/// beyond a partition's high watermark, without the position moving,
+/// before the engine calls the topic recreated: a single snapshot can be
+/// older than messages already read.
+const AHEAD_STRIKES: u32 = 3;
+
 impl Shared {
+    /// Invariant: the log's position in a partition is not beyond the
+    /// broker's high watermark (from fetch responses, in librdkafka's
+    /// statistics). A position that stays beyond it means the partition
+    /// starts over below the log (the topic was recreated): a broker may
+    /// then return nothing until its offsets reach the old position, and
+    /// every event before that would be skipped. Stop loudly instead.
+    fn check_not_ahead(&mut self, partition: i32, taken: u64, high: i64) {
+        if taken as i64 <= high {
+            self.ahead.remove(&partition);
+            return;
+        }
+        let strikes = match self.ahead.get(&partition) {
+            Some((at, n)) if *at == taken => n + 1,
+            _ => 1,
+        };
+        self.ahead.insert(partition, (taken, strikes));
+        if strikes >= AHEAD_STRIKES && self.failed.is_none() {
+            self.failed = Some(BusError::PositionAhead {
+                topic: self.topic.clone(),
+                partition,
+                stored: taken,
+                found: high as u64,
+            });
+        }
+    }
+
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -202,6 +236,20 @@ impl Shared {
             None => self.durable_offset(partition)?,
         };
         match self.sync.get(&partition).copied() {
+            Some(Sync::Seeking { from }) if offset < from => {
+                // Invariant: after a seek to `from`, a broker delivers
+                // offsets from `from` on (librdkafka drops the rest of a
+                // batch below it). A lower one means the partition starts
+                // over below the log's position: the topic was recreated or
+                // truncated, and reading on would skip every new event as
+                // already held. Stop loudly instead.
+                return Err(BusError::PositionAhead {
+                    topic: self.topic.clone(),
+                    partition,
+                    stored: from,
+                    found: offset,
+                });
+            }
             Some(Sync::Seeking { from }) if offset > expected && from > 0 => {
                 // Some brokers (tansu 0.6) answer a fetch from the middle of
                 // a record batch with the *next* batch. Going back and
@@ -415,6 +463,7 @@ impl ClientContext for IngestContext {
             };
             if *p >= 0 && stats.hi_offset >= 0 {
                 lag.insert(*p, (stats.hi_offset - taken as i64).max(0));
+                s.check_not_ahead(*p, taken, stats.hi_offset);
             }
         }
         s.lag = lag;
@@ -450,31 +499,6 @@ impl ConsumerContext for IngestContext {
                     // event, whatever offsets the group remembers.
                     let offset = match s.durable_offset(*partition) {
                         Ok(next) => {
-                            // Invariant: the log's position lies within the
-                            // partition. One beyond its end means the topic
-                            // was recreated: a loud stop, never a skip.
-                            if next > 0 {
-                                match consumer.fetch_watermarks(
-                                    topic,
-                                    *partition,
-                                    Duration::from_millis(s.startup_timeout_ms),
-                                ) {
-                                    Ok((_, high)) if next as i64 > high => {
-                                        seek = Err(BusError::PositionAhead {
-                                            topic: topic.clone(),
-                                            partition: *partition,
-                                            stored: next,
-                                            high,
-                                        });
-                                        continue;
-                                    }
-                                    Ok(_) => {}
-                                    Err(e) => tracing::warn!(
-                                        partition,
-                                        "could not check the partition's end: {e}"
-                                    ),
-                                }
-                            }
                             s.sync.insert(*partition, Sync::Seeking { from: next });
                             Offset::Offset(next as i64)
                         }
@@ -529,9 +553,6 @@ impl ConsumerContext for IngestContext {
         }
     }
 }
-
-/// How long an engine may have no partition before it says so loudly.
-pub const UNASSIGNED_WARN_AFTER: Duration = Duration::from_secs(30);
 
 /// Progress of a running ingest, for the caller to print.
 pub struct Progress<'a> {
@@ -629,8 +650,8 @@ pub fn run_full(
         append_seconds: Histogram::new(APPEND_SECONDS_BOUNDS),
         started: Instant::now(),
         record_bytes_max: config.log.record_bytes_max,
-        startup_timeout_ms: k.startup_timeout_ms,
         unassigned_since: Some(Instant::now()),
+        ahead: HashMap::new(),
     }));
     let reader = lock_state(&shared).log.reader();
     on_start(Handle {
@@ -655,6 +676,7 @@ pub fn run_full(
     let mut last_progress = Instant::now();
     let mut last_tick = Instant::now();
     let mut unassigned_warned: Option<Instant> = None;
+    let unassigned_warn_after = Duration::from_millis(k.unassigned_warn_ms);
     let mut dispatcher = super::outbox::Dispatcher::new(&k.commands_topic);
     let mut last_collect = Instant::now();
 
@@ -685,8 +707,8 @@ pub fn run_full(
         // "consumed 0" forever (seen with a dead member never evicted).
         if s.durable.is_empty() {
             let since = *s.unassigned_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= UNASSIGNED_WARN_AFTER
-                && unassigned_warned.is_none_or(|w| w.elapsed() >= UNASSIGNED_WARN_AFTER)
+            if since.elapsed() >= unassigned_warn_after
+                && unassigned_warned.is_none_or(|w| w.elapsed() >= unassigned_warn_after)
             {
                 unassigned_warned = Some(Instant::now());
                 tracing::error!(

@@ -37,19 +37,20 @@ pub enum BusError {
     /// `leadflow topics create` (or your own tooling).
     #[error("topic {0} does not exist: create it with `leadflow topics create`")]
     MissingTopic(String),
-    /// The log holds a position beyond the end of a partition: the topic
-    /// was recreated or truncated (e.g. a compose setup without a Kafka
+    /// The log holds a position beyond the end of a partition (the broker's
+    /// high watermark stays below it, or the first message after seeking
+    /// there has a lower offset): the topic was recreated or truncated (e.g. a compose setup without a Kafka
     /// volume). Reading on would skip every new event as already held, so
     /// the engine stops. If the topic really starts over, run once with
     /// `leadflow run --reset-positions`: it forgets the stored positions of
     /// the events topic and reads it from the start; events already in the
     /// log come back as `duplicate` rejections, so nothing is counted twice.
-    #[error("the log holds offset {stored} for {topic}/{partition}, beyond the partition's end at {high}: the topic was recreated or truncated; if it really starts over, run `leadflow run --reset-positions` once (events already held become duplicates, nothing is counted twice)")]
+    #[error("the log holds offset {stored} for {topic}/{partition}, but the partition ends at {found}: it starts over below the log's position (the topic was recreated or truncated); if it really starts over, run `leadflow run --reset-positions` once (events already held become duplicates, nothing is counted twice)")]
     PositionAhead {
         topic: String,
         partition: i32,
         stored: u64,
-        high: i64,
+        found: u64,
     },
     /// The event log failed; see [`crate::log::LogError`].
     #[error(transparent)]
