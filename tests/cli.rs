@@ -1,27 +1,8 @@
 //! Black-box tests of the `leadflow` binary: what an operator types.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn leadflow(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_leadflow"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env_remove("LEADFLOW_CONFIG")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use common::{leadflow_at as leadflow, ok};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/scenario.jsonl");
 

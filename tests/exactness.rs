@@ -1,29 +1,11 @@
 //! Issue 9: the log's promise under repeated, late, oversized, truncated
 //! and hostile input, tried as a user would, through the `leadflow` binary.
 
+mod common;
+
+use common::{leadflow_at as leadflow, ok};
 use std::path::Path;
 use std::process::{Command, Output};
-
-fn leadflow(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_leadflow"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env_remove("LEADFLOW_CONFIG")
-        .env_remove("LEADFLOW_DATA_DIR")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Every `stats --json` table, by dimension.
 fn all_stats(data: &Path) -> Vec<(String, serde_json::Value)> {

@@ -45,6 +45,31 @@ pub fn leadflow(data: &Path, config: &Path) -> Command {
     c
 }
 
+/// `leadflow --data-dir DATA ARGS` without a config file (env overrides of
+/// the config and data dir removed), run to its end.
+pub fn leadflow_at(data: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_leadflow"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("LEADFLOW_CONFIG")
+        .env_remove("LEADFLOW_DATA_DIR")
+        .output()
+        .unwrap()
+}
+
+/// The stdout of a command that must have succeeded (else its stderr in
+/// the failure).
+pub fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Starts `command` with its stderr collected by a thread; join the thread
 /// after the process ends to read the log (for failure messages).
 pub fn spawn_logged(command: &mut Command) -> (Child, std::thread::JoinHandle<String>) {
