@@ -526,3 +526,82 @@ fn a_full_disk_stops_the_running_engine_with_an_error_and_it_resumes_exactly() {
     let log = EventLog::open(&data, &LogOptions::default()).unwrap();
     assert_eq!(log.stats().unwrap().rejected, 0);
 }
+
+#[test]
+fn a_replay_of_a_past_moment_does_not_hold_the_engine_lock() {
+    // Given an engine that has ingested a workload, ...
+    let mock = MockCluster::new(1).unwrap();
+    let mut config = Config::default();
+    config.kafka.brokers = mock.bootstrap_servers();
+    config.kafka.group_id = "replay-lock-test".into();
+    for topic in leadflow::bus::admin::topics(&config.kafka) {
+        mock.create_topic(topic, 2, 1).unwrap();
+    }
+    let items: Vec<SimItem> = Simulator::new(SimConfig {
+        seed: 13,
+        leads: 4_000,
+        days: 10,
+        ..SimConfig::default()
+    })
+    .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.pb");
+    write(&file, &items);
+    publish(&config, &file);
+    let log = EventLog::open(&dir.path().join("data"), &LogOptions::default()).unwrap();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let covered = Arc::new(AtomicU64::new(0));
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+    let engine = {
+        let config = config.clone();
+        let shutdown = shutdown.clone();
+        let covered = covered.clone();
+        std::thread::spawn(move || {
+            ingest::run_full(
+                &config,
+                log,
+                Projections::new(MetricParams::from(&config.projection)),
+                None,
+                None,
+                &shutdown,
+                Duration::from_millis(100),
+                &mut |p| covered.store(p.covered, Ordering::Relaxed),
+                &mut |h| handle_tx.send(h).unwrap(),
+            )
+            .map(|_| ())
+        })
+    };
+    let handle = handle_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    wait_for(&covered, items.len() as u64, "the workload");
+    // ... when an API client asks for a past moment (a replay of the whole
+    // log), then the engine's lock stays free meanwhile: reads that take
+    // it (what ingestion needs) answer at once, not after the replay.
+    let replay = {
+        let handle = handle.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            handle.projections_at(i64::MAX).unwrap();
+            started.elapsed()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let mut slowest = Duration::ZERO;
+    while !replay.is_finished() {
+        let started = Instant::now();
+        handle.telemetry().unwrap();
+        slowest = slowest.max(started.elapsed());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let replay_took = replay.join().unwrap();
+    drop(handle);
+    shutdown.store(true, Ordering::Relaxed);
+    engine.join().unwrap().unwrap();
+    assert!(
+        replay_took > Duration::from_millis(100),
+        "the replay ({replay_took:?}) is too short to tell"
+    );
+    assert!(
+        slowest < replay_took / 4,
+        "the lock was held {slowest:?} during a {replay_took:?} replay"
+    );
+}
