@@ -135,3 +135,41 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// Writes simulated items to a protobuf event file.
+pub fn write(path: &Path, items: &[leadflow::sim::SimItem]) {
+    let mut w = leadflow::codec::stream::EventWriter::new(
+        std::io::BufWriter::new(std::fs::File::create(path).unwrap()),
+        leadflow::codec::stream::Format::Protobuf,
+    );
+    for item in items {
+        item.write_to(&mut w).unwrap();
+    }
+    std::io::Write::flush(&mut w.into_inner()).unwrap();
+}
+
+pub fn publish(config: &leadflow::config::Config, path: &Path) {
+    let mut reader = leadflow::codec::stream::EventReader::new(
+        std::io::BufReader::new(std::fs::File::open(path).unwrap()),
+        leadflow::codec::stream::Format::Protobuf,
+    );
+    leadflow::bus::publish::publish(
+        &config.kafka,
+        &config.kafka.events_topic,
+        &mut reader,
+        &mut |_| {},
+    )
+    .unwrap();
+}
+
+pub fn wait_for(covered: &std::sync::atomic::AtomicU64, n: u64, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while covered.load(std::sync::atomic::Ordering::Relaxed) < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: only {} of {n} covered",
+            covered.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,300 @@
+//! Engine-level faults, with librdkafka's `MockCluster` standing in for a
+//! broker that can be told to misbehave (and the engine run as a process
+//! where a crash must end it): a group that never assigns a partition, a
+//! full disk under a running engine, and a replay for the API while the
+//! engine ingests. A binary of its own, so that these heavy tests do not
+//! share the machine with `fault_injection.rs`' timing-sensitive ones.
+
+mod common;
+
+use common::{publish, wait_for, write};
+use leadflow::bus::ingest;
+use leadflow::config::Config;
+use leadflow::log::{EventLog, LogOptions};
+use leadflow::projector::metrics::MetricParams;
+use leadflow::projector::Projections;
+use leadflow::sim::{SimConfig, SimItem, Simulator};
+use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Captured log output of this test binary (the engine logs through
+/// `tracing`); installed once, shared by the tests that read it.
+fn captured_log() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOG: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Sink {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("leadflow=warn")
+            .with_ansi(false)
+            .with_writer(move || Sink(sink.clone()))
+            .try_init();
+        buf
+    })
+    .clone()
+}
+
+#[test]
+fn an_engine_the_group_gives_no_partition_says_so_and_is_not_ready() {
+    let log_output = captured_log();
+    let mock = MockCluster::new(1).unwrap();
+    let mut config = Config::default();
+    config.kafka.brokers = mock.bootstrap_servers();
+    config.kafka.group_id = "unassigned-test".into();
+    config.kafka.unassigned_warn_ms = 1_000;
+    for topic in leadflow::bus::admin::topics(&config.kafka) {
+        mock.create_topic(topic, 2, 1).unwrap();
+    }
+    // Given a group coordinator that never lets the engine join.
+    mock.request_errors(
+        RDKafkaApiKey::JoinGroup,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE; 10_000],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(&dir.path().join("data"), &LogOptions::default()).unwrap();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+    let engine = {
+        let config = config.clone();
+        let shutdown = shutdown.clone();
+        std::thread::spawn(move || {
+            ingest::run_full(
+                &config,
+                log,
+                Projections::new(MetricParams::from(&config.projection)),
+                None,
+                None,
+                &shutdown,
+                Duration::from_millis(100),
+                &mut |_| {},
+                &mut |h| handle_tx.send(h).unwrap(),
+            )
+            .map(|_| ())
+        })
+    };
+    let handle = handle_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    // When 2.5 s pass without a partition, then the engine has said so in
+    // its log and its telemetry (what /readyz reads) shows it.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let t = handle.telemetry().unwrap();
+    drop(handle);
+    shutdown.store(true, Ordering::Relaxed);
+    engine.join().unwrap().unwrap();
+    assert_eq!(t.assigned_partitions, 0);
+    assert!(t.unassigned_ms >= 2_000, "{}", t.unassigned_ms);
+    let text = String::from_utf8(log_output.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("no partitions assigned") && text.contains("unassigned-test"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_full_disk_stops_the_running_engine_with_an_error_and_it_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = match common::Tmpfs::mount(&dir.path().join("small"), "3m") {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("skipped: cannot mount a tmpfs here ({})", why.trim());
+            return;
+        }
+    };
+    let mock = MockCluster::new(1).unwrap();
+    let mut config = Config::default();
+    config.kafka.brokers = mock.bootstrap_servers();
+    config.kafka.group_id = "disk-full-test".into();
+    for topic in leadflow::bus::admin::topics(&config.kafka) {
+        mock.create_topic(topic, 2, 1).unwrap();
+    }
+    let items: Vec<SimItem> = Simulator::new(SimConfig {
+        seed: 12,
+        leads: 3_000,
+        days: 10,
+        ..SimConfig::default()
+    })
+    .collect();
+    let file = dir.path().join("events.pb");
+    write(&file, &items);
+    publish(&config, &file);
+    let data = small.0.join("data");
+    // The engine runs as its own process, as in production: after a failed
+    // write it leaves the log without sled's final flush, and only the end
+    // of the process releases the data dir.
+    // A group of its own for each run: the positions are in the log, and the
+    // mock's coordinator would wait out the session of a member that died.
+    let toml = dir.path().join("leadflow.toml");
+    let runs = std::cell::Cell::new(0);
+    let engine = |args: &[&str]| {
+        runs.set(runs.get() + 1);
+        std::fs::write(
+            &toml,
+            format!(
+                "[kafka]\nbrokers = \"{}\"\ngroup_id = \"disk-full-{}\"\npartitions = 2\n",
+                mock.bootstrap_servers(),
+                runs.get()
+            ),
+        )
+        .unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_leadflow"))
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--config")
+            .arg(&toml)
+            .args(args)
+            .env_remove("LEADFLOW_KAFKA_GROUP_ID")
+            .env_remove("LEADFLOW_POLICY_FILE")
+            .env_remove("LEADFLOW_API_LISTEN")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // The engine fills the disk: it stops on its own, within the limit,
+    // with the disk-full error (not a hang, not a panic).
+    let started = Instant::now();
+    let mut child = engine(&["run"]);
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            panic!("the engine hung on a full disk");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("disk full"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // Space is freed: a restart resumes from the log's positions and ends
+    // with every event exactly once.
+    small.resize("300m");
+    let topic_prefix = leadflow::bus::source_prefix(&config.kafka.events_topic);
+    let mut covered = 0;
+    for _ in 0..12 {
+        let out = engine(&["run", "--duration-s", "10"])
+            .wait_with_output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let log = EventLog::open(&data, &LogOptions::default()).unwrap();
+        covered = log
+            .positions(&topic_prefix)
+            .unwrap()
+            .iter()
+            .map(|(_, n)| n)
+            .sum::<u64>();
+        // Invariant at every stop: what the positions cover is in the log
+        // once (no rejections: the workload has no bad input).
+        assert_eq!(log.last_seq(), covered, "nothing lost, nothing twice");
+        if covered == items.len() as u64 {
+            break;
+        }
+        eprintln!(
+            "covered {covered}: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .filter(|l| !l.contains("covered"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    assert_eq!(covered, items.len() as u64, "the engine caught up");
+    let log = EventLog::open(&data, &LogOptions::default()).unwrap();
+    assert_eq!(log.stats().unwrap().rejected, 0);
+}
+
+#[test]
+fn a_replay_of_a_past_moment_does_not_hold_the_engine_lock() {
+    // Given an engine that has ingested a workload, ...
+    let mock = MockCluster::new(1).unwrap();
+    let mut config = Config::default();
+    config.kafka.brokers = mock.bootstrap_servers();
+    config.kafka.group_id = "replay-lock-test".into();
+    for topic in leadflow::bus::admin::topics(&config.kafka) {
+        mock.create_topic(topic, 2, 1).unwrap();
+    }
+    let items: Vec<SimItem> = Simulator::new(SimConfig {
+        seed: 13,
+        leads: 4_000,
+        days: 10,
+        ..SimConfig::default()
+    })
+    .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("events.pb");
+    write(&file, &items);
+    publish(&config, &file);
+    let log = EventLog::open(&dir.path().join("data"), &LogOptions::default()).unwrap();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let covered = Arc::new(AtomicU64::new(0));
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+    let engine = {
+        let config = config.clone();
+        let shutdown = shutdown.clone();
+        let covered = covered.clone();
+        std::thread::spawn(move || {
+            ingest::run_full(
+                &config,
+                log,
+                Projections::new(MetricParams::from(&config.projection)),
+                None,
+                None,
+                &shutdown,
+                Duration::from_millis(100),
+                &mut |p| covered.store(p.covered, Ordering::Relaxed),
+                &mut |h| handle_tx.send(h).unwrap(),
+            )
+            .map(|_| ())
+        })
+    };
+    let handle = handle_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    wait_for(&covered, items.len() as u64, "the workload");
+    // ... when an API client asks for a past moment (a replay of the whole
+    // log), then the engine's lock stays free meanwhile: reads that take
+    // it (what ingestion needs) answer at once, not after the replay.
+    let replay = {
+        let handle = handle.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            handle.projections_at(i64::MAX).unwrap();
+            started.elapsed()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let mut slowest = Duration::ZERO;
+    while !replay.is_finished() {
+        let started = Instant::now();
+        handle.telemetry().unwrap();
+        slowest = slowest.max(started.elapsed());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let replay_took = replay.join().unwrap();
+    drop(handle);
+    shutdown.store(true, Ordering::Relaxed);
+    engine.join().unwrap().unwrap();
+    assert!(
+        replay_took > Duration::from_millis(100),
+        "the replay ({replay_took:?}) is too short to tell"
+    );
+    assert!(
+        slowest < replay_took / 4,
+        "the lock was held {slowest:?} during a {replay_took:?} replay"
+    );
+}
