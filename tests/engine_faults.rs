@@ -48,17 +48,50 @@ fn captured_log() -> Arc<std::sync::Mutex<Vec<u8>>> {
     .clone()
 }
 
-#[test]
-fn an_engine_the_group_gives_no_partition_says_so_and_is_not_ready() {
-    let log_output = captured_log();
+/// A mock broker with the engine's topics (2 partitions each), and a
+/// config pointing at it with its own consumer group.
+fn mock_with_topics(
+    group: &str,
+) -> (
+    MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    Config,
+) {
     let mock = MockCluster::new(1).unwrap();
     let mut config = Config::default();
     config.kafka.brokers = mock.bootstrap_servers();
-    config.kafka.group_id = "unassigned-test".into();
-    config.kafka.unassigned_warn_ms = 1_000;
+    config.kafka.group_id = group.into();
     for topic in leadflow::bus::admin::topics(&config.kafka) {
         mock.create_topic(topic, 2, 1).unwrap();
     }
+    (mock, config)
+}
+
+/// A simulated workload of `leads` over ten days, published to the events
+/// topic; returns its items.
+fn published_workload(
+    config: &Config,
+    dir: &std::path::Path,
+    seed: u64,
+    leads: u64,
+) -> Vec<SimItem> {
+    let items: Vec<SimItem> = Simulator::new(SimConfig {
+        seed,
+        leads,
+        days: 10,
+        ..SimConfig::default()
+    })
+    .collect();
+    let file = dir.join("events.pb");
+    write(&file, &items);
+    publish(config, &file);
+    items
+}
+
+#[test]
+fn an_engine_the_group_gives_no_partition_says_so_and_is_not_ready() {
+    let log_output = captured_log();
+    let (mock, mut config) = mock_with_topics("unassigned-test");
+    config.kafka.unassigned_warn_ms = 1_000;
     // Given a group coordinator that never lets the engine join.
     mock.request_errors(
         RDKafkaApiKey::JoinGroup,
@@ -113,23 +146,8 @@ fn a_full_disk_stops_the_running_engine_with_an_error_and_it_resumes_exactly() {
             return;
         }
     };
-    let mock = MockCluster::new(1).unwrap();
-    let mut config = Config::default();
-    config.kafka.brokers = mock.bootstrap_servers();
-    config.kafka.group_id = "disk-full-test".into();
-    for topic in leadflow::bus::admin::topics(&config.kafka) {
-        mock.create_topic(topic, 2, 1).unwrap();
-    }
-    let items: Vec<SimItem> = Simulator::new(SimConfig {
-        seed: 12,
-        leads: 3_000,
-        days: 10,
-        ..SimConfig::default()
-    })
-    .collect();
-    let file = dir.path().join("events.pb");
-    write(&file, &items);
-    publish(&config, &file);
+    let (mock, config) = mock_with_topics("disk-full-test");
+    let items = published_workload(&config, dir.path(), 12, 3_000);
     let data = small.0.join("data");
     // The engine runs as its own process, as in production: after a failed
     // write it leaves the log without sled's final flush, and only the end
@@ -223,24 +241,10 @@ fn a_full_disk_stops_the_running_engine_with_an_error_and_it_resumes_exactly() {
 #[test]
 fn a_replay_of_a_past_moment_does_not_hold_the_engine_lock() {
     // Given an engine that has ingested a workload, ...
-    let mock = MockCluster::new(1).unwrap();
-    let mut config = Config::default();
-    config.kafka.brokers = mock.bootstrap_servers();
-    config.kafka.group_id = "replay-lock-test".into();
-    for topic in leadflow::bus::admin::topics(&config.kafka) {
-        mock.create_topic(topic, 2, 1).unwrap();
-    }
-    let items: Vec<SimItem> = Simulator::new(SimConfig {
-        seed: 13,
-        leads: 4_000,
-        days: 10,
-        ..SimConfig::default()
-    })
-    .collect();
+    // `_mock`, not `_`: the broker must live as long as the test.
+    let (_mock, config) = mock_with_topics("replay-lock-test");
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("events.pb");
-    write(&file, &items);
-    publish(&config, &file);
+    let items = published_workload(&config, dir.path(), 13, 4_000);
     let log = EventLog::open(&dir.path().join("data"), &LogOptions::default()).unwrap();
     let shutdown = Arc::new(AtomicBool::new(false));
     let covered = Arc::new(AtomicU64::new(0));
