@@ -162,6 +162,33 @@ impl Calendar {
         }
         start_ms.saturating_add(working_ms)
     }
+
+    /// The moment `working_ms` of working time before `end_ms`: the mirror
+    /// of [`add_working`](Self::add_working), for reminders. Going back
+    /// from a deadline, only open hours count, so a reminder lands inside
+    /// working hours (at the earliest, at an opening).
+    pub fn sub_working(&self, end_ms: i64, working_ms: i64) -> i64 {
+        let Some(end) = self.tz.timestamp_millis_opt(end_ms).single() else {
+            return end_ms.saturating_sub(working_ms);
+        };
+        let mut date = end.date_naive();
+        let mut left = working_ms;
+        for _ in 0..DAYS_MAX {
+            if self.working(date) {
+                let (open, close) = self.bounds(date);
+                let close = close.min(end_ms);
+                if open < close {
+                    let available = close - open;
+                    if left <= available {
+                        return close - left;
+                    }
+                    left -= available;
+                }
+            }
+            date = date.pred_opt().unwrap_or(date);
+        }
+        end_ms.saturating_sub(working_ms)
+    }
 }
 
 #[cfg(test)]
@@ -184,6 +211,38 @@ mod tests {
         chrono::DateTime::parse_from_rfc3339(s)
             .unwrap()
             .timestamp_millis()
+    }
+
+    #[test]
+    fn going_back_in_working_time_skips_nights_weekends_and_holidays() {
+        let c = cal("Asia/Shanghai", &["2026-10-09"]);
+        // Monday 10:00: one working hour back is 09:00, two is the Friday
+        // before at 17:00 (the night and the weekend do not count), and
+        // with that Friday a holiday, Thursday at 17:00.
+        let monday_10 = utc("2026-10-12T10:00:00+08:00");
+        assert_eq!(
+            c.sub_working(monday_10, H),
+            utc("2026-10-12T09:00:00+08:00")
+        );
+        assert_eq!(
+            c.sub_working(monday_10, 2 * H),
+            utc("2026-10-08T17:00:00+08:00")
+        );
+        let c = cal("Asia/Shanghai", &[]);
+        assert_eq!(
+            c.sub_working(monday_10, 2 * H),
+            utc("2026-10-09T17:00:00+08:00")
+        );
+        // A deadline at closing goes back from closing; zero is itself.
+        let friday_18 = utc("2026-10-09T18:00:00+08:00");
+        assert_eq!(
+            c.sub_working(friday_18, H),
+            utc("2026-10-09T17:00:00+08:00")
+        );
+        assert_eq!(c.sub_working(monday_10, 0), monday_10);
+        // It mirrors adding: back then forth lands where it started.
+        let back = c.sub_working(monday_10, 5 * H);
+        assert_eq!(c.add_working(back, 5 * H), monday_10);
     }
 
     #[test]

@@ -199,7 +199,10 @@ fn a_follow_up_by_someone_else_does_not_count() {
     let fired = w.p.advance(T0 + 2 * H);
     assert_eq!(
         kinds(&fired),
-        vec![k("recall_lead", RULE_FIRST_FOLLOW_UP, "rep-1")]
+        vec![
+            k("remind_follow_up", RULE_FIRST_FOLLOW_UP, "rep-1"),
+            k("recall_lead", RULE_FIRST_FOLLOW_UP, "rep-1")
+        ]
     );
 }
 
@@ -261,15 +264,54 @@ fn a_conversion_cancels_every_deadline() {
 }
 
 #[test]
-fn a_reminder_whose_moment_passed_with_its_deadline_is_not_sent() {
+fn a_reminder_whose_moment_passed_with_its_deadline_is_still_sent_first() {
+    // Given SLA 2 h with a reminder 30 min before, and no event until +5 h
+    // (a replay, a backtest, or a catch-up after downtime).
     let mut w = World::new(SLA);
     w.created(T0, "a");
     w.assigned(T0, "a", "rep-1");
+    // When time jumps past both moments at once.
     let fired = w.p.advance(T0 + 5 * H);
+    // Then both commands come, each at its own moment, as a live run that
+    // watched the clock go by would have sent them.
     assert_eq!(
         kinds(&fired),
-        vec![k("recall_lead", RULE_FIRST_FOLLOW_UP, "rep-1")]
+        vec![
+            k("remind_follow_up", RULE_FIRST_FOLLOW_UP, "rep-1"),
+            k("recall_lead", RULE_FIRST_FOLLOW_UP, "rep-1")
+        ]
     );
+    assert_eq!(fired[0].issued_at_ms, T0 + 90 * 60_000);
+    assert_eq!(fired[1].issued_at_ms, T0 + 2 * H);
+    assert_eq!(fired[1].facts["reminders_sent"], "1");
+}
+
+#[test]
+fn the_same_history_decides_the_same_commands_however_the_clock_is_sliced() {
+    // Given the issue's case: SLA 24 h, reminder 4 h before, the next
+    // event 30 h later.
+    let rules = "first_follow_up_sla_ms = 86400000\nreminder_lead_ms = 14400000";
+    let history = |w: &mut World, ticks: &[i64]| {
+        let mut out = w.created(T0, "a");
+        out.extend(w.assigned(T0, "a", "rep-1"));
+        for t in ticks {
+            out.extend(w.p.advance(*t));
+        }
+        out.extend(w.created(T0 + 30 * H, "b"));
+        out.into_iter()
+            .map(|c| (c.command_id, c.issued_at_ms))
+            .collect::<Vec<_>>()
+    };
+    // When one run is advanced only by events, one by a wall clock every
+    // hour, one by a single tick between the reminder and the deadline.
+    let by_events = history(&mut World::new(rules), &[]);
+    let hourly: Vec<i64> = (1..30).map(|h| T0 + h * H).collect();
+    let by_clock = history(&mut World::new(rules), &hourly);
+    let one_tick = history(&mut World::new(rules), &[T0 + 21 * H]);
+    // Then the commands, their ids and their times are the same.
+    assert_eq!(by_events.len(), 4, "assign, remind, recall, assign b");
+    assert_eq!(by_events, by_clock);
+    assert_eq!(by_events, one_tick);
 }
 
 #[test]
@@ -326,17 +368,20 @@ fn a_recalled_from_rep_is_skipped_until_the_cooldown_ends() {
     );
     w.assigned(T0 + H, "a", "rep-2");
     // Recalled from rep-2 within rep-1's cooldown: nobody may take it.
+    let recall_event = format!("ev-{}", w.seq + 1);
     assert!(w.recalled(T0 + 2 * H, "a", "rep-2", "").is_empty());
     assert!(w.p.state().backlog["inbound"].iter().any(|(_, l)| l == "a"));
-    // After the cooldown, capacity freed by a conversion lets rep-1 take it.
-    w.created(T0 + 30 * H, "b");
-    w.assigned(T0 + 30 * H, "b", "rep-1");
-    let out = w.converted(T0 + 30 * H, "b", "rep-1");
+    // The moment rep-1's cooldown ends (24 h after the first recall), it
+    // goes to rep-1, with no event needed to notice.
+    assert!(w.p.advance(T0 + 25 * H - 1).is_empty());
+    let out = w.p.advance(T0 + 30 * H);
     assert_eq!(
         kinds(&out),
         vec![k("assign_lead", RULE_AUTO_ASSIGN, "rep-1")]
     );
     assert_eq!(out[0].lead_id, "a");
+    assert_eq!(out[0].issued_at_ms, T0 + 25 * H);
+    assert_eq!(out[0].causation_event_id, recall_event, "what made it wait");
 }
 
 #[test]
@@ -355,10 +400,61 @@ fn the_daily_cap_holds_a_rep_back_until_the_next_utc_day() {
         w.created(day + 3 * H, "c").is_empty(),
         "both at their cap today"
     );
+    // When a new lead d comes on the next day, c (waiting since
+    // yesterday) went out at midnight first, and d gets the other rep.
+    let out = w.created(day + 25 * H, "d");
     assert_eq!(
-        kinds(&w.created(day + 25 * H, "d")),
-        vec![k("assign_lead", RULE_AUTO_ASSIGN, "rep-1")],
+        kinds(&out),
+        vec![
+            k("assign_lead", RULE_AUTO_ASSIGN, "rep-1"),
+            k("assign_lead", RULE_AUTO_ASSIGN, "rep-2")
+        ],
         "a new day"
+    );
+    assert_eq!(
+        (out[0].lead_id.as_str(), out[0].issued_at_ms),
+        ("c", day + 24 * H)
+    );
+    assert_eq!(out[1].lead_id, "d");
+}
+
+#[test]
+fn a_waiting_lead_goes_out_before_a_newer_one_first_come_first_served() {
+    // Given the issue's case: a daily cap of 1 and one rep; L1 and L2 on
+    // day 1, L2 waits.
+    let mut w = World::with(
+        PolicyFile::parse(
+            "version = 1\n[rules]\ndaily_assignment_cap = 1\n\
+             [[pools]]\nname = \"inbound\"\nkind = \"auto_assign\"\n\
+             members = [{ id = \"rep-1\", capacity = 10 }]\n",
+        )
+        .unwrap(),
+    );
+    let day = T0 - T0.rem_euclid(24 * H);
+    assert_eq!(w.created(day + H, "l1").len(), 1);
+    w.assigned(day + H, "l1", "rep-1");
+    assert!(w.created(day + 2 * H, "l2").is_empty());
+    // When the day changes with no event, L2 goes out at midnight.
+    let out = w.p.advance(day + 24 * H);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].lead_id.as_str(), out[0].issued_at_ms),
+        ("l2", day + 24 * H)
+    );
+    w.assigned(day + 24 * H, "l2", "rep-1");
+    // And a newer lead L3 that day waits behind nobody but the cap: it
+    // waits, and L4 after it waits behind it.
+    assert!(w.created(day + 25 * H, "l3").is_empty());
+    assert!(w.created(day + 26 * H, "l4").is_empty());
+    let out = w.created(day + 49 * H, "l5");
+    let leads: Vec<&str> = out.iter().map(|c| c.lead_id.as_str()).collect();
+    assert_eq!(leads, vec!["l3"], "the oldest first, one a day");
+    assert_eq!(
+        w.p.state().backlog["inbound"]
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>(),
+        vec!["l4", "l5"]
     );
 }
 
@@ -469,6 +565,57 @@ fn with_a_business_calendar_the_sla_clock_stops_over_the_weekend() {
         vec![k("recall_lead", RULE_FIRST_FOLLOW_UP, "rep-1")]
     );
     assert_eq!(fired[0].issued_at_ms, utc("2026-11-30T16:00:00+08:00"));
+}
+
+#[test]
+fn with_a_business_calendar_the_reminder_lead_is_working_time_too() {
+    // Given 8 working hours from Friday 11:00 in Shanghai: 7 on Friday and
+    // 1 on Monday, so the deadline is Monday 10:00, and a 1 h reminder.
+    let mut w = World::with(calendar_policy("Asia/Shanghai"));
+    let friday = utc("2026-11-27T11:00:00+08:00");
+    w.created(friday, "a");
+    w.assigned(friday, "a", "rep-1");
+    // Then the reminder comes at Monday 09:00 (one working hour before
+    // the deadline), not over the weekend.
+    let monday_9 = utc("2026-11-30T09:00:00+08:00");
+    assert!(w.p.advance(monday_9 - 1).is_empty(), "not over the weekend");
+    let fired = w.p.advance(monday_9);
+    assert_eq!(
+        kinds(&fired),
+        vec![k("remind_follow_up", RULE_FIRST_FOLLOW_UP, "rep-1")]
+    );
+    assert_eq!(fired[0].issued_at_ms, monday_9);
+}
+
+#[test]
+fn with_a_business_calendar_a_reminder_before_an_early_deadline_lands_in_the_last_working_day() {
+    // Given a deadline at Monday 10:00 (Friday 11:00 + 8 working hours)
+    // and a 2 h reminder lead: 1 h of it is on Monday, 1 h on Friday, so
+    // the reminder comes on Friday at 17:00 (not at Monday 08:00, before
+    // opening).
+    let mut w = World::with(
+        PolicyFile::parse(
+            "version = 4\n[rules]\nfirst_follow_up_sla_ms = 28800000\nreminder_lead_ms = 7200000\n\
+             [[pools]]\nname = \"inbound\"\nkind = \"auto_assign\"\n\
+             members = [{ id = \"rep-1\", capacity = 10 }]\n\
+             [pools.calendar]\ntime_zone = \"Asia/Shanghai\"\nworking_hours = \"09:00-18:00\"\n",
+        )
+        .unwrap(),
+    );
+    let friday = utc("2026-11-27T11:00:00+08:00");
+    w.created(friday, "a");
+    w.assigned(friday, "a", "rep-1");
+    let friday_17 = utc("2026-11-27T17:00:00+08:00");
+    assert!(w.p.advance(friday_17 - 1).is_empty());
+    let fired = w.p.advance(friday_17);
+    assert_eq!(
+        kinds(&fired),
+        vec![k("remind_follow_up", RULE_FIRST_FOLLOW_UP, "rep-1")]
+    );
+    assert!(
+        matches!(fired[0].body, CommandBody::RemindFollowUp { deadline_ms, .. }
+            if deadline_ms == utc("2026-11-30T10:00:00+08:00"))
+    );
 }
 
 #[test]

@@ -19,8 +19,13 @@
 //! capacity (open holdings plus assignments commanded but not carried out,
 //! plus conversions if `converted_count_toward_capacity`), below the daily
 //! assignment cap, not the rep it was just recalled from, not in cooldown
-//! for it. A lead nobody can take joins the pool's backlog (first come,
-//! first served) and goes out as soon as a member's capacity frees up.
+//! for it. A lead nobody can take joins the pool's backlog and goes out,
+//! first come first served, as soon as someone can take it: capacity freed
+//! by an event, a new UTC day under a daily cap, or a cooldown's end (the
+//! last two are wake-ups on the policy's clock, so no event is needed). A
+//! new lead never goes ahead of one already waiting in its pool; a waiting
+//! lead nobody can take right now (everyone with room is cooling down for
+//! it) does not hold up the ones behind it.
 //!
 //! **Deadlines**, per assignment: no first follow-up within
 //! `first_follow_up_sla_ms` (rule `first-follow-up-sla`), no follow-up for
@@ -32,7 +37,18 @@
 //! to `cold_pool`.
 //!
 //! A pool with a business calendar counts these durations in working time
-//! (see [`calendar`]); the reminder lead is plain time before the deadline.
+//! (see [`calendar`]), the reminder lead too: "1 h before" a Monday 10:00
+//! deadline in a pool open from 09:00 is 09:00, "2 h before" is Friday's
+//! last working hour. At most one reminder per rule per assignment, and it
+//! is sent even when time jumped over both it and its deadline (then just
+//! before the recall): which commands exist never depends on how the clock
+//! was sliced.
+//!
+//! **Determinism.** The commands are a function of the log: the events,
+//! plus the policy's other inputs recorded in it in order with them
+//! ([`PolicyInput`]: each policy version loaded, each wall-clock tick that
+//! moved the policy's time). Replays, backtests and restarts apply them
+//! where they applied live.
 //! Each assignment keeps the rules (and policy version) it was made under,
 //! so loading a new policy never silently moves running deadlines.
 //!
@@ -51,9 +67,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The snapshot name of the policy state; the suffix changes with its shape.
-pub const SNAPSHOT_NAME: &str = "policy.v3";
+pub const SNAPSHOT_NAME: &str = "policy.v4";
 /// The snapshot name of the shadow policy's state.
-pub const SHADOW_SNAPSHOT_NAME: &str = "policy-shadow.v3";
+pub const SHADOW_SNAPSHOT_NAME: &str = "policy-shadow.v4";
 
 /// Rule ids, as recorded in commands.
 pub const RULE_AUTO_ASSIGN: &str = "auto-assign";
@@ -61,10 +77,40 @@ pub const RULE_FIRST_FOLLOW_UP: &str = "first-follow-up-sla";
 pub const RULE_STALE: &str = "stale";
 pub const RULE_MAX_HOLDING: &str = "max-holding";
 
-/// Most backlog allocations one event may cause; bounds the work per event.
-const BACKLOG_ALLOCATIONS_PER_EVENT_MAX: usize = 16;
-/// Most deadlines one `advance` fires; the rest fire on the next call.
-const DEADLINES_PER_ADVANCE_MAX: usize = 10_000;
+/// Most waiting leads one drain of a pool's backlog tries to place;
+/// bounds the work per event. Leads beyond it wait for the next event or
+/// wake-up (a full backlog is drained over several).
+const BACKLOG_ATTEMPTS_PER_DRAIN_MAX: usize = 64;
+const DAY_MS: i64 = 86_400_000;
+
+/// What the policy is told besides the events: kept in the log, in order
+/// with the events (see `log::EventLog::append_policy_input`), so that any
+/// replay applies them exactly where they applied live.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PolicyInput {
+    /// A policy version was loaded (at start-up or by a reload). It takes
+    /// effect at once, or at its `effective_from_ms` when that is later
+    /// than the policy's time.
+    Version {
+        policy: PolicyFile,
+        /// Wall-clock time of the load, for people; decisions never read it.
+        loaded_at_ms: i64,
+    },
+    /// The wall clock advanced the policy's time while no events came
+    /// (`leadflow run`, caught up): deadlines due by then fired.
+    Tick { at_ms: i64 },
+}
+
+/// A lead waiting in a pool's backlog.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    pub pool: String,
+    pub since_ms: i64,
+    /// The event that made it wait; the cause of its eventual assignment
+    /// when a wake-up (a new day, a cooldown's end) places it.
+    pub cause_event_id: String,
+}
 
 /// The deadline rules an assignment was made under. Kept with the watch,
 /// so that loading a new policy never silently moves running deadlines: it
@@ -114,8 +160,11 @@ pub struct PolicyState {
     pub pending_by_rep: HashMap<String, u32>,
     /// Per pool: leads waiting for a member with room, by (since, lead).
     pub backlog: BTreeMap<String, BTreeSet<(i64, String)>>,
-    /// Lead -> its backlog entry (pool, since).
-    pub backlog_index: HashMap<String, (String, i64)>,
+    /// Lead -> its backlog entry.
+    pub backlog_index: HashMap<String, Waiting>,
+    /// Moments at which a waiting lead may become placeable without any
+    /// event: the next UTC day (daily caps) and cooldown ends.
+    pub wakeups: BTreeSet<i64>,
     /// The rep each waiting lead was last recalled from.
     pub recalled_from: HashMap<String, String>,
     /// Per lead: reps that may not get it back before the time given.
@@ -132,6 +181,10 @@ pub struct PolicyState {
     /// The policy in force when the state was saved; a newly loaded version
     /// with a later `effective_from_ms` waits behind it.
     pub in_force: Option<PolicyFile>,
+    /// The loaded version waiting for its `effective_from_ms`.
+    pub next: Option<PolicyFile>,
+    /// The key of the last policy input (see [`PolicyInput`]) applied.
+    pub covered_input: Option<(u64, u32)>,
     /// Open assignments and their deadlines.
     pub watches: HashMap<String, Watch>,
     /// (due, lead) of every watch with something left to fire.
@@ -152,8 +205,6 @@ struct Deadline {
 pub struct Processor {
     /// The policy in force.
     policy: PolicyFile,
-    /// A loaded version waiting for its `effective_from_ms`.
-    next: Option<PolicyFile>,
     state: PolicyState,
     /// Parsed calendars of the policy in force, by pool name.
     calendars: HashMap<String, calendar::Calendar>,
@@ -177,43 +228,89 @@ impl Processor {
         Processor::with_state(policy, PolicyState::default())
     }
 
-    /// A processor resuming from `state` with `policy` loaded. If the
-    /// state was made under another version and `policy` takes effect
-    /// later than the state's time, the old version stays in force until
-    /// then.
+    /// A processor resuming from `state` with `policy` loaded (see
+    /// [`load`](Self::load)): the version in force in `state`, if any,
+    /// stays until `policy` takes effect.
     pub fn with_state(policy: PolicyFile, mut state: PolicyState) -> Processor {
-        let waits = policy
-            .effective_from_ms
-            .is_some_and(|from| from > state.now_ms);
-        let (in_force, next) = match state.in_force.take() {
-            Some(old) if old.version != policy.version && waits => (old, Some(policy)),
-            _ => (policy, None),
-        };
+        let in_force = state.in_force.take().unwrap_or_else(|| policy.clone());
         state.in_force = Some(in_force.clone());
-        Processor {
+        let mut p = Processor {
             calendars: calendars_of(&in_force),
             policy: in_force,
-            next,
             state,
+        };
+        p.load(policy);
+        p
+    }
+
+    /// The latest version loaded: the one waiting for its start, or the
+    /// one in force.
+    pub fn latest_loaded(&self) -> &PolicyFile {
+        self.state.next.as_ref().unwrap_or(&self.policy)
+    }
+
+    /// Loads a policy version. It takes effect at once, unless its
+    /// `effective_from_ms` is later than the policy's time: then the
+    /// version in force stays until time reaches it (a later load replaces
+    /// a waiting one; loading the version in force cancels it). Running
+    /// assignments keep the rules they were made under either way.
+    /// Returns whether anything changed.
+    pub fn load(&mut self, policy: PolicyFile) -> bool {
+        if *self.latest_loaded() == policy {
+            return false;
         }
+        if policy == self.policy {
+            self.state.next = None;
+            return true;
+        }
+        let waits = policy
+            .effective_from_ms
+            .is_some_and(|from| from > self.state.now_ms);
+        if waits {
+            self.state.next = Some(policy);
+        } else {
+            self.state.next = None;
+            self.put_in_force(policy);
+        }
+        true
+    }
+
+    /// Applies one recorded policy input (at log key `key`); returns the
+    /// commands a tick fires.
+    pub fn apply_input(&mut self, key: (u64, u32), input: &PolicyInput) -> Vec<LeadCommand> {
+        self.state.covered_input = Some(key);
+        match input {
+            PolicyInput::Version { policy, .. } => {
+                self.load(policy.clone());
+                Vec::new()
+            }
+            PolicyInput::Tick { at_ms } => self.advance(*at_ms),
+        }
+    }
+
+    fn put_in_force(&mut self, policy: PolicyFile) {
+        if policy.version != self.policy.version {
+            tracing::info!(
+                from = self.policy.version,
+                to = policy.version,
+                "policy version takes effect"
+            );
+        }
+        self.calendars = calendars_of(&policy);
+        self.state.in_force = Some(policy.clone());
+        self.policy = policy;
     }
 
     /// Switches to the waiting version once time reaches its start.
     fn switch_if_due(&mut self, now_ms: i64) {
         let due = self
+            .state
             .next
             .as_ref()
             .is_some_and(|n| n.effective_from_ms.is_none_or(|f| now_ms >= f));
         if due {
-            let next = self.next.take().expect("checked");
-            tracing::info!(
-                from = self.policy.version,
-                to = next.version,
-                "policy version takes effect"
-            );
-            self.calendars = calendars_of(&next);
-            self.state.in_force = Some(next.clone());
-            self.policy = next;
+            let next = self.state.next.take().expect("checked");
+            self.put_in_force(next);
         }
     }
 
@@ -251,7 +348,7 @@ impl Processor {
                 self.state
                     .lead_attrs
                     .insert(lead_id.clone(), (c.region.clone(), c.industry.clone()));
-                out.extend(self.allocate(lead_id, event, None, at));
+                self.offer(lead_id, &event.event_id, at, &mut out);
             }
             EventBody::Recalled(r) => {
                 self.clear_pending(lead_id);
@@ -266,8 +363,8 @@ impl Processor {
                 self.state
                     .recalled_from
                     .insert(lead_id.clone(), r.previous_owner_id.clone());
-                out.extend(self.allocate(lead_id, event, Some(&r.previous_owner_id), at));
-                self.drain_for(&r.previous_owner_id, event, &mut out);
+                self.offer(lead_id, &event.event_id, at, &mut out);
+                self.drain_for(&r.previous_owner_id, &event.event_id, at, &mut out);
             }
             EventBody::Assigned(a) => {
                 *self
@@ -307,7 +404,7 @@ impl Processor {
                 );
                 if let Some(prev) = holder {
                     // A reassignment frees the previous holder.
-                    self.drain_for(&prev, event, &mut out);
+                    self.drain_for(&prev, &event.event_id, at, &mut out);
                 }
             }
             EventBody::FollowedUp(f) => {
@@ -332,7 +429,7 @@ impl Processor {
                         .converted_by_rep
                         .entry(owner.clone())
                         .or_default() += 1;
-                    self.drain_for(&owner, event, &mut out);
+                    self.drain_for(&owner, &event.event_id, at, &mut out);
                 }
             }
             EventBody::Scored(_) => {}
@@ -340,9 +437,13 @@ impl Processor {
         out
     }
 
-    /// Fires every deadline due at or before `now_ms` (reminders and
-    /// recalls), in (due time, lead) order. Time never goes back: an
-    /// earlier `now_ms` than already seen fires nothing.
+    /// Fires everything due at or before `now_ms`, in time order:
+    /// reminders, recalls, and wake-ups that let waiting leads out (ties:
+    /// wake-ups first, then deadlines by lead id). Time never goes back: an
+    /// earlier `now_ms` than already seen fires nothing. There is no cap
+    /// on how much one call fires: stopping half-way would let the next
+    /// event land among deadlines that came due before it, and the result
+    /// would depend on how the clock was sliced.
     pub fn advance(&mut self, now_ms: i64) -> Vec<LeadCommand> {
         let mut out = Vec::new();
         if now_ms < self.state.now_ms {
@@ -350,24 +451,45 @@ impl Processor {
         }
         self.state.now_ms = now_ms;
         self.switch_if_due(now_ms);
-        let mut fired = 0;
-        while fired < DEADLINES_PER_ADVANCE_MAX {
-            let Some((due, lead)) = self.state.due.first().cloned() else {
-                break;
-            };
-            if due > now_ms {
-                break;
-            }
-            fired += 1;
-            let Some(mut w) = self.unwatch(&lead) else {
-                continue;
-            };
-            out.extend(self.fire(&lead, &mut w, now_ms));
-            if !w.recalled {
-                self.watch(&lead, w);
+        loop {
+            let wake = self.state.wakeups.first().copied().filter(|w| *w <= now_ms);
+            let due = self
+                .state
+                .due
+                .first()
+                .cloned()
+                .filter(|(d, _)| *d <= now_ms);
+            match (wake, due) {
+                (Some(w), d) if d.as_ref().is_none_or(|(d, _)| w <= *d) => {
+                    self.state.wakeups.remove(&w);
+                    self.wake(w, &mut out);
+                }
+                (_, Some((_, lead))) => {
+                    let Some(mut w) = self.unwatch(&lead) else {
+                        continue;
+                    };
+                    out.extend(self.fire(&lead, &mut w, now_ms));
+                    if !w.recalled {
+                        self.watch(&lead, w);
+                    }
+                }
+                _ => break,
             }
         }
         out
+    }
+
+    /// A wake-up at `at_ms`: every pool with waiting leads is drained at
+    /// that moment, and day counts older than yesterday are forgotten.
+    fn wake(&mut self, at_ms: i64, out: &mut Vec<LeadCommand>) {
+        let today = day_of(at_ms);
+        self.state
+            .assigned_per_day
+            .retain(|(_, day), _| *day >= today - 1);
+        let pools: Vec<String> = self.state.backlog.keys().cloned().collect();
+        for pool in pools {
+            self.drain_pool(&pool, None, at_ms, out);
+        }
     }
 
     /// `start + duration`, counting working time only when the pool has a
@@ -376,6 +498,16 @@ impl Processor {
         match self.calendars.get(pool) {
             Some(c) => c.add_working(start_ms, duration_ms),
             None => start_ms.saturating_add(duration_ms),
+        }
+    }
+
+    /// `end - duration`, counting working time only when the pool has a
+    /// calendar: a reminder "2 h before" a Monday 10:00 deadline in a pool
+    /// open 09:00-18:00 comes on Friday at 17:00, not at Monday 08:00.
+    fn before(&self, pool: &str, end_ms: i64, duration_ms: i64) -> i64 {
+        match self.calendars.get(pool) {
+            Some(c) => c.sub_working(end_ms, duration_ms),
+            None => end_ms.saturating_sub(duration_ms),
         }
     }
 
@@ -425,7 +557,9 @@ impl Processor {
         }
         let d = self.deadline(w)?;
         match w.limits.reminder_lead_ms {
-            Some(lead) if !w.reminded.contains(d.rule) => Some(d.at_ms - lead),
+            Some(lead) if !w.reminded.contains(d.rule) => {
+                Some(self.before(&w.pool, d.at_ms, lead).min(d.at_ms))
+            }
             _ => Some(d.at_ms),
         }
     }
@@ -463,8 +597,12 @@ impl Processor {
             facts.insert("last_follow_up_ms".to_string(), last.to_string());
         }
         if let Some(lead_ms) = w.limits.reminder_lead_ms {
-            let remind_at = d.at_ms - lead_ms;
-            if !w.reminded.contains(d.rule) && remind_at <= now_ms && d.at_ms > now_ms {
+            let remind_at = self.before(&w.pool, d.at_ms, lead_ms);
+            // At most one reminder per rule per assignment. It is sent even
+            // when its moment passed together with the deadline (the
+            // clock jumped over both): whether a reminder exists must not
+            // depend on which clock advanced the policy, or how often.
+            if !w.reminded.contains(d.rule) && remind_at <= now_ms {
                 w.reminded.insert(d.rule.to_string());
                 let body = CommandBody::RemindFollowUp {
                     owner_id: w.owner.clone(),
@@ -488,11 +626,10 @@ impl Processor {
                     facts: facts.clone(),
                     body,
                 });
+                // The caller indexes the watch again: the recall is due at
+                // the deadline, in this advance if it has passed too.
                 return out;
             }
-            // A reminder whose moment passed together with its deadline is
-            // not sent: the recall says it all.
-            w.reminded.insert(d.rule.to_string());
         }
         if d.at_ms > now_ms {
             return out;
@@ -544,19 +681,103 @@ impl Processor {
     }
 
     fn leave_backlog(&mut self, lead_id: &str) {
-        if let Some((pool, since)) = self.state.backlog_index.remove(lead_id) {
-            if let Some(set) = self.state.backlog.get_mut(&pool) {
-                set.remove(&(since, lead_id.to_string()));
+        if let Some(w) = self.state.backlog_index.remove(lead_id) {
+            if let Some(set) = self.state.backlog.get_mut(&w.pool) {
+                set.remove(&(w.since_ms, lead_id.to_string()));
                 if set.is_empty() {
-                    self.state.backlog.remove(&pool);
+                    self.state.backlog.remove(&w.pool);
                 }
             }
         }
     }
 
-    /// `rep` has room again: allocate the backlogs of the pools they work,
-    /// oldest lead first, while someone can take them.
-    fn drain_for(&mut self, rep: &str, cause: &LeadEvent, out: &mut Vec<LeadCommand>) {
+    /// Puts a lead in its pool's backlog (once), and schedules the moments
+    /// at which it may become placeable without any event.
+    fn wait(&mut self, lead_id: &str, pool: &str, since_ms: i64, cause_event_id: &str, at_ms: i64) {
+        if !self.state.backlog_index.contains_key(lead_id) {
+            self.state
+                .backlog
+                .entry(pool.to_string())
+                .or_default()
+                .insert((since_ms, lead_id.to_string()));
+            self.state.backlog_index.insert(
+                lead_id.to_string(),
+                Waiting {
+                    pool: pool.to_string(),
+                    since_ms,
+                    cause_event_id: cause_event_id.to_string(),
+                },
+            );
+        }
+        if self.policy.rules.daily_assignment_cap.is_some() {
+            self.state
+                .wakeups
+                .insert((day_of(at_ms) + 1).saturating_mul(DAY_MS));
+        }
+        if let Some(c) = self.state.cooldowns.get(lead_id) {
+            for (_, until) in c.iter().filter(|(_, until)| *until > at_ms) {
+                self.state.wakeups.insert(*until);
+            }
+        }
+    }
+
+    /// A lead comes to wait in its pool at `at_ms` (created, or recalled
+    /// into it). First come, first served: when others already wait there,
+    /// it queues behind them and the backlog is drained; otherwise it is
+    /// placed at once, or waits.
+    fn offer(
+        &mut self,
+        lead_id: &str,
+        cause_event_id: &str,
+        at_ms: i64,
+        out: &mut Vec<LeadCommand>,
+    ) {
+        let Some(pool) = self.state.pool.leads.get(lead_id).map(|l| l.pool.clone()) else {
+            return;
+        };
+        if self.state.backlog.get(&pool).is_some_and(|b| !b.is_empty()) {
+            if self.auto_assigns(&pool) {
+                self.wait(lead_id, &pool, at_ms, cause_event_id, at_ms);
+                self.drain_pool(&pool, Some(cause_event_id), at_ms, out);
+            }
+            return;
+        }
+        let exclude = self.state.recalled_from.get(lead_id).cloned();
+        match self.allocate(lead_id, cause_event_id, at_ms, exclude.as_deref(), at_ms) {
+            Some(c) => out.push(c),
+            None if self.auto_assigns(&pool) && self.placeable(lead_id) => {
+                self.wait(lead_id, &pool, at_ms, cause_event_id, at_ms);
+            }
+            None => {}
+        }
+    }
+
+    /// Whether `pool` is an `auto_assign` pool with members.
+    fn auto_assigns(&self, pool: &str) -> bool {
+        self.policy
+            .pool(pool)
+            .is_some_and(|p| p.kind == PoolKind::AutoAssign && !p.members.is_empty())
+    }
+
+    /// Whether a lead is in a pool and not already promised to someone.
+    fn placeable(&self, lead_id: &str) -> bool {
+        self.state
+            .pool
+            .leads
+            .get(lead_id)
+            .is_some_and(|l| l.status == LeadStatus::InPool)
+            && !self.state.pending.contains_key(lead_id)
+    }
+
+    /// `rep` has room again (by the event `cause_event_id`): drain the
+    /// backlogs of the pools they work.
+    fn drain_for(
+        &mut self,
+        rep: &str,
+        cause_event_id: &str,
+        at_ms: i64,
+        out: &mut Vec<LeadCommand>,
+    ) {
         let pools: Vec<String> = self
             .policy
             .pools
@@ -564,34 +785,114 @@ impl Processor {
             .filter(|p| p.kind == PoolKind::AutoAssign && p.members.iter().any(|m| m.id == rep))
             .map(|p| p.name.clone())
             .collect();
-        let mut budget = BACKLOG_ALLOCATIONS_PER_EVENT_MAX;
         for pool in pools {
-            while budget > 0 {
-                let Some((since, lead)) = self.backlog_next(&pool) else {
-                    break;
-                };
-                budget -= 1;
+            self.drain_pool(&pool, Some(cause_event_id), at_ms, out);
+        }
+    }
+
+    /// Places waiting leads of `pool` at `at_ms`, in backlog order (oldest
+    /// first; under `score_priority` the highest score, then the oldest).
+    /// A lead nobody can take now (everyone with room is in cooldown for
+    /// it, or was its last owner) keeps its place and the next one is
+    /// tried: it does not hold up leads someone can take. The assignment's
+    /// cause is the event that prompted the drain, or for a wake-up
+    /// (`None`) the event that made the lead wait.
+    fn drain_pool(
+        &mut self,
+        pool: &str,
+        prompted_by: Option<&str>,
+        at_ms: i64,
+        out: &mut Vec<LeadCommand>,
+    ) {
+        if !self.anyone_has_room(pool, at_ms) {
+            return;
+        }
+        for (since, lead) in self.backlog_order(pool) {
+            let exclude = self.state.recalled_from.get(&lead).cloned();
+            let cause = match prompted_by {
+                Some(id) => id.to_string(),
+                None => self
+                    .state
+                    .backlog_index
+                    .get(&lead)
+                    .map(|w| w.cause_event_id.clone())
+                    .unwrap_or_default(),
+            };
+            if let Some(c) = self.allocate(&lead, &cause, at_ms, exclude.as_deref(), since) {
                 self.leave_backlog(&lead);
-                let exclude = self.state.recalled_from.get(&lead).cloned();
-                match self.allocate(&lead, cause, exclude.as_deref(), since) {
-                    Some(c) => out.push(c),
-                    // Still nobody: it kept its place and the pool waits.
-                    None => break,
+                out.push(c);
+                if !self.anyone_has_room(pool, at_ms) {
+                    break;
                 }
+            } else if !self.placeable(&lead) {
+                // Gone from the pool meanwhile (cannot happen while the
+                // backlog follows the events, but never wait forever).
+                self.leave_backlog(&lead);
+            }
+        }
+        // Whoever still waits is woken at the next moment that can change
+        // the answer.
+        let still: Vec<(i64, String)> = self
+            .state
+            .backlog
+            .get(pool)
+            .map(|b| {
+                b.iter()
+                    .take(BACKLOG_ATTEMPTS_PER_DRAIN_MAX)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (since, lead) in still {
+            let cause = self
+                .state
+                .backlog_index
+                .get(&lead)
+                .map(|w| w.cause_event_id.clone());
+            if let Some(cause) = cause {
+                self.wait(&lead, pool, since, &cause, at_ms);
             }
         }
     }
 
-    /// The backlog entry to allocate next: the oldest, or under
+    /// Whether some active member of `pool` is below capacity and below
+    /// the daily cap at `at_ms` (per-lead rules aside): otherwise draining
+    /// is pointless.
+    fn anyone_has_room(&self, pool: &str, at_ms: i64) -> bool {
+        let Some(p) = self.policy.pool(pool) else {
+            return false;
+        };
+        p.members.iter().any(|m| {
+            m.active
+                && self.load_of(&m.id) < m.capacity
+                && self.policy.rules.daily_assignment_cap.is_none_or(|cap| {
+                    self.state
+                        .assigned_per_day
+                        .get(&(m.id.clone(), day_of(at_ms)))
+                        .copied()
+                        .unwrap_or(0)
+                        < cap
+                })
+        })
+    }
+
+    /// The backlog entries to try, best first, at most
+    /// `BACKLOG_ATTEMPTS_PER_DRAIN_MAX`: the oldest, or under
     /// `score_priority` the highest score (then the oldest).
-    fn backlog_next(&self, pool: &str) -> Option<(i64, String)> {
-        let backlog = self.state.backlog.get(pool)?;
+    fn backlog_order(&self, pool: &str) -> Vec<(i64, String)> {
+        let Some(backlog) = self.state.backlog.get(pool) else {
+            return Vec::new();
+        };
         let by_score = self
             .policy
             .pool(pool)
             .is_some_and(|p| p.strategy == Strategy::ScorePriority);
         if !by_score {
-            return backlog.first().cloned();
+            return backlog
+                .iter()
+                .take(BACKLOG_ATTEMPTS_PER_DRAIN_MAX)
+                .cloned()
+                .collect();
         }
         let score = |lead: &str| {
             self.state
@@ -601,10 +902,15 @@ impl Processor {
                 .and_then(|l| l.score)
                 .unwrap_or(0)
         };
-        backlog
+        let mut all: Vec<(u32, i64, String)> = backlog
             .iter()
-            .max_by(|a, b| score(&a.1).cmp(&score(&b.1)).then_with(|| b.cmp(a)))
-            .cloned()
+            .map(|(since, lead)| (score(lead), *since, lead.clone()))
+            .collect();
+        all.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| (a.1, &a.2).cmp(&(b.1, &b.2))));
+        all.into_iter()
+            .take(BACKLOG_ATTEMPTS_PER_DRAIN_MAX)
+            .map(|(_, since, lead)| (since, lead))
+            .collect()
     }
 
     /// Conversion rate of a rep as an exact fraction (conversions,
@@ -657,25 +963,25 @@ impl Processor {
         !cooling
     }
 
-    /// Picks a member by the pool's strategy; a lead nobody can take joins
-    /// the pool's backlog. `cause` is the event that prompted the decision
-    /// (its id and time go into the command).
+    /// Picks a member by the pool's strategy at `at`, or `None` when
+    /// nobody can take the lead (the caller decides whether it waits).
+    /// `cause_event_id` is the event that prompted the decision.
     fn allocate(
         &mut self,
         lead_id: &str,
-        cause: &LeadEvent,
+        cause_event_id: &str,
+        at: i64,
         exclude: Option<&str>,
         waiting_since_ms: i64,
     ) -> Option<LeadCommand> {
-        let lead = self.state.pool.leads.get(lead_id)?;
-        if lead.status != LeadStatus::InPool || self.state.pending.contains_key(lead_id) {
+        if !self.placeable(lead_id) {
             return None;
         }
+        let lead = self.state.pool.leads.get(lead_id)?;
         let pool = self.policy.pool(&lead.pool)?;
         if pool.kind != PoolKind::AutoAssign || pool.members.is_empty() {
             return None;
         }
-        let at = cause.occurred_at_ms;
         let n = pool.members.len();
         let found = match pool.strategy {
             Strategy::RoundRobin => {
@@ -723,20 +1029,7 @@ impl Processor {
                     })
             }
         };
-        let Some((index, member)) = found else {
-            if !self.state.backlog_index.contains_key(lead_id) {
-                let since = waiting_since_ms;
-                self.state
-                    .backlog
-                    .entry(pool.name.clone())
-                    .or_default()
-                    .insert((since, lead_id.to_string()));
-                self.state
-                    .backlog_index
-                    .insert(lead_id.to_string(), (pool.name.clone(), since));
-            }
-            return None;
-        };
+        let (index, member) = found?;
         let load = self.load_of(&member.id);
         let body = CommandBody::AssignLead {
             owner_id: member.id.clone(),
@@ -770,7 +1063,7 @@ impl Processor {
             command_id: command_id(lead_id, lead.generation, RULE_AUTO_ASSIGN, &body),
             lead_id: lead_id.to_string(),
             issued_at_ms: at,
-            causation_event_id: cause.event_id.clone(),
+            causation_event_id: cause_event_id.to_string(),
             rule_id: RULE_AUTO_ASSIGN.to_string(),
             rule_version: version,
             explanation,
