@@ -52,13 +52,20 @@ struct LeadFacts {
 
 /// Runs every policy over the same events, once. `window` limits what is
 /// counted to commands issued in `[from, to)` (the fold always starts at the
-/// beginning, so state is right when the window opens).
+/// beginning, so state is right when the window opens). `ticks` are the
+/// wall-clock ticks recorded in the log, as (after event sequence, time)
+/// in order (see `replay::recorded_ticks`): each policy's time moves where
+/// the live one's did, so a backtest of the policy in force decides what
+/// the live run decided. `on_command` sees every command decided (policy
+/// index, command), in or out of the window.
 pub fn run(
     policies: &[PolicyFile],
     events: impl Iterator<Item = (u64, LeadEvent)>,
+    ticks: &[(u64, i64)],
     window: (Option<i64>, Option<i64>),
     model: Option<&crate::sim::model::Model>,
     progress: &mut dyn FnMut(u64),
+    on_command: &mut dyn FnMut(usize, &LeadCommand),
 ) -> Vec<Outcome> {
     use crate::domain::EventBody;
     let mut facts: Vec<std::collections::HashMap<String, LeadFacts>> =
@@ -91,12 +98,30 @@ pub fn run(
         .collect();
     let in_window = |t: i64| window.0.is_none_or(|f| t >= f) && window.1.is_none_or(|u| t < u);
     let mut last_time = i64::MIN;
+    let mut ticks = ticks.iter().peekable();
+    let advance = |processors: &mut [Processor],
+                       outcomes: &mut [Outcome],
+                       to_ms: i64,
+                       on_command: &mut dyn FnMut(usize, &LeadCommand)| {
+        for (i, (p, o)) in processors.iter_mut().zip(outcomes.iter_mut()).enumerate() {
+            for c in p.advance(to_ms) {
+                on_command(i, &c);
+                if in_window(c.issued_at_ms) {
+                    tally(o, &c, p.policy());
+                }
+            }
+        }
+    };
     for (seq, event) in events {
+        while let Some((_, at)) = ticks.next_if(|(after, _)| *after < seq) {
+            advance(&mut processors, &mut outcomes, *at, on_command);
+        }
         last_time = last_time.max(event.occurred_at_ms);
-        for ((p, o), f) in processors
+        for (i, ((p, o), f)) in processors
             .iter_mut()
             .zip(outcomes.iter_mut())
             .zip(facts.iter_mut())
+            .enumerate()
         {
             if model.is_some() {
                 match &event.body {
@@ -119,6 +144,7 @@ pub fn run(
                 }
             }
             for c in p.handle(seq, &event) {
+                on_command(i, &c);
                 if in_window(c.issued_at_ms) {
                     tally(o, &c, p.policy());
                     if let (Some(m), CommandBody::AssignLead { owner_id, .. }) = (model, &c.body) {
@@ -138,13 +164,12 @@ pub fn run(
             progress(seq);
         }
     }
+    for (_, at) in ticks {
+        advance(&mut processors, &mut outcomes, *at, on_command);
+    }
     // Deadlines due by the end of the history still count.
+    advance(&mut processors, &mut outcomes, last_time, on_command);
     for (p, o) in processors.iter_mut().zip(outcomes.iter_mut()) {
-        for c in p.advance(last_time) {
-            if in_window(c.issued_at_ms) {
-                tally(o, &c, p.policy());
-            }
-        }
         o.backlog_at_end = p.state().backlog.values().map(|b| b.len() as u64).sum();
         o.fairness_gini = gini_per_capacity(&o.assignments_by_rep, p.policy());
     }

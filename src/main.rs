@@ -1143,7 +1143,7 @@ fn run_engine(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
                 policy.version,
                 policy.pools.len()
             );
-            let (processor, decided) = replay::load_policy(&log, policy)?;
+            let (processor, decided) = replay::load_policy(&mut log, policy)?;
             let stored = log.append_commands(decided)?;
             if !stored.is_empty() {
                 eprintln!("{} commands decided while catching up", stored.len());
@@ -1163,8 +1163,7 @@ fn run_engine(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
             // What the shadow decides while catching up was stored when
             // those events were appended: storing it again would count it
             // twice in the comparison.
-            let (shadow, _) =
-                replay::load_policy_named(&log, policy, leadflow::policy::SHADOW_SNAPSHOT_NAME)?;
+            let shadow = replay::load_shadow_policy(&log, policy)?;
             Some(shadow)
         }
     };
@@ -1278,12 +1277,15 @@ fn backtest(dir: &Path, config: &Config, a: BacktestArgs) -> Result<()> {
     let model = a
         .sim_seed
         .map(|seed| leadflow::sim::model::Model::for_seed(seed, a.sim_reps));
+    let ticks = replay::recorded_ticks(&log)?;
     let outcomes = leadflow::backtest::run(
         &[baseline, candidate],
         events,
+        &ticks,
         (a.from, a.to),
         model.as_ref(),
         &mut |seq| pb.set_position(seq),
+        &mut |_, _| {},
     );
     pb.finish_and_clear();
     let names = vec![

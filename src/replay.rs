@@ -129,27 +129,77 @@ fn fold_events(
     Ok(())
 }
 
-/// Loads the policy processor for `policy`: its snapshot (if any) plus the
-/// tail of the log. Returns the commands the tail decides: most were stored
-/// when their events were appended (same ids; [`EventLog::append_commands`]
-/// drops those), but a deadline that came due without having been fired
-/// before a crash is only decided here.
+/// Loads the policy processor: its snapshot (if any) plus the tail of the
+/// log, applying the policy inputs recorded in it (versions loaded, clock
+/// ticks) where they stand among the events. Then `policy` (the file
+/// configured now) is loaded: when it differs from the latest version the
+/// log knows, a version record is appended first, so that any later replay
+/// applies it from exactly here.
+///
+/// Returns the commands the tail decides: most were stored when their
+/// events were appended (same ids; [`EventLog::store_policy_input`] and
+/// [`EventLog::append_commands`] drop those), but a deadline that came due
+/// without having been fired before a crash is only decided here.
 pub fn load_policy(
-    log: &EventLog,
+    log: &mut EventLog,
     policy: crate::policy::PolicyFile,
 ) -> Result<(crate::policy::Processor, Vec<crate::domain::LeadCommand>), LogError> {
-    load_policy_named(log, policy, crate::policy::SNAPSHOT_NAME)
+    let (mut processor, decided) =
+        fold_policy(log, policy.clone(), true, Some(crate::policy::SNAPSHOT_NAME))?;
+    if *processor.latest_loaded() != policy || !log.has_policy_inputs()? {
+        let input = crate::policy::PolicyInput::Version {
+            policy,
+            loaded_at_ms: wall_ms(),
+        };
+        let key = log.next_policy_input_key(&input)?;
+        log.store_policy_input(key, &input, Vec::new())?;
+        let fired = processor.apply_input(key, &input);
+        debug_assert!(fired.is_empty(), "loading a version fires nothing");
+    }
+    Ok((processor, decided))
 }
 
-/// [`load_policy`] with the snapshot under `name` (the shadow policy has
-/// its own).
-pub fn load_policy_named(
+/// The live policy's fold of the whole log from its first event, ignoring
+/// any snapshot, with every command it decides: what `run` decided, by the
+/// determinism rule (for audits and tests). Writes nothing. `policy` is
+/// used only for a log that records no version.
+pub fn replay_policy(
     log: &EventLog,
     policy: crate::policy::PolicyFile,
-    name: &str,
 ) -> Result<(crate::policy::Processor, Vec<crate::domain::LeadCommand>), LogError> {
-    use crate::policy::Processor;
-    let state = match log.load_snapshot(name)? {
+    fold_policy(log, policy, true, None)
+}
+
+/// The shadow policy's processor: like [`load_policy`], under its own
+/// snapshot, with `policy` in force throughout. It follows the recorded
+/// clock ticks but not the live policy's versions, and records nothing.
+pub fn load_shadow_policy(
+    log: &EventLog,
+    policy: crate::policy::PolicyFile,
+) -> Result<crate::policy::Processor, LogError> {
+    let (processor, _) =
+        fold_policy(log, policy, false, Some(crate::policy::SHADOW_SNAPSHOT_NAME))?;
+    Ok(processor)
+}
+
+/// The policy's fold of the log from the snapshot `name` on (from the
+/// start without one), applying the recorded inputs in order with the
+/// events: the ticks always, the versions when `versions` (the live
+/// policy). `fallback` is in force when nothing says otherwise: for the
+/// live policy, a log without recorded versions (written before they were
+/// recorded); for the shadow, always.
+fn fold_policy(
+    log: &EventLog,
+    fallback: crate::policy::PolicyFile,
+    versions: bool,
+    name: Option<&str>,
+) -> Result<(crate::policy::Processor, Vec<crate::domain::LeadCommand>), LogError> {
+    use crate::policy::{PolicyInput, Processor};
+    let snapshot = match name {
+        Some(name) => log.load_snapshot(name)?,
+        None => None,
+    };
+    let state = match snapshot {
         Some((seq, bytes)) => match Processor::state_from_bytes(&bytes) {
             Ok(s) if s.covered_seq == seq => s,
             Ok(_) | Err(_) => {
@@ -159,13 +209,81 @@ pub fn load_policy_named(
         },
         None => Default::default(),
     };
-    let mut processor = Processor::with_state(policy, state);
+    let mut processor = if !versions {
+        Processor::with_state(fallback, state)
+    } else if state.in_force.is_some() {
+        Processor::resume(fallback, state)
+    } else {
+        // From the start: the first version recorded was loaded before
+        // the first event it applies to.
+        let mut first = None;
+        for item in log.policy_inputs_from((0, 0)) {
+            if let (_, PolicyInput::Version { policy, .. }) = item? {
+                first = Some(policy);
+                break;
+            }
+        }
+        Processor::resume(first.unwrap_or(fallback), state)
+    };
+    let from = processor.state().covered_input.unwrap_or((0, 0));
+    let mut inputs = log.policy_inputs_from(from).peekable();
     let mut decided = Vec::new();
+    let apply = |processor: &mut Processor, key, input: &PolicyInput| match input {
+        PolicyInput::Version { .. } if !versions => Vec::new(),
+        _ => processor.apply_input(key, input),
+    };
     for item in log.events_from(processor.state().covered_seq + 1) {
         let (seq, event) = item?;
+        // The inputs recorded before this event apply before it.
+        while let Some(next) = inputs.next_if(|i| i.as_ref().map_or(true, |(k, _)| k.0 < seq)) {
+            let (key, input) = next?;
+            decided.extend(apply(&mut processor, key, &input));
+        }
         decided.extend(processor.handle(seq, &event));
     }
+    for next in inputs {
+        let (key, input) = next?;
+        decided.extend(apply(&mut processor, key, &input));
+    }
     Ok((processor, decided))
+}
+
+/// The wall clock moves the policy's time to `now_ms` (`leadflow run`,
+/// caught up, no events): the tick is recorded in the log with the commands
+/// it fires, in one write, so that a replay fires them at the same point.
+/// Returns the commands stored (not already in the log).
+pub fn tick(
+    log: &mut EventLog,
+    processor: &mut crate::policy::Processor,
+    now_ms: i64,
+) -> Result<Vec<(u64, crate::domain::LeadCommand)>, LogError> {
+    if now_ms <= processor.state().now_ms {
+        return Ok(Vec::new());
+    }
+    let input = crate::policy::PolicyInput::Tick { at_ms: now_ms };
+    let key = log.next_policy_input_key(&input)?;
+    let fired = processor.apply_input(key, &input);
+    log.store_policy_input(key, &input, fired)
+}
+
+/// The clock ticks recorded in the log, as (after event sequence, time):
+/// what a backtest needs to advance its policies where the live one did.
+pub fn recorded_ticks(log: &EventLog) -> Result<Vec<(u64, i64)>, LogError> {
+    let mut out = Vec::new();
+    for item in log.policy_inputs_from((0, 0)) {
+        if let (key, crate::policy::PolicyInput::Tick { at_ms }) = item? {
+            out.push((key.0, at_ms));
+        }
+    }
+    Ok(out)
+}
+
+/// The wall clock, for the record of when a version was loaded (people
+/// read it; decisions never do).
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Saves the policy state as its snapshot.

@@ -514,7 +514,7 @@ async fn admin_reload_policy(
         )
     })?;
     let loaded = policy.version;
-    let in_force = api.handle.reload_policy(policy).ok_or_else(|| {
+    let in_force = api.handle.reload_policy(policy)?.ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             "no_policy",

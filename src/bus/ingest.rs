@@ -106,6 +106,10 @@ const DRAIN_ATTEMPTS_MAX: u32 = 3;
 
 /// How often `run` fires the policy's deadlines on the wall clock.
 const DEADLINE_TICK_MS: u64 = 100;
+/// Longest a "sent" mark (a command or dead letter acknowledged by the
+/// broker) waits to be flushed: a crash sends again only what was
+/// acknowledged within this window (plus what was in flight).
+pub const SENT_MARKS_FLUSH_MS: u64 = 100;
 
 /// The wall clock, in UTC milliseconds: the one place the ingest reads it
 /// for the policy (deadlines must fire even when no events arrive).
@@ -152,6 +156,9 @@ struct Shared {
     failed: Option<BusError>,
     /// Messages behind the high watermark, per assigned partition.
     lag: BTreeMap<i32, i64>,
+    /// The high watermark per partition in librdkafka's latest statistics
+    /// (at most a second old): what "caught up" is measured against.
+    high: BTreeMap<i32, i64>,
     batch_sizes: Histogram,
     append_seconds: Histogram,
     started: Instant,
@@ -172,6 +179,38 @@ struct Shared {
 const AHEAD_STRIKES: u32 = 3;
 
 impl Shared {
+    /// Whether the log holds every message the broker had in each assigned
+    /// partition as of librdkafka's latest statistics (at most a second
+    /// old). Only then may the wall clock move the policy's time: while a
+    /// backlog is read, the events not read yet (a follow-up, say) must
+    /// count before the clock calls a lead neglected, and deadlines fire on
+    /// the events' own times as in a replay.
+    fn caught_up(&self) -> bool {
+        !self.durable.is_empty()
+            && self.durable.iter().all(|(p, next)| {
+                self.high
+                    .get(p)
+                    .is_some_and(|high| *next as i64 >= *high)
+            })
+    }
+
+    /// The wall clock moves the policy's time to `now_ms`: the tick is
+    /// recorded in the log (see `log::policy_inputs`) with the commands it
+    /// fires, so that a replay fires them at the same point.
+    fn tick(&mut self, now_ms: i64) -> Result<(), BusError> {
+        if let Some(shadow) = self.shadow.as_mut() {
+            let fired = shadow.advance(now_ms);
+            self.log.append_shadow(&fired)?;
+        }
+        let Some(p) = self.processor.as_mut() else {
+            return Ok(());
+        };
+        let stored = crate::replay::tick(&mut self.log, p, now_ms)?;
+        self.stats.commands_decided += stored.len() as u64;
+        self.commands_dirty |= !stored.is_empty();
+        Ok(())
+    }
+
     /// Invariant: the log's position in a partition is not beyond the
     /// broker's high watermark (from fetch responses, in librdkafka's
     /// statistics). A position that stays beyond it means the partition
@@ -455,6 +494,7 @@ impl ClientContext for IngestContext {
             return;
         };
         let mut lag = BTreeMap::new();
+        let mut high = BTreeMap::new();
         for (p, stats) in &topic.partitions {
             // Only assigned partitions with a known watermark (-1001 and
             // the internal partition -1 are "unknown").
@@ -463,10 +503,12 @@ impl ClientContext for IngestContext {
             };
             if *p >= 0 && stats.hi_offset >= 0 {
                 lag.insert(*p, (stats.hi_offset - taken as i64).max(0));
+                high.insert(*p, stats.hi_offset);
                 s.check_not_ahead(*p, taken, stats.hi_offset);
             }
         }
         s.lag = lag;
+        s.high = high;
     }
 }
 
@@ -646,6 +688,7 @@ pub fn run_full(
         commands_dirty: true,
         failed: None,
         lag: BTreeMap::new(),
+        high: BTreeMap::new(),
         batch_sizes: Histogram::new(BATCH_SIZE_BOUNDS),
         append_seconds: Histogram::new(APPEND_SECONDS_BOUNDS),
         started: Instant::now(),
@@ -736,30 +779,17 @@ pub fn run_full(
         if s.batcher.is_ready(now) {
             s.flush(&consumer, CommitMode::Async)?;
         }
-        // Deadlines fire on the wall clock, but only between batches and
-        // when the topic has nothing more for us right now: while catching
-        // up on a backlog, the events not yet read (a follow-up, say) must
-        // count before the wall clock may call a lead neglected. Under
-        // steady traffic the events' own times move the deadlines on.
+        // Deadlines fire on the wall clock only between batches, with
+        // nothing more to read right now and the log caught up with the
+        // broker (see `caught_up`). Under steady traffic, and while a
+        // backlog is read, the events' own times move the deadlines on.
         if idle
             && s.batcher.is_empty()
             && last_tick.elapsed() >= Duration::from_millis(DEADLINE_TICK_MS)
+            && s.caught_up()
         {
             last_tick = Instant::now();
-            let now = wall_ms();
-            if let Some(shadow) = s.shadow.as_mut() {
-                let fired = shadow.advance(now);
-                s.log.append_shadow(&fired)?;
-            }
-            let fired = match s.processor.as_mut() {
-                Some(p) => p.advance(now),
-                None => Vec::new(),
-            };
-            if !fired.is_empty() {
-                let stored = s.log.append_commands(fired)?;
-                s.stats.commands_decided += stored.len() as u64;
-                s.commands_dirty |= !stored.is_empty();
-            }
+            s.tick(wall_ms())?;
         }
         // Commands go out without the loop waiting for their acks: hand
         // new ones to the producer after each batch, and pick the acks up
@@ -778,6 +808,8 @@ pub fn run_full(
         if s.dead_letters_dirty && s.batcher.is_empty() {
             s.dispatch_dead_letters(&producer, &k.dlq_topic)?;
         }
+        s.log
+            .flush_marks_older_than(Duration::from_millis(SENT_MARKS_FLUSH_MS))?;
         if last_progress.elapsed() >= progress_every {
             last_progress = Instant::now();
             let covered = s.covered()?;
@@ -936,15 +968,30 @@ impl Handle {
     /// state (deadlines keep the rules they were set under; a version with
     /// a later `effective_from_ms` waits for it). Returns the version in
     /// force, or `None` when the engine runs without a policy.
-    pub fn reload_policy(&self, policy: crate::policy::PolicyFile) -> Option<u32> {
+    ///
+    /// The load is recorded in the log before it applies (see
+    /// `log::policy_inputs`), so that replays and restarts apply the
+    /// version from exactly this point.
+    pub fn reload_policy(
+        &self,
+        policy: crate::policy::PolicyFile,
+    ) -> Result<Option<u32>, BusError> {
         let mut s = self.lock();
-        // Built beside the running one and swapped in: a failure here leaves
-        // the engine with the policy it had.
-        let state = s.processor.as_ref()?.state().clone();
-        let p = Processor::with_state(policy, state);
-        let version = p.policy().version;
-        s.processor = Some(p);
-        Some(version)
+        let Shared { log, processor, .. } = &mut *s;
+        let Some(p) = processor.as_mut() else {
+            return Ok(None);
+        };
+        if *p.latest_loaded() != policy {
+            let input = crate::policy::PolicyInput::Version {
+                policy,
+                loaded_at_ms: wall_ms(),
+            };
+            let key = log.next_policy_input_key(&input)?;
+            log.store_policy_input(key, &input, Vec::new())?;
+            let fired = p.apply_input(key, &input);
+            debug_assert!(fired.is_empty(), "loading a version fires nothing");
+        }
+        Ok(Some(p.policy().version))
     }
 
     /// Checkpoints the projections and the policy state now.

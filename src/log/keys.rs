@@ -19,6 +19,27 @@ pub const COMMAND_ID: u8 = b'K'; // K + command_id -> cseq (no id twice)
 pub const POSITION: u8 = b'p'; // p + source      -> next offset
 pub const COUNTER: u8 = b'c'; // c + reason code  -> count
 pub const META: u8 = b'm'; // m + name            -> value
+pub const POLICY_INPUT: u8 = b't'; // t + after_seq + n -> JSON policy::PolicyInput
+
+/// `t + after_seq + n`: the n-th policy input recorded after event
+/// `after_seq` (before event `after_seq + 1`).
+pub fn input_key(after_seq: u64, n: u32) -> [u8; 13] {
+    let mut k = [0u8; 13];
+    k[0] = POLICY_INPUT;
+    k[1..9].copy_from_slice(&after_seq.to_be_bytes());
+    k[9..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// The (after_seq, n) of an `input_key`.
+pub fn parse_input_key(key: &[u8]) -> Option<(u64, u32)> {
+    if key.len() != 13 || key[0] != POLICY_INPUT {
+        return None;
+    }
+    let seq = u64::from_be_bytes(key[1..9].try_into().ok()?);
+    let n = u32::from_be_bytes(key[9..].try_into().ok()?);
+    Some((seq, n))
+}
 
 pub fn seq_key(space: u8, seq: u64) -> [u8; 9] {
     let mut k = [0u8; 9];

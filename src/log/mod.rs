@@ -22,6 +22,11 @@
 //! - Event ids are idempotency keys: a second input with the id of an
 //!   accepted event *or of a rejected one* is kept as a `duplicate`
 //!   rejection, never judged again and never appended.
+//! - The policy's inputs other than events (each policy version loaded,
+//!   each wall-clock tick that moved its time; see [`policy_inputs`]) are
+//!   stored in order with the events, keyed by the last event before them.
+//!   A tick that fired commands is stored in one atomic, flushed batch with
+//!   them; one that fired nothing is flushed with the next write.
 //! - Sequences start at 1 and have no gaps; reading asserts it.
 //! - The in-memory indexes (lead states, timelines, event ids) hold durable
 //!   events only: they move forward after the batch's flush, and a failed
@@ -40,6 +45,7 @@
 mod batcher;
 mod index;
 mod keys;
+mod policy_inputs;
 mod segment;
 
 pub use batcher::Batcher;
@@ -220,6 +226,9 @@ pub struct EventLog {
     /// flush again, so the handles are leaked at drop instead of flushed.
     /// What was durable before stays durable.
     write_failed: std::cell::Cell<bool>,
+    /// Since when "sent" marks (commands, dead letters) wait for a flush
+    /// (see [`EventLog::flush_marks_older_than`]).
+    marks_unflushed_since: std::cell::Cell<Option<std::time::Instant>>,
     /// The temporary copy this log reads, when its own disk was full (see
     /// [`EventLog::open_for_reading`]); removed after the handles drop.
     read_copy: Option<tempfile::TempDir>,
@@ -427,6 +436,7 @@ impl EventLog {
             snapshots: std::mem::ManuallyDrop::new(snapshots),
             path: dir.to_path_buf(),
             write_failed: std::cell::Cell::new(false),
+            marks_unflushed_since: std::cell::Cell::new(None),
             read_copy: None,
             next_seq,
             next_rseq,
@@ -781,8 +791,7 @@ impl EventLog {
     /// Applies one atomic batch and flushes (fsync): durable on `Ok`.
     fn write(&self, batch: sled::Batch) -> Result<(), LogError> {
         self.written(self.tree.apply_batch(batch))?;
-        self.written(self.db.flush())?;
-        Ok(())
+        self.flush()
     }
 
     /// The outcome of a write to sled: a failure is remembered (see
@@ -949,14 +958,40 @@ impl EventLog {
         Ok(n)
     }
 
-    /// Marks dead letters as published. Not flushed by itself: a crash
-    /// before the next flush re-sends them (at-least-once).
+    /// Marks dead letters as published. Not flushed by itself (one fsync
+    /// per acknowledgement would cost more than the publishing): the
+    /// caller flushes within a bound with
+    /// [`flush_marks_older_than`](Self::flush_marks_older_than); a crash
+    /// before that re-sends them (at-least-once).
     pub fn mark_dead_letters_sent(&self, rseqs: &[u64]) -> Result<(), LogError> {
         let mut batch = sled::Batch::default();
         for r in rseqs {
             batch.remove(&seq_key(DEAD_LETTER, *r));
         }
-        self.written(self.tree.apply_batch(batch))
+        self.written(self.tree.apply_batch(batch))?;
+        self.marks_written(rseqs.len());
+        Ok(())
+    }
+
+    fn marks_written(&self, n: usize) {
+        if n > 0 && self.marks_unflushed_since.get().is_none() {
+            self.marks_unflushed_since
+                .set(Some(std::time::Instant::now()));
+        }
+    }
+
+    /// Flushes when "sent" marks have waited at least `age` for one, and
+    /// says whether it did. With the engine calling it on every turn of its
+    /// loop, a mark is durable at most `age` (plus one turn) after it was
+    /// made: that bounds what a crash sends again.
+    pub fn flush_marks_older_than(&self, age: std::time::Duration) -> Result<bool, LogError> {
+        match self.marks_unflushed_since.get() {
+            Some(since) if since.elapsed() >= age => {
+                self.flush()?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     fn command_known(&self, id: &str, in_batch: &HashMap<String, u64>) -> Result<bool, LogError> {
@@ -1087,19 +1122,26 @@ impl EventLog {
         Ok((self.next_cseq - 1, pending))
     }
 
-    /// Marks commands as published. Not flushed by itself: a crash before
-    /// the next flush re-sends them (at-least-once).
+    /// Marks commands as published. Not flushed by itself: see
+    /// [`mark_dead_letters_sent`](Self::mark_dead_letters_sent).
     pub fn mark_commands_sent(&self, cseqs: &[u64]) -> Result<(), LogError> {
         let mut batch = sled::Batch::default();
         for c in cseqs {
             batch.remove(&seq_key(OUTBOX, *c));
         }
-        self.written(self.tree.apply_batch(batch))
+        self.written(self.tree.apply_batch(batch))?;
+        self.marks_written(cseqs.len());
+        Ok(())
     }
 
     /// Flushes everything written so far to disk.
     pub fn flush(&self) -> Result<(), LogError> {
-        self.written(self.db.flush())?;
+        // Marks made before the flush starts are in it.
+        let marks = self.marks_unflushed_since.take();
+        if let Err(e) = self.written(self.db.flush()) {
+            self.marks_unflushed_since.set(marks);
+            return Err(e);
+        }
         Ok(())
     }
 

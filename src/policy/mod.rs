@@ -231,16 +231,22 @@ impl Processor {
     /// A processor resuming from `state` with `policy` loaded (see
     /// [`load`](Self::load)): the version in force in `state`, if any,
     /// stays until `policy` takes effect.
-    pub fn with_state(policy: PolicyFile, mut state: PolicyState) -> Processor {
-        let in_force = state.in_force.take().unwrap_or_else(|| policy.clone());
+    pub fn with_state(policy: PolicyFile, state: PolicyState) -> Processor {
+        let mut p = Processor::resume(policy.clone(), state);
+        p.load(policy);
+        p
+    }
+
+    /// A processor resuming from `state` as it was saved: its version in
+    /// force (or `policy` when it has none yet) and any version waiting.
+    pub fn resume(policy: PolicyFile, mut state: PolicyState) -> Processor {
+        let in_force = state.in_force.take().unwrap_or(policy);
         state.in_force = Some(in_force.clone());
-        let mut p = Processor {
+        Processor {
             calendars: calendars_of(&in_force),
             policy: in_force,
             state,
-        };
-        p.load(policy);
-        p
+        }
     }
 
     /// The latest version loaded: the one waiting for its start, or the
