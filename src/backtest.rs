@@ -100,9 +100,9 @@ pub fn run(
     let mut last_time = i64::MIN;
     let mut ticks = ticks.iter().peekable();
     let advance = |processors: &mut [Processor],
-                       outcomes: &mut [Outcome],
-                       to_ms: i64,
-                       on_command: &mut dyn FnMut(usize, &LeadCommand)| {
+                   outcomes: &mut [Outcome],
+                   to_ms: i64,
+                   on_command: &mut dyn FnMut(usize, &LeadCommand)| {
         for (i, (p, o)) in processors.iter_mut().zip(outcomes.iter_mut()).enumerate() {
             for c in p.advance(to_ms) {
                 on_command(i, &c);

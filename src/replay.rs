@@ -144,8 +144,12 @@ pub fn load_policy(
     log: &mut EventLog,
     policy: crate::policy::PolicyFile,
 ) -> Result<(crate::policy::Processor, Vec<crate::domain::LeadCommand>), LogError> {
-    let (mut processor, decided) =
-        fold_policy(log, policy.clone(), true, Some(crate::policy::SNAPSHOT_NAME))?;
+    let (mut processor, decided) = fold_policy(
+        log,
+        policy.clone(),
+        true,
+        Some(crate::policy::SNAPSHOT_NAME),
+    )?;
     if *processor.latest_loaded() != policy || !log.has_policy_inputs()? {
         let input = crate::policy::PolicyInput::Version {
             policy,
@@ -177,8 +181,12 @@ pub fn load_shadow_policy(
     log: &EventLog,
     policy: crate::policy::PolicyFile,
 ) -> Result<crate::policy::Processor, LogError> {
-    let (processor, _) =
-        fold_policy(log, policy, false, Some(crate::policy::SHADOW_SNAPSHOT_NAME))?;
+    let (processor, _) = fold_policy(
+        log,
+        policy,
+        false,
+        Some(crate::policy::SHADOW_SNAPSHOT_NAME),
+    )?;
     Ok(processor)
 }
 

@@ -187,11 +187,10 @@ impl Shared {
     /// the events' own times as in a replay.
     fn caught_up(&self) -> bool {
         !self.durable.is_empty()
-            && self.durable.iter().all(|(p, next)| {
-                self.high
-                    .get(p)
-                    .is_some_and(|high| *next as i64 >= *high)
-            })
+            && self
+                .durable
+                .iter()
+                .all(|(p, next)| self.high.get(p).is_some_and(|high| *next as i64 >= *high))
     }
 
     /// The wall clock moves the policy's time to `now_ms`: the tick is

@@ -32,7 +32,8 @@ impl EventLog {
         let Some((k, v)) = last else {
             return Ok((after, 0));
         };
-        let key = parse_input_key(&k).ok_or_else(|| LogError::Corrupt("policy input key".into()))?;
+        let key =
+            parse_input_key(&k).ok_or_else(|| LogError::Corrupt("policy input key".into()))?;
         let was_tick = matches!(decode(&v, key)?, PolicyInput::Tick { .. });
         if was_tick && matches!(input, PolicyInput::Tick { .. }) {
             Ok(key)
@@ -109,7 +110,12 @@ impl EventLog {
     /// Whether the log holds any policy input (a log written before they
     /// were recorded holds none).
     pub fn has_policy_inputs(&self) -> Result<bool, LogError> {
-        Ok(self.tree.scan_prefix([POLICY_INPUT]).next().transpose()?.is_some())
+        Ok(self
+            .tree
+            .scan_prefix([POLICY_INPUT])
+            .next()
+            .transpose()?
+            .is_some())
     }
 }
 
