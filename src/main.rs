@@ -3,6 +3,8 @@
 //! prints. Logging goes through `tracing` (set `RUST_LOG`), results to stdout,
 //! progress to stderr.
 
+mod cli;
+
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -272,6 +274,9 @@ enum InspectWhat {
     },
     /// Totals of the log.
     Log,
+    /// The policy's stored commands: rule, facts, explanation and delivery
+    /// state (pending or sent), oldest first.
+    Commands(cli::inspect_commands::InspectCommandsArgs),
     /// The live policy's commands beside the shadow policy's, counted by
     /// type, rule and reason.
     Shadow {
@@ -755,6 +760,7 @@ fn inspect(dir: &Path, config: &Config, what: InspectWhat) -> Result<()> {
                 }
             }
         }
+        InspectWhat::Commands(a) => cli::inspect_commands::run(&log, &a)?,
         InspectWhat::Shadow { json } => {
             let key = |c: &leadflow::domain::LeadCommand| {
                 let reason = match &c.body {

@@ -13,6 +13,9 @@
 //!   deadline where it was, and the new version applies from its
 //!   `effective_from_ms`.
 
+mod common;
+
+use common::leadflow_at;
 use leadflow::domain::*;
 use leadflow::log::{EventLog, Input, LogOptions};
 use leadflow::policy::{PolicyFile, PolicyInput};
@@ -333,4 +336,73 @@ fn ticks_with_nothing_between_them_share_one_record_that_moves_forward() {
     // A tick that does not move time is not recorded.
     replay::tick(&mut log, &mut p, 2_999).unwrap();
     assert_eq!(log.policy_inputs_from((0, 0)).count(), 3);
+}
+
+#[test]
+fn inspect_commands_lists_the_decisions_with_their_rule_facts_and_delivery_state() {
+    const T0: i64 = 1_790_000_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    // Given a log where lead a was assigned and recalled and lead b only
+    // assigned; the recall of a was acknowledged by the broker.
+    {
+        let mut log = open(dir.path());
+        let (mut p, _) = replay::load_policy(&mut log, versioned(3, 24, None)).unwrap();
+        let inputs = [
+            Input::event(created("e1", "a", T0), None),
+            Input::event(assigned("e2", "a", "rep-1", T0), None),
+            Input::event(created("e3", "b", T0 + H), None),
+        ];
+        log.append_with(&inputs, &[], &mut |seq, e| p.handle(seq, e))
+            .unwrap();
+        let fired = replay::tick(&mut log, &mut p, T0 + 30 * H).unwrap();
+        assert_eq!(fired.len(), 1);
+        log.mark_commands_sent(&[fired[0].0]).unwrap();
+        log.flush().unwrap();
+    }
+    let inspect = |args: &[&str]| {
+        let mut all = vec!["inspect", "commands"];
+        all.extend_from_slice(args);
+        leadflow_at(dir.path(), &all)
+    };
+    // When ops list a's commands as JSON.
+    let out = inspect(&["--lead", "a", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    // Then they see the assignment (not yet acknowledged) and the recall
+    // (sent), each with its rule, version, facts and explanation.
+    let brief: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["type"].as_str().unwrap(),
+                r["rule_id"].as_str().unwrap(),
+                r["delivery"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        brief,
+        vec![
+            ("assign_lead", "auto-assign", "pending"),
+            ("recall_lead", "first-follow-up-sla", "sent")
+        ]
+    );
+    assert_eq!(rows[1]["rule_version"], 3);
+    assert_eq!(rows[1]["facts"]["deadline_ms"], (T0 + 24 * H).to_string());
+    assert!(rows[1]["explanation"]
+        .as_str()
+        .unwrap()
+        .contains("no first follow-up for 24 h"));
+    // And --pending shows the two unacknowledged assignments only, as text.
+    let text = String::from_utf8(inspect(&["--pending"]).stdout).unwrap();
+    let heads: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(heads.len(), 2, "{text}");
+    assert!(heads.iter().all(|l| l.contains(" assign_lead ")), "{text}");
+    assert!(!text.contains("recall_lead"), "{text}");
+    assert!(text.contains("[pending]"), "{text}");
+    // A lead the log does not know is an error, not an empty answer.
+    let unknown = inspect(&["--lead", "nobody"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no lead \"nobody\""));
 }

@@ -1112,6 +1112,20 @@ impl EventLog {
         })
     }
 
+    /// The command sequences still waiting for publication (the outbox).
+    pub fn pending_command_seqs(&self) -> Result<std::collections::HashSet<u64>, LogError> {
+        let mut out = std::collections::HashSet::new();
+        for k in self.tree.scan_prefix([OUTBOX]).keys() {
+            out.insert(trailing_u64(&k?).ok_or_else(|| LogError::Corrupt("outbox key".into()))?);
+        }
+        Ok(out)
+    }
+
+    /// The data dir this log lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Commands decided and commands still waiting for publication.
     pub fn command_counts(&self) -> Result<(u64, u64), LogError> {
         let mut pending = 0;
