@@ -470,8 +470,11 @@ impl Processor {
                     self.state.wakeups.remove(&w);
                     self.wake(w, &mut out);
                 }
-                (_, Some((_, lead))) => {
+                (_, Some((due, lead))) => {
                     let Some(mut w) = self.unwatch(&lead) else {
+                        // Cannot happen (`watch` and `unwatch` keep the two
+                        // together); never loop on it.
+                        self.state.due.remove(&(due, lead));
                         continue;
                     };
                     out.extend(self.fire(&lead, &mut w, now_ms));

@@ -1,0 +1,477 @@
+//! The policy under kill -9, on the real broker (`./scripts/test` starts
+//! it; address in `LEADFLOW_TEST_BROKERS`), with `leadflow run` as a
+//! process:
+//!
+//! - A kill between two policy versions leaves every running deadline
+//!   where it was: the lead assigned under v1 is recalled at v1's deadline
+//!   after a restart with v2 in the file, and v2 applies to what comes
+//!   after.
+//! - A kill loop (40 kills, events flowing all along) re-sends only
+//!   commands of the in-flight window: every command that reaches the topic
+//!   twice was first sent shortly before a kill, never seconds before it
+//!   (the "sent" marks are durable within 100 ms, README "Redelivery
+//!   bound"), and no command is lost.
+
+mod common;
+
+use leadflow::codec;
+use leadflow::config::Config;
+use leadflow::domain::*;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn created(lead: &str) -> LeadEvent {
+    LeadEvent {
+        event_id: format!("{lead}-created"),
+        lead_id: lead.into(),
+        occurred_at_ms: now_ms(),
+        producer: "policy-crash-test".into(),
+        body: EventBody::Created(LeadCreated {
+            channel: "web".into(),
+            campaign: "c".into(),
+            pool: "inbound".into(),
+            region: String::new(),
+            industry: String::new(),
+            company_size: String::new(),
+            acquisition_cost: Money::new(100, Currency::parse("CNY").unwrap()),
+            contact_fingerprint: String::new(),
+            attributes: Default::default(),
+        }),
+    }
+}
+
+fn assigned(lead: &str, owner: &str, command_id: &str) -> LeadEvent {
+    LeadEvent {
+        event_id: format!("{lead}-assigned-{command_id}"),
+        lead_id: lead.into(),
+        occurred_at_ms: now_ms(),
+        producer: "policy-crash-test".into(),
+        body: EventBody::Assigned(LeadAssigned {
+            owner_id: owner.into(),
+            pool: "inbound".into(),
+            method: AssignmentMethod::Rule,
+            command_id: command_id.into(),
+        }),
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    config_path: PathBuf,
+    policy: PathBuf,
+    config: Config,
+}
+
+fn setup(name: &str) -> Setup {
+    setup_with(name, "")
+}
+
+/// [`setup`] with more `[kafka.properties]` lines.
+fn setup_with(name: &str, properties: &str) -> Setup {
+    let brokers = common::brokers();
+    let dir = tempfile::tempdir().unwrap();
+    let run = common::run_id();
+    let policy = dir.path().join("policy.toml");
+    let config_path = dir.path().join("leadflow.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[log]\nbatch_wait_ms_max = 5\n[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{name}-{run}\"\n\
+             events_topic = \"{name}-events-{run}\"\ncommands_topic = \"{name}-commands-{run}\"\n\
+             dlq_topic = \"{name}-dlq-{run}\"\npartitions = 2\n\
+             [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n{properties}\
+             [policy]\nfile = {:?}\n",
+            policy.display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = Config::load(Some(&config_path)).unwrap();
+    let data = dir.path().join("data");
+    let s = Setup {
+        _dir: dir,
+        data,
+        config_path,
+        policy,
+        config,
+    };
+    assert!(s
+        .leadflow()
+        .args(["topics", "create"])
+        .status()
+        .unwrap()
+        .success());
+    s
+}
+
+impl Setup {
+    fn leadflow(&self) -> Command {
+        common::leadflow(&self.data, &self.config_path)
+    }
+
+    /// `leadflow run` with a consumer group of its own: the log, not the
+    /// group, holds the positions, and a fresh group is assigned its
+    /// partitions at once (a killed member would hold them until its
+    /// session times out).
+    fn spawn_run(&self, n: usize) -> (Child, std::thread::JoinHandle<String>) {
+        let group = format!("{}-{n}", self.config.kafka.group_id);
+        common::spawn_logged(
+            self.leadflow()
+                .arg("run")
+                .env("LEADFLOW_KAFKA_GROUP_ID", group)
+                .env("RUST_LOG", "leadflow=info"),
+        )
+    }
+
+    fn send(&self, producer: &rdkafka::producer::FutureProducer, e: &LeadEvent) {
+        let payload = codec::encode_event(e);
+        futures::executor::block_on(
+            producer.send(
+                FutureRecord::to(&self.config.kafka.events_topic)
+                    .key(&e.lead_id)
+                    .payload(&payload),
+                Duration::from_secs(10),
+            ),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    }
+
+    /// A consumer of the commands topic from its beginning.
+    fn commands_consumer(&self) -> BaseConsumer {
+        let k = &self.config.kafka;
+        let consumer: BaseConsumer = leadflow::bus::client_config(k)
+            .set("group.id", format!("{}-crm", k.group_id))
+            .set("fetch.wait.max.ms", "20")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..2 {
+            tpl.add_partition_offset(&k.commands_topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        consumer
+    }
+}
+
+fn kill9(child: &mut Child) {
+    child.kill().unwrap(); // SIGKILL
+    let _ = child.wait();
+}
+
+fn write_policy(path: &Path, version: u32, sla_ms: i64) {
+    std::fs::write(
+        path,
+        format!(
+            "version = {version}\n[rules]\nfirst_follow_up_sla_ms = {sla_ms}\n\
+             [[pools]]\nname = \"inbound\"\nkind = \"auto_assign\"\n\
+             members = [{{ id = \"rep-a\", capacity = 100000 }}, {{ id = \"rep-b\", capacity = 100000 }}]\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_kill_between_two_policy_versions_moves_no_running_deadline() {
+    let s = setup("versions");
+    write_policy(&s.policy, 1, 5_000);
+    let producer = leadflow::bus::publish::producer(&s.config.kafka).unwrap();
+    let consumer = s.commands_consumer();
+    let mut seen: Vec<String> = Vec::new();
+    let next_command = |seen: &mut Vec<String>, until: Instant| -> Option<LeadCommand> {
+        while Instant::now() < until {
+            if let Some(m) = consumer.poll(Duration::from_millis(50)) {
+                let c = codec::decode_command(m.unwrap().payload().unwrap()).unwrap();
+                seen.push(format!(
+                    "{} {} v{} issued {}: {}",
+                    c.lead_id,
+                    c.body.type_name(),
+                    c.rule_version,
+                    c.issued_at_ms,
+                    c.explanation
+                ));
+                return Some(c);
+            }
+        }
+        None
+    };
+
+    // Given an engine under v1 (first follow-up within 5 s) that assigned
+    // lead "held", which the CRM carried out at t1.
+    let (mut engine, first_log) = s.spawn_run(1);
+    s.send(&producer, &created("held"));
+    let assign = next_command(&mut seen, Instant::now() + Duration::from_secs(60))
+        .expect("the assignment of held");
+    let CommandBody::AssignLead { owner_id, .. } = &assign.body else {
+        panic!("{seen:#?}");
+    };
+    let carried_out = assigned("held", owner_id, &assign.command_id);
+    let t1 = carried_out.occurred_at_ms;
+    s.send(&producer, &carried_out);
+    // When it is killed (the assignment in its log, no clean stop), the
+    // policy file changes to v2 (5 s becomes 60 s) and it starts again.
+    std::thread::sleep(Duration::from_millis(1_000));
+    kill9(&mut engine);
+    let first_log = first_log.join().unwrap();
+    write_policy(&s.policy, 2, 60_000);
+    let (mut engine, second_log) = s.spawn_run(2);
+    s.send(&producer, &created("fresh"));
+
+    // Then held is recalled at v1's deadline, under v1, and the lead that
+    // came after the restart is assigned under v2.
+    let mut recall = None;
+    let mut fresh_version = None;
+    let until = Instant::now() + Duration::from_secs(30);
+    while recall.is_none() || fresh_version.is_none() {
+        let Some(c) = next_command(&mut seen, until) else {
+            break;
+        };
+        match (&c.body, c.lead_id.as_str()) {
+            (CommandBody::RecallLead { .. }, "held") => recall = Some(c),
+            (CommandBody::AssignLead { .. }, "fresh") => fresh_version = Some(c.rule_version),
+            _ => {}
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &engine.id().to_string()])
+        .status();
+    let _ = engine.wait();
+    let context = format!(
+        "commands seen:\n{}\nfirst engine:\n{first_log}\nsecond engine:\n{}",
+        seen.join("\n"),
+        second_log.join().unwrap()
+    );
+    let recall = recall.unwrap_or_else(|| panic!("held was never recalled\n{context}"));
+    assert_eq!(recall.issued_at_ms, t1 + 5_000, "{context}");
+    assert_eq!(recall.rule_version, 1, "{context}");
+    assert_eq!(fresh_version, Some(2), "{context}");
+}
+
+/// Every message of the commands topic: command id -> the broker
+/// timestamps of its copies.
+fn copies_on_topic(consumer: &BaseConsumer) -> HashMap<String, Vec<i64>> {
+    let mut out: HashMap<String, Vec<i64>> = HashMap::new();
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(3) {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.unwrap();
+            let c = codec::decode_command(m.payload().unwrap()).unwrap();
+            let ts = m.timestamp().to_millis().unwrap_or(-1);
+            out.entry(c.command_id).or_default().push(ts);
+            quiet_since = Instant::now();
+        }
+    }
+    out
+}
+
+#[test]
+fn a_kill_loop_resends_only_commands_of_the_in_flight_window() {
+    const KILLS: usize = 40;
+    // A copy is within the window if its first copy was sent at most this
+    // long before the kill: the flush bound (100 ms), one turn of the loop
+    // (100 ms), and the broker's ack latency on a busy 2-core machine.
+    const WINDOW_MS: i64 = 2_000;
+    let s = setup("redelivery");
+    write_policy(&s.policy, 1, 3_600_000);
+    // Events flow all along: a marketing system creating 100 leads a
+    // second while the engine is killed and restarted.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let leads = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let publisher = {
+        let (stop, leads) = (stop.clone(), leads.clone());
+        let config = s.config.clone();
+        std::thread::spawn(move || {
+            let producer = leadflow::bus::publish::producer(&config.kafka).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let n = leads.load(std::sync::atomic::Ordering::Relaxed);
+                let e = created(&format!("lead-{n:06}"));
+                let payload = codec::encode_event(&e);
+                futures::executor::block_on(
+                    producer.send(
+                        FutureRecord::to(&config.kafka.events_topic)
+                            .key(&e.lead_id)
+                            .payload(&payload),
+                        Duration::from_secs(10),
+                    ),
+                )
+                .map_err(|(e, _)| e)
+                .unwrap();
+                leads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    // Kill at moments spread over start-up, catch-up and idle stretches.
+    let mut kills_ms = Vec::new();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    for n in 0..KILLS {
+        let (mut engine, _log) = s.spawn_run(n);
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(500 + rng % 2_500));
+        kills_ms.push(now_ms());
+        kill9(&mut engine);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    publisher.join().unwrap();
+    let leads = leads.load(std::sync::atomic::Ordering::Relaxed);
+    // A last run publishes everything left and stops cleanly.
+    let (mut engine, last_log) = s.spawn_run(KILLS);
+    let consumer = s.commands_consumer();
+    let mut copies: HashMap<String, Vec<i64>> = HashMap::new();
+    let until = Instant::now() + Duration::from_secs(120);
+    while (copies.len() as u64) < leads && Instant::now() < until {
+        for (id, ts) in copies_on_topic(&consumer) {
+            copies.entry(id).or_default().extend(ts);
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &engine.id().to_string()])
+        .status();
+    let _ = engine.wait();
+    let last_log = last_log.join().unwrap();
+
+    // Nothing lost: one assignment per lead.
+    assert_eq!(copies.len() as u64, leads, "{last_log}");
+    // Every command sent twice was first sent within the window before a
+    // kill.
+    let mut outside: BTreeMap<String, i64> = BTreeMap::new();
+    let mut resent = 0;
+    for (id, ts) in &copies {
+        if ts.len() < 2 {
+            continue;
+        }
+        resent += ts.len() - 1;
+        let first = *ts.iter().min().unwrap();
+        let within = kills_ms
+            .iter()
+            .any(|k| first <= *k && *k - first <= WINDOW_MS);
+        if !within {
+            outside.insert(id.clone(), first);
+        }
+    }
+    eprintln!(
+        "{KILLS} kills, {leads} leads, {} copies on the topic, {resent} sent again",
+        copies.values().map(Vec::len).sum::<usize>()
+    );
+    assert!(
+        outside.is_empty(),
+        "{} commands sent again long after their first copy (first copy times; kills at {kills_ms:?}): {:?}",
+        outside.len(),
+        outside.iter().take(20).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_run_catching_up_on_a_backlog_fires_deadlines_on_event_time() {
+    const MIN: i64 = 60_000;
+    // Small fetches, so that the engine is often idle between batches
+    // while far behind (where a wall-clock tick used to jump ahead).
+    let s = setup_with(
+        "catchup",
+        "\"queued.min.messages\" = \"1\"\n\"fetch.message.max.bytes\" = \"1024\"\n",
+    );
+    std::fs::write(
+        &s.policy,
+        "version = 1\n[rules]\nfirst_follow_up_sla_ms = 3600000\nreminder_lead_ms = 1200000\n\
+         [[pools]]\nname = \"inbound\"\nkind = \"auto_assign\"\n\
+         members = [{ id = \"rep-a\", capacity = 100 }, { id = \"rep-b\", capacity = 100 }]\n\
+         [[pools]]\nname = \"sea\"\nkind = \"claimable\"\n",
+    )
+    .unwrap();
+    // Given a backlog on the topic, all of it hours old: 20,000 leads in
+    // the claimable pool (nothing to decide), then lead b created into the
+    // auto-assign pool at T-3h, assigned to rep-a by the CRM a second
+    // later, and followed up only at T-1h, after its 1 h SLA ran out.
+    let t = now_ms();
+    let at = |ms: i64| {
+        move |mut e: LeadEvent| {
+            e.occurred_at_ms = ms;
+            e
+        }
+    };
+    let mut items = Vec::new();
+    for i in 0..20_000i64 {
+        let mut e = created(&format!("filler-{i:05}"));
+        if let EventBody::Created(c) = &mut e.body {
+            c.pool = "sea".into();
+        }
+        items.push(leadflow::sim::SimItem::Event(at(t - 4 * 60 * MIN + i)(e)));
+    }
+    let assign_b = at(t - 3 * 60 * MIN + 1_000)(assigned("b", "rep-a", "crm-1"));
+    items.push(leadflow::sim::SimItem::Event(at(t - 3 * 60 * MIN)(
+        created("b"),
+    )));
+    items.push(leadflow::sim::SimItem::Event(assign_b));
+    items.push(leadflow::sim::SimItem::Event(at(t - 60 * MIN)(LeadEvent {
+        event_id: "b-followed".into(),
+        lead_id: "b".into(),
+        occurred_at_ms: 0,
+        producer: "policy-crash-test".into(),
+        body: EventBody::FollowedUp(LeadFollowedUp {
+            owner_id: "rep-a".into(),
+            kind: FollowUpKind::Call,
+            outcome: "late".into(),
+        }),
+    })));
+    let file = s.data.with_extension("pb");
+    common::write(&file, &items);
+    common::publish(&s.config, &file);
+
+    // When the engine reads it, with the wall clock at T.
+    let (mut engine, log) = s.spawn_run(0);
+    let consumer = s.commands_consumer();
+    let mut got: Vec<LeadCommand> = Vec::new();
+    let until = Instant::now() + Duration::from_secs(90);
+    let mut quiet_since = Instant::now();
+    while Instant::now() < until
+        && (got.len() < 3 || quiet_since.elapsed() < Duration::from_secs(3))
+    {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            got.push(codec::decode_command(m.unwrap().payload().unwrap()).unwrap());
+            quiet_since = Instant::now();
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &engine.id().to_string()])
+        .status();
+    let _ = engine.wait();
+    let context = format!("{got:#?}\nengine:\n{}", log.join().unwrap());
+
+    // Then the commands are those of event time, derived by hand: b goes
+    // to rep-a at T-3h; the reminder 20 min before the deadline T-2h+1s;
+    // the recall at the deadline, before the late follow-up counts.
+    let brief: Vec<(&str, &str, i64)> = got
+        .iter()
+        .map(|c| (c.body.type_name(), c.rule_id.as_str(), c.issued_at_ms - t))
+        .collect();
+    assert_eq!(
+        brief,
+        vec![
+            ("assign_lead", "auto-assign", -180 * MIN),
+            (
+                "remind_follow_up",
+                "first-follow-up-sla",
+                -140 * MIN + 1_000
+            ),
+            ("recall_lead", "first-follow-up-sla", -120 * MIN + 1_000),
+        ],
+        "{context}"
+    );
+}
