@@ -619,6 +619,38 @@ fn with_a_business_calendar_a_reminder_before_an_early_deadline_lands_in_the_las
 }
 
 #[test]
+fn a_new_version_that_drops_the_calendar_moves_no_running_deadline() {
+    // Given an assignment at Friday 17:00 in Shanghai under a calendar:
+    // 8 working hours end on Monday at 16:00.
+    let mut w = World::with(calendar_policy("Asia/Shanghai"));
+    let friday = utc("2026-11-27T17:00:00+08:00");
+    w.created(friday, "a");
+    w.assigned(friday, "a", "rep-1");
+    // When a version without the calendar is loaded (plain hours).
+    let mut plain = calendar_policy("Asia/Shanghai");
+    plain.version = 5;
+    plain.pools[0].calendar = None;
+    assert!(w.p.load(plain));
+    w.created(friday + 60_000, "b");
+    w.assigned(friday + 60_000, "b", "rep-2");
+    // Then a keeps Monday 16:00, while b, assigned under the new version,
+    // is due 8 plain hours later (Saturday 01:01).
+    let fired = w.p.advance(utc("2026-12-01T00:00:00+08:00"));
+    let recalls: Vec<(&str, i64)> = fired
+        .iter()
+        .filter(|c| c.body.type_name() == "recall_lead")
+        .map(|c| (c.lead_id.as_str(), c.issued_at_ms))
+        .collect();
+    assert_eq!(
+        recalls,
+        vec![
+            ("b", friday + 60_000 + 8 * H),
+            ("a", utc("2026-11-30T16:00:00+08:00"))
+        ]
+    );
+}
+
+#[test]
 fn with_a_business_calendar_a_daylight_saving_change_moves_the_utc_deadline() {
     let mut w = World::with(calendar_policy("America/New_York"));
     // Friday 16:00 EST; New York springs forward on Sunday. 8 working hours:

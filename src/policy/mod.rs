@@ -49,8 +49,9 @@
 //! ([`PolicyInput`]: each policy version loaded, each wall-clock tick that
 //! moved the policy's time). Replays, backtests and restarts apply them
 //! where they applied live.
-//! Each assignment keeps the rules (and policy version) it was made under,
-//! so loading a new policy never silently moves running deadlines.
+//! Each assignment keeps the rules, its pool's calendar and the policy
+//! version it was made under, so loading a new policy never silently moves
+//! running deadlines.
 //!
 //! The state is durable by derivation: a fold of the log, checkpointed like
 //! the projections (see `replay::load_policy`).
@@ -122,6 +123,10 @@ pub struct Limits {
     pub stale_after_ms: Option<i64>,
     pub max_holding_ms: Option<i64>,
     pub reminder_lead_ms: Option<i64>,
+    /// The business calendar of the pool, as it was when the assignment
+    /// was made: a version that edits the calendar moves no running
+    /// deadline either.
+    pub calendar: Option<calendar::CalendarSpec>,
 }
 
 /// One open assignment being watched for deadlines.
@@ -206,22 +211,14 @@ pub struct Processor {
     /// The policy in force.
     policy: PolicyFile,
     state: PolicyState,
-    /// Parsed calendars of the policy in force, by pool name.
-    calendars: HashMap<String, calendar::Calendar>,
+    /// Parsed calendars, by their spec (those of running assignments may
+    /// come from earlier versions); filled as they are first needed.
+    calendars: std::cell::RefCell<HashMap<calendar::CalendarSpec, calendar::Calendar>>,
 }
 
-fn calendars_of(policy: &PolicyFile) -> HashMap<String, calendar::Calendar> {
-    policy
-        .pools
-        .iter()
-        .filter_map(|p| {
-            let spec = p.calendar.as_ref()?;
-            // Validated when the file was loaded.
-            let c = calendar::Calendar::parse(spec).expect("validated calendar");
-            Some((p.name.clone(), c))
-        })
-        .collect()
-}
+/// At most this many parsed calendars are cached (specs of every version
+/// an open assignment was made under); beyond it the cache starts over.
+const CALENDARS_CACHED_MAX: usize = 1_024;
 
 impl Processor {
     pub fn new(policy: PolicyFile) -> Processor {
@@ -243,7 +240,7 @@ impl Processor {
         let in_force = state.in_force.take().unwrap_or(policy);
         state.in_force = Some(in_force.clone());
         Processor {
-            calendars: calendars_of(&in_force),
+            calendars: Default::default(),
             policy: in_force,
             state,
         }
@@ -302,7 +299,6 @@ impl Processor {
                 "policy version takes effect"
             );
         }
-        self.calendars = calendars_of(&policy);
         self.state.in_force = Some(policy.clone());
         self.policy = policy;
     }
@@ -391,6 +387,7 @@ impl Processor {
                     stale_after_ms: r.stale_after_ms,
                     max_holding_ms: r.max_holding_ms,
                     reminder_lead_ms: r.reminder_lead_ms,
+                    calendar: self.policy.pool(&pool).and_then(|p| p.calendar.clone()),
                 };
                 self.unwatch(lead_id);
                 self.watch(
@@ -501,20 +498,33 @@ impl Processor {
         }
     }
 
-    /// `start + duration`, counting working time only when the pool has a
-    /// calendar.
-    fn after(&self, pool: &str, start_ms: i64, duration_ms: i64) -> i64 {
-        match self.calendars.get(pool) {
+    /// The parsed calendar of `spec` (validated when its file was loaded).
+    fn calendar(&self, spec: &calendar::CalendarSpec) -> Option<calendar::Calendar> {
+        let mut cache = self.calendars.borrow_mut();
+        if let Some(c) = cache.get(spec) {
+            return Some(c.clone());
+        }
+        let parsed = calendar::Calendar::parse(spec).ok()?;
+        if cache.len() >= CALENDARS_CACHED_MAX {
+            cache.clear();
+        }
+        cache.insert(spec.clone(), parsed.clone());
+        Some(parsed)
+    }
+
+    /// `start + duration`, counting working time only under a calendar.
+    fn after(&self, cal: Option<&calendar::CalendarSpec>, start_ms: i64, duration_ms: i64) -> i64 {
+        match cal.and_then(|spec| self.calendar(spec)) {
             Some(c) => c.add_working(start_ms, duration_ms),
             None => start_ms.saturating_add(duration_ms),
         }
     }
 
-    /// `end - duration`, counting working time only when the pool has a
-    /// calendar: a reminder "2 h before" a Monday 10:00 deadline in a pool
-    /// open 09:00-18:00 comes on Friday at 17:00, not at Monday 08:00.
-    fn before(&self, pool: &str, end_ms: i64, duration_ms: i64) -> i64 {
-        match self.calendars.get(pool) {
+    /// `end - duration`, counting working time only under a calendar: a
+    /// reminder "2 h before" a Monday 10:00 deadline in a pool open
+    /// 09:00-18:00 comes on Friday at 17:00, not at Monday 08:00.
+    fn before(&self, cal: Option<&calendar::CalendarSpec>, end_ms: i64, duration_ms: i64) -> i64 {
+        match cal.and_then(|spec| self.calendar(spec)) {
             Some(c) => c.sub_working(end_ms, duration_ms),
             None => end_ms.saturating_sub(duration_ms),
         }
@@ -533,14 +543,14 @@ impl Processor {
             (None, Some(sla), _) => candidates.push(Deadline {
                 rule: RULE_FIRST_FOLLOW_UP,
                 reason: RecallReason::NoFirstFollowUp,
-                at_ms: self.after(&w.pool, w.assigned_at_ms, sla),
+                at_ms: self.after(r.calendar.as_ref(), w.assigned_at_ms, sla),
                 what: "no first follow-up",
                 limit_ms: sla,
             }),
             (Some(last), _, Some(stale)) => candidates.push(Deadline {
                 rule: RULE_STALE,
                 reason: RecallReason::Stale,
-                at_ms: self.after(&w.pool, last, stale),
+                at_ms: self.after(r.calendar.as_ref(), last, stale),
                 what: "no follow-up",
                 limit_ms: stale,
             }),
@@ -550,7 +560,7 @@ impl Processor {
             candidates.push(Deadline {
                 rule: RULE_MAX_HOLDING,
                 reason: RecallReason::NotConverted,
-                at_ms: self.after(&w.pool, w.assigned_at_ms, hold),
+                at_ms: self.after(r.calendar.as_ref(), w.assigned_at_ms, hold),
                 what: "not converted",
                 limit_ms: hold,
             });
@@ -566,9 +576,10 @@ impl Processor {
         }
         let d = self.deadline(w)?;
         match w.limits.reminder_lead_ms {
-            Some(lead) if !w.reminded.contains(d.rule) => {
-                Some(self.before(&w.pool, d.at_ms, lead).min(d.at_ms))
-            }
+            Some(lead) if !w.reminded.contains(d.rule) => Some(
+                self.before(w.limits.calendar.as_ref(), d.at_ms, lead)
+                    .min(d.at_ms),
+            ),
             _ => Some(d.at_ms),
         }
     }
@@ -606,7 +617,7 @@ impl Processor {
             facts.insert("last_follow_up_ms".to_string(), last.to_string());
         }
         if let Some(lead_ms) = w.limits.reminder_lead_ms {
-            let remind_at = self.before(&w.pool, d.at_ms, lead_ms);
+            let remind_at = self.before(w.limits.calendar.as_ref(), d.at_ms, lead_ms);
             // At most one reminder per rule per assignment. It is sent even
             // when its moment passed together with the deadline (the
             // clock jumped over both): whether a reminder exists must not
