@@ -150,17 +150,34 @@ pub fn load_policy(
         true,
         Some(crate::policy::SNAPSHOT_NAME),
     )?;
-    if *processor.latest_loaded() != policy || !log.has_policy_inputs()? {
-        let input = crate::policy::PolicyInput::Version {
-            policy,
-            loaded_at_ms: wall_ms(),
-        };
-        let key = log.next_policy_input_key(&input)?;
-        log.store_policy_input(key, &input, Vec::new())?;
-        let fired = processor.apply_input(key, &input);
-        debug_assert!(fired.is_empty(), "loading a version fires nothing");
-    }
+    // A log that records no version yet gets the one it runs under.
+    let force = !log.has_policy_inputs()?;
+    load_version(log, &mut processor, policy, force)?;
     Ok((processor, decided))
+}
+
+/// Loads a policy version into a running processor, recording it in the
+/// log first (at start-up, or by a reload), unless it is the latest
+/// version the log already knows (and `force` is off). Returns whether it
+/// was recorded.
+pub fn load_version(
+    log: &mut EventLog,
+    processor: &mut crate::policy::Processor,
+    policy: crate::policy::PolicyFile,
+    force: bool,
+) -> Result<bool, LogError> {
+    if *processor.latest_loaded() == policy && !force {
+        return Ok(false);
+    }
+    let input = crate::policy::PolicyInput::Version {
+        policy,
+        loaded_at_ms: wall_ms(),
+    };
+    let key = log.next_policy_input_key(&input)?;
+    log.store_policy_input(key, &input, Vec::new())?;
+    let fired = processor.apply_input(key, &input);
+    debug_assert!(fired.is_empty(), "loading a version fires nothing");
+    Ok(true)
 }
 
 /// The live policy's fold of the whole log from its first event, ignoring

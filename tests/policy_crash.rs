@@ -21,10 +21,9 @@ mod common;
 use leadflow::codec;
 use leadflow::config::Config;
 use leadflow::domain::*;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
-use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -38,38 +37,12 @@ fn now_ms() -> i64 {
 }
 
 fn created(lead: &str) -> LeadEvent {
-    LeadEvent {
-        event_id: format!("{lead}-created"),
-        lead_id: lead.into(),
-        occurred_at_ms: now_ms(),
-        producer: "policy-crash-test".into(),
-        body: EventBody::Created(LeadCreated {
-            channel: "web".into(),
-            campaign: "c".into(),
-            pool: "inbound".into(),
-            region: String::new(),
-            industry: String::new(),
-            company_size: String::new(),
-            acquisition_cost: Money::new(100, Currency::parse("CNY").unwrap()),
-            contact_fingerprint: String::new(),
-            attributes: Default::default(),
-        }),
-    }
+    common::created(&format!("{lead}-created"), lead, "inbound", now_ms())
 }
 
 fn assigned(lead: &str, owner: &str, command_id: &str) -> LeadEvent {
-    LeadEvent {
-        event_id: format!("{lead}-assigned-{command_id}"),
-        lead_id: lead.into(),
-        occurred_at_ms: now_ms(),
-        producer: "policy-crash-test".into(),
-        body: EventBody::Assigned(LeadAssigned {
-            owner_id: owner.into(),
-            pool: "inbound".into(),
-            method: AssignmentMethod::Rule,
-            command_id: command_id.into(),
-        }),
-    }
+    let id = format!("{lead}-assigned-{command_id}");
+    common::assigned(&id, lead, owner, command_id, now_ms())
 }
 
 struct Setup {
@@ -166,19 +139,7 @@ impl Setup {
 
     fn consumer_of(&self, topic: &str) -> BaseConsumer {
         let k = &self.config.kafka;
-        let consumer: BaseConsumer = leadflow::bus::client_config(k)
-            .set("group.id", format!("{}-reader-{topic}", k.group_id))
-            .set("fetch.wait.max.ms", "20")
-            .set("enable.auto.commit", "false")
-            .create()
-            .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..2 {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        consumer
+        common::reader_from_start(k, topic, 2, &format!("{}-reader-{topic}", k.group_id))
     }
 }
 

@@ -199,38 +199,11 @@ proptest! {
 }
 
 fn created(id: &str, lead: &str, at: i64) -> LeadEvent {
-    LeadEvent {
-        event_id: id.into(),
-        lead_id: lead.into(),
-        occurred_at_ms: at,
-        producer: "test".into(),
-        body: EventBody::Created(LeadCreated {
-            channel: "web".into(),
-            campaign: "c".into(),
-            pool: "inbound".into(),
-            region: String::new(),
-            industry: String::new(),
-            company_size: String::new(),
-            acquisition_cost: Money::new(100, Currency::parse("CNY").unwrap()),
-            contact_fingerprint: String::new(),
-            attributes: Default::default(),
-        }),
-    }
+    common::created(id, lead, "inbound", at)
 }
 
 fn assigned(id: &str, lead: &str, owner: &str, at: i64) -> LeadEvent {
-    LeadEvent {
-        event_id: id.into(),
-        lead_id: lead.into(),
-        occurred_at_ms: at,
-        producer: "test".into(),
-        body: EventBody::Assigned(LeadAssigned {
-            owner_id: owner.into(),
-            pool: "inbound".into(),
-            method: AssignmentMethod::Rule,
-            command_id: String::new(),
-        }),
-    }
+    common::assigned(id, lead, owner, "", at)
 }
 
 fn versioned(version: u32, sla_h: i64, effective_from_ms: Option<i64>) -> PolicyFile {

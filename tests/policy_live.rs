@@ -13,10 +13,8 @@ mod common;
 use leadflow::codec;
 use leadflow::config::Config;
 use leadflow::domain::*;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -87,37 +85,9 @@ fn a_neglected_lead_is_reminded_recalled_on_time_and_reassigned_to_someone_else(
         common::spawn_logged(leadflow().arg("run").env("RUST_LOG", "leadflow=info"));
 
     let producer = leadflow::bus::publish::producer(k).unwrap();
-    let consumer: BaseConsumer = leadflow::bus::client_config(k)
-        .set("group.id", format!("crm-{run}"))
-        // The CRM wants commands as soon as they are on the topic.
-        .set("fetch.wait.max.ms", "20")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..2 {
-        tpl.add_partition_offset(&k.commands_topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-
-    let created = |lead: &str| {
-        event(
-            &format!("{lead}-created"),
-            lead,
-            EventBody::Created(LeadCreated {
-                channel: "web".into(),
-                campaign: "c".into(),
-                pool: "inbound".into(),
-                region: String::new(),
-                industry: String::new(),
-                company_size: String::new(),
-                acquisition_cost: Money::new(100, Currency::parse("CNY").unwrap()),
-                contact_fingerprint: String::new(),
-                attributes: Default::default(),
-            }),
-        )
-    };
+    let consumer = common::reader_from_start(k, &k.commands_topic, 2, &format!("crm-{run}"));
+    let created =
+        |lead: &str| common::created(&format!("{lead}-created"), lead, "inbound", now_ms());
     send(&producer, &k.events_topic, &created("slow"));
     send(&producer, &k.events_topic, &created("fast"));
 

@@ -980,16 +980,7 @@ impl Handle {
         let Some(p) = processor.as_mut() else {
             return Ok(None);
         };
-        if *p.latest_loaded() != policy {
-            let input = crate::policy::PolicyInput::Version {
-                policy,
-                loaded_at_ms: wall_ms(),
-            };
-            let key = log.next_policy_input_key(&input)?;
-            log.store_policy_input(key, &input, Vec::new())?;
-            let fired = p.apply_input(key, &input);
-            debug_assert!(fired.is_empty(), "loading a version fires nothing");
-        }
+        crate::replay::load_version(log, p, policy, false)?;
         Ok(Some(p.policy().version))
     }
 

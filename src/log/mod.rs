@@ -998,6 +998,33 @@ impl EventLog {
         Ok(in_batch.contains_key(id) || self.tree.get(str_key(COMMAND_ID, id))?.is_some())
     }
 
+    /// Stages the commands whose ids the log does not hold yet (and the
+    /// next command sequence, when there are any) into `batch`. Returns
+    /// them with their sequences, and the next sequence once the batch is
+    /// written.
+    fn stage_new_commands(
+        &self,
+        batch: &mut sled::Batch,
+        commands: Vec<LeadCommand>,
+    ) -> Result<(Vec<(u64, LeadCommand)>, u64), LogError> {
+        let mut in_batch = HashMap::new();
+        let mut stored = Vec::new();
+        let mut next_cseq = self.next_cseq;
+        for command in commands {
+            if self.command_known(&command.command_id, &in_batch)? {
+                continue;
+            }
+            let cseq = next_cseq;
+            next_cseq += 1;
+            stage_command(batch, &mut in_batch, cseq, &command);
+            stored.push((cseq, command));
+        }
+        if !stored.is_empty() {
+            batch.insert(str_key(META, META_NEXT_CSEQ), &next_cseq.to_be_bytes());
+        }
+        Ok((stored, next_cseq))
+    }
+
     /// Stores commands decided outside any event batch (deadlines fired by
     /// the wall clock) in the outbox, atomically and durably, dropping any
     /// whose id the log already holds. Returns those stored.
@@ -1009,22 +1036,10 @@ impl EventLog {
             return Err(LogError::Poisoned);
         }
         let mut batch = sled::Batch::default();
-        let mut in_batch = HashMap::new();
-        let mut stored = Vec::new();
-        let mut next_cseq = self.next_cseq;
-        for command in commands {
-            if self.command_known(&command.command_id, &in_batch)? {
-                continue;
-            }
-            let cseq = next_cseq;
-            next_cseq += 1;
-            stage_command(&mut batch, &mut in_batch, cseq, &command);
-            stored.push((cseq, command));
-        }
+        let (stored, next_cseq) = self.stage_new_commands(&mut batch, commands)?;
         if stored.is_empty() {
             return Ok(stored);
         }
-        batch.insert(str_key(META, META_NEXT_CSEQ), &next_cseq.to_be_bytes());
         if let Err(e) = self.write(batch) {
             self.poisoned = true;
             return Err(e);

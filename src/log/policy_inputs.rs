@@ -13,10 +13,9 @@
 //! an older build still reads after fields are added.
 
 use super::keys::{input_key, parse_input_key, POLICY_INPUT};
-use super::{stage_command, EventLog, LogError};
+use super::{EventLog, LogError};
 use crate::domain::LeadCommand;
 use crate::policy::PolicyInput;
-use std::collections::HashMap;
 
 impl EventLog {
     /// The key the next policy input gets: after the last event, and
@@ -60,25 +59,8 @@ impl EventLog {
         let mut batch = sled::Batch::default();
         let bytes = serde_json::to_vec(input).expect("policy inputs serialise");
         batch.insert(&input_key(key.0, key.1), bytes);
-        let mut in_batch = HashMap::new();
-        let mut stored = Vec::new();
-        let mut next_cseq = self.next_cseq;
-        for command in commands {
-            if self.command_known(&command.command_id, &in_batch)? {
-                continue;
-            }
-            let cseq = next_cseq;
-            next_cseq += 1;
-            stage_command(&mut batch, &mut in_batch, cseq, &command);
-            stored.push((cseq, command));
-        }
+        let (stored, next_cseq) = self.stage_new_commands(&mut batch, commands)?;
         let flush = !stored.is_empty() || matches!(input, PolicyInput::Version { .. });
-        if !stored.is_empty() {
-            batch.insert(
-                super::keys::str_key(super::keys::META, super::META_NEXT_CSEQ),
-                &next_cseq.to_be_bytes(),
-            );
-        }
         let result = if flush {
             self.write(batch)
         } else {

@@ -173,3 +173,75 @@ pub fn wait_for(covered: &std::sync::atomic::AtomicU64, n: u64, what: &str) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// A `Created` event: lead `lead` into `pool` at `at_ms`, with event id
+/// `id` (web channel, 1.00 CNY).
+pub fn created(id: &str, lead: &str, pool: &str, at_ms: i64) -> leadflow::domain::LeadEvent {
+    use leadflow::domain::*;
+    LeadEvent {
+        event_id: id.into(),
+        lead_id: lead.into(),
+        occurred_at_ms: at_ms,
+        producer: "test".into(),
+        body: EventBody::Created(LeadCreated {
+            channel: "web".into(),
+            campaign: "c".into(),
+            pool: pool.into(),
+            region: String::new(),
+            industry: String::new(),
+            company_size: String::new(),
+            acquisition_cost: Money::new(100, Currency::parse("CNY").unwrap()),
+            contact_fingerprint: String::new(),
+            attributes: Default::default(),
+        }),
+    }
+}
+
+/// An `Assigned` event (by rule, from pool "inbound"): `lead` to `owner`
+/// at `at_ms`, carrying out `command_id`, with event id `id`.
+pub fn assigned(
+    id: &str,
+    lead: &str,
+    owner: &str,
+    command_id: &str,
+    at_ms: i64,
+) -> leadflow::domain::LeadEvent {
+    use leadflow::domain::*;
+    LeadEvent {
+        event_id: id.into(),
+        lead_id: lead.into(),
+        occurred_at_ms: at_ms,
+        producer: "test".into(),
+        body: EventBody::Assigned(LeadAssigned {
+            owner_id: owner.into(),
+            pool: "inbound".into(),
+            method: AssignmentMethod::Rule,
+            command_id: command_id.into(),
+        }),
+    }
+}
+
+/// A consumer of every partition of `topic` (`partitions` of them) from
+/// the beginning, polling for new messages every 20 ms (a CRM wants
+/// commands as soon as they are on the topic).
+pub fn reader_from_start(
+    k: &leadflow::config::KafkaConfig,
+    topic: &str,
+    partitions: i32,
+    group: &str,
+) -> rdkafka::consumer::BaseConsumer {
+    use rdkafka::consumer::Consumer;
+    let consumer: rdkafka::consumer::BaseConsumer = leadflow::bus::client_config(k)
+        .set("group.id", group)
+        .set("fetch.wait.max.ms", "20")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    consumer
+}
