@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// The calendar as written in the policy file.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CalendarSpec {
     /// IANA zone, e.g. "Asia/Shanghai", "America/New_York".
@@ -27,6 +27,37 @@ pub struct CalendarSpec {
     /// Non-working dates, "YYYY-MM-DD", local.
     #[serde(default)]
     pub holidays: Vec<String>,
+}
+
+/// A calendar spec with a fingerprint, as an assignment keeps it: the
+/// fingerprint makes finding its parsed calendar a cheap lookup.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CalendarRef {
+    pub id: u64,
+    pub spec: CalendarSpec,
+}
+
+impl CalendarRef {
+    pub fn new(spec: &CalendarSpec) -> CalendarRef {
+        // FNV-1a over the fields, separated so that ("ab","c") != ("a","bc").
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let between = String::new();
+        let parts = [&spec.time_zone, &spec.working_hours]
+            .into_iter()
+            .chain(&spec.working_days)
+            .chain(std::iter::once(&between))
+            .chain(&spec.holidays);
+        for part in parts {
+            for b in part.bytes().chain(std::iter::once(0xff)) {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        CalendarRef {
+            id: h,
+            spec: spec.clone(),
+        }
+    }
 }
 
 fn weekdays() -> Vec<String> {

@@ -126,7 +126,7 @@ pub struct Limits {
     /// The business calendar of the pool, as it was when the assignment
     /// was made: a version that edits the calendar moves no running
     /// deadline either.
-    pub calendar: Option<calendar::CalendarSpec>,
+    pub calendar: Option<calendar::CalendarRef>,
 }
 
 /// One open assignment being watched for deadlines.
@@ -211,9 +211,10 @@ pub struct Processor {
     /// The policy in force.
     policy: PolicyFile,
     state: PolicyState,
-    /// Parsed calendars, by their spec (those of running assignments may
-    /// come from earlier versions); filled as they are first needed.
-    calendars: std::cell::RefCell<HashMap<calendar::CalendarSpec, calendar::Calendar>>,
+    /// Parsed calendars, by their fingerprint (those of running
+    /// assignments may come from earlier versions); filled as they are
+    /// first needed.
+    calendars: std::cell::RefCell<HashMap<u64, (calendar::CalendarSpec, calendar::Calendar)>>,
 }
 
 /// At most this many parsed calendars are cached (specs of every version
@@ -387,7 +388,11 @@ impl Processor {
                     stale_after_ms: r.stale_after_ms,
                     max_holding_ms: r.max_holding_ms,
                     reminder_lead_ms: r.reminder_lead_ms,
-                    calendar: self.policy.pool(&pool).and_then(|p| p.calendar.clone()),
+                    calendar: self
+                        .policy
+                        .pool(&pool)
+                        .and_then(|p| p.calendar.as_ref())
+                        .map(calendar::CalendarRef::new),
                 };
                 self.unwatch(lead_id);
                 self.watch(
@@ -498,23 +503,25 @@ impl Processor {
         }
     }
 
-    /// The parsed calendar of `spec` (validated when its file was loaded).
-    fn calendar(&self, spec: &calendar::CalendarSpec) -> Option<calendar::Calendar> {
+    /// The parsed calendar of `cal` (validated when its file was loaded).
+    fn calendar(&self, cal: &calendar::CalendarRef) -> Option<calendar::Calendar> {
         let mut cache = self.calendars.borrow_mut();
-        if let Some(c) = cache.get(spec) {
-            return Some(c.clone());
+        if let Some((spec, c)) = cache.get(&cal.id) {
+            if *spec == cal.spec {
+                return Some(c.clone());
+            }
         }
-        let parsed = calendar::Calendar::parse(spec).ok()?;
+        let parsed = calendar::Calendar::parse(&cal.spec).ok()?;
         if cache.len() >= CALENDARS_CACHED_MAX {
             cache.clear();
         }
-        cache.insert(spec.clone(), parsed.clone());
+        cache.insert(cal.id, (cal.spec.clone(), parsed.clone()));
         Some(parsed)
     }
 
     /// `start + duration`, counting working time only under a calendar.
-    fn after(&self, cal: Option<&calendar::CalendarSpec>, start_ms: i64, duration_ms: i64) -> i64 {
-        match cal.and_then(|spec| self.calendar(spec)) {
+    fn after(&self, cal: Option<&calendar::CalendarRef>, start_ms: i64, duration_ms: i64) -> i64 {
+        match cal.and_then(|c| self.calendar(c)) {
             Some(c) => c.add_working(start_ms, duration_ms),
             None => start_ms.saturating_add(duration_ms),
         }
@@ -523,8 +530,8 @@ impl Processor {
     /// `end - duration`, counting working time only under a calendar: a
     /// reminder "2 h before" a Monday 10:00 deadline in a pool open
     /// 09:00-18:00 comes on Friday at 17:00, not at Monday 08:00.
-    fn before(&self, cal: Option<&calendar::CalendarSpec>, end_ms: i64, duration_ms: i64) -> i64 {
-        match cal.and_then(|spec| self.calendar(spec)) {
+    fn before(&self, cal: Option<&calendar::CalendarRef>, end_ms: i64, duration_ms: i64) -> i64 {
+        match cal.and_then(|c| self.calendar(c)) {
             Some(c) => c.sub_working(end_ms, duration_ms),
             None => end_ms.saturating_sub(duration_ms),
         }
