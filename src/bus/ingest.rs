@@ -106,6 +106,11 @@ const DRAIN_ATTEMPTS_MAX: u32 = 3;
 
 /// How often `run` fires the policy's deadlines on the wall clock.
 const DEADLINE_TICK_MS: u64 = 100;
+/// With no message for this long, the engine counts as caught up even if
+/// the statistics say otherwise (a high watermark above the last message
+/// stays there on a topic ending in transaction markers, and a broker may
+/// send no statistics): the wall clock must not stop for good.
+const QUIET_MEANS_CAUGHT_UP: Duration = Duration::from_secs(2);
 /// Longest a "sent" mark (a command or dead letter acknowledged by the
 /// broker) waits to be flushed: a crash sends again only what was
 /// acknowledged within this window (plus what was in flight).
@@ -717,6 +722,7 @@ pub fn run_full(
     let producer = super::publish::producer(k)?;
     let mut last_progress = Instant::now();
     let mut last_tick = Instant::now();
+    let mut last_message = Instant::now();
     let mut unassigned_warned: Option<Instant> = None;
     let unassigned_warn_after = Duration::from_millis(k.unassigned_warn_ms);
     let mut dispatcher = super::outbox::Dispatcher::new(&k.commands_topic);
@@ -768,6 +774,9 @@ pub fn run_full(
             unassigned_warned = None;
         }
         let idle = message.is_none();
+        if !idle {
+            last_message = Instant::now();
+        }
         match message {
             // A full batch is appended just below.
             Some(Ok(m)) => s.accept(&consumer, &m)?,
@@ -785,7 +794,7 @@ pub fn run_full(
         if idle
             && s.batcher.is_empty()
             && last_tick.elapsed() >= Duration::from_millis(DEADLINE_TICK_MS)
-            && s.caught_up()
+            && (s.caught_up() || last_message.elapsed() >= QUIET_MEANS_CAUGHT_UP)
         {
             last_tick = Instant::now();
             s.tick(wall_ms())?;
