@@ -501,6 +501,13 @@ impl Processor {
         for pool in pools {
             self.drain_pool(&pool, None, at_ms, out);
         }
+        // Whoever still waits may fit under tomorrow's cap. (Cooldown
+        // ends were scheduled when the lead came to wait.)
+        if !self.state.backlog.is_empty() && self.policy.rules.daily_assignment_cap.is_some() {
+            self.state
+                .wakeups
+                .insert((today + 1).saturating_mul(DAY_MS));
+        }
     }
 
     /// The parsed calendar of `cal` (validated when its file was loaded).
@@ -834,7 +841,36 @@ impl Processor {
         if !self.anyone_has_room(pool, at_ms) {
             return;
         }
-        for (since, lead) in self.backlog_order(pool) {
+        let by_score = self
+            .policy
+            .pool(pool)
+            .is_some_and(|p| p.strategy == Strategy::ScorePriority);
+        let mut ranked = if by_score {
+            self.backlog_by_score(pool).into_iter()
+        } else {
+            Vec::new().into_iter()
+        };
+        let mut tried: Option<(i64, String)> = None;
+        for _ in 0..BACKLOG_ATTEMPTS_PER_DRAIN_MAX {
+            // The next candidate: by rank, or the oldest after the last
+            // one tried (one key at a time: most drains stop at the first).
+            let next = if by_score {
+                ranked.next()
+            } else {
+                let backlog = self.state.backlog.get(pool);
+                match &tried {
+                    None => backlog.and_then(|b| b.first().cloned()),
+                    Some(k) => backlog.and_then(|b| {
+                        b.range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))
+                            .next()
+                            .cloned()
+                    }),
+                }
+            };
+            let Some((since, lead)) = next else {
+                break;
+            };
+            tried = Some((since, lead.clone()));
             let exclude = self.state.recalled_from.get(&lead).cloned();
             let cause = match prompted_by {
                 Some(id) => id.to_string(),
@@ -855,29 +891,6 @@ impl Processor {
                 // Gone from the pool meanwhile (cannot happen while the
                 // backlog follows the events, but never wait forever).
                 self.leave_backlog(&lead);
-            }
-        }
-        // Whoever still waits is woken at the next moment that can change
-        // the answer.
-        let still: Vec<(i64, String)> = self
-            .state
-            .backlog
-            .get(pool)
-            .map(|b| {
-                b.iter()
-                    .take(BACKLOG_ATTEMPTS_PER_DRAIN_MAX)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        for (since, lead) in still {
-            let cause = self
-                .state
-                .backlog_index
-                .get(&lead)
-                .map(|w| w.cause_event_id.clone());
-            if let Some(cause) = cause {
-                self.wait(&lead, pool, since, &cause, at_ms);
             }
         }
     }
@@ -903,24 +916,13 @@ impl Processor {
         })
     }
 
-    /// The backlog entries to try, best first, at most
-    /// `BACKLOG_ATTEMPTS_PER_DRAIN_MAX`: the oldest, or under
-    /// `score_priority` the highest score (then the oldest).
-    fn backlog_order(&self, pool: &str) -> Vec<(i64, String)> {
+    /// The backlog entries of a `score_priority` pool to try, best first
+    /// (the highest score, then the oldest), at most
+    /// `BACKLOG_ATTEMPTS_PER_DRAIN_MAX`.
+    fn backlog_by_score(&self, pool: &str) -> Vec<(i64, String)> {
         let Some(backlog) = self.state.backlog.get(pool) else {
             return Vec::new();
         };
-        let by_score = self
-            .policy
-            .pool(pool)
-            .is_some_and(|p| p.strategy == Strategy::ScorePriority);
-        if !by_score {
-            return backlog
-                .iter()
-                .take(BACKLOG_ATTEMPTS_PER_DRAIN_MAX)
-                .cloned()
-                .collect();
-        }
         let score = |lead: &str| {
             self.state
                 .pool
@@ -929,14 +931,14 @@ impl Processor {
                 .and_then(|l| l.score)
                 .unwrap_or(0)
         };
-        let mut all: Vec<(u32, i64, String)> = backlog
+        let mut all: Vec<(u32, i64, &String)> = backlog
             .iter()
-            .map(|(since, lead)| (score(lead), *since, lead.clone()))
+            .map(|(since, lead)| (score(lead), *since, lead))
             .collect();
-        all.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| (a.1, &a.2).cmp(&(b.1, &b.2))));
+        all.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| (a.1, a.2).cmp(&(b.1, b.2))));
         all.into_iter()
             .take(BACKLOG_ATTEMPTS_PER_DRAIN_MAX)
-            .map(|(_, since, lead)| (since, lead))
+            .map(|(_, since, lead)| (since, lead.clone()))
             .collect()
     }
 
