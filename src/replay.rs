@@ -303,9 +303,10 @@ pub fn recorded_ticks(log: &EventLog) -> Result<Vec<(u64, i64)>, LogError> {
     Ok(out)
 }
 
-/// The wall clock, for the record of when a version was loaded (people
-/// read it; decisions never do).
-fn wall_ms() -> i64 {
+/// The wall clock in UTC milliseconds: when a version was loaded (people
+/// read it; decisions never do) and the time of a tick (`bus::ingest`).
+/// Nothing in the pure core reads it.
+pub fn wall_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

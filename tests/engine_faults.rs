@@ -87,6 +87,42 @@ fn published_workload(
     items
 }
 
+/// The engine (no policy) on its own thread, and its handle once it has
+/// started; `covered` follows its progress.
+fn spawn_engine(
+    config: &Config,
+    log: EventLog,
+    shutdown: &Arc<AtomicBool>,
+    covered: Option<Arc<AtomicU64>>,
+) -> (
+    std::thread::JoinHandle<Result<(), leadflow::bus::BusError>>,
+    ingest::Handle,
+) {
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+    let config = config.clone();
+    let shutdown = shutdown.clone();
+    let engine = std::thread::spawn(move || {
+        ingest::run_full(
+            &config,
+            log,
+            Projections::new(MetricParams::from(&config.projection)),
+            None,
+            None,
+            &shutdown,
+            Duration::from_millis(100),
+            &mut |p| {
+                if let Some(c) = &covered {
+                    c.store(p.covered, Ordering::Relaxed);
+                }
+            },
+            &mut |h| handle_tx.send(h).unwrap(),
+        )
+        .map(|_| ())
+    });
+    let handle = handle_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    (engine, handle)
+}
+
 #[test]
 fn an_engine_the_group_gives_no_partition_says_so_and_is_not_ready() {
     let log_output = captured_log();
@@ -100,26 +136,7 @@ fn an_engine_the_group_gives_no_partition_says_so_and_is_not_ready() {
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(&dir.path().join("data"), &LogOptions::default()).unwrap();
     let shutdown = Arc::new(AtomicBool::new(false));
-    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
-    let engine = {
-        let config = config.clone();
-        let shutdown = shutdown.clone();
-        std::thread::spawn(move || {
-            ingest::run_full(
-                &config,
-                log,
-                Projections::new(MetricParams::from(&config.projection)),
-                None,
-                None,
-                &shutdown,
-                Duration::from_millis(100),
-                &mut |_| {},
-                &mut |h| handle_tx.send(h).unwrap(),
-            )
-            .map(|_| ())
-        })
-    };
-    let handle = handle_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let (engine, handle) = spawn_engine(&config, log, &shutdown, None);
     // When 2.5 s pass without a partition, then the engine has said so in
     // its log and its telemetry (what /readyz reads) shows it.
     std::thread::sleep(Duration::from_millis(2_500));
@@ -248,27 +265,7 @@ fn a_replay_of_a_past_moment_does_not_hold_the_engine_lock() {
     let log = EventLog::open(&dir.path().join("data"), &LogOptions::default()).unwrap();
     let shutdown = Arc::new(AtomicBool::new(false));
     let covered = Arc::new(AtomicU64::new(0));
-    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
-    let engine = {
-        let config = config.clone();
-        let shutdown = shutdown.clone();
-        let covered = covered.clone();
-        std::thread::spawn(move || {
-            ingest::run_full(
-                &config,
-                log,
-                Projections::new(MetricParams::from(&config.projection)),
-                None,
-                None,
-                &shutdown,
-                Duration::from_millis(100),
-                &mut |p| covered.store(p.covered, Ordering::Relaxed),
-                &mut |h| handle_tx.send(h).unwrap(),
-            )
-            .map(|_| ())
-        })
-    };
-    let handle = handle_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let (engine, handle) = spawn_engine(&config, log, &shutdown, Some(covered.clone()));
     wait_for(&covered, items.len() as u64, "the workload");
     // ... when an API client asks for a past moment (a replay of the whole
     // log), then the engine's lock stays free meanwhile: reads that take

@@ -116,14 +116,6 @@ const QUIET_MEANS_CAUGHT_UP: Duration = Duration::from_secs(2);
 /// acknowledged within this window (plus what was in flight).
 pub const SENT_MARKS_FLUSH_MS: u64 = 100;
 
-/// The wall clock, in UTC milliseconds: the one place the ingest reads it
-/// for the policy (deadlines must fire even when no events arrive).
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Smallest step, in offsets, when rewinding a partition.
 const REWIND_MIN: u64 = 1_024;
 
@@ -797,7 +789,7 @@ pub fn run_full(
             && (s.caught_up() || last_message.elapsed() >= QUIET_MEANS_CAUGHT_UP)
         {
             last_tick = Instant::now();
-            s.tick(wall_ms())?;
+            s.tick(crate::replay::wall_ms())?;
         }
         // Commands go out without the loop waiting for their acks: hand
         // new ones to the producer after each batch, and pick the acks up

@@ -1,0 +1,429 @@
+//! Allocation: the pools' strategies, who is eligible (capacity, daily
+//! cap, cooldown, last owner), and the first-come-first-served backlog
+//! with its wake-ups.
+
+use super::*;
+
+impl Processor {
+    pub(super) fn clear_pending(&mut self, lead_id: &str) {
+        if let Some(rep) = self.state.pending.remove(lead_id) {
+            if let Some(n) = self.state.pending_by_rep.get_mut(&rep) {
+                *n -= 1;
+                if *n == 0 {
+                    self.state.pending_by_rep.remove(&rep);
+                }
+            }
+        }
+    }
+
+    pub(super) fn leave_backlog(&mut self, lead_id: &str) {
+        if let Some(w) = self.state.backlog_index.remove(lead_id) {
+            if let Some(set) = self.state.backlog.get_mut(&w.pool) {
+                set.remove(&(w.since_ms, lead_id.to_string()));
+                if set.is_empty() {
+                    self.state.backlog.remove(&w.pool);
+                }
+            }
+        }
+    }
+
+    /// Puts a lead in its pool's backlog (once), and schedules the moments
+    /// at which it may become placeable without any event.
+    pub(super) fn wait(
+        &mut self,
+        lead_id: &str,
+        pool: &str,
+        since_ms: i64,
+        cause_event_id: &str,
+        at_ms: i64,
+    ) {
+        if !self.state.backlog_index.contains_key(lead_id) {
+            self.state
+                .backlog
+                .entry(pool.to_string())
+                .or_default()
+                .insert((since_ms, lead_id.to_string()));
+            self.state.backlog_index.insert(
+                lead_id.to_string(),
+                Waiting {
+                    pool: pool.to_string(),
+                    since_ms,
+                    cause_event_id: cause_event_id.to_string(),
+                },
+            );
+        }
+        if self.policy.rules.daily_assignment_cap.is_some() {
+            self.state
+                .wakeups
+                .insert((day_of(at_ms) + 1).saturating_mul(DAY_MS));
+        }
+        if let Some(c) = self.state.cooldowns.get(lead_id) {
+            for (_, until) in c.iter().filter(|(_, until)| *until > at_ms) {
+                self.state.wakeups.insert(*until);
+            }
+        }
+    }
+
+    /// A lead comes to wait in its pool at `at_ms` (created, or recalled
+    /// into it). First come, first served: when others already wait there,
+    /// it queues behind them and the backlog is drained; otherwise it is
+    /// placed at once, or waits.
+    pub(super) fn offer(
+        &mut self,
+        lead_id: &str,
+        cause_event_id: &str,
+        at_ms: i64,
+        out: &mut Vec<LeadCommand>,
+    ) {
+        let Some(pool) = self.state.pool.leads.get(lead_id).map(|l| l.pool.clone()) else {
+            return;
+        };
+        if self.state.backlog.get(&pool).is_some_and(|b| !b.is_empty()) {
+            if self.auto_assigns(&pool) {
+                self.wait(lead_id, &pool, at_ms, cause_event_id, at_ms);
+                self.drain_pool(&pool, Some(cause_event_id), at_ms, out);
+            }
+            return;
+        }
+        let exclude = self.state.recalled_from.get(lead_id).cloned();
+        match self.allocate(lead_id, cause_event_id, at_ms, exclude.as_deref(), at_ms) {
+            Some(c) => out.push(c),
+            None if self.auto_assigns(&pool) && self.placeable(lead_id) => {
+                self.wait(lead_id, &pool, at_ms, cause_event_id, at_ms);
+            }
+            None => {}
+        }
+    }
+
+    /// Whether `pool` is an `auto_assign` pool with members.
+    pub(super) fn auto_assigns(&self, pool: &str) -> bool {
+        self.policy
+            .pool(pool)
+            .is_some_and(|p| p.kind == PoolKind::AutoAssign && !p.members.is_empty())
+    }
+
+    /// Whether a lead is in a pool and not already promised to someone.
+    pub(super) fn placeable(&self, lead_id: &str) -> bool {
+        self.state
+            .pool
+            .leads
+            .get(lead_id)
+            .is_some_and(|l| l.status == LeadStatus::InPool)
+            && !self.state.pending.contains_key(lead_id)
+    }
+
+    /// `rep` has room again (by the event `cause_event_id`): drain the
+    /// backlogs of the pools they work.
+    pub(super) fn drain_for(
+        &mut self,
+        rep: &str,
+        cause_event_id: &str,
+        at_ms: i64,
+        out: &mut Vec<LeadCommand>,
+    ) {
+        let pools: Vec<String> = self
+            .policy
+            .pools
+            .iter()
+            .filter(|p| p.kind == PoolKind::AutoAssign && p.members.iter().any(|m| m.id == rep))
+            .map(|p| p.name.clone())
+            .collect();
+        for pool in pools {
+            self.drain_pool(&pool, Some(cause_event_id), at_ms, out);
+        }
+    }
+
+    /// Places waiting leads of `pool` at `at_ms`, in backlog order (oldest
+    /// first; under `score_priority` the highest score, then the oldest).
+    /// A lead nobody can take now (everyone with room is in cooldown for
+    /// it, or was its last owner) keeps its place and the next one is
+    /// tried: it does not hold up leads someone can take. The assignment's
+    /// cause is the event that prompted the drain, or for a wake-up
+    /// (`None`) the event that made the lead wait.
+    pub(super) fn drain_pool(
+        &mut self,
+        pool: &str,
+        prompted_by: Option<&str>,
+        at_ms: i64,
+        out: &mut Vec<LeadCommand>,
+    ) {
+        if !self.anyone_has_room(pool, at_ms) {
+            return;
+        }
+        let by_score = self
+            .policy
+            .pool(pool)
+            .is_some_and(|p| p.strategy == Strategy::ScorePriority);
+        let mut ranked = if by_score {
+            self.backlog_by_score(pool).into_iter()
+        } else {
+            Vec::new().into_iter()
+        };
+        let mut tried: Option<(i64, String)> = None;
+        for _ in 0..BACKLOG_ATTEMPTS_PER_DRAIN_MAX {
+            // The next candidate: by rank, or the oldest after the last
+            // one tried (one key at a time: most drains stop at the first).
+            let next = if by_score {
+                ranked.next()
+            } else {
+                let backlog = self.state.backlog.get(pool);
+                match &tried {
+                    None => backlog.and_then(|b| b.first().cloned()),
+                    Some(k) => backlog.and_then(|b| {
+                        b.range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))
+                            .next()
+                            .cloned()
+                    }),
+                }
+            };
+            let Some((since, lead)) = next else {
+                break;
+            };
+            tried = Some((since, lead.clone()));
+            let exclude = self.state.recalled_from.get(&lead).cloned();
+            let cause = match prompted_by {
+                Some(id) => id.to_string(),
+                None => self
+                    .state
+                    .backlog_index
+                    .get(&lead)
+                    .map(|w| w.cause_event_id.clone())
+                    .unwrap_or_default(),
+            };
+            if let Some(c) = self.allocate(&lead, &cause, at_ms, exclude.as_deref(), since) {
+                self.leave_backlog(&lead);
+                out.push(c);
+                if !self.anyone_has_room(pool, at_ms) {
+                    break;
+                }
+            } else if !self.placeable(&lead) {
+                // Gone from the pool meanwhile (cannot happen while the
+                // backlog follows the events, but never wait forever).
+                self.leave_backlog(&lead);
+            }
+        }
+    }
+
+    /// Whether some active member of `pool` is below capacity and below
+    /// the daily cap at `at_ms` (per-lead rules aside): otherwise draining
+    /// is pointless.
+    pub(super) fn anyone_has_room(&self, pool: &str, at_ms: i64) -> bool {
+        let Some(p) = self.policy.pool(pool) else {
+            return false;
+        };
+        p.members.iter().any(|m| {
+            m.active
+                && self.load_of(&m.id) < m.capacity
+                && self.policy.rules.daily_assignment_cap.is_none_or(|cap| {
+                    self.state
+                        .assigned_per_day
+                        .get(&(m.id.clone(), day_of(at_ms)))
+                        .copied()
+                        .unwrap_or(0)
+                        < cap
+                })
+        })
+    }
+
+    /// The backlog entries of a `score_priority` pool to try, best first
+    /// (the highest score, then the oldest), at most
+    /// `BACKLOG_ATTEMPTS_PER_DRAIN_MAX`.
+    pub(super) fn backlog_by_score(&self, pool: &str) -> Vec<(i64, String)> {
+        let Some(backlog) = self.state.backlog.get(pool) else {
+            return Vec::new();
+        };
+        let score = |lead: &str| {
+            self.state
+                .pool
+                .leads
+                .get(lead)
+                .and_then(|l| l.score)
+                .unwrap_or(0)
+        };
+        let mut all: Vec<(u32, i64, &String)> = backlog
+            .iter()
+            .map(|(since, lead)| (score(lead), *since, lead))
+            .collect();
+        all.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| (a.1, a.2).cmp(&(b.1, b.2))));
+        all.into_iter()
+            .take(BACKLOG_ATTEMPTS_PER_DRAIN_MAX)
+            .map(|(_, since, lead)| (since, lead.clone()))
+            .collect()
+    }
+
+    /// Conversion rate of a rep as an exact fraction (conversions,
+    /// assignments); a rep without history ranks as 0/1.
+    pub(super) fn conversion_rate(&self, rep: &str) -> (u64, u64) {
+        let won = u64::from(self.state.converted_by_rep.get(rep).copied().unwrap_or(0));
+        let got = u64::from(self.state.received_by_rep.get(rep).copied().unwrap_or(0));
+        (won, got.max(1))
+    }
+
+    /// How well a member's preferences match a lead: 2 both, 1 one, 0 none.
+    pub(super) fn preference_match(&self, m: &Member, lead_id: &str) -> u8 {
+        let Some((region, industry)) = self.state.lead_attrs.get(lead_id) else {
+            return 0;
+        };
+        u8::from(m.regions.iter().any(|r| r == region))
+            + u8::from(m.industries.iter().any(|i| i == industry))
+    }
+
+    pub(super) fn load_of(&self, rep: &str) -> u32 {
+        let held = self.state.pool.holdings.get(rep).map_or(0, |h| h.len()) as u32;
+        let converted = if self.policy.rules.converted_count_toward_capacity {
+            self.state.converted_by_rep.get(rep).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        held + converted + self.state.pending_by_rep.get(rep).copied().unwrap_or(0)
+    }
+
+    pub(super) fn eligible(
+        &self,
+        m: &Member,
+        lead_id: &str,
+        exclude: Option<&str>,
+        at_ms: i64,
+    ) -> bool {
+        if !m.active || Some(m.id.as_str()) == exclude || self.load_of(&m.id) >= m.capacity {
+            return false;
+        }
+        if let Some(cap) = self.policy.rules.daily_assignment_cap {
+            let today = self
+                .state
+                .assigned_per_day
+                .get(&(m.id.clone(), day_of(at_ms)))
+                .copied()
+                .unwrap_or(0);
+            if today >= cap {
+                return false;
+            }
+        }
+        let cooling = self
+            .state
+            .cooldowns
+            .get(lead_id)
+            .is_some_and(|c| c.iter().any(|(rep, until)| *rep == m.id && at_ms < *until));
+        !cooling
+    }
+
+    /// Picks a member by the pool's strategy at `at`, or `None` when
+    /// nobody can take the lead (the caller decides whether it waits).
+    /// `cause_event_id` is the event that prompted the decision.
+    pub(super) fn allocate(
+        &mut self,
+        lead_id: &str,
+        cause_event_id: &str,
+        at: i64,
+        exclude: Option<&str>,
+        waiting_since_ms: i64,
+    ) -> Option<LeadCommand> {
+        if !self.placeable(lead_id) {
+            return None;
+        }
+        let lead = self.state.pool.leads.get(lead_id)?;
+        let pool = self.policy.pool(&lead.pool)?;
+        if pool.kind != PoolKind::AutoAssign || pool.members.is_empty() {
+            return None;
+        }
+        let n = pool.members.len();
+        let found = match pool.strategy {
+            Strategy::RoundRobin => {
+                let start = self.state.round_robin.get(&pool.name).copied().unwrap_or(0) % n;
+                (0..n)
+                    .map(|i| (start + i) % n)
+                    .map(|i| (i, &pool.members[i]))
+                    .find(|(_, m)| self.eligible(m, lead_id, exclude, at))
+            }
+            Strategy::LeastLoaded => pool
+                .members
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| self.eligible(m, lead_id, exclude, at))
+                // load / capacity, compared exactly as cross products.
+                .min_by(|(_, a), (_, b)| {
+                    let la = u64::from(self.load_of(&a.id)) * u64::from(b.capacity);
+                    let lb = u64::from(self.load_of(&b.id)) * u64::from(a.capacity);
+                    la.cmp(&lb).then_with(|| a.id.cmp(&b.id))
+                }),
+            Strategy::ScorePriority => pool
+                .members
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| self.eligible(m, lead_id, exclude, at))
+                // Highest conversion rate first (exact fractions), then the
+                // smaller id.
+                .max_by(|(_, a), (_, b)| {
+                    let (wa, ga) = self.conversion_rate(&a.id);
+                    let (wb, gb) = self.conversion_rate(&b.id);
+                    (wa * gb).cmp(&(wb * ga)).then_with(|| b.id.cmp(&a.id))
+                }),
+            Strategy::Preference => {
+                let start = self.state.round_robin.get(&pool.name).copied().unwrap_or(0) % n;
+                let turn = |i: usize| (i + n - start) % n;
+                pool.members
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| self.eligible(m, lead_id, exclude, at))
+                    // The best match wins; among equals, whose turn it is.
+                    .max_by(|(ia, a), (ib, b)| {
+                        self.preference_match(a, lead_id)
+                            .cmp(&self.preference_match(b, lead_id))
+                            .then_with(|| turn(*ib).cmp(&turn(*ia)))
+                    })
+            }
+        };
+        let (index, member) = found?;
+        let load = self.load_of(&member.id);
+        let body = CommandBody::AssignLead {
+            owner_id: member.id.clone(),
+            pool: pool.name.clone(),
+        };
+        let strategy = match pool.strategy {
+            Strategy::RoundRobin => "round-robin",
+            Strategy::LeastLoaded => "least-loaded",
+            Strategy::ScorePriority => "score-priority",
+            Strategy::Preference if self.preference_match(member, lead_id) > 0 => "preference",
+            Strategy::Preference => "preference fallback",
+        };
+        let version = self.policy.version;
+        let mut explanation = format!(
+            "assign to {} ({strategy} in pool {}, holds {load} of {}; rule {RULE_AUTO_ASSIGN} v{version})",
+            member.id, pool.name, member.capacity
+        );
+        if let Some(prev) = exclude {
+            explanation.push_str(&format!("; recalled from {prev}, who is skipped"));
+        }
+        let mut facts = BTreeMap::from([
+            ("holdings".to_string(), load.to_string()),
+            ("capacity".to_string(), member.capacity.to_string()),
+            ("strategy".to_string(), strategy.to_string()),
+            ("waiting_since_ms".to_string(), waiting_since_ms.to_string()),
+        ]);
+        if let Some(prev) = exclude {
+            facts.insert("recalled_from".to_string(), prev.to_string());
+        }
+        let command = LeadCommand {
+            command_id: command_id(lead_id, lead.generation, RULE_AUTO_ASSIGN, &body),
+            lead_id: lead_id.to_string(),
+            issued_at_ms: at,
+            causation_event_id: cause_event_id.to_string(),
+            rule_id: RULE_AUTO_ASSIGN.to_string(),
+            rule_version: version,
+            explanation,
+            facts,
+            body,
+        };
+        let pool_name = pool.name.clone();
+        let rep = member.id.clone();
+        self.state.round_robin.insert(pool_name, (index + 1) % n);
+        self.state.pending.insert(lead_id.to_string(), rep.clone());
+        *self.state.pending_by_rep.entry(rep.clone()).or_default() += 1;
+        *self
+            .state
+            .assigned_per_day
+            .entry((rep, day_of(at)))
+            .or_default() += 1;
+        Some(command)
+    }
+}

@@ -1,0 +1,210 @@
+//! Deadlines of open assignments: when each rule's recall falls (in
+//! working time under the pool's calendar as the assignment knew it), when
+//! its reminder falls, the due index, and firing them.
+
+use super::*;
+
+impl Processor {
+    /// The parsed calendar of `cal` (validated when its file was loaded).
+    pub(super) fn calendar(&self, cal: &calendar::CalendarRef) -> Option<calendar::Calendar> {
+        let mut cache = self.calendars.borrow_mut();
+        if let Some((spec, c)) = cache.get(&cal.id) {
+            if *spec == cal.spec {
+                return Some(c.clone());
+            }
+        }
+        let parsed = calendar::Calendar::parse(&cal.spec).ok()?;
+        if cache.len() >= CALENDARS_CACHED_MAX {
+            cache.clear();
+        }
+        cache.insert(cal.id, (cal.spec.clone(), parsed.clone()));
+        Some(parsed)
+    }
+
+    /// `start + duration`, counting working time only under a calendar.
+    pub(super) fn after(
+        &self,
+        cal: Option<&calendar::CalendarRef>,
+        start_ms: i64,
+        duration_ms: i64,
+    ) -> i64 {
+        match cal.and_then(|c| self.calendar(c)) {
+            Some(c) => c.add_working(start_ms, duration_ms),
+            None => start_ms.saturating_add(duration_ms),
+        }
+    }
+
+    /// `end - duration`, counting working time only under a calendar: a
+    /// reminder "2 h before" a Monday 10:00 deadline in a pool open
+    /// 09:00-18:00 comes on Friday at 17:00, not at Monday 08:00.
+    pub(super) fn before(
+        &self,
+        cal: Option<&calendar::CalendarRef>,
+        end_ms: i64,
+        duration_ms: i64,
+    ) -> i64 {
+        match cal.and_then(|c| self.calendar(c)) {
+            Some(c) => c.sub_working(end_ms, duration_ms),
+            None => end_ms.saturating_sub(duration_ms),
+        }
+    }
+
+    /// The earliest recall deadline of a watch, under the rules it was
+    /// assigned under.
+    pub(super) fn deadline(&self, w: &Watch) -> Option<Deadline> {
+        let r = &w.limits;
+        let mut candidates = Vec::with_capacity(3);
+        match (
+            w.last_follow_up_ms,
+            r.first_follow_up_sla_ms,
+            r.stale_after_ms,
+        ) {
+            (None, Some(sla), _) => candidates.push(Deadline {
+                rule: RULE_FIRST_FOLLOW_UP,
+                reason: RecallReason::NoFirstFollowUp,
+                at_ms: self.after(r.calendar.as_ref(), w.assigned_at_ms, sla),
+                what: "no first follow-up",
+                limit_ms: sla,
+            }),
+            (Some(last), _, Some(stale)) => candidates.push(Deadline {
+                rule: RULE_STALE,
+                reason: RecallReason::Stale,
+                at_ms: self.after(r.calendar.as_ref(), last, stale),
+                what: "no follow-up",
+                limit_ms: stale,
+            }),
+            _ => {}
+        }
+        if let Some(hold) = r.max_holding_ms {
+            candidates.push(Deadline {
+                rule: RULE_MAX_HOLDING,
+                reason: RecallReason::NotConverted,
+                at_ms: self.after(r.calendar.as_ref(), w.assigned_at_ms, hold),
+                what: "not converted",
+                limit_ms: hold,
+            });
+        }
+        candidates.into_iter().min_by_key(|d| (d.at_ms, d.rule))
+    }
+
+    /// When the watch has something to fire next: the reminder of its
+    /// earliest deadline (if not sent) or the recall itself.
+    pub(super) fn next_due(&self, w: &Watch) -> Option<i64> {
+        if w.recalled {
+            return None;
+        }
+        let d = self.deadline(w)?;
+        match w.limits.reminder_lead_ms {
+            Some(lead) if !w.reminded.contains(d.rule) => Some(
+                self.before(w.limits.calendar.as_ref(), d.at_ms, lead)
+                    .min(d.at_ms),
+            ),
+            _ => Some(d.at_ms),
+        }
+    }
+
+    pub(super) fn watch(&mut self, lead_id: &str, mut w: Watch) {
+        w.due_ms = self.next_due(&w);
+        if let Some(due) = w.due_ms {
+            self.state.due.insert((due, lead_id.to_string()));
+        }
+        self.state.watches.insert(lead_id.to_string(), w);
+    }
+
+    pub(super) fn unwatch(&mut self, lead_id: &str) -> Option<Watch> {
+        let w = self.state.watches.remove(lead_id)?;
+        if let Some(due) = w.due_ms {
+            self.state.due.remove(&(due, lead_id.to_string()));
+        }
+        Some(w)
+    }
+
+    /// Fires what is due for one watch at `now_ms`.
+    pub(super) fn fire(&mut self, lead_id: &str, w: &mut Watch, now_ms: i64) -> Vec<LeadCommand> {
+        let mut out = Vec::new();
+        let Some(d) = self.deadline(w) else {
+            return out;
+        };
+        let version = w.limits.version;
+        let mut facts = BTreeMap::from([
+            ("assigned_at_ms".to_string(), w.assigned_at_ms.to_string()),
+            ("deadline_ms".to_string(), d.at_ms.to_string()),
+            ("generation".to_string(), w.generation.to_string()),
+            ("reminders_sent".to_string(), w.reminded.len().to_string()),
+        ]);
+        if let Some(last) = w.last_follow_up_ms {
+            facts.insert("last_follow_up_ms".to_string(), last.to_string());
+        }
+        if let Some(lead_ms) = w.limits.reminder_lead_ms {
+            let remind_at = self.before(w.limits.calendar.as_ref(), d.at_ms, lead_ms);
+            // At most one reminder per rule per assignment. It is sent even
+            // when its moment passed together with the deadline (the
+            // clock jumped over both): whether a reminder exists must not
+            // depend on which clock advanced the policy, or how often.
+            if !w.reminded.contains(d.rule) && remind_at <= now_ms {
+                w.reminded.insert(d.rule.to_string());
+                let body = CommandBody::RemindFollowUp {
+                    owner_id: w.owner.clone(),
+                    deadline_ms: d.at_ms,
+                };
+                out.push(LeadCommand {
+                    command_id: command_id(lead_id, w.generation, d.rule, &body),
+                    lead_id: lead_id.to_string(),
+                    issued_at_ms: remind_at,
+                    causation_event_id: w.cause_event_id.clone(),
+                    rule_id: d.rule.to_string(),
+                    rule_version: version,
+                    explanation: format!(
+                        "remind {}: {} for {} would recall the lead at {} (rule {} v{version})",
+                        w.owner,
+                        d.what,
+                        human_ms(d.limit_ms),
+                        format_ms(d.at_ms),
+                        d.rule
+                    ),
+                    facts: facts.clone(),
+                    body,
+                });
+                // The caller indexes the watch again: the recall is due at
+                // the deadline, in this advance if it has passed too.
+                return out;
+            }
+        }
+        if d.at_ms > now_ms {
+            return out;
+        }
+        let lead = self.state.pool.leads.get(lead_id);
+        let recalls_after = lead.map_or(0, |l| l.recall_count) + 1;
+        let home = lead.map(|l| l.pool.clone()).unwrap_or_default();
+        let to_pool = match (&self.policy.rules.max_recalls, &self.policy.rules.cold_pool) {
+            (Some(max), Some(cold)) if recalls_after >= *max => cold.clone(),
+            _ => home,
+        };
+        w.recalled = true;
+        let body = CommandBody::RecallLead {
+            owner_id: w.owner.clone(),
+            reason: d.reason,
+            to_pool: to_pool.clone(),
+        };
+        facts.insert("recall_count_after".to_string(), recalls_after.to_string());
+        out.push(LeadCommand {
+            command_id: command_id(lead_id, w.generation, d.rule, &body),
+            lead_id: lead_id.to_string(),
+            issued_at_ms: d.at_ms,
+            causation_event_id: w.cause_event_id.clone(),
+            rule_id: d.rule.to_string(),
+            rule_version: version,
+            explanation: format!(
+                "recall from {} to pool {to_pool}: {} for {} (rule {} v{version}; deadline {})",
+                w.owner,
+                d.what,
+                human_ms(d.limit_ms),
+                d.rule,
+                format_ms(d.at_ms)
+            ),
+            facts,
+            body,
+        });
+        out
+    }
+}
