@@ -28,6 +28,9 @@ pub struct Outcome {
     pub sla_breaches: u64,
     /// Leads sent to the cold pool.
     pub to_cold_pool: u64,
+    /// Assignments withdrawn because the CRM did not carry them out within
+    /// `assign_command_ttl_ms`.
+    pub expired_assignments: u64,
     pub assignments_by_rep: BTreeMap<String, u64>,
     /// Gini coefficient of assignments per unit of capacity over the active
     /// members of auto-assign pools: 0 is perfectly even, 1 is all to one.
@@ -206,6 +209,7 @@ fn tally(o: &mut Outcome, c: &LeadCommand, policy: &PolicyFile) {
                 o.to_cold_pool += 1;
             }
         }
+        CommandBody::CancelCommand { .. } => o.expired_assignments += 1,
     }
 }
 

@@ -822,6 +822,7 @@ fn describe(e: &leadflow::domain::LeadEvent) -> String {
         FollowedUp(f) => format!("by {} ({:?}) {}", f.owner_id, f.kind, f.outcome),
         Recalled(r) => format!("from {} ({})", r.previous_owner_id, r.reason.as_str()),
         Converted(c) => format!("by {} deal {}", c.owner_id, c.deal_value),
+        CommandDeclined(d) => format!("declined {} ({})", d.command_id, d.reason),
     }
 }
 

@@ -18,17 +18,85 @@ pub fn topics(k: &KafkaConfig) -> [&str; 3] {
 /// commands that talk to Kafka call it first, so that a dead broker is one
 /// clear error after a bounded wait, never a hang.
 pub fn check_reachable(k: &KafkaConfig) -> Result<(), BusError> {
-    let client: BaseConsumer = client_config(k).create()?;
-    client
-        .fetch_metadata(None, Duration::from_millis(k.startup_timeout_ms))
-        .map_err(|e| BusError::Unreachable {
-            brokers: k.brokers.clone(),
-            detail: format!(
-                "no answer within kafka.startup_timeout_ms = {} ({e})",
-                k.startup_timeout_ms
-            ),
-        })?;
-    Ok(())
+    fetch_metadata(k, None).map(|_| ())
+}
+
+/// How often the start-up check looks at what librdkafka reported while it
+/// waits for metadata: a rejected password or certificate ends the wait at
+/// once instead of after the whole `kafka.startup_timeout_ms`.
+const STARTUP_POLL_MS: u64 = 200;
+
+/// Records the first error librdkafka reports that retrying cannot cure:
+/// authentication (SASL) and TLS failures. Everything else (a broker not up
+/// yet, a refused connection) is left to the timeout, because it may heal.
+#[derive(Default)]
+struct StartupContext {
+    fatal: std::sync::Mutex<Option<BusError>>,
+}
+
+impl rdkafka::ClientContext for StartupContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code();
+        let found = match code {
+            Some(RDKafkaErrorCode::Authentication)
+            | Some(RDKafkaErrorCode::SaslAuthenticationFailed) => Some(BusError::Authentication {
+                detail: reason.to_string(),
+            }),
+            Some(RDKafkaErrorCode::SSL) => Some(BusError::Tls {
+                detail: reason.to_string(),
+            }),
+            _ => None,
+        };
+        tracing::debug!(?code, reason, "librdkafka error during start-up");
+        if let Some(found) = found {
+            let mut fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+            fatal.get_or_insert(found);
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for StartupContext {}
+
+/// Fetches metadata (of one topic, or of the cluster) within
+/// `kafka.startup_timeout_ms`, failing at once on a credentials or
+/// certificate error.
+fn fetch_metadata(
+    k: &KafkaConfig,
+    topic: Option<&str>,
+) -> Result<rdkafka::metadata::Metadata, BusError> {
+    let client: BaseConsumer<StartupContext> =
+        client_config(k).create_with_context(StartupContext::default())?;
+    let deadline = std::time::Instant::now() + Duration::from_millis(k.startup_timeout_ms);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let slice = left.min(Duration::from_millis(STARTUP_POLL_MS));
+        let result = client.fetch_metadata(topic, slice);
+        // Serves librdkafka's error events to the context (no message can
+        // arrive: nothing is assigned to this consumer).
+        let _ = client.poll(Duration::ZERO);
+        if let Some(fatal) = client
+            .context()
+            .fatal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            return Err(fatal);
+        }
+        match result {
+            Ok(md) => return Ok(md),
+            Err(e) if left <= slice => {
+                return Err(BusError::Unreachable {
+                    brokers: k.brokers.clone(),
+                    detail: format!(
+                        "no answer within kafka.startup_timeout_ms = {} ({e})",
+                        k.startup_timeout_ms
+                    ),
+                })
+            }
+            Err(_) => continue,
+        }
+    }
 }
 
 /// Creates the engine's topics with `kafka.partitions` partitions. Returns,
@@ -68,16 +136,9 @@ pub fn create_topics(k: &KafkaConfig) -> Result<Vec<(String, &'static str)>, Bus
 /// Checks that a broker answers and that each topic exists; returns the
 /// partition count of each.
 pub fn check_topics(k: &KafkaConfig, names: &[&str]) -> Result<Vec<usize>, BusError> {
-    let client: BaseConsumer = client_config(k).create()?;
-    let timeout = Duration::from_millis(k.startup_timeout_ms);
     let mut out = Vec::new();
     for name in names {
-        let md = client
-            .fetch_metadata(Some(name), timeout)
-            .map_err(|e| BusError::Unreachable {
-                brokers: k.brokers.clone(),
-                detail: e.to_string(),
-            })?;
+        let md = fetch_metadata(k, Some(name))?;
         let topic = md.topics().iter().find(|t| t.name() == *name);
         match topic {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => {

@@ -33,6 +33,16 @@ pub enum BusError {
     /// `kafka.brokers` and that the broker is up.
     #[error("no Kafka broker reachable at {brokers}: {detail}")]
     Unreachable { brokers: String, detail: String },
+    /// The broker refused the credentials (SASL). Check `sasl.mechanisms`,
+    /// `sasl.username` and `sasl.password` in `[kafka.properties]`; retrying
+    /// with the same ones cannot succeed.
+    #[error("Kafka authentication failed (check sasl.mechanisms, sasl.username, sasl.password in [kafka.properties]): {detail}")]
+    Authentication { detail: String },
+    /// The TLS handshake failed: the broker's certificate is not trusted by
+    /// `ssl.ca.location` (or does not name the broker's host), or the broker
+    /// refused ours. Retrying with the same settings cannot succeed.
+    #[error("TLS with the Kafka broker failed (check ssl.ca.location and the broker's certificate; security.protocol must be SSL or SASL_SSL): {detail}")]
+    Tls { detail: String },
     /// A topic the engine needs does not exist. Create it with
     /// `leadflow topics create` (or your own tooling).
     #[error("topic {0} does not exist: create it with `leadflow topics create`")]

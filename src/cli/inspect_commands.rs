@@ -105,9 +105,5 @@ pub fn run(log: &EventLog, a: &InspectCommandsArgs) -> Result<()> {
 }
 
 fn owner(body: &CommandBody) -> &str {
-    match body {
-        CommandBody::AssignLead { owner_id, .. }
-        | CommandBody::RecallLead { owner_id, .. }
-        | CommandBody::RemindFollowUp { owner_id, .. } => owner_id,
-    }
+    body.owner_id()
 }

@@ -8,12 +8,13 @@
 
 use crate::domain::{
     AssignmentMethod, CommandBody, Currency, EventBody, FollowUpKind, LeadAssigned, LeadCommand,
-    LeadConverted, LeadCreated, LeadEvent, LeadFollowedUp, LeadRecalled, LeadScored, Money,
-    RecallReason, Rejection,
+    LeadCommandDeclined, LeadConverted, LeadCreated, LeadEvent, LeadFollowedUp, LeadRecalled,
+    LeadScored, Money, RecallReason, Rejection,
 };
 use prost::Message;
 
 pub mod stream;
+pub mod wire;
 
 /// Types generated from `proto/leadflow/v1/*.proto`, with serde impls that
 /// follow the proto3 JSON mapping.
@@ -135,6 +136,10 @@ pub fn from_pb(msg: pb::LeadEvent) -> Result<LeadEvent, Rejection> {
             command_id: r.command_id,
             rule_id: r.rule_id,
         }),
+        Body::CommandDeclined(d) => EventBody::CommandDeclined(LeadCommandDeclined {
+            command_id: d.command_id,
+            reason: d.reason,
+        }),
         Body::Converted(c) => EventBody::Converted(LeadConverted {
             deal_value: money_from_pb("converted.deal_value", c.deal_value)?,
             expected_lifetime_value: match c.expected_lifetime_value {
@@ -236,6 +241,10 @@ pub fn to_pb(event: &LeadEvent) -> pb::LeadEvent {
             customer_id: c.customer_id.clone(),
             expected_lifetime_value: c.expected_lifetime_value.as_ref().map(money_to_pb),
         }),
+        EventBody::CommandDeclined(d) => Body::CommandDeclined(pb::LeadCommandDeclined {
+            command_id: d.command_id.clone(),
+            reason: d.reason.clone(),
+        }),
     };
     pb::LeadEvent {
         event_id: event.event_id.clone(),
@@ -269,6 +278,15 @@ pub fn command_to_pb(cmd: &LeadCommand) -> pb::LeadCommand {
         } => Body::Remind(pb::RemindFollowUp {
             owner_id: owner_id.clone(),
             deadline_ms: *deadline_ms,
+        }),
+        CommandBody::CancelCommand {
+            command_id,
+            reason,
+            owner_id,
+        } => Body::Cancel(pb::CancelCommand {
+            command_id: command_id.clone(),
+            reason: reason.clone(),
+            owner_id: owner_id.clone(),
         }),
     };
     pb::LeadCommand {
@@ -312,6 +330,11 @@ pub fn decode_command(bytes: &[u8]) -> Result<LeadCommand, Rejection> {
         Body::Remind(r) => CommandBody::RemindFollowUp {
             owner_id: r.owner_id,
             deadline_ms: r.deadline_ms,
+        },
+        Body::Cancel(c) => CommandBody::CancelCommand {
+            command_id: c.command_id,
+            reason: c.reason,
+            owner_id: c.owner_id,
         },
     };
     Ok(LeadCommand {

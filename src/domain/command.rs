@@ -40,6 +40,12 @@ pub enum CommandBody {
         owner_id: String,
         deadline_ms: i64,
     },
+    /// An earlier command is withdrawn (an `AssignLead` that expired).
+    CancelCommand {
+        command_id: String,
+        reason: String,
+        owner_id: String,
+    },
 }
 
 impl CommandBody {
@@ -48,7 +54,36 @@ impl CommandBody {
             CommandBody::AssignLead { .. } => "assign_lead",
             CommandBody::RecallLead { .. } => "recall_lead",
             CommandBody::RemindFollowUp { .. } => "remind_follow_up",
+            CommandBody::CancelCommand { .. } => "cancel_command",
         }
+    }
+
+    /// The rep the command names.
+    pub fn owner_id(&self) -> &str {
+        match self {
+            CommandBody::AssignLead { owner_id, .. }
+            | CommandBody::RecallLead { owner_id, .. }
+            | CommandBody::RemindFollowUp { owner_id, .. }
+            | CommandBody::CancelCommand { owner_id, .. } => owner_id,
+        }
+    }
+}
+
+/// Like [`command_id`], for the `attempt`-th decision of the same kind in
+/// one generation (an assignment decided again after the first one expired
+/// or was declined). Attempt 0 is [`command_id`] itself, so the ids of
+/// logs written before attempts existed do not change.
+pub fn command_id_attempt(
+    lead_id: &str,
+    generation: u32,
+    attempt: u32,
+    rule_id: &str,
+    body: &CommandBody,
+) -> String {
+    if attempt == 0 {
+        command_id(lead_id, generation, rule_id, body)
+    } else {
+        command_id(lead_id, generation, &format!("{rule_id}#{attempt}"), body)
     }
 }
 

@@ -27,6 +27,7 @@ pub enum EventBody {
     FollowedUp(LeadFollowedUp),
     Recalled(LeadRecalled),
     Converted(LeadConverted),
+    CommandDeclined(LeadCommandDeclined),
 }
 
 /// The type of an event, for counting and display.
@@ -38,16 +39,18 @@ pub enum EventKind {
     FollowedUp,
     Recalled,
     Converted,
+    CommandDeclined,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::Created,
         EventKind::Scored,
         EventKind::Assigned,
         EventKind::FollowedUp,
         EventKind::Recalled,
         EventKind::Converted,
+        EventKind::CommandDeclined,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +61,7 @@ impl EventKind {
             EventKind::FollowedUp => "followed_up",
             EventKind::Recalled => "recalled",
             EventKind::Converted => "converted",
+            EventKind::CommandDeclined => "command_declined",
         }
     }
 }
@@ -71,6 +75,7 @@ impl EventBody {
             EventBody::FollowedUp(_) => EventKind::FollowedUp,
             EventBody::Recalled(_) => EventKind::Recalled,
             EventBody::Converted(_) => EventKind::Converted,
+            EventBody::CommandDeclined(_) => EventKind::CommandDeclined,
         }
     }
 }
@@ -115,6 +120,14 @@ pub enum AssignmentMethod {
     Rule,
     Manual,
     Claim,
+}
+
+/// The CRM did not carry out a command and will not (see
+/// `proto/leadflow/v1/events.proto`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeadCommandDeclined {
+    pub command_id: String,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,6 +20,7 @@
 //! | followed_up(x)| UnknownLead     | NotOwner                | x=o: stays; x≠o: NotOwner            | LeadConverted        |
 //! | recalled(x)  | UnknownLead      | NotAssigned             | x=o: → InPool, recalls+1; x≠o: NotOwner | LeadConverted     |
 //! | converted(x) | UnknownLead      | NotOwner                | x=o: → Converted; x≠o: NotOwner      | AlreadyConverted     |
+//! | command_declined | UnknownLead  | stays                   | stays                                | LeadConverted        |
 //!
 //! Checked before the table, in this order: required fields and field
 //! validity (ids, event time within [`EVENT_TIME_MS_MIN`]..=[`EVENT_TIME_MS_MAX`],
@@ -180,7 +181,10 @@ pub fn decide_with(
     };
     match &event.body {
         EventBody::Created(_) => unreachable!("handled above"),
-        EventBody::Scored(_) => Ok(()),
+        // A decline says the CRM will not carry out a command; it changes
+        // no ownership, so any open state takes it (the policy matches it
+        // against the commands it is waiting on).
+        EventBody::Scored(_) | EventBody::CommandDeclined(_) => Ok(()),
         EventBody::Assigned(a) => {
             if lead.status == LeadStatus::Assigned && is_owner(&a.owner_id) {
                 Err(Rejection::AlreadyOwner {
@@ -232,7 +236,10 @@ pub fn apply(state: Option<Lead>, event: &LeadEvent) -> Lead {
         (Some(mut lead), body) => {
             lead.latest_at_ms = lead.latest_at_ms.max(event.occurred_at_ms);
             match body {
-                EventBody::Created(_) | EventBody::Scored(_) | EventBody::FollowedUp(_) => {}
+                EventBody::Created(_)
+                | EventBody::Scored(_)
+                | EventBody::FollowedUp(_)
+                | EventBody::CommandDeclined(_) => {}
                 EventBody::Assigned(a) => {
                     lead.pool = resolve_pool(&a.pool, &lead.pool).to_string();
                     lead.status = LeadStatus::Assigned;
@@ -349,6 +356,7 @@ fn check_fields(event: &LeadEvent) -> Result<(), Rejection> {
         EventBody::Assigned(a) => check_id("assigned.owner_id", &a.owner_id),
         EventBody::FollowedUp(f) => check_id("followed_up.owner_id", &f.owner_id),
         EventBody::Recalled(r) => check_id("recalled.previous_owner_id", &r.previous_owner_id),
+        EventBody::CommandDeclined(d) => check_id("command_declined.command_id", &d.command_id),
         EventBody::Converted(c) => {
             check_id("converted.owner_id", &c.owner_id)?;
             check_money("converted.deal_value", &c.deal_value)?;

@@ -6,7 +6,11 @@ use super::*;
 
 impl Processor {
     pub(super) fn clear_pending(&mut self, lead_id: &str) {
-        if let Some(rep) = self.state.pending.remove(lead_id) {
+        if let Some(p) = self.state.pending.remove(lead_id) {
+            if let Some(at) = p.expires_at_ms {
+                self.state.expiries.remove(&(at, lead_id.to_string()));
+            }
+            let rep = p.rep;
             if let Some(n) = self.state.pending_by_rep.get_mut(&rep) {
                 *n -= 1;
                 if *n == 0 {
@@ -85,7 +89,7 @@ impl Processor {
             }
             return;
         }
-        let exclude = self.state.recalled_from.get(lead_id).cloned();
+        let exclude = self.skipped_for(lead_id);
         match self.allocate(lead_id, cause_event_id, at_ms, exclude.as_deref(), at_ms) {
             Some(c) => out.push(c),
             None if self.auto_assigns(&pool) && self.placeable(lead_id) => {
@@ -93,6 +97,16 @@ impl Processor {
             }
             None => {}
         }
+    }
+
+    /// The rep a lead must not go to next: the one it was just recalled
+    /// from, or the one who declined it or let it expire.
+    pub(super) fn skipped_for(&self, lead_id: &str) -> Option<String> {
+        self.state
+            .recalled_from
+            .get(lead_id)
+            .or_else(|| self.state.passed_over_by.get(lead_id))
+            .cloned()
     }
 
     /// Whether `pool` is an `auto_assign` pool with members.
@@ -180,7 +194,7 @@ impl Processor {
                 break;
             };
             tried = Some((since, lead.clone()));
-            let exclude = self.state.recalled_from.get(&lead).cloned();
+            let exclude = self.skipped_for(&lead);
             let cause = match prompted_by {
                 Some(id) => id.to_string(),
                 None => self
@@ -391,9 +405,29 @@ impl Processor {
             "assign to {} ({strategy} in pool {}, holds {load} of {}; rule {RULE_AUTO_ASSIGN} v{version})",
             member.id, pool.name, member.capacity
         );
+        let passed_over = self.state.passed_over_by.get(lead_id);
         if let Some(prev) = exclude {
-            explanation.push_str(&format!("; recalled from {prev}, who is skipped"));
+            if passed_over.is_some_and(|p| p == prev)
+                && !self.state.recalled_from.contains_key(lead_id)
+            {
+                explanation.push_str(&format!(
+                    "; {prev} declined it or let it expire, and is skipped"
+                ));
+            } else {
+                explanation.push_str(&format!("; recalled from {prev}, who is skipped"));
+            }
         }
+        let attempt = self
+            .state
+            .assign_attempts
+            .get(lead_id)
+            .copied()
+            .unwrap_or(0);
+        let expires_at_ms = self
+            .policy
+            .rules
+            .assign_command_ttl_ms
+            .map(|ttl| at.saturating_add(ttl));
         let mut facts = BTreeMap::from([
             ("holdings".to_string(), load.to_string()),
             ("capacity".to_string(), member.capacity.to_string()),
@@ -401,10 +435,31 @@ impl Processor {
             ("waiting_since_ms".to_string(), waiting_since_ms.to_string()),
         ]);
         if let Some(prev) = exclude {
-            facts.insert("recalled_from".to_string(), prev.to_string());
+            if self
+                .state
+                .recalled_from
+                .get(lead_id)
+                .is_some_and(|r| r == prev)
+            {
+                facts.insert("recalled_from".to_string(), prev.to_string());
+            } else {
+                facts.insert("passed_over".to_string(), prev.to_string());
+            }
+        }
+        if attempt > 0 {
+            facts.insert("attempt".to_string(), attempt.to_string());
+        }
+        if let Some(e) = expires_at_ms {
+            facts.insert("expires_at_ms".to_string(), e.to_string());
         }
         let command = LeadCommand {
-            command_id: command_id(lead_id, lead.generation, RULE_AUTO_ASSIGN, &body),
+            command_id: command_id_attempt(
+                lead_id,
+                lead.generation,
+                attempt,
+                RULE_AUTO_ASSIGN,
+                &body,
+            ),
             lead_id: lead_id.to_string(),
             issued_at_ms: at,
             causation_event_id: cause_event_id.to_string(),
@@ -417,7 +472,19 @@ impl Processor {
         let pool_name = pool.name.clone();
         let rep = member.id.clone();
         self.state.round_robin.insert(pool_name, (index + 1) % n);
-        self.state.pending.insert(lead_id.to_string(), rep.clone());
+        self.state.pending.insert(
+            lead_id.to_string(),
+            Pending {
+                rep: rep.clone(),
+                command_id: command.command_id.clone(),
+                cause_event_id: cause_event_id.to_string(),
+                commanded_at_ms: at,
+                expires_at_ms,
+            },
+        );
+        if let Some(e) = expires_at_ms {
+            self.state.expiries.insert((e, lead_id.to_string()));
+        }
         *self.state.pending_by_rep.entry(rep.clone()).or_default() += 1;
         *self
             .state

@@ -116,11 +116,7 @@ fn kinds(commands: &[LeadCommand]) -> Vec<(&'static str, String, String)> {
     commands
         .iter()
         .map(|c| {
-            let owner = match &c.body {
-                CommandBody::AssignLead { owner_id, .. }
-                | CommandBody::RecallLead { owner_id, .. }
-                | CommandBody::RemindFollowUp { owner_id, .. } => owner_id.clone(),
-            };
+            let owner = c.body.owner_id().to_string();
             (c.body.type_name(), c.rule_id.clone(), owner)
         })
         .collect()

@@ -138,6 +138,11 @@ pub struct Rules {
     pub cold_pool: Option<String>,
     pub daily_assignment_cap: Option<u32>,
     pub converted_count_toward_capacity: bool,
+    /// An `AssignLead` the CRM has not carried out (no `assigned` event)
+    /// within this time expires: a `CancelCommand` withdraws it, the rep's
+    /// reserved capacity is released and the lead is decided again, without
+    /// that rep. Without it an assignment waits for the CRM for ever.
+    pub assign_command_ttl_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +198,7 @@ impl PolicyFile {
             ("max_holding_ms", r.max_holding_ms),
             ("reminder_lead_ms", r.reminder_lead_ms),
             ("cooldown_ms", r.cooldown_ms),
+            ("assign_command_ttl_ms", r.assign_command_ttl_ms),
         ] {
             if v.is_some_and(|v| v <= 0) {
                 return bad(format!("rules.{name} must be positive"));

@@ -61,7 +61,7 @@ pub mod calendar;
 mod deadlines;
 pub mod file;
 
-use crate::domain::command::command_id;
+use crate::domain::command::{command_id, command_id_attempt};
 use crate::domain::time::{day_of, format_ms};
 use crate::domain::{CommandBody, EventBody, LeadCommand, LeadEvent, LeadStatus, RecallReason};
 use crate::projector::pool::PoolState;
@@ -70,15 +70,16 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The snapshot name of the policy state; the suffix changes with its shape.
-pub const SNAPSHOT_NAME: &str = "policy.v4";
+pub const SNAPSHOT_NAME: &str = "policy.v5";
 /// The snapshot name of the shadow policy's state.
-pub const SHADOW_SNAPSHOT_NAME: &str = "policy-shadow.v4";
+pub const SHADOW_SNAPSHOT_NAME: &str = "policy-shadow.v5";
 
 /// Rule ids, as recorded in commands.
 pub const RULE_AUTO_ASSIGN: &str = "auto-assign";
 pub const RULE_FIRST_FOLLOW_UP: &str = "first-follow-up-sla";
 pub const RULE_STALE: &str = "stale";
 pub const RULE_MAX_HOLDING: &str = "max-holding";
+pub const RULE_ASSIGN_TTL: &str = "assign-command-ttl";
 
 /// Most waiting leads one drain of a pool's backlog tries to place;
 /// bounds the work per event. Leads beyond it wait for the next event or
@@ -103,6 +104,20 @@ pub enum PolicyInput {
     /// The wall clock advanced the policy's time while no events came
     /// (`leadflow run`, caught up): deadlines due by then fired.
     Tick { at_ms: i64 },
+}
+
+/// An assignment commanded and not yet carried out: it holds a slot of
+/// the rep's capacity until the CRM carries it out, declines it, or it
+/// expires.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub rep: String,
+    pub command_id: String,
+    /// The event the assignment was decided on.
+    pub cause_event_id: String,
+    pub commanded_at_ms: i64,
+    /// When it expires (the rules' `assign_command_ttl_ms`), if ever.
+    pub expires_at_ms: Option<i64>,
 }
 
 /// A lead waiting in a pool's backlog.
@@ -162,9 +177,24 @@ pub struct PolicyState {
     pub pool: PoolState,
     /// Per pool: index of the member to try first next time.
     pub round_robin: BTreeMap<String, usize>,
-    /// Assignments commanded and not yet carried out: lead -> rep.
-    pub pending: HashMap<String, String>,
+    /// Assignments commanded and not yet carried out, by lead.
+    pub pending: HashMap<String, Pending>,
     pub pending_by_rep: HashMap<String, u32>,
+    /// (expires, lead) of every pending assignment with a time to live.
+    pub expiries: BTreeSet<(i64, String)>,
+    /// Per lead: assignments decided again in its current generation after
+    /// one expired or was declined (each gets its own command id).
+    pub assign_attempts: HashMap<String, u32>,
+    /// Per lead: the rep who declined it or let it expire, skipped when it
+    /// is decided again (until it is assigned).
+    pub passed_over_by: HashMap<String, String>,
+    /// Assignments declined by the CRM, per rep.
+    pub declined_by_rep: BTreeMap<String, u64>,
+    /// Assignments that expired, per rep.
+    pub expired_by_rep: BTreeMap<String, u64>,
+    /// Declines that matched no pending assignment (of a recall or a
+    /// reminder, or of an assignment already carried out or expired).
+    pub declines_unmatched: u64,
     /// Per pool: leads waiting for a member with room, by (since, lead).
     pub backlog: BTreeMap<String, BTreeSet<(i64, String)>>,
     /// Lead -> its backlog entry.
@@ -380,6 +410,8 @@ impl Processor {
                 self.clear_pending(lead_id);
                 self.leave_backlog(lead_id);
                 self.state.recalled_from.remove(lead_id);
+                self.state.assign_attempts.remove(lead_id);
+                self.state.passed_over_by.remove(lead_id);
                 let view = self.state.pool.leads.get(lead_id);
                 let generation = view.map_or(0, |l| l.generation);
                 let pool = view.map(|l| l.pool.clone()).unwrap_or_default();
@@ -433,6 +465,8 @@ impl Processor {
                 self.state.recalled_from.remove(lead_id);
                 self.state.cooldowns.remove(lead_id);
                 self.state.lead_attrs.remove(lead_id);
+                self.state.assign_attempts.remove(lead_id);
+                self.state.passed_over_by.remove(lead_id);
                 if let Some(owner) = holder {
                     *self
                         .state
@@ -442,9 +476,120 @@ impl Processor {
                     self.drain_for(&owner, &event.event_id, at, &mut out);
                 }
             }
+            EventBody::CommandDeclined(d) => {
+                let matches = self
+                    .state
+                    .pending
+                    .get(lead_id)
+                    .is_some_and(|p| p.command_id == d.command_id);
+                if matches {
+                    let rep = self.pass_over(lead_id);
+                    *self.state.declined_by_rep.entry(rep.clone()).or_default() += 1;
+                    self.decide_again(lead_id, &rep, &event.event_id, at, &mut out);
+                } else {
+                    self.state.declines_unmatched += 1;
+                }
+            }
             EventBody::Scored(_) => {}
         }
         out
+    }
+
+    /// Releases a lead's pending assignment (declined or expired): the
+    /// rep's slot is free again, the rep is skipped for this lead until it
+    /// is assigned, and the next decision gets a new command id. Returns
+    /// the rep.
+    fn pass_over(&mut self, lead_id: &str) -> String {
+        let rep = self
+            .state
+            .pending
+            .get(lead_id)
+            .map(|p| p.rep.clone())
+            .unwrap_or_default();
+        self.clear_pending(lead_id);
+        self.state
+            .passed_over_by
+            .insert(lead_id.to_string(), rep.clone());
+        *self
+            .state
+            .assign_attempts
+            .entry(lead_id.to_string())
+            .or_default() += 1;
+        rep
+    }
+
+    /// A pending assignment's time to live ran out at `at_ms`: withdraw
+    /// it, release the rep's slot and decide the lead again.
+    fn expire(&mut self, lead_id: &str, at_ms: i64, out: &mut Vec<LeadCommand>) {
+        let Some(p) = self.state.pending.get(lead_id).cloned() else {
+            return;
+        };
+        let generation = self
+            .state
+            .pool
+            .leads
+            .get(lead_id)
+            .map_or(0, |l| l.generation);
+        let attempt = self
+            .state
+            .assign_attempts
+            .get(lead_id)
+            .copied()
+            .unwrap_or(0);
+        let ttl_ms = p.expires_at_ms.unwrap_or(at_ms) - p.commanded_at_ms;
+        let body = CommandBody::CancelCommand {
+            command_id: p.command_id.clone(),
+            reason: "expired".into(),
+            owner_id: p.rep.clone(),
+        };
+        out.push(LeadCommand {
+            command_id: command_id_attempt(lead_id, generation, attempt, RULE_ASSIGN_TTL, &body),
+            lead_id: lead_id.to_string(),
+            issued_at_ms: at_ms,
+            causation_event_id: p.cause_event_id.clone(),
+            rule_id: RULE_ASSIGN_TTL.to_string(),
+            rule_version: self.policy.version,
+            explanation: format!(
+                "withdraw {} (assign to {}): not carried out within {} of {}; \
+                 the lead is decided again without {} (rule {RULE_ASSIGN_TTL} v{})",
+                p.command_id,
+                p.rep,
+                human_ms(ttl_ms),
+                format_ms(p.commanded_at_ms),
+                p.rep,
+                self.policy.version
+            ),
+            facts: BTreeMap::from([
+                ("cancelled_command_id".to_string(), p.command_id.clone()),
+                ("commanded_at_ms".to_string(), p.commanded_at_ms.to_string()),
+                ("expired_at_ms".to_string(), at_ms.to_string()),
+                ("ttl_ms".to_string(), ttl_ms.to_string()),
+            ]),
+            body,
+        });
+        let rep = self.pass_over(lead_id);
+        *self.state.expired_by_rep.entry(rep.clone()).or_default() += 1;
+        self.decide_again(lead_id, &rep, &p.cause_event_id, at_ms, out);
+    }
+
+    /// Decides a passed-over lead again at `at_ms`: someone else if anyone
+    /// can take it now; otherwise it waits in its pool's backlog and the
+    /// skip is dropped, because keeping it would strand the lead in a pool
+    /// where nobody else can take it (it may go back to `rep`, the only
+    /// one with room). `rep`'s released slot then drains the backlog.
+    fn decide_again(
+        &mut self,
+        lead_id: &str,
+        rep: &str,
+        cause_event_id: &str,
+        at_ms: i64,
+        out: &mut Vec<LeadCommand>,
+    ) {
+        self.offer(lead_id, cause_event_id, at_ms, out);
+        if self.state.backlog_index.contains_key(lead_id) {
+            self.state.passed_over_by.remove(lead_id);
+        }
+        self.drain_for(rep, cause_event_id, at_ms, out);
     }
 
     /// Fires everything due at or before `now_ms`, in time order:
@@ -463,18 +608,35 @@ impl Processor {
         self.switch_if_due(now_ms);
         loop {
             let wake = self.state.wakeups.first().copied().filter(|w| *w <= now_ms);
+            let expiry = self
+                .state
+                .expiries
+                .first()
+                .cloned()
+                .filter(|(e, _)| *e <= now_ms);
             let due = self
                 .state
                 .due
                 .first()
                 .cloned()
                 .filter(|(d, _)| *d <= now_ms);
-            match (wake, due) {
-                (Some(w), d) if d.as_ref().is_none_or(|(d, _)| w <= *d) => {
+            // Ties: wake-ups, then expiries, then deadlines.
+            let expiry_first = expiry
+                .as_ref()
+                .is_some_and(|(e, _)| due.as_ref().is_none_or(|(d, _)| e <= d));
+            match (wake, expiry, due) {
+                (Some(w), e, d)
+                    if e.as_ref().is_none_or(|(e, _)| w <= *e)
+                        && d.as_ref().is_none_or(|(d, _)| w <= *d) =>
+                {
                     self.state.wakeups.remove(&w);
                     self.wake(w, &mut out);
                 }
-                (_, Some((due, lead))) => {
+                (_, Some((at, lead)), _) if expiry_first => {
+                    self.state.expiries.remove(&(at, lead.clone()));
+                    self.expire(&lead, at, &mut out);
+                }
+                (_, _, Some((due, lead))) => {
                     let Some(mut w) = self.unwatch(&lead) else {
                         // Cannot happen (`watch` and `unwatch` keep the two
                         // together); never loop on it.
@@ -541,3 +703,6 @@ mod tests;
 
 #[cfg(test)]
 mod deadline_tests;
+
+#[cfg(test)]
+mod contract_tests;

@@ -558,7 +558,8 @@ impl Metrics {
             return;
         };
         match &event.body {
-            EventBody::Created(_) | EventBody::Scored(_) => {}
+            // A decline changes no ownership; the policy counts it per rep.
+            EventBody::Created(_) | EventBody::Scored(_) | EventBody::CommandDeclined(_) => {}
             EventBody::Assigned(a) => {
                 if !track.ever_assigned {
                     track.ever_assigned = true;

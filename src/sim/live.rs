@@ -223,7 +223,7 @@ impl LiveSim {
             EventBody::FollowedUp(_) => self.counts.followed_up += 1,
             EventBody::Converted(_) => self.counts.converted += 1,
             EventBody::Recalled(_) => self.counts.recalled += 1,
-            EventBody::Scored(_) => {}
+            EventBody::Scored(_) | EventBody::CommandDeclined(_) => {}
         }
         Outgoing::Event(Box::new(LeadEvent {
             event_id: format!("live-{}-{}", self.config.seed, self.next_event),
@@ -317,6 +317,9 @@ impl LiveSim {
                 self.counts.reminders += 1;
                 return Vec::new();
             }
+            // The simulated CRM carries out every assignment at once, so
+            // none ever expires.
+            CommandBody::CancelCommand { .. } => return Vec::new(),
         };
         let Some(&rep) = self.reps_by_id.get(owner_id) else {
             return Vec::new();
