@@ -117,6 +117,10 @@ pub struct KafkaConfig {
     /// An engine with no partition assigned for this long logs an error
     /// (again every as long) until it gets one; `/readyz` fails meanwhile.
     pub unassigned_warn_ms: u64,
+    /// Schema Registry ids a framed message on the events topic may carry
+    /// (see README, Formats); empty: any. A message framed with another id
+    /// is rejected as `undecodable` and dead-lettered.
+    pub schema_ids_allowed: Vec<u32>,
     /// Passed to librdkafka as is, e.g. `"security.protocol" = "SASL_SSL"`,
     /// `"sasl.mechanisms"`, `"sasl.username"`, `"ssl.ca.location"`.
     pub properties: std::collections::BTreeMap<String, String>,
@@ -134,6 +138,7 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             startup_timeout_ms: 10_000,
             unassigned_warn_ms: 30_000,
+            schema_ids_allowed: Vec::new(),
             properties: Default::default(),
         }
     }

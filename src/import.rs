@@ -99,6 +99,7 @@ pub fn import<R: BufRead>(
             record,
             origin,
             original: None,
+            original_is_encoding: false,
         };
         if batcher.push(input, now_ms) {
             flush(&mut batcher, offset, &mut summary, reader)?;

@@ -161,6 +161,12 @@ struct PublishArgs {
     topic: Option<String>,
     #[arg(long, value_enum)]
     format: Option<Format>,
+    /// How the events go on the topic (README, Formats).
+    #[arg(long, value_enum, default_value = "protobuf")]
+    wire: leadflow::bus::publish::Wire,
+    /// The schema id written into Schema Registry frames.
+    #[arg(long, default_value_t = 1)]
+    schema_id: u32,
 }
 
 #[derive(Args)]
@@ -1366,10 +1372,17 @@ fn publish(config: &Config, a: PublishArgs) -> Result<()> {
     let mut reader = EventReader::new(BufReader::with_capacity(1 << 20, file), format);
     let pb = spinner(None, "publishing");
     let started = Instant::now();
-    let s = leadflow::bus::publish::publish(&config.kafka, &topic, &mut reader, &mut |n| {
-        pb.set_message(format!("publishing: {n} records"));
-        pb.tick();
-    })?;
+    let s = leadflow::bus::publish::publish_as(
+        &config.kafka,
+        &topic,
+        &mut reader,
+        a.wire,
+        a.schema_id,
+        &mut |n| {
+            pb.set_message(format!("publishing: {n} records"));
+            pb.tick();
+        },
+    )?;
     pb.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     eprintln!(

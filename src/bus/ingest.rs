@@ -26,7 +26,7 @@ use crate::log::{Batcher, EventLog, Input, Origin, Position};
 use crate::policy::Processor;
 use crate::projector::Projections;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::util::Timeout;
@@ -90,6 +90,9 @@ pub struct IngestStats {
     pub commands_sent: u64,
     /// Accepted events by type (`created`, `assigned`, ...).
     pub accepted_by_type: BTreeMap<String, u64>,
+    /// Messages decoded, by the format they came in (`protobuf`, `json`,
+    /// `registry_protobuf`, `registry_json`; see `codec::wire`).
+    pub decoded_by_format: BTreeMap<String, u64>,
     /// Times a partition was sought back because the broker's first answer
     /// started past the expected offset.
     pub rewinds: u64,
@@ -161,6 +164,8 @@ struct Shared {
     started: Instant,
     /// Messages above it are rejected as `record_too_large`.
     record_bytes_max: usize,
+    /// What a message's framing may say (schema ids allowed).
+    accept: codec::wire::Accept,
     /// Since when the engine has had no partition (`None`: it has some).
     unassigned_since: Option<Instant>,
     /// Per partition: the position the log held beyond the broker's high
@@ -338,6 +343,7 @@ impl Shared {
             return Ok(());
         }
         let payload = m.payload().unwrap_or_default();
+        let mut raw_protobuf = false;
         let (record, original) = if payload.len() > self.record_bytes_max {
             let prefix = &payload[..payload.len().min(REJECTED_PREFIX_BYTES)];
             let too_large = Rejection::RecordTooLarge {
@@ -347,8 +353,22 @@ impl Shared {
             };
             (Err((too_large, prefix.to_vec())), None)
         } else {
-            match codec::decode_event(payload) {
-                Ok(e) => (Ok(e), Some(payload.to_vec())),
+            let mut headers = codec::wire::Headers::default();
+            if let Some(hs) = m.headers() {
+                for h in hs.iter() {
+                    headers.set(h.key, h.value.unwrap_or_default());
+                }
+            }
+            match codec::wire::decode_message(payload, &headers, &self.accept) {
+                Ok((e, format)) => {
+                    *self
+                        .stats
+                        .decoded_by_format
+                        .entry(format.as_str().to_string())
+                        .or_default() += 1;
+                    raw_protobuf = format == codec::wire::Format::Protobuf;
+                    (Ok(e), Some(payload.to_vec()))
+                }
                 Err(r) => (Err((r, payload.to_vec())), None),
             }
         };
@@ -363,6 +383,7 @@ impl Shared {
             record,
             origin: Some(origin),
             original,
+            original_is_encoding: raw_protobuf,
         };
         self.batcher.push(input, now);
         Ok(())
@@ -689,6 +710,9 @@ pub fn run_full(
         append_seconds: Histogram::new(APPEND_SECONDS_BOUNDS),
         started: Instant::now(),
         record_bytes_max: config.log.record_bytes_max,
+        accept: codec::wire::Accept {
+            schema_ids: k.schema_ids_allowed.clone(),
+        },
         unassigned_since: Some(Instant::now()),
         ahead: HashMap::new(),
     }));

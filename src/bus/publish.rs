@@ -35,12 +35,64 @@ pub struct PublishSummary {
     pub undecodable: u64,
 }
 
-/// Publishes every record of `reader` to `topic`; returns once all are
-/// acknowledged by the broker.
+/// How `publish` encodes events on the topic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Wire {
+    /// Unframed protobuf with `content-type: application/x-protobuf`.
+    #[default]
+    Protobuf,
+    /// proto3 JSON with `content-type: application/json`.
+    Json,
+    /// Confluent Schema Registry framing around protobuf (no content type).
+    RegistryProtobuf,
+    /// Confluent Schema Registry framing around JSON (no content type).
+    RegistryJson,
+    /// Each of the four in turn, event by event, every other message
+    /// without its content type: a topic the way several producers leave
+    /// it.
+    Mixed,
+}
+
+impl Wire {
+    fn format(self, n: u64, schema_id: u32) -> codec::wire::Format {
+        use codec::wire::Format;
+        let wire = match self {
+            Wire::Mixed => [
+                Wire::Protobuf,
+                Wire::Json,
+                Wire::RegistryProtobuf,
+                Wire::RegistryJson,
+            ][(n % 4) as usize],
+            w => w,
+        };
+        match wire {
+            Wire::Protobuf | Wire::Mixed => Format::Protobuf,
+            Wire::Json => Format::Json,
+            Wire::RegistryProtobuf => Format::RegistryProtobuf { schema_id },
+            Wire::RegistryJson => Format::RegistryJson { schema_id },
+        }
+    }
+}
+
+/// Publishes every record of `reader` to `topic` as protobuf; returns once
+/// all are acknowledged by the broker.
 pub fn publish<R: BufRead>(
     k: &KafkaConfig,
     topic: &str,
     reader: &mut EventReader<R>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<PublishSummary, BusError> {
+    publish_as(k, topic, reader, Wire::Protobuf, 1, progress)
+}
+
+/// Like [`publish`], in the given wire format (`schema_id` for the
+/// Schema Registry frames).
+pub fn publish_as<R: BufRead>(
+    k: &KafkaConfig,
+    topic: &str,
+    reader: &mut EventReader<R>,
+    wire: Wire,
+    schema_id: u32,
     progress: &mut dyn FnMut(u64),
 ) -> Result<PublishSummary, BusError> {
     super::admin::check_reachable(k)?;
@@ -48,29 +100,35 @@ pub fn publish<R: BufRead>(
     let mut summary = PublishSummary::default();
     let mut pending = Vec::with_capacity(IN_FLIGHT_MAX);
     let mut sent = 0u64;
-    let headers = || {
-        OwnedHeaders::new().insert(Header {
+    let headers = |content_type: Option<&str>| match content_type {
+        Some(t) => OwnedHeaders::new().insert(Header {
             key: "content-type",
-            value: Some(&b"application/x-protobuf; messageType=leadflow.v1.LeadEvent"[..]),
-        })
+            value: Some(t.as_bytes()),
+        }),
+        None => OwnedHeaders::new(),
     };
     while let Some(record) = reader.next_record()? {
         if reader.truncated_at().is_some() {
             // A cut-off tail is not a record: the caller reports it.
             break;
         }
-        let (key, payload) = match record {
+        let (key, payload, content_type) = match record {
             Ok(event) => {
+                let (bytes, mut content_type) =
+                    codec::wire::encode_message(&event, wire.format(sent, schema_id));
+                if wire == Wire::Mixed && (sent / 4) % 2 == 1 {
+                    content_type = None;
+                }
                 summary.events += 1;
-                (Some(event.lead_id.clone()), codec::encode_event(&event))
+                (Some(event.lead_id.clone()), bytes, content_type)
             }
             Err((_, raw)) => {
                 summary.undecodable += 1;
-                (None, raw)
+                (None, raw, None)
             }
         };
         let producer = &producer;
-        let h = headers();
+        let h = headers(content_type);
         pending.push(async move {
             let mut r = FutureRecord::to(topic).payload(&payload).headers(h);
             if let Some(k) = &key {

@@ -69,6 +69,44 @@ impl Format {
     }
 }
 
+/// Encodes an event in `format`, as a producer of that kind would; returns
+/// the bytes and the `content-type` such a producer would set, if any
+/// (Confluent's serializers set none: the frame says it).
+pub fn encode_message(event: &LeadEvent, format: Format) -> (Vec<u8>, Option<&'static str>) {
+    fn framed(schema_id: u32, indexes: &[u8], body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(5 + indexes.len() + body.len());
+        out.push(SCHEMA_REGISTRY_MAGIC);
+        out.extend_from_slice(&schema_id.to_be_bytes());
+        out.extend_from_slice(indexes);
+        out.extend_from_slice(body);
+        out
+    }
+    match format {
+        Format::Protobuf => (super::encode_event(event), Some(CONTENT_TYPE_PROTOBUF)),
+        Format::Json => (
+            super::event_to_json(event).into_bytes(),
+            Some(CONTENT_TYPE_JSON),
+        ),
+        Format::RegistryProtobuf { schema_id } => {
+            // Message indexes [1]: count 1, index 1, each a zig-zag varint.
+            let indexes = [2u8, 2u8];
+            (
+                framed(schema_id, &indexes, &super::encode_event(event)),
+                None,
+            )
+        }
+        Format::RegistryJson { schema_id } => (
+            framed(schema_id, &[], super::event_to_json(event).as_bytes()),
+            None,
+        ),
+    }
+}
+
+/// The content type of unframed protobuf `LeadEvent`s.
+pub const CONTENT_TYPE_PROTOBUF: &str = "application/x-protobuf";
+/// The content type of proto3 JSON `LeadEvent`s.
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+
 /// The headers of a message that the decoder reads, by name (Kafka header
 /// names are case-sensitive, but producers differ; these are matched
 /// ignoring ASCII case).
@@ -301,3 +339,7 @@ fn apply_cloud_events(mut msg: pb::LeadEvent, h: &Headers) -> Result<pb::LeadEve
     }
     Ok(msg)
 }
+
+#[cfg(test)]
+#[path = "wire_tests.rs"]
+mod tests;

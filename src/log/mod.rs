@@ -132,6 +132,11 @@ pub struct Input {
     /// rejection so that a dead letter carries the original message, not a
     /// re-encoding of it.
     pub original: Option<Vec<u8>>,
+    /// Whether `original` is the event's own protobuf encoding: then an
+    /// accepted event is stored as received; otherwise (JSON, a Schema
+    /// Registry frame) it is stored re-encoded, and `original` only goes
+    /// with a rejection.
+    pub original_is_encoding: bool,
 }
 
 impl Input {
@@ -140,6 +145,7 @@ impl Input {
             record: Ok(event),
             origin,
             original: None,
+            original_is_encoding: false,
         }
     }
 
@@ -148,6 +154,7 @@ impl Input {
             record: Err((reason, raw)),
             origin,
             original: None,
+            original_is_encoding: false,
         }
     }
 }
@@ -654,8 +661,8 @@ impl EventLog {
                     // The bytes as received decode to this very event, so
                     // they are stored as they are (no re-encoding).
                     match &input.original {
-                        Some(bytes) => segment.push(bytes),
-                        None => segment.push(&codec::encode_event(event)),
+                        Some(bytes) if input.original_is_encoding => segment.push(bytes),
+                        _ => segment.push(&codec::encode_event(event)),
                     }
                     ids_in_batch.insert(&event.event_id, Seen::Event(seq));
                     overlay.insert(&event.lead_id, lead);
