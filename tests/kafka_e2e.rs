@@ -20,10 +20,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
-use common::{brokers, leadflow};
+use common::{brokers, leadflow, run_until_covered};
 
 /// A config file with topics of their own for this test.
 fn config(dir: &Path, name: &str) -> (std::path::PathBuf, Config) {
@@ -116,79 +116,6 @@ fn write_workload(path: &Path, leads: u64) -> Workload {
         bad_by_reason,
         bad_payloads,
     }
-}
-
-/// Runs `leadflow run` until the log covers `expect` messages of the topic
-/// (read from its progress lines), then stops it with SIGTERM and waits for
-/// a clean exit.
-fn run_until_covered(data: &Path, config: &Path, expect: u64, group: Option<&str>) -> String {
-    let mut cmd = leadflow(data, config);
-    cmd.arg("run")
-        .env("RUST_LOG", "leadflow=info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null());
-    if let Some(g) = group {
-        cmd.env("LEADFLOW_KAFKA_GROUP_ID", g);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap_or_default();
-            if let Some(n) = line
-                .split("covered ")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-            {
-                let _ = tx.send(n.trim_end_matches(',').parse::<u64>().unwrap_or(0));
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut consumed = 0;
-    while consumed < expect {
-        if Instant::now() >= deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!(
-                "only {consumed} of {expect} covered in time; the engine said:\n{}",
-                reader.join().unwrap()
-            );
-        }
-        if let Ok(n) = rx.recv_timeout(Duration::from_millis(200)) {
-            consumed = consumed.max(n);
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "leadflow run exited early: {status}\n{}",
-                reader.join().unwrap()
-            );
-        }
-    }
-    // One more progress tick so the last batch and its dead letters settle.
-    std::thread::sleep(Duration::from_millis(1500));
-    unsafe_sigterm(child.id());
-    let status = child.wait().unwrap();
-    let log = reader.join().unwrap();
-    assert!(
-        status.success(),
-        "run did not stop cleanly: {status}\n{log}"
-    );
-    log
-}
-
-fn unsafe_sigterm(pid: u32) {
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 fn by_lead(events: &[LeadEvent]) -> HashMap<String, Vec<LeadEvent>> {
