@@ -49,6 +49,13 @@ pub struct ApiConfig {
     pub admin_token: Option<String>,
     /// Bearer token required by the read endpoints, if set.
     pub read_token: Option<String>,
+    /// Bearer token required by `POST /api/v1/events` (HTTP ingest); without
+    /// one, HTTP ingest is off. Env `LEADFLOW_API_INGEST_TOKEN` overrides.
+    pub ingest_token: Option<String>,
+    /// Largest HTTP ingest request body (then 413).
+    pub ingest_body_bytes_max: usize,
+    /// Most events in one HTTP ingest request (then 413).
+    pub ingest_events_max: usize,
     /// `/readyz` answers 200 when the log is at most this many messages
     /// behind the topic's high watermarks.
     pub ready_lag_messages_max: u64,
@@ -71,6 +78,9 @@ impl Default for ApiConfig {
             listen: String::new(),
             admin_token: None,
             read_token: None,
+            ingest_token: None,
+            ingest_body_bytes_max: 16 * 1024 * 1024,
+            ingest_events_max: 10_000,
             ready_lag_messages_max: 1_000,
             page_items_max: 1_000,
             requests_per_s_max: 200,
@@ -228,6 +238,9 @@ impl Config {
         }
         if let Ok(t) = std::env::var("LEADFLOW_API_ADMIN_TOKEN") {
             config.api.admin_token = Some(t);
+        }
+        if let Ok(t) = std::env::var("LEADFLOW_API_INGEST_TOKEN") {
+            config.api.ingest_token = Some(t);
         }
         if let Ok(f) = std::env::var("LEADFLOW_POLICY_SHADOW_FILE") {
             config.policy.shadow_file = Some(f.into());

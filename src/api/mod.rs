@@ -8,6 +8,7 @@
 //! `limit` up to `api.page_items_max`). Request bodies are bounded. No lead
 //! or owner id ever becomes a metric label.
 
+mod ingest;
 mod prom;
 
 use crate::bus::ingest::Handle;
@@ -39,6 +40,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/pools"),
     ("get", "/api/v1/reps"),
     ("get", "/api/v1/stats"),
+    ("post", "/api/v1/events"),
     ("post", "/api/v1/admin/snapshot"),
     ("post", "/api/v1/admin/rebuild"),
     ("post", "/api/v1/admin/reload-policy"),
@@ -552,6 +554,11 @@ pub fn router(
         .route("/api/v1/pools", get(pools))
         .route("/api/v1/reps", get(reps))
         .route("/api/v1/stats", get(stats))
+        .route(
+            "/api/v1/events",
+            post(ingest::post_events)
+                .layer(DefaultBodyLimit::max(api.config.ingest_body_bytes_max)),
+        )
         .route("/api/v1/admin/snapshot", post(admin_snapshot))
         .route("/api/v1/admin/rebuild", post(admin_rebuild))
         .route("/api/v1/admin/reload-policy", post(admin_reload_policy))
@@ -620,7 +627,7 @@ pub fn openapi_document() -> Value {
             params.push(json!({"name": "from", "in": "query", "schema": {"type": "string"}}));
             params.push(json!({"name": "to", "in": "query", "schema": {"type": "string"}}));
         }
-        if path.starts_with("/api/v1/admin") {
+        if path.starts_with("/api/v1/admin") || *path == "/api/v1/events" {
             op["security"] = json!([{ "bearer": [] }]);
         }
         if !params.is_empty() {

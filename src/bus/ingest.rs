@@ -389,6 +389,52 @@ impl Shared {
         Ok(())
     }
 
+    /// Appends `inputs` with `positions` durably, folding each accepted
+    /// event into the projections and the policies as the log accepts it
+    /// (the policy's commands go into the same batch), and counts them.
+    /// The one append path of every source (Kafka batches, HTTP requests).
+    fn append_inputs(
+        &mut self,
+        inputs: &[Input],
+        positions: &[Position],
+    ) -> Result<crate::log::AppendReport, BusError> {
+        let projections = &mut self.projections;
+        let processor = &mut self.processor;
+        let shadow = &mut self.shadow;
+        let mut shadowed = Vec::new();
+        let append_started = Instant::now();
+        let report = self.log.append_with(inputs, positions, &mut |seq, event| {
+            projections.apply(seq, event);
+            if let Some(s) = shadow.as_mut() {
+                shadowed.extend(s.handle(seq, event));
+            }
+            match processor {
+                Some(p) => p.handle(seq, event),
+                None => Vec::new(),
+            }
+        })?;
+        self.log.append_shadow(&shadowed)?;
+        self.append_seconds
+            .observe(append_started.elapsed().as_secs_f64());
+        self.batch_sizes.observe(inputs.len() as f64);
+        for (index, _) in &report.accepted {
+            if let Ok(e) = &inputs[*index].record {
+                *self
+                    .stats
+                    .accepted_by_type
+                    .entry(e.body.kind().as_str().to_string())
+                    .or_default() += 1;
+            }
+        }
+        self.stats.commands_decided += report.commands.len() as u64;
+        self.commands_dirty |= !report.commands.is_empty();
+        self.stats.accepted += report.accepted.len() as u64;
+        self.stats.rejected += report.rejected.len() as u64;
+        self.stats.batches += 1;
+        self.dead_letters_dirty |= !report.rejected.is_empty();
+        Ok(report)
+    }
+
     /// Appends the open batch with its partition positions (validation,
     /// projections and policy fold it as it is prepared), then counts it
     /// and commits its offsets to the group once it is durable.
@@ -409,44 +455,7 @@ impl Shared {
                 next_offset: *next,
             })
             .collect();
-        // Projections and policy fold each accepted event as the log
-        // accepts it; the policy's commands go into the same batch.
-        let projections = &mut self.projections;
-        let processor = &mut self.processor;
-        let shadow = &mut self.shadow;
-        let mut shadowed = Vec::new();
-        let append_started = Instant::now();
-        let report = self
-            .log
-            .append_with(&inputs, &positions, &mut |seq, event| {
-                projections.apply(seq, event);
-                if let Some(s) = shadow.as_mut() {
-                    shadowed.extend(s.handle(seq, event));
-                }
-                match processor {
-                    Some(p) => p.handle(seq, event),
-                    None => Vec::new(),
-                }
-            })?;
-        self.log.append_shadow(&shadowed)?;
-        self.append_seconds
-            .observe(append_started.elapsed().as_secs_f64());
-        self.batch_sizes.observe(inputs.len() as f64);
-        for (index, _) in &report.accepted {
-            if let Ok(e) = &inputs[*index].record {
-                *self
-                    .stats
-                    .accepted_by_type
-                    .entry(e.body.kind().as_str().to_string())
-                    .or_default() += 1;
-            }
-        }
-        self.stats.commands_decided += report.commands.len() as u64;
-        self.commands_dirty |= !report.commands.is_empty();
-        self.stats.accepted += report.accepted.len() as u64;
-        self.stats.rejected += report.rejected.len() as u64;
-        self.stats.batches += 1;
-        self.dead_letters_dirty |= !report.rejected.is_empty();
+        self.append_inputs(&inputs, &positions)?;
         let mut tpl = TopicPartitionList::new();
         for (p, next) in std::mem::take(&mut self.in_batch) {
             self.durable.insert(p, next);
@@ -918,7 +927,99 @@ fn lock_state<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     })
 }
 
+/// The log's source name of events that came over HTTP
+/// (`POST /api/v1/events`); its position counts the events appended.
+pub const HTTP_SOURCE: &str = "http";
+
+/// What became of one item of an HTTP ingest request.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ItemOutcome {
+    /// Appended, durable, with this sequence number.
+    Accepted { seq: u64 },
+    /// The log already holds this event id (a retried request, or the same
+    /// event sent over Kafka too): nothing was appended.
+    Duplicate { seq: u64 },
+    /// Not appended, for this reason (a validation rejection is kept in the
+    /// log as the id's idempotency key; an item that did not decode is
+    /// only answered, since its sender has the reason and the bytes).
+    Rejected { code: String, detail: String },
+}
+
+impl ItemOutcome {
+    fn rejected(r: &Rejection) -> ItemOutcome {
+        ItemOutcome::Rejected {
+            code: r.code().to_string(),
+            detail: r.to_string(),
+        }
+    }
+}
+
 impl Handle {
+    /// Appends events that came over HTTP through the same validation,
+    /// deduplication, policy and durable append as a Kafka batch, and
+    /// answers once they are durable: one outcome per item, in order. An
+    /// id the log already holds is answered from the log and appended
+    /// again by nothing, so a retried request changes nothing.
+    pub fn ingest(&self, items: Vec<codec::stream::Record>) -> Result<Vec<ItemOutcome>, BusError> {
+        use crate::log::Seen;
+        let mut s = self.lock();
+        let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; items.len()];
+        let mut inputs = Vec::new();
+        let mut index_of = Vec::new();
+        let from = s.log.position(HTTP_SOURCE)?.unwrap_or(0);
+        for (i, item) in items.into_iter().enumerate() {
+            let event = match item {
+                Err((r, _)) => {
+                    outcomes[i] = Some(ItemOutcome::rejected(&r));
+                    continue;
+                }
+                Ok(e) => e,
+            };
+            match s.log.first_copy_of(&event.event_id)? {
+                Some(Seen::Event(seq)) => outcomes[i] = Some(ItemOutcome::Duplicate { seq }),
+                Some(Seen::Rejection(rseq)) => {
+                    let first = s.log.rejection(rseq)?;
+                    outcomes[i] = Some(match first {
+                        Some(r) => ItemOutcome::rejected(&r.reason),
+                        None => ItemOutcome::rejected(&Rejection::DuplicateOfRejected {
+                            first_rseq: rseq,
+                        }),
+                    });
+                }
+                None => {
+                    let origin = Origin {
+                        source: HTTP_SOURCE.to_string(),
+                        offset: from + inputs.len() as u64,
+                        key: None,
+                    };
+                    inputs.push(Input::event(event, Some(origin)));
+                    index_of.push(i);
+                }
+            }
+        }
+        if !inputs.is_empty() {
+            let positions = [Position {
+                source: HTTP_SOURCE.to_string(),
+                next_offset: from + inputs.len() as u64,
+            }];
+            let report = s.append_inputs(&inputs, &positions)?;
+            for (k, seq) in report.accepted {
+                outcomes[index_of[k]] = Some(ItemOutcome::Accepted { seq });
+            }
+            for (k, r) in report.rejected {
+                outcomes[index_of[k]] = Some(match r {
+                    Rejection::Duplicate { first_seq } => ItemOutcome::Duplicate { seq: first_seq },
+                    r => ItemOutcome::rejected(&r),
+                });
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.expect("every item has an outcome"))
+            .collect())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
         lock_state(&self.shared)
     }

@@ -45,6 +45,37 @@ pub fn event_from_json(text: &str) -> Result<LeadEvent, Rejection> {
     from_pb(msg)
 }
 
+/// Decodes a JSON array of proto3 JSON events, item by item: an item that
+/// is not an event comes back as `undecodable` with its text. `Err` when
+/// the body is not a JSON array at all, or holds more than `items_max`.
+pub fn events_from_json_array(
+    bytes: &[u8],
+    items_max: usize,
+) -> Result<Vec<stream::Record>, String> {
+    let items: Vec<serde_json::Value> =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a JSON array of events: {e}"))?;
+    if items.len() > items_max {
+        return Err(format!(
+            "{} events in one request; at most {items_max}",
+            items.len()
+        ));
+    }
+    Ok(items
+        .into_iter()
+        .map(
+            |v| match serde_json::from_value::<pb::LeadEvent>(v.clone()) {
+                Ok(msg) => from_pb(msg).map_err(|r| (r, v.to_string().into_bytes())),
+                Err(e) => Err((
+                    Rejection::Undecodable {
+                        detail: format!("json: {e}"),
+                    },
+                    v.to_string().into_bytes(),
+                )),
+            },
+        )
+        .collect())
+}
+
 /// Encodes an event as one line of proto3 JSON (no trailing newline).
 pub fn event_to_json(event: &LeadEvent) -> String {
     serde_json::to_string(&to_pb(event)).expect("generated types always serialise")

@@ -53,7 +53,8 @@ pub use batcher::Batcher;
 use crate::codec::{self, stream::Record};
 use crate::domain::lifecycle::{self, Lead};
 use crate::domain::{LeadCommand, LeadEvent, Rejection};
-use index::{IdProbe, Index, LeadEntry, Seen};
+pub use index::Seen;
+use index::{IdProbe, Index, LeadEntry};
 use keys::*;
 use segment::{Segment, SegmentWriter};
 use serde::{Deserialize, Serialize};
@@ -880,6 +881,13 @@ impl EventLog {
         codec::decode_event(seg.get(index))
             .map(Some)
             .map_err(|e| LogError::Corrupt(format!("event {seq}: {e}")))
+    }
+
+    /// Where the first copy of an event id went, if the log holds it: an
+    /// accepted event, or a rejection kept as an idempotency key (see
+    /// [`StoredRejection::idempotency_key`]).
+    pub fn first_copy_of(&self, event_id: &str) -> Result<Option<Seen>, LogError> {
+        self.seen_id(self.index()?, event_id)
     }
 
     /// The sequence of a stored event id.
