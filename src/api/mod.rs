@@ -407,16 +407,31 @@ async fn reps(
                 }
             }
         }
+        let state = policy.map(|p| p.state());
         let mut reps: std::collections::BTreeSet<&String> = p.pool.holdings.keys().collect();
         reps.extend(capacity.keys());
+        if let Some(s) = state {
+            reps.extend(s.pending_by_rep.keys());
+        }
         reps.into_iter()
             .skip(offset)
             .take(limit)
             .map(|rep| {
+                let count = |m: Option<&std::collections::BTreeMap<String, u64>>| {
+                    m.and_then(|m| m.get(rep)).copied().unwrap_or(0)
+                };
                 json!({
                     "rep": rep,
                     "holdings": p.pool.holdings.get(rep).map_or(0, |h| h.len()),
                     "capacity": capacity.get(rep),
+                    // Assignments commanded, not yet carried out: they hold
+                    // capacity until carried out, declined or expired.
+                    "pending_assignments": state
+                        .and_then(|s| s.pending_by_rep.get(rep))
+                        .copied()
+                        .unwrap_or(0),
+                    "declined_assignments": count(state.map(|s| &s.declined_by_rep)),
+                    "expired_assignments": count(state.map(|s| &s.expired_by_rep)),
                 })
             })
             .collect()

@@ -83,19 +83,7 @@ pub fn tail_from(
         let m = m?;
         last = Instant::now();
         let payload = m.payload().unwrap_or_default();
-        let body = match kind {
-            Kind::Events | Kind::Dlq => match codec::decode_event(payload) {
-                Ok(e) => serde_json::from_str(&codec::event_to_json(&e)).expect("valid json"),
-                Err(r) => {
-                    serde_json::json!({ "undecodable": r.to_string(), "bytes": payload.len() })
-                }
-            },
-            Kind::Commands => match codec::decode_command(payload) {
-                Ok(c) => serde_json::to_value(codec::command_to_pb(&c)).expect("serialisable"),
-                Err(r) => serde_json::json!({ "undecodable": r.to_string() }),
-            },
-        };
-        let headers = m
+        let headers: Vec<(String, String)> = m
             .headers()
             .map(|h| {
                 h.iter()
@@ -108,6 +96,32 @@ pub fn tail_from(
                     .collect()
             })
             .unwrap_or_default();
+        // Events in any format the engine takes, decoded by its own rule
+        // (a dead letter keeps the original message's bytes, not its
+        // headers, so its format is told by the bytes alone).
+        let mut wire_headers = codec::wire::Headers::default();
+        if kind == Kind::Events {
+            for (k, v) in &headers {
+                wire_headers.set(k, v.as_bytes());
+            }
+        }
+        let accept = codec::wire::Accept::default();
+        let body = match kind {
+            Kind::Events | Kind::Dlq => {
+                match codec::wire::decode_message(payload, &wire_headers, &accept) {
+                    Ok((e, _)) => {
+                        serde_json::from_str(&codec::event_to_json(&e)).expect("valid json")
+                    }
+                    Err(r) => {
+                        serde_json::json!({ "undecodable": r.to_string(), "bytes": payload.len() })
+                    }
+                }
+            }
+            Kind::Commands => match codec::decode_command(payload) {
+                Ok(c) => serde_json::to_value(codec::command_to_pb(&c)).expect("serialisable"),
+                Err(r) => serde_json::json!({ "undecodable": r.to_string() }),
+            },
+        };
         out.push(Tailed {
             partition: m.partition(),
             offset: m.offset(),
