@@ -37,6 +37,17 @@ pub fn render(t: &Telemetry) -> String {
     }
     counter(
         &mut out,
+        "leadflow_messages_decoded_total",
+        "Messages of the events topic decoded, by the format they came in (this run).",
+    );
+    for (format, n) in &t.stats.decoded_by_format {
+        let _ = writeln!(
+            out,
+            "leadflow_messages_decoded_total{{format=\"{format}\"}} {n}"
+        );
+    }
+    counter(
+        &mut out,
         "leadflow_events_rejected_total",
         "Rejected inputs in the log, by reason.",
     );
