@@ -1124,6 +1124,10 @@ fn shutdown_flag(duration_s: Option<u64>) -> Result<std::sync::Arc<std::sync::at
 
 fn run_engine(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
     use std::sync::atomic::Ordering;
+    // The broker, the credentials and the topics first: a wrong password
+    // or certificate is one error before anything is opened or printed.
+    let k = &config.kafka;
+    leadflow::bus::admin::check_topics(k, &leadflow::bus::admin::topics(k))?;
     let shutdown = shutdown_flag(a.duration_s)?;
     let options = LogOptions {
         dead_letter_outbox: true,

@@ -1,8 +1,8 @@
-//! Connecting to real deployments, on real brokers started by
-//! `./scripts/test`: the formats upstream producers send, on the plain test
-//! broker (`LEADFLOW_TEST_BROKERS`); and a secured cluster, tansu behind
-//! Debian's stunnel4 speaking only SASL_SSL with SCRAM users
-//! (`LEADFLOW_TEST_SECURE_*`, see `scripts/broker start-secure`).
+//! Connecting to real deployments, on real brokers: the formats upstream
+//! producers send, on the plain test broker `./scripts/test` starts
+//! (`LEADFLOW_TEST_BROKERS`); and a secured cluster, tansu with SCRAM users
+//! behind Debian's stunnel4 speaking only SASL_SSL, one per test (see
+//! `scripts/broker start-secure`).
 
 use leadflow::codec::stream::{EventWriter, Format};
 use leadflow::sim::{SimConfig, SimItem, Simulator};
@@ -11,7 +11,75 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{env, leadflow, ok, run_until_covered};
+use common::{leadflow, ok, run_until_covered};
+
+/// A broker that speaks only SASL_SSL, started for one test and stopped
+/// when dropped.
+struct Secured {
+    brokers: String,
+    ca: String,
+    other_ca: String,
+    user: String,
+    password: String,
+    pids: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Secured {
+    fn start() -> Secured {
+        let dir = tempfile::tempdir().unwrap();
+        let out =
+            std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/broker"))
+                .arg("start-secure")
+                .arg(dir.path())
+                .output()
+                .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/broker start-secure: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let var = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {text}"))
+                .trim_matches('"')
+                .to_string()
+        };
+        Secured {
+            brokers: var("SECURE_BROKERS"),
+            ca: var("SECURE_CA"),
+            other_ca: var("SECURE_OTHER_CA"),
+            user: var("SECURE_USER"),
+            password: var("SECURE_PASSWORD"),
+            pids: var("SECURE_PIDS")
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+            _dir: dir,
+        }
+    }
+
+    /// The settings a user would write, with `mechanism`, `password` and
+    /// the CA file `ca`.
+    fn properties(&self, mechanism: &str, password: &str, ca: &str) -> String {
+        format!(
+            "startup_timeout_ms = 20000\n[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\
+             \"sasl.mechanisms\" = \"{mechanism}\"\n\"sasl.username\" = \"{}\"\n\
+             \"sasl.password\" = \"{password}\"\n\"ssl.ca.location\" = \"{ca}\"\n",
+            self.user
+        )
+    }
+}
+
+impl Drop for Secured {
+    fn drop(&mut self) {
+        for pid in &self.pids {
+            let _ = std::process::Command::new("kill").arg(pid).status();
+        }
+    }
+}
 
 /// Writes a simulated workload of about `leads` × 5 valid events as
 /// length-delimited protobuf; returns how many events.
@@ -114,24 +182,13 @@ fn a_topic_of_mixed_formats_gives_the_same_numbers_as_the_file_itself() {
     assert_eq!(t, (events, 0), "(events, rejected) in the log");
 }
 
-/// The secured broker's settings, as a user would write them.
-fn secured(mechanism: &str, password: &str, ca: &str) -> String {
-    format!(
-        "startup_timeout_ms = 20000\n[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\
-         \"sasl.mechanisms\" = \"{mechanism}\"\n\"sasl.username\" = \"{}\"\n\
-         \"sasl.password\" = \"{password}\"\n\"ssl.ca.location\" = \"{ca}\"\n",
-        env("LEADFLOW_TEST_SECURE_USER")
-    )
-}
-
 #[test]
 fn sasl_ssl_with_scram_moves_10k_events_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("events.pb");
-    let events = workload(&input, 2_000);
-    let brokers = env("LEADFLOW_TEST_SECURE_BROKERS");
-    let password = env("LEADFLOW_TEST_SECURE_PASSWORD");
-    let ca = env("LEADFLOW_TEST_SECURE_CA");
+    let events = workload(&input, 1_300);
+    assert!(events >= 10_000, "{events}");
+    let secured = Secured::start();
     let policy = dir.path().join("policy.toml");
     std::fs::write(
         &policy,
@@ -141,10 +198,10 @@ fn sasl_ssl_with_scram_moves_10k_events_end_to_end() {
     .unwrap();
     let extra = format!(
         "{}\n[policy]\nfile = {:?}\n",
-        secured("SCRAM-SHA-512", &password, &ca),
+        secured.properties("SCRAM-SHA-512", &secured.password, &secured.ca),
         policy.display().to_string()
     );
-    let config_path = config(dir.path(), "secured", &brokers, &extra);
+    let config_path = config(dir.path(), "secured", &secured.brokers, &extra);
     let data = dir.path().join("data");
     ok(leadflow(&data, &config_path)
         .args(["topics", "create"])
@@ -181,14 +238,9 @@ fn sasl_ssl_with_scram_moves_10k_events_end_to_end() {
 
 /// Runs `args` against the secured broker with `props`; asserts it fails
 /// within 10 s (the start-up timeout is 20 s) with `expect` in its message.
-fn fails_fast(props: &str, args: &[&str], expect: &str) {
+fn fails_fast(secured: &Secured, props: &str, args: &[&str], expect: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(
-        dir.path(),
-        "bad",
-        &env("LEADFLOW_TEST_SECURE_BROKERS"),
-        props,
-    );
+    let config = config(dir.path(), "bad", &secured.brokers, props);
     let data = dir.path().join("data");
     let started = Instant::now();
     let out = leadflow(&data, &config).args(args).output().unwrap();
@@ -200,29 +252,25 @@ fn fails_fast(props: &str, args: &[&str], expect: &str) {
         "{args:?} took {took:?} to fail: {stderr}"
     );
     assert!(stderr.contains(expect), "{args:?}: {stderr}");
-    assert!(
-        stderr.matches("error:").count() == 1,
-        "one clear message, not a stream: {stderr}"
-    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one clear message, not a stream: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
 }
 
 #[test]
 fn a_wrong_password_ends_start_up_at_once_with_one_clear_error() {
-    let ca = env("LEADFLOW_TEST_SECURE_CA");
-    let props = secured("SCRAM-SHA-512", "not-the-password", &ca);
+    let secured = Secured::start();
+    let props = secured.properties("SCRAM-SHA-512", "not-the-password", &secured.ca);
     for args in [&["topics", "create"][..], &["run"][..], &["tail"][..]] {
-        fails_fast(&props, args, "Kafka authentication failed");
+        fails_fast(&secured, &props, args, "Kafka authentication failed");
     }
 }
 
 #[test]
 fn an_untrusted_certificate_ends_start_up_at_once_with_one_clear_error() {
-    let props = secured(
-        "SCRAM-SHA-512",
-        &env("LEADFLOW_TEST_SECURE_PASSWORD"),
-        &env("LEADFLOW_TEST_SECURE_OTHER_CA"),
-    );
+    let secured = Secured::start();
+    let props = secured.properties("SCRAM-SHA-512", &secured.password, &secured.other_ca);
     for args in [&["topics", "create"][..], &["run"][..]] {
-        fails_fast(&props, args, "TLS with the Kafka broker failed");
+        fails_fast(&secured, &props, args, "TLS with the Kafka broker failed");
     }
 }

@@ -35,6 +35,13 @@ struct StartupContext {
 }
 
 impl rdkafka::ClientContext for StartupContext {
+    /// librdkafka's own log lines during the check go to debug: a failure
+    /// is reported once, as the check's error, not as a stream of
+    /// reconnect attempts before it.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        tracing::debug!(?level, fac, "librdkafka: {log_message}");
+    }
+
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         let code = error.rdkafka_error_code();
         let found = match code {
