@@ -134,6 +134,10 @@ struct BenchArgs {
     /// Also run the configured policy (decide and publish commands).
     #[arg(long)]
     with_policy: bool,
+    /// Also post the same workload to the HTTP ingest of a fresh engine,
+    /// in requests of these sizes (events per request), e.g. `--http 100,1000`.
+    #[arg(long, value_delimiter = ',')]
+    http: Vec<usize>,
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
@@ -1343,6 +1347,7 @@ fn bench(config: &Config, a: BenchArgs) -> Result<()> {
             seed: a.seed,
             data_dir: dir.path().join("log"),
             policy,
+            http_batches: a.http.clone(),
         },
         &mut |line| eprintln!("{line}"),
     )?;
@@ -1365,6 +1370,19 @@ fn bench(config: &Config, a: BenchArgs) -> Result<()> {
             r.engine_per_s, r.engine_s, r.batches, r.commands
         );
         println!("ratio engine / ceiling: {:.2}", r.ratio);
+        for h in &r.http {
+            println!(
+                "http ingest, {:>5} events/request: {:>10.0} ev/s  ({:.2} s, {} requests; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; ratio to the Kafka ceiling {:.2})",
+                h.events_per_request,
+                h.events_per_s,
+                h.seconds,
+                h.requests,
+                h.latency_ms_p50,
+                h.latency_ms_p99,
+                h.latency_ms_max,
+                h.events_per_s / r.ceiling_per_s.max(1e-9)
+            );
+        }
     }
     Ok(())
 }
