@@ -92,7 +92,7 @@ pub struct IngestStats {
     pub accepted_by_type: BTreeMap<String, u64>,
     /// Messages decoded, by the format they came in (`protobuf`, `json`,
     /// `registry_protobuf`, `registry_json`; see `codec::wire`).
-    pub decoded_by_format: BTreeMap<String, u64>,
+    pub decoded_by_format: BTreeMap<&'static str, u64>,
     /// Times a partition was sought back because the broker's first answer
     /// started past the expected offset.
     pub rewinds: u64,
@@ -364,7 +364,7 @@ impl Shared {
                     *self
                         .stats
                         .decoded_by_format
-                        .entry(format.as_str().to_string())
+                        .entry(format.as_str())
                         .or_default() += 1;
                     raw_protobuf = format == codec::wire::Format::Protobuf;
                     (Ok(e), Some(payload.to_vec()))

@@ -124,13 +124,19 @@ impl Headers {
     /// A value that is not UTF-8 is kept as a lossy string, so that the
     /// rejection shows what arrived.
     pub fn set(&mut self, name: &str, value: &[u8]) -> bool {
-        let slot = match name.to_ascii_lowercase().as_str() {
-            "content-type" | "content_type" => &mut self.content_type,
-            "ce_id" => &mut self.ce_id,
-            "ce_type" => &mut self.ce_type,
-            "ce_source" => &mut self.ce_source,
-            "ce_time" => &mut self.ce_time,
-            _ => return false,
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        let slot = if is("content-type") || is("content_type") {
+            &mut self.content_type
+        } else if is("ce_id") {
+            &mut self.ce_id
+        } else if is("ce_type") {
+            &mut self.ce_type
+        } else if is("ce_source") {
+            &mut self.ce_source
+        } else if is("ce_time") {
+            &mut self.ce_time
+        } else {
+            return false;
         };
         *slot = Some(String::from_utf8_lossy(value).into_owned());
         true
@@ -151,21 +157,20 @@ enum Family {
 }
 
 fn family_of(content_type: &str) -> Result<Family, Rejection> {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    match essence.as_str() {
-        "application/x-protobuf" | "application/protobuf" | "application/vnd.google.protobuf" => {
-            Ok(Family::Protobuf)
-        }
-        "application/json" => Ok(Family::Json),
-        _ => Err(undecodable(format!(
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let is = |t: &str| essence.eq_ignore_ascii_case(t);
+    if is("application/x-protobuf")
+        || is("application/protobuf")
+        || is("application/vnd.google.protobuf")
+    {
+        Ok(Family::Protobuf)
+    } else if is("application/json") {
+        Ok(Family::Json)
+    } else {
+        Err(undecodable(format!(
             "content-type {content_type:?} is not one the events topic takes \
              (application/x-protobuf or application/json, optionally Schema Registry framed)"
-        ))),
+        )))
     }
 }
 
