@@ -56,6 +56,34 @@ fn per_event(c: &mut Criterion) {
                 .count()
         })
     });
+    // The events topic's decoder (format rule, headers) on the same bytes
+    // with the content-type header `leadflow publish` sets: compare with
+    // `protobuf_decode` in the same run.
+    let headers = codec::wire::Headers {
+        content_type: Some(codec::wire::CONTENT_TYPE_PROTOBUF.to_string()),
+        ..Default::default()
+    };
+    let accept = codec::wire::Accept::default();
+    g.bench_function("wire_decode_protobuf", |b| {
+        b.iter(|| {
+            encoded
+                .iter()
+                .filter(|b| codec::wire::decode_message(b, &headers, &accept).is_ok())
+                .count()
+        })
+    });
+    let json: Vec<Vec<u8>> = evs
+        .iter()
+        .map(|e| codec::event_to_json(e).into_bytes())
+        .collect();
+    let no_headers = codec::wire::Headers::default();
+    g.bench_function("wire_decode_json", |b| {
+        b.iter(|| {
+            json.iter()
+                .filter(|b| codec::wire::decode_message(b, &no_headers, &accept).is_ok())
+                .count()
+        })
+    });
     g.finish();
 }
 
