@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/scenario.jsonl");
@@ -76,28 +75,8 @@ fn the_api_serves_health_metrics_queries_and_guards_admin() {
         .status()
         .unwrap()
         .success());
-    let mut engine = leadflow()
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(engine.stderr.take().unwrap());
-    let mut base = None;
-    let mut line = String::new();
-    while base.is_none() && stderr.read_line(&mut line).unwrap() > 0 {
-        if let Some(url) = line.trim().strip_prefix("api listening on ") {
-            base = Some(url.to_string());
-        }
-        line.clear();
-    }
-    let base = base.expect("the engine printed its API address");
-    // Keep draining the engine's output so it never blocks on a full pipe.
-    let drain = std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
-        rest
-    });
+    // Its output keeps being drained, so it never blocks on a full pipe.
+    let (mut engine, base, drain) = common::run_with_api(&mut leadflow());
 
     let (code, body) = get(&format!("{base}/healthz"));
     assert_eq!((code, body.trim()), (200, "ok"));

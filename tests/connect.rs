@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{leadflow, ok, run_until_covered};
+use common::{leadflow, log_totals, ok, run_until_covered};
 
 /// A broker that speaks only SASL_SSL, started for one test and stopped
 /// when dropped.
@@ -124,21 +124,6 @@ fn stats_json(data: &Path, config: &Path, by: &str) -> serde_json::Value {
         .output()
         .unwrap());
     serde_json::from_str(&out).unwrap()
-}
-
-/// (events, rejected) as `inspect log` prints them.
-fn log_totals(data: &Path, config: &Path) -> (u64, u64) {
-    let out = ok(leadflow(data, config)
-        .args(["inspect", "log"])
-        .output()
-        .unwrap());
-    let field = |name: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in: {out}"))
-    };
-    (field("events "), field("rejected "))
 }
 
 #[test]

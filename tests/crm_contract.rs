@@ -10,8 +10,7 @@
 mod common;
 
 use common::env;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const LEADS_PER_FORMAT: u64 = 60;
@@ -74,27 +73,7 @@ fn a_crm_that_ignores_and_declines_some_assignments_still_converges() {
     let data = dir.path().join("data");
     let leadflow = || common::leadflow(&data, &config);
     common::ok(leadflow().args(["topics", "create"]).output().unwrap());
-    let mut engine = leadflow()
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(engine.stderr.take().unwrap());
-    let mut base = None;
-    let mut line = String::new();
-    while base.is_none() && stderr.read_line(&mut line).unwrap() > 0 {
-        if let Some(url) = line.trim().strip_prefix("api listening on ") {
-            base = Some(url.to_string());
-        }
-        line.clear();
-    }
-    let base = base.expect("the engine printed its API address");
-    let drain = std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
-        rest
-    });
+    let (mut engine, base, drain) = common::run_with_api(&mut leadflow());
 
     // The CRM listens first, as it would in production: an assignment it
     // sees late may already have expired (the time to live counts from
@@ -196,6 +175,20 @@ fn a_crm_that_ignores_and_declines_some_assignments_still_converges() {
     for r in reps["items"].as_array().unwrap() {
         assert!(r["holdings"].as_u64().unwrap() <= 100, "over capacity: {r}");
     }
+    let metrics = ureq::get(&format!("{base}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let metric = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    };
+    assert_eq!(metric("leadflow_assignments_expired_total"), n("ignored"));
+    assert_eq!(metric("leadflow_assignments_declined_total"), n("declined"));
     let pools = get(&format!("{base}/api/v1/pools"));
     for p in pools["items"].as_array().unwrap() {
         assert_eq!(

@@ -7,9 +7,8 @@ mod common;
 use leadflow::codec::stream::{EventWriter, Format};
 use leadflow::domain::LeadEvent;
 use leadflow::sim::{SimConfig, SimItem, Simulator};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "ingest-s3cret";
@@ -56,22 +55,6 @@ fn body(events: &[LeadEvent], n: usize) -> (&'static str, Vec<u8>) {
     }
 }
 
-fn log_totals(data: &Path, config: &Path) -> (u64, u64) {
-    let out = common::ok(
-        common::leadflow(data, config)
-            .args(["inspect", "log"])
-            .output()
-            .unwrap(),
-    );
-    let field = |name: &str| {
-        out.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in: {out}"))
-    };
-    (field("events "), field("rejected "))
-}
-
 #[test]
 fn the_same_events_over_http_and_kafka_land_once_and_a_retry_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -112,28 +95,8 @@ fn the_same_events_over_http_and_kafka_land_once_and_a_retry_changes_nothing() {
     let data = dir.path().join("data");
     let leadflow = || common::leadflow(&data, &config);
     common::ok(leadflow().args(["topics", "create"]).output().unwrap());
-    let mut engine = leadflow()
-        .arg("run")
-        .env("LEADFLOW_API_INGEST_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(engine.stderr.take().unwrap());
-    let mut base = None;
-    let mut line = String::new();
-    while base.is_none() && stderr.read_line(&mut line).unwrap() > 0 {
-        if let Some(url) = line.trim().strip_prefix("api listening on ") {
-            base = Some(url.to_string());
-        }
-        line.clear();
-    }
-    let base = base.expect("the engine printed its API address");
-    let drain = std::thread::spawn(move || {
-        let mut rest = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
-        rest
-    });
+    let (mut engine, base, drain) =
+        common::run_with_api(leadflow().env("LEADFLOW_API_INGEST_TOKEN", TOKEN));
     let url = format!("{base}/api/v1/events");
 
     // Tokens first: none, and a wrong one, append nothing.
@@ -211,7 +174,7 @@ fn the_same_events_over_http_and_kafka_land_once_and_a_retry_changes_nothing() {
         drain.join().unwrap()
     );
     drain.join().unwrap();
-    let (accepted, rejected) = log_totals(&data, &config);
+    let (accepted, rejected) = common::log_totals(&data, &config);
     assert_eq!(accepted, total, "every event once");
     // An event HTTP brought first makes its Kafka copy a stored `duplicate`
     // rejection; one Kafka brought first is answered `duplicate` over HTTP

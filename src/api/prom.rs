@@ -35,6 +35,26 @@ pub fn render(t: &Telemetry) -> String {
     for (kind, n) in &t.stats.accepted_by_type {
         let _ = writeln!(out, "leadflow_events_accepted_total{{type=\"{kind}\"}} {n}");
     }
+    for (name, help, n) in [
+        (
+            "leadflow_assignments_declined_total",
+            "AssignLead commands the CRM declined (policy state: the whole log).",
+            t.assignments_declined,
+        ),
+        (
+            "leadflow_assignments_expired_total",
+            "AssignLead commands not carried out within assign_command_ttl_ms (the whole log).",
+            t.assignments_expired,
+        ),
+        (
+            "leadflow_declines_unmatched_total",
+            "Declines of a command that was not a pending assignment (a recall, a reminder, one already settled).",
+            t.declines_unmatched,
+        ),
+    ] {
+        counter(&mut out, name, help);
+        let _ = writeln!(out, "{name} {n}");
+    }
     counter(
         &mut out,
         "leadflow_messages_decoded_total",

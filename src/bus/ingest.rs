@@ -911,6 +911,12 @@ pub struct Telemetry {
     pub assigned_partitions: usize,
     /// How long the engine has had no partition assigned (0: it has some).
     pub unassigned_ms: u64,
+    /// The CRM's side of the commands (policy state; 0 without a policy):
+    /// assignments declined, assignments expired, and declines that
+    /// matched no pending assignment.
+    pub assignments_declined: u64,
+    pub assignments_expired: u64,
+    pub declines_unmatched: u64,
 }
 
 /// Takes the engine's state lock, recovering it when a panic poisoned it.
@@ -1042,6 +1048,18 @@ impl Handle {
             unassigned_ms: s
                 .unassigned_since
                 .map_or(0, |t| t.elapsed().as_millis() as u64),
+            assignments_declined: s
+                .processor
+                .as_ref()
+                .map_or(0, |p| p.state().declined_by_rep.values().sum()),
+            assignments_expired: s
+                .processor
+                .as_ref()
+                .map_or(0, |p| p.state().expired_by_rep.values().sum()),
+            declines_unmatched: s
+                .processor
+                .as_ref()
+                .map_or(0, |p| p.state().declines_unmatched),
         })
     }
 

@@ -109,6 +109,16 @@ impl Processor {
             .cloned()
     }
 
+    /// How many times this lead's assignment was decided again in its
+    /// current generation (after a decline or an expiry).
+    pub(super) fn attempt(&self, lead_id: &str) -> u32 {
+        self.state
+            .assign_attempts
+            .get(lead_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Whether `pool` is an `auto_assign` pool with members.
     pub(super) fn auto_assigns(&self, pool: &str) -> bool {
         self.policy
@@ -417,12 +427,7 @@ impl Processor {
                 explanation.push_str(&format!("; recalled from {prev}, who is skipped"));
             }
         }
-        let attempt = self
-            .state
-            .assign_attempts
-            .get(lead_id)
-            .copied()
-            .unwrap_or(0);
+        let attempt = self.attempt(lead_id);
         let expires_at_ms = self
             .policy
             .rules

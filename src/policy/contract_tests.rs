@@ -2,7 +2,6 @@
 //! assignment the CRM declines, or does not carry out in time, releases the
 //! rep's slot and the lead is decided again (see `docs/integration.md`).
 
-use super::tests::event;
 use super::*;
 use crate::domain::*;
 
@@ -21,65 +20,22 @@ members = [
 
 const H: i64 = 3_600_000;
 
-struct Given {
-    p: Processor,
-    seq: u64,
-}
+/// The deadline tests' world, with the CRM's decline.
+type Given = super::deadline_tests::World;
 
 fn given(policy: &str) -> Given {
-    Given {
-        p: Processor::new(PolicyFile::parse(policy).unwrap()),
-        seq: 0,
-    }
+    Given::with(PolicyFile::parse(policy).unwrap())
 }
 
-impl Given {
-    fn at(&mut self, at_ms: i64, lead: &str, body: EventBody) -> Vec<LeadCommand> {
-        self.seq += 1;
-        self.p.handle(self.seq, &event(self.seq, at_ms, lead, body))
-    }
-
-    fn created(&mut self, at_ms: i64, lead: &str) -> Vec<LeadCommand> {
-        self.at(
-            at_ms,
-            lead,
-            EventBody::Created(LeadCreated {
-                channel: "search".into(),
-                campaign: "c".into(),
-                pool: "inbound".into(),
-                region: String::new(),
-                industry: String::new(),
-                company_size: String::new(),
-                acquisition_cost: Money::new(100, Currency::parse("CNY").unwrap()),
-                contact_fingerprint: String::new(),
-                attributes: Default::default(),
-            }),
-        )
-    }
-
-    fn declined(&mut self, at_ms: i64, lead: &str, command_id: &str) -> Vec<LeadCommand> {
-        self.at(
-            at_ms,
-            lead,
-            EventBody::CommandDeclined(LeadCommandDeclined {
-                command_id: command_id.into(),
-                reason: "rep_unavailable".into(),
-            }),
-        )
-    }
-
-    fn assigned(&mut self, at_ms: i64, lead: &str, owner: &str, command_id: &str) {
-        self.at(
-            at_ms,
-            lead,
-            EventBody::Assigned(LeadAssigned {
-                owner_id: owner.into(),
-                pool: String::new(),
-                method: AssignmentMethod::Rule,
-                command_id: command_id.into(),
-            }),
-        );
-    }
+fn declined(g: &mut Given, at_ms: i64, lead: &str, command_id: &str) -> Vec<LeadCommand> {
+    g.at(
+        at_ms,
+        lead,
+        EventBody::CommandDeclined(LeadCommandDeclined {
+            command_id: command_id.into(),
+            reason: "rep_unavailable".into(),
+        }),
+    )
 }
 
 fn assignee(c: &LeadCommand) -> Option<&str> {
@@ -96,7 +52,7 @@ fn a_declined_assignment_frees_the_rep_and_goes_to_someone_else_under_a_new_id()
     assert_eq!(assignee(&first[0]), Some("rep-1"));
     assert_eq!(g.p.state().pending_by_rep.get("rep-1"), Some(&1));
 
-    let again = g.declined(10_000, "L1", &first[0].command_id);
+    let again = declined(&mut g, 10_000, "L1", &first[0].command_id);
 
     assert_eq!(again.len(), 1, "{again:?}");
     assert_eq!(
@@ -125,10 +81,10 @@ fn a_declined_assignment_frees_the_rep_and_goes_to_someone_else_under_a_new_id()
 fn a_decline_of_a_command_not_pending_changes_nothing_but_is_counted() {
     let mut g = given(POLICY);
     let first = g.created(0, "L1");
-    g.assigned(1_000, "L1", "rep-1", &first[0].command_id);
+    g.assigned(1_000, "L1", "rep-1");
     let before = g.p.state().clone();
 
-    let out = g.declined(2_000, "L1", &first[0].command_id);
+    let out = declined(&mut g, 2_000, "L1", &first[0].command_id);
 
     assert!(out.is_empty());
     assert_eq!(g.p.state().declines_unmatched, 1);
@@ -172,8 +128,8 @@ fn an_assignment_not_carried_out_in_time_is_withdrawn_and_decided_again() {
 #[test]
 fn an_assignment_carried_out_in_time_never_expires() {
     let mut g = given(POLICY);
-    let first = g.created(0, "L1");
-    g.assigned(H / 2, "L1", "rep-1", &first[0].command_id);
+    g.created(0, "L1");
+    g.assigned(H / 2, "L1", "rep-1");
 
     assert!(g.p.advance(10 * H).is_empty());
     assert!(g.p.state().expiries.is_empty());

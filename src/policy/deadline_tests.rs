@@ -17,8 +17,8 @@ fn policy(rules: &str, strategy: &str) -> PolicyFile {
     .unwrap()
 }
 
-struct World {
-    p: Processor,
+pub(super) struct World {
+    pub(super) p: Processor,
     seq: u64,
 }
 
@@ -27,20 +27,20 @@ impl World {
         World::with(policy(rules, "round_robin"))
     }
 
-    fn with(policy: PolicyFile) -> World {
+    pub(super) fn with(policy: PolicyFile) -> World {
         World {
             p: Processor::new(policy),
             seq: 0,
         }
     }
 
-    fn at(&mut self, t: i64, lead: &str, body: EventBody) -> Vec<LeadCommand> {
+    pub(super) fn at(&mut self, t: i64, lead: &str, body: EventBody) -> Vec<LeadCommand> {
         self.seq += 1;
         self.p
             .handle(self.seq, &super::tests::event(self.seq, t, lead, body))
     }
 
-    fn created(&mut self, t: i64, lead: &str) -> Vec<LeadCommand> {
+    pub(super) fn created(&mut self, t: i64, lead: &str) -> Vec<LeadCommand> {
         self.at(
             t,
             lead,
@@ -58,7 +58,7 @@ impl World {
         )
     }
 
-    fn assigned(&mut self, t: i64, lead: &str, owner: &str) -> Vec<LeadCommand> {
+    pub(super) fn assigned(&mut self, t: i64, lead: &str, owner: &str) -> Vec<LeadCommand> {
         self.at(
             t,
             lead,

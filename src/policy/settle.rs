@@ -43,12 +43,7 @@ impl Processor {
             .leads
             .get(lead_id)
             .map_or(0, |l| l.generation);
-        let attempt = self
-            .state
-            .assign_attempts
-            .get(lead_id)
-            .copied()
-            .unwrap_or(0);
+        let attempt = self.attempt(lead_id);
         let ttl_ms = p.expires_at_ms.unwrap_or(at_ms) - p.commanded_at_ms;
         let body = CommandBody::CancelCommand {
             command_id: p.command_id.clone(),

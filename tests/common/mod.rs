@@ -319,3 +319,49 @@ pub fn unsafe_sigterm(pid: u32) {
         .unwrap();
     assert!(status.success());
 }
+
+/// `leadflow run` started from `command` with its API on a free port: the
+/// process, the API's base URL (from its `api listening on` line) and a
+/// thread that keeps draining its stderr (join it after the process ends
+/// for the rest of the log).
+pub fn run_with_api(command: &mut Command) -> (Child, String, std::thread::JoinHandle<String>) {
+    let mut engine = command
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(engine.stderr.take().unwrap());
+    let mut base = None;
+    let mut seen = String::new();
+    let mut line = String::new();
+    while base.is_none() && stderr.read_line(&mut line).unwrap() > 0 {
+        if let Some(url) = line.trim().strip_prefix("api listening on ") {
+            base = Some(url.to_string());
+        }
+        seen.push_str(&line);
+        line.clear();
+    }
+    let base = base.unwrap_or_else(|| panic!("the engine printed no API address: {seen}"));
+    let drain = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+        rest
+    });
+    (engine, base, drain)
+}
+
+/// (events, rejected) of a data dir, as `inspect log` prints them.
+pub fn log_totals(data: &Path, config: &Path) -> (u64, u64) {
+    let out = ok(leadflow(data, config)
+        .args(["inspect", "log"])
+        .output()
+        .unwrap());
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in: {out}"))
+    };
+    (field("events "), field("rejected "))
+}
