@@ -17,6 +17,7 @@ use super::{bearer, same, Api, ApiError};
 use crate::bus::ingest::ItemOutcome;
 use crate::codec::{self, stream::EventReader};
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
@@ -102,9 +103,12 @@ fn items(
 pub(super) async fn post_events(
     State(api): State<Api>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     check_ingest(&api, &headers)?;
+    // A body over the cap, or one that could not be read, is a JSON error
+    // like every other (axum's own rejection is plain text).
+    let body = body.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
     let items = items(&headers, &body, api.config.ingest_events_max)?;
     let handle = api.handle.clone();
     // The append waits for the disk: off the server's thread.
