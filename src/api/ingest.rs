@@ -13,7 +13,7 @@
 //! with the first copy's, or `rejected` with the code). A retried request
 //! changes nothing: every id it carries is answered from the log.
 
-use super::{bearer, same, Api, ApiError};
+use super::{check_bearer, Api, ApiError};
 use crate::bus::ingest::ItemOutcome;
 use crate::codec::{self, stream::EventReader};
 use axum::body::Bytes;
@@ -24,19 +24,15 @@ use axum::Json;
 use serde_json::{json, Value};
 
 fn check_ingest(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
-    match &api.config.ingest_token {
-        None => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
+    check_bearer(
+        headers,
+        api.config.ingest_token.as_deref(),
+        (
             "ingest_disabled",
             "no ingest token is configured (api.ingest_token), so HTTP ingest is off",
-        )),
-        Some(t) if bearer(headers).is_some_and(|b| same(b, t)) => Ok(()),
-        Some(_) => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid ingest token is required (Authorization: Bearer ...)",
-        )),
-    }
+        ),
+        "a valid ingest token is required (Authorization: Bearer ...)",
+    )
 }
 
 fn bad(code: &'static str, message: String) -> ApiError {

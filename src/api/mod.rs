@@ -207,17 +207,32 @@ fn check_read(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 fn check_admin(api: &Api, headers: &HeaderMap) -> Result<(), ApiError> {
-    match &api.config.admin_token {
-        None => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
+    check_bearer(
+        headers,
+        api.config.admin_token.as_deref(),
+        (
             "admin_disabled",
             "no admin token is configured (api.admin_token), so admin endpoints are off",
-        )),
+        ),
+        "a valid admin token is required (Authorization: Bearer ...)",
+    )
+}
+
+/// A route that needs its own bearer token: off (403 with `off`) when none
+/// is configured, 401 with `needed` when the request lacks it.
+fn check_bearer(
+    headers: &HeaderMap,
+    token: Option<&str>,
+    off: (&'static str, &'static str),
+    needed: &'static str,
+) -> Result<(), ApiError> {
+    match token {
+        None => Err(ApiError::new(StatusCode::FORBIDDEN, off.0, off.1)),
         Some(t) if bearer(headers).is_some_and(|b| same(b, t)) => Ok(()),
         Some(_) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "a valid admin token is required (Authorization: Bearer ...)",
+            needed,
         )),
     }
 }
