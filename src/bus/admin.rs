@@ -18,7 +18,13 @@ pub fn topics(k: &KafkaConfig) -> [&str; 3] {
 /// commands that talk to Kafka call it first, so that a dead broker is one
 /// clear error after a bounded wait, never a hang.
 pub fn check_reachable(k: &KafkaConfig) -> Result<(), BusError> {
-    fetch_metadata(k, None).map(|_| ())
+    fetch_metadata(k, &startup_client(k)?, None).map(|_| ())
+}
+
+/// One client for the start-up checks: on a secured cluster each client
+/// makes its own TLS and SASL handshake, so all the checks share it.
+fn startup_client(k: &KafkaConfig) -> Result<BaseConsumer<StartupContext>, BusError> {
+    Ok(client_config(k).create_with_context(StartupContext::default())?)
 }
 
 /// How often the start-up check looks at what librdkafka reported while it
@@ -69,10 +75,9 @@ impl rdkafka::consumer::ConsumerContext for StartupContext {}
 /// certificate error.
 fn fetch_metadata(
     k: &KafkaConfig,
+    client: &BaseConsumer<StartupContext>,
     topic: Option<&str>,
 ) -> Result<rdkafka::metadata::Metadata, BusError> {
-    let client: BaseConsumer<StartupContext> =
-        client_config(k).create_with_context(StartupContext::default())?;
     let deadline = std::time::Instant::now() + Duration::from_millis(k.startup_timeout_ms);
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -143,9 +148,10 @@ pub fn create_topics(k: &KafkaConfig) -> Result<Vec<(String, &'static str)>, Bus
 /// Checks that a broker answers and that each topic exists; returns the
 /// partition count of each.
 pub fn check_topics(k: &KafkaConfig, names: &[&str]) -> Result<Vec<usize>, BusError> {
+    let client = startup_client(k)?;
     let mut out = Vec::new();
     for name in names {
-        let md = fetch_metadata(k, Some(name))?;
+        let md = fetch_metadata(k, &client, Some(name))?;
         let topic = md.topics().iter().find(|t| t.name() == *name);
         match topic {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
