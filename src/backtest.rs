@@ -53,6 +53,40 @@ struct LeadFacts {
     p_none: f64,
 }
 
+/// [`run`] over events read from a log: the first read error stops the
+/// fold and is returned instead of outcomes, so a history cut short never
+/// passes for the whole one.
+pub fn run_checked<E>(
+    policies: &[PolicyFile],
+    events: impl Iterator<Item = Result<(u64, LeadEvent), E>>,
+    ticks: &[(u64, i64)],
+    window: (Option<i64>, Option<i64>),
+    model: Option<&crate::sim::model::Model>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Vec<Outcome>, E> {
+    let mut failed = None;
+    let events = events.map_while(|r| match r {
+        Ok(e) => Some(e),
+        Err(e) => {
+            failed = Some(e);
+            None
+        }
+    });
+    let outcomes = run(
+        policies,
+        events,
+        ticks,
+        window,
+        model,
+        progress,
+        &mut |_, _| {},
+    );
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(outcomes),
+    }
+}
+
 /// Runs every policy over the same events, once. `window` limits what is
 /// counted to commands issued in `[from, to)` (the fold always starts at the
 /// beginning, so state is right when the window opens). `ticks` are the
@@ -399,5 +433,59 @@ mod tests {
         assert!((gini(&[1.0, 1.0, 1.0]) - 0.0).abs() < 1e-12);
         assert!((gini(&[0.0, 0.0, 0.0, 4.0]) - 0.75).abs() < 1e-12);
         assert!(gini(&[1.0, 2.0, 3.0]) > 0.0 && gini(&[1.0, 2.0, 3.0]) < gini(&[0.0, 0.0, 6.0]));
+    }
+
+    #[test]
+    fn a_read_error_fails_the_backtest_instead_of_counting_a_cut_history() {
+        use crate::domain::{Currency, EventBody, LeadCreated, Money};
+        // Given a history whose second read fails.
+        let policy = PolicyFile::parse(
+            "version = 1\n[[pools]]\nname = \"inbound\"\nkind = \"auto_assign\"\nmembers = [{ id = \"rep-1\", capacity = 2 }]\n",
+        )
+        .unwrap();
+        let created = LeadEvent {
+            event_id: "e1".into(),
+            lead_id: "L1".into(),
+            occurred_at_ms: 1_000,
+            producer: "test".into(),
+            body: EventBody::Created(LeadCreated {
+                channel: "search".into(),
+                campaign: "c".into(),
+                pool: "inbound".into(),
+                region: String::new(),
+                industry: String::new(),
+                company_size: String::new(),
+                acquisition_cost: Money::new(100, Currency::parse("USD").unwrap()),
+                contact_fingerprint: String::new(),
+                attributes: Default::default(),
+            }),
+        };
+        let second = LeadEvent {
+            event_id: "e2".into(),
+            lead_id: "L2".into(),
+            ..created.clone()
+        };
+        let history = vec![Ok((1, created)), Err("page 2 unreadable"), Ok((2, second))];
+        // When it is backtested, then the error comes back, not outcomes.
+        let result = run_checked(
+            std::slice::from_ref(&policy),
+            history.clone().into_iter(),
+            &[],
+            (None, None),
+            None,
+            &mut |_| {},
+        );
+        assert_eq!(result, Err("page 2 unreadable"));
+        // And the same history without the error is counted whole.
+        let whole = run_checked(
+            std::slice::from_ref(&policy),
+            history.into_iter().filter(Result::is_ok),
+            &[],
+            (None, None),
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(whole[0].assignments, 2);
     }
 }

@@ -328,3 +328,13 @@ mod documented_file {
         assert_eq!(c, Config::default());
     }
 }
+
+/// Reads, parses and validates a policy file.
+pub fn load_policy(path: &Path) -> Result<crate::policy::PolicyFile, crate::policy::PolicyError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| crate::policy::PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+    crate::policy::PolicyFile::parse_named(&text, &path.display().to_string())
+}

@@ -325,3 +325,68 @@ pub fn save_policy_named(
 ) -> Result<(), LogError> {
     log.save_snapshot(name, p.state().covered_seq, &p.state_to_bytes())
 }
+
+/// What a live engine folds, loaded from its log and ready to run: every
+/// fold has caught up with the whole log, so they start from the same
+/// point (the ingest asserts it).
+pub struct Engine {
+    pub log: EventLog,
+    pub projections: Projections,
+    /// The policy in force, when there is one.
+    pub processor: Option<crate::policy::Processor>,
+    /// A shadow policy deciding beside it (stored, never published).
+    pub shadow: Option<crate::policy::Processor>,
+}
+
+/// The start-up sequence shared by `run` and `demo`: the projections
+/// (snapshot + tail), the policy (snapshot + tail with its recorded inputs,
+/// then `policy` loaded as a version when it is new; commands the tail
+/// decides that the log did not hold yet are stored, and their count
+/// returned) and the shadow policy. `progress` sees the projections' fold.
+pub fn start(
+    mut log: EventLog,
+    config: &ProjectionConfig,
+    policy: Option<crate::policy::PolicyFile>,
+    shadow: Option<crate::policy::PolicyFile>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(Engine, usize), LogError> {
+    let projections = load(&log, config, progress)?;
+    let mut caught_up = 0;
+    let processor = match policy {
+        None => None,
+        Some(policy) => {
+            let (processor, decided) = load_policy(&mut log, policy)?;
+            caught_up = log.append_commands(decided)?.len();
+            Some(processor)
+        }
+    };
+    // What the shadow decides while catching up was stored when those
+    // events were appended: storing it again would count it twice in the
+    // comparison.
+    let shadow = shadow
+        .map(|policy| load_shadow_policy(&log, policy))
+        .transpose()?;
+    Ok((
+        Engine {
+            log,
+            projections,
+            processor,
+            shadow,
+        },
+        caught_up,
+    ))
+}
+
+/// The exit checkpoint shared by `run` and `demo`: the projections, the
+/// policy state and the shadow's, so that the next start folds only what
+/// came after.
+pub fn checkpoint(engine: &Engine) -> Result<(), LogError> {
+    save(&engine.log, &engine.projections)?;
+    if let Some(p) = &engine.processor {
+        save_policy(&engine.log, p)?;
+    }
+    if let Some(p) = &engine.shadow {
+        save_policy_named(&engine.log, p, crate::policy::SHADOW_SNAPSHOT_NAME)?;
+    }
+    Ok(())
+}

@@ -31,6 +31,12 @@ pub enum StatsBy {
 }
 
 impl StatsBy {
+    /// The grouping named `name` as the CLI spells it (`company-size`),
+    /// case-insensitively.
+    pub fn parse(name: &str) -> Option<StatsBy> {
+        <StatsBy as clap::ValueEnum>::from_str(name, true).ok()
+    }
+
     fn dimension(self) -> Option<Dimension> {
         Some(match self {
             StatsBy::Channel => Dimension::Channel,

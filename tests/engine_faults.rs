@@ -8,16 +8,18 @@
 mod common;
 
 use common::{publish, wait_for, write};
-use leadflow::bus::ingest;
 use leadflow::config::Config;
+use leadflow::control::Handle;
 use leadflow::log::{EventLog, LogOptions};
 use leadflow::projector::metrics::MetricParams;
 use leadflow::projector::Projections;
+use leadflow::replay::Engine;
+use leadflow::shutdown::Shutdown;
 use leadflow::sim::{SimConfig, SimItem, Simulator};
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,30 +94,34 @@ fn published_workload(
 fn spawn_engine(
     config: &Config,
     log: EventLog,
-    shutdown: &Arc<AtomicBool>,
+    shutdown: &Shutdown,
     covered: Option<Arc<AtomicU64>>,
 ) -> (
-    std::thread::JoinHandle<Result<(), leadflow::bus::BusError>>,
-    ingest::Handle,
+    std::thread::JoinHandle<Result<(), leadflow::engine::EngineError>>,
+    Handle,
 ) {
     let (handle_tx, handle_rx) = std::sync::mpsc::channel();
     let config = config.clone();
     let shutdown = shutdown.clone();
     let engine = std::thread::spawn(move || {
-        ingest::run_full(
-            &config,
+        let engine = Engine {
             log,
-            Projections::new(MetricParams::from(&config.projection)),
-            None,
-            None,
+            projections: Projections::new(MetricParams::from(&config.projection)),
+            processor: None,
+            shadow: None,
+        };
+        leadflow::engine::run(
+            &config,
+            engine,
             &shutdown,
+            None,
             Duration::from_millis(100),
+            &mut |s| handle_tx.send(s.handle).unwrap(),
             &mut |p| {
                 if let Some(c) = &covered {
                     c.store(p.covered, Ordering::Relaxed);
                 }
             },
-            &mut |h| handle_tx.send(h).unwrap(),
         )
         .map(|_| ())
     });
@@ -135,14 +141,14 @@ fn an_engine_the_group_gives_no_partition_says_so_and_is_not_ready() {
     );
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(&dir.path().join("data"), &LogOptions::default()).unwrap();
-    let shutdown = Arc::new(AtomicBool::new(false));
+    let shutdown = Shutdown::new();
     let (engine, handle) = spawn_engine(&config, log, &shutdown, None);
     // When 2.5 s pass without a partition, then the engine has said so in
     // its log and its telemetry (what /readyz reads) shows it.
     std::thread::sleep(Duration::from_millis(2_500));
     let t = handle.telemetry().unwrap();
     drop(handle);
-    shutdown.store(true, Ordering::Relaxed);
+    shutdown.trigger();
     engine.join().unwrap().unwrap();
     assert_eq!(t.assigned_partitions, 0);
     assert!(t.unassigned_ms >= 2_000, "{}", t.unassigned_ms);
@@ -263,7 +269,7 @@ fn a_replay_of_a_past_moment_does_not_hold_the_engine_lock() {
     let dir = tempfile::tempdir().unwrap();
     let items = published_workload(&config, dir.path(), 13, 4_000);
     let log = EventLog::open(&dir.path().join("data"), &LogOptions::default()).unwrap();
-    let shutdown = Arc::new(AtomicBool::new(false));
+    let shutdown = Shutdown::new();
     let covered = Arc::new(AtomicU64::new(0));
     let (engine, handle) = spawn_engine(&config, log, &shutdown, Some(covered.clone()));
     wait_for(&covered, items.len() as u64, "the workload");
@@ -288,7 +294,7 @@ fn a_replay_of_a_past_moment_does_not_hold_the_engine_lock() {
     }
     let replay_took = replay.join().unwrap();
     drop(handle);
-    shutdown.store(true, Ordering::Relaxed);
+    shutdown.trigger();
     engine.join().unwrap().unwrap();
     assert!(
         replay_took > Duration::from_millis(100),

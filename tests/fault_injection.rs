@@ -11,18 +11,20 @@
 
 mod common;
 
-use leadflow::bus::ingest::{self, Finished};
 use leadflow::config::Config;
 use leadflow::domain::LeadEvent;
+use leadflow::engine::Finished;
 use leadflow::log::{EventLog, LogOptions};
 use leadflow::policy::{PolicyFile, Processor};
 use leadflow::projector::metrics::MetricParams;
 use leadflow::projector::Projections;
+use leadflow::replay::Engine;
+use leadflow::shutdown::Shutdown;
 use leadflow::sim::{SimConfig, SimItem, Simulator};
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,20 +94,26 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
         },
     )
     .unwrap();
-    let shutdown = Arc::new(AtomicBool::new(false));
+    let shutdown = Shutdown::new();
     let covered = Arc::new(AtomicU64::new(0));
     let engine = {
         let config = config.clone();
         let shutdown = shutdown.clone();
         let covered = covered.clone();
         std::thread::spawn(move || -> Finished {
-            ingest::run(
-                &config,
+            let engine = Engine {
                 log,
-                Projections::new(MetricParams::from(&config.projection)),
-                Some(Processor::new(PolicyFile::parse(POLICY).unwrap())),
+                projections: Projections::new(MetricParams::from(&config.projection)),
+                processor: Some(Processor::new(PolicyFile::parse(POLICY).unwrap())),
+                shadow: None,
+            };
+            leadflow::engine::run(
+                &config,
+                engine,
                 &shutdown,
+                None,
                 Duration::from_millis(100),
+                &mut |_| {},
                 &mut |p| covered.store(p.covered, Ordering::Relaxed),
             )
             .expect("the engine survives the faults")
@@ -143,10 +151,15 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
     wait_for(&covered, items.len() as u64, "second half");
     // Let the dispatchers finish, then stop (which drains the outbox).
     std::thread::sleep(Duration::from_secs(1));
-    shutdown.store(true, Ordering::Relaxed);
+    shutdown.trigger();
     let done = engine.join().unwrap();
 
-    let stored: Vec<LeadEvent> = done.log.events_from(1).map(|r| r.unwrap().1).collect();
+    let stored: Vec<LeadEvent> = done
+        .engine
+        .log
+        .events_from(1)
+        .map(|r| r.unwrap().1)
+        .collect();
     assert_eq!(stored.len(), valid.len(), "nothing lost, nothing twice");
     let by_lead = |events: &[LeadEvent]| {
         let mut m: HashMap<String, Vec<String>> = HashMap::new();
@@ -158,10 +171,14 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
         m
     };
     assert_eq!(by_lead(&stored), by_lead(&valid), "each lead in order");
-    assert_eq!(done.log.stats().unwrap().rejected_by_reason, bad_by_reason);
-    assert!(done.log.pending_dead_letters(10).unwrap().is_empty());
-    assert!(done.log.pending_commands(10).unwrap().is_empty());
+    assert_eq!(
+        done.engine.log.stats().unwrap().rejected_by_reason,
+        bad_by_reason
+    );
+    assert!(done.engine.log.pending_dead_letters(10).unwrap().is_empty());
+    assert!(done.engine.log.pending_commands(10).unwrap().is_empty());
     let commands: Vec<String> = done
+        .engine
         .log
         .commands()
         .map(|c| c.unwrap().1.command_id)

@@ -238,7 +238,7 @@ fn sigkill_while_consuming_loses_and_duplicates_nothing() {
     let stored: Vec<leadflow::domain::LeadCommand> = log.commands().map(|c| c.unwrap().1).collect();
     assert!(!stored.is_empty(), "the policy decided nothing");
     assert!(log.pending_commands(10).unwrap().is_empty());
-    let policy = leadflow::policy::PolicyFile::load(config.policy.file.as_ref().unwrap()).unwrap();
+    let policy = leadflow::config::load_policy(config.policy.file.as_ref().unwrap()).unwrap();
     let mut again = leadflow::policy::Processor::new(policy);
     let replayed: Vec<leadflow::domain::LeadCommand> = log
         .events_from(1)

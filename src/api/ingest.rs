@@ -14,8 +14,8 @@
 //! changes nothing: every id it carries is answered from the log.
 
 use super::{check_bearer, Api, ApiError};
-use crate::bus::ingest::ItemOutcome;
 use crate::codec::{self, stream::EventReader};
+use crate::control::ItemOutcome;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;

@@ -8,12 +8,14 @@
 //! `limit` up to `api.page_items_max`). Request bodies are bounded. No lead
 //! or owner id ever becomes a metric label.
 
+mod admin;
 mod ingest;
-mod prom;
+mod openapi;
 
-use crate::bus::ingest::Handle;
-use crate::codec;
+pub use openapi::{openapi_document, ROUTES};
+
 use crate::config::ApiConfig;
+use crate::control::{ControlError, Handle};
 use crate::projector::metrics::Window;
 use crate::report::{self, StatsBy};
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -28,25 +30,6 @@ use std::sync::Arc;
 
 /// Largest request body accepted.
 const BODY_BYTES_MAX: usize = 64 * 1024;
-
-/// Every route, as (method, path): the router is built from the handlers
-/// below and the OpenAPI document from this list; a test checks they agree.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/healthz"),
-    ("get", "/readyz"),
-    ("get", "/metrics"),
-    ("get", "/api/v1/openapi.json"),
-    ("get", "/api/v1/leads/{id}"),
-    ("get", "/api/v1/pools"),
-    ("get", "/api/v1/reps"),
-    ("get", "/api/v1/stats"),
-    ("post", "/api/v1/events"),
-    ("post", "/api/v1/admin/snapshot"),
-    ("post", "/api/v1/admin/rebuild"),
-    ("post", "/api/v1/admin/reload-policy"),
-    ("get", "/dashboard"),
-    ("get", "/dashboard/chart.js"),
-];
 
 /// The dashboard page and its chart script, compiled into the binary so
 /// that it works offline.
@@ -75,8 +58,8 @@ struct Api {
     config: Arc<ApiConfig>,
     /// The policy file to reload from (`[policy] file`).
     policy_file: Option<Arc<std::path::PathBuf>>,
-    /// Token bucket of the request rate bound: (tokens, last refill).
-    bucket: Arc<std::sync::Mutex<(f64, std::time::Instant)>>,
+    /// The request rate bound (GCRA, one second of burst).
+    limiter: Arc<governor::DefaultDirectRateLimiter>,
     /// One replay (a past moment, an admin rebuild) at a time.
     replays: Arc<tokio::sync::Semaphore>,
 }
@@ -109,34 +92,24 @@ impl Api {
     }
 }
 
-/// Refuses requests beyond `api.requests_per_s_max` (a token bucket with
-/// one second of burst) with a JSON 429, so that a runaway client cannot
-/// keep the engine's state lock busy.
+/// Refuses requests beyond `api.requests_per_s_max` (with one second of
+/// burst) with a JSON 429, so that a runaway client cannot keep the
+/// engine's state lock busy.
 async fn rate_limit(
     State(api): State<Api>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let rate = api.config.requests_per_s_max as f64;
-    let allowed = {
-        let mut b = api.bucket.lock().unwrap_or_else(|e| e.into_inner());
-        let now = std::time::Instant::now();
-        b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * rate).min(rate);
-        b.1 = now;
-        if b.0 >= 1.0 {
-            b.0 -= 1.0;
-            true
-        } else {
-            false
-        }
-    };
-    if allowed {
+    if api.limiter.check().is_ok() {
         next.run(request).await
     } else {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
-            format!("more than {rate} requests per second"),
+            format!(
+                "more than {} requests per second",
+                api.config.requests_per_s_max
+            ),
         )
         .into_response()
     }
@@ -169,9 +142,14 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::bus::BusError> for ApiError {
-    fn from(e: crate::bus::BusError) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> ApiError {
+        match e {
+            ControlError::Stopped => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "stopping", e.to_string())
+            }
+            e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        }
     }
 }
 
@@ -294,16 +272,11 @@ async fn readyz(State(api): State<Api>) -> Result<Response, ApiError> {
 }
 
 async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
-    let t = api.handle.telemetry()?;
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        prom::render(&t),
+        [(header::CONTENT_TYPE, crate::control::Metrics::CONTENT_TYPE)],
+        api.handle.metrics().encode(),
     )
         .into_response())
-}
-
-async fn openapi() -> Json<Value> {
-    Json(openapi_document())
 }
 
 async fn lead(
@@ -314,34 +287,17 @@ async fn lead(
     check_read(&api, &headers)?;
     let Path(id) =
         id.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
-    let state = api
+    let report = api
         .handle
-        .with_projections(|p, _| p.pool.leads.get(&id).cloned());
-    let Some(state) = state else {
+        .with_log(|log| crate::views::lead_report(log, &id))??;
+    let Some(report) = report else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no lead {id}"),
         ));
     };
-    let (timeline, rejected) = api.handle.with_log(|log| {
-        Ok::<_, crate::log::LogError>((log.timeline(&id)?, log.lead_rejections(&id)?.len()))
-    })?;
-    let timeline: Vec<Value> = timeline
-        .iter()
-        .map(|(seq, e)| {
-            json!({
-                "seq": seq,
-                "event": serde_json::from_str::<Value>(&codec::event_to_json(e)).unwrap_or(Value::Null),
-            })
-        })
-        .collect();
-    Ok(Json(json!({
-        "lead_id": id,
-        "state": state,
-        "timeline": timeline,
-        "rejected_events": rejected,
-    })))
+    Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
 }
 
 async fn pools(
@@ -397,7 +353,7 @@ async fn pools(
     };
     let items = match &past {
         Some(p) => render(p),
-        None => api.handle.with_projections(|p, _| render(p)),
+        None => api.handle.with_projections(|p, _| render(p))?,
     };
     Ok(Json(
         json!({ "offset": offset, "limit": limit, "at_ms": at, "items": items }),
@@ -450,7 +406,7 @@ async fn reps(
                 })
             })
             .collect()
-    });
+    })?;
     Ok(Json(
         json!({ "offset": offset, "limit": limit, "items": items }),
     ))
@@ -463,11 +419,6 @@ struct StatsQuery {
     to: Option<String>,
 }
 
-fn parse_by(s: &str) -> Option<StatsBy> {
-    use clap::ValueEnum;
-    StatsBy::from_str(s, true).ok()
-}
-
 async fn stats(
     State(api): State<Api>,
     headers: HeaderMap,
@@ -476,7 +427,7 @@ async fn stats(
     check_read(&api, &headers)?;
     let q = query(q)?;
     let by_name = q.group_by.as_deref().unwrap_or("channel");
-    let by = parse_by(by_name)
+    let by = StatsBy::parse(by_name)
         .filter(|b| *b != StatsBy::Fairness)
         .ok_or_else(|| {
             ApiError::new(
@@ -503,59 +454,7 @@ async fn stats(
     };
     Ok(Json(api.handle.with_projections(|p, _| {
         report::stats_json(by, &p.metrics.agg, &p.pool, window)
-    })))
-}
-
-async fn admin_snapshot(
-    State(api): State<Api>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    check_admin(&api, &headers)?;
-    let seq = api.handle.save_snapshots()?;
-    Ok(Json(json!({ "snapshot_seq": seq })))
-}
-
-async fn admin_rebuild(
-    State(api): State<Api>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    check_admin(&api, &headers)?;
-    let seq = api
-        .replay(|h| h.rebuild_projections().map_err(ApiError::from))
-        .await?;
-    Ok(Json(json!({ "rebuilt_to_seq": seq })))
-}
-
-async fn admin_reload_policy(
-    State(api): State<Api>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    check_admin(&api, &headers)?;
-    let Some(path) = &api.policy_file else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "no_policy",
-            "the engine runs without [policy] file",
-        ));
-    };
-    let policy = crate::policy::PolicyFile::load(path).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_policy",
-            e.to_string(),
-        )
-    })?;
-    let loaded = policy.version;
-    let in_force = api.handle.reload_policy(policy)?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "no_policy",
-            "the engine runs without a policy",
-        )
-    })?;
-    Ok(Json(
-        json!({ "loaded_version": loaded, "version_in_force": in_force }),
-    ))
+    })?))
 }
 
 /// The router over a running engine.
@@ -564,12 +463,15 @@ pub fn router(
     config: ApiConfig,
     policy_file: Option<std::path::PathBuf>,
 ) -> Router {
-    let rate = config.requests_per_s_max as f64;
+    let per_s =
+        std::num::NonZeroU32::new(config.requests_per_s_max).unwrap_or(std::num::NonZeroU32::MIN);
     let api = Api {
         handle,
         config: Arc::new(config),
         policy_file: policy_file.map(Arc::new),
-        bucket: Arc::new(std::sync::Mutex::new((rate, std::time::Instant::now()))),
+        limiter: Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
+            per_s,
+        ))),
         replays: Arc::new(tokio::sync::Semaphore::new(1)),
     };
     // Probes and metrics are outside the request-rate bound: a flood of API
@@ -579,7 +481,7 @@ pub fn router(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));
     Router::new()
-        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/openapi.json", get(openapi::openapi))
         .route("/api/v1/leads/{id}", get(lead))
         .route("/api/v1/pools", get(pools))
         .route("/api/v1/reps", get(reps))
@@ -589,9 +491,12 @@ pub fn router(
             post(ingest::post_events)
                 .layer(DefaultBodyLimit::max(api.config.ingest_body_bytes_max)),
         )
-        .route("/api/v1/admin/snapshot", post(admin_snapshot))
-        .route("/api/v1/admin/rebuild", post(admin_rebuild))
-        .route("/api/v1/admin/reload-policy", post(admin_reload_policy))
+        .route("/api/v1/admin/snapshot", post(admin::admin_snapshot))
+        .route("/api/v1/admin/rebuild", post(admin::admin_rebuild))
+        .route(
+            "/api/v1/admin/reload-policy",
+            post(admin::admin_reload_policy),
+        )
         .route("/dashboard", get(dashboard))
         .route("/dashboard/chart.js", get(chart_js))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
@@ -606,7 +511,7 @@ pub fn router(
 
 /// A handler that panics answers 500 (JSON) instead of dropping the
 /// connection; the engine's state lock recovers from the poisoning on its
-/// side (see `bus::ingest::Handle`), so ingestion goes on.
+/// side (see `control::Handle`), so ingestion goes on.
 async fn catch_panic(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     use futures::FutureExt;
     match std::panic::AssertUnwindSafe(next.run(request))
@@ -624,60 +529,4 @@ async fn catch_panic(request: axum::extract::Request, next: axum::middleware::Ne
             .into_response()
         }
     }
-}
-
-/// The OpenAPI 3 document of [`ROUTES`].
-pub fn openapi_document() -> Value {
-    let error = json!({ "$ref": "#/components/schemas/Error" });
-    let mut paths = serde_json::Map::new();
-    for (method, path) in ROUTES {
-        let mut op = json!({
-            "operationId": format!("{method}{}", path.replace(['/', '{', '}', '.'], "_")),
-            "responses": {
-                "200": { "description": "OK" },
-                "default": { "description": "error", "content": { "application/json": { "schema": error } } }
-            }
-        });
-        let mut params = Vec::new();
-        if path.contains("{id}") {
-            params.push(
-                json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}),
-            );
-        }
-        if *path == "/api/v1/pools" || *path == "/api/v1/reps" {
-            params.push(json!({"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}));
-            params.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}));
-        }
-        if *path == "/api/v1/pools" {
-            params.push(json!({"name": "at", "in": "query", "schema": {"type": "string"}}));
-        }
-        if *path == "/api/v1/stats" {
-            params.push(json!({"name": "group_by", "in": "query", "schema": {"type": "string",
-                "enum": ["channel", "campaign", "pool", "region", "industry", "company-size", "day", "owner", "pools"]}}));
-            params.push(json!({"name": "from", "in": "query", "schema": {"type": "string"}}));
-            params.push(json!({"name": "to", "in": "query", "schema": {"type": "string"}}));
-        }
-        if path.starts_with("/api/v1/admin") || *path == "/api/v1/events" {
-            op["security"] = json!([{ "bearer": [] }]);
-        }
-        if !params.is_empty() {
-            op["parameters"] = Value::Array(params);
-        }
-        paths
-            .entry(path.to_string())
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-            .expect("path items are objects")
-            .insert(method.to_string(), op);
-    }
-    json!({
-        "openapi": "3.0.3",
-        "info": { "title": "Leadflow", "version": env!("CARGO_PKG_VERSION") },
-        "paths": paths,
-        "components": {
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
-            "schemas": { "Error": { "type": "object", "required": ["code", "message"],
-                "properties": { "code": { "type": "string" }, "message": { "type": "string" } } } }
-        }
-    })
 }

@@ -3,10 +3,9 @@
 //! (decode, validate, append durably, commit offsets) is measured against
 //! it.
 
-use super::{client_config, BusError};
+use super::reader::{self, Idle};
+use super::BusError;
 use crate::config::KafkaConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
 /// Reads `topic` from the beginning until `expect` messages have been seen
@@ -18,35 +17,34 @@ pub fn count(
     expect: u64,
     idle_ms: u64,
 ) -> Result<(u64, u64, Duration), BusError> {
-    let partitions = super::admin::check_topics(k, &[topic])?[0];
-    let consumer: BaseConsumer = client_config(k)
-        .set("group.id", "leadflow-bench-ceiling")
-        .set("enable.auto.commit", "false")
-        .set(
+    let (consumer, has_messages) = reader::assigned(
+        k,
+        topic,
+        "leadflow-bench-ceiling",
+        reader::From::default(),
+        &[(
             "queued.max.messages.kbytes",
             super::ingest::PREFETCH_KBYTES_MAX,
-        )
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions as i32 {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
+        )],
+    )?;
     let mut first: Option<Instant> = None;
     let (mut n, mut bytes) = (0u64, 0u64);
-    let mut last = Instant::now();
-    while n < expect && last.elapsed() < Duration::from_millis(idle_ms) {
+    let mut idle = Idle::new(idle_ms, has_messages);
+    while n < expect && !idle.is_over() {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 first.get_or_insert_with(Instant::now);
                 n += 1;
                 bytes += m.payload_len() as u64;
-                last = Instant::now();
+                idle.seen();
             }
             Some(Err(e)) => tracing::warn!("ceiling consumer: {e}"),
             None => {}
         }
     }
-    let elapsed = first.map_or(Duration::ZERO, |f| last.duration_since(f));
+    let elapsed = match (first, idle.last_seen()) {
+        (Some(f), Some(l)) => l.duration_since(f),
+        _ => Duration::ZERO,
+    };
     Ok((n, bytes, elapsed))
 }

@@ -6,8 +6,54 @@
 //! `rejection_message` (for humans), `event_id` and `lead_id` when the input
 //! decoded that far.
 
+use super::BusError;
+use crate::control::Live;
 use crate::log::StoredRejection;
 use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use std::time::Duration;
+
+/// Most dead letters published per pass; bounds in-flight sends.
+const DEAD_LETTERS_PER_PASS_MAX: usize = 1_000;
+
+/// Publishes queued dead letters (at most a pass's worth) and marks them
+/// sent on acknowledgement; a failed one stays queued for the next pass.
+/// Returns how many were sent.
+pub fn dispatch(
+    live: &mut Live,
+    producer: &FutureProducer,
+    dlq_topic: &str,
+) -> Result<usize, BusError> {
+    let pending = live.log.pending_dead_letters(DEAD_LETTERS_PER_PASS_MAX)?;
+    if pending.is_empty() {
+        live.dead_letters_dirty = false;
+        return Ok(0);
+    }
+    let sends = pending.iter().map(|r| {
+        let mut record = FutureRecord::to(dlq_topic)
+            .payload(&r.raw)
+            .headers(headers(r));
+        if let Some(k) = r.origin.as_ref().and_then(|o| o.key.as_ref()) {
+            record = record.key(k);
+        }
+        producer.send(record, Timeout::After(Duration::from_secs(30)))
+    });
+    let results = futures::executor::block_on(futures::future::join_all(sends));
+    let mut sent = Vec::with_capacity(pending.len());
+    for (r, result) in pending.iter().zip(results) {
+        match result {
+            Ok(_) => sent.push(r.rseq),
+            Err((e, _)) => tracing::warn!(
+                rseq = r.rseq,
+                "dead letter not acknowledged, will retry: {e}"
+            ),
+        }
+    }
+    live.log.mark_dead_letters_sent(&sent)?;
+    live.dead_letters_sent(sent.len());
+    Ok(sent.len())
+}
 
 /// Splits a log source name `kafka:TOPIC/PARTITION`.
 pub fn parse_source(source: &str) -> Option<(&str, i32)> {

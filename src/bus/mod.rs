@@ -13,8 +13,10 @@ pub mod admin;
 pub mod ceiling;
 pub mod dead_letter;
 pub mod ingest;
+pub mod mock;
 pub mod outbox;
 pub mod publish;
+pub mod reader;
 pub mod tail;
 pub mod world;
 

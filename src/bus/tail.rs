@@ -1,13 +1,14 @@
 //! `leadflow tail`: reads a topic from the beginning and prints each message
 //! decoded (events, commands) or with its dead-letter headers.
 
-use super::{client_config, BusError};
+use super::reader::{self, Idle};
+use super::BusError;
 use crate::codec;
 use crate::config::KafkaConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use reader::From;
 
 /// How to show the payloads of a topic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -31,15 +32,6 @@ pub struct Tailed {
     pub payload: Vec<u8>,
 }
 
-/// Where to start reading.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct From {
-    /// Only this partition (all when `None`).
-    pub partition: Option<i32>,
-    /// From this offset (the beginning when `None`).
-    pub offset: Option<i64>,
-}
-
 /// Reads up to `limit` messages of `topic` from the beginning; stops when
 /// nothing new arrives for `idle_ms`.
 pub fn tail(
@@ -61,27 +53,15 @@ pub fn tail_from(
     limit: usize,
     idle_ms: u64,
 ) -> Result<Vec<Tailed>, BusError> {
-    let partitions = super::admin::check_topics(k, &[topic])?[0];
-    let consumer: BaseConsumer = client_config(k)
-        .set("group.id", "leadflow-tail")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    let offset = from.offset.map_or(Offset::Beginning, Offset::Offset);
-    for p in 0..partitions as i32 {
-        if from.partition.is_none_or(|only| only == p) {
-            tpl.add_partition_offset(topic, p, offset)?;
-        }
-    }
-    consumer.assign(&tpl)?;
+    let (consumer, has_messages) = reader::assigned(k, topic, "leadflow-tail", from, &[])?;
     let mut out = Vec::new();
-    let mut last = Instant::now();
-    while out.len() < limit && last.elapsed() < Duration::from_millis(idle_ms) {
+    let mut idle = Idle::new(idle_ms, has_messages);
+    while out.len() < limit && !idle.is_over() {
         let Some(m) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
         let m = m?;
-        last = Instant::now();
+        idle.seen();
         let payload = m.payload().unwrap_or_default();
         let headers: Vec<(String, String)> = m
             .headers()
@@ -118,7 +98,7 @@ pub fn tail_from(
                 }
             }
             Kind::Commands => match codec::decode_command(payload) {
-                Ok(c) => serde_json::to_value(codec::command_to_pb(&c)).expect("serialisable"),
+                Ok(c) => codec::command_to_json(&c),
                 Err(r) => serde_json::json!({ "undecodable": r.to_string() }),
             },
         };

@@ -5,13 +5,13 @@
 use super::{client_config, BusError};
 use crate::codec;
 use crate::config::KafkaConfig;
+use crate::shutdown::Shutdown;
 use crate::sim::live::{LiveSim, Outgoing};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Most commands taken from the consumer per loop turn.
@@ -22,7 +22,7 @@ const COMMANDS_PER_TURN_MAX: usize = 1_000;
 pub fn run(
     k: &KafkaConfig,
     sim: &mut LiveSim,
-    shutdown: &AtomicBool,
+    shutdown: &Shutdown,
     now_ms: &dyn Fn() -> u64,
 ) -> Result<(), BusError> {
     let partitions = super::admin::check_topics(k, &[&k.commands_topic])?[0];
@@ -36,7 +36,7 @@ pub fn run(
         tpl.add_partition_offset(&k.commands_topic, p, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
-    while !shutdown.load(Ordering::Relaxed) {
+    while !shutdown.is_triggered() {
         let mut out = Vec::new();
         let mut taken = 0;
         while taken < COMMANDS_PER_TURN_MAX {
@@ -66,7 +66,7 @@ pub fn run(
 }
 
 /// Enqueues one message, waiting while librdkafka's queue is full.
-fn send(producer: &FutureProducer, topic: &str, o: Outgoing, shutdown: &AtomicBool) {
+fn send(producer: &FutureProducer, topic: &str, o: Outgoing, shutdown: &Shutdown) {
     let (key, payload) = match o {
         Outgoing::Event(e) => (e.lead_id.clone(), codec::encode_event(&e)),
         Outgoing::Garbage { key, bytes } => (key, bytes),
@@ -78,7 +78,7 @@ fn send(producer: &FutureProducer, topic: &str, o: Outgoing, shutdown: &AtomicBo
             // producer retries without duplicates.
             Ok(_delivery) => return,
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                if shutdown.load(Ordering::Relaxed) {
+                if shutdown.is_triggered() {
                     return;
                 }
                 producer.poll(Duration::from_millis(10));

@@ -287,6 +287,12 @@ pub fn to_pb(event: &LeadEvent) -> pb::LeadEvent {
 }
 
 /// Converts a domain command into its protobuf message.
+/// A command in the schema's JSON mapping (as the commands topic's
+/// consumers see it decoded).
+pub fn command_to_json(cmd: &LeadCommand) -> serde_json::Value {
+    serde_json::to_value(command_to_pb(cmd)).expect("generated types always serialise")
+}
+
 pub fn command_to_pb(cmd: &LeadCommand) -> pb::LeadCommand {
     use pb::lead_command::Body;
     let body = match &cmd.body {

@@ -70,7 +70,7 @@ impl EventLog {
             self.poisoned = true;
             return Err(e);
         }
-        self.next_cseq = next_cseq;
+        self.commands_stored(next_cseq);
         Ok(stored)
     }
 

@@ -298,10 +298,18 @@ fn rejections_queue_dead_letters_until_marked_sent() {
             .map(|r| r.rseq)
             .collect();
         assert_eq!(pending, vec![1, 2]);
+        assert_eq!(log.dead_letters_pending().unwrap(), 2);
         log.mark_dead_letters_sent(&[1]).unwrap();
+        log.mark_dead_letters_sent(&[1]).unwrap();
+        assert_eq!(log.dead_letters_pending().unwrap(), 1);
         log.flush().unwrap();
     }
     let log = EventLog::open(dir.path(), &options).unwrap();
+    assert_eq!(
+        log.dead_letters_pending().unwrap(),
+        1,
+        "counted again at open"
+    );
     let pending: Vec<u64> = log
         .pending_dead_letters(10)
         .unwrap()
@@ -351,9 +359,17 @@ fn decided_commands_land_in_the_outbox_with_their_batch_until_marked_sent() {
         );
         assert_eq!(log.command_counts().unwrap(), (2, 2));
         log.mark_commands_sent(&[1]).unwrap();
+        // A second acknowledgement of the same copy counts once.
+        log.mark_commands_sent(&[1]).unwrap();
+        assert_eq!(log.command_counts().unwrap(), (2, 1));
         log.flush().unwrap();
     }
     let mut log = EventLog::open(dir.path(), &options).unwrap();
+    assert_eq!(
+        log.command_counts().unwrap(),
+        (2, 1),
+        "counted again at open"
+    );
     assert_eq!(
         log.pending_commands(10).unwrap(),
         vec![(2, assign("c", 2))],
@@ -368,6 +384,7 @@ fn decided_commands_land_in_the_outbox_with_their_batch_until_marked_sent() {
         )
         .unwrap();
     assert_eq!(report.commands[0].0, 3);
+    assert_eq!(log.command_counts().unwrap(), (3, 2));
     let all: Vec<u64> = log.commands().map(|c| c.unwrap().0).collect();
     assert_eq!(all, vec![1, 2, 3]);
 }
@@ -607,4 +624,89 @@ fn the_order_rule_holds_across_sources_and_after_reopening() {
         .append(&[Input::event(follow("late-2", 4899), from("p1", 1))], &[])
         .unwrap();
     assert_eq!(r.rejected[0].1.code(), "out_of_order");
+}
+
+#[test]
+fn a_regressed_position_refuses_the_batch_before_anything_is_folded() {
+    // Given a log holding file:a up to offset 2.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(&dir);
+    let pos = |n| Position {
+        source: "file:a".into(),
+        next_offset: n,
+    };
+    log.append(&inputs(vec![created("e1", "a")]), &[pos(2)])
+        .unwrap();
+    // When a batch claims an earlier position, then it is refused and the
+    // caller's folds never saw its events.
+    let mut folded = 0;
+    let refused = log.append_with(&inputs(vec![created("e2", "b")]), &[pos(1)], &mut |_, _| {
+        folded += 1;
+        Vec::new()
+    });
+    assert!(
+        matches!(
+            refused,
+            Err(LogError::PositionRegressed {
+                stored: 2,
+                proposed: 1,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(folded, 0, "refused before the fold");
+    // And the log and its caller still agree, so it goes on.
+    let report = log
+        .append(&inputs(vec![created("e2", "b")]), &[pos(3)])
+        .unwrap();
+    assert_eq!(report.accepted, vec![(0, 2)]);
+}
+
+#[test]
+fn an_error_after_the_fold_poisons_the_log_until_it_is_reopened() {
+    // Given a log whose stored segment of e1 has been damaged on disk.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(&dir);
+    log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
+    log.tree
+        .insert(seq_key(EVENT, 1), b"not a segment".to_vec())
+        .unwrap();
+    // When a batch folds e2 and then needs e1's stored copy (its id comes
+    // again) to judge the next input ...
+    let mut folded = Vec::new();
+    let failed = log.append_with(
+        &inputs(vec![created("e2", "b"), created("e1", "a")]),
+        &[],
+        &mut |seq, _| {
+            folded.push(seq);
+            Vec::new()
+        },
+    );
+    assert!(matches!(failed, Err(LogError::Corrupt(_))), "{failed:?}");
+    assert_eq!(folded, vec![2], "e2 reached the caller's folds");
+    // ... then the caller's state is ahead of the log, and the log refuses
+    // further work instead of letting the two drift apart.
+    let next = log.append(&inputs(vec![created("e3", "c")]), &[]);
+    assert!(matches!(next, Err(LogError::Poisoned)), "{next:?}");
+    assert!(matches!(
+        log.reset_positions("file:"),
+        Err(LogError::Poisoned)
+    ));
+}
+
+#[test]
+fn a_data_dir_held_by_another_handle_is_locked_not_a_storage_error() {
+    // Given a data dir open in this process (sled holds its file lock).
+    let dir = tempfile::tempdir().unwrap();
+    let _holder = open(&dir);
+    // When it is opened again, then the error names the lock and the dir
+    // (after a short retry, which covers a handle of this process that is
+    // still being closed).
+    let second = EventLog::open(dir.path(), &LogOptions::default());
+    match second {
+        Err(LogError::Locked { path }) => assert_eq!(path, dir.path().display().to_string()),
+        Err(other) => panic!("expected Locked, got {other:?}"),
+        Ok(_) => panic!("opened a data dir another handle holds"),
+    }
 }

@@ -411,52 +411,37 @@ impl Processor {
             Strategy::Preference => "preference fallback",
         };
         let version = self.policy.version;
-        let mut explanation = format!(
-            "assign to {} ({strategy} in pool {}, holds {load} of {}; rule {RULE_AUTO_ASSIGN} v{version})",
-            member.id, pool.name, member.capacity
-        );
-        let passed_over = self.state.passed_over_by.get(lead_id);
-        if let Some(prev) = exclude {
-            if passed_over.is_some_and(|p| p == prev)
-                && !self.state.recalled_from.contains_key(lead_id)
-            {
-                explanation.push_str(&format!(
-                    "; {prev} declined it or let it expire, and is skipped"
-                ));
-            } else {
-                explanation.push_str(&format!("; recalled from {prev}, who is skipped"));
-            }
-        }
-        let attempt = self.attempt(lead_id);
-        let expires_at_ms = self
-            .policy
-            .rules
-            .assign_command_ttl_ms
-            .map(|ttl| at.saturating_add(ttl));
-        let mut facts = BTreeMap::from([
-            ("holdings".to_string(), load.to_string()),
-            ("capacity".to_string(), member.capacity.to_string()),
-            ("strategy".to_string(), strategy.to_string()),
-            ("waiting_since_ms".to_string(), waiting_since_ms.to_string()),
-        ]);
-        if let Some(prev) = exclude {
+        let skipped = exclude.map(|prev| {
             if self
                 .state
                 .recalled_from
                 .get(lead_id)
                 .is_some_and(|r| r == prev)
             {
-                facts.insert("recalled_from".to_string(), prev.to_string());
+                explain::Skipped::RecalledFrom(prev)
             } else {
-                facts.insert("passed_over".to_string(), prev.to_string());
+                explain::Skipped::PassedOver(prev)
             }
-        }
-        if attempt > 0 {
-            facts.insert("attempt".to_string(), attempt.to_string());
-        }
-        if let Some(e) = expires_at_ms {
-            facts.insert("expires_at_ms".to_string(), e.to_string());
-        }
+        });
+        let attempt = self.attempt(lead_id);
+        let expires_at_ms = self
+            .policy
+            .rules
+            .assign_command_ttl_ms
+            .map(|ttl| at.saturating_add(ttl));
+        let explain::Explained { explanation, facts } = explain::assign(explain::Assign {
+            rep: &member.id,
+            pool: &pool.name,
+            strategy,
+            holdings: load,
+            capacity: member.capacity,
+            waiting_since_ms,
+            skipped,
+            attempt,
+            expires_at_ms,
+            rule: RULE_AUTO_ASSIGN,
+            version,
+        });
         let command = LeadCommand {
             command_id: command_id_attempt(
                 lead_id,

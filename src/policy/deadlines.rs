@@ -126,15 +126,18 @@ impl Processor {
             return out;
         };
         let version = w.limits.version;
-        let mut facts = BTreeMap::from([
-            ("assigned_at_ms".to_string(), w.assigned_at_ms.to_string()),
-            ("deadline_ms".to_string(), d.at_ms.to_string()),
-            ("generation".to_string(), w.generation.to_string()),
-            ("reminders_sent".to_string(), w.reminded.len().to_string()),
-        ]);
-        if let Some(last) = w.last_follow_up_ms {
-            facts.insert("last_follow_up_ms".to_string(), last.to_string());
-        }
+        let deadline = explain::Deadline {
+            owner: &w.owner,
+            what: d.what,
+            limit_ms: d.limit_ms,
+            at_ms: d.at_ms,
+            assigned_at_ms: w.assigned_at_ms,
+            last_follow_up_ms: w.last_follow_up_ms,
+            generation: w.generation,
+            reminders_sent: w.reminded.len(),
+            rule: d.rule,
+            version,
+        };
         if let Some(lead_ms) = w.limits.reminder_lead_ms {
             let remind_at = self.before(w.limits.calendar.as_ref(), d.at_ms, lead_ms);
             // At most one reminder per rule per assignment. It is sent even
@@ -147,6 +150,7 @@ impl Processor {
                     owner_id: w.owner.clone(),
                     deadline_ms: d.at_ms,
                 };
+                let explain::Explained { explanation, facts } = explain::remind(&deadline);
                 out.push(LeadCommand {
                     command_id: command_id(lead_id, w.generation, d.rule, &body),
                     lead_id: lead_id.to_string(),
@@ -154,15 +158,8 @@ impl Processor {
                     causation_event_id: w.cause_event_id.clone(),
                     rule_id: d.rule.to_string(),
                     rule_version: version,
-                    explanation: format!(
-                        "remind {}: {} for {} would recall the lead at {} (rule {} v{version})",
-                        w.owner,
-                        d.what,
-                        human_ms(d.limit_ms),
-                        format_ms(d.at_ms),
-                        d.rule
-                    ),
-                    facts: facts.clone(),
+                    explanation,
+                    facts,
                     body,
                 });
                 // The caller indexes the watch again: the recall is due at
@@ -186,7 +183,8 @@ impl Processor {
             reason: d.reason,
             to_pool: to_pool.clone(),
         };
-        facts.insert("recall_count_after".to_string(), recalls_after.to_string());
+        let explain::Explained { explanation, facts } =
+            explain::recall(&deadline, &to_pool, recalls_after);
         out.push(LeadCommand {
             command_id: command_id(lead_id, w.generation, d.rule, &body),
             lead_id: lead_id.to_string(),
@@ -194,14 +192,7 @@ impl Processor {
             causation_event_id: w.cause_event_id.clone(),
             rule_id: d.rule.to_string(),
             rule_version: version,
-            explanation: format!(
-                "recall from {} to pool {to_pool}: {} for {} (rule {} v{version}; deadline {})",
-                w.owner,
-                d.what,
-                human_ms(d.limit_ms),
-                d.rule,
-                format_ms(d.at_ms)
-            ),
+            explanation,
             facts,
             body,
         });

@@ -36,7 +36,6 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
-use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -167,22 +166,16 @@ const POOLS_MAX: usize = 1_000;
 const MEMBERS_PER_POOL_MAX: usize = 10_000;
 
 impl PolicyFile {
-    pub fn load(path: &Path) -> Result<PolicyFile, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let file: PolicyFile = toml::from_str(&text).map_err(|source| PolicyError::Parse {
-            path: path.display().to_string(),
-            source,
-        })?;
-        file.validate()?;
-        Ok(file)
+    /// Parses and validates a policy given as text (reading the file is
+    /// `config::load_policy`'s job: the policy does no I/O).
+    pub fn parse(text: &str) -> Result<PolicyFile, PolicyError> {
+        PolicyFile::parse_named(text, "<text>")
     }
 
-    pub fn parse(text: &str) -> Result<PolicyFile, PolicyError> {
+    /// [`parse`](Self::parse), naming where the text came from in errors.
+    pub fn parse_named(text: &str, name: &str) -> Result<PolicyFile, PolicyError> {
         let file: PolicyFile = toml::from_str(text).map_err(|source| PolicyError::Parse {
-            path: "<text>".into(),
+            path: name.to_string(),
             source,
         })?;
         file.validate()?;

@@ -59,11 +59,12 @@
 mod allocate;
 pub mod calendar;
 mod deadlines;
+mod explain;
 pub mod file;
 mod settle;
 
 use crate::domain::command::{command_id, command_id_attempt};
-use crate::domain::time::{day_of, format_ms};
+use crate::domain::time::day_of;
 use crate::domain::{CommandBody, EventBody, LeadCommand, LeadEvent, LeadStatus, RecallReason};
 use crate::projector::pool::PoolState;
 pub use file::{Member, PolicyError, PolicyFile, PoolKind, PoolPolicy, Rules, Strategy};

@@ -50,6 +50,15 @@ impl Processor {
             reason: "expired".into(),
             owner_id: p.rep.clone(),
         };
+        let explain::Explained { explanation, facts } = explain::withdraw(&explain::Withdraw {
+            command_id: &p.command_id,
+            rep: &p.rep,
+            commanded_at_ms: p.commanded_at_ms,
+            expired_at_ms: at_ms,
+            ttl_ms,
+            rule: RULE_ASSIGN_TTL,
+            version: self.policy.version,
+        });
         out.push(LeadCommand {
             command_id: command_id_attempt(lead_id, generation, attempt, RULE_ASSIGN_TTL, &body),
             lead_id: lead_id.to_string(),
@@ -57,22 +66,8 @@ impl Processor {
             causation_event_id: p.cause_event_id.clone(),
             rule_id: RULE_ASSIGN_TTL.to_string(),
             rule_version: self.policy.version,
-            explanation: format!(
-                "withdraw {} (assign to {}): not carried out within {} of {}; \
-                 the lead is decided again without {} (rule {RULE_ASSIGN_TTL} v{})",
-                p.command_id,
-                p.rep,
-                human_ms(ttl_ms),
-                format_ms(p.commanded_at_ms),
-                p.rep,
-                self.policy.version
-            ),
-            facts: BTreeMap::from([
-                ("cancelled_command_id".to_string(), p.command_id.clone()),
-                ("commanded_at_ms".to_string(), p.commanded_at_ms.to_string()),
-                ("expired_at_ms".to_string(), at_ms.to_string()),
-                ("ttl_ms".to_string(), ttl_ms.to_string()),
-            ]),
+            explanation,
+            facts,
             body,
         });
         let rep = self.pass_over(lead_id);

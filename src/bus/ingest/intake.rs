@@ -1,0 +1,301 @@
+//! The batch state machine of the Kafka intake: which offset each
+//! partition must deliver next, the open group-commit batch and the
+//! partition positions it covers, and whether a partition's fetch has
+//! caught the offset the log expects (rewinding when a broker answered
+//! past it). Shared by the poll loop and the rdkafka callbacks
+//! (`context.rs`) under its own lock, always taken before the engine's.
+
+use super::super::{source_name, source_prefix, BusError};
+use crate::codec::{self, stream::REJECTED_PREFIX_BYTES};
+use crate::control::{IngestStats, Live};
+use crate::domain::Rejection;
+use crate::log::{Batcher, Input, Origin, Position};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+/// Smallest step, in offsets, when rewinding a partition.
+const REWIND_MIN: u64 = 1_024;
+
+/// Statistics in a row (one a second) that must show the log's position
+/// beyond a partition's high watermark, without the position moving,
+/// before the engine calls the topic recreated: a single snapshot can be
+/// older than messages already read.
+const AHEAD_STRIKES: u32 = 3;
+
+/// Whether a partition's fetch has been seen to start at or before the
+/// offset the log expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum FetchState {
+    /// Sought to `from`; the first message has not arrived yet.
+    Seeking { from: u64 },
+    /// Messages arrive in order from the expected offset on.
+    InSync,
+}
+
+pub(super) struct Intake {
+    pub batcher: Batcher,
+    pub topic: String,
+    /// Next offset per partition that the log holds.
+    pub durable: HashMap<i32, u64>,
+    /// Next offset per partition covered by the open batch.
+    pub in_batch: BTreeMap<i32, u64>,
+    /// Per assigned partition: has the fetch caught the expected offset?
+    pub fetch: HashMap<i32, FetchState>,
+    /// An error raised inside a callback, reported by the poll loop.
+    pub failed: Option<BusError>,
+    /// Messages behind the high watermark, per assigned partition.
+    pub lag: BTreeMap<i32, i64>,
+    /// The high watermark per partition in librdkafka's latest statistics
+    /// (at most a second old): what "caught up" is measured against.
+    pub high: BTreeMap<i32, i64>,
+    /// Whether `lag` changed since the engine was told.
+    pub lag_changed: bool,
+    /// The batch clock's origin (the batcher's times are ms since it).
+    pub started: Instant,
+    /// Messages above it are rejected as `record_too_large`.
+    pub record_bytes_max: usize,
+    /// What a message's framing may say (schema ids allowed).
+    pub accept: codec::wire::Accept,
+    /// Since when the engine has had no partition (`None`: it has some).
+    pub unassigned_since: Option<Instant>,
+    /// Per partition: the position the log held beyond the broker's high
+    /// watermark, and in how many statistics in a row (see
+    /// `check_not_ahead`).
+    pub ahead: HashMap<i32, (u64, u32)>,
+}
+
+impl Intake {
+    /// Whether the log holds every message the broker had in each assigned
+    /// partition as of librdkafka's latest statistics (at most a second
+    /// old). Only then may the wall clock move the policy's time: while a
+    /// backlog is read, the events not read yet (a follow-up, say) must
+    /// count before the clock calls a lead neglected, and deadlines fire on
+    /// the events' own times as in a replay.
+    pub fn caught_up(&self) -> bool {
+        !self.durable.is_empty()
+            && self
+                .durable
+                .iter()
+                .all(|(p, next)| self.high.get(p).is_some_and(|high| *next as i64 >= *high))
+    }
+
+    /// Invariant: the log's position in a partition is not beyond the
+    /// broker's high watermark (from fetch responses, in librdkafka's
+    /// statistics). A position that stays beyond it means the partition
+    /// starts over below the log (the topic was recreated): a broker may
+    /// then return nothing until its offsets reach the old position, and
+    /// every event before that would be skipped. Stop loudly instead.
+    pub fn check_not_ahead(&mut self, partition: i32, taken: u64, high: i64) {
+        if taken as i64 <= high {
+            self.ahead.remove(&partition);
+            return;
+        }
+        let strikes = match self.ahead.get(&partition) {
+            Some((at, n)) if *at == taken => n + 1,
+            _ => 1,
+        };
+        self.ahead.insert(partition, (taken, strikes));
+        if strikes >= AHEAD_STRIKES && self.failed.is_none() {
+            self.failed = Some(BusError::PositionAhead {
+                topic: self.topic.clone(),
+                partition,
+                stored: taken,
+                found: high as u64,
+            });
+        }
+    }
+
+    /// Milliseconds since the intake started: the batcher's clock.
+    pub fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// The next offset the log holds for `partition` (read from the log
+    /// the first time).
+    pub fn durable_offset(&mut self, live: &Live, partition: i32) -> Result<u64, BusError> {
+        if let Some(o) = self.durable.get(&partition) {
+            return Ok(*o);
+        }
+        let o = live
+            .log
+            .position(&source_name(&self.topic, partition))?
+            .unwrap_or(0);
+        self.durable.insert(partition, o);
+        Ok(o)
+    }
+
+    /// Messages of the topic the log covers: the sum of its stored next
+    /// offsets (offsets start at 0 and, without transactions or
+    /// compaction, have no gaps).
+    pub fn covered(&self, live: &Live) -> Result<u64, BusError> {
+        let prefix = source_prefix(&self.topic);
+        Ok(live.log.positions(&prefix)?.iter().map(|(_, n)| n).sum())
+    }
+
+    /// Takes one message into the open batch (or skips a redelivery, or
+    /// rewinds a partition whose fetch skipped past the expected offset).
+    pub fn accept<C: ConsumerContext>(
+        &mut self,
+        live: &Live,
+        stats: &mut IngestStats,
+        consumer: &BaseConsumer<C>,
+        m: &BorrowedMessage<'_>,
+    ) -> Result<(), BusError> {
+        let partition = m.partition();
+        let offset = u64::try_from(m.offset()).unwrap_or(0);
+        let expected = match self.in_batch.get(&partition) {
+            Some(n) => *n,
+            None => self.durable_offset(live, partition)?,
+        };
+        match self.fetch.get(&partition).copied() {
+            Some(FetchState::Seeking { from }) if offset < from => {
+                // Invariant: after a seek to `from`, a broker delivers
+                // offsets from `from` on (librdkafka drops the rest of a
+                // batch below it). A lower one means the partition starts
+                // over below the log's position: the topic was recreated or
+                // truncated, and reading on would skip every new event as
+                // already held. Stop loudly instead.
+                return Err(BusError::PositionAhead {
+                    topic: self.topic.clone(),
+                    partition,
+                    stored: from,
+                    found: offset,
+                });
+            }
+            Some(FetchState::Seeking { from }) if offset > expected && from > 0 => {
+                // Some brokers (tansu 0.6) answer a fetch from the middle of
+                // a record batch with the *next* batch. Going back and
+                // skipping what the log already holds gets the rest.
+                let back = (expected - from).max(REWIND_MIN).saturating_mul(4);
+                let to = expected.saturating_sub(back);
+                tracing::debug!(
+                    partition,
+                    expected,
+                    got = offset,
+                    rewind_to = to,
+                    "fetch skipped past the expected offset; rewinding"
+                );
+                consumer.seek(
+                    &self.topic,
+                    partition,
+                    Offset::Offset(to as i64),
+                    Duration::from_secs(10),
+                )?;
+                self.fetch
+                    .insert(partition, FetchState::Seeking { from: to });
+                stats.rewinds += 1;
+                return Ok(());
+            }
+            Some(FetchState::Seeking { .. }) if offset > expected => {
+                // Even the earliest retained message is past the log's
+                // position: retention removed events the log never held.
+                if expected > 0 {
+                    tracing::error!(
+                        partition,
+                        expected,
+                        got = offset,
+                        "the topic no longer holds offsets the log has not read; \
+                         those events are lost (retention shorter than the outage?)"
+                    );
+                }
+                self.fetch.insert(partition, FetchState::InSync);
+            }
+            Some(FetchState::Seeking { .. }) => {
+                self.fetch.insert(partition, FetchState::InSync);
+            }
+            _ if offset > expected => {
+                // In order after a seek, a gap is legal in Kafka
+                // (transaction markers, compaction).
+                tracing::debug!(partition, expected, got = offset, "offset gap");
+            }
+            _ => {}
+        }
+        stats.consumed += 1;
+        live.metrics.messages_consumed.inc();
+        if offset < expected {
+            stats.skipped += 1;
+            return Ok(());
+        }
+        let payload = m.payload().unwrap_or_default();
+        let mut raw_protobuf = false;
+        let (record, original) = if payload.len() > self.record_bytes_max {
+            let prefix = &payload[..payload.len().min(REJECTED_PREFIX_BYTES)];
+            let too_large = Rejection::RecordTooLarge {
+                bytes: payload.len() as u64,
+                max: self.record_bytes_max as u64,
+                byte_offset: None,
+            };
+            (Err((too_large, prefix.to_vec())), None)
+        } else {
+            let mut headers = codec::wire::Headers::default();
+            if let Some(hs) = m.headers() {
+                for h in hs.iter() {
+                    headers.set(h.key, h.value.unwrap_or_default());
+                }
+            }
+            match codec::wire::decode_message(payload, &headers, &self.accept) {
+                Ok((e, format)) => {
+                    *stats.decoded_by_format.entry(format.as_str()).or_default() += 1;
+                    raw_protobuf = format == codec::wire::Format::Protobuf;
+                    (Ok(e), Some(payload.to_vec()))
+                }
+                Err(r) => (Err((r, payload.to_vec())), None),
+            }
+        };
+        let origin = Origin {
+            source: source_name(&self.topic, partition),
+            offset,
+            key: m.key().map(<[u8]>::to_vec),
+        };
+        self.in_batch.insert(partition, offset + 1);
+        let now = self.elapsed_ms();
+        let input = Input {
+            record,
+            origin: Some(origin),
+            original,
+            original_is_encoding: raw_protobuf,
+        };
+        self.batcher.push(input, now);
+        Ok(())
+    }
+
+    /// Appends the open batch with its partition positions through the
+    /// engine's one append path (validation, projections and policies fold
+    /// it as it is prepared), then commits its offsets to the group once it
+    /// is durable.
+    pub fn append_batch<C: ConsumerContext>(
+        &mut self,
+        live: &mut Live,
+        consumer: &BaseConsumer<C>,
+        mode: CommitMode,
+    ) -> Result<(), BusError> {
+        if self.batcher.is_empty() {
+            return Ok(());
+        }
+        let inputs = self.batcher.take();
+        let positions: Vec<Position> = self
+            .in_batch
+            .iter()
+            .map(|(p, next)| Position {
+                source: source_name(&self.topic, *p),
+                next_offset: *next,
+            })
+            .collect();
+        live.append_inputs(&inputs, &positions)?;
+        live.metrics.decoded_totals(&live.stats.decoded_by_format);
+        let mut tpl = TopicPartitionList::new();
+        for (p, next) in std::mem::take(&mut self.in_batch) {
+            self.durable.insert(p, next);
+            tpl.add_partition_offset(&self.topic, p, Offset::Offset(next as i64))?;
+        }
+        // The group's offsets are for lag tools; the log is the truth, so a
+        // failed commit is only worth a warning.
+        if let Err(e) = consumer.commit(&tpl, mode) {
+            tracing::warn!("offset commit failed (the log keeps the positions): {e}");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,303 @@
+//! The Kafka intake of a running engine.
+//!
+//! One thread polls the consumer group; each partition's messages arrive in
+//! order. Messages are decoded and collected into a group-commit batch
+//! (`intake.rs`); the batch is appended to the log **together with the next
+//! offset of every partition it covers**, so the log, not the group, says
+//! where to resume: a message whose offset is below the stored position is
+//! a redelivery and is skipped. Offsets are committed to the group only
+//! after the batch is durable, so lag tools see progress.
+//!
+//! Rejections are queued for the dead-letter topic in the same batch and
+//! published from there (at-least-once, re-sent after a crash).
+//!
+//! Backpressure is structural: polling stops while a batch is appended,
+//! librdkafka's prefetch is bounded by `queued.max.messages.kbytes`, and
+//! while the command dispatcher has its maximum in flight the loop waits
+//! for acks before it takes each next event.
+//! Rebalances (`context.rs`): a revoked partition's in-flight batch is
+//! appended and its offsets committed inside the revoke callback, before
+//! it is released.
+//!
+//! Locks: the intake's (batch state) is always taken before the engine's
+//! (`control::Shared`), and neither is held while polling, so the rdkafka
+//! callbacks, which run inside `poll`, can always take them.
+
+mod context;
+mod intake;
+
+use super::{client_config, dead_letter, BusError};
+use crate::codec;
+use crate::config::Config;
+use crate::control::{self, lock, IngestStats, IntakeStatus, Live};
+use crate::log::Batcher;
+use crate::policy::Processor;
+use crate::projector::Projections;
+use crate::shutdown::Shutdown;
+use context::IngestContext;
+use intake::Intake;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Prefetch bound per partition queue, in KiB.
+pub const PREFETCH_KBYTES_MAX: &str = "32768";
+
+/// How often the loop picks up command acks.
+const COLLECT_EVERY: Duration = Duration::from_millis(5);
+/// Longest the loop waits for command acks while the dispatcher is
+/// saturated, before checking for shutdown again.
+const DISPATCH_WAIT: Duration = Duration::from_millis(100);
+/// Rounds of failed deliveries after which shutdown stops retrying (the
+/// outbox keeps the rest for the next start).
+const DRAIN_ATTEMPTS_MAX: u32 = 3;
+
+/// How often `run` fires the policy's deadlines on the wall clock.
+const DEADLINE_TICK_MS: u64 = 100;
+/// With no message for this long, the engine counts as caught up even if
+/// the statistics say otherwise (a high watermark above the last message
+/// stays there on a topic ending in transaction markers, and a broker may
+/// send no statistics): the wall clock must not stop for good.
+const QUIET_MEANS_CAUGHT_UP: Duration = Duration::from_secs(2);
+/// Longest a "sent" mark (a command or dead letter acknowledged by the
+/// broker) waits to be flushed: a crash sends again only what was
+/// acknowledged within this window (plus what was in flight).
+pub const SENT_MARKS_FLUSH_MS: u64 = 100;
+
+/// How often the gauges that cost a pass over the leads (pool sizes) are
+/// refreshed.
+const GAUGES_EVERY: Duration = Duration::from_secs(1);
+
+/// Progress of a running ingest, for the caller to print.
+pub struct Progress<'a> {
+    pub stats: &'a IngestStats,
+    pub projections: &'a Projections,
+    pub processor: Option<&'a Processor>,
+    /// Messages of the events topic that the log covers, over all
+    /// partitions and all runs: the sum of the stored next offsets.
+    pub covered: u64,
+}
+
+/// The running state, while the intake consumes (the engine takes it back
+/// only after [`consume`] has returned).
+pub(crate) fn live_mut<'a>(guard: &'a mut MutexGuard<'_, Option<Live>>) -> &'a mut Live {
+    guard
+        .as_mut()
+        .expect("the engine holds its state while the intake consumes")
+}
+
+/// Consumes the events topic into `live` until `shutdown` is triggered,
+/// then calls `before_drain` (where the engine stops the other sources
+/// that append, the HTTP API, so that what they decided is drained too),
+/// appends the open batch, drains the outbox and the dead letters and
+/// leaves the group.
+pub fn consume(
+    config: &Config,
+    live: &control::Shared,
+    shutdown: &Shutdown,
+    progress_every: Duration,
+    on_progress: &mut dyn FnMut(Progress<'_>),
+    before_drain: &mut dyn FnMut(),
+) -> Result<(), BusError> {
+    let k = &config.kafka;
+    super::admin::check_topics(k, &[&k.events_topic, &k.commands_topic, &k.dlq_topic])?;
+    let intake = Arc::new(Mutex::new(Intake {
+        batcher: Batcher::new(config.log.batch_events_max, config.log.batch_wait_ms_max),
+        topic: k.events_topic.clone(),
+        durable: HashMap::new(),
+        in_batch: BTreeMap::new(),
+        fetch: HashMap::new(),
+        failed: None,
+        lag: BTreeMap::new(),
+        high: BTreeMap::new(),
+        lag_changed: false,
+        started: Instant::now(),
+        record_bytes_max: config.log.record_bytes_max,
+        accept: codec::wire::Accept {
+            schema_ids: k.schema_ids_allowed.clone(),
+        },
+        unassigned_since: Some(Instant::now()),
+        ahead: HashMap::new(),
+    }));
+    let mut c = client_config(k);
+    c.set("group.id", &k.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("queued.max.messages.kbytes", PREFETCH_KBYTES_MAX)
+        .set("statistics.interval.ms", "1000");
+    for (key, value) in &k.properties {
+        c.set(key, value);
+    }
+    let consumer: BaseConsumer<IngestContext> = c.create_with_context(IngestContext {
+        intake: intake.clone(),
+        live: live.clone(),
+    })?;
+    consumer.subscribe(&[&k.events_topic])?;
+    let producer = super::publish::producer(k)?;
+    let mut last_progress = Instant::now();
+    let mut last_tick = Instant::now();
+    let mut last_message = Instant::now();
+    let mut unassigned_warned: Option<Instant> = None;
+    let unassigned_warn_after = Duration::from_millis(k.unassigned_warn_ms);
+    let mut dispatcher = super::outbox::Dispatcher::new(&k.commands_topic);
+    let mut last_collect = Instant::now();
+    let mut reported_assigned = usize::MAX;
+    let mut last_report = Instant::now();
+    let mut last_gauges = Instant::now();
+
+    while !shutdown.is_triggered() {
+        if dispatcher.is_saturated() {
+            // Backpressure: the commands topic falls behind, so wait for
+            // acks to make room before taking the next event. Without acks
+            // the loop still polls one message per wait, which keeps the
+            // group membership alive and the intake at a trickle.
+            let mut g = lock(live);
+            let l = live_mut(&mut g);
+            let d = dispatcher.collect_within(&l.log, DISPATCH_WAIT)?;
+            l.commands_sent(d.sent);
+            l.commands_dirty |= d.failed > 0 || d.sent > 0;
+        }
+        let wait_ms = {
+            let i = lock(&intake);
+            match i.batcher.deadline_ms() {
+                Some(d) => d.saturating_sub(i.elapsed_ms()).clamp(1, 100),
+                None => 100,
+            }
+        };
+        let message = consumer.poll(Duration::from_millis(wait_ms));
+        let mut i = lock(&intake);
+        let mut g = lock(live);
+        let l = live_mut(&mut g);
+        if let Some(e) = i.failed.take() {
+            return Err(e);
+        }
+        // An engine the group gives nothing to must say so, not print
+        // "consumed 0" forever (seen with a dead member never evicted).
+        if i.durable.is_empty() {
+            let since = *i.unassigned_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= unassigned_warn_after
+                && unassigned_warned.is_none_or(|w| w.elapsed() >= unassigned_warn_after)
+            {
+                unassigned_warned = Some(Instant::now());
+                tracing::error!(
+                    seconds = since.elapsed().as_secs(),
+                    group = %k.group_id,
+                    topic = %k.events_topic,
+                    "no partitions assigned: the consumer group gives this engine nothing \
+                     (other members hold every partition, or a dead member was never \
+                     evicted); /readyz fails until it gets some. Check the group with \
+                     your Kafka tools, or restart the other members"
+                );
+            }
+        } else {
+            i.unassigned_since = None;
+            unassigned_warned = None;
+        }
+        // Where the intake stands, for /readyz and /metrics: when it
+        // changed, and once a second while nothing is assigned (the time
+        // without a partition grows).
+        let assigned = i.durable.len();
+        if i.lag_changed
+            || assigned != reported_assigned
+            || (assigned == 0 && last_report.elapsed() >= Duration::from_secs(1))
+        {
+            i.lag_changed = false;
+            reported_assigned = assigned;
+            last_report = Instant::now();
+            l.metrics.set_intake(IntakeStatus {
+                lag: i.lag.clone(),
+                assigned_partitions: assigned,
+                unassigned_ms: i
+                    .unassigned_since
+                    .map_or(0, |t| t.elapsed().as_millis() as u64),
+            });
+        }
+        let idle = message.is_none();
+        if !idle {
+            last_message = Instant::now();
+        }
+        match message {
+            // A full batch is appended just below.
+            Some(Ok(m)) => {
+                let mut stats = std::mem::take(&mut l.stats);
+                let accepted = i.accept(l, &mut stats, &consumer, &m);
+                l.stats = stats;
+                accepted?;
+            }
+            Some(Err(e)) => tracing::warn!("consumer: {e}"),
+            None => {}
+        }
+        let now = i.elapsed_ms();
+        if i.batcher.is_ready(now) {
+            i.append_batch(l, &consumer, CommitMode::Async)?;
+        }
+        // Deadlines fire on the wall clock only between batches, with
+        // nothing more to read right now and the log caught up with the
+        // broker (see `caught_up`). Under steady traffic, and while a
+        // backlog is read, the events' own times move the deadlines on.
+        if idle
+            && i.batcher.is_empty()
+            && last_tick.elapsed() >= Duration::from_millis(DEADLINE_TICK_MS)
+            && (i.caught_up() || last_message.elapsed() >= QUIET_MEANS_CAUGHT_UP)
+        {
+            last_tick = Instant::now();
+            l.tick(crate::replay::wall_ms())?;
+        }
+        // Commands go out without the loop waiting for their acks: hand
+        // new ones to the producer after each batch, and pick the acks up
+        // every few milliseconds.
+        if l.commands_dirty {
+            let (_, more) = dispatcher.pump(&l.log, &producer)?;
+            l.commands_dirty = more;
+        }
+        if dispatcher.in_flight() > 0 && last_collect.elapsed() >= COLLECT_EVERY {
+            last_collect = Instant::now();
+            let d = dispatcher.collect(&l.log, false)?;
+            l.commands_sent(d.sent);
+            // A failed delivery is sent again once the rest has settled.
+            l.commands_dirty |= d.failed > 0;
+        }
+        if l.dead_letters_dirty && i.batcher.is_empty() {
+            dead_letter::dispatch(l, &producer, &k.dlq_topic)?;
+        }
+        l.log
+            .flush_marks_older_than(Duration::from_millis(SENT_MARKS_FLUSH_MS))?;
+        if last_gauges.elapsed() >= GAUGES_EVERY {
+            last_gauges = Instant::now();
+            l.refresh_gauges();
+        }
+        if last_progress.elapsed() >= progress_every {
+            last_progress = Instant::now();
+            let covered = i.covered(l)?;
+            on_progress(Progress {
+                stats: &l.stats,
+                projections: &l.projections,
+                processor: l.processor.as_ref(),
+                covered,
+            });
+        }
+    }
+
+    before_drain();
+    tracing::info!("shutting down: finishing the open batch and draining the outboxes");
+    {
+        let mut i = lock(&intake);
+        let mut g = lock(live);
+        let l = live_mut(&mut g);
+        i.append_batch(l, &consumer, CommitMode::Sync)?;
+        let d = dispatcher.drain(&l.log, &producer, DRAIN_ATTEMPTS_MAX)?;
+        l.commands_sent(d.sent);
+        if d.failed > 0 {
+            tracing::warn!(
+                failed = d.failed,
+                "commands left unacknowledged at shutdown stay in the outbox for the next start"
+            );
+        }
+        while dead_letter::dispatch(l, &producer, &k.dlq_topic)? > 0 {}
+        l.log.flush()?;
+    }
+    consumer.unsubscribe();
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! `leadflow inspect`: one lead, the rejected inputs, the log's totals, the
+//! policy's commands (`inspect_commands.rs`) and the shadow comparison.
+
+use super::{inspect_commands, open_log_for_reading};
+use anyhow::{bail, Result};
+use clap::Subcommand;
+use leadflow::config::Config;
+use leadflow::domain::time::format_ms;
+use leadflow::domain::{EventBody, LeadEvent};
+use leadflow::log::EventLog;
+use std::path::Path;
+
+#[derive(Subcommand)]
+pub enum InspectWhat {
+    /// Timeline and current state of one lead.
+    Lead {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rejected inputs, newest last.
+    Rejections {
+        /// Only this reason code (e.g. `duplicate`, `not_owner`).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Totals of the log.
+    Log,
+    /// The policy's stored commands: rule, facts, explanation and delivery
+    /// state (pending or sent), oldest first.
+    Commands(inspect_commands::InspectCommandsArgs),
+    /// The live policy's commands beside the shadow policy's, counted by
+    /// type, rule and reason.
+    Shadow {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn exec(dir: &Path, config: &Config, what: InspectWhat) -> Result<()> {
+    let log = open_log_for_reading(dir, config)?;
+    match what {
+        InspectWhat::Lead { id, json } => lead(&log, &id, json),
+        InspectWhat::Rejections { reason, limit } => rejections(&log, reason.as_deref(), limit),
+        InspectWhat::Commands(a) => inspect_commands::run(&log, &a),
+        InspectWhat::Shadow { json } => shadow(&log, json),
+        InspectWhat::Log => totals(&log),
+    }
+}
+
+fn lead(log: &EventLog, id: &str, json: bool) -> Result<()> {
+    let Some(report) = leadflow::views::lead_report(log, id)? else {
+        bail!("no lead {id:?} in the log");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!("lead {id}");
+    if let Some(v) = &report.state {
+        println!(
+            "  status {}  pool {}  owner {}  score {}  channel {}",
+            v.status.as_str(),
+            v.pool,
+            v.owner.as_deref().unwrap_or("-"),
+            v.score.map_or("-".into(), |s| s.to_string()),
+            v.channel
+        );
+        println!(
+            "  assignments {}  recalls {}  previous owners [{}]",
+            v.generation,
+            v.recall_count,
+            v.previous_owners.join(", ")
+        );
+    }
+    println!("timeline:");
+    for (seq, e) in &log.timeline(id)? {
+        println!(
+            "  #{seq:<8} {}  {:<11} {}",
+            format_ms(e.occurred_at_ms),
+            e.body.kind().as_str(),
+            describe(e)
+        );
+    }
+    if !report.rejected.is_empty() {
+        println!("rejected:");
+        for r in &report.rejected {
+            println!(
+                "  {} ({}): {}",
+                r.event_id.as_deref().unwrap_or("?"),
+                r.reason,
+                r.message
+            );
+        }
+    }
+    Ok(())
+}
+
+fn rejections(log: &EventLog, reason: Option<&str>, limit: usize) -> Result<()> {
+    let mut shown = 0;
+    for r in log.rejections() {
+        let r = r?;
+        if reason.is_some_and(|c| c != r.reason.code()) {
+            continue;
+        }
+        let origin = r
+            .origin
+            .as_ref()
+            .map_or(String::new(), |o| format!(" [{}@{}]", o.source, o.offset));
+        println!(
+            "#{:<6} {:<20} event {} lead {}: {}{origin}",
+            r.rseq,
+            r.reason.code(),
+            r.event_id.as_deref().unwrap_or("-"),
+            r.lead_id.as_deref().unwrap_or("-"),
+            r.reason
+        );
+        shown += 1;
+        if shown >= limit {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn shadow(log: &EventLog, json: bool) -> Result<()> {
+    let rows = leadflow::views::shadow_comparison(log)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!("{:<50} {:>10} {:>10}", "command", "live", "shadow");
+        for r in rows {
+            println!("{:<50} {:>10} {:>10}", r.command, r.live, r.shadow);
+        }
+    }
+    Ok(())
+}
+
+fn totals(log: &EventLog) -> Result<()> {
+    let s = log.stats()?;
+    println!("events   {}", s.events);
+    println!("rejected {}", s.rejected);
+    for (code, n) in s.rejected_by_reason {
+        println!("  {code:<20} {n}");
+    }
+    let positions = log.positions("")?;
+    if !positions.is_empty() {
+        println!("source positions (next offset to read)");
+        for (source, next) in positions {
+            println!("  {source:<40} {next}");
+        }
+    }
+    Ok(())
+}
+
+/// One line about an event, for the text timeline.
+fn describe(e: &LeadEvent) -> String {
+    use EventBody::*;
+    match &e.body {
+        Created(c) => format!(
+            "channel {} campaign {} pool {} cost {}",
+            c.channel, c.campaign, c.pool, c.acquisition_cost
+        ),
+        Scored(s) => format!("score {} (model {})", s.score, s.model_version),
+        Assigned(a) => format!("to {} ({:?})", a.owner_id, a.method),
+        FollowedUp(f) => format!("by {} ({:?}) {}", f.owner_id, f.kind, f.outcome),
+        Recalled(r) => format!("from {} ({})", r.previous_owner_id, r.reason.as_str()),
+        Converted(c) => format!("by {} deal {}", c.owner_id, c.deal_value),
+        CommandDeclined(d) => format!("declined {} ({})", d.command_id, d.reason),
+    }
+}

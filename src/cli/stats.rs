@@ -1,0 +1,68 @@
+//! `leadflow stats`: a metric table (or JSON rows) from the projections.
+
+use super::{load_projections, open_log_for_reading};
+use anyhow::{Context, Result};
+use clap::Args;
+use leadflow::config::Config;
+use leadflow::domain::time::parse_day_bound_ms;
+use leadflow::projector::metrics::Window;
+use leadflow::report::{self, StatsBy};
+use std::path::Path;
+
+#[derive(Args)]
+pub struct StatsArgs {
+    #[arg(long, value_enum, default_value = "channel")]
+    by: StatsBy,
+    /// First day (inclusive) of the window: a date, or a UTC midnight
+    /// (metrics are kept per UTC day; a time of day is refused).
+    #[arg(long, value_parser = parse_day_bound_ms)]
+    from: Option<i64>,
+    /// End (exclusive) of the window: a date, or a UTC midnight.
+    #[arg(long, value_parser = parse_day_bound_ms)]
+    to: Option<i64>,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn exec(dir: &Path, config: &Config, a: StatsArgs) -> Result<()> {
+    let log = open_log_for_reading(dir, config)?;
+    let p = load_projections(&log, config)?;
+    let window = Window {
+        from_ms: a.from,
+        to_ms: a.to,
+    };
+    if a.by == StatsBy::Fairness {
+        let path = config
+            .policy
+            .file
+            .as_ref()
+            .context("--by fairness needs the policy's capacities: set [policy] file")?;
+        let policy = leadflow::config::load_policy(path)?;
+        let (rows, gini) = report::fairness(&p.metrics.agg, &policy, window);
+        if a.json {
+            let json = serde_json::json!({ "reps": rows, "gini": gini });
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        } else {
+            print!("{}", report::fairness_text(&rows, gini));
+        }
+        return Ok(());
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report::stats_json(
+                a.by,
+                &p.metrics.agg,
+                &p.pool,
+                window
+            ))?
+        );
+    } else {
+        print!(
+            "{}",
+            report::stats_text(a.by, &p.metrics.agg, &p.pool, window)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! `leadflow bench`: end-to-end ingest throughput against the ceiling of a
+//! plain consumer, side by side on one fresh topic of the configured
+//! broker, and HTTP ingest of the same workload.
+
+use super::demo::wall_ms;
+use super::{ApiOptions, EngineError, Started};
+use crate::bus::{self, BusError};
+use crate::config::Config;
+use crate::log::{EventLog, LogOptions};
+use crate::projector::metrics::MetricParams;
+use crate::projector::Projections;
+use crate::replay::Engine;
+use crate::shutdown::Shutdown;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Settings of `leadflow bench`.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub leads: u64,
+    pub seed: u64,
+    /// A fresh directory for the engine's log.
+    pub data_dir: PathBuf,
+    /// Run the engine with this policy (commands decided and published).
+    pub policy: Option<crate::policy::PolicyFile>,
+    /// Also post the same workload to `POST /api/v1/events` of a fresh
+    /// engine, in requests of each of these sizes (events per request).
+    pub http_batches: Vec<usize>,
+}
+
+/// Figures of HTTP ingest for one request size.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct HttpBenchFigures {
+    pub events_per_request: usize,
+    pub requests: u64,
+    pub events: u64,
+    /// First request sent to last answer received (every event durable).
+    pub seconds: f64,
+    pub events_per_s: f64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    pub latency_ms_max: f64,
+}
+
+/// Figures of one `leadflow bench` run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchReport {
+    pub topic: String,
+    pub partitions: usize,
+    pub messages: u64,
+    pub payload_bytes: u64,
+    /// Plain consumer, first to last message.
+    pub ceiling_s: f64,
+    pub ceiling_per_s: f64,
+    /// The engine, first message consumed to last message durable.
+    pub engine_s: f64,
+    pub engine_per_s: f64,
+    pub ratio: f64,
+    pub batches: u64,
+    pub commands: u64,
+    /// HTTP ingest of the same workload, per request size.
+    pub http: Vec<HttpBenchFigures>,
+}
+
+/// Posts `events` to the HTTP ingest of a fresh engine (its log in
+/// `data_dir`) in requests of `per_request` events, one client, each
+/// request sent when the last is answered (so each answer means durable).
+fn bench_http(
+    config: &Config,
+    events: &[crate::domain::LeadEvent],
+    per_request: usize,
+    data_dir: &std::path::Path,
+    policy: Option<crate::policy::PolicyFile>,
+) -> Result<HttpBenchFigures, EngineError> {
+    use crate::codec::stream::{EventWriter, Format};
+    const TOKEN: &str = "leadflow-bench";
+    let mut config = config.clone();
+    config.api = crate::config::ApiConfig {
+        listen: "127.0.0.1:0".into(),
+        ingest_token: Some(TOKEN.into()),
+        requests_per_s_max: 1_000_000,
+        ..config.api.clone()
+    };
+    let bodies: Vec<Vec<u8>> = events
+        .chunks(per_request.max(1))
+        .map(|chunk| {
+            let mut w = EventWriter::new(Vec::new(), Format::Protobuf);
+            for e in chunk {
+                w.write(e).expect("writing to memory");
+            }
+            w.into_inner()
+        })
+        .collect();
+    let log = EventLog::open(data_dir, &LogOptions::from(&config.log))?;
+    let projections = Projections::new(MetricParams::from(&config.projection));
+    let engine = Engine {
+        log,
+        projections,
+        processor: policy.map(crate::policy::Processor::new),
+        shadow: None,
+    };
+    let stop = Shutdown::new();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| -> Result<HttpBenchFigures, EngineError> {
+        let engine = {
+            let config = &config;
+            let stop = &stop;
+            let api = ApiOptions {
+                config: config.api.clone(),
+                policy_file: None,
+                optional: true,
+            };
+            scope.spawn(move || {
+                super::run(
+                    config,
+                    engine,
+                    stop,
+                    Some(api),
+                    Duration::from_secs(1),
+                    &mut |s: Started| {
+                        if let Some(addr) = s.api {
+                            let _ = addr_tx.send(addr);
+                        }
+                    },
+                    &mut |_| {},
+                )
+            })
+        };
+        let run = || -> Result<HttpBenchFigures, EngineError> {
+            let addr = addr_rx
+                .recv_timeout(Duration::from_secs(60))
+                .map_err(|_| EngineError::Panicked("the engine's API did not start".into()))?
+                .map_err(BusError::from)?;
+            let url = format!("http://{addr}/api/v1/events");
+            let agent = ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(60))
+                .build();
+            let mut latencies_ms = Vec::with_capacity(bodies.len());
+            let started = Instant::now();
+            for body in &bodies {
+                let sent = Instant::now();
+                agent
+                    .post(&url)
+                    .set("Content-Type", "application/x-protobuf")
+                    .set("Authorization", &format!("Bearer {TOKEN}"))
+                    .send_bytes(body)
+                    .map_err(|e| EngineError::Panicked(format!("POST {url}: {e}")))?;
+                latencies_ms.push(sent.elapsed().as_secs_f64() * 1e3);
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            latencies_ms.sort_by(f64::total_cmp);
+            let at = |q: f64| {
+                let i = ((latencies_ms.len() as f64 - 1.0) * q).round() as usize;
+                latencies_ms.get(i).copied().unwrap_or(0.0)
+            };
+            Ok(HttpBenchFigures {
+                events_per_request: per_request,
+                requests: bodies.len() as u64,
+                events: events.len() as u64,
+                seconds,
+                events_per_s: events.len() as f64 / seconds.max(1e-9),
+                latency_ms_p50: at(0.5),
+                latency_ms_p99: at(0.99),
+                latency_ms_max: at(1.0),
+            })
+        };
+        let figures = run();
+        stop.trigger();
+        engine
+            .join()
+            .map_err(|e| EngineError::Panicked(format!("{e:?}")))??;
+        figures
+    })
+}
+
+/// End-to-end ingest throughput against the ceiling of a plain consumer,
+/// side by side on one fresh topic of the configured broker: publish a
+/// simulated workload, count it with a plain consumer, then consume it with
+/// the engine (decode, validate, durable append with offsets, commits).
+pub fn bench(
+    config: &Config,
+    options: BenchOptions,
+    say: &mut dyn FnMut(&str),
+) -> Result<BenchReport, EngineError> {
+    use crate::codec::stream::{EventReader, EventWriter, Format};
+    use crate::sim::{SimConfig, Simulator};
+    let stamp = wall_ms();
+    let mut config = config.clone();
+    let k = &mut config.kafka;
+    k.events_topic = format!("leadflow-bench-{stamp}");
+    k.commands_topic = format!("leadflow-bench-{stamp}-commands");
+    k.dlq_topic = format!("leadflow-bench-{stamp}-dlq");
+    k.group_id = format!("leadflow-bench-{stamp}");
+    bus::admin::create_topics(k)?;
+    let k = &config.kafka;
+
+    let mut buffer = Vec::new();
+    {
+        let mut w = EventWriter::new(&mut buffer, Format::Protobuf);
+        for item in Simulator::new(SimConfig {
+            seed: options.seed,
+            leads: options.leads,
+            ..SimConfig::default()
+        }) {
+            item.write_to(&mut w).map_err(BusError::from)?;
+        }
+    }
+    say(&format!(
+        "publishing a simulated workload of {} leads to {}",
+        options.leads, k.events_topic
+    ));
+    let buffer_copy = if options.http_batches.is_empty() {
+        Vec::new()
+    } else {
+        buffer.clone()
+    };
+    let mut reader = EventReader::new(std::io::Cursor::new(buffer), Format::Protobuf);
+    let published = bus::publish::publish(k, &k.events_topic, &mut reader, &mut |_| {})?;
+    let total = published.events + published.undecodable;
+
+    say("ceiling: a plain consumer counting the topic");
+    let (counted, payload_bytes, ceiling) = bus::ceiling::count(k, &k.events_topic, total, 10_000)?;
+    if counted != total {
+        say(&format!(
+            "warning: the plain consumer saw {counted} of {total} messages"
+        ));
+    }
+
+    say("engine: consume, validate, append durably with offsets, commit");
+    let log = EventLog::open(&options.data_dir, &LogOptions::from(&config.log))?;
+    let projections = Projections::new(MetricParams::from(&config.projection));
+    let engine = Engine {
+        log,
+        projections,
+        processor: options.policy.clone().map(crate::policy::Processor::new),
+        shadow: None,
+    };
+    let shutdown = Shutdown::new();
+    let mut first: Option<Instant> = None;
+    let mut done_at: Option<Instant> = None;
+    let finished = super::run(
+        &config,
+        engine,
+        &shutdown,
+        None,
+        Duration::from_millis(5),
+        &mut |_| {},
+        &mut |p| {
+            if p.stats.consumed > 0 {
+                first.get_or_insert_with(Instant::now);
+            }
+            if p.covered >= total && done_at.is_none() {
+                done_at = Some(Instant::now());
+                shutdown.trigger();
+            }
+        },
+    )?;
+    let mut http = Vec::new();
+    if !options.http_batches.is_empty() {
+        let mut events = Vec::new();
+        let mut reader = EventReader::new(std::io::Cursor::new(&buffer_copy), Format::Protobuf);
+        while let Some(r) = reader.next_record().map_err(BusError::from)? {
+            if let Ok(e) = r {
+                events.push(e);
+            }
+        }
+        for (i, n) in options.http_batches.iter().enumerate() {
+            say(&format!(
+                "http: {} events to POST /api/v1/events, {n} per request",
+                events.len()
+            ));
+            http.push(bench_http(
+                &config,
+                &events,
+                *n,
+                &options.data_dir.with_extension(format!("http-{i}")),
+                options.policy.clone(),
+            )?);
+        }
+    }
+    let engine = match (first, done_at) {
+        (Some(f), Some(d)) => d.duration_since(f),
+        _ => Duration::ZERO,
+    };
+    let per_s = |n: u64, d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
+    let partitions = bus::admin::check_topics(k, &[&k.events_topic])?[0];
+    Ok(BenchReport {
+        topic: k.events_topic.clone(),
+        partitions,
+        messages: total,
+        payload_bytes,
+        ceiling_s: ceiling.as_secs_f64(),
+        ceiling_per_s: per_s(counted, ceiling),
+        engine_s: engine.as_secs_f64(),
+        engine_per_s: per_s(total, engine),
+        ratio: per_s(total, engine) / per_s(counted, ceiling),
+        batches: finished.stats.batches,
+        commands: finished.stats.commands_decided,
+        http,
+    })
+}

@@ -1,0 +1,163 @@
+//! `leadflow demo`, live: an in-process Kafka (librdkafka's `MockCluster`),
+//! the engine (with its API and dashboard) consuming the events topic and
+//! deciding commands, and the simulated marketing system and CRM publishing
+//! events and carrying the commands out.
+
+use super::{ApiOptions, EngineError, Started};
+use crate::bus;
+use crate::config::Config;
+use crate::log::{EventLog, LogOptions};
+use crate::replay;
+use crate::shutdown::Shutdown;
+use crate::sim::live::{LiveConfig, LiveCounts, LiveSim};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Settings of `leadflow demo`.
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    pub live: LiveConfig,
+    /// Most open leads per rep.
+    pub capacity: u32,
+    pub partitions: i32,
+    /// Where the demo's event log lives (a throwaway directory).
+    pub data_dir: PathBuf,
+    /// Where the HTTP API and dashboard listen (empty: not at all).
+    pub api_listen: String,
+}
+
+/// One line of the demo's live summary.
+#[derive(Clone, Debug, Default)]
+pub struct DemoTick {
+    pub elapsed_s: f64,
+    pub events_per_s: f64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub waiting: u64,
+    pub held: u64,
+    pub converted: u64,
+    pub recalls: u64,
+    pub commands_sent: u64,
+    pub dead_letters: u64,
+}
+
+/// What the demo leaves behind.
+pub struct DemoResult {
+    /// The engine's folds, checkpointed.
+    pub engine: replay::Engine,
+    pub world: LiveCounts,
+    pub stats: crate::control::IngestStats,
+}
+
+pub(super) fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs the live demo until `shutdown`. `on_tick` gets a summary about
+/// once a second; `on_api` where the dashboard listens (or why it does not).
+pub fn demo(
+    config: &Config,
+    options: DemoOptions,
+    shutdown: &Shutdown,
+    on_tick: &mut (dyn FnMut(&DemoTick) + Send),
+    on_api: &mut (dyn FnMut(std::io::Result<std::net::SocketAddr>) + Send),
+) -> Result<DemoResult, EngineError> {
+    let mock = bus::mock::InProcessKafka::start(&config.kafka, options.partitions)?;
+    let mut config = config.clone();
+    config.kafka.brokers = mock.bootstrap_servers();
+    let mut sim = LiveSim::new(options.live.clone());
+    let log = EventLog::open(
+        &options.data_dir,
+        &LogOptions {
+            dead_letter_outbox: true,
+            ..LogOptions::from(&config.log)
+        },
+    )?;
+    // The same start-up as `run`, with the simulated CRM's policy.
+    let (engine, _) = replay::start(
+        log,
+        &config.projection,
+        Some(sim.demo_policy(options.capacity)),
+        None,
+        &mut |_| {},
+    )?;
+    let api = ApiOptions {
+        config: crate::config::ApiConfig {
+            listen: options.api_listen.clone(),
+            ..config.api.clone()
+        },
+        policy_file: None,
+        optional: true,
+    };
+    // The engine stops after the world, so that it takes in what the world
+    // published last.
+    let engine_shutdown = Shutdown::new();
+    let result = std::thread::scope(|scope| -> Result<_, EngineError> {
+        let engine_config = &config;
+        let engine_stop = &engine_shutdown;
+        let world_stop = shutdown.clone();
+        let engine = scope.spawn(move || {
+            let started = Instant::now();
+            let mut last = (0.0f64, 0u64);
+            let result = super::run(
+                engine_config,
+                engine,
+                engine_stop,
+                Some(api),
+                Duration::from_secs(1),
+                &mut |s: Started| {
+                    if let Some(addr) = s.api {
+                        on_api(addr);
+                    }
+                },
+                &mut |p| {
+                    let elapsed_s = started.elapsed().as_secs_f64();
+                    let sizes = p.projections.pool.pool_sizes();
+                    let done = p.stats.accepted + p.stats.rejected;
+                    let tick = DemoTick {
+                        elapsed_s,
+                        events_per_s: (done - last.1) as f64 / (elapsed_s - last.0).max(1e-3),
+                        accepted: p.stats.accepted,
+                        rejected: p.stats.rejected,
+                        waiting: sizes.values().map(|s| s.waiting).sum(),
+                        held: sizes.values().map(|s| s.held).sum(),
+                        converted: sizes.values().map(|s| s.converted).sum(),
+                        recalls: p
+                            .projections
+                            .pool
+                            .leads
+                            .values()
+                            .map(|l| u64::from(l.recall_count))
+                            .sum(),
+                        commands_sent: p.stats.commands_sent,
+                        dead_letters: p.stats.dead_letters_sent,
+                    };
+                    last = (elapsed_s, done);
+                    on_tick(&tick);
+                },
+            );
+            // However the engine ended, the world stops with it.
+            world_stop.trigger();
+            result
+        });
+        let world = bus::world::run(&config.kafka, &mut sim, shutdown, &wall_ms);
+        // The world has stopped publishing: give the engine a moment to take
+        // in what is already on the topic, then stop it (it drains).
+        std::thread::sleep(Duration::from_millis(500));
+        engine_shutdown.trigger();
+        let finished = engine
+            .join()
+            .map_err(|e| EngineError::Panicked(format!("{e:?}")))??;
+        world?;
+        Ok(finished)
+    })?;
+    drop(mock);
+    Ok(DemoResult {
+        engine: result.engine,
+        world: sim.counts().clone(),
+        stats: result.stats,
+    })
+}

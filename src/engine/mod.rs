@@ -1,0 +1,153 @@
+//! Wiring: the only place that spawns threads. [`run`] is the live engine
+//! of `leadflow run` and of the demo: the state shared by the Kafka intake
+//! (`bus::ingest`) and the HTTP API (`server.rs`), started and stopped in
+//! one order — the API is joined before the engine takes its state back
+//! and checkpoints it. `demo.rs` adds an in-process Kafka (librdkafka's
+//! `MockCluster`) and the simulated outside world around the same engine;
+//! `bench.rs` measures it against a plain consumer.
+
+mod bench;
+mod demo;
+mod server;
+
+pub use bench::{bench, BenchOptions, BenchReport, HttpBenchFigures};
+pub use demo::{demo, DemoOptions, DemoResult, DemoTick};
+pub use server::serve_api;
+
+use crate::bus::{self, BusError};
+use crate::config::{ApiConfig, Config};
+use crate::control::{self, ControlError, Handle, IngestStats, Live};
+use crate::log::LogError;
+use crate::replay::{self, Engine};
+use crate::shutdown::Shutdown;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Errors of the wiring layer: whatever a part reported.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// Kafka failed; see [`BusError`].
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// The event log failed; see [`LogError`].
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The engine's shared state; see [`ControlError`].
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The HTTP API could not listen where configured (`api.listen`):
+    /// the address is taken or not ours. Nothing was consumed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    /// A thread of the engine panicked: a bug; the message says where.
+    #[error("engine thread panicked: {0}")]
+    Panicked(String),
+}
+
+/// The HTTP API beside a running engine.
+#[derive(Clone, Debug)]
+pub struct ApiOptions {
+    pub config: ApiConfig,
+    /// The policy file the admin reload route reads.
+    pub policy_file: Option<PathBuf>,
+    /// A failure to listen is reported to `on_start` and the engine runs
+    /// on without the API (the demo), instead of failing (`run`).
+    pub optional: bool,
+}
+
+/// What [`run`] hands `on_start` once the engine is up.
+pub struct Started {
+    /// The engine's control surface (what the API holds).
+    pub handle: Handle,
+    /// Where the API listens, or why it does not (optional API only).
+    pub api: Option<std::io::Result<SocketAddr>>,
+}
+
+/// What [`run`] hands back: the folds, checkpointed, and the counters.
+pub struct Finished {
+    pub engine: Engine,
+    pub stats: IngestStats,
+}
+
+/// Runs the live engine until `shutdown`: the API (when asked) on its own
+/// thread, the Kafka intake on this one. Then, in this order: the API stops
+/// accepting, finishes the requests it is serving and its thread is
+/// joined; the intake appends its open batch and drains the outboxes
+/// (commands and dead letters of those last requests included); and the
+/// engine takes its state back and checkpoints projections and policies
+/// (the exit checkpoint of `run` and the demo alike).
+pub fn run(
+    config: &Config,
+    engine: Engine,
+    shutdown: &Shutdown,
+    api: Option<ApiOptions>,
+    progress_every: Duration,
+    on_start: &mut dyn FnMut(Started),
+    on_progress: &mut dyn FnMut(bus::ingest::Progress<'_>),
+) -> Result<Finished, EngineError> {
+    let live = control::share(Live::new(engine));
+    let handle = Handle::new(live.clone())?;
+    let api_stop = Shutdown::new();
+    let mut api_thread = None;
+    let mut api_addr = None;
+    if let Some(api) = api.filter(|a| !a.config.listen.is_empty()) {
+        match serve_api(
+            &api.config,
+            api.policy_file,
+            handle.clone(),
+            api_stop.clone(),
+        ) {
+            Ok((addr, thread)) => {
+                api_thread = Some(thread);
+                api_addr = Some(Ok(addr));
+            }
+            Err(e) if api.optional => api_addr = Some(Err(e)),
+            Err(source) => {
+                return Err(EngineError::Listen {
+                    addr: api.config.listen.clone(),
+                    source,
+                })
+            }
+        }
+    }
+    on_start(Started {
+        handle,
+        api: api_addr,
+    });
+    // The API stops before the intake's final drain: the commands and dead
+    // letters of the requests it finishes are then published with the rest.
+    let mut api_panicked = None;
+    let mut stop_api = || {
+        api_stop.trigger();
+        if let Some(t) = api_thread.take() {
+            if let Err(e) = t.join() {
+                api_panicked = Some(format!("the API thread: {e:?}"));
+            }
+        }
+    };
+    let consumed = bus::ingest::consume(
+        config,
+        &live,
+        shutdown,
+        progress_every,
+        on_progress,
+        &mut stop_api,
+    );
+    // However the intake ended, the API is stopped before the state is
+    // taken back.
+    stop_api();
+    let live = control::take(&live).ok_or(ControlError::Stopped)?;
+    consumed?;
+    if let Some(e) = api_panicked {
+        return Err(EngineError::Panicked(e));
+    }
+    let stats = live.stats.clone();
+    let engine = live.into_engine();
+    replay::checkpoint(&engine)?;
+    Ok(Finished { engine, stats })
+}

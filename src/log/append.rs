@@ -1,0 +1,298 @@
+//! The append path: validation against each lead's lifecycle and the id
+//! index, one atomic sled batch with the positions and the commands it
+//! causes, one flush. See the durability contract in `mod.rs`.
+
+use super::outbox::stage_command;
+use super::*;
+
+impl EventLog {
+    /// Validates and appends a batch atomically and durably; see the module
+    /// docs for the contract. `positions` are stored in the same batch.
+    pub fn append(
+        &mut self,
+        inputs: &[Input],
+        positions: &[Position],
+    ) -> Result<AppendReport, LogError> {
+        self.append_with(inputs, positions, &mut |_, _| Vec::new())
+    }
+
+    /// Like [`append`](Self::append), and asks `decide` after each accepted
+    /// event (in sequence order) which commands it causes; they go into the
+    /// outbox in the same atomic batch. `decide` is called before the batch
+    /// is durable: if the append fails, whatever state `decide` folded is
+    /// ahead of the log and the caller must rebuild it (the engine stops).
+    pub fn append_with(
+        &mut self,
+        inputs: &[Input],
+        positions: &[Position],
+        decide: &mut dyn FnMut(u64, &LeadEvent) -> Vec<LeadCommand>,
+    ) -> Result<AppendReport, LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned);
+        }
+        self.index()?;
+        // Positions are checked before anything is validated or folded: a
+        // regressed one refuses the batch while the caller's state and the
+        // log still agree, so nothing needs poisoning.
+        for p in positions {
+            let key = str_key(POSITION, &p.source);
+            if let Some(stored) = self.tree.get(&key)?.and_then(|v| u64_value(&v)) {
+                if p.next_offset < stored {
+                    return Err(LogError::PositionRegressed {
+                        source_name: p.source.clone(),
+                        stored,
+                        proposed: p.next_offset,
+                    });
+                }
+            }
+        }
+        let mut next_cseq = self.next_cseq;
+        let started = std::time::Instant::now();
+        let mut batch = sled::Batch::default();
+        let mut report = AppendReport::default();
+        let mut next_seq = self.next_seq;
+        let mut next_rseq = self.next_rseq;
+        // In-batch views: lead states and ids written by earlier inputs of
+        // this batch are not in sled yet.
+        let mut overlay: HashMap<&str, Lead> = HashMap::new();
+        let mut segment = SegmentWriter::new();
+        let mut ids_in_batch: HashMap<&str, Seen> = HashMap::new();
+        // Rejected inputs whose ids become idempotency keys, for the index.
+        let mut rejected_ids: Vec<(&str, u64)> = Vec::new();
+        let mut counters: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut command_ids_in_batch: HashMap<String, u64> = HashMap::new();
+        // Whether `decide` has folded an event of this batch into the
+        // caller's state: from then on any error leaves that state ahead
+        // of the log, which must then refuse work until it is reopened.
+        let mut folded = false;
+
+        let staged = (|| -> Result<(), LogError> {
+            for (index, input) in inputs.iter().enumerate() {
+                let outcome = match &input.record {
+                    Err((reason, _)) => Err(reason.clone()),
+                    Ok(event) => self.validate(event, &overlay, &ids_in_batch)?,
+                };
+                match outcome {
+                    Ok(lead) => {
+                        let event = input.record.as_ref().expect("validated events decode");
+                        let seq = next_seq;
+                        next_seq += 1;
+                        // The bytes as received decode to this very event, so
+                        // they are stored as they are (no re-encoding).
+                        match &input.original {
+                            Some(bytes) if input.original_is_encoding => segment.push(bytes),
+                            _ => segment.push(&codec::encode_event(event)),
+                        }
+                        ids_in_batch.insert(&event.event_id, Seen::Event(seq));
+                        overlay.insert(&event.lead_id, lead);
+                        report.accepted.push((index, seq));
+                        folded = true;
+                        for command in decide(seq, event) {
+                            if self.command_known(&command.command_id, &command_ids_in_batch)? {
+                                report.commands_deduplicated += 1;
+                                continue;
+                            }
+                            let cseq = next_cseq;
+                            next_cseq += 1;
+                            stage_command(&mut batch, &mut command_ids_in_batch, cseq, &command);
+                            report.commands.push((cseq, command));
+                        }
+                    }
+                    Err(reason) => {
+                        let rseq = next_rseq;
+                        next_rseq += 1;
+                        let (event_id, lead_id, occurred_at_ms, raw) = match &input.record {
+                            Ok(e) => (
+                                Some(e.event_id.clone()),
+                                Some(e.lead_id.clone()),
+                                Some(e.occurred_at_ms),
+                                input
+                                    .original
+                                    .clone()
+                                    .unwrap_or_else(|| codec::encode_event(e)),
+                            ),
+                            Err((_, raw)) => (None, None, None, raw.clone()),
+                        };
+                        if let Some(lead) = &lead_id {
+                            if !lead.is_empty() && lead.len() <= lifecycle::ID_LEN_BYTES_MAX {
+                                batch.insert(lead_seq_key(LEAD_REJECTED, lead, rseq), &[]);
+                            }
+                        }
+                        *counters.entry(reason.code()).or_default() += 1;
+                        if let Ok(e) = &input.record {
+                            if is_indexable_id(&e.event_id) && !reason.is_duplicate() {
+                                ids_in_batch.insert(&e.event_id, Seen::Rejection(rseq));
+                                rejected_ids.push((&e.event_id, rseq));
+                            }
+                        }
+                        let stored = StoredRejection {
+                            rseq,
+                            reason: reason.clone(),
+                            event_id,
+                            lead_id,
+                            occurred_at_ms,
+                            origin: input.origin.clone(),
+                            raw,
+                        };
+                        let bytes = bincode::serialize(&stored).expect("rejections serialise");
+                        batch.insert(&seq_key(REJECTED, rseq), bytes);
+                        if self.dead_letter_outbox {
+                            batch.insert(&seq_key(DEAD_LETTER, rseq), &[]);
+                        }
+                        report.rejected.push((index, reason));
+                    }
+                }
+            }
+
+            if !segment.is_empty() {
+                batch.insert(&seq_key(EVENT, self.next_seq), segment.finish());
+            }
+            for (code, n) in &counters {
+                let key = str_key(COUNTER, code);
+                let old = self
+                    .tree
+                    .get(&key)?
+                    .and_then(|v| u64_value(&v))
+                    .unwrap_or(0);
+                batch.insert(key, &(old + n).to_be_bytes());
+            }
+            Ok(())
+        })();
+        if let Err(e) = staged {
+            if folded {
+                self.poisoned = true;
+            }
+            return Err(e);
+        }
+        for p in positions {
+            batch.insert(str_key(POSITION, &p.source), &p.next_offset.to_be_bytes());
+        }
+        batch.insert(str_key(META, META_NEXT_SEQ), &next_seq.to_be_bytes());
+        batch.insert(str_key(META, META_NEXT_RSEQ), &next_rseq.to_be_bytes());
+        batch.insert(str_key(META, META_NEXT_CSEQ), &next_cseq.to_be_bytes());
+
+        let prepared = started.elapsed();
+        // `decide` has folded the batch into the caller's state: if the
+        // write fails, that state is ahead of the disk, and so is ours.
+        if let Err(e) = self.write(batch) {
+            self.poisoned = true;
+            return Err(e);
+        }
+        let written = started.elapsed();
+
+        // Only now, with the batch durable, does memory move forward.
+        self.next_seq = next_seq;
+        self.next_rseq = next_rseq;
+        self.commands_stored(next_cseq);
+        if self.dead_letter_outbox {
+            self.dead_letters_pending
+                .set(self.dead_letters_pending.get() + report.rejected.len() as u64);
+        }
+        let index = self.index.get_mut().expect("indexed above");
+        for (lead_id, lead) in overlay {
+            index.set_lead(lead_id, lead);
+        }
+        for (i, seq) in &report.accepted {
+            let event = inputs[*i].record.as_ref().expect("accepted events decode");
+            index.insert(&event.event_id, &event.lead_id, *seq);
+        }
+        for (id, rseq) in rejected_ids {
+            index.insert_rejected(id, rseq);
+        }
+        index.cover_rejections(self.next_rseq - 1);
+        report.last_seq = self.next_seq - 1;
+        tracing::debug!(
+            accepted = report.accepted.len(),
+            rejected = report.rejected.len(),
+            last_seq = report.last_seq,
+            prepare_us = prepared.as_micros() as u64,
+            write_us = (written - prepared).as_micros() as u64,
+            "batch appended"
+        );
+        debug_assert_eq!(
+            report.accepted.len() + report.rejected.len(),
+            inputs.len(),
+            "every input is accepted or rejected"
+        );
+        Ok(report)
+    }
+
+    /// Applies one atomic batch and flushes (fsync): durable on `Ok`.
+    pub(super) fn write(&self, batch: sled::Batch) -> Result<(), LogError> {
+        self.written(self.tree.apply_batch(batch))?;
+        self.flush()
+    }
+
+    /// The outcome of a write to sled: a failure is remembered (see
+    /// `write_failed`) and a full disk named as such.
+    pub(super) fn written<T>(&self, r: sled::Result<T>) -> Result<T, LogError> {
+        r.map_err(|e| {
+            self.write_failed.set(true);
+            match &e {
+                sled::Error::Io(io) if is_disk_full(io) => LogError::DiskFull {
+                    path: self.path.display().to_string(),
+                },
+                _ => LogError::Storage(e),
+            }
+        })
+    }
+
+    /// The lifecycle verdict for one event; `Err` only for storage errors,
+    /// which abort the whole batch rather than turn into a wrong verdict.
+    pub(super) fn validate(
+        &self,
+        event: &LeadEvent,
+        overlay: &HashMap<&str, Lead>,
+        ids_in_batch: &HashMap<&str, Seen>,
+    ) -> Result<Result<Lead, Rejection>, LogError> {
+        let index = self.index()?;
+        // Malformed ids are the lifecycle's to reject; only well-formed ones
+        // are looked up in the id index.
+        if is_indexable_id(&event.event_id) {
+            let seen = match ids_in_batch.get(event.event_id.as_str()) {
+                Some(seen) => Some(*seen),
+                None => self.seen_id(index, &event.event_id)?,
+            };
+            match seen {
+                Some(Seen::Event(first_seq)) => return Ok(Err(Rejection::Duplicate { first_seq })),
+                Some(Seen::Rejection(first_rseq)) => {
+                    return Ok(Err(Rejection::DuplicateOfRejected { first_rseq }))
+                }
+                None => {}
+            }
+        }
+        let state = match overlay.get(event.lead_id.as_str()) {
+            Some(lead) => Some(lead),
+            None => index.leads.get(&event.lead_id).map(|e| &e.lead),
+        };
+        Ok(lifecycle::handle_with(state, event, &self.rules))
+    }
+
+    /// Forgets the stored positions of every source whose name starts with
+    /// `prefix` (durably), so that the source is read from its start again;
+    /// returns what was forgotten. Safe for exactness: every event id the
+    /// log holds is still remembered, so a re-read event is a `duplicate`.
+    pub fn reset_positions(&mut self, prefix: &str) -> Result<Vec<(String, u64)>, LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned);
+        }
+        let forgotten = self.positions(prefix)?;
+        let mut batch = sled::Batch::default();
+        for (source, _) in &forgotten {
+            batch.remove(str_key(POSITION, source));
+        }
+        self.write(batch)?;
+        Ok(forgotten)
+    }
+
+    /// Flushes everything written so far to disk.
+    pub fn flush(&self) -> Result<(), LogError> {
+        // Marks made before the flush starts are in it.
+        let marks = self.marks_unflushed_since.take();
+        if let Err(e) = self.written(self.db.flush()) {
+            self.marks_unflushed_since.set(marks);
+            return Err(e);
+        }
+        Ok(())
+    }
+}

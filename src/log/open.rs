@@ -1,0 +1,188 @@
+//! Opening a data dir: the format marker, the counters checked against
+//! the stored segments, sled's file lock, and the copy a reading command
+//! opens when the disk is full.
+
+use super::*;
+
+impl EventLog {
+    /// Opens the log in `dir` for a command that only reads it: a missing
+    /// directory, or one without a log in it, is [`LogError::NoLog`], and
+    /// nothing is created.
+    pub fn open_existing(dir: &Path, options: &LogOptions) -> Result<EventLog, LogError> {
+        // sled keeps its configuration in `conf` and its pages in `db`.
+        if !(dir.join("conf").is_file() && dir.join("db").is_file()) {
+            return Err(LogError::NoLog {
+                path: dir.display().to_string(),
+            });
+        }
+        EventLog::open(dir, options)
+    }
+
+    /// Opens an existing log for a command that only reads it (`inspect`,
+    /// `stats`, `export`, `backtest`), even on a full disk: sled needs some
+    /// space to open a data dir, so when the disk is full the data dir is
+    /// copied to a temporary directory on another filesystem (`TMPDIR`)
+    /// and read there, with a warning; the copy is removed when the log is
+    /// dropped. This is what makes `export`, the backup route, work exactly
+    /// when the disk has filled up.
+    pub fn open_for_reading(dir: &Path, options: &LogOptions) -> Result<EventLog, LogError> {
+        match EventLog::open_existing(dir, options) {
+            Err(LogError::DiskFull { path }) => {
+                let copy = tempfile::Builder::new()
+                    .prefix("leadflow-read-")
+                    .tempdir()
+                    .map_err(|e| LogError::CopyForReading {
+                        path: path.clone(),
+                        detail: e.to_string(),
+                    })?;
+                tracing::warn!(
+                    data_dir = %path,
+                    copy = %copy.path().display(),
+                    "the data dir's disk is full; reading a copy of it"
+                );
+                copy_dir(dir, copy.path()).map_err(|e| LogError::CopyForReading {
+                    path: path.clone(),
+                    detail: e.to_string(),
+                })?;
+                let mut log = EventLog::open(copy.path(), options)?;
+                log.read_copy = Some(copy);
+                Ok(log)
+            }
+            other => other,
+        }
+    }
+
+    /// Opens (or creates) the log in `dir`.
+    pub fn open(dir: &Path, options: &LogOptions) -> Result<EventLog, LogError> {
+        let config = sled::Config::new()
+            .path(dir)
+            .cache_capacity(options.cache_capacity_bytes)
+            .mode(sled::Mode::HighThroughput)
+            // Durability comes from the explicit flush per batch, not from a
+            // background timer.
+            .flush_every_ms(None);
+        // sled releases its file lock from a background thread after the
+        // last handle drops, so a handle of this very process that was just
+        // closed may hold it for a moment: retry briefly before calling the
+        // data dir taken.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                    attempts += 1;
+                    if attempts >= OPEN_LOCK_ATTEMPTS_MAX {
+                        return Err(LogError::Locked {
+                            path: dir.display().to_string(),
+                        });
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(OPEN_LOCK_RETRY_MS));
+                }
+                // sled zeroes the tail of its write segment when it opens,
+                // which needs a little space.
+                Err(sled::Error::Io(e)) if is_disk_full(&e) => {
+                    return Err(LogError::DiskFull {
+                        path: dir.display().to_string(),
+                    })
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let tree = db.open_tree("log")?;
+        let snapshots = db.open_tree("snapshots")?;
+        let format = tree.get(str_key(META, META_FORMAT))?;
+        match format {
+            None => {
+                if !tree.is_empty() {
+                    return Err(LogError::Corrupt("data without a format marker".into()));
+                }
+                tree.insert(str_key(META, META_FORMAT), &FORMAT_VERSION.to_be_bytes())?;
+                db.flush()?;
+            }
+            Some(v) => {
+                let found =
+                    u64_value(&v).ok_or_else(|| LogError::Corrupt("format marker".into()))?;
+                if found != FORMAT_VERSION {
+                    return Err(LogError::IncompatibleFormat {
+                        found,
+                        expected: FORMAT_VERSION,
+                    });
+                }
+            }
+        }
+        let meta_u64 = |name: &str| -> Result<u64, LogError> {
+            match tree.get(str_key(META, name))? {
+                None => Ok(1),
+                Some(v) => u64_value(&v).ok_or_else(|| LogError::Corrupt(format!("meta {name}"))),
+            }
+        };
+        let next_seq = meta_u64(META_NEXT_SEQ)?;
+        let next_rseq = meta_u64(META_NEXT_RSEQ)?;
+        let next_cseq = meta_u64(META_NEXT_CSEQ)?;
+        // Invariant on read: the counter agrees with the last stored segment.
+        let last = match tree.scan_prefix([EVENT]).next_back().transpose()? {
+            None => 0,
+            Some((k, v)) => {
+                let first =
+                    trailing_u64(&k).ok_or_else(|| LogError::Corrupt("segment key".into()))?;
+                let seg = Segment::parse(&v).map_err(LogError::Corrupt)?;
+                first + seg.len() as u64 - 1
+            }
+        };
+        if last + 1 != next_seq {
+            return Err(LogError::Corrupt(format!(
+                "next sequence {next_seq} does not follow last stored event {last}"
+            )));
+        }
+        let count = |prefix: u8| -> Result<u64, LogError> {
+            let mut n = 0;
+            for k in tree.scan_prefix([prefix]).keys() {
+                k?;
+                n += 1;
+            }
+            Ok(n)
+        };
+        let commands_pending = count(OUTBOX)?;
+        let dead_letters_pending = count(DEAD_LETTER)?;
+        tracing::info!(
+            path = %dir.display(),
+            last_seq = next_seq - 1,
+            rejected = next_rseq - 1,
+            "event log opened"
+        );
+        Ok(EventLog {
+            db: std::mem::ManuallyDrop::new(db),
+            tree: std::mem::ManuallyDrop::new(tree),
+            snapshots: std::mem::ManuallyDrop::new(snapshots),
+            path: dir.to_path_buf(),
+            write_failed: std::cell::Cell::new(false),
+            marks_unflushed_since: std::cell::Cell::new(None),
+            read_copy: None,
+            next_seq,
+            next_rseq,
+            next_cseq,
+            index: std::cell::OnceCell::new(),
+            index_checkpoint_seq: std::cell::Cell::new(0),
+            poisoned: false,
+            rules: options.rules,
+            dead_letter_outbox: options.dead_letter_outbox,
+            commands_pending: std::cell::Cell::new(commands_pending),
+            dead_letters_pending: std::cell::Cell::new(dead_letters_pending),
+        })
+    }
+}
+
+/// Copies a data dir (files and subdirectories) to `to`.
+pub(super) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}

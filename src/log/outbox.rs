@@ -1,0 +1,266 @@
+//! The outboxes: commands (and the shadow policy's), dead letters, and
+//! their "sent" marks, flushed within a bound.
+
+use super::*;
+
+impl EventLog {
+    /// Rejections queued for the dead-letter topic and not yet marked sent,
+    /// oldest first, at most `limit`.
+    pub fn pending_dead_letters(&self, limit: usize) -> Result<Vec<StoredRejection>, LogError> {
+        let mut out = Vec::new();
+        for k in self.tree.scan_prefix([DEAD_LETTER]).keys().take(limit) {
+            let rseq =
+                trailing_u64(&k?).ok_or_else(|| LogError::Corrupt("dead letter key".into()))?;
+            let r = self
+                .rejection(rseq)?
+                .ok_or_else(|| LogError::Corrupt(format!("dead letter {rseq} has no rejection")))?;
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    /// How many dead letters wait for publication (kept in memory: no
+    /// scan).
+    pub fn dead_letters_pending(&self) -> Result<u64, LogError> {
+        Ok(self.dead_letters_pending.get())
+    }
+
+    /// Commands durably stored up to `next_cseq`: each is pending.
+    pub(super) fn commands_stored(&mut self, next_cseq: u64) {
+        debug_assert!(next_cseq >= self.next_cseq, "command sequences only grow");
+        self.commands_pending
+            .set(self.commands_pending.get() + (next_cseq - self.next_cseq));
+        self.next_cseq = next_cseq;
+    }
+
+    /// Removes outbox markers of `prefix` (those still there) in one batch;
+    /// returns how many were there.
+    fn remove_markers(&self, prefix: u8, seqs: &[u64]) -> Result<u64, LogError> {
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        for s in seqs {
+            let key = seq_key(prefix, *s);
+            // A mark made twice (a re-sent copy acknowledged again) must
+            // not count twice.
+            if self.tree.contains_key(key)? {
+                removed += 1;
+                batch.remove(&key);
+            }
+        }
+        self.written(self.tree.apply_batch(batch))?;
+        Ok(removed)
+    }
+
+    /// Marks dead letters as published. Not flushed by itself (one fsync
+    /// per acknowledgement would cost more than the publishing): the
+    /// caller flushes within a bound with
+    /// [`flush_marks_older_than`](Self::flush_marks_older_than); a crash
+    /// before that re-sends them (at-least-once).
+    pub fn mark_dead_letters_sent(&self, rseqs: &[u64]) -> Result<(), LogError> {
+        let removed = self.remove_markers(DEAD_LETTER, rseqs)?;
+        self.dead_letters_pending
+            .set(self.dead_letters_pending.get() - removed);
+        self.marks_written(rseqs.len());
+        Ok(())
+    }
+
+    pub(super) fn marks_written(&self, n: usize) {
+        if n > 0 && self.marks_unflushed_since.get().is_none() {
+            self.marks_unflushed_since
+                .set(Some(std::time::Instant::now()));
+        }
+    }
+
+    /// Flushes when "sent" marks have waited at least `age` for one, and
+    /// says whether it did. With the engine calling it on every turn of its
+    /// loop, a mark is durable at most `age` (plus one turn) after it was
+    /// made: that bounds what a crash sends again.
+    pub fn flush_marks_older_than(&self, age: std::time::Duration) -> Result<bool, LogError> {
+        match self.marks_unflushed_since.get() {
+            Some(since) if since.elapsed() >= age => {
+                self.flush()?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    pub(super) fn command_known(
+        &self,
+        id: &str,
+        in_batch: &HashMap<String, u64>,
+    ) -> Result<bool, LogError> {
+        Ok(in_batch.contains_key(id) || self.tree.get(str_key(COMMAND_ID, id))?.is_some())
+    }
+
+    /// Stages the commands whose ids the log does not hold yet (and the
+    /// next command sequence, when there are any) into `batch`. Returns
+    /// them with their sequences, and the next sequence once the batch is
+    /// written.
+    pub(super) fn stage_new_commands(
+        &self,
+        batch: &mut sled::Batch,
+        commands: Vec<LeadCommand>,
+    ) -> Result<(Vec<(u64, LeadCommand)>, u64), LogError> {
+        let mut in_batch = HashMap::new();
+        let mut stored = Vec::new();
+        let mut next_cseq = self.next_cseq;
+        for command in commands {
+            if self.command_known(&command.command_id, &in_batch)? {
+                continue;
+            }
+            let cseq = next_cseq;
+            next_cseq += 1;
+            stage_command(batch, &mut in_batch, cseq, &command);
+            stored.push((cseq, command));
+        }
+        if !stored.is_empty() {
+            batch.insert(str_key(META, META_NEXT_CSEQ), &next_cseq.to_be_bytes());
+        }
+        Ok((stored, next_cseq))
+    }
+
+    /// Stores commands decided outside any event batch (deadlines fired by
+    /// the wall clock) in the outbox, atomically and durably, dropping any
+    /// whose id the log already holds. Returns those stored.
+    pub fn append_commands(
+        &mut self,
+        commands: Vec<LeadCommand>,
+    ) -> Result<Vec<(u64, LeadCommand)>, LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned);
+        }
+        let mut batch = sled::Batch::default();
+        let (stored, next_cseq) = self.stage_new_commands(&mut batch, commands)?;
+        if stored.is_empty() {
+            return Ok(stored);
+        }
+        if let Err(e) = self.write(batch) {
+            self.poisoned = true;
+            return Err(e);
+        }
+        self.commands_stored(next_cseq);
+        Ok(stored)
+    }
+
+    /// Stores commands of the shadow policy: kept for comparison, never
+    /// published. One small batch and flush of its own, after the events'
+    /// batch (a crash in between loses shadow commands, never live ones).
+    pub fn append_shadow(&mut self, commands: &[LeadCommand]) -> Result<(), LogError> {
+        if commands.is_empty() {
+            return Ok(());
+        }
+        let mut next = match self.tree.get(str_key(META, META_NEXT_HSEQ))? {
+            None => 1,
+            Some(v) => u64_value(&v).ok_or_else(|| LogError::Corrupt("meta next_hseq".into()))?,
+        };
+        let mut batch = sled::Batch::default();
+        for c in commands {
+            batch.insert(&seq_key(SHADOW, next), codec::encode_command(c));
+            next += 1;
+        }
+        batch.insert(str_key(META, META_NEXT_HSEQ), &next.to_be_bytes());
+        self.written(self.tree.apply_batch(batch))?;
+        self.written(self.db.flush())?;
+        Ok(())
+    }
+
+    /// Every command the shadow policy decided, in order.
+    pub fn shadow_commands(&self) -> impl Iterator<Item = Result<LeadCommand, LogError>> + '_ {
+        self.tree.scan_prefix([SHADOW]).map(|kv| {
+            let (k, v) = kv?;
+            codec::decode_command(&v).map_err(|e| {
+                LogError::Corrupt(format!("shadow command {:?}: {e}", trailing_u64(&k)))
+            })
+        })
+    }
+
+    /// Commands whose publication has not been acknowledged, oldest first.
+    pub fn pending_commands(&self, limit: usize) -> Result<Vec<(u64, LeadCommand)>, LogError> {
+        self.pending_commands_after(0, limit)
+    }
+
+    /// Like [`pending_commands`](Self::pending_commands), only those with a
+    /// command sequence above `after_cseq` (the ones a dispatcher has not
+    /// sent yet).
+    pub fn pending_commands_after(
+        &self,
+        after_cseq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, LeadCommand)>, LogError> {
+        let mut out = Vec::new();
+        let from = seq_key(OUTBOX, after_cseq.saturating_add(1));
+        let to = seq_key(OUTBOX, u64::MAX);
+        for k in self.tree.range(from..=to).keys().take(limit) {
+            let cseq = trailing_u64(&k?).ok_or_else(|| LogError::Corrupt("outbox key".into()))?;
+            let command = self
+                .command(cseq)?
+                .ok_or_else(|| LogError::Corrupt(format!("outbox entry {cseq} has no command")))?;
+            out.push((cseq, command));
+        }
+        Ok(out)
+    }
+
+    /// One stored command.
+    pub fn command(&self, cseq: u64) -> Result<Option<LeadCommand>, LogError> {
+        match self.tree.get(seq_key(COMMAND, cseq))? {
+            None => Ok(None),
+            Some(v) => codec::decode_command(&v)
+                .map(Some)
+                .map_err(|e| LogError::Corrupt(format!("command {cseq}: {e}"))),
+        }
+    }
+
+    /// Every command decided so far, in decision order.
+    pub fn commands(&self) -> impl Iterator<Item = Result<(u64, LeadCommand), LogError>> + '_ {
+        self.tree.scan_prefix([COMMAND]).map(|kv| {
+            let (k, v) = kv?;
+            let cseq = trailing_u64(&k).ok_or_else(|| LogError::Corrupt("command key".into()))?;
+            let command = codec::decode_command(&v)
+                .map_err(|e| LogError::Corrupt(format!("command {cseq}: {e}")))?;
+            Ok((cseq, command))
+        })
+    }
+
+    /// The command sequences still waiting for publication (the outbox).
+    pub fn pending_command_seqs(&self) -> Result<std::collections::HashSet<u64>, LogError> {
+        let mut out = std::collections::HashSet::new();
+        for k in self.tree.scan_prefix([OUTBOX]).keys() {
+            out.insert(trailing_u64(&k?).ok_or_else(|| LogError::Corrupt("outbox key".into()))?);
+        }
+        Ok(out)
+    }
+
+    /// Commands decided and commands still waiting for publication (kept
+    /// in memory: no scan).
+    pub fn command_counts(&self) -> Result<(u64, u64), LogError> {
+        Ok((self.next_cseq - 1, self.commands_pending.get()))
+    }
+
+    /// Marks commands as published. Not flushed by itself: see
+    /// [`mark_dead_letters_sent`](Self::mark_dead_letters_sent).
+    pub fn mark_commands_sent(&self, cseqs: &[u64]) -> Result<(), LogError> {
+        let removed = self.remove_markers(OUTBOX, cseqs)?;
+        self.commands_pending
+            .set(self.commands_pending.get() - removed);
+        self.marks_written(cseqs.len());
+        Ok(())
+    }
+}
+
+/// Puts a command into a batch: the command, its outbox marker and its id
+/// in the id index (so that no id is ever stored twice).
+pub(super) fn stage_command(
+    batch: &mut sled::Batch,
+    ids_in_batch: &mut HashMap<String, u64>,
+    cseq: u64,
+    command: &LeadCommand,
+) {
+    batch.insert(&seq_key(COMMAND, cseq), codec::encode_command(command));
+    batch.insert(&seq_key(OUTBOX, cseq), &[]);
+    batch.insert(
+        str_key(COMMAND_ID, &command.command_id),
+        &cseq.to_be_bytes(),
+    );
+    ids_in_batch.insert(command.command_id.clone(), cseq);
+}

@@ -1,0 +1,170 @@
+//! Every command's explanation and facts, built in one place from the
+//! facts the decision rested on, so that what a command says about itself
+//! is worded and keyed the same whichever part of the policy decided it
+//! (`inspect commands`, the CRM's UI and the audit trail read these).
+
+use super::human_ms;
+use crate::domain::time::format_ms;
+use std::collections::BTreeMap;
+
+/// A command's one-line explanation and its facts.
+pub(super) struct Explained {
+    pub explanation: String,
+    pub facts: BTreeMap<String, String>,
+}
+
+fn facts<const N: usize>(pairs: [(&str, String); N]) -> BTreeMap<String, String> {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// Why a rep was left out of an assignment.
+pub(super) enum Skipped<'a> {
+    /// The lead was recalled from them.
+    RecalledFrom(&'a str),
+    /// They declined the lead's last assignment or let it expire.
+    PassedOver(&'a str),
+}
+
+/// The facts of an `AssignLead`.
+pub(super) struct Assign<'a> {
+    pub rep: &'a str,
+    pub pool: &'a str,
+    pub strategy: &'a str,
+    pub holdings: u32,
+    pub capacity: u32,
+    pub waiting_since_ms: i64,
+    pub skipped: Option<Skipped<'a>>,
+    /// Decided again after this many declines or expiries (0: first).
+    pub attempt: u32,
+    pub expires_at_ms: Option<i64>,
+    pub rule: &'a str,
+    pub version: u32,
+}
+
+pub(super) fn assign(a: Assign<'_>) -> Explained {
+    let mut explanation = format!(
+        "assign to {} ({} in pool {}, holds {} of {}; rule {} v{})",
+        a.rep, a.strategy, a.pool, a.holdings, a.capacity, a.rule, a.version
+    );
+    let mut facts = facts([
+        ("holdings", a.holdings.to_string()),
+        ("capacity", a.capacity.to_string()),
+        ("strategy", a.strategy.to_string()),
+        ("waiting_since_ms", a.waiting_since_ms.to_string()),
+    ]);
+    match a.skipped {
+        Some(Skipped::RecalledFrom(prev)) => {
+            explanation.push_str(&format!("; recalled from {prev}, who is skipped"));
+            facts.insert("recalled_from".into(), prev.to_string());
+        }
+        Some(Skipped::PassedOver(prev)) => {
+            explanation.push_str(&format!(
+                "; {prev} declined it or let it expire, and is skipped"
+            ));
+            facts.insert("passed_over".into(), prev.to_string());
+        }
+        None => {}
+    }
+    if a.attempt > 0 {
+        facts.insert("attempt".into(), a.attempt.to_string());
+    }
+    if let Some(e) = a.expires_at_ms {
+        facts.insert("expires_at_ms".into(), e.to_string());
+    }
+    Explained { explanation, facts }
+}
+
+/// The facts of a deadline (the reminder before it and the recall at it).
+pub(super) struct Deadline<'a> {
+    pub owner: &'a str,
+    /// What the rule measures ("no first follow-up", ...).
+    pub what: &'a str,
+    pub limit_ms: i64,
+    pub at_ms: i64,
+    pub assigned_at_ms: i64,
+    pub last_follow_up_ms: Option<i64>,
+    pub generation: u32,
+    pub reminders_sent: usize,
+    pub rule: &'a str,
+    pub version: u32,
+}
+
+impl Deadline<'_> {
+    fn facts(&self) -> BTreeMap<String, String> {
+        let mut f = facts([
+            ("assigned_at_ms", self.assigned_at_ms.to_string()),
+            ("deadline_ms", self.at_ms.to_string()),
+            ("generation", self.generation.to_string()),
+            ("reminders_sent", self.reminders_sent.to_string()),
+        ]);
+        if let Some(last) = self.last_follow_up_ms {
+            f.insert("last_follow_up_ms".into(), last.to_string());
+        }
+        f
+    }
+}
+
+pub(super) fn remind(d: &Deadline<'_>) -> Explained {
+    Explained {
+        explanation: format!(
+            "remind {}: {} for {} would recall the lead at {} (rule {} v{})",
+            d.owner,
+            d.what,
+            human_ms(d.limit_ms),
+            format_ms(d.at_ms),
+            d.rule,
+            d.version
+        ),
+        facts: d.facts(),
+    }
+}
+
+pub(super) fn recall(d: &Deadline<'_>, to_pool: &str, recall_count_after: u32) -> Explained {
+    let mut facts = d.facts();
+    facts.insert("recall_count_after".into(), recall_count_after.to_string());
+    Explained {
+        explanation: format!(
+            "recall from {} to pool {to_pool}: {} for {} (rule {} v{}; deadline {})",
+            d.owner,
+            d.what,
+            human_ms(d.limit_ms),
+            d.rule,
+            d.version,
+            format_ms(d.at_ms)
+        ),
+        facts,
+    }
+}
+
+/// The facts of a `CancelCommand` withdrawing an expired assignment.
+pub(super) struct Withdraw<'a> {
+    pub command_id: &'a str,
+    pub rep: &'a str,
+    pub commanded_at_ms: i64,
+    pub expired_at_ms: i64,
+    pub ttl_ms: i64,
+    pub rule: &'a str,
+    pub version: u32,
+}
+
+pub(super) fn withdraw(w: &Withdraw<'_>) -> Explained {
+    Explained {
+        explanation: format!(
+            "withdraw {} (assign to {}): not carried out within {} of {}; \
+             the lead is decided again without {} (rule {} v{})",
+            w.command_id,
+            w.rep,
+            human_ms(w.ttl_ms),
+            format_ms(w.commanded_at_ms),
+            w.rep,
+            w.rule,
+            w.version
+        ),
+        facts: facts([
+            ("cancelled_command_id", w.command_id.to_string()),
+            ("commanded_at_ms", w.commanded_at_ms.to_string()),
+            ("expired_at_ms", w.expired_at_ms.to_string()),
+            ("ttl_ms", w.ttl_ms.to_string()),
+        ]),
+    }
+}
