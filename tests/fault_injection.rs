@@ -26,7 +26,7 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const POLICY: &str = "version = 1\n[[pools]]\nname = \"smb\"\nkind = \"auto_assign\"\n\
     members = [{ id = \"rep-a\", capacity = 1000000 }, { id = \"rep-b\", capacity = 1000000 }]\n";
@@ -96,6 +96,7 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
     .unwrap();
     let shutdown = Shutdown::new();
     let covered = Arc::new(AtomicU64::new(0));
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
     let engine = {
         let config = config.clone();
         let shutdown = shutdown.clone();
@@ -113,7 +114,7 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
                 &shutdown,
                 None,
                 Duration::from_millis(100),
-                &mut |_| {},
+                &mut |s| handle_tx.send(s.handle).unwrap(),
                 &mut |p| covered.store(p.covered, Ordering::Relaxed),
             )
             .expect("the engine survives the faults")
@@ -149,8 +150,22 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
     );
     publisher.join().unwrap();
     wait_for(&covered, items.len() as u64, "second half");
-    // Let the dispatchers finish, then stop (which drains the outbox).
-    std::thread::sleep(Duration::from_secs(1));
+    // Let the dispatchers publish every command decided (the outbox is
+    // empty), then stop.
+    let handle = handle_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, pending) = handle.with_log(|l| l.command_counts()).unwrap().unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} commands never published"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(handle);
     shutdown.trigger();
     let done = engine.join().unwrap();
 

@@ -26,13 +26,10 @@ fn now_ms() -> i64 {
 }
 
 fn event(id: &str, lead: &str, body: EventBody) -> LeadEvent {
-    LeadEvent {
-        event_id: id.into(),
-        lead_id: lead.into(),
-        occurred_at_ms: now_ms(),
-        producer: "policy-live-test".into(),
-        body,
-    }
+    leadflow::domain::build::event(id, lead, body)
+        .at(now_ms())
+        .producer("policy-live-test")
+        .event()
 }
 
 fn send(producer: &FutureProducer, topic: &str, e: &LeadEvent) {

@@ -18,13 +18,14 @@ use std::time::Duration;
 const COMMANDS_PER_TURN_MAX: usize = 1_000;
 
 /// Runs the world until `shutdown` is set. `now_ms` is the wall clock (the
-/// edge where it enters: the simulator itself is pure).
+/// edge where it enters: the simulator itself is pure). Returns how many
+/// messages it published to the events topic.
 pub fn run(
     k: &KafkaConfig,
     sim: &mut LiveSim,
     shutdown: &Shutdown,
     now_ms: &dyn Fn() -> u64,
-) -> Result<(), BusError> {
+) -> Result<u64, BusError> {
     let partitions = super::admin::check_topics(k, &[&k.commands_topic])?[0];
     let producer = super::publish::producer(k)?;
     let consumer: BaseConsumer = client_config(k)
@@ -36,6 +37,7 @@ pub fn run(
         tpl.add_partition_offset(&k.commands_topic, p, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
+    let mut published = 0u64;
     while !shutdown.is_triggered() {
         let mut out = Vec::new();
         let mut taken = 0;
@@ -58,15 +60,16 @@ pub fn run(
         }
         out.extend(sim.tick(now_ms()));
         for o in out {
-            send(&producer, &k.events_topic, o, shutdown);
+            published += u64::from(send(&producer, &k.events_topic, o, shutdown));
         }
     }
     let _ = producer.flush(Duration::from_secs(10));
-    Ok(())
+    Ok(published)
 }
 
-/// Enqueues one message, waiting while librdkafka's queue is full.
-fn send(producer: &FutureProducer, topic: &str, o: Outgoing, shutdown: &Shutdown) {
+/// Enqueues one message, waiting while librdkafka's queue is full; says
+/// whether it was enqueued.
+fn send(producer: &FutureProducer, topic: &str, o: Outgoing, shutdown: &Shutdown) -> bool {
     let (key, payload) = match o {
         Outgoing::Event(e) => (e.lead_id.clone(), codec::encode_event(&e)),
         Outgoing::Garbage { key, bytes } => (key, bytes),
@@ -76,16 +79,16 @@ fn send(producer: &FutureProducer, topic: &str, o: Outgoing, shutdown: &Shutdown
         match producer.send_result(record) {
             // Delivery is the producer's job from here; the idempotent
             // producer retries without duplicates.
-            Ok(_delivery) => return,
+            Ok(_delivery) => return true,
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 if shutdown.is_triggered() {
-                    return;
+                    return false;
                 }
                 producer.poll(Duration::from_millis(10));
             }
             Err((e, _)) => {
                 tracing::warn!("demo: could not publish: {e}");
-                return;
+                return false;
             }
         }
     }

@@ -1,26 +1,22 @@
 //! The format rule of `codec::wire`, one case per line of it.
 
 use super::*;
-use crate::domain::{Currency, EventBody, LeadCreated, Money};
+use crate::domain::{build, Currency, EventBody, Money};
 
 fn event() -> LeadEvent {
-    LeadEvent {
-        event_id: "ev-1".into(),
-        lead_id: "L1".into(),
-        occurred_at_ms: 1_767_225_600_000,
-        producer: "crm-web".into(),
-        body: EventBody::Created(LeadCreated {
-            channel: "search".into(),
-            campaign: "spring".into(),
-            pool: "inbound".into(),
-            region: "east".into(),
-            industry: "saas".into(),
-            company_size: "smb".into(),
-            acquisition_cost: Money::new(12_345, Currency::parse("CNY").unwrap()),
-            contact_fingerprint: "fp".into(),
-            attributes: Default::default(),
-        }),
+    let mut e = build::created("ev-1", "L1")
+        .at(1_767_225_600_000)
+        .producer("crm-web")
+        .channel("search")
+        .pool("inbound")
+        .profile("east", "saas", "smb")
+        .cost(Money::new(12_345, Currency::parse("CNY").unwrap()))
+        .event();
+    if let EventBody::Created(c) = &mut e.body {
+        c.campaign = "spring".into();
+        c.contact_fingerprint = "fp".into();
     }
+    e
 }
 
 fn no_headers() -> Headers {

@@ -5,6 +5,7 @@
 //! carried by the event (`occurred_at_ms`, UTC milliseconds). That is what
 //! makes replays and backtests deterministic.
 
+pub mod build;
 pub mod command;
 pub mod event;
 pub mod lifecycle;

@@ -49,6 +49,10 @@ pub struct DemoResult {
     pub stats: crate::control::IngestStats,
 }
 
+/// Longest the demo waits, once the world has stopped, for the engine to
+/// take in what the world published.
+const TAKE_IN_WAIT_MAX: Duration = Duration::from_secs(10);
+
 pub(super) fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -95,6 +99,7 @@ pub fn demo(
     // The engine stops after the world, so that it takes in what the world
     // published last.
     let engine_shutdown = Shutdown::new();
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
     let result = std::thread::scope(|scope| -> Result<_, EngineError> {
         let engine_config = &config;
         let engine_stop = &engine_shutdown;
@@ -112,6 +117,7 @@ pub fn demo(
                     if let Some(addr) = s.api {
                         on_api(addr);
                     }
+                    let _ = handle_tx.send(s.handle);
                 },
                 &mut |p| {
                     let elapsed_s = started.elapsed().as_secs_f64();
@@ -144,9 +150,27 @@ pub fn demo(
             result
         });
         let world = bus::world::run(&config.kafka, &mut sim, shutdown, &wall_ms);
-        // The world has stopped publishing: give the engine a moment to take
-        // in what is already on the topic, then stop it (it drains).
-        std::thread::sleep(Duration::from_millis(500));
+        // The world has stopped publishing: let the engine take in what is
+        // on the topic (its log covers every message), then stop it (it
+        // drains). Bounded: a message the broker lost must not hang the
+        // demo's exit.
+        if let (Ok(published), Ok(handle)) = (&world, handle_rx.recv_timeout(TAKE_IN_WAIT_MAX)) {
+            let prefix = bus::source_prefix(&config.kafka.events_topic);
+            let covered = || {
+                handle
+                    .with_log(|log| {
+                        log.positions(&prefix)
+                            .map(|p| p.iter().map(|(_, n)| n).sum::<u64>())
+                    })
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or(0)
+            };
+            let deadline = Instant::now() + TAKE_IN_WAIT_MAX;
+            while covered() < *published && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         engine_shutdown.trigger();
         let finished = engine
             .join()

@@ -6,38 +6,21 @@ fn cny(v: i64) -> Money {
 }
 
 fn created(id: &str, lead: &str) -> LeadEvent {
-    LeadEvent {
-        event_id: id.into(),
-        lead_id: lead.into(),
-        occurred_at_ms: 1000,
-        producer: "t".into(),
-        body: EventBody::Created(LeadCreated {
-            channel: "search".into(),
-            campaign: "c".into(),
-            pool: "general".into(),
-            region: "r".into(),
-            industry: "i".into(),
-            company_size: "s".into(),
-            acquisition_cost: cny(100),
-            contact_fingerprint: String::new(),
-            attributes: Default::default(),
-        }),
-    }
+    build::created(id, lead)
+        .at(1000)
+        .producer("t")
+        .channel("search")
+        .profile("r", "i", "s")
+        .cost(cny(100))
+        .event()
 }
 
 fn assigned(id: &str, lead: &str, owner: &str) -> LeadEvent {
-    LeadEvent {
-        event_id: id.into(),
-        lead_id: lead.into(),
-        occurred_at_ms: 2000,
-        producer: "t".into(),
-        body: EventBody::Assigned(LeadAssigned {
-            owner_id: owner.into(),
-            pool: String::new(),
-            method: AssignmentMethod::Manual,
-            command_id: String::new(),
-        }),
-    }
+    build::assigned(id, lead, owner)
+        .at(2000)
+        .producer("t")
+        .method(AssignmentMethod::Manual)
+        .event()
 }
 
 fn open(dir: &tempfile::TempDir) -> EventLog {

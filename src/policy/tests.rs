@@ -35,13 +35,9 @@ fn given() -> Given {
 
 /// The event numbered `seq` of the policy tests (id `ev-SEQ`).
 pub(super) fn event(seq: u64, at_ms: i64, lead: &str, body: EventBody) -> LeadEvent {
-    LeadEvent {
-        event_id: format!("ev-{seq}"),
-        lead_id: lead.into(),
-        occurred_at_ms: at_ms,
-        producer: "test".into(),
-        body,
-    }
+    build::event(&format!("ev-{seq}"), lead, body)
+        .at(at_ms)
+        .event()
 }
 
 impl Given {

@@ -9,58 +9,34 @@ fn cny(v: i64) -> Money {
 }
 
 fn ev(lead: &str, at: i64, body: EventBody) -> LeadEvent {
-    LeadEvent {
-        event_id: format!("{lead}-{at}"),
-        lead_id: lead.into(),
-        occurred_at_ms: at,
-        producer: String::new(),
-        body,
-    }
+    build::event(&format!("{lead}-{at}"), lead, body)
+        .at(at)
+        .producer("")
+        .event()
 }
 
 fn created(lead: &str, at: i64, channel: &str) -> LeadEvent {
-    ev(
-        lead,
-        at,
-        EventBody::Created(LeadCreated {
-            channel: channel.into(),
-            campaign: "c".into(),
-            pool: "general".into(),
-            region: "r".into(),
-            industry: "i".into(),
-            company_size: "s".into(),
-            acquisition_cost: cny(1000),
-            contact_fingerprint: String::new(),
-            attributes: Default::default(),
-        }),
-    )
+    build::created(&format!("{lead}-{at}"), lead)
+        .at(at)
+        .producer("")
+        .channel(channel)
+        .profile("r", "i", "s")
+        .cost(cny(1000))
+        .event()
 }
 
 fn assigned(lead: &str, at: i64, owner: &str) -> LeadEvent {
-    ev(
-        lead,
-        at,
-        EventBody::Assigned(LeadAssigned {
-            owner_id: owner.into(),
-            pool: String::new(),
-            method: AssignmentMethod::Rule,
-            command_id: String::new(),
-        }),
-    )
+    build::assigned(&format!("{lead}-{at}"), lead, owner)
+        .at(at)
+        .producer("")
+        .event()
 }
 
 fn recalled(lead: &str, at: i64, owner: &str) -> LeadEvent {
-    ev(
-        lead,
-        at,
-        EventBody::Recalled(LeadRecalled {
-            previous_owner_id: owner.into(),
-            reason: RecallReason::Stale,
-            to_pool: String::new(),
-            command_id: String::new(),
-            rule_id: String::new(),
-        }),
-    )
+    build::recalled(&format!("{lead}-{at}"), lead, owner)
+        .at(at)
+        .producer("")
+        .event()
 }
 
 fn params() -> MetricParams {

@@ -178,24 +178,10 @@ pub fn wait_for(covered: &std::sync::atomic::AtomicU64, n: u64, what: &str) {
 /// A `Created` event: lead `lead` into `pool` at `at_ms`, with event id
 /// `id` (web channel, 1.00 CNY).
 pub fn created(id: &str, lead: &str, pool: &str, at_ms: i64) -> leadflow::domain::LeadEvent {
-    use leadflow::domain::*;
-    LeadEvent {
-        event_id: id.into(),
-        lead_id: lead.into(),
-        occurred_at_ms: at_ms,
-        producer: "test".into(),
-        body: EventBody::Created(LeadCreated {
-            channel: "web".into(),
-            campaign: "c".into(),
-            pool: pool.into(),
-            region: String::new(),
-            industry: String::new(),
-            company_size: String::new(),
-            acquisition_cost: Money::new(100, Currency::parse("CNY").unwrap()),
-            contact_fingerprint: String::new(),
-            attributes: Default::default(),
-        }),
-    }
+    leadflow::domain::build::created(id, lead)
+        .pool(pool)
+        .at(at_ms)
+        .event()
 }
 
 /// An `Assigned` event (by rule, from pool "inbound"): `lead` to `owner`
@@ -207,19 +193,11 @@ pub fn assigned(
     command_id: &str,
     at_ms: i64,
 ) -> leadflow::domain::LeadEvent {
-    use leadflow::domain::*;
-    LeadEvent {
-        event_id: id.into(),
-        lead_id: lead.into(),
-        occurred_at_ms: at_ms,
-        producer: "test".into(),
-        body: EventBody::Assigned(LeadAssigned {
-            owner_id: owner.into(),
-            pool: "inbound".into(),
-            method: AssignmentMethod::Rule,
-            command_id: command_id.into(),
-        }),
-    }
+    leadflow::domain::build::assigned(id, lead, owner)
+        .pool("inbound")
+        .command(command_id)
+        .at(at_ms)
+        .event()
 }
 
 /// A consumer of every partition of `topic` (`partitions` of them) from
