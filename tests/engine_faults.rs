@@ -111,11 +111,13 @@ fn spawn_engine(
             shadow: None,
         };
         leadflow::engine::run(
-            &config,
-            engine,
-            &shutdown,
-            None,
-            Duration::from_millis(100),
+            leadflow::engine::Run {
+                config: &config,
+                engine,
+                shutdown: &shutdown,
+                api: None,
+                progress_every: Duration::from_millis(100),
+            },
             &mut |s| handle_tx.send(s.handle).unwrap(),
             &mut |p| {
                 if let Some(c) = &covered {

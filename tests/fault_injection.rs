@@ -109,11 +109,13 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
                 shadow: None,
             };
             leadflow::engine::run(
-                &config,
-                engine,
-                &shutdown,
-                None,
-                Duration::from_millis(100),
+                leadflow::engine::Run {
+                    config: &config,
+                    engine,
+                    shutdown: &shutdown,
+                    api: None,
+                    progress_every: Duration::from_millis(100),
+                },
                 &mut |s| handle_tx.send(s.handle).unwrap(),
                 &mut |p| covered.store(p.covered, Ordering::Relaxed),
             )

@@ -5,7 +5,7 @@ use super::spinner;
 use anyhow::{Context, Result};
 use clap::Args;
 use leadflow::config::Config;
-use leadflow::engine::{self, ApiOptions, Started};
+use leadflow::engine::{self, ApiOptions, Run, Started};
 use leadflow::log::{EventLog, LogOptions};
 use leadflow::shutdown::Shutdown;
 use std::path::Path;
@@ -101,11 +101,13 @@ pub fn exec(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
         optional: false,
     };
     let done = engine::run(
-        config,
-        loaded,
-        &shutdown,
-        Some(api),
-        Duration::from_secs(1),
+        Run {
+            config,
+            engine: loaded,
+            shutdown: &shutdown,
+            api: Some(api),
+            progress_every: Duration::from_secs(1),
+        },
         &mut |s: Started| {
             if let Some(Ok(addr)) = s.api {
                 eprintln!("api listening on http://{addr}");

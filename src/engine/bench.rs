@@ -3,7 +3,7 @@
 //! broker, and HTTP ingest of the same workload.
 
 use super::demo::wall_ms;
-use super::{ApiOptions, EngineError, Started};
+use super::{ApiOptions, EngineError, Run, Started};
 use crate::bus::{self, BusError};
 use crate::config::Config;
 use crate::log::{EventLog, LogOptions};
@@ -112,11 +112,13 @@ fn bench_http(
             };
             scope.spawn(move || {
                 super::run(
-                    config,
-                    engine,
-                    stop,
-                    Some(api),
-                    Duration::from_secs(1),
+                    Run {
+                        config,
+                        engine,
+                        shutdown: stop,
+                        api: Some(api),
+                        progress_every: Duration::from_secs(1),
+                    },
                     &mut |s: Started| {
                         if let Some(addr) = s.api {
                             let _ = addr_tx.send(addr);
@@ -239,11 +241,13 @@ pub fn bench(
     let mut first: Option<Instant> = None;
     let mut done_at: Option<Instant> = None;
     let finished = super::run(
-        &config,
-        engine,
-        &shutdown,
-        None,
-        Duration::from_millis(5),
+        Run {
+            config: &config,
+            engine,
+            shutdown: &shutdown,
+            api: None,
+            progress_every: Duration::from_millis(5),
+        },
         &mut |_| {},
         &mut |p| {
             if p.stats.consumed > 0 {

@@ -3,7 +3,7 @@
 //! deciding commands, and the simulated marketing system and CRM publishing
 //! events and carrying the commands out.
 
-use super::{ApiOptions, EngineError, Started};
+use super::{ApiOptions, EngineError, Run, Started};
 use crate::bus;
 use crate::config::Config;
 use crate::log::{EventLog, LogOptions};
@@ -108,11 +108,13 @@ pub fn demo(
             let started = Instant::now();
             let mut last = (0.0f64, 0u64);
             let result = super::run(
-                engine_config,
-                engine,
-                engine_stop,
-                Some(api),
-                Duration::from_secs(1),
+                Run {
+                    config: engine_config,
+                    engine,
+                    shutdown: engine_stop,
+                    api: Some(api),
+                    progress_every: Duration::from_secs(1),
+                },
                 &mut |s: Started| {
                     if let Some(addr) = s.api {
                         on_api(addr);

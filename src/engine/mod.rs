@@ -60,6 +60,18 @@ pub struct ApiOptions {
     pub optional: bool,
 }
 
+/// What [`run`] runs.
+pub struct Run<'a> {
+    pub config: &'a Config,
+    /// The folds, loaded (see `replay::start`).
+    pub engine: Engine,
+    pub shutdown: &'a Shutdown,
+    /// The HTTP API beside the engine, if any.
+    pub api: Option<ApiOptions>,
+    /// How often `on_progress` is called.
+    pub progress_every: Duration,
+}
+
 /// What [`run`] hands `on_start` once the engine is up.
 pub struct Started {
     /// The engine's control surface (what the API holds).
@@ -82,14 +94,17 @@ pub struct Finished {
 /// engine takes its state back and checkpoints projections and policies
 /// (the exit checkpoint of `run` and the demo alike).
 pub fn run(
-    config: &Config,
-    engine: Engine,
-    shutdown: &Shutdown,
-    api: Option<ApiOptions>,
-    progress_every: Duration,
+    parts: Run<'_>,
     on_start: &mut dyn FnMut(Started),
     on_progress: &mut dyn FnMut(bus::ingest::Progress<'_>),
 ) -> Result<Finished, EngineError> {
+    let Run {
+        config,
+        engine,
+        shutdown,
+        api,
+        progress_every,
+    } = parts;
     let live = control::share(Live::new(engine));
     let handle = Handle::new(live.clone())?;
     let api_stop = Shutdown::new();
