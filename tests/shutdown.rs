@@ -18,20 +18,33 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "shutdown-s3cret";
 const HTTP_CLIENTS: usize = 4;
-const EVENTS_PER_REQUEST: usize = 100;
+/// Large enough that a request takes a while: at the signal, several are
+/// being served.
+const EVENTS_PER_REQUEST: usize = 2_000;
+/// A request sent at least this long before the signal was being served
+/// when it came (its connection accepted and its bytes read).
+const IN_FLIGHT_MS_MIN: u64 = 50;
 
-/// Posts `events` in requests until done or the server goes away; returns
-/// (event id, answered sequence) of every event answered as appended.
-fn client(url: String, events: Vec<LeadEvent>, posted: Arc<AtomicU64>) -> Vec<(String, u64)> {
+/// What became of one request.
+struct Request {
+    sent: Instant,
+    /// (event id, answered sequence) of each event, or why there was no
+    /// answer.
+    outcome: Result<Vec<(String, u64)>, String>,
+}
+
+/// Posts `events` in requests until done or the server goes away.
+fn client(url: String, events: Vec<LeadEvent>, posted: Arc<AtomicU64>) -> Vec<Request> {
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(60))
         .build();
-    let mut appended = Vec::new();
+    let mut requests = Vec::new();
     for chunk in events.chunks(EVENTS_PER_REQUEST) {
         let mut w = EventWriter::new(Vec::new(), Format::Protobuf);
         for e in chunk {
             w.write(e).unwrap();
         }
+        let sent = Instant::now();
         let answer = agent
             .post(&url)
             .set("Content-Type", "application/x-protobuf")
@@ -39,22 +52,33 @@ fn client(url: String, events: Vec<LeadEvent>, posted: Arc<AtomicU64>) -> Vec<(S
             .send_bytes(&w.into_inner());
         let body: serde_json::Value = match answer {
             Ok(r) => r.into_json().unwrap(),
-            // The server stopped accepting (or is stopping): the rest of
-            // this client's events were never answered.
-            Err(ureq::Error::Transport(_)) | Err(ureq::Error::Status(503, _)) => break,
+            // The server stopped accepting (or is stopping): this request
+            // and the rest of this client's were not answered.
+            Err(e @ (ureq::Error::Transport(_) | ureq::Error::Status(503, _))) => {
+                requests.push(Request {
+                    sent,
+                    outcome: Err(e.to_string()),
+                });
+                break;
+            }
             Err(e) => panic!("POST {url}: {e}"),
         };
         let items = body["items"].as_array().unwrap_or_else(|| panic!("{body}"));
         assert_eq!(items.len(), chunk.len(), "{body}");
+        let mut appended = Vec::new();
         for (e, outcome) in chunk.iter().zip(items) {
             match (outcome["outcome"].as_str(), outcome["seq"].as_u64()) {
                 (Some("accepted"), Some(seq)) => appended.push((e.event_id.clone(), seq)),
                 _ => panic!("{} was not appended: {outcome}", e.event_id),
             }
         }
+        requests.push(Request {
+            sent,
+            outcome: Ok(appended),
+        });
         posted.fetch_add(1, Ordering::Relaxed);
     }
-    appended
+    requests
 }
 
 #[test]
@@ -94,7 +118,7 @@ fn sigterm_under_load_exits_0_with_every_answer_durable_and_the_outboxes_drained
     let mut lead_index: HashMap<String, usize> = HashMap::new();
     for item in Simulator::new(SimConfig {
         seed: 77,
-        leads: 8_000,
+        leads: 20_000,
         days: 30,
         bad_ratio: 0.002,
         ..SimConfig::default()
@@ -148,11 +172,10 @@ fn sigterm_under_load_exits_0_with_every_answer_durable_and_the_outboxes_drained
             .unwrap_or(0)
     };
     let busy = Instant::now() + Duration::from_secs(120);
-    while posted.load(Ordering::Relaxed) < 40 || consumed() < 1_000 {
+    while posted.load(Ordering::Relaxed) < 8 || consumed() < 1_000 {
         assert!(Instant::now() < busy, "the load never got going");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let answered_before = posted.load(Ordering::Relaxed);
     common::unsafe_sigterm(engine.id());
     let signalled = Instant::now();
 
@@ -171,14 +194,28 @@ fn sigterm_under_load_exits_0_with_every_answer_durable_and_the_outboxes_drained
     publisher.join().unwrap();
     assert!(status.success(), "exit {status}:\n{stderr}");
     assert!(stderr.contains("stopped after"), "{stderr}");
-    let appended: Vec<(String, u64)> = clients
+    // ... every request being served when the signal came was answered
+    // (none cut off) ...
+    let requests: Vec<Request> = clients
         .into_iter()
         .flat_map(|c| c.join().unwrap())
         .collect();
-    assert!(
-        appended.len() as u64 >= answered_before * EVENTS_PER_REQUEST as u64,
-        "every request answered before the signal counted"
-    );
+    for r in &requests {
+        if let Err(e) = &r.outcome {
+            let before = signalled.saturating_duration_since(r.sent);
+            assert!(
+                before < Duration::from_millis(IN_FLIGHT_MS_MIN),
+                "a request sent {} ms before SIGTERM was cut off: {e}",
+                before.as_millis()
+            );
+        }
+    }
+    let appended: Vec<(String, u64)> = requests
+        .into_iter()
+        .filter_map(|r| r.outcome.ok())
+        .flatten()
+        .collect();
+    assert!(!appended.is_empty());
 
     // ... every event the API answered is in the log at the sequence it
     // was answered with, and nothing decided waits to be published.
