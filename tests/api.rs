@@ -361,10 +361,26 @@ fn the_api_serves_health_metrics_queries_and_guards_admin() {
         "the server still answers"
     );
 
+    // One lead, one answer: the API's view of L1 is what `inspect lead
+    // --json` prints from the same log once the engine has stopped.
+    let (code, served) = get(&format!("{base}/api/v1/leads/L1"));
+    assert_eq!(code, 200, "{served}");
+
     let _ = Command::new("kill")
         .args(["-TERM", &engine.id().to_string()])
         .status();
     let status = engine.wait().unwrap();
     let rest = drain.join().unwrap();
     assert!(status.success(), "{rest}");
+
+    let printed = leadflow()
+        .args(["inspect", "lead", "L1", "--json"])
+        .output()
+        .unwrap();
+    assert!(printed.status.success(), "{printed:?}");
+    assert_eq!(
+        json(&served),
+        json(&String::from_utf8(printed.stdout).unwrap()),
+        "GET /api/v1/leads/L1 and inspect lead L1 --json differ"
+    );
 }
