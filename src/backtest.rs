@@ -437,29 +437,18 @@ mod tests {
 
     #[test]
     fn a_read_error_fails_the_backtest_instead_of_counting_a_cut_history() {
-        use crate::domain::{Currency, EventBody, LeadCreated, Money};
+        use crate::domain::{build, Currency, Money};
         // Given a history whose second read fails.
         let policy = PolicyFile::parse(
             "version = 1\n[[pools]]\nname = \"inbound\"\nkind = \"auto_assign\"\nmembers = [{ id = \"rep-1\", capacity = 2 }]\n",
         )
         .unwrap();
-        let created = LeadEvent {
-            event_id: "e1".into(),
-            lead_id: "L1".into(),
-            occurred_at_ms: 1_000,
-            producer: "test".into(),
-            body: EventBody::Created(LeadCreated {
-                channel: "search".into(),
-                campaign: "c".into(),
-                pool: "inbound".into(),
-                region: String::new(),
-                industry: String::new(),
-                company_size: String::new(),
-                acquisition_cost: Money::new(100, Currency::parse("USD").unwrap()),
-                contact_fingerprint: String::new(),
-                attributes: Default::default(),
-            }),
-        };
+        let created = build::created("e1", "L1")
+            .at(1_000)
+            .channel("search")
+            .pool("inbound")
+            .cost(Money::new(100, Currency::parse("USD").unwrap()))
+            .event();
         let second = LeadEvent {
             event_id: "e2".into(),
             lead_id: "L2".into(),

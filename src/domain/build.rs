@@ -159,6 +159,11 @@ impl EventBuilder {
         self.event
     }
 
+    /// The event's body alone (for helpers that stamp id and time).
+    pub fn body(self) -> EventBody {
+        self.event.body
+    }
+
     fn created(&mut self) -> &mut LeadCreated {
         match &mut self.event.body {
             EventBody::Created(c) => c,

@@ -44,17 +44,10 @@ impl World {
         self.at(
             t,
             lead,
-            EventBody::Created(LeadCreated {
-                channel: "search".into(),
-                campaign: "c".into(),
-                pool: "inbound".into(),
-                region: String::new(),
-                industry: String::new(),
-                company_size: String::new(),
-                acquisition_cost: Money::new(100, Currency::parse("CNY").unwrap()),
-                contact_fingerprint: String::new(),
-                attributes: Default::default(),
-            }),
+            build::created("", lead)
+                .channel("search")
+                .pool("inbound")
+                .body(),
         )
     }
 
@@ -62,12 +55,7 @@ impl World {
         self.at(
             t,
             lead,
-            EventBody::Assigned(LeadAssigned {
-                owner_id: owner.into(),
-                pool: String::new(),
-                method: AssignmentMethod::Rule,
-                command_id: String::new(),
-            }),
+            build::assigned("", lead, owner).body(),
         )
     }
 

@@ -51,17 +51,10 @@ impl Given {
     fn created(&mut self, lead: &str, pool: &str) -> Vec<LeadCommand> {
         self.when(
             lead,
-            EventBody::Created(LeadCreated {
-                channel: "search".into(),
-                campaign: "c".into(),
-                pool: pool.into(),
-                region: String::new(),
-                industry: String::new(),
-                company_size: String::new(),
-                acquisition_cost: Money::new(100, Currency::parse("CNY").unwrap()),
-                contact_fingerprint: String::new(),
-                attributes: Default::default(),
-            }),
+            build::created("", lead)
+                .channel("search")
+                .pool(pool)
+                .body(),
         )
     }
 
