@@ -11,15 +11,12 @@ use common::{publish, wait_for, write};
 use leadflow::config::Config;
 use leadflow::control::Handle;
 use leadflow::log::{EventLog, LogOptions};
-use leadflow::projector::metrics::MetricParams;
-use leadflow::projector::Projections;
-use leadflow::replay::Engine;
 use leadflow::shutdown::Shutdown;
 use leadflow::sim::{SimConfig, SimItem, Simulator};
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -97,38 +94,10 @@ fn spawn_engine(
     shutdown: &Shutdown,
     covered: Option<Arc<AtomicU64>>,
 ) -> (
-    std::thread::JoinHandle<Result<(), leadflow::engine::EngineError>>,
+    std::thread::JoinHandle<Result<leadflow::engine::Finished, leadflow::engine::EngineError>>,
     Handle,
 ) {
-    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
-    let config = config.clone();
-    let shutdown = shutdown.clone();
-    let engine = std::thread::spawn(move || {
-        let engine = Engine {
-            log,
-            projections: Projections::new(MetricParams::from(&config.projection)),
-            processor: None,
-            shadow: None,
-        };
-        leadflow::engine::run(
-            leadflow::engine::Run {
-                config: &config,
-                engine,
-                shutdown: &shutdown,
-                api: None,
-                progress_every: Duration::from_millis(100),
-            },
-            &mut |s| handle_tx.send(s.handle).unwrap(),
-            &mut |p| {
-                if let Some(c) = &covered {
-                    c.store(p.covered, Ordering::Relaxed);
-                }
-            },
-        )
-        .map(|_| ())
-    });
-    let handle = handle_rx.recv_timeout(Duration::from_secs(30)).unwrap();
-    (engine, handle)
+    common::spawn_engine(config, log, None, shutdown, covered.unwrap_or_default())
 }
 
 #[test]

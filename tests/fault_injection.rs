@@ -13,18 +13,14 @@ mod common;
 
 use leadflow::config::Config;
 use leadflow::domain::LeadEvent;
-use leadflow::engine::Finished;
 use leadflow::log::{EventLog, LogOptions};
 use leadflow::policy::{PolicyFile, Processor};
-use leadflow::projector::metrics::MetricParams;
-use leadflow::projector::Projections;
-use leadflow::replay::Engine;
 use leadflow::shutdown::Shutdown;
 use leadflow::sim::{SimConfig, SimItem, Simulator};
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -96,32 +92,13 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
     .unwrap();
     let shutdown = Shutdown::new();
     let covered = Arc::new(AtomicU64::new(0));
-    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
-    let engine = {
-        let config = config.clone();
-        let shutdown = shutdown.clone();
-        let covered = covered.clone();
-        std::thread::spawn(move || -> Finished {
-            let engine = Engine {
-                log,
-                projections: Projections::new(MetricParams::from(&config.projection)),
-                processor: Some(Processor::new(PolicyFile::parse(POLICY).unwrap())),
-                shadow: None,
-            };
-            leadflow::engine::run(
-                leadflow::engine::Run {
-                    config: &config,
-                    engine,
-                    shutdown: &shutdown,
-                    api: None,
-                    progress_every: Duration::from_millis(100),
-                },
-                &mut |s| handle_tx.send(s.handle).unwrap(),
-                &mut |p| covered.store(p.covered, Ordering::Relaxed),
-            )
-            .expect("the engine survives the faults")
-        })
-    };
+    let (engine, handle) = common::spawn_engine(
+        &config,
+        log,
+        Some(Processor::new(PolicyFile::parse(POLICY).unwrap())),
+        &shutdown,
+        covered.clone(),
+    );
     wait_for(&covered, half as u64, "first half");
 
     // The second half starts to arrive, and the broker goes away for three
@@ -154,7 +131,6 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
     wait_for(&covered, items.len() as u64, "second half");
     // Let the dispatchers publish every command decided (the outbox is
     // empty), then stop.
-    let handle = handle_rx.recv_timeout(Duration::from_secs(30)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, pending) = handle.with_log(|l| l.command_counts()).unwrap().unwrap();
@@ -169,7 +145,10 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
     }
     drop(handle);
     shutdown.trigger();
-    let done = engine.join().unwrap();
+    let done = engine
+        .join()
+        .unwrap()
+        .expect("the engine survives the faults");
 
     let stored: Vec<LeadEvent> = done
         .engine

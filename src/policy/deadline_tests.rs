@@ -52,11 +52,7 @@ impl World {
     }
 
     pub(super) fn assigned(&mut self, t: i64, lead: &str, owner: &str) -> Vec<LeadCommand> {
-        self.at(
-            t,
-            lead,
-            build::assigned("", lead, owner).body(),
-        )
+        self.at(t, lead, build::assigned("", lead, owner).body())
     }
 
     fn followed_up(&mut self, t: i64, lead: &str, owner: &str) -> Vec<LeadCommand> {

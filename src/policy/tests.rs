@@ -51,23 +51,12 @@ impl Given {
     fn created(&mut self, lead: &str, pool: &str) -> Vec<LeadCommand> {
         self.when(
             lead,
-            build::created("", lead)
-                .channel("search")
-                .pool(pool)
-                .body(),
+            build::created("", lead).channel("search").pool(pool).body(),
         )
     }
 
     fn assigned(&mut self, lead: &str, owner: &str) -> Vec<LeadCommand> {
-        self.when(
-            lead,
-            EventBody::Assigned(LeadAssigned {
-                owner_id: owner.into(),
-                pool: String::new(),
-                method: AssignmentMethod::Rule,
-                command_id: String::new(),
-            }),
-        )
+        self.when(lead, build::assigned("", lead, owner).body())
     }
 
     fn recalled(&mut self, lead: &str, owner: &str) -> Vec<LeadCommand> {

@@ -343,3 +343,43 @@ pub fn log_totals(data: &Path, config: &Path) -> (u64, u64) {
     };
     (field("events "), field("rejected "))
 }
+
+/// The engine in process on its own thread (progress every 100 ms into
+/// `covered`), with `processor` as its policy, and its handle once it has
+/// started.
+pub fn spawn_engine(
+    config: &leadflow::config::Config,
+    log: leadflow::log::EventLog,
+    processor: Option<leadflow::policy::Processor>,
+    shutdown: &leadflow::shutdown::Shutdown,
+    covered: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> (
+    std::thread::JoinHandle<Result<leadflow::engine::Finished, leadflow::engine::EngineError>>,
+    leadflow::control::Handle,
+) {
+    use leadflow::projector::{metrics::MetricParams, Projections};
+    let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+    let config = config.clone();
+    let shutdown = shutdown.clone();
+    let engine = std::thread::spawn(move || {
+        let engine = leadflow::replay::Engine {
+            log,
+            projections: Projections::new(MetricParams::from(&config.projection)),
+            processor,
+            shadow: None,
+        };
+        leadflow::engine::run(
+            leadflow::engine::Run {
+                config: &config,
+                engine,
+                shutdown: &shutdown,
+                api: None,
+                progress_every: Duration::from_millis(100),
+            },
+            &mut |s| handle_tx.send(s.handle).unwrap(),
+            &mut |p| covered.store(p.covered, std::sync::atomic::Ordering::Relaxed),
+        )
+    });
+    let handle = handle_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    (engine, handle)
+}
