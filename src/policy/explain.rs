@@ -3,7 +3,6 @@
 //! is worded and keyed the same whichever part of the policy decided it
 //! (`inspect commands`, the CRM's UI and the audit trail read these).
 
-use super::human_ms;
 use crate::domain::time::format_ms;
 use std::collections::BTreeMap;
 
@@ -166,5 +165,20 @@ pub(super) fn withdraw(w: &Withdraw<'_>) -> Explained {
             ("expired_at_ms", w.expired_at_ms.to_string()),
             ("ttl_ms", w.ttl_ms.to_string()),
         ]),
+    }
+}
+
+/// A duration for humans: "72 h", "90 min", "2 s".
+pub fn human_ms(ms: i64) -> String {
+    const H: i64 = 3_600_000;
+    const M: i64 = 60_000;
+    if ms % H == 0 {
+        format!("{} h", ms / H)
+    } else if ms % M == 0 {
+        format!("{} min", ms / M)
+    } else if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{ms} ms")
     }
 }

@@ -60,6 +60,8 @@ mod allocate;
 pub mod calendar;
 mod deadlines;
 mod explain;
+
+pub use explain::human_ms;
 pub mod file;
 mod settle;
 
@@ -585,21 +587,6 @@ impl Processor {
 
     pub fn state_from_bytes(bytes: &[u8]) -> Result<PolicyState, bincode::Error> {
         bincode::deserialize(bytes)
-    }
-}
-
-/// A duration for humans: "72 h", "90 min", "2 s".
-pub fn human_ms(ms: i64) -> String {
-    const H: i64 = 3_600_000;
-    const M: i64 = 60_000;
-    if ms % H == 0 {
-        format!("{} h", ms / H)
-    } else if ms % M == 0 {
-        format!("{} min", ms / M)
-    } else if ms % 1000 == 0 {
-        format!("{} s", ms / 1000)
-    } else {
-        format!("{ms} ms")
     }
 }
 
