@@ -182,12 +182,14 @@ impl EventLog {
 
         // Only now, with the batch durable, does memory move forward.
         self.next_seq = next_seq;
+        if self.dead_letter_outbox {
+            // Every rejection of the batch is queued for the DLQ.
+            self.dead_letters_pending
+                .get_mut()
+                .extend(self.next_rseq..next_rseq);
+        }
         self.next_rseq = next_rseq;
         self.commands_stored(next_cseq);
-        if self.dead_letter_outbox {
-            self.dead_letters_pending
-                .set(self.dead_letters_pending.get() + report.rejected.len() as u64);
-        }
         let index = self.index.get_mut().expect("indexed above");
         for (lead_id, lead) in overlay {
             index.set_lead(lead_id, lead);

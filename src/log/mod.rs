@@ -264,11 +264,12 @@ pub struct EventLog {
     rules: lifecycle::Rules,
 
     dead_letter_outbox: bool,
-    /// Outbox markers of commands and of dead letters, counted once at
-    /// open and kept exact by every write that adds or removes one, so
-    /// that a metrics scrape never scans keys.
-    commands_pending: std::cell::Cell<u64>,
-    dead_letters_pending: std::cell::Cell<u64>,
+    /// The sequences with an outbox marker (commands) and a dead-letter
+    /// marker (rejections), read once at open and kept by every write that
+    /// adds or removes one: a metrics scrape never scans keys, and marking
+    /// a copy sent twice reads no key to count once.
+    commands_pending: std::cell::RefCell<std::collections::HashSet<u64>>,
+    dead_letters_pending: std::cell::RefCell<std::collections::HashSet<u64>>,
 }
 
 /// Options for opening a log.

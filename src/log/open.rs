@@ -134,16 +134,17 @@ impl EventLog {
                 "next sequence {next_seq} does not follow last stored event {last}"
             )));
         }
-        let count = |prefix: u8| -> Result<u64, LogError> {
-            let mut n = 0;
+        let marked = |prefix: u8| -> Result<std::collections::HashSet<u64>, LogError> {
+            let mut out = std::collections::HashSet::new();
             for k in tree.scan_prefix([prefix]).keys() {
-                k?;
-                n += 1;
+                out.insert(
+                    trailing_u64(&k?).ok_or_else(|| LogError::Corrupt("marker key".into()))?,
+                );
             }
-            Ok(n)
+            Ok(out)
         };
-        let commands_pending = count(OUTBOX)?;
-        let dead_letters_pending = count(DEAD_LETTER)?;
+        let commands_pending = marked(OUTBOX)?;
+        let dead_letters_pending = marked(DEAD_LETTER)?;
         tracing::info!(
             path = %dir.display(),
             last_seq = next_seq - 1,
@@ -166,8 +167,8 @@ impl EventLog {
             poisoned: false,
             rules: options.rules,
             dead_letter_outbox: options.dead_letter_outbox,
-            commands_pending: std::cell::Cell::new(commands_pending),
-            dead_letters_pending: std::cell::Cell::new(dead_letters_pending),
+            commands_pending: std::cell::RefCell::new(commands_pending),
+            dead_letters_pending: std::cell::RefCell::new(dead_letters_pending),
         })
     }
 }

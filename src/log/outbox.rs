@@ -22,33 +22,40 @@ impl EventLog {
     /// How many dead letters wait for publication (kept in memory: no
     /// scan).
     pub fn dead_letters_pending(&self) -> Result<u64, LogError> {
-        Ok(self.dead_letters_pending.get())
+        Ok(self.dead_letters_pending.borrow().len() as u64)
     }
 
     /// Commands durably stored up to `next_cseq`: each is pending.
     pub(super) fn commands_stored(&mut self, next_cseq: u64) {
         debug_assert!(next_cseq >= self.next_cseq, "command sequences only grow");
         self.commands_pending
-            .set(self.commands_pending.get() + (next_cseq - self.next_cseq));
+            .get_mut()
+            .extend(self.next_cseq..next_cseq);
         self.next_cseq = next_cseq;
     }
 
-    /// Removes outbox markers of `prefix` (those still there) in one batch;
-    /// returns how many were there.
-    fn remove_markers(&self, prefix: u8, seqs: &[u64]) -> Result<u64, LogError> {
+    /// Removes the markers of `prefix` that `pending` still holds, in one
+    /// batch (a copy marked sent twice is removed once).
+    fn remove_markers(
+        &self,
+        prefix: u8,
+        pending: &std::cell::RefCell<std::collections::HashSet<u64>>,
+        seqs: &[u64],
+    ) -> Result<(), LogError> {
         let mut batch = sled::Batch::default();
-        let mut removed = 0;
+        let mut removed = Vec::new();
         for s in seqs {
-            let key = seq_key(prefix, *s);
-            // A mark made twice (a re-sent copy acknowledged again) must
-            // not count twice.
-            if self.tree.contains_key(key)? {
-                removed += 1;
-                batch.remove(&key);
+            if pending.borrow().contains(s) {
+                batch.remove(&seq_key(prefix, *s));
+                removed.push(*s);
             }
         }
         self.written(self.tree.apply_batch(batch))?;
-        Ok(removed)
+        let mut pending = pending.borrow_mut();
+        for s in removed {
+            pending.remove(&s);
+        }
+        Ok(())
     }
 
     /// Marks dead letters as published. Not flushed by itself (one fsync
@@ -57,9 +64,7 @@ impl EventLog {
     /// [`flush_marks_older_than`](Self::flush_marks_older_than); a crash
     /// before that re-sends them (at-least-once).
     pub fn mark_dead_letters_sent(&self, rseqs: &[u64]) -> Result<(), LogError> {
-        let removed = self.remove_markers(DEAD_LETTER, rseqs)?;
-        self.dead_letters_pending
-            .set(self.dead_letters_pending.get() - removed);
+        self.remove_markers(DEAD_LETTER, &self.dead_letters_pending, rseqs)?;
         self.marks_written(rseqs.len());
         Ok(())
     }
@@ -234,15 +239,16 @@ impl EventLog {
     /// Commands decided and commands still waiting for publication (kept
     /// in memory: no scan).
     pub fn command_counts(&self) -> Result<(u64, u64), LogError> {
-        Ok((self.next_cseq - 1, self.commands_pending.get()))
+        Ok((
+            self.next_cseq - 1,
+            self.commands_pending.borrow().len() as u64,
+        ))
     }
 
     /// Marks commands as published. Not flushed by itself: see
     /// [`mark_dead_letters_sent`](Self::mark_dead_letters_sent).
     pub fn mark_commands_sent(&self, cseqs: &[u64]) -> Result<(), LogError> {
-        let removed = self.remove_markers(OUTBOX, cseqs)?;
-        self.commands_pending
-            .set(self.commands_pending.get() - removed);
+        self.remove_markers(OUTBOX, &self.commands_pending, cseqs)?;
         self.marks_written(cseqs.len());
         Ok(())
     }
