@@ -1,0 +1,329 @@
+//! Metric aggregates: a pure fold of accepted events into cohort, owner and
+//! pool tables keyed by day.
+//!
+//! The fold keeps a small working record per lead (its creation dimensions,
+//! current holding, pending recall) and emits into [`Aggregates`]. The
+//! aggregates are **mergeable**: counters add, money adds per currency and
+//! durations go into mergeable [`Sketch`]es, so the aggregates of disjoint
+//! lead partitions add up to the aggregates of the whole.
+//!
+//! Definitions (all times are event times; days are UTC):
+//! - Cohort tables are keyed by (dimension, value, creation day). A lead's
+//!   conversion counts in the cohort of its creation, whenever it happens.
+//! - Owner tables are keyed by (owner, day of the event being counted).
+//! - Pool tables are keyed by (pool, day): inflow is leads created into the
+//!   pool plus leads recalled into it; outflow is leads assigned out of it.
+//!   A recall succeeds when the lead is then assigned to a rep other than the
+//!   one it was recalled from, and that rep follows it up (or converts it)
+//!   within `recall_success_window_ms` of the recall; the success counts on
+//!   the recall's pool and day.
+//! - Money is summed per currency; ratios of money are per currency.
+
+mod aggregates;
+
+use aggregates::add_money;
+
+pub use aggregates::*;
+
+use crate::domain::lifecycle::resolve_pool;
+use crate::domain::time::day_of;
+use crate::domain::{Currency, EventBody, LeadEvent};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Parameters of the fold (from config), part of the state so that the fold
+/// is a pure function of the events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricParams {
+    pub follow_up_sla_ms: i64,
+    pub recall_success_window_ms: i64,
+}
+
+impl From<&crate::config::ProjectionConfig> for MetricParams {
+    fn from(c: &crate::config::ProjectionConfig) -> Self {
+        MetricParams {
+            follow_up_sla_ms: c.follow_up_sla_ms,
+            recall_success_window_ms: c.recall_success_window_ms,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct PendingRecall {
+    at_ms: i64,
+    pool: String,
+    previous_owner: String,
+    /// Set when the lead is assigned to someone other than the previous owner.
+    new_owner: Option<String>,
+}
+
+/// The fold's working record of one lead.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct LeadTrack {
+    /// Interned creation dimension values, in [`Dimension::ALL`] order.
+    dims: [u32; 6],
+    created_day: i64,
+    created_at_ms: i64,
+    cost_currency: Currency,
+    pool: String,
+    owner: Option<String>,
+    assigned_at_ms: i64,
+    ever_assigned: bool,
+    first_follow_up_done: bool,
+    recall_count: u32,
+    pending_recall: Option<PendingRecall>,
+}
+
+/// The metrics projector.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    params: MetricParams,
+    strings: Vec<String>,
+    string_ids: HashMap<String, u32>,
+    leads: HashMap<String, LeadTrack>,
+    pub agg: Aggregates,
+}
+
+impl Metrics {
+    pub fn new(params: MetricParams) -> Metrics {
+        Metrics {
+            params,
+            strings: Vec::new(),
+            string_ids: HashMap::new(),
+            leads: HashMap::new(),
+            agg: Aggregates::default(),
+        }
+    }
+
+    pub fn params(&self) -> &MetricParams {
+        &self.params
+    }
+
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.string_ids.get(s) {
+            return id;
+        }
+        let id = u32::try_from(self.strings.len()).expect("fewer than 2^32 distinct values");
+        self.strings.push(s.to_string());
+        self.string_ids.insert(s.to_string(), id);
+        id
+    }
+
+    /// Runs `f` on each of the lead's six cohorts (one per dimension).
+    fn for_cohorts(
+        agg: &mut Aggregates,
+        strings: &[String],
+        track: &LeadTrack,
+        mut f: impl FnMut(&mut CohortAgg),
+    ) {
+        for (dimension, id) in Dimension::ALL.iter().zip(track.dims) {
+            let key = CohortKey {
+                dimension: *dimension,
+                value: strings[id as usize].clone(),
+                day: track.created_day,
+            };
+            f(agg.cohorts.entry(key).or_default());
+        }
+    }
+
+    pub fn apply(&mut self, event: &LeadEvent) {
+        let at = event.occurred_at_ms;
+        let day = day_of(at);
+        if let EventBody::Created(c) = &event.body {
+            if self.leads.contains_key(&event.lead_id) {
+                return;
+            }
+            let values = [
+                &c.channel,
+                &c.campaign,
+                &c.pool,
+                &c.region,
+                &c.industry,
+                &c.company_size,
+            ];
+            let dims = values.map(|v| self.intern(v));
+            let track = LeadTrack {
+                dims,
+                created_day: day,
+                created_at_ms: at,
+                cost_currency: c.acquisition_cost.currency,
+                pool: c.pool.clone(),
+                owner: None,
+                assigned_at_ms: 0,
+                ever_assigned: false,
+                first_follow_up_done: false,
+                recall_count: 0,
+                pending_recall: None,
+            };
+            Self::for_cohorts(&mut self.agg, &self.strings, &track, |cohort| {
+                cohort.created += 1;
+                *cohort
+                    .cost_leads
+                    .entry(c.acquisition_cost.currency)
+                    .or_default() += 1;
+                add_money(
+                    &mut cohort.acquisition_cost,
+                    c.acquisition_cost.currency,
+                    i128::from(c.acquisition_cost.minor_units),
+                );
+            });
+            self.agg
+                .pools
+                .entry((c.pool.clone(), day))
+                .or_default()
+                .created_in += 1;
+            self.leads.insert(event.lead_id.clone(), track);
+            return;
+        }
+        let params = self.params.clone();
+        let Some(track) = self.leads.get_mut(&event.lead_id) else {
+            return;
+        };
+        match &event.body {
+            // A decline changes no ownership; the policy counts it per rep.
+            EventBody::Created(_) | EventBody::Scored(_) | EventBody::CommandDeclined(_) => {}
+            EventBody::Assigned(a) => {
+                if !track.ever_assigned {
+                    track.ever_assigned = true;
+                    // Durations are clamped at zero: an event within the order rule's
+                    // tolerance may be stamped before the one it follows.
+                    let wait = (at - track.created_at_ms).max(0);
+                    Self::for_cohorts(&mut self.agg, &self.strings, track, |cohort| {
+                        cohort.time_to_first_assignment_ms.add(wait)
+                    });
+                }
+                if track.owner.is_none() {
+                    self.agg
+                        .pools
+                        .entry((track.pool.clone(), day))
+                        .or_default()
+                        .assigned_out += 1;
+                }
+                self.agg
+                    .owners
+                    .entry((a.owner_id.clone(), day))
+                    .or_default()
+                    .assignments += 1;
+                track.pool = resolve_pool(&a.pool, &track.pool).to_string();
+                track.owner = Some(a.owner_id.clone());
+                track.assigned_at_ms = at;
+                track.first_follow_up_done = false;
+                if let Some(p) = &mut track.pending_recall {
+                    p.new_owner = (p.previous_owner != a.owner_id).then(|| a.owner_id.clone());
+                }
+            }
+            EventBody::FollowedUp(f) => {
+                if track.owner.as_deref() == Some(f.owner_id.as_str())
+                    && !track.first_follow_up_done
+                {
+                    track.first_follow_up_done = true;
+                    let delay = (at - track.assigned_at_ms).max(0);
+                    let o = self
+                        .agg
+                        .owners
+                        .entry((f.owner_id.clone(), day))
+                        .or_default();
+                    o.first_follow_ups += 1;
+                    if delay <= params.follow_up_sla_ms {
+                        o.first_follow_ups_within_sla += 1;
+                    }
+                    o.time_to_first_follow_up_ms.add(delay);
+                }
+                Self::settle_recall(&mut self.agg, track, &f.owner_id, at, &params);
+            }
+            EventBody::Recalled(r) => {
+                let to_pool = resolve_pool(&r.to_pool, &track.pool).to_string();
+                let o = self
+                    .agg
+                    .owners
+                    .entry((r.previous_owner_id.clone(), day))
+                    .or_default();
+                *o.recalls_by_reason.entry(r.reason).or_default() += 1;
+                o.recall_cycle_ms.add((at - track.assigned_at_ms).max(0));
+                if track.recall_count == 0 {
+                    Self::for_cohorts(&mut self.agg, &self.strings, track, |cohort| {
+                        cohort.recalled_leads += 1
+                    });
+                }
+                track.recall_count += 1;
+                self.agg
+                    .pools
+                    .entry((to_pool.clone(), day))
+                    .or_default()
+                    .recalled_in += 1;
+                track.pending_recall = Some(PendingRecall {
+                    at_ms: at,
+                    pool: to_pool.clone(),
+                    previous_owner: r.previous_owner_id.clone(),
+                    new_owner: None,
+                });
+                track.pool = to_pool;
+                track.owner = None;
+            }
+            EventBody::Converted(c) => {
+                let value = c.expected_lifetime_value.unwrap_or(c.deal_value);
+                let after_recall = track.recall_count > 0;
+                let cost_currency = track.cost_currency;
+                Self::for_cohorts(&mut self.agg, &self.strings, track, |cohort| {
+                    cohort.converted += 1;
+                    *cohort
+                        .converted_by_cost_currency
+                        .entry(cost_currency)
+                        .or_default() += 1;
+                    add_money(
+                        &mut cohort.revenue,
+                        c.deal_value.currency,
+                        i128::from(c.deal_value.minor_units),
+                    );
+                    add_money(
+                        &mut cohort.clv_sum,
+                        value.currency,
+                        i128::from(value.minor_units),
+                    );
+                    *cohort.clv_count.entry(value.currency).or_default() += 1;
+                    if after_recall {
+                        cohort.converted_after_recall += 1;
+                    }
+                });
+                let o = self
+                    .agg
+                    .owners
+                    .entry((c.owner_id.clone(), day))
+                    .or_default();
+                o.conversions += 1;
+                add_money(
+                    &mut o.revenue,
+                    c.deal_value.currency,
+                    i128::from(c.deal_value.minor_units),
+                );
+                Self::settle_recall(&mut self.agg, track, &c.owner_id, at, &params);
+                // A converted lead takes no more events; its working record
+                // is no longer needed, which bounds memory to open leads.
+                self.leads.remove(&event.lead_id);
+            }
+        }
+    }
+
+    /// Counts a recall success when `actor` is the new owner acting in time.
+    fn settle_recall(
+        agg: &mut Aggregates,
+        track: &mut LeadTrack,
+        actor: &str,
+        at: i64,
+        params: &MetricParams,
+    ) {
+        let Some(p) = &track.pending_recall else {
+            return;
+        };
+        if p.new_owner.as_deref() != Some(actor) {
+            return;
+        }
+        if at - p.at_ms <= params.recall_success_window_ms {
+            agg.pools
+                .entry((p.pool.clone(), day_of(p.at_ms)))
+                .or_default()
+                .recall_successes += 1;
+        }
+        track.pending_recall = None;
+    }
+}
