@@ -117,7 +117,7 @@ fn an_engine_the_group_gives_no_partition_says_so_and_is_not_ready() {
     // When 2.5 s pass without a partition, then the engine has said so in
     // its log and its telemetry (what /readyz reads) shows it.
     std::thread::sleep(Duration::from_millis(2_500));
-    let t = handle.telemetry().unwrap();
+    let t = handle.intake_status().unwrap();
     drop(handle);
     shutdown.trigger();
     engine.join().unwrap().unwrap();
@@ -259,7 +259,7 @@ fn a_replay_of_a_past_moment_does_not_hold_the_engine_lock() {
     let mut slowest = Duration::ZERO;
     while !replay.is_finished() {
         let started = Instant::now();
-        handle.telemetry().unwrap();
+        handle.intake_status().unwrap();
         slowest = slowest.max(started.elapsed());
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -249,7 +249,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(api): State<Api>) -> Result<Response, ApiError> {
-    let t = api.handle.telemetry()?;
+    let t = api.handle.intake_status()?;
     let lag: i64 = t.lag.values().sum();
     // Ready: partitions assigned, the lag of each known (from librdkafka's
     // statistics, once a second), and small enough in sum.

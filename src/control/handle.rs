@@ -162,7 +162,7 @@ impl Handle {
     }
 
     /// Where the Kafka intake stands, for `/readyz` (no engine lock).
-    pub fn telemetry(&self) -> Result<IntakeStatus, ControlError> {
+    pub fn intake_status(&self) -> Result<IntakeStatus, ControlError> {
         Ok(self.metrics.intake())
     }
 

@@ -7,7 +7,7 @@
 
 use super::super::{source_name, source_prefix, BusError};
 use crate::codec::{self, stream::REJECTED_PREFIX_BYTES};
-use crate::control::{IngestStats, Live};
+use crate::control::Live;
 use crate::domain::Rejection;
 use crate::log::{Batcher, Input, Origin, Position};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -139,8 +139,7 @@ impl Intake {
     /// rewinds a partition whose fetch skipped past the expected offset).
     pub fn accept<C: ConsumerContext>(
         &mut self,
-        live: &Live,
-        stats: &mut IngestStats,
+        live: &mut Live,
         consumer: &BaseConsumer<C>,
         m: &BorrowedMessage<'_>,
     ) -> Result<(), BusError> {
@@ -186,7 +185,7 @@ impl Intake {
                 )?;
                 self.fetch
                     .insert(partition, FetchState::Seeking { from: to });
-                stats.rewinds += 1;
+                live.stats.rewinds += 1;
                 return Ok(());
             }
             Some(FetchState::Seeking { .. }) if offset > expected => {
@@ -213,10 +212,10 @@ impl Intake {
             }
             _ => {}
         }
-        stats.consumed += 1;
+        live.stats.consumed += 1;
         live.metrics.messages_consumed.inc();
         if offset < expected {
-            stats.skipped += 1;
+            live.stats.skipped += 1;
             return Ok(());
         }
         let payload = m.payload().unwrap_or_default();
@@ -238,7 +237,11 @@ impl Intake {
             }
             match codec::wire::decode_message(payload, &headers, &self.accept) {
                 Ok((e, format)) => {
-                    *stats.decoded_by_format.entry(format.as_str()).or_default() += 1;
+                    *live
+                        .stats
+                        .decoded_by_format
+                        .entry(format.as_str())
+                        .or_default() += 1;
                     raw_protobuf = format == codec::wire::Format::Protobuf;
                     (Ok(e), Some(payload.to_vec()))
                 }

@@ -220,12 +220,7 @@ pub fn consume(
         }
         match message {
             // A full batch is appended just below.
-            Some(Ok(m)) => {
-                let mut stats = std::mem::take(&mut l.stats);
-                let accepted = i.accept(l, &mut stats, &consumer, &m);
-                l.stats = stats;
-                accepted?;
-            }
+            Some(Ok(m)) => i.accept(l, &consumer, &m)?,
             Some(Err(e)) => tracing::warn!("consumer: {e}"),
             None => {}
         }
