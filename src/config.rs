@@ -154,6 +154,11 @@ impl Default for KafkaConfig {
     }
 }
 
+/// The default free-space floor of the log (`log.disk_free_bytes_min`).
+pub const DISK_FREE_BYTES_MIN_DEFAULT: u64 = 64 * 1024 * 1024;
+/// The lowest floor accepted: sled grows its file 512 KiB at a time.
+pub const DISK_FREE_BYTES_MIN_LOWEST: u64 = 1024 * 1024;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
@@ -171,6 +176,12 @@ pub struct LogConfig {
     /// event and still be applied; an earlier one is `out_of_order`. See
     /// `domain::lifecycle::Rules` and README, Guarantees.
     pub out_of_order_tolerance_ms: i64,
+    /// Free space every write to the log leaves on the data dir's
+    /// filesystem (plus about twice the write's own size); a write that
+    /// would not is refused with "disk full" before anything of it is
+    /// stored, and the command stops. sled is not trusted at a full disk
+    /// (README, Guarantees), so this floor is what keeps the log whole.
+    pub disk_free_bytes_min: u64,
 }
 
 impl Default for LogConfig {
@@ -181,6 +192,7 @@ impl Default for LogConfig {
             cache_capacity_bytes: 256 * 1024 * 1024,
             record_bytes_max: crate::codec::stream::RECORD_BYTES_MAX_DEFAULT,
             out_of_order_tolerance_ms: crate::domain::lifecycle::OUT_OF_ORDER_TOLERANCE_MS_DEFAULT,
+            disk_free_bytes_min: DISK_FREE_BYTES_MIN_DEFAULT,
         }
     }
 }
@@ -256,6 +268,9 @@ impl Config {
         }
         if self.log.batch_wait_ms_max > 60_000 {
             return bad("log.batch_wait_ms_max must be at most 60000");
+        }
+        if self.log.disk_free_bytes_min < DISK_FREE_BYTES_MIN_LOWEST {
+            return bad("log.disk_free_bytes_min must be at least 1048576 (1 MiB): below that, sled itself meets the full disk");
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.log.record_bytes_max) {
             return bad("log.record_bytes_max must be in 1024..=67108864 (1 KiB to 64 MiB)");

@@ -11,7 +11,7 @@
 //! - `pb`: the generated protobuf types (`codec::pb`);
 //! - `threads`: spawning a thread or task (`thread::spawn`, `scope`,
 //!   `Builder`, `tokio::spawn`, `spawn_blocking`);
-//! - `fs`: the file system (`std::fs`, `File::`, `tempfile`);
+//! - `fs`: the file system (`std::fs`, `File::`, `tempfile`, `rustix::fs`);
 //! - `net`: sockets (`std::net`, `TcpListener`);
 //! - `clock`: the wall clock or a monotonic one (`SystemTime`,
 //!   `Instant::now`).
@@ -60,7 +60,7 @@ const GUARDED: &[(&str, &[&str])] = &[
             "spawn_blocking",
         ],
     ),
-    ("fs", &["std::fs", "File::", "tempfile::"]),
+    ("fs", &["std::fs", "File::", "tempfile::", "rustix::fs"]),
     ("net", &["std::net", "TcpListener"]),
     ("clock", &["SystemTime", "Instant::now"]),
 ];

@@ -130,6 +130,10 @@ fn an_engine_the_group_gives_no_partition_says_so_and_is_not_ready() {
     );
 }
 
+/// The log's free-space floor on the small disks below (the default, 64
+/// MiB, is more than they hold).
+const FLOOR_BYTES: u64 = 1024 * 1024;
+
 #[test]
 fn a_full_disk_stops_the_running_engine_with_an_error_and_it_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
@@ -155,7 +159,8 @@ fn a_full_disk_stops_the_running_engine_with_an_error_and_it_resumes_exactly() {
         std::fs::write(
             &toml,
             format!(
-                "[kafka]\nbrokers = \"{}\"\ngroup_id = \"disk-full-{}\"\npartitions = 2\n",
+                "[kafka]\nbrokers = \"{}\"\ngroup_id = \"disk-full-{}\"\npartitions = 2\n\
+                 [log]\ndisk_free_bytes_min = {FLOOR_BYTES}\n",
                 mock.bootstrap_servers(),
                 runs.get()
             ),
@@ -181,8 +186,24 @@ fn a_full_disk_stops_the_running_engine_with_an_error_and_it_resumes_exactly() {
     let mut child = engine(&["run"]);
     while child.try_wait().unwrap().is_none() {
         if started.elapsed() > Duration::from_secs(90) {
+            // Where it hangs, for whoever reads the failure.
+            let stacks = std::process::Command::new("gdb")
+                .args([
+                    "-p",
+                    &child.id().to_string(),
+                    "-batch",
+                    "-ex",
+                    "thread apply all bt",
+                ])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
             let _ = child.kill();
-            panic!("the engine hung on a full disk");
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the engine hung on a full disk\nstderr:\n{}\nthreads:\n{stacks}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -56,6 +56,8 @@ impl EventLog {
         // this batch are not in sled yet.
         let mut overlay: HashMap<&str, Lead> = HashMap::new();
         let mut segment = SegmentWriter::new();
+        // What the batch writes, for the free-space check (see `room_for`).
+        let mut staged_bytes = 0u64;
         let mut ids_in_batch: HashMap<&str, Seen> = HashMap::new();
         // Rejected inputs whose ids become idempotency keys, for the index.
         let mut rejected_ids: Vec<(&str, u64)> = Vec::new();
@@ -135,6 +137,7 @@ impl EventLog {
                             raw,
                         };
                         let bytes = bincode::serialize(&stored).expect("rejections serialise");
+                        staged_bytes += bytes.len() as u64;
                         batch.insert(&seq_key(REJECTED, rseq), bytes);
                         if self.dead_letter_outbox {
                             batch.insert(&seq_key(DEAD_LETTER, rseq), &[]);
@@ -145,7 +148,9 @@ impl EventLog {
             }
 
             if !segment.is_empty() {
-                batch.insert(&seq_key(EVENT, self.next_seq), segment.finish());
+                let bytes = segment.finish();
+                staged_bytes += bytes.len() as u64;
+                batch.insert(&seq_key(EVENT, self.next_seq), bytes);
             }
             for (code, n) in &counters {
                 let key = str_key(COUNTER, code);
@@ -174,7 +179,7 @@ impl EventLog {
         let prepared = started.elapsed();
         // `decide` has folded the batch into the caller's state: if the
         // write fails, that state is ahead of the disk, and so is ours.
-        if let Err(e) = self.write(batch) {
+        if let Err(e) = self.write(batch, staged_bytes) {
             self.poisoned = true;
             return Err(e);
         }
@@ -220,9 +225,47 @@ impl EventLog {
     }
 
     /// Applies one atomic batch and flushes (fsync): durable on `Ok`.
-    pub(super) fn write(&self, batch: sled::Batch) -> Result<(), LogError> {
-        self.written(self.tree.apply_batch(batch))?;
+    /// `bytes` is about what the batch holds, for the free-space check.
+    pub(super) fn write(&self, batch: sled::Batch, bytes: u64) -> Result<(), LogError> {
+        self.apply(batch, bytes)?;
         self.flush()
+    }
+
+    /// Applies one atomic batch without flushing, if the disk has room.
+    pub(super) fn apply(&self, batch: sled::Batch, bytes: u64) -> Result<(), LogError> {
+        self.room_for(bytes)?;
+        self.written(self.tree.apply_batch(batch))
+    }
+
+    /// Refuses a write that would leave less than the configured floor
+    /// (`log.disk_free_bytes_min`) free on the data dir's filesystem.
+    ///
+    /// sled is not trusted at ENOSPC: a batch that fails there has been
+    /// seen to come back torn after reopening (its metadata keys without
+    /// its events, "next sequence does not follow last stored event"), and
+    /// a write has been seen to hang. So the log stops well before the
+    /// disk is full, with nothing of the refused write stored, and sled
+    /// never meets a full disk through us. Nothing is poisoned by the check
+    /// itself; callers that folded the batch already poison as for any
+    /// failed write.
+    pub(super) fn room_for(&self, bytes: u64) -> Result<(), LogError> {
+        let Some(free_bytes) = disk_free_bytes(&self.path) else {
+            return Ok(());
+        };
+        // sled writes a value into its log and may write it again as a
+        // blob file, so a write needs about twice its size.
+        let needed = self
+            .disk_free_bytes_min
+            .saturating_add(bytes.saturating_mul(2));
+        if free_bytes < needed {
+            return Err(LogError::DiskBelowFloor {
+                path: self.path.display().to_string(),
+                free_bytes,
+                floor_bytes: self.disk_free_bytes_min,
+                write_bytes: bytes,
+            });
+        }
+        Ok(())
     }
 
     /// The outcome of a write to sled: a failure is remembered (see
@@ -283,7 +326,7 @@ impl EventLog {
         for (source, _) in &forgotten {
             batch.remove(str_key(POSITION, source));
         }
-        self.write(batch)?;
+        self.write(batch, 0)?;
         Ok(forgotten)
     }
 

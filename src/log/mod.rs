@@ -28,6 +28,11 @@
 //!   A tick that fired commands is stored in one atomic, flushed batch with
 //!   them; one that fired nothing is flushed with the next write.
 //! - Sequences start at 1 and have no gaps; reading asserts it.
+//! - A write that would leave less free space on the data dir's filesystem
+//!   than `log.disk_free_bytes_min` (plus twice its size) is refused before
+//!   sled sees it, as [`LogError::DiskBelowFloor`]: sled is not trusted at
+//!   ENOSPC (a batch failed there has come back torn after reopening), so
+//!   the log never lets it get there.
 //! - The in-memory indexes (lead states, timelines, event ids) hold durable
 //!   events only: they move forward after the batch's flush, and a failed
 //!   write poisons the log until it is reopened and the indexes rebuilt.
@@ -97,6 +102,18 @@ pub enum LogError {
     /// durable batch.
     #[error("disk full: the data dir {path} has no space left; everything acknowledged before is intact; free space and run again to resume")]
     DiskFull { path: String },
+    /// A write would have left less free space on the data dir's
+    /// filesystem than `log.disk_free_bytes_min`, so nothing of it was
+    /// written (sled is not trusted at a full disk; see the durability
+    /// contract). Everything acknowledged before is intact: free space (or
+    /// move the data dir, or lower the floor) and run the command again.
+    #[error("disk full: the data dir {path} has {} free, below the floor of {} (log.disk_free_bytes_min) plus this write's {}; nothing of it was written and everything acknowledged before is intact; free space and run again to resume", mib(*.free_bytes), mib(*.floor_bytes), mib(*.write_bytes))]
+    DiskBelowFloor {
+        path: String,
+        free_bytes: u64,
+        floor_bytes: u64,
+        write_bytes: u64,
+    },
     /// The disk of the data dir is full, and copying the data dir elsewhere
     /// to read it failed too (see [`EventLog::open_for_reading`]). Free
     /// space on either disk, or point `TMPDIR` at one with room.
@@ -260,6 +277,9 @@ pub struct EventLog {
     /// Set when a write failed: memory may be ahead of the disk, so the
     /// log refuses further work until it is reopened.
     poisoned: bool,
+    /// The free space a write must leave on the data dir's filesystem
+    /// (see `room_for`).
+    disk_free_bytes_min: u64,
     /// The lifecycle rules inputs are judged by.
     rules: lifecycle::Rules,
 
@@ -282,6 +302,9 @@ pub struct LogOptions {
     /// Queue every rejection for publication to a dead-letter topic, in the
     /// same batch that records it (see [`EventLog::pending_dead_letters`]).
     pub dead_letter_outbox: bool,
+    /// A write that would leave less free space than this on the data
+    /// dir's filesystem is refused with [`LogError::DiskBelowFloor`].
+    pub disk_free_bytes_min: u64,
 }
 
 impl Default for LogOptions {
@@ -299,6 +322,7 @@ impl From<&crate::config::LogConfig> for LogOptions {
                 out_of_order_tolerance_ms: c.out_of_order_tolerance_ms,
             },
             dead_letter_outbox: false,
+            disk_free_bytes_min: c.disk_free_bytes_min,
         }
     }
 }
@@ -334,6 +358,24 @@ impl Drop for EventLog {
             std::mem::ManuallyDrop::drop(&mut self.snapshots);
         }
     }
+}
+
+/// A byte count for people: "3.2 MiB".
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// The bytes an unprivileged writer may still use on the filesystem that
+/// holds `path`; `None` where that cannot be known (then no floor holds).
+#[cfg(unix)]
+fn disk_free_bytes(path: &Path) -> Option<u64> {
+    let s = rustix::fs::statvfs(path).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+#[cfg(not(unix))]
+fn disk_free_bytes(_path: &Path) -> Option<u64> {
+    None
 }
 
 /// ENOSPC (or EDQUOT, a quota reached): the disk is full for us.

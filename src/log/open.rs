@@ -167,6 +167,7 @@ impl EventLog {
             poisoned: false,
             rules: options.rules,
             dead_letter_outbox: options.dead_letter_outbox,
+            disk_free_bytes_min: options.disk_free_bytes_min,
             commands_pending: std::cell::RefCell::new(commands_pending),
             dead_letters_pending: std::cell::RefCell::new(dead_letters_pending),
         })

@@ -50,7 +50,7 @@ impl EventLog {
                 removed.push(*s);
             }
         }
-        self.written(self.tree.apply_batch(batch))?;
+        self.apply(batch, 0)?;
         let mut pending = pending.borrow_mut();
         for s in removed {
             pending.remove(&s);
@@ -140,7 +140,7 @@ impl EventLog {
         if stored.is_empty() {
             return Ok(stored);
         }
-        if let Err(e) = self.write(batch) {
+        if let Err(e) = self.write(batch, 0) {
             self.poisoned = true;
             return Err(e);
         }
@@ -165,7 +165,7 @@ impl EventLog {
             next += 1;
         }
         batch.insert(str_key(META, META_NEXT_HSEQ), &next.to_be_bytes());
-        self.written(self.tree.apply_batch(batch))?;
+        self.apply(batch, 0)?;
         self.written(self.db.flush())?;
         Ok(())
     }

@@ -62,9 +62,9 @@ impl EventLog {
         let (stored, next_cseq) = self.stage_new_commands(&mut batch, commands)?;
         let flush = !stored.is_empty() || matches!(input, PolicyInput::Version { .. });
         let result = if flush {
-            self.write(batch)
+            self.write(batch, 0)
         } else {
-            self.written(self.tree.apply_batch(batch))
+            self.apply(batch, 0)
         };
         if let Err(e) = result {
             self.poisoned = true;

@@ -18,6 +18,7 @@ impl EventLog {
         let mut v = Vec::with_capacity(8 + bytes.len());
         v.extend_from_slice(&covered_seq.to_be_bytes());
         v.extend_from_slice(bytes);
+        self.room_for(v.len() as u64)?;
         self.written(self.snapshots.insert(name.as_bytes(), v))?;
         self.written(self.snapshots.flush())?;
         Ok(())

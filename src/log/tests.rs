@@ -693,3 +693,47 @@ fn a_data_dir_held_by_another_handle_is_locked_not_a_storage_error() {
         Ok(_) => panic!("opened a data dir another handle holds"),
     }
 }
+
+#[test]
+fn a_write_that_would_go_below_the_free_space_floor_stores_nothing_of_it() {
+    // Given a log that has stored e1, reopened with a floor no disk meets.
+    let dir = tempfile::tempdir().unwrap();
+    open(&dir)
+        .append(&inputs(vec![created("e1", "a")]), &[])
+        .unwrap();
+    let options = LogOptions {
+        disk_free_bytes_min: u64::MAX / 4,
+        ..LogOptions::default()
+    };
+    let mut log = EventLog::open(dir.path(), &options).unwrap();
+    // When a batch with a position is appended, then it is refused as a
+    // full disk, naming the floor, before sled is asked to write anything.
+    let pos = Position {
+        source: "file:x".into(),
+        next_offset: 2,
+    };
+    let refused = log.append(&inputs(vec![created("e2", "b")]), &[pos]);
+    match &refused {
+        Err(e @ LogError::DiskBelowFloor { .. }) => {
+            assert!(e.to_string().starts_with("disk full"), "{e}");
+            assert!(e.to_string().contains("log.disk_free_bytes_min"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A snapshot is refused the same way.
+    assert!(matches!(
+        log.save_snapshot("s", 1, b"state"),
+        Err(LogError::DiskBelowFloor { .. })
+    ));
+    assert!(
+        !log.write_failed.get(),
+        "sled never failed, so it may flush"
+    );
+    drop(log);
+    // And after reopening, the log holds e1 only, no position moved and
+    // nothing is torn.
+    let log = open(&dir);
+    assert_eq!(log.last_seq(), 1);
+    assert!(log.positions("file:").unwrap().is_empty());
+    assert!(log.load_snapshot("s").unwrap().is_none());
+}
