@@ -81,6 +81,7 @@ fn pending(n: u64) -> Processor {
                 lead_id: lead.clone(),
                 occurred_at_ms: t,
                 producer: "bench".into(),
+                tenant_id: String::new(),
                 body,
             }
         };

@@ -218,6 +218,7 @@ fn assign_command(id: &str) -> leadflow::domain::LeadCommand {
         rule_version: 1,
         explanation: String::new(),
         facts: Default::default(),
+        tenant_id: String::new(),
         body: leadflow::domain::CommandBody::AssignLead {
             owner_id: "rep-1".into(),
             pool: "general".into(),

@@ -140,6 +140,7 @@ fn event(i: usize, lead: u8, at: i64, op: &Op, prev: Option<&LeadEvent>) -> Lead
         lead_id: format!("lead{lead}"),
         occurred_at_ms: at,
         producer: "prop".into(),
+        tenant_id: String::new(),
         body,
     }
 }

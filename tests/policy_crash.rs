@@ -467,6 +467,7 @@ fn a_run_catching_up_on_a_backlog_fires_deadlines_on_event_time() {
         lead_id: "b".into(),
         occurred_at_ms: 0,
         producer: "policy-crash-test".into(),
+        tenant_id: String::new(),
         body: EventBody::FollowedUp(LeadFollowedUp {
             owner_id: "rep-a".into(),
             kind: FollowUpKind::Call,

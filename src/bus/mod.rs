@@ -133,4 +133,35 @@ mod tests {
             );
         }
     }
+
+    /// The tenant rule (`domain::tenant`) picks the partition librdkafka's
+    /// own `murmur2_random` partitioner picks, for any key and count: the
+    /// engine's `wrong_partition` check and the producers agree.
+    #[test]
+    fn a_tenants_home_partition_is_librdkafkas_murmur2_partition() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+        for i in 0..5_000 {
+            let len = rng.gen_range(1..40);
+            let key: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            let partitions = 1 + (i % 64);
+            // SAFETY: librdkafka's murmur2 partitioner reads `keylen` bytes
+            // of `key` and uses neither the topic nor the opaques.
+            let theirs = unsafe {
+                rdkafka::bindings::rd_kafka_msg_partitioner_murmur2(
+                    std::ptr::null(),
+                    key.as_ptr().cast(),
+                    key.len(),
+                    partitions,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            };
+            assert_eq!(
+                crate::domain::tenant::partition_of(&key, partitions),
+                theirs,
+                "{key:?} over {partitions}"
+            );
+        }
+    }
 }

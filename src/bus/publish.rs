@@ -1,5 +1,6 @@
 //! `leadflow publish`: an event file onto a topic, as an upstream system
-//! would: protobuf `LeadEvent`s keyed by lead id, with the idempotent
+//! would: protobuf `LeadEvent`s keyed by tenant (by lead id for the
+//! default tenant) with the murmur2 partitioner, and the idempotent
 //! producer. Records that do not decode are sent as they are (no key), so
 //! that the engine's dead-letter path can be exercised end to end.
 
@@ -19,7 +20,11 @@ const IN_FLIGHT_MAX: usize = 10_000;
 /// An idempotent producer (acks=all, no duplicates on retry).
 pub fn producer(k: &KafkaConfig) -> Result<FutureProducer, BusError> {
     let mut c = client_config(k);
-    c.set("enable.idempotence", "true")
+    // Messages keyed by tenant go where the engine expects each tenant
+    // (`domain::tenant`): the Java client's murmur2, not librdkafka's
+    // default CRC32.
+    c.set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("message.timeout.ms", "60000");
     // The operator's properties win over the defaults above.
@@ -120,7 +125,11 @@ pub fn publish_as<R: BufRead>(
                     content_type = None;
                 }
                 summary.events += 1;
-                (Some(event.lead_id.clone()), bytes, content_type)
+                (
+                    Some(crate::domain::tenant::message_key(&event).to_string()),
+                    bytes,
+                    content_type,
+                )
             }
             Err((_, raw)) => {
                 summary.undecodable += 1;

@@ -71,7 +71,10 @@ pub fn run(
 /// whether it was enqueued.
 fn send(producer: &FutureProducer, topic: &str, o: Outgoing, shutdown: &Shutdown) -> bool {
     let (key, payload) = match o {
-        Outgoing::Event(e) => (e.lead_id.clone(), codec::encode_event(&e)),
+        Outgoing::Event(e) => (
+            crate::domain::tenant::message_key(&e).to_string(),
+            codec::encode_event(&e),
+        ),
         Outgoing::Garbage { key, bytes } => (key, bytes),
     };
     loop {

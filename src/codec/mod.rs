@@ -186,6 +186,7 @@ pub fn from_pb(msg: pb::LeadEvent) -> Result<LeadEvent, Rejection> {
         lead_id: msg.lead_id,
         occurred_at_ms: msg.occurred_at_ms,
         producer: msg.producer,
+        tenant_id: msg.tenant_id,
         body,
     })
 }
@@ -282,6 +283,7 @@ pub fn to_pb(event: &LeadEvent) -> pb::LeadEvent {
         lead_id: event.lead_id.clone(),
         occurred_at_ms: event.occurred_at_ms,
         producer: event.producer.clone(),
+        tenant_id: event.tenant_id.clone(),
         body: Some(body),
     }
 }
@@ -339,6 +341,7 @@ pub fn command_to_pb(cmd: &LeadCommand) -> pb::LeadCommand {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
+        tenant_id: cmd.tenant_id.clone(),
         body: Some(body),
     }
 }
@@ -383,6 +386,7 @@ pub fn decode_command(bytes: &[u8]) -> Result<LeadCommand, Rejection> {
         rule_version: m.rule_version,
         explanation: m.explanation,
         facts: m.facts.into_iter().collect(),
+        tenant_id: m.tenant_id,
         body,
     })
 }

@@ -339,6 +339,7 @@ mod tests {
             lead_id: "l".into(),
             occurred_at_ms: i,
             producer: String::new(),
+            tenant_id: String::new(),
             body: EventBody::Scored(LeadScored {
                 score: 1,
                 attribute_score: 0,

@@ -58,6 +58,7 @@ fn samples() -> Vec<LeadEvent> {
             lead_id: "lead-1".into(),
             occurred_at_ms: 1_763_600_000_000 + i as i64,
             producer: "crm".into(),
+            tenant_id: String::new(),
             body,
         })
         .collect()
@@ -163,6 +164,7 @@ fn commands_round_trip() {
             rule_version: 2,
             explanation: "because".into(),
             facts: [("deadline_ms".to_string(), "5".to_string())].into(),
+            tenant_id: String::new(),
             body,
         };
         assert_eq!(decode_command(&encode_command(&cmd)).unwrap(), cmd);

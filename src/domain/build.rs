@@ -29,6 +29,7 @@ pub fn event(id: &str, lead: &str, body: EventBody) -> EventBuilder {
             lead_id: lead.into(),
             occurred_at_ms: 0,
             producer: "test".into(),
+            tenant_id: String::new(),
             body,
         },
     }
@@ -86,6 +87,11 @@ impl EventBuilder {
     /// At event time `ms`.
     pub fn at(mut self, ms: i64) -> Self {
         self.event.occurred_at_ms = ms;
+        self
+    }
+
+    pub fn tenant(mut self, tenant_id: &str) -> Self {
+        self.event.tenant_id = tenant_id.into();
         self
     }
 

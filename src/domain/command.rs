@@ -22,6 +22,10 @@ pub struct LeadCommand {
     /// The facts the decision rested on (assigned at, last follow-up,
     /// deadline, reminders sent, ...), values as text.
     pub facts: std::collections::BTreeMap<String, String>,
+    /// The lead's tenant (empty: the single-tenant default), stamped by
+    /// the log when the command is stored.
+    #[serde(default)]
+    pub tenant_id: String,
     pub body: CommandBody,
 }
 

@@ -16,6 +16,10 @@ pub struct LeadEvent {
     pub occurred_at_ms: i64,
     /// Which system emitted it.
     pub producer: String,
+    /// The sales organisation the lead belongs to; empty is the
+    /// single-tenant default. Fixed at the lead's creation.
+    #[serde(default)]
+    pub tenant_id: String,
     pub body: EventBody,
 }
 

@@ -40,6 +40,9 @@ use serde::{Deserialize, Serialize};
 /// so they get a bound like everything else.
 pub const ID_LEN_BYTES_MAX: usize = 256;
 
+/// The longest tenant id.
+pub const TENANT_ID_LEN_BYTES_MAX: usize = 64;
+
 /// Largest amount of money accepted, in minor units: 10^15, ten trillion
 /// in a currency with two decimals. Far above any deal, and far enough
 /// below `i64::MAX` that sums (kept in `i128`) and ratios stay exact.
@@ -77,6 +80,8 @@ pub struct Lead {
     /// The current owner; also kept after conversion (the converting rep).
     pub owner: Option<String>,
     pub created_at_ms: i64,
+    /// The tenant the lead was created under (empty: the default).
+    pub tenant_id: String,
     /// The latest event time among the lead's accepted events (the order
     /// rule measures late events against it).
     pub latest_at_ms: i64,
@@ -153,6 +158,12 @@ pub fn decide_with(
         }
         (Some(lead), _) => lead,
     };
+    if event.tenant_id != lead.tenant_id {
+        return Err(Rejection::WrongTenant {
+            lead_tenant_id: lead.tenant_id.clone(),
+            event_tenant_id: event.tenant_id.clone(),
+        });
+    }
     if event.occurred_at_ms < lead.created_at_ms {
         return Err(Rejection::BeforeCreation {
             occurred_at_ms: event.occurred_at_ms,
@@ -229,6 +240,7 @@ pub fn apply(state: Option<Lead>, event: &LeadEvent) -> Lead {
             pool: c.pool.clone(),
             owner: None,
             created_at_ms: event.occurred_at_ms,
+            tenant_id: event.tenant_id.clone(),
             latest_at_ms: event.occurred_at_ms,
             generation: 0,
             recall_count: 0,
@@ -295,6 +307,28 @@ fn check_id(field: &str, value: &str) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// A tenant id: empty (the default tenant), or up to
+/// [`TENANT_ID_LEN_BYTES_MAX`] bytes of ASCII letters, digits, `.`, `_`,
+/// `-` and `:` (it names files, metric labels and URL segments).
+pub fn check_tenant_id(value: &str) -> Result<(), Rejection> {
+    if value.len() > TENANT_ID_LEN_BYTES_MAX {
+        return Err(Rejection::invalid(
+            "tenant_id",
+            format!("longer than {TENANT_ID_LEN_BYTES_MAX} bytes"),
+        ));
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':')))
+    {
+        return Err(Rejection::invalid(
+            "tenant_id",
+            format!("{c:?} is not allowed (ASCII letters, digits, '.', '_', '-', ':')"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_money(field: &str, m: &Money) -> Result<(), Rejection> {
     if m.minor_units < 0 {
         return Err(Rejection::NegativeMoney {
@@ -340,6 +374,7 @@ fn check_score(field: &str, value: u32) -> Result<(), Rejection> {
 fn check_fields(event: &LeadEvent) -> Result<(), Rejection> {
     check_id("event_id", &event.event_id)?;
     check_id("lead_id", &event.lead_id)?;
+    check_tenant_id(&event.tenant_id)?;
     check_time("occurred_at_ms", event.occurred_at_ms)?;
     match &event.body {
         EventBody::Created(c) => {

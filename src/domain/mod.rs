@@ -1,5 +1,6 @@
 //! The pure domain: money, lead events (past tense), commands (imperative),
-//! typed rejections and the lead lifecycle state machine.
+//! typed rejections, the lead lifecycle state machine and where a tenant's
+//! events live (`tenant`).
 //!
 //! Nothing in here does I/O or reads a clock: time is always the event time
 //! carried by the event (`occurred_at_ms`, UTC milliseconds). That is what
@@ -11,6 +12,7 @@ pub mod event;
 pub mod lifecycle;
 pub mod money;
 pub mod rejection;
+pub mod tenant;
 pub mod time;
 
 pub use command::{CommandBody, LeadCommand};

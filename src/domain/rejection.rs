@@ -97,6 +97,26 @@ pub enum Rejection {
         latest_at_ms: i64,
         tolerance_ms: i64,
     },
+    /// The event names a lead created under another tenant. A lead's
+    /// tenant is fixed at its creation; lead ids are unique across tenants
+    /// (use UUIDs, or prefix them with the tenant). Fix the producer.
+    #[error("lead belongs to tenant {lead_tenant_id:?}, not {event_tenant_id:?}")]
+    WrongTenant {
+        lead_tenant_id: String,
+        event_tenant_id: String,
+    },
+    /// The event's tenant belongs to another partition of the events
+    /// topic than the one it came from: the producer did not key it by
+    /// tenant with the Java client's partitioner (murmur2), so the tenant
+    /// would be split across engines. Key by `tenant_id`; with librdkafka
+    /// clients set `partitioner=murmur2_random` (docs/integration.md).
+    #[error("tenant {tenant_id:?} belongs to partition {expected} of {partitions}, not {partition} (key events by tenant_id with the murmur2 partitioner)")]
+    WrongPartition {
+        tenant_id: String,
+        partition: i32,
+        expected: i32,
+        partitions: i32,
+    },
 }
 
 fn at_byte(offset: &Option<u64>) -> String {
@@ -125,6 +145,8 @@ impl Rejection {
             Rejection::ScoreOutOfRange { .. } => "score_out_of_range",
             Rejection::NegativeMoney { .. } => "negative_money",
             Rejection::RecordTooLarge { .. } => "record_too_large",
+            Rejection::WrongTenant { .. } => "wrong_tenant",
+            Rejection::WrongPartition { .. } => "wrong_partition",
         }
     }
 

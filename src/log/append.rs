@@ -89,7 +89,8 @@ impl EventLog {
                         overlay.insert(&event.lead_id, lead);
                         report.accepted.push((index, seq));
                         folded = true;
-                        for command in decide(seq, event) {
+                        for mut command in decide(seq, event) {
+                            command.tenant_id = self.tenant_of(&command.lead_id, &overlay)?;
                             if self.command_known(&command.command_id, &command_ids_in_batch)? {
                                 report.commands_deduplicated += 1;
                                 continue;
@@ -279,6 +280,24 @@ impl EventLog {
                 },
                 _ => LogError::Storage(e),
             }
+        })
+    }
+
+    /// The tenant of a lead the log holds (or this batch created): a
+    /// command's tenant is its lead's. Empty for an unknown lead.
+    pub(super) fn tenant_of(
+        &self,
+        lead_id: &str,
+        overlay: &HashMap<&str, Lead>,
+    ) -> Result<String, LogError> {
+        Ok(match overlay.get(lead_id) {
+            Some(lead) => lead.tenant_id.clone(),
+            None => self
+                .index()?
+                .leads
+                .get(lead_id)
+                .map(|e| e.lead.tenant_id.clone())
+                .unwrap_or_default(),
         })
     }
 

@@ -73,9 +73,9 @@ impl Hasher for PassThrough {
 
 /// Names the layout of a checkpoint and the id hash it was made with.
 /// Layout 2 added the ids of rejected inputs, layout 3 each lead's latest
-/// event time; an older checkpoint lacks them, so it is ignored and the
+/// event time, layout 4 each lead's tenant; an older checkpoint lacks them, so it is ignored and the
 /// index rebuilt.
-const CHECKPOINT_FORMAT: &str = "leadflow-log-index/3 fnv1a64";
+const CHECKPOINT_FORMAT: &str = "leadflow-log-index/4 fnv1a64";
 
 #[derive(Serialize, Deserialize)]
 struct Checkpoint {
@@ -327,6 +327,7 @@ mod tests {
             pool: "p".into(),
             owner: None,
             created_at_ms: 1,
+            tenant_id: String::new(),
             latest_at_ms: 1,
             generation: 0,
             recall_count: 0,
@@ -371,6 +372,7 @@ mod tests {
             lead_id: "ghost".into(),
             occurred_at_ms: 1,
             producer: "t".into(),
+            tenant_id: String::new(),
             body: EventBody::Scored(LeadScored {
                 score: 10,
                 attribute_score: 0,

@@ -110,10 +110,11 @@ impl EventLog {
         let mut in_batch = HashMap::new();
         let mut stored = Vec::new();
         let mut next_cseq = self.next_cseq;
-        for command in commands {
+        for mut command in commands {
             if self.command_known(&command.command_id, &in_batch)? {
                 continue;
             }
+            command.tenant_id = self.tenant_of(&command.lead_id, &HashMap::new())?;
             let cseq = next_cseq;
             next_cseq += 1;
             stage_command(batch, &mut in_batch, cseq, &command);

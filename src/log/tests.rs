@@ -178,6 +178,7 @@ fn importing_the_issue_repro_twice_changes_nothing() {
         lead_id: "X".into(),
         occurred_at_ms: 1_793_584_800_000,
         producer: "crm".into(),
+        tenant_id: String::new(),
         body: EventBody::Recalled(LeadRecalled {
             previous_owner_id: "rep-1".into(),
             reason: RecallReason::Manual,
@@ -315,6 +316,7 @@ fn decided_commands_land_in_the_outbox_with_their_batch_until_marked_sent() {
         rule_version: 1,
         explanation: "test".into(),
         facts: Default::default(),
+        tenant_id: String::new(),
         body: CommandBody::AssignLead {
             owner_id: "rep-1".into(),
             pool: "general".into(),
@@ -385,6 +387,7 @@ fn a_command_id_is_stored_once_whichever_path_decides_it() {
         rule_version: 1,
         explanation: String::new(),
         facts: Default::default(),
+        tenant_id: String::new(),
         body: CommandBody::RecallLead {
             owner_id: "rep-1".into(),
             reason: RecallReason::Stale,
@@ -566,6 +569,7 @@ fn the_order_rule_holds_across_sources_and_after_reopening() {
         lead_id: "a".into(),
         occurred_at_ms: ms,
         producer: "crm".into(),
+        tenant_id: String::new(),
         body: EventBody::FollowedUp(LeadFollowedUp {
             owner_id: "rep".into(),
             kind: FollowUpKind::Call,
@@ -736,4 +740,50 @@ fn a_write_that_would_go_below_the_free_space_floor_stores_nothing_of_it() {
     assert_eq!(log.last_seq(), 1);
     assert!(log.positions("file:").unwrap().is_empty());
     assert!(log.load_snapshot("s").unwrap().is_none());
+}
+
+#[test]
+fn a_command_carries_the_tenant_of_its_lead() {
+    // Given a lead of tenant t1 and one of the default tenant, created in
+    // one batch whose first event decides a command for each.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(&dir);
+    let command = |lead: &str, id: &str| LeadCommand {
+        command_id: id.into(),
+        lead_id: lead.into(),
+        issued_at_ms: 1000,
+        causation_event_id: "c".into(),
+        rule_id: "r".into(),
+        rule_version: 1,
+        explanation: String::new(),
+        facts: Default::default(),
+        tenant_id: String::new(),
+        body: CommandBody::RemindFollowUp {
+            owner_id: "rep".into(),
+            deadline_ms: 5,
+        },
+    };
+    let mut t1 = created("e1", "a");
+    t1.tenant_id = "t1".into();
+    let report = log
+        .append_with(&inputs(vec![t1, created("e2", "b")]), &[], &mut |seq, _| {
+            if seq == 2 {
+                vec![command("a", "k1"), command("b", "k2")]
+            } else {
+                Vec::new()
+            }
+        })
+        .unwrap();
+    // Then each is stamped with its lead's tenant, whatever the policy
+    // left in the field; so is a command stored outside any batch.
+    let tenants: Vec<_> = report
+        .commands
+        .iter()
+        .map(|(_, c)| c.tenant_id.as_str())
+        .collect();
+    assert_eq!(tenants, vec!["t1", ""]);
+    let stored = log.append_commands(vec![command("a", "k3")]).unwrap();
+    assert_eq!(stored[0].1.tenant_id, "t1");
+    let read: Vec<_> = log.commands().map(|c| c.unwrap().1.tenant_id).collect();
+    assert_eq!(read, vec!["t1", "", "t1"]);
 }

@@ -457,6 +457,7 @@ impl Processor {
             rule_version: version,
             explanation,
             facts,
+            tenant_id: String::new(),
             body,
         };
         let pool_name = pool.name.clone();

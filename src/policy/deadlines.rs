@@ -160,6 +160,7 @@ impl Processor {
                     rule_version: version,
                     explanation,
                     facts,
+                    tenant_id: String::new(),
                     body,
                 });
                 // The caller indexes the watch again: the recall is due at
@@ -194,6 +195,7 @@ impl Processor {
             rule_version: version,
             explanation,
             facts,
+            tenant_id: String::new(),
             body,
         });
         out

@@ -68,6 +68,7 @@ impl Processor {
             rule_version: self.policy.version,
             explanation,
             facts,
+            tenant_id: String::new(),
             body,
         });
         let rep = self.pass_over(lead_id);

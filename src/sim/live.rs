@@ -230,6 +230,7 @@ impl LiveSim {
             lead_id: lead.to_string(),
             occurred_at_ms: now_ms as i64,
             producer: "leadflow-demo".into(),
+            tenant_id: String::new(),
             body,
         }))
     }
@@ -540,6 +541,7 @@ mod tests {
             rule_version: 1,
             explanation: String::new(),
             facts: Default::default(),
+            tenant_id: String::new(),
             body: CommandBody::AssignLead {
                 owner_id: rep.clone(),
                 pool: "smb".into(),

@@ -199,6 +199,7 @@ impl Simulator {
             lead_id: self.leads[lead].id.clone(),
             occurred_at_ms: at_ms,
             producer: "leadflow-sim".into(),
+            tenant_id: String::new(),
             body,
         };
         *self

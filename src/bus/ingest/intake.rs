@@ -8,7 +8,7 @@
 use super::super::{source_name, source_prefix, BusError};
 use crate::codec::{self, stream::REJECTED_PREFIX_BYTES};
 use crate::control::Live;
-use crate::domain::Rejection;
+use crate::domain::{tenant, Rejection};
 use crate::log::{Batcher, Input, Origin, Position};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
@@ -38,6 +38,10 @@ pub(super) enum FetchState {
 pub(super) struct Intake {
     pub batcher: Batcher,
     pub topic: String,
+    /// The events topic's partition count at start-up: where each tenant
+    /// belongs (`domain::tenant`). Adding partitions moves tenants, so it
+    /// needs a migration (README, Scaling out), not a restart.
+    pub partitions: i32,
     /// Next offset per partition that the log holds.
     pub durable: HashMap<i32, u64>,
     /// Next offset per partition covered by the open batch.
@@ -242,8 +246,24 @@ impl Intake {
                         .decoded_by_format
                         .entry(format.as_str())
                         .or_default() += 1;
-                    raw_protobuf = format == codec::wire::Format::Protobuf;
-                    (Ok(e), Some(payload.to_vec()))
+                    match tenant::home_partition(&e.tenant_id, self.partitions) {
+                        // A mis-keyed producer must not split a tenant
+                        // across engines: its event is refused here, where
+                        // the partition is known, and kept as received.
+                        Some(home) if home != partition => {
+                            let wrong = Rejection::WrongPartition {
+                                tenant_id: e.tenant_id,
+                                partition,
+                                expected: home,
+                                partitions: self.partitions,
+                            };
+                            (Err((wrong, payload.to_vec())), None)
+                        }
+                        _ => {
+                            raw_protobuf = format == codec::wire::Format::Protobuf;
+                            (Ok(e), Some(payload.to_vec()))
+                        }
+                    }
                 }
                 Err(r) => (Err((r, payload.to_vec())), None),
             }

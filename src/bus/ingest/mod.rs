@@ -101,8 +101,10 @@ pub fn consume(
     before_drain: &mut dyn FnMut(),
 ) -> Result<(), BusError> {
     let k = &config.kafka;
-    super::admin::check_topics(k, &[&k.events_topic, &k.commands_topic, &k.dlq_topic])?;
+    let partitions =
+        super::admin::check_topics(k, &[&k.events_topic, &k.commands_topic, &k.dlq_topic])?;
     let intake = Arc::new(Mutex::new(Intake {
+        partitions: i32::try_from(partitions[0]).unwrap_or(i32::MAX),
         batcher: Batcher::new(config.log.batch_events_max, config.log.batch_wait_ms_max),
         topic: k.events_topic.clone(),
         durable: HashMap::new(),

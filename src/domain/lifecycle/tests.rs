@@ -17,6 +17,7 @@ fn ev(id: &str, at: i64, body: EventBody) -> LeadEvent {
         lead_id: "lead-1".into(),
         occurred_at_ms: at,
         producer: "test".into(),
+        tenant_id: String::new(),
         body,
     }
 }
@@ -478,4 +479,46 @@ fn an_event_later_than_the_tolerance_behind_the_latest_is_out_of_order() {
     assert!(handle_with(s.as_ref(), &at(assigned_at), &strict).is_ok());
     // The default tolerance is a minute.
     assert_eq!(Rules::default().out_of_order_tolerance_ms, 60_000);
+}
+
+#[test]
+fn a_lead_keeps_the_tenant_it_was_created_under() {
+    // Given a lead created under tenant t1.
+    let mut e = ev("c", T0, created());
+    e.tenant_id = "t1".into();
+    let s = Some(handle(None, &e).unwrap());
+    assert_eq!(s.as_ref().unwrap().tenant_id, "t1");
+    // When an event for it names another tenant (or none), then it is
+    // rejected as wrong_tenant; under t1 it is applied.
+    for other in ["t2", ""] {
+        let mut e = ev("s", WHEN_AT, scored(5));
+        e.tenant_id = other.into();
+        let r = handle(s.as_ref(), &e).unwrap_err();
+        assert_eq!(
+            r,
+            Rejection::WrongTenant {
+                lead_tenant_id: "t1".into(),
+                event_tenant_id: other.into()
+            }
+        );
+        assert_eq!(r.code(), "wrong_tenant");
+    }
+    let mut e = ev("s", WHEN_AT, scored(5));
+    e.tenant_id = "t1".into();
+    assert!(handle(s.as_ref(), &e).is_ok());
+}
+
+#[test]
+fn a_tenant_id_is_short_and_plain() {
+    for ok in ["", "acme", "acme-cn.east_1:prod", &"t".repeat(64)] {
+        assert_eq!(check_tenant_id(ok), Ok(()), "{ok:?}");
+    }
+    for bad in [&"t".repeat(65), "a/b", "a b", "租户", "a\n"] {
+        let mut e = ev("c", T0, created());
+        e.tenant_id = bad.to_string();
+        match handle(None, &e) {
+            Err(Rejection::InvalidField { field, .. }) => assert_eq!(field, "tenant_id"),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
 }
