@@ -106,7 +106,8 @@ pub struct PolicyConfig {
 }
 
 /// Kafka connection and topics. Environment variables override the file:
-/// `LEADFLOW_KAFKA_BROKERS`, `LEADFLOW_KAFKA_GROUP_ID`.
+/// `LEADFLOW_KAFKA_BROKERS`, `LEADFLOW_KAFKA_GROUP_ID`,
+/// `LEADFLOW_KAFKA_OWN_PARTITIONS`, `LEADFLOW_KAFKA_REPLICAS`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
@@ -131,9 +132,118 @@ pub struct KafkaConfig {
     /// (see README, Formats); empty: any. A message framed with another id
     /// is rejected as `undecodable` and dead-lettered.
     pub schema_ids_allowed: Vec<u32>,
+    /// Which partitions of the events topic this engine owns (README,
+    /// Scaling out). Empty: the consumer group decides. `"0-5,8"`: these,
+    /// statically. `"ordinal"`: every partition `p` with
+    /// `p % kafka.replicas == ordinal`, the ordinal being `kafka.ordinal`
+    /// or else the trailing number of the host name (a StatefulSet's pod
+    /// `leadflow-2` is ordinal 2). Static ownership does not depend on the
+    /// group protocol, which some brokers get wrong.
+    pub own_partitions: String,
+    /// Engines sharing the topic, for `own_partitions = "ordinal"`.
+    pub replicas: u32,
+    /// This engine's ordinal, for `own_partitions = "ordinal"`; default:
+    /// from the host name.
+    pub ordinal: Option<u32>,
     /// Passed to librdkafka as is, e.g. `"security.protocol" = "SASL_SSL"`,
     /// `"sasl.mechanisms"`, `"sasl.username"`, `"ssl.ca.location"`.
     pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// Who decides which partitions of the events topic an engine reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    /// The consumer group (subscribe).
+    Group,
+    /// These partitions, whatever the group says (assign).
+    Static(Vec<i32>),
+}
+
+impl KafkaConfig {
+    /// The partitions this engine owns, for a topic of `partitions`;
+    /// `hostname` gives the ordinal when `kafka.ordinal` does not.
+    pub fn ownership(&self, partitions: i32, hostname: &str) -> Result<Ownership, ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let spec = self.own_partitions.trim();
+        if spec.is_empty() {
+            return Ok(Ownership::Group);
+        }
+        let owned: Vec<i32> = if spec == "ordinal" {
+            if self.replicas == 0 {
+                return bad("kafka.own_partitions = \"ordinal\" needs kafka.replicas (the number of engines)".into());
+            }
+            let ordinal = match self.ordinal {
+                Some(o) => o,
+                None => match ordinal_of_host(hostname) {
+                    Some(o) => o,
+                    None => {
+                        return bad(format!(
+                            "kafka.own_partitions = \"ordinal\": the host name {hostname:?} ends in no number; set kafka.ordinal"
+                        ))
+                    }
+                },
+            };
+            if ordinal >= self.replicas {
+                return bad(format!(
+                    "ordinal {ordinal} is not below kafka.replicas = {}",
+                    self.replicas
+                ));
+            }
+            (0..partitions)
+                .filter(|p| *p as u32 % self.replicas == ordinal)
+                .collect()
+        } else {
+            let mut owned = parse_partitions(spec).map_err(ConfigError::Invalid)?;
+            owned.sort_unstable();
+            owned.dedup();
+            owned
+        };
+        if let Some(p) = owned.iter().find(|p| **p >= partitions) {
+            return bad(format!(
+                "kafka.own_partitions names partition {p}, but the events topic has {partitions} (0-{})",
+                partitions - 1
+            ));
+        }
+        if owned.is_empty() {
+            return bad(format!(
+                "kafka.own_partitions leaves this engine no partition of {partitions}"
+            ));
+        }
+        Ok(Ownership::Static(owned))
+    }
+}
+
+/// "0-5,8" → [0, 1, 2, 3, 4, 5, 8].
+fn parse_partitions(spec: &str) -> Result<Vec<i32>, String> {
+    let bad = || {
+        format!("kafka.own_partitions = {spec:?}: expected partitions and ranges like \"0-5,8\", or \"ordinal\"")
+    };
+    let mut out = Vec::new();
+    for part in spec.split(',').map(str::trim) {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let lo: i32 = lo.parse().map_err(|_| bad())?;
+        let hi: i32 = hi.parse().map_err(|_| bad())?;
+        if lo < 0 || hi < lo || hi - lo >= PARTITIONS_MAX {
+            return Err(bad());
+        }
+        out.extend(lo..=hi);
+    }
+    Ok(out)
+}
+
+/// The most partitions `kafka.own_partitions` may name in one range.
+const PARTITIONS_MAX: i32 = 100_000;
+
+/// The trailing number of a host name: `leadflow-2` → 2.
+fn ordinal_of_host(hostname: &str) -> Option<u32> {
+    let digits = hostname.len()
+        - hostname
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .len();
+    hostname[hostname.len() - digits..].parse().ok()
 }
 
 impl Default for KafkaConfig {
@@ -149,6 +259,9 @@ impl Default for KafkaConfig {
             startup_timeout_ms: 10_000,
             unassigned_warn_ms: 30_000,
             schema_ids_allowed: Vec::new(),
+            own_partitions: String::new(),
+            replicas: 0,
+            ordinal: None,
             properties: Default::default(),
         }
     }
@@ -242,6 +355,14 @@ impl Config {
         if let Ok(g) = std::env::var("LEADFLOW_KAFKA_GROUP_ID") {
             config.kafka.group_id = g;
         }
+        if let Ok(o) = std::env::var("LEADFLOW_KAFKA_OWN_PARTITIONS") {
+            config.kafka.own_partitions = o;
+        }
+        if let Ok(r) = std::env::var("LEADFLOW_KAFKA_REPLICAS") {
+            config.kafka.replicas = r.parse().map_err(|_| {
+                ConfigError::Invalid(format!("LEADFLOW_KAFKA_REPLICAS = {r:?} is not a number"))
+            })?;
+        }
         if let Ok(f) = std::env::var("LEADFLOW_POLICY_FILE") {
             config.policy.file = Some(f.into());
         }
@@ -263,6 +384,10 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        let own = self.kafka.own_partitions.trim();
+        if !own.is_empty() && own != "ordinal" {
+            parse_partitions(own).map_err(ConfigError::Invalid)?;
+        }
         if !(1..=100_000).contains(&self.log.batch_events_max) {
             return bad("log.batch_events_max must be in 1..=100000");
         }
@@ -314,6 +439,61 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owned_partitions_are_static_by_list_or_by_ordinal_and_checked() {
+        let k = |own: &str, replicas: u32, ordinal: Option<u32>| KafkaConfig {
+            own_partitions: own.into(),
+            replicas,
+            ordinal,
+            ..KafkaConfig::default()
+        };
+        assert_eq!(k("", 0, None).ownership(12, "h").unwrap(), Ownership::Group);
+        assert_eq!(
+            k("0-2, 8,1", 0, None).ownership(12, "h").unwrap(),
+            Ownership::Static(vec![0, 1, 2, 8])
+        );
+        // A StatefulSet pod's ordinal comes from its host name.
+        assert_eq!(
+            k("ordinal", 3, None).ownership(12, "leadflow-2").unwrap(),
+            Ownership::Static(vec![2, 5, 8, 11])
+        );
+        assert_eq!(
+            k("ordinal", 3, Some(0)).ownership(12, "x").unwrap(),
+            Ownership::Static(vec![0, 3, 6, 9])
+        );
+        // Every engine of a set owns a share, and each partition one owner.
+        let mut all: Vec<i32> = (0..5)
+            .flat_map(
+                |o| match k("ordinal", 5, Some(o)).ownership(12, "").unwrap() {
+                    Ownership::Static(p) => p,
+                    Ownership::Group => unreachable!(),
+                },
+            )
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..12).collect::<Vec<_>>());
+        for (bad, says) in [
+            (
+                k("0-12", 0, None),
+                "names partition 12, but the events topic has 12",
+            ),
+            (k("five", 0, None), "expected partitions and ranges"),
+            (k("3-1", 0, None), "expected partitions and ranges"),
+            (k("ordinal", 0, None), "needs kafka.replicas"),
+            (k("ordinal", 3, None), "ends in no number"),
+            (k("ordinal", 3, Some(3)), "not below kafka.replicas"),
+            (
+                k("ordinal", 20, Some(15)),
+                "leaves this engine no partition",
+            ),
+        ] {
+            let e = bad.ownership(12, "host").unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        }
+        let c: Config = toml::from_str("[kafka]\nown_partitions = \"0-x\"").unwrap();
+        assert!(c.validate().is_err(), "a bad list fails at load");
+    }
 
     #[test]
     fn an_empty_file_gives_the_defaults() {

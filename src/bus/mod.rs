@@ -45,6 +45,10 @@ pub enum BusError {
     /// refused ours. Retrying with the same settings cannot succeed.
     #[error("TLS with the Kafka broker failed (check ssl.ca.location and the broker's certificate; security.protocol must be SSL or SASL_SSL): {detail}")]
     Tls { detail: String },
+    /// `kafka.own_partitions` does not fit the events topic (a partition
+    /// beyond its count, an ordinal without replicas). Fix the config.
+    #[error("partition ownership: {0}")]
+    Ownership(String),
     /// A topic the engine needs does not exist. Create it with
     /// `leadflow topics create` (or your own tooling).
     #[error("topic {0} does not exist: create it with `leadflow topics create`")]

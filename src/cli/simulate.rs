@@ -32,6 +32,10 @@ pub struct SimulateArgs {
     /// Probability per valid event of also writing one bad input.
     #[arg(long, default_value_t = 0.0)]
     pub bad_ratio: f64,
+    /// Spread the leads over this many tenants (`tenant-00`, …); 0 keeps
+    /// every lead in the default tenant.
+    #[arg(long, default_value_t = 0)]
+    pub tenants: u32,
 }
 
 pub fn exec(a: SimulateArgs) -> Result<leadflow::sim::SimSummary> {
@@ -42,6 +46,7 @@ pub fn exec(a: SimulateArgs) -> Result<leadflow::sim::SimSummary> {
         days: a.days,
         reps: a.reps,
         bad_ratio: a.bad_ratio,
+        tenants: a.tenants,
         ..SimConfig::default()
     };
     if let Some(s) = a.start {

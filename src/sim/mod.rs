@@ -40,6 +40,9 @@ pub struct SimConfig {
     pub reps: u32,
     /// Probability, per valid event, of also emitting one bad input.
     pub bad_ratio: f64,
+    /// Tenants the leads are spread over (`tenant-00`, `tenant-01`, …,
+    /// round robin); 0 puts every lead in the default tenant.
+    pub tenants: u32,
 }
 
 impl Default for SimConfig {
@@ -52,6 +55,7 @@ impl Default for SimConfig {
             days: 30,
             reps: 40,
             bad_ratio: 0.0,
+            tenants: 0,
         }
     }
 }
@@ -109,6 +113,7 @@ impl RecallReasonOrd {
 
 struct SimLead {
     id: String,
+    tenant: String,
     channel: usize,
     size: usize,
     pool: usize,
@@ -199,7 +204,7 @@ impl Simulator {
             lead_id: self.leads[lead].id.clone(),
             occurred_at_ms: at_ms,
             producer: "leadflow-sim".into(),
-            tenant_id: String::new(),
+            tenant_id: self.leads[lead].tenant.clone(),
             body,
         };
         *self
@@ -222,8 +227,13 @@ impl Simulator {
         let pool = model::pool_for_size(size);
         let lead_id = format!("lead-{}-{idx:07}", self.config.seed);
         let fingerprint = format!("{:016x}", self.rng.gen::<u64>());
+        let tenant = match self.config.tenants {
+            0 => String::new(),
+            n => format!("tenant-{:02}", idx as u64 % u64::from(n)),
+        };
         self.leads.push(SimLead {
             id: lead_id,
+            tenant,
             channel,
             size,
             pool,

@@ -2,13 +2,13 @@
 //! high watermarks) and the rebalance handler that makes the log, not the
 //! group, decide where an assigned partition resumes.
 
-use super::intake::{FetchState, Intake};
+use super::intake::Intake;
 use super::live_mut;
 use crate::bus::BusError;
 use crate::control::{self, lock};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -75,12 +75,8 @@ impl ConsumerContext for IngestContext {
                     // (or, if retention removed it, at the earliest offset
                     // via auto.offset.reset): the log must hold every
                     // event, whatever offsets the group remembers.
-                    let offset = match i.durable_offset(live, *partition) {
-                        Ok(next) => {
-                            i.fetch
-                                .insert(*partition, FetchState::Seeking { from: next });
-                            Offset::Offset(next as i64)
-                        }
+                    let offset = match i.resume_from(live, *partition) {
+                        Ok(offset) => offset,
                         Err(e) => {
                             seek = Err(e);
                             continue;

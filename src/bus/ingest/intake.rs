@@ -131,6 +131,15 @@ impl Intake {
         Ok(o)
     }
 
+    /// Where a partition newly owned resumes: the log's position, not the
+    /// group's (the fetch is then watched until it reaches it).
+    pub fn resume_from(&mut self, live: &Live, partition: i32) -> Result<Offset, BusError> {
+        let next = self.durable_offset(live, partition)?;
+        self.fetch
+            .insert(partition, FetchState::Seeking { from: next });
+        Ok(Offset::Offset(next as i64))
+    }
+
     /// Messages of the topic the log covers: the sum of its stored next
     /// offsets (offsets start at 0 and, without transactions or
     /// compaction, have no gaps).

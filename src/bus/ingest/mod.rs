@@ -28,7 +28,7 @@ mod intake;
 
 use super::{client_config, dead_letter, BusError};
 use crate::codec;
-use crate::config::Config;
+use crate::config::{Config, Ownership};
 use crate::control::{self, lock, IngestStats, IntakeStatus, Live};
 use crate::log::Batcher;
 use crate::policy::Processor;
@@ -37,6 +37,7 @@ use crate::shutdown::Shutdown;
 use context::IngestContext;
 use intake::Intake;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::TopicPartitionList;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -136,7 +137,32 @@ pub fn consume(
         intake: intake.clone(),
         live: live.clone(),
     })?;
-    consumer.subscribe(&[&k.events_topic])?;
+    let hostname = std::env::var("HOSTNAME").unwrap_or_default();
+    let ownership = k
+        .ownership(i32::try_from(partitions[0]).unwrap_or(i32::MAX), &hostname)
+        .map_err(|e| BusError::Ownership(e.to_string()))?;
+    match &ownership {
+        Ownership::Group => consumer.subscribe(&[&k.events_topic])?,
+        Ownership::Static(owned) => {
+            // No group protocol: the engine reads exactly these, from the
+            // log's positions, as the rebalance handler would on assign.
+            let mut i = lock(&intake);
+            let mut g = lock(live);
+            let l = live_mut(&mut g);
+            let mut tpl = TopicPartitionList::new();
+            for p in owned {
+                let from = i.resume_from(l, *p)?;
+                tpl.add_partition_offset(&k.events_topic, *p, from)?;
+            }
+            consumer.assign(&tpl)?;
+            tracing::info!(
+                partitions = ?owned,
+                of = partitions[0],
+                topic = %k.events_topic,
+                "owning partitions statically (kafka.own_partitions); resuming from the log's positions"
+            );
+        }
+    }
     let producer = super::publish::producer(k)?;
     let mut last_progress = Instant::now();
     let mut last_tick = Instant::now();
@@ -295,6 +321,9 @@ pub fn consume(
         while dead_letter::dispatch(l, &producer, &k.dlq_topic)? > 0 {}
         l.log.flush()?;
     }
-    consumer.unsubscribe();
+    match ownership {
+        Ownership::Group => consumer.unsubscribe(),
+        Ownership::Static(_) => consumer.unassign()?,
+    }
     Ok(())
 }

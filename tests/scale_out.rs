@@ -1,0 +1,190 @@
+//! Issue 13 (scale out on Kafka's partitions), on the real test broker
+//! (tansu, started by `./scripts/test`): tenants keyed onto their
+//! partitions, engines owning partitions statically (no group protocol,
+//! which tansu 0.6 gets wrong with two members), and a mis-keyed producer
+//! refused as `wrong_partition`.
+
+use leadflow::codec::stream::{EventReader, Format};
+use leadflow::config::Config;
+use leadflow::domain::tenant;
+use leadflow::sim::{SimConfig, SimItem, Simulator};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod common;
+use common::{brokers, leadflow, run_until_covered};
+
+const PARTITIONS: i32 = 4;
+
+/// A config file for one engine: the test's topics, its own group, and
+/// the partitions it owns (empty: the group decides).
+fn config(dir: &Path, suffix: &str, name: &str, own: &str) -> (PathBuf, Config) {
+    let text = format!(
+        "[log]\nbatch_events_max = 500\n\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"g-{suffix}-{name}\"\n\
+         events_topic = \"events-{suffix}\"\ncommands_topic = \"commands-{suffix}\"\n\
+         dlq_topic = \"dlq-{suffix}\"\npartitions = {PARTITIONS}\nown_partitions = \"{own}\"\n\
+         [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
+        brokers()
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(Some(&path)).unwrap();
+    (path, config)
+}
+
+/// Event ids in a data dir, and its rejections by reason.
+fn contents(data: &Path, config: &Path) -> (Vec<String>, BTreeMap<String, u64>) {
+    let out = data.with_extension("jsonl");
+    common::ok(
+        leadflow(data, config)
+            .args(["export", "--out", out.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+    let mut ids = Vec::new();
+    let mut reader = EventReader::new(
+        std::io::BufReader::new(std::fs::File::open(&out).unwrap()),
+        Format::Jsonl,
+    );
+    while let Some(record) = reader.next_record().unwrap() {
+        ids.push(record.unwrap().event_id);
+    }
+    let totals = common::ok(
+        leadflow(data, config)
+            .args(["inspect", "log"])
+            .output()
+            .unwrap(),
+    );
+    let rejected = totals
+        .lines()
+        .filter_map(|l| l.strip_prefix("  "))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.to_string(), w.next()?.parse().ok()?))
+        })
+        .filter(|(code, _): &(String, u64)| !code.contains(':'))
+        .collect();
+    (ids, rejected)
+}
+
+#[test]
+fn engines_owning_partitions_statically_hold_each_tenants_events_once_and_refuse_mis_keyed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let suffix = format!("scale-{}", common::run_id());
+    let (a_toml, a_config) = config(dir.path(), &suffix, "a", "0-1");
+    let (b_toml, _) = config(dir.path(), &suffix, "b", "2-3");
+    let (c_toml, _) = config(dir.path(), &suffix, "c", "0-3");
+    common::ok(
+        leadflow(&dir.path().join("scratch"), &a_toml)
+            .args(["topics", "create"])
+            .output()
+            .unwrap(),
+    );
+
+    // Given 400 leads over 6 tenants, published keyed by tenant with the
+    // murmur2 partitioner (`leadflow publish`) ...
+    let items: Vec<SimItem> = Simulator::new(SimConfig {
+        seed: 13,
+        leads: 400,
+        days: 10,
+        tenants: 6,
+        ..SimConfig::default()
+    })
+    .collect();
+    let events: Vec<_> = items
+        .iter()
+        .filter_map(|i| match i {
+            SimItem::Event(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
+    let file = dir.path().join("events.pb");
+    common::write(&file, &items);
+    common::ok(
+        leadflow(&dir.path().join("scratch"), &a_toml)
+            .args(["publish", file.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+    let mut per_partition = [0u64; PARTITIONS as usize];
+    for e in &events {
+        per_partition
+            [tenant::partition_of(tenant::message_key(e).as_bytes(), PARTITIONS) as usize] += 1;
+    }
+    // ... and three events of tenant-00 sent to a partition it does not
+    // belong to, as a producer keying by lead would.
+    let home = tenant::home_partition("tenant-00", PARTITIONS).unwrap();
+    let wrong = (home + 1) % PARTITIONS;
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let mut mis_keyed = Vec::new();
+    for n in 0..3 {
+        let e = leadflow::domain::build::created(&format!("mis-{n}"), &format!("mis-lead-{n}"))
+            .tenant("tenant-00")
+            .at(1_793_491_200_000)
+            .event();
+        mis_keyed.push(e.event_id.clone());
+        let bytes = leadflow::codec::encode_event(&e);
+        producer
+            .send(
+                BaseRecord::to(&a_config.kafka.events_topic)
+                    .partition(wrong)
+                    .key(e.lead_id.as_str())
+                    .payload(&bytes),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+        per_partition[wrong as usize] += 1;
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    // When engine A owns partitions 0-1 and engine B 2-3 (each its own
+    // data dir), and engine C, for comparison, all four ...
+    let a_data = dir.path().join("a");
+    let b_data = dir.path().join("b");
+    let c_data = dir.path().join("c");
+    let a_log = run_until_covered(&a_data, &a_toml, per_partition[0] + per_partition[1], None);
+    run_until_covered(&b_data, &b_toml, per_partition[2] + per_partition[3], None);
+    run_until_covered(&c_data, &c_toml, per_partition.iter().sum(), None);
+    assert!(
+        a_log.contains("owning partitions statically"),
+        "A says what it owns: {a_log}"
+    );
+
+    // Then A and B hold every event once between them, the same events as
+    // C, and no event of a tenant outside its partition ...
+    let (a_ids, a_rejected) = contents(&a_data, &a_toml);
+    let (b_ids, b_rejected) = contents(&b_data, &b_toml);
+    let (c_ids, c_rejected) = contents(&c_data, &c_toml);
+    let a_set: BTreeSet<_> = a_ids.iter().collect();
+    let b_set: BTreeSet<_> = b_ids.iter().collect();
+    assert!(a_set.is_disjoint(&b_set), "an event in two engines");
+    assert_eq!(a_ids.len() + b_ids.len(), events.len(), "every event once");
+    let union: BTreeSet<_> = a_set.union(&b_set).cloned().collect();
+    let c_set: BTreeSet<_> = c_ids.iter().collect();
+    assert_eq!(union, c_set);
+    assert!(
+        !a_ids.is_empty() && !b_ids.is_empty(),
+        "both engines had work"
+    );
+    // ... and the mis-keyed events are refused as wrong_partition by the
+    // engine that owns the partition they came on (and by C), never taken.
+    let owner_rejected = if wrong <= 1 { &a_rejected } else { &b_rejected };
+    assert_eq!(
+        owner_rejected.get("wrong_partition"),
+        Some(&3),
+        "{owner_rejected:?}"
+    );
+    assert_eq!(
+        c_rejected.get("wrong_partition"),
+        Some(&3),
+        "{c_rejected:?}"
+    );
+    for id in &mis_keyed {
+        assert!(!c_set.contains(id));
+    }
+}
