@@ -188,3 +188,164 @@ fn engines_owning_partitions_statically_hold_each_tenants_events_once_and_refuse
         assert!(!c_set.contains(id));
     }
 }
+
+/// Runs `leadflow run` until its progress says it covers `expect`
+/// messages, then kills it with SIGKILL (no drain, no checkpoint).
+fn run_then_kill(data: &Path, config: &Path, expect: u64) {
+    use std::io::BufRead;
+    let mut child = leadflow(data, config)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    let mut reached = false;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        said.push_str(&line);
+        said.push('\n');
+        let covered = line
+            .split("covered ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok());
+        if covered.is_some_and(|n| n >= expect) {
+            reached = true;
+            break;
+        }
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    assert!(reached, "the engine ended before covering {expect}: {said}");
+}
+
+/// A policy that assigns every lead of both simulated pools, so that the
+/// engines publish commands.
+fn with_policy(dir: &Path, toml: &Path) {
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        "version = 1\n[[pools]]\nname = \"smb\"\nkind = \"auto_assign\"\n\
+         members = [{ id = \"rep-a\", capacity = 100000 }, { id = \"rep-b\", capacity = 100000 }]\n\
+         [[pools]]\nname = \"enterprise\"\nkind = \"auto_assign\"\n\
+         members = [{ id = \"rep-c\", capacity = 100000 }]\n",
+    )
+    .unwrap();
+    let mut text = std::fs::read_to_string(toml).unwrap();
+    text = text.replacen(
+        "[kafka]",
+        &format!(
+            "[policy]\nfile = {:?}\n\n[kafka]",
+            policy.display().to_string()
+        ),
+        1,
+    );
+    std::fs::write(toml, text).unwrap();
+}
+
+#[test]
+fn a_fresh_engine_restores_a_killed_ones_partitions_without_publishing_a_command_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let suffix = format!("restore-{}", common::run_id());
+    let (a_toml, a_config) = config(dir.path(), &suffix, "a", "0-1");
+    let (b_toml, _) = config(dir.path(), &suffix, "b", "2-3");
+    with_policy(dir.path(), &a_toml);
+    with_policy(dir.path(), &b_toml);
+    common::ok(
+        leadflow(&dir.path().join("scratch"), &a_toml)
+            .args(["topics", "create"])
+            .output()
+            .unwrap(),
+    );
+    let items: Vec<SimItem> = Simulator::new(SimConfig {
+        seed: 29,
+        leads: 600,
+        days: 10,
+        tenants: 8,
+        ..SimConfig::default()
+    })
+    .collect();
+    let (first, second) = items.split_at(items.len() / 2);
+    let owned_by_a = |items: &[SimItem]| {
+        items
+            .iter()
+            .filter(|i| match i {
+                SimItem::Event(e) => {
+                    tenant::partition_of(tenant::message_key(e).as_bytes(), PARTITIONS) <= 1
+                }
+                _ => false,
+            })
+            .count() as u64
+    };
+    let publish = |items: &[SimItem], name: &str| {
+        let file = dir.path().join(name);
+        common::write(&file, items);
+        common::ok(
+            leadflow(&dir.path().join("scratch"), &a_toml)
+                .args(["publish", file.to_str().unwrap()])
+                .output()
+                .unwrap(),
+        );
+    };
+
+    // Given engine A on partitions 0-1 that has consumed the first half of
+    // the stream and published its commands, then is killed (-9) ...
+    publish(first, "first.pb");
+    let a_data = dir.path().join("a");
+    run_then_kill(&a_data, &a_toml, owned_by_a(first));
+    let published_by_a = common::published_commands(&a_config.kafka).len();
+    assert!(published_by_a > 0, "A published commands before it died");
+
+    // ... when the second half arrives and a fresh engine with an empty
+    // data dir takes over 0-1 (B runs 2-3 throughout) ...
+    publish(second, "second.pb");
+    let a2_data = dir.path().join("a2");
+    let a2_said = run_until_covered(&a2_data, &a_toml, owned_by_a(&items), None);
+    run_until_covered(
+        &dir.path().join("b"),
+        &b_toml,
+        items.len() as u64 - owned_by_a(&items),
+        None,
+    );
+
+    // Then it restored every event of its partitions (nothing lost) ...
+    let (a2_events, _) = common::log_totals(&a2_data, &a_toml);
+    assert_eq!(a2_events, owned_by_a(&items));
+    assert!(
+        a2_said.contains("restoring from the events topic"),
+        "{a2_said}"
+    );
+    // ... and every command decided over the whole run was published
+    // exactly once: A's before it died were not sent again.
+    let commands = common::published_commands(&a_config.kafka);
+    let mut ids = BTreeMap::new();
+    for c in &commands {
+        let id = c.body["commandId"].as_str().unwrap().to_string();
+        *ids.entry(id).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "published twice: {twice:?}");
+    let decided: BTreeSet<String> = [&a2_data, &dir.path().join("b")]
+        .iter()
+        .flat_map(|data| {
+            let out = common::ok(
+                leadflow(data, &a_toml)
+                    .args(["inspect", "commands", "--json", "--limit", "1000000"])
+                    .output()
+                    .unwrap(),
+            );
+            let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+            rows.into_iter()
+                .map(|r| r["command_id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let on_topic: BTreeSet<String> = ids.keys().cloned().collect();
+    assert_eq!(decided, on_topic, "what was decided is what was published");
+    assert!(
+        a2_said.contains("a previous owner had published them"),
+        "{a2_said}"
+    );
+}

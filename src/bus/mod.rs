@@ -17,6 +17,7 @@ pub mod mock;
 pub mod outbox;
 pub mod publish;
 pub mod reader;
+pub mod restore;
 pub mod tail;
 pub mod world;
 
@@ -45,6 +46,11 @@ pub enum BusError {
     /// refused ours. Retrying with the same settings cannot succeed.
     #[error("TLS with the Kafka broker failed (check ssl.ca.location and the broker's certificate; security.protocol must be SSL or SASL_SSL): {detail}")]
     Tls { detail: String },
+    /// The commands topic holds more commands of the partitions being
+    /// restored than a restore keeps in memory. Shorten the commands
+    /// topic's retention, or split the partitions over more engines.
+    #[error("restoring would keep more than {ids_max} published command ids in memory")]
+    RestoreTooLarge { ids_max: usize },
     /// `kafka.own_partitions` does not fit the events topic (a partition
     /// beyond its count, an ordinal without replicas). Fix the config.
     #[error("partition ownership: {0}")]

@@ -73,6 +73,11 @@ pub struct Dispatcher {
     retry: bool,
     /// The last pump could not hand a command to the producer.
     send_failed: bool,
+    /// Ids of commands a previous owner of the partitions published (see
+    /// `restore`): marked sent when decided again, never published twice.
+    published: std::collections::HashSet<String>,
+    /// Commands marked sent because a previous owner had published them.
+    pub skipped_published: u64,
 }
 
 /// What a dispatcher call did.
@@ -94,7 +99,15 @@ impl Dispatcher {
             sent_up_to: 0,
             retry: false,
             send_failed: false,
+            published: Default::default(),
+            skipped_published: 0,
         }
+    }
+
+    /// Commands with these ids were published by a previous owner of the
+    /// partitions being restored: they are marked sent, not sent again.
+    pub fn skip_published(&mut self, ids: std::collections::HashSet<String>) {
+        self.published = ids;
     }
 
     pub fn in_flight(&self) -> usize {
@@ -126,7 +139,13 @@ impl Dispatcher {
         let limit = room.min(COMMANDS_PER_PASS_MAX);
         let pending = log.pending_commands_after(self.sent_up_to, limit)?;
         let mut handed = 0;
+        let mut published_before = Vec::new();
         for (cseq, c) in &pending {
+            if self.published.contains(&c.command_id) {
+                published_before.push(*cseq);
+                self.sent_up_to = *cseq;
+                continue;
+            }
             let payload = codec::encode_command(c);
             let record = FutureRecord::to(&self.topic)
                 .key(c.lead_id.as_bytes())
@@ -161,6 +180,10 @@ impl Dispatcher {
             }
             self.sent_up_to = *cseq;
             handed += 1;
+        }
+        if !published_before.is_empty() {
+            log.mark_commands_sent(&published_before)?;
+            self.skipped_published += published_before.len() as u64;
         }
         Ok((handed, pending.len() == limit || self.retry))
     }

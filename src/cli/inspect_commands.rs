@@ -56,6 +56,7 @@ pub fn run(log: &EventLog, a: &InspectCommandsArgs) -> Result<()> {
                     "command_id": c.command_id,
                     "type": c.body.type_name(),
                     "lead_id": c.lead_id,
+                    "tenant_id": c.tenant_id,
                     "owner_id": owner(&c.body),
                     "issued_at_ms": c.issued_at_ms,
                     "causation_event_id": c.causation_event_id,

@@ -26,7 +26,7 @@
 mod context;
 mod intake;
 
-use super::{client_config, dead_letter, BusError};
+use super::{client_config, dead_letter, source_name, source_prefix, BusError};
 use crate::codec;
 use crate::config::{Config, Ownership};
 use crate::control::{self, lock, IngestStats, IntakeStatus, Live};
@@ -170,6 +170,47 @@ pub fn consume(
     let mut unassigned_warned: Option<Instant> = None;
     let unassigned_warn_after = Duration::from_millis(k.unassigned_warn_ms);
     let mut dispatcher = super::outbox::Dispatcher::new(&k.commands_topic);
+    // Partitions this engine holds no state for are restored from the
+    // events topic; the commands a previous owner published are not sent
+    // again (see `restore`).
+    let events_partitions = i32::try_from(partitions[0]).unwrap_or(i32::MAX);
+    let restoring: Option<Option<Vec<i32>>> = {
+        let mut g = lock(live);
+        let l = live_mut(&mut g);
+        match &ownership {
+            Ownership::Static(owned) => {
+                let mut fresh = Vec::new();
+                for p in owned {
+                    if l.log.position(&source_name(&k.events_topic, *p))?.is_none() {
+                        fresh.push(*p);
+                    }
+                }
+                (!fresh.is_empty()).then_some(Some(fresh))
+            }
+            Ownership::Group => l
+                .log
+                .positions(&source_prefix(&k.events_topic))?
+                .is_empty()
+                .then_some(None),
+        }
+    };
+    if let Some(fresh) = restoring {
+        let started = Instant::now();
+        let published = super::restore::published_commands(
+            k,
+            fresh.as_deref(),
+            events_partitions,
+            &mut |scanned, of| tracing::info!(scanned, of, "restore: reading the commands topic"),
+        )?;
+        tracing::info!(
+            partitions = ?fresh.as_deref().unwrap_or(&[]),
+            scanned = published.scanned,
+            published = published.ids.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "restoring from the events topic: commands a previous owner published will not be sent again"
+        );
+        dispatcher.skip_published(published.ids);
+    }
     let mut last_collect = Instant::now();
     let mut reported_assigned = usize::MAX;
     let mut last_report = Instant::now();
@@ -312,6 +353,12 @@ pub fn consume(
         i.append_batch(l, &consumer, CommitMode::Sync)?;
         let d = dispatcher.drain(&l.log, &producer, DRAIN_ATTEMPTS_MAX)?;
         l.commands_sent(d.sent);
+        if dispatcher.skipped_published > 0 {
+            tracing::info!(
+                commands = dispatcher.skipped_published,
+                "decided again while restoring and not sent: a previous owner had published them"
+            );
+        }
         if d.failed > 0 {
             tracing::warn!(
                 failed = d.failed,
