@@ -142,6 +142,12 @@ pub struct KafkaConfig {
     pub own_partitions: String,
     /// Engines sharing the topic, for `own_partitions = "ordinal"`.
     pub replicas: u32,
+    /// Claims of partition ownership (compacted; `leadflow topics
+    /// create` makes it), for engines that own partitions statically.
+    pub owners_topic: String,
+    /// How long an owner's claim holds without a heartbeat (one a second):
+    /// a replacement for a killed engine starts after at most this long.
+    pub owner_lease_ms: u64,
     /// This engine's ordinal, for `own_partitions = "ordinal"`; default:
     /// from the host name.
     pub ordinal: Option<u32>,
@@ -261,6 +267,8 @@ impl Default for KafkaConfig {
             schema_ids_allowed: Vec::new(),
             own_partitions: String::new(),
             replicas: 0,
+            owners_topic: "leadflow.owners".into(),
+            owner_lease_ms: 10_000,
             ordinal: None,
             properties: Default::default(),
         }

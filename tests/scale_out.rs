@@ -18,13 +18,18 @@ use common::{brokers, leadflow, run_until_covered};
 
 const PARTITIONS: i32 = 4;
 
+/// The owners' lease in these tests (10 s by default): how long a
+/// replacement for a killed engine waits.
+const LEASE_MS: u64 = 2_000;
+
 /// A config file for one engine: the test's topics, its own group, and
 /// the partitions it owns (empty: the group decides).
 fn config(dir: &Path, suffix: &str, name: &str, own: &str) -> (PathBuf, Config) {
     let text = format!(
         "[log]\nbatch_events_max = 500\n\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"g-{suffix}-{name}\"\n\
          events_topic = \"events-{suffix}\"\ncommands_topic = \"commands-{suffix}\"\n\
-         dlq_topic = \"dlq-{suffix}\"\npartitions = {PARTITIONS}\nown_partitions = \"{own}\"\n\
+         dlq_topic = \"dlq-{suffix}\"\nowners_topic = \"owners-{suffix}\"\nowner_lease_ms = {LEASE_MS}\n\
+         partitions = {PARTITIONS}\nown_partitions = \"{own}\"\n\
          [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
         brokers()
     );
@@ -348,4 +353,100 @@ fn a_fresh_engine_restores_a_killed_ones_partitions_without_publishing_a_command
         a2_said.contains("a previous owner had published them"),
         "{a2_said}"
     );
+}
+
+/// Sends `signal` to a process.
+fn signal(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+#[test]
+fn two_engines_on_one_partition_never_both_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let suffix = format!("fence-{}", common::run_id());
+    let (x_toml, x_config) = config(dir.path(), &suffix, "x", "0-3");
+    with_policy(dir.path(), &x_toml);
+    common::ok(
+        leadflow(&dir.path().join("scratch"), &x_toml)
+            .args(["topics", "create"])
+            .output()
+            .unwrap(),
+    );
+    let items: Vec<SimItem> = Simulator::new(SimConfig {
+        seed: 31,
+        leads: 300,
+        days: 10,
+        tenants: 5,
+        ..SimConfig::default()
+    })
+    .collect();
+    let file = dir.path().join("events.pb");
+    common::write(&file, &items);
+    common::ok(
+        leadflow(&dir.path().join("scratch"), &x_toml)
+            .args(["publish", file.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+    let events = items
+        .iter()
+        .filter(|i| matches!(i, SimItem::Event(_)))
+        .count() as u64;
+
+    // Given engine X running on partitions 0-3, caught up and publishing.
+    let (mut x, x_said) = common::spawn_logged(leadflow(&dir.path().join("x"), &x_toml).arg("run"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while common::published_commands(&x_config.kafka).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "X publishes nothing");
+    }
+
+    // When Y is started on the same partitions by mistake, then it waits
+    // for X's lease, which X keeps alive, and gives up with an error
+    // naming X: it never consumes, never publishes.
+    let y = leadflow(&dir.path().join("y"), &x_toml)
+        .arg("run")
+        .output()
+        .unwrap();
+    let y_err = String::from_utf8_lossy(&y.stderr);
+    assert!(!y.status.success(), "{y_err}");
+    assert!(y_err.contains("is owned by engine"), "{y_err}");
+
+    // When X is paused longer than its lease, Z takes the partitions over
+    // (a claim with the next epoch) and restores them; then X, resumed,
+    // sees Z's claim and stops before publishing again (fenced).
+    let x_pid = x.id();
+    signal(x_pid, "STOP");
+    std::thread::sleep(Duration::from_millis(LEASE_MS + 500));
+    // X wakes up while Z runs (Z has claimed within the first seconds).
+    let waker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(4));
+        signal(x_pid, "CONT");
+    });
+    let z_said = run_until_covered(&dir.path().join("z"), &x_toml, events, None);
+    waker.join().unwrap();
+    let x_status = x.wait().unwrap();
+    let x_said = x_said.join().unwrap();
+    assert!(!x_status.success(), "{x_said}");
+    assert!(x_said.contains("fenced: engine"), "{x_said}");
+    assert!(
+        z_said.contains("a previous owner had published them"),
+        "{z_said}"
+    );
+    let (z_events, _) = common::log_totals(&dir.path().join("z"), &x_toml);
+    assert_eq!(z_events, events, "Z holds every event");
+
+    // And no command was published twice.
+    let mut ids = BTreeMap::new();
+    for c in common::published_commands(&x_config.kafka) {
+        *ids.entry(c.body["commandId"].as_str().unwrap().to_string())
+            .or_insert(0u32) += 1;
+    }
+    let twice: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "published twice: {twice:?}");
 }

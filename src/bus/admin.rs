@@ -111,12 +111,13 @@ fn fetch_metadata(
     }
 }
 
-/// Creates the engine's topics with `kafka.partitions` partitions. Returns,
-/// per topic, "created" or "exists".
+/// Creates the engine's topics with `kafka.partitions` partitions, and the
+/// owners topic (one partition, compacted). Returns, per topic, "created"
+/// or "exists".
 pub fn create_topics(k: &KafkaConfig) -> Result<Vec<(String, &'static str)>, BusError> {
     check_reachable(k)?;
     let admin: AdminClient<DefaultClientContext> = client_config(k).create()?;
-    let new: Vec<NewTopic> = topics(k)
+    let mut new: Vec<NewTopic> = topics(k)
         .iter()
         .map(|t| {
             NewTopic::new(
@@ -126,6 +127,15 @@ pub fn create_topics(k: &KafkaConfig) -> Result<Vec<(String, &'static str)>, Bus
             )
         })
         .collect();
+    // One record per partition claim, the latest kept (`owners`).
+    new.push(
+        NewTopic::new(
+            &k.owners_topic,
+            1,
+            TopicReplication::Fixed(k.replication_factor),
+        )
+        .set("cleanup.policy", "compact"),
+    );
     let timeout = Duration::from_millis(k.startup_timeout_ms);
     let options = AdminOptions::new()
         .operation_timeout(Some(timeout))

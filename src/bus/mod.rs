@@ -15,6 +15,7 @@ pub mod dead_letter;
 pub mod ingest;
 pub mod mock;
 pub mod outbox;
+pub mod owners;
 pub mod publish;
 pub mod reader;
 pub mod restore;
@@ -51,6 +52,27 @@ pub enum BusError {
     /// topic's retention, or split the partitions over more engines.
     #[error("restoring would keep more than {ids_max} published command ids in memory")]
     RestoreTooLarge { ids_max: usize },
+    /// Another engine kept a live claim on a partition this one is to own
+    /// (`kafka.owners_topic`) for twice `kafka.owner_lease_ms`: two engines
+    /// were given the same partition. Fix `kafka.own_partitions` (or
+    /// `kafka.replicas`), or stop the other engine.
+    #[error("partition {partition} is owned by engine {engine}, which kept its claim alive for {waited_ms} ms: two engines were given the same partition; stop the other one or fix kafka.own_partitions")]
+    Owned {
+        partition: i32,
+        engine: String,
+        waited_ms: u64,
+    },
+    /// A newer owner claimed one of this engine's partitions: this engine
+    /// stops before publishing another command (fencing). Two engines were
+    /// given the same partition, or this one lost its lease (it was
+    /// paused longer than `kafka.owner_lease_ms`).
+    #[error("fenced: engine {engine} took partition {partition} at epoch {epoch} (ours was {ours}); stopping before publishing another command")]
+    Fenced {
+        partition: i32,
+        engine: String,
+        epoch: u64,
+        ours: u64,
+    },
     /// `kafka.own_partitions` does not fit the events topic (a partition
     /// beyond its count, an ordinal without replicas). Fix the config.
     #[error("partition ownership: {0}")]

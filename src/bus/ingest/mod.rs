@@ -66,6 +66,10 @@ const QUIET_MEANS_CAUGHT_UP: Duration = Duration::from_secs(2);
 /// acknowledged within this window (plus what was in flight).
 pub const SENT_MARKS_FLUSH_MS: u64 = 100;
 
+/// How often the owners topic is looked at when nothing is to be
+/// published (before publishing, it always is).
+const OWNER_CHECK_EVERY: Duration = Duration::from_millis(100);
+
 /// How often the gauges that cost a pass over the leads (pool sizes) are
 /// refreshed.
 const GAUGES_EVERY: Duration = Duration::from_secs(1);
@@ -174,17 +178,32 @@ pub fn consume(
     // events topic; the commands a previous owner published are not sent
     // again (see `restore`).
     let events_partitions = i32::try_from(partitions[0]).unwrap_or(i32::MAX);
+    let mut owner = None;
     let restoring: Option<Option<Vec<i32>>> = {
         let mut g = lock(live);
         let l = live_mut(&mut g);
         match &ownership {
             Ownership::Static(owned) => {
                 let mut fresh = Vec::new();
+                let mut positions = BTreeMap::new();
                 for p in owned {
-                    if l.log.position(&source_name(&k.events_topic, *p))?.is_none() {
-                        fresh.push(*p);
+                    match l.log.position(&source_name(&k.events_topic, *p))? {
+                        Some(at) => {
+                            positions.insert(*p, at);
+                        }
+                        None => fresh.push(*p),
                     }
                 }
+                // The claim comes before the restore's read of the commands
+                // topic: a previous owner still alive is waited out (or
+                // fenced) first, so nothing it publishes is missed.
+                owner = Some(super::owners::Owner::take(
+                    k,
+                    owned,
+                    &positions,
+                    &fresh,
+                    &crate::replay::wall_ms,
+                )?);
                 (!fresh.is_empty()).then_some(Some(fresh))
             }
             Ownership::Group => l
@@ -193,6 +212,10 @@ pub fn consume(
                 .is_empty()
                 .then_some(None),
         }
+    };
+    let restoring_partitions: Vec<i32> = match &restoring {
+        Some(Some(fresh)) => fresh.clone(),
+        _ => Vec::new(),
     };
     if let Some(fresh) = restoring {
         let started = Instant::now();
@@ -212,6 +235,7 @@ pub fn consume(
         dispatcher.skip_published(published.ids);
     }
     let mut last_collect = Instant::now();
+    let mut last_owner_check = Instant::now();
     let mut reported_assigned = usize::MAX;
     let mut last_report = Instant::now();
     let mut last_gauges = Instant::now();
@@ -312,6 +336,20 @@ pub fn consume(
         // Commands go out without the loop waiting for their acks: hand
         // new ones to the producer after each batch, and pick the acks up
         // every few milliseconds.
+        if let Some(o) = owner
+            .as_mut()
+            .filter(|_| l.commands_dirty || last_owner_check.elapsed() >= OWNER_CHECK_EVERY)
+        {
+            // Fenced before publishing, never after (see `owners`).
+            last_owner_check = Instant::now();
+            o.check()?;
+            o.heartbeat(crate::replay::wall_ms(), &|p| {
+                let at = i.durable.get(&p).copied().unwrap_or(0);
+                let lag = i.lag.get(&p).copied().unwrap_or(-1);
+                let behind = i.high.get(&p).is_none_or(|high| (at as i64) < *high);
+                (at, lag, behind && restoring_partitions.contains(&p))
+            })?;
+        }
         if l.commands_dirty {
             let (_, more) = dispatcher.pump(&l.log, &producer)?;
             l.commands_dirty = more;
@@ -351,6 +389,9 @@ pub fn consume(
         let mut g = lock(live);
         let l = live_mut(&mut g);
         i.append_batch(l, &consumer, CommitMode::Sync)?;
+        if let Some(o) = owner.as_mut() {
+            o.check()?;
+        }
         let d = dispatcher.drain(&l.log, &producer, DRAIN_ATTEMPTS_MAX)?;
         l.commands_sent(d.sent);
         if dispatcher.skipped_published > 0 {
@@ -371,6 +412,9 @@ pub fn consume(
     match ownership {
         Ownership::Group => consumer.unsubscribe(),
         Ownership::Static(_) => consumer.unassign()?,
+    }
+    if let Some(o) = owner {
+        o.release(crate::replay::wall_ms())?;
     }
     Ok(())
 }

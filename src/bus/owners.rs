@@ -1,0 +1,365 @@
+//! Who owns which partition of the events topic, kept on Kafka itself: a
+//! compacted topic (`kafka.owners_topic`) with one record per partition,
+//! keyed `<events topic>/<partition>`, holding the owner's claim.
+//!
+//! Why: engines that own partitions statically (`kafka.own_partitions`)
+//! do not use the group protocol, and that protocol cannot be trusted on
+//! every broker anyway (tansu 0.6 handed the same partitions to two
+//! members). So ownership is a lease with an epoch, as in fencing tokens:
+//!
+//! - An owner re-publishes its claim every [`HEARTBEAT_MS`] (with its
+//!   position, lag and whether it is restoring, which `leadflow
+//!   partitions` shows). On a clean stop it publishes the claim released.
+//! - An engine that starts on a partition whose latest claim is another
+//!   engine's, heard from within `kafka.owner_lease_ms`, waits for that
+//!   lease to run out (the other engine stopped, or was killed), and gives
+//!   up with an error if the other keeps its claim alive: two engines
+//!   started on one partition by mistake do not both run.
+//! - Taking a partition writes a claim with the next epoch. An engine that
+//!   sees a claim for one of its partitions that beats its own (a higher
+//!   epoch, or the same epoch from a greater engine id) is fenced: it
+//!   stops before publishing another command, with an error. It checks
+//!   before every publishing pass, so what it may still publish after the
+//!   new owner's claim is bounded by one pass plus the time its watcher
+//!   takes to see the claim (the in-flight window; README, Scaling out).
+//!
+//! The claims are JSON, so other tools can read the topic.
+
+use super::{client_config, BusError};
+use crate::config::KafkaConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// How often an owner re-publishes its claims.
+pub const HEARTBEAT_MS: u64 = 1_000;
+
+/// How long reading the owners topic may wait on a silent broker.
+const READ_STALL_MS_MAX: u64 = 30_000;
+
+/// How long a read of the owners topic goes on once nothing new comes.
+const READ_QUIET_MS: u64 = 500;
+
+/// One partition's latest claim.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    /// The engine: `<host>:<pid>`, unique per process.
+    pub engine: String,
+    /// Raised by one at every take-over.
+    pub epoch: u64,
+    /// When the owner last published this (wall clock, UTC ms).
+    pub heard_at_ms: i64,
+    /// The next offset of the partition the owner's log holds.
+    pub position: u64,
+    /// Messages behind the partition's end, as the owner last saw it
+    /// (-1: unknown).
+    pub lag: i64,
+    /// Whether the owner is still rebuilding the partition's state.
+    pub restoring: bool,
+    /// The owner stopped cleanly: the next one need not wait.
+    pub released: bool,
+}
+
+impl Claim {
+    /// Whether `self` beats `other` for the same partition: a higher epoch,
+    /// or at the same epoch the greater engine id (two engines that took
+    /// the same epoch at once agree on the winner once both claims show).
+    pub fn beats(&self, other: &Claim) -> bool {
+        (self.epoch, &self.engine) > (other.epoch, &other.engine)
+    }
+
+    /// Whether a live owner holds the partition as of `now_ms`.
+    pub fn is_live(&self, now_ms: i64, lease_ms: u64) -> bool {
+        !self.released && now_ms.saturating_sub(self.heard_at_ms) < lease_ms as i64
+    }
+}
+
+/// The key of a partition's claim.
+pub fn key(events_topic: &str, partition: i32) -> String {
+    format!("{events_topic}/{partition}")
+}
+
+/// This process's engine id.
+pub fn engine_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "engine".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Reads the owners topic to its end: the latest claim per key.
+pub fn read_claims(k: &KafkaConfig) -> Result<BTreeMap<String, Claim>, BusError> {
+    let (consumer, any) = super::reader::assigned(
+        k,
+        &k.owners_topic,
+        &format!("{}-owners", k.group_id),
+        super::reader::From::default(),
+        &[],
+    )?;
+    let mut claims = BTreeMap::new();
+    if !any {
+        return Ok(claims);
+    }
+    // Read until nothing new comes for a moment (a broker's watermarks
+    // may lag its end; see `restore`).
+    let started = Instant::now();
+    let mut last: Option<Instant> = None;
+    loop {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(m) => {
+                let m = m?;
+                last = Some(Instant::now());
+                apply_record(&mut claims, m.key(), m.payload());
+            }
+            None => match last {
+                Some(t) if t.elapsed() >= Duration::from_millis(READ_QUIET_MS) => break,
+                None if started.elapsed() >= Duration::from_millis(READ_STALL_MS_MAX) => {
+                    return Err(BusError::Unreachable {
+                        brokers: k.brokers.clone(),
+                        detail: format!("{} did not deliver its claims", k.owners_topic),
+                    });
+                }
+                _ => {}
+            },
+        }
+    }
+    Ok(claims)
+}
+
+fn apply_record(claims: &mut BTreeMap<String, Claim>, key: Option<&[u8]>, payload: Option<&[u8]>) {
+    let (Some(key), Some(payload)) = (key, payload) else {
+        return;
+    };
+    let Ok(claim) = serde_json::from_slice::<Claim>(payload) else {
+        return;
+    };
+    claims.insert(String::from_utf8_lossy(key).into_owned(), claim);
+}
+
+/// An engine's claims on its partitions: taken at start, kept alive by
+/// heartbeats, watched for a newer owner.
+pub struct Owner {
+    events_topic: String,
+    owners_topic: String,
+    engine: String,
+    /// Per owned partition, the claim last published.
+    mine: BTreeMap<i32, Claim>,
+    producer: BaseProducer,
+    watcher: BaseConsumer,
+    last_heartbeat: Instant,
+}
+
+impl Owner {
+    /// Takes `partitions`: waits while another engine holds a live lease on
+    /// any of them (up to twice `kafka.owner_lease_ms`), then publishes
+    /// claims with the next epochs. `positions` gives each partition's
+    /// position in this engine's log; `restoring`, those being rebuilt.
+    pub fn take(
+        k: &KafkaConfig,
+        partitions: &[i32],
+        positions: &BTreeMap<i32, u64>,
+        restoring: &[i32],
+        now_ms: &dyn Fn() -> i64,
+    ) -> Result<Owner, BusError> {
+        let engine = engine_id();
+        let waited = Instant::now();
+        let wait_max = Duration::from_millis(2 * k.owner_lease_ms);
+        let claims = loop {
+            let claims = read_claims(k)?;
+            let held: Vec<(i32, &Claim)> = partitions
+                .iter()
+                .filter_map(|p| claims.get(&key(&k.events_topic, *p)).map(|c| (*p, c)))
+                .filter(|(_, c)| c.engine != engine && c.is_live(now_ms(), k.owner_lease_ms))
+                .collect();
+            let Some((p, holder)) = held.first() else {
+                break claims;
+            };
+            if waited.elapsed() >= wait_max {
+                return Err(BusError::Owned {
+                    partition: *p,
+                    engine: holder.engine.clone(),
+                    waited_ms: waited.elapsed().as_millis() as u64,
+                });
+            }
+            tracing::warn!(
+                partition = p,
+                engine = %holder.engine,
+                heard_ms_ago = now_ms().saturating_sub(holder.heard_at_ms),
+                lease_ms = k.owner_lease_ms,
+                "another engine holds this partition; waiting for its lease to run out"
+            );
+            std::thread::sleep(Duration::from_millis(HEARTBEAT_MS));
+        };
+        let mut c = client_config(k);
+        for (key, value) in &k.properties {
+            c.set(key, value);
+        }
+        let producer: BaseProducer = c.create()?;
+        let mut mine = BTreeMap::new();
+        for p in partitions {
+            let epoch = claims.get(&key(&k.events_topic, *p)).map_or(0, |c| c.epoch) + 1;
+            mine.insert(
+                *p,
+                Claim {
+                    engine: engine.clone(),
+                    epoch,
+                    heard_at_ms: now_ms(),
+                    position: positions.get(p).copied().unwrap_or(0),
+                    lag: -1,
+                    restoring: restoring.contains(p),
+                    released: false,
+                },
+            );
+        }
+        // The watcher reads from the end as it is now: every claim after
+        // this point, ours included, is compared with ours.
+        let mut wc = client_config(k);
+        wc.set("group.id", format!("{}-owners", k.group_id))
+            .set("enable.auto.commit", "false");
+        for (key, value) in &k.properties {
+            wc.set(key, value);
+        }
+        let watcher: BaseConsumer = wc.create()?;
+        let mut tpl = TopicPartitionList::new();
+        let count = super::admin::check_topics(k, &[&k.owners_topic])?[0] as i32;
+        for p in 0..count {
+            tpl.add_partition_offset(&k.owners_topic, p, Offset::End)?;
+        }
+        watcher.assign(&tpl)?;
+        let mut owner = Owner {
+            events_topic: k.events_topic.clone(),
+            owners_topic: k.owners_topic.clone(),
+            engine,
+            mine,
+            producer,
+            watcher,
+            last_heartbeat: Instant::now(),
+        };
+        owner.publish()?;
+        tracing::info!(
+            engine = %owner.engine,
+            epochs = ?owner.mine.iter().map(|(p, c)| (*p, c.epoch)).collect::<Vec<_>>(),
+            "claimed partitions on {}",
+            owner.owners_topic
+        );
+        Ok(owner)
+    }
+
+    /// Publishes every claim and waits for the broker to have them.
+    fn publish(&mut self) -> Result<(), BusError> {
+        for (p, claim) in &self.mine {
+            let key = key(&self.events_topic, *p);
+            let value = serde_json::to_vec(claim).expect("claims serialise");
+            self.producer
+                .send(BaseRecord::to(&self.owners_topic).key(&key).payload(&value))
+                .map_err(|(e, _)| e)?;
+        }
+        self.producer.flush(Duration::from_secs(10))?;
+        self.last_heartbeat = Instant::now();
+        Ok(())
+    }
+
+    /// Fails with [`BusError::Fenced`] if a claim that beats one of ours
+    /// has shown up on the owners topic since the last call. Call it
+    /// before every publishing pass.
+    pub fn check(&mut self) -> Result<(), BusError> {
+        while let Some(m) = self.watcher.poll(Duration::ZERO) {
+            let m = m?;
+            let mut seen = BTreeMap::new();
+            apply_record(&mut seen, m.key(), m.payload());
+            for (key, claim) in seen {
+                let Some(p) = key
+                    .strip_prefix(&format!("{}/", self.events_topic))
+                    .and_then(|p| p.parse::<i32>().ok())
+                else {
+                    continue;
+                };
+                if let Some(ours) = self.mine.get(&p) {
+                    if claim.engine != self.engine && claim.beats(ours) {
+                        return Err(BusError::Fenced {
+                            partition: p,
+                            engine: claim.engine,
+                            epoch: claim.epoch,
+                            ours: ours.epoch,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-publishes the claims with fresh positions, lags and restore
+    /// states, once per [`HEARTBEAT_MS`].
+    pub fn heartbeat(
+        &mut self,
+        now_ms: i64,
+        position: &dyn Fn(i32) -> (u64, i64, bool),
+    ) -> Result<(), BusError> {
+        if self.last_heartbeat.elapsed() < Duration::from_millis(HEARTBEAT_MS) {
+            return Ok(());
+        }
+        for (p, claim) in self.mine.iter_mut() {
+            let (at, lag, restoring) = position(*p);
+            claim.heard_at_ms = now_ms;
+            claim.position = at;
+            claim.lag = lag;
+            claim.restoring = restoring;
+        }
+        self.publish()
+    }
+
+    /// Releases the claims (a clean stop): the next owner need not wait.
+    pub fn release(mut self, now_ms: i64) -> Result<(), BusError> {
+        for claim in self.mine.values_mut() {
+            claim.heard_at_ms = now_ms;
+            claim.released = true;
+        }
+        self.publish()
+    }
+
+    /// The partitions and epochs claimed.
+    pub fn epochs(&self) -> Vec<(i32, u64)> {
+        self.mine.iter().map(|(p, c)| (*p, c.epoch)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(engine: &str, epoch: u64, heard_at_ms: i64) -> Claim {
+        Claim {
+            engine: engine.into(),
+            epoch,
+            heard_at_ms,
+            position: 0,
+            lag: -1,
+            restoring: false,
+            released: false,
+        }
+    }
+
+    #[test]
+    fn a_later_epoch_beats_and_a_tie_goes_to_the_greater_engine_id() {
+        assert!(claim("a", 2, 0).beats(&claim("b", 1, 0)));
+        assert!(!claim("b", 1, 0).beats(&claim("a", 2, 0)));
+        assert!(claim("b", 3, 0).beats(&claim("a", 3, 0)));
+        assert!(!claim("a", 3, 0).beats(&claim("b", 3, 0)));
+        assert!(!claim("a", 3, 0).beats(&claim("a", 3, 0)), "never itself");
+    }
+
+    #[test]
+    fn a_lease_lives_until_it_is_released_or_runs_out() {
+        let c = claim("a", 1, 1_000);
+        assert!(c.is_live(5_000, 10_000));
+        assert!(!c.is_live(11_000, 10_000));
+        let released = Claim {
+            released: true,
+            ..c
+        };
+        assert!(!released.is_live(1_000, 10_000));
+    }
+}
