@@ -138,6 +138,73 @@ fn apply_record(claims: &mut BTreeMap<String, Claim>, key: Option<&[u8]>, payloa
     claims.insert(String::from_utf8_lossy(key).into_owned(), claim);
 }
 
+/// One partition of the events topic as `leadflow partitions` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PartitionStatus {
+    pub partition: i32,
+    /// The latest claim, if any engine ever claimed it.
+    pub claim: Option<Claim>,
+    /// The partition's end as the broker reports it (its high watermark;
+    /// some brokers report less than the end, so never below `position`).
+    pub end: i64,
+    /// Whether a live owner holds it now (a claim heard from within the
+    /// lease and not released).
+    pub live: bool,
+}
+
+impl PartitionStatus {
+    /// What the partition's state is, in a word: `running`, `restoring`,
+    /// `released`, `lease expired`, `unowned`.
+    pub fn state(&self) -> &'static str {
+        match &self.claim {
+            None => "unowned",
+            Some(c) if c.released => "released",
+            Some(_) if !self.live => "lease expired",
+            Some(c) if c.restoring => "restoring",
+            Some(_) => "running",
+        }
+    }
+
+    /// The fraction of the partition the owner's log holds (1 when empty).
+    pub fn progress(&self) -> f64 {
+        let at = self.claim.as_ref().map_or(0, |c| c.position) as f64;
+        if self.end <= 0 {
+            1.0
+        } else {
+            (at / self.end as f64).min(1.0)
+        }
+    }
+}
+
+/// Every partition of the events topic: who claims it, how far its
+/// owner's log reaches, and the partition's end.
+pub fn status(k: &KafkaConfig, now_ms: i64) -> Result<Vec<PartitionStatus>, BusError> {
+    let count = super::admin::check_topics(k, &[&k.events_topic])?[0] as i32;
+    let claims = read_claims(k)?;
+    let consumer: BaseConsumer = {
+        let mut c = client_config(k);
+        for (key, value) in &k.properties {
+            c.set(key, value);
+        }
+        c.create()?
+    };
+    let mut out = Vec::new();
+    for p in 0..count {
+        let (_, high) = consumer.fetch_watermarks(&k.events_topic, p, Duration::from_secs(10))?;
+        let claim = claims.get(&key(&k.events_topic, p)).cloned();
+        let position = claim.as_ref().map_or(0, |c| c.position) as i64;
+        out.push(PartitionStatus {
+            partition: p,
+            live: claim
+                .as_ref()
+                .is_some_and(|c| c.is_live(now_ms, k.owner_lease_ms)),
+            claim,
+            end: high.max(position),
+        });
+    }
+    Ok(out)
+}
+
 /// An engine's claims on its partitions: taken at start, kept alive by
 /// heartbeats, watched for a newer owner.
 pub struct Owner {
@@ -311,11 +378,18 @@ impl Owner {
         self.publish()
     }
 
-    /// Releases the claims (a clean stop): the next owner need not wait.
-    pub fn release(mut self, now_ms: i64) -> Result<(), BusError> {
-        for claim in self.mine.values_mut() {
+    /// Releases the claims (a clean stop) with the final positions of the
+    /// log: the next owner need not wait.
+    pub fn release(mut self, now_ms: i64, positions: &BTreeMap<i32, u64>) -> Result<(), BusError> {
+        for (p, claim) in self.mine.iter_mut() {
             claim.heard_at_ms = now_ms;
             claim.released = true;
+            claim.restoring = false;
+            // The lag is the partition's end less the position from here.
+            claim.lag = -1;
+            if let Some(at) = positions.get(p) {
+                claim.position = *at;
+            }
         }
         self.publish()
     }

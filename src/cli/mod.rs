@@ -11,6 +11,7 @@ mod export;
 mod import;
 mod inspect;
 mod inspect_commands;
+mod partitions;
 mod publish;
 mod replay;
 mod run;
@@ -94,6 +95,9 @@ enum Command {
     /// End-to-end ingest throughput on the configured broker, side by side
     /// with a plain consumer that only counts (the ceiling).
     Bench(bench::BenchArgs),
+    /// Who owns which partition of the events topic: owner, epoch,
+    /// position, lag, restore progress (`--watch`: progress bars).
+    Partitions(partitions::PartitionsArgs),
     /// Manage the engine's topics.
     Topics {
         #[command(subcommand)]
@@ -124,6 +128,7 @@ pub fn exec(cli: Cli) -> Result<()> {
         Command::Tail(a) => tail::exec(&config, a),
         Command::Bench(a) => bench::exec(&config, a),
         Command::Backtest(a) => backtest::exec(data_dir, &config, a),
+        Command::Partitions(a) => partitions::exec(&config, a),
         Command::Topics { what } => topics::exec(&config, what),
     }
 }
