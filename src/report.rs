@@ -4,7 +4,7 @@
 use crate::domain::time::format_day;
 use crate::domain::Currency;
 use crate::projector::metrics::{Aggregates, CohortAgg, Dimension, OwnerAgg, PoolWindow, Window};
-use crate::projector::pool::PoolState;
+use crate::projector::pool::{PoolSize, PoolState};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -229,8 +229,7 @@ fn owner_table(rows: &BTreeMap<String, OwnerAgg>) -> String {
     t.render()
 }
 
-fn pool_table(rows: &BTreeMap<String, PoolWindow>, state: &PoolState) -> String {
-    let sizes = state.pool_sizes();
+fn pool_table(rows: &BTreeMap<String, PoolWindow>, sizes: &BTreeMap<String, PoolSize>) -> String {
     let mut t = Table::new(&[
         "pool",
         "waiting_now",
@@ -261,6 +260,16 @@ fn pool_table(rows: &BTreeMap<String, PoolWindow>, state: &PoolState) -> String 
 
 /// The `stats` table.
 pub fn stats_text(by: StatsBy, agg: &Aggregates, state: &PoolState, window: Window) -> String {
+    stats_text_sized(by, agg, &state.pool_sizes(), window)
+}
+
+/// [`stats_text`] from the pools' sizes (see [`stats_json_sized`]).
+pub fn stats_text_sized(
+    by: StatsBy,
+    agg: &Aggregates,
+    sizes: &BTreeMap<String, PoolSize>,
+    window: Window,
+) -> String {
     match (by, by.dimension()) {
         (_, Some(d)) => cohort_table(d.as_str(), &agg.by_dimension(d, window)),
         (StatsBy::Day, _) => {
@@ -272,7 +281,7 @@ pub fn stats_text(by: StatsBy, agg: &Aggregates, state: &PoolState, window: Wind
             cohort_table("day", &rows)
         }
         (StatsBy::Owner, _) => owner_table(&agg.by_owner(window)),
-        _ => pool_table(&agg.by_pool(window), state),
+        _ => pool_table(&agg.by_pool(window), sizes),
     }
 }
 
@@ -333,6 +342,17 @@ fn owner_json(a: &OwnerAgg) -> Value {
 
 /// The `stats --json` document: `{"by": ..., "rows": {name: {...}}}`.
 pub fn stats_json(by: StatsBy, agg: &Aggregates, state: &PoolState, window: Window) -> Value {
+    stats_json_sized(by, agg, &state.pool_sizes(), window)
+}
+
+/// [`stats_json`] from the pools' sizes (those of several engines,
+/// summed, for `stats --peers`).
+pub fn stats_json_sized(
+    by: StatsBy,
+    agg: &Aggregates,
+    sizes: &BTreeMap<String, PoolSize>,
+    window: Window,
+) -> Value {
     let rows: BTreeMap<String, Value> = match (by, by.dimension()) {
         (_, Some(d)) => agg
             .by_dimension(d, window)
@@ -349,19 +369,17 @@ pub fn stats_json(by: StatsBy, agg: &Aggregates, state: &PoolState, window: Wind
             .iter()
             .map(|(k, a)| (k.clone(), owner_json(a)))
             .collect(),
-        _ => {
-            let sizes = state.pool_sizes();
-            agg.by_pool(window)
-                .into_iter()
-                .map(|(k, w)| {
-                    let mut v = serde_json::to_value(&w).expect("serialisable");
-                    let s = sizes.get(&k).cloned().unwrap_or_default();
-                    v["waiting_now"] = json!(s.waiting);
-                    v["held_now"] = json!(s.held);
-                    (k, v)
-                })
-                .collect()
-        }
+        _ => agg
+            .by_pool(window)
+            .into_iter()
+            .map(|(k, w)| {
+                let mut v = serde_json::to_value(&w).expect("serialisable");
+                let s = sizes.get(&k).cloned().unwrap_or_default();
+                v["waiting_now"] = json!(s.waiting);
+                v["held_now"] = json!(s.held);
+                (k, v)
+            })
+            .collect(),
     };
     json!({ "by": format!("{by:?}").to_lowercase(), "rows": rows })
 }

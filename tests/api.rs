@@ -120,11 +120,15 @@ fn the_api_serves_health_metrics_queries_and_guards_admin() {
     let metrics = loop {
         let (code, metrics) = get(&format!("{base}/metrics"));
         assert_eq!(code, 200);
+        // The lag (from librdkafka's statistics) and the pool gauges are
+        // refreshed once a second: they may show after the last event.
         let durable = [
             "leadflow_projection_sequence 16",
             "reason=\"duplicate\"} 1",
             "reason=\"not_owner\"} 1",
             "reason=\"undecodable\"} 1",
+            "leadflow_consumer_lag_messages{partition=",
+            "leadflow_pool_leads{pool=",
         ];
         if durable.iter().all(|d| metrics.contains(d)) {
             break metrics;

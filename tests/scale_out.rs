@@ -192,6 +192,48 @@ fn engines_owning_partitions_statically_hold_each_tenants_events_once_and_refuse
     for id in &mis_keyed {
         assert!(!c_set.contains(id));
     }
+    // The numbers over both engines, merged from their APIs, are the
+    // numbers of the one engine that owns every partition.
+    let (mut a, a_url, a_rest) =
+        common::run_with_api(leadflow(&a_data, &a_toml).env("LEADFLOW_API_LISTEN", "127.0.0.1:0"));
+    let (mut b, b_url, b_rest) =
+        common::run_with_api(leadflow(&b_data, &b_toml).env("LEADFLOW_API_LISTEN", "127.0.0.1:0"));
+    for by in ["channel", "campaign", "day", "owner", "pools"] {
+        let merged = common::ok(
+            leadflow(&dir.path().join("scratch"), &a_toml)
+                .args(["stats", "--by", by, "--json", "--peers"])
+                .arg(format!("{a_url},{b_url}"))
+                .output()
+                .unwrap(),
+        );
+        let one = common::ok(
+            leadflow(&c_data, &c_toml)
+                .args(["stats", "--by", by, "--json"])
+                .output()
+                .unwrap(),
+        );
+        let merged: serde_json::Value = serde_json::from_str(&merged).unwrap();
+        let one: serde_json::Value = serde_json::from_str(&one).unwrap();
+        assert!(
+            !one["rows"].as_object().unwrap().is_empty(),
+            "{by}: rows to compare"
+        );
+        assert_eq!(merged, one, "{by}");
+    }
+    for (engine, rest) in [(&mut a, a_rest), (&mut b, b_rest)] {
+        common::unsafe_sigterm(engine.id());
+        assert!(engine.wait().unwrap().success(), "{}", rest.join().unwrap());
+    }
+    // A rescale that moves partition 0 away from A's data dir is refused:
+    // A's numbers would count partition 0 beside its new owner's.
+    let out = leadflow(&a_data, &a_toml)
+        .arg("run")
+        .env("LEADFLOW_KAFKA_OWN_PARTITIONS", "1-2")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("the data dir holds partitions [0]"), "{err}");
 }
 
 /// Runs `leadflow run` until its progress says it covers `expect`
@@ -353,6 +395,24 @@ fn a_fresh_engine_restores_a_killed_ones_partitions_without_publishing_a_command
         a2_said.contains("a previous owner had published them"),
         "{a2_said}"
     );
+    // `leadflow partitions` shows the hand-over: 0-1 claimed twice (A,
+    // then A2), 2-3 once, all released by clean stops, each owner's log at
+    // its partition's end.
+    let out = common::ok(
+        leadflow(&dir.path().join("scratch"), &a_toml)
+            .args(["partitions", "--json"])
+            .output()
+            .unwrap(),
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let epochs: Vec<u64> = rows.iter().map(|r| r["epoch"].as_u64().unwrap()).collect();
+    assert_eq!(epochs, vec![2, 2, 1, 1], "{out}");
+    for r in &rows {
+        assert_eq!(r["state"], "released", "{out}");
+        assert_eq!(r["lag"], 0, "{out}");
+    }
+    let positions: u64 = rows.iter().map(|r| r["position"].as_u64().unwrap()).sum();
+    assert_eq!(positions, items.len() as u64, "{out}");
 }
 
 /// Sends `signal` to a process.

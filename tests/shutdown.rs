@@ -160,19 +160,23 @@ fn sigterm_under_load_exits_0_with_every_answer_durable_and_the_outboxes_drained
         })
         .collect();
     // When the engine is busy with both (a few dozen requests answered,
-    // and Kafka messages taken in, as its metrics say), SIGTERM arrives.
-    let consumed = || -> u64 {
+    // Kafka messages taken in and some bad ones among them, as its metrics
+    // say), SIGTERM arrives.
+    let metric = |prefix: &str| -> u64 {
         let text = ureq::get(&format!("{base}/metrics"))
             .call()
             .map(|r| r.into_string().unwrap())
             .unwrap_or_default();
         text.lines()
-            .find_map(|l| l.strip_prefix("leadflow_messages_consumed_total "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+            .filter_map(|l| l.strip_prefix(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.trim().parse::<u64>().ok())
+            .sum()
     };
     let busy = Instant::now() + Duration::from_secs(120);
-    while posted.load(Ordering::Relaxed) < 8 || consumed() < 1_000 {
+    while posted.load(Ordering::Relaxed) < 8
+        || metric("leadflow_messages_consumed_total ") < 1_000
+        || metric("leadflow_events_rejected_total{") == 0
+    {
         assert!(Instant::now() < busy, "the load never got going");
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -457,6 +457,16 @@ async fn stats(
     })?))
 }
 
+/// This engine's mergeable numbers (`projector::partial`), for `leadflow
+/// stats --peers`, which merges every engine's into the whole.
+async fn partial(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
+    check_read(&api, &headers)?;
+    let bytes = api
+        .handle
+        .with_projections(|p, _| crate::projector::partial::Partial::of(p).to_bytes())?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
 /// The router over a running engine.
 pub fn router(
     handle: Handle,
@@ -486,6 +496,7 @@ pub fn router(
         .route("/api/v1/pools", get(pools))
         .route("/api/v1/reps", get(reps))
         .route("/api/v1/stats", get(stats))
+        .route("/api/v1/partial", get(partial))
         .route(
             "/api/v1/events",
             post(ingest::post_events)

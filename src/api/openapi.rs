@@ -18,6 +18,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/pools"),
     ("get", "/api/v1/reps"),
     ("get", "/api/v1/stats"),
+    ("get", "/api/v1/partial"),
     ("post", "/api/v1/events"),
     ("post", "/api/v1/admin/snapshot"),
     ("post", "/api/v1/admin/rebuild"),

@@ -1,7 +1,7 @@
 //! `leadflow stats`: a metric table (or JSON rows) from the projections.
 
 use super::{load_projections, open_log_for_reading};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use leadflow::config::Config;
 use leadflow::domain::time::parse_day_bound_ms;
@@ -23,15 +23,42 @@ pub struct StatsArgs {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+    /// The numbers over every engine instead of this data dir's: each
+    /// engine's share from its API, merged. Comma-separated base URLs
+    /// (`http://leadflow-0:8080,…`) and `dns:HOST:PORT` names resolving
+    /// to every engine (a headless Service). Sends `api.read_token`.
+    #[arg(long)]
+    peers: Option<String>,
 }
 
 pub fn exec(dir: &Path, config: &Config, a: StatsArgs) -> Result<()> {
-    let log = open_log_for_reading(dir, config)?;
-    let p = load_projections(&log, config)?;
     let window = Window {
         from_ms: a.from,
         to_ms: a.to,
     };
+    if let Some(spec) = &a.peers {
+        if a.by == StatsBy::Fairness {
+            bail!("--by fairness reads this data dir's policy; it is not merged across --peers");
+        }
+        let peers = leadflow::engine::peers::resolve(spec)?;
+        if peers.is_empty() {
+            bail!("--peers names no engine");
+        }
+        let all = leadflow::engine::peers::merged(&peers, config.api.read_token.as_deref())?;
+        if a.json {
+            let json = report::stats_json_sized(a.by, &all.agg, &all.pool_sizes, window);
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        } else {
+            print!(
+                "{}",
+                report::stats_text_sized(a.by, &all.agg, &all.pool_sizes, window)
+            );
+            eprintln!("merged from {} engines: {}", peers.len(), peers.join(", "));
+        }
+        return Ok(());
+    }
+    let log = open_log_for_reading(dir, config)?;
+    let p = load_projections(&log, config)?;
     if a.by == StatsBy::Fairness {
         let path = config
             .policy

@@ -8,6 +8,7 @@
 
 mod bench;
 mod demo;
+pub mod peers;
 mod server;
 
 pub use bench::{bench, BenchOptions, BenchReport, HttpBenchFigures};

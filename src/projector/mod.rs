@@ -4,8 +4,11 @@
 //!
 //! - [`pool::PoolState`]: who holds which lead and what waits where.
 //! - [`metrics::Metrics`]: mergeable cohort, owner and pool aggregates.
+//! - [`partial::Partial`]: one engine's share of them, merged across
+//!   engines.
 
 pub mod metrics;
+pub mod partial;
 pub mod pool;
 pub mod sketch;
 

@@ -37,7 +37,7 @@ pub struct PoolState {
 }
 
 /// Per-pool counts for display.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolSize {
     pub waiting: u64,
     pub held: u64,

@@ -184,6 +184,27 @@ pub fn consume(
         let l = live_mut(&mut g);
         match &ownership {
             Ownership::Static(owned) => {
+                // A data dir is one engine's state over all the partitions
+                // it read: one holding a partition this engine no longer
+                // owns (after a rescale) would count that partition's
+                // events beside its new owner's. Refuse it.
+                let prefix = source_prefix(&k.events_topic);
+                let foreign: Vec<i32> = l
+                    .log
+                    .positions(&prefix)?
+                    .iter()
+                    .filter_map(|(source, _)| source.strip_prefix(&prefix)?.parse::<i32>().ok())
+                    .filter(|p| !owned.contains(p))
+                    .collect();
+                if !foreign.is_empty() {
+                    return Err(BusError::Ownership(format!(
+                        "the data dir holds partitions {foreign:?} of {}, which this engine does not own \
+                         (it owns {owned:?}): its numbers would count them beside their new owner's. \
+                         After a rescale, start each engine with an empty data dir: it restores its \
+                         partitions from the events topic (README, Scaling out)",
+                        k.events_topic
+                    )));
+                }
                 let mut fresh = Vec::new();
                 let mut positions = BTreeMap::new();
                 for p in owned {
@@ -414,7 +435,12 @@ pub fn consume(
         Ownership::Static(_) => consumer.unassign()?,
     }
     if let Some(o) = owner {
-        o.release(crate::replay::wall_ms())?;
+        let positions: BTreeMap<i32, u64> = lock(&intake)
+            .durable
+            .iter()
+            .map(|(p, at)| (*p, *at))
+            .collect();
+        o.release(crate::replay::wall_ms(), &positions)?;
     }
     Ok(())
 }
