@@ -510,3 +510,145 @@ fn two_engines_on_one_partition_never_both_publish() {
     let twice: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "published twice: {twice:?}");
 }
+
+#[test]
+fn a_rescale_from_two_engines_to_three_by_ordinal_loses_and_repeats_nothing() {
+    const TWELVE: i32 = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let suffix = format!("rescale-{}", common::run_id());
+    let (toml, config) = config(dir.path(), &suffix, "e", "ordinal");
+    with_policy(dir.path(), &toml);
+    let text = std::fs::read_to_string(&toml).unwrap().replace(
+        &format!("partitions = {PARTITIONS}\n"),
+        &format!("partitions = {TWELVE}\n"),
+    );
+    std::fs::write(&toml, text).unwrap();
+    common::ok(
+        leadflow(&dir.path().join("scratch"), &toml)
+            .args(["topics", "create"])
+            .output()
+            .unwrap(),
+    );
+    let items: Vec<SimItem> = Simulator::new(SimConfig {
+        seed: 37,
+        leads: 1_500,
+        days: 10,
+        tenants: 50,
+        ..SimConfig::default()
+    })
+    .collect();
+    let (first, second) = items.split_at(items.len() / 2);
+    let publish = |items: &[SimItem], name: &str| {
+        let file = dir.path().join(name);
+        common::write(&file, items);
+        common::ok(
+            leadflow(&dir.path().join("scratch"), &toml)
+                .args(["publish", file.to_str().unwrap()])
+                .output()
+                .unwrap(),
+        );
+    };
+    // The events of `items` that engine `ordinal` of `replicas` owns.
+    let share = |items: &[SimItem], ordinal: i32, replicas: i32| {
+        items
+            .iter()
+            .filter(|i| match i {
+                SimItem::Event(e) => {
+                    tenant::partition_of(tenant::message_key(e).as_bytes(), TWELVE) % replicas
+                        == ordinal
+                }
+                _ => false,
+            })
+            .count() as u64
+    };
+    let engine = |data: &Path, ordinal: i32, replicas: i32, expect: u64| {
+        let mut c = leadflow(data, &toml);
+        c.env("HOSTNAME", format!("leadflow-{ordinal}"))
+            .env("LEADFLOW_KAFKA_REPLICAS", replicas.to_string());
+        run_until_covered_with(c, expect)
+    };
+
+    // Given two engines by ordinal that consumed the first half ...
+    publish(first, "first.pb");
+    for o in 0..2 {
+        engine(
+            &dir.path().join(format!("two-{o}")),
+            o,
+            2,
+            share(first, o, 2),
+        );
+    }
+    // ... when the second half arrives and three engines with empty data
+    // dirs take over (each its ordinal's partitions of twelve) ...
+    publish(second, "second.pb");
+    for o in 0..3 {
+        engine(
+            &dir.path().join(format!("three-{o}")),
+            o,
+            3,
+            share(&items, o, 3),
+        );
+    }
+    // Then the three hold every event once between them ...
+    let mut ids = BTreeSet::new();
+    let mut held = 0;
+    for o in 0..3 {
+        let (events, _) = contents(&dir.path().join(format!("three-{o}")), &toml);
+        held += events.len();
+        ids.extend(events);
+    }
+    let events = items
+        .iter()
+        .filter(|i| matches!(i, SimItem::Event(_)))
+        .count();
+    assert_eq!(held, events, "every event held once");
+    assert_eq!(ids.len(), events, "no event held twice");
+    // ... and no command went out twice over the whole run.
+    let mut published = BTreeMap::new();
+    for c in common::published_commands(&config.kafka) {
+        *published
+            .entry(c.body["commandId"].as_str().unwrap().to_string())
+            .or_insert(0u32) += 1;
+    }
+    assert!(!published.is_empty());
+    let twice: Vec<_> = published.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "published twice: {twice:?}");
+}
+
+/// `run_until_covered` for a command already set up (its environment).
+fn run_until_covered_with(mut command: std::process::Command, expect: u64) -> String {
+    use std::io::BufRead;
+    let mut child = command
+        .arg("run")
+        .env("RUST_LOG", "leadflow=info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    let mut lines = stderr.lines();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        said.push_str(&line);
+        said.push('\n');
+        let covered = line
+            .split("covered ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok());
+        if covered.is_some_and(|n| n >= expect) || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    common::unsafe_sigterm(child.id());
+    for line in lines {
+        said.push_str(&line.unwrap_or_default());
+        said.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{said}");
+    assert!(said.contains(&format!("covered {expect} ")), "{said}");
+    said
+}
