@@ -115,6 +115,23 @@ pub fn client_config(k: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// A consumer beside the engine's own, in a group of its own
+/// (`<group_id>-<purpose>`) that never commits: it reads by assignment
+/// (the owners topic, the commands topic while restoring, watermarks).
+/// The operator's properties win over these settings.
+pub(crate) fn side_consumer(
+    k: &KafkaConfig,
+    purpose: &str,
+) -> Result<rdkafka::consumer::BaseConsumer, BusError> {
+    let mut c = client_config(k);
+    c.set("group.id", format!("{}-{purpose}", k.group_id))
+        .set("enable.auto.commit", "false");
+    for (key, value) in &k.properties {
+        c.set(key, value);
+    }
+    Ok(c.create()?)
+}
+
 /// The log's source name for one partition of a topic.
 pub fn source_name(topic: &str, partition: i32) -> String {
     format!("{}{partition}", source_prefix(topic))

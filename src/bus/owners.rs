@@ -181,13 +181,7 @@ impl PartitionStatus {
 pub fn status(k: &KafkaConfig, now_ms: i64) -> Result<Vec<PartitionStatus>, BusError> {
     let count = super::admin::check_topics(k, &[&k.events_topic])?[0] as i32;
     let claims = read_claims(k)?;
-    let consumer: BaseConsumer = {
-        let mut c = client_config(k);
-        for (key, value) in &k.properties {
-            c.set(key, value);
-        }
-        c.create()?
-    };
+    let consumer = super::side_consumer(k, "owners")?;
     let mut out = Vec::new();
     for p in 0..count {
         let (_, high) = consumer.fetch_watermarks(&k.events_topic, p, Duration::from_secs(10))?;
@@ -259,11 +253,7 @@ impl Owner {
             );
             std::thread::sleep(Duration::from_millis(HEARTBEAT_MS));
         };
-        let mut c = client_config(k);
-        for (key, value) in &k.properties {
-            c.set(key, value);
-        }
-        let producer: BaseProducer = c.create()?;
+        let producer: BaseProducer = client_config(k).create()?;
         let mut mine = BTreeMap::new();
         for p in partitions {
             let epoch = claims.get(&key(&k.events_topic, *p)).map_or(0, |c| c.epoch) + 1;
@@ -282,13 +272,7 @@ impl Owner {
         }
         // The watcher reads from the end as it is now: every claim after
         // this point, ours included, is compared with ours.
-        let mut wc = client_config(k);
-        wc.set("group.id", format!("{}-owners", k.group_id))
-            .set("enable.auto.commit", "false");
-        for (key, value) in &k.properties {
-            wc.set(key, value);
-        }
-        let watcher: BaseConsumer = wc.create()?;
+        let watcher = super::side_consumer(k, "owners")?;
         let mut tpl = TopicPartitionList::new();
         let count = super::admin::check_topics(k, &[&k.owners_topic])?[0] as i32;
         for p in 0..count {

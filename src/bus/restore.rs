@@ -17,11 +17,11 @@
 //! retention longer than the engine's history), and the commands topic at
 //! least as long as a lead may still receive commands; README, Scaling out.
 
-use super::{client_config, BusError};
+use super::BusError;
 use crate::codec;
 use crate::config::KafkaConfig;
 use crate::domain::tenant;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashSet};
@@ -59,13 +59,7 @@ pub fn published_commands(
 ) -> Result<Published, BusError> {
     let topic = &k.commands_topic;
     let count = super::admin::check_topics(k, &[topic])?[0] as i32;
-    let mut c = client_config(k);
-    c.set("group.id", format!("{}-restore", k.group_id))
-        .set("enable.auto.commit", "false");
-    for (key, value) in &k.properties {
-        c.set(key, value);
-    }
-    let consumer: BaseConsumer = c.create()?;
+    let consumer = super::side_consumer(k, "restore")?;
     // Where each partition ends now: commands published after this are
     // the new owner's own.
     let mut ends = BTreeMap::new();
