@@ -18,6 +18,8 @@ pub enum StatsBy {
     Region,
     Industry,
     CompanySize,
+    /// The lead's tenant (leads of the default tenant have no row).
+    Tenant,
     /// Creation day (all leads).
     Day,
     /// Sales rep, by event day.
@@ -45,6 +47,7 @@ impl StatsBy {
             StatsBy::Region => Dimension::Region,
             StatsBy::Industry => Dimension::Industry,
             StatsBy::CompanySize => Dimension::CompanySize,
+            StatsBy::Tenant => Dimension::Tenant,
             _ => return None,
         })
     }

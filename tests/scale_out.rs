@@ -18,6 +18,9 @@ use common::{brokers, leadflow, run_until_covered};
 
 const PARTITIONS: i32 = 4;
 
+/// The HTTP ingest token of the test engines.
+const INGEST_TOKEN: &str = "scale-out-token";
+
 /// The owners' lease in these tests (10 s by default): how long a
 /// replacement for a killed engine waits.
 const LEASE_MS: u64 = 2_000;
@@ -26,7 +29,7 @@ const LEASE_MS: u64 = 2_000;
 /// the partitions it owns (empty: the group decides).
 fn config(dir: &Path, suffix: &str, name: &str, own: &str) -> (PathBuf, Config) {
     let text = format!(
-        "[log]\nbatch_events_max = 500\n\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"g-{suffix}-{name}\"\n\
+        "[log]\nbatch_events_max = 500\n\n[api]\ningest_token = \"{INGEST_TOKEN}\"\n\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"g-{suffix}-{name}\"\n\
          events_topic = \"events-{suffix}\"\ncommands_topic = \"commands-{suffix}\"\n\
          dlq_topic = \"dlq-{suffix}\"\nowners_topic = \"owners-{suffix}\"\nowner_lease_ms = {LEASE_MS}\n\
          partitions = {PARTITIONS}\nown_partitions = \"{own}\"\n\
@@ -37,6 +40,72 @@ fn config(dir: &Path, suffix: &str, name: &str, own: &str) -> (PathBuf, Config) 
     std::fs::write(&path, text).unwrap();
     let config = Config::load(Some(&path)).unwrap();
     (path, config)
+}
+
+/// `leadflow topics create` for the test's topics.
+fn create_topics(dir: &Path, toml: &Path) {
+    common::ok(
+        leadflow(&dir.join("scratch"), toml)
+            .args(["topics", "create"])
+            .output()
+            .unwrap(),
+    );
+}
+
+/// A simulated workload of `leads` leads over `tenants` tenants.
+fn workload(seed: u64, leads: u64, tenants: u32) -> Vec<SimItem> {
+    Simulator::new(SimConfig {
+        seed,
+        leads,
+        days: 10,
+        tenants,
+        ..SimConfig::default()
+    })
+    .collect()
+}
+
+/// Writes `items` to a file and publishes it with `leadflow publish`
+/// (keyed by tenant, murmur2).
+fn publish(dir: &Path, toml: &Path, items: &[SimItem], name: &str) {
+    let file = dir.join(name);
+    common::write(&file, items);
+    common::ok(
+        leadflow(&dir.join("scratch"), toml)
+            .args(["publish", file.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+}
+
+/// The events of `items` on the partitions (of `partitions`) that `owns`
+/// accepts.
+fn events_on(items: &[SimItem], partitions: i32, owns: impl Fn(i32) -> bool) -> u64 {
+    items
+        .iter()
+        .filter(|i| match i {
+            SimItem::Event(e) => owns(tenant::partition_of(
+                tenant::message_key(e).as_bytes(),
+                partitions,
+            )),
+            _ => false,
+        })
+        .count() as u64
+}
+
+/// The command ids on the commands topic, and those published more than
+/// once.
+fn published_ids(k: &leadflow::config::KafkaConfig) -> (BTreeSet<String>, Vec<(String, u32)>) {
+    let mut ids = BTreeMap::new();
+    for c in common::published_commands(k) {
+        *ids.entry(c.body["commandId"].as_str().unwrap().to_string())
+            .or_insert(0u32) += 1;
+    }
+    let twice = ids
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, n)| (id.clone(), *n))
+        .collect();
+    (ids.into_keys().collect(), twice)
 }
 
 /// Event ids in a data dir, and its rejections by reason.
@@ -81,23 +150,11 @@ fn engines_owning_partitions_statically_hold_each_tenants_events_once_and_refuse
     let (a_toml, a_config) = config(dir.path(), &suffix, "a", "0-1");
     let (b_toml, _) = config(dir.path(), &suffix, "b", "2-3");
     let (c_toml, _) = config(dir.path(), &suffix, "c", "0-3");
-    common::ok(
-        leadflow(&dir.path().join("scratch"), &a_toml)
-            .args(["topics", "create"])
-            .output()
-            .unwrap(),
-    );
+    create_topics(dir.path(), &a_toml);
 
     // Given 400 leads over 6 tenants, published keyed by tenant with the
     // murmur2 partitioner (`leadflow publish`) ...
-    let items: Vec<SimItem> = Simulator::new(SimConfig {
-        seed: 13,
-        leads: 400,
-        days: 10,
-        tenants: 6,
-        ..SimConfig::default()
-    })
-    .collect();
+    let items = workload(13, 400, 6);
     let events: Vec<_> = items
         .iter()
         .filter_map(|i| match i {
@@ -105,14 +162,7 @@ fn engines_owning_partitions_statically_hold_each_tenants_events_once_and_refuse
             _ => None,
         })
         .collect();
-    let file = dir.path().join("events.pb");
-    common::write(&file, &items);
-    common::ok(
-        leadflow(&dir.path().join("scratch"), &a_toml)
-            .args(["publish", file.to_str().unwrap()])
-            .output()
-            .unwrap(),
-    );
+    publish(dir.path(), &a_toml, &items, "events.pb");
     let mut per_partition = [0u64; PARTITIONS as usize];
     for e in &events {
         per_partition
@@ -198,7 +248,7 @@ fn engines_owning_partitions_statically_hold_each_tenants_events_once_and_refuse
         common::run_with_api(leadflow(&a_data, &a_toml).env("LEADFLOW_API_LISTEN", "127.0.0.1:0"));
     let (mut b, b_url, b_rest) =
         common::run_with_api(leadflow(&b_data, &b_toml).env("LEADFLOW_API_LISTEN", "127.0.0.1:0"));
-    for by in ["channel", "campaign", "day", "owner", "pools"] {
+    for by in ["channel", "campaign", "tenant", "day", "owner", "pools"] {
         let merged = common::ok(
             leadflow(&dir.path().join("scratch"), &a_toml)
                 .args(["stats", "--by", by, "--json", "--peers"])
@@ -220,6 +270,42 @@ fn engines_owning_partitions_statically_hold_each_tenants_events_once_and_refuse
         );
         assert_eq!(merged, one, "{by}");
     }
+    // Over HTTP, A takes an event of a tenant living on its partitions and
+    // refuses one whose tenant lives on B's, instead of splitting it.
+    let tenant_on = |wanted: &dyn Fn(i32) -> bool| {
+        (0..)
+            .map(|n| format!("http-tenant-{n}"))
+            .find(|t| wanted(tenant::home_partition(t, PARTITIONS).unwrap()))
+            .unwrap()
+    };
+    let (ours, theirs) = (tenant_on(&|p| p <= 1), tenant_on(&|p| p >= 2));
+    let body: Vec<String> = [&ours, &theirs]
+        .iter()
+        .enumerate()
+        .map(|(n, t)| {
+            let e =
+                leadflow::domain::build::created(&format!("http-{n}"), &format!("http-lead-{n}"))
+                    .tenant(t)
+                    .at(1_793_491_200_000)
+                    .event();
+            leadflow::codec::event_to_json(&e)
+        })
+        .collect();
+    let answer: serde_json::Value = ureq::post(&format!("{a_url}/api/v1/events"))
+        .set("Authorization", &format!("Bearer {INGEST_TOKEN}"))
+        .set("Content-Type", "application/json")
+        .send_string(&format!("[{}]", body.join(",")))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let outcomes: Vec<&str> = answer["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, vec!["accepted", "rejected"], "{answer}");
+    assert_eq!(answer["items"][1]["code"], "wrong_partition", "{answer}");
     for (engine, rest) in [(&mut a, a_rest), (&mut b, b_rest)] {
         common::unsafe_sigterm(engine.id());
         assert!(engine.wait().unwrap().success(), "{}", rest.join().unwrap());
@@ -300,46 +386,14 @@ fn a_fresh_engine_restores_a_killed_ones_partitions_without_publishing_a_command
     let (b_toml, _) = config(dir.path(), &suffix, "b", "2-3");
     with_policy(dir.path(), &a_toml);
     with_policy(dir.path(), &b_toml);
-    common::ok(
-        leadflow(&dir.path().join("scratch"), &a_toml)
-            .args(["topics", "create"])
-            .output()
-            .unwrap(),
-    );
-    let items: Vec<SimItem> = Simulator::new(SimConfig {
-        seed: 29,
-        leads: 600,
-        days: 10,
-        tenants: 8,
-        ..SimConfig::default()
-    })
-    .collect();
+    create_topics(dir.path(), &a_toml);
+    let items = workload(29, 600, 8);
     let (first, second) = items.split_at(items.len() / 2);
-    let owned_by_a = |items: &[SimItem]| {
-        items
-            .iter()
-            .filter(|i| match i {
-                SimItem::Event(e) => {
-                    tenant::partition_of(tenant::message_key(e).as_bytes(), PARTITIONS) <= 1
-                }
-                _ => false,
-            })
-            .count() as u64
-    };
-    let publish = |items: &[SimItem], name: &str| {
-        let file = dir.path().join(name);
-        common::write(&file, items);
-        common::ok(
-            leadflow(&dir.path().join("scratch"), &a_toml)
-                .args(["publish", file.to_str().unwrap()])
-                .output()
-                .unwrap(),
-        );
-    };
+    let owned_by_a = |items: &[SimItem]| events_on(items, PARTITIONS, |p| p <= 1);
 
     // Given engine A on partitions 0-1 that has consumed the first half of
     // the stream and published its commands, then is killed (-9) ...
-    publish(first, "first.pb");
+    publish(dir.path(), &a_toml, first, "first.pb");
     let a_data = dir.path().join("a");
     run_then_kill(&a_data, &a_toml, owned_by_a(first));
     let published_by_a = common::published_commands(&a_config.kafka).len();
@@ -347,7 +401,7 @@ fn a_fresh_engine_restores_a_killed_ones_partitions_without_publishing_a_command
 
     // ... when the second half arrives and a fresh engine with an empty
     // data dir takes over 0-1 (B runs 2-3 throughout) ...
-    publish(second, "second.pb");
+    publish(dir.path(), &a_toml, second, "second.pb");
     let a2_data = dir.path().join("a2");
     let a2_said = run_until_covered(&a2_data, &a_toml, owned_by_a(&items), None);
     run_until_covered(
@@ -366,13 +420,7 @@ fn a_fresh_engine_restores_a_killed_ones_partitions_without_publishing_a_command
     );
     // ... and every command decided over the whole run was published
     // exactly once: A's before it died were not sent again.
-    let commands = common::published_commands(&a_config.kafka);
-    let mut ids = BTreeMap::new();
-    for c in &commands {
-        let id = c.body["commandId"].as_str().unwrap().to_string();
-        *ids.entry(id).or_insert(0) += 1;
-    }
-    let twice: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
+    let (on_topic, twice) = published_ids(&a_config.kafka);
     assert!(twice.is_empty(), "published twice: {twice:?}");
     let decided: BTreeSet<String> = [&a2_data, &dir.path().join("b")]
         .iter()
@@ -389,7 +437,6 @@ fn a_fresh_engine_restores_a_killed_ones_partitions_without_publishing_a_command
                 .collect::<Vec<_>>()
         })
         .collect();
-    let on_topic: BTreeSet<String> = ids.keys().cloned().collect();
     assert_eq!(decided, on_topic, "what was decided is what was published");
     assert!(
         a2_said.contains("a previous owner had published them"),
@@ -432,28 +479,9 @@ fn two_engines_on_one_partition_never_both_publish() {
     let suffix = format!("fence-{}", common::run_id());
     let (x_toml, x_config) = config(dir.path(), &suffix, "x", "0-3");
     with_policy(dir.path(), &x_toml);
-    common::ok(
-        leadflow(&dir.path().join("scratch"), &x_toml)
-            .args(["topics", "create"])
-            .output()
-            .unwrap(),
-    );
-    let items: Vec<SimItem> = Simulator::new(SimConfig {
-        seed: 31,
-        leads: 300,
-        days: 10,
-        tenants: 5,
-        ..SimConfig::default()
-    })
-    .collect();
-    let file = dir.path().join("events.pb");
-    common::write(&file, &items);
-    common::ok(
-        leadflow(&dir.path().join("scratch"), &x_toml)
-            .args(["publish", file.to_str().unwrap()])
-            .output()
-            .unwrap(),
-    );
+    create_topics(dir.path(), &x_toml);
+    let items = workload(31, 300, 5);
+    publish(dir.path(), &x_toml, &items, "events.pb");
     let events = items
         .iter()
         .filter(|i| matches!(i, SimItem::Event(_)))
@@ -502,12 +530,7 @@ fn two_engines_on_one_partition_never_both_publish() {
     assert_eq!(z_events, events, "Z holds every event");
 
     // And no command was published twice.
-    let mut ids = BTreeMap::new();
-    for c in common::published_commands(&x_config.kafka) {
-        *ids.entry(c.body["commandId"].as_str().unwrap().to_string())
-            .or_insert(0u32) += 1;
-    }
-    let twice: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
+    let (_, twice) = published_ids(&x_config.kafka);
     assert!(twice.is_empty(), "published twice: {twice:?}");
 }
 
@@ -523,43 +546,12 @@ fn a_rescale_from_two_engines_to_three_by_ordinal_loses_and_repeats_nothing() {
         &format!("partitions = {TWELVE}\n"),
     );
     std::fs::write(&toml, text).unwrap();
-    common::ok(
-        leadflow(&dir.path().join("scratch"), &toml)
-            .args(["topics", "create"])
-            .output()
-            .unwrap(),
-    );
-    let items: Vec<SimItem> = Simulator::new(SimConfig {
-        seed: 37,
-        leads: 1_500,
-        days: 10,
-        tenants: 50,
-        ..SimConfig::default()
-    })
-    .collect();
+    create_topics(dir.path(), &toml);
+    let items = workload(37, 1_500, 50);
     let (first, second) = items.split_at(items.len() / 2);
-    let publish = |items: &[SimItem], name: &str| {
-        let file = dir.path().join(name);
-        common::write(&file, items);
-        common::ok(
-            leadflow(&dir.path().join("scratch"), &toml)
-                .args(["publish", file.to_str().unwrap()])
-                .output()
-                .unwrap(),
-        );
-    };
     // The events of `items` that engine `ordinal` of `replicas` owns.
     let share = |items: &[SimItem], ordinal: i32, replicas: i32| {
-        items
-            .iter()
-            .filter(|i| match i {
-                SimItem::Event(e) => {
-                    tenant::partition_of(tenant::message_key(e).as_bytes(), TWELVE) % replicas
-                        == ordinal
-                }
-                _ => false,
-            })
-            .count() as u64
+        events_on(items, TWELVE, |p| p % replicas == ordinal)
     };
     let engine = |data: &Path, ordinal: i32, replicas: i32, expect: u64| {
         let mut c = leadflow(data, &toml);
@@ -569,7 +561,7 @@ fn a_rescale_from_two_engines_to_three_by_ordinal_loses_and_repeats_nothing() {
     };
 
     // Given two engines by ordinal that consumed the first half ...
-    publish(first, "first.pb");
+    publish(dir.path(), &toml, first, "first.pb");
     for o in 0..2 {
         engine(
             &dir.path().join(format!("two-{o}")),
@@ -580,7 +572,7 @@ fn a_rescale_from_two_engines_to_three_by_ordinal_loses_and_repeats_nothing() {
     }
     // ... when the second half arrives and three engines with empty data
     // dirs take over (each its ordinal's partitions of twelve) ...
-    publish(second, "second.pb");
+    publish(dir.path(), &toml, second, "second.pb");
     for o in 0..3 {
         engine(
             &dir.path().join(format!("three-{o}")),
@@ -604,14 +596,8 @@ fn a_rescale_from_two_engines_to_three_by_ordinal_loses_and_repeats_nothing() {
     assert_eq!(held, events, "every event held once");
     assert_eq!(ids.len(), events, "no event held twice");
     // ... and no command went out twice over the whole run.
-    let mut published = BTreeMap::new();
-    for c in common::published_commands(&config.kafka) {
-        *published
-            .entry(c.body["commandId"].as_str().unwrap().to_string())
-            .or_insert(0u32) += 1;
-    }
+    let (published, twice) = published_ids(&config.kafka);
     assert!(!published.is_empty());
-    let twice: Vec<_> = published.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "published twice: {twice:?}");
 }
 

@@ -58,7 +58,7 @@ pub fn openapi_document() -> Value {
         }
         if *path == "/api/v1/stats" {
             params.push(json!({"name": "group_by", "in": "query", "schema": {"type": "string",
-                "enum": ["channel", "campaign", "pool", "region", "industry", "company-size", "day", "owner", "pools"]}}));
+                "enum": ["channel", "campaign", "pool", "region", "industry", "company-size", "tenant", "day", "owner", "pools"]}}));
             params.push(json!({"name": "from", "in": "query", "schema": {"type": "string"}}));
             params.push(json!({"name": "to", "in": "query", "schema": {"type": "string"}}));
         }

@@ -4,7 +4,7 @@
 
 use super::{lock, ControlError, IntakeStatus, Live, Metrics, Shared};
 use crate::codec;
-use crate::domain::Rejection;
+use crate::domain::{tenant, Rejection};
 use crate::log::{EventLog, Input, LogReader, Origin, Position};
 use crate::policy::Processor;
 use crate::projector::Projections;
@@ -112,6 +112,18 @@ impl Handle {
                 }
                 Ok(e) => e,
             };
+            if let Some((owned, partitions)) = &s.owned_partitions {
+                if let Some(home) = tenant::home_partition(&event.tenant_id, *partitions) {
+                    if !owned.contains(&home) {
+                        outcomes[i] = Some(ItemOutcome::rejected(&Rejection::NotOwnedHere {
+                            tenant_id: event.tenant_id,
+                            partition: home,
+                            partitions: *partitions,
+                        }));
+                        continue;
+                    }
+                }
+            }
             match s.log.first_copy_of(&event.event_id)? {
                 Some(Seen::Event(seq)) => outcomes[i] = Some(ItemOutcome::Duplicate { seq }),
                 Some(Seen::Rejection(rseq)) => {

@@ -56,6 +56,10 @@ pub struct Live {
     /// What `/metrics` exposes; shared with the handles, read without
     /// this state's lock.
     pub metrics: Arc<Metrics>,
+    /// The partitions of the events topic this engine owns statically, and
+    /// the topic's partition count (set by the Kafka intake): HTTP ingest
+    /// refuses a tenant that lives elsewhere. `None`: no static ownership.
+    pub owned_partitions: Option<(Vec<i32>, i32)>,
 }
 
 impl Live {
@@ -79,6 +83,7 @@ impl Live {
             dead_letters_dirty: true,
             commands_dirty: true,
             metrics: Arc::new(Metrics::new()),
+            owned_partitions: None,
         };
         // The whole log's rejection counts, once; each batch adds its own.
         match live.log.stats() {

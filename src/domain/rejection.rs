@@ -117,6 +117,17 @@ pub enum Rejection {
         expected: i32,
         partitions: i32,
     },
+    /// An event sent to this engine over HTTP for a tenant whose partition
+    /// another engine owns (`kafka.own_partitions`): taking it here would
+    /// split the tenant. Send it to the engine that owns the partition
+    /// (`leadflow partitions`), or publish it to the events topic. Code
+    /// `wrong_partition`, like [`Rejection::WrongPartition`].
+    #[error("tenant {tenant_id:?} belongs to partition {partition} of {partitions}, which this engine does not own (see `leadflow partitions`)")]
+    NotOwnedHere {
+        tenant_id: String,
+        partition: i32,
+        partitions: i32,
+    },
 }
 
 fn at_byte(offset: &Option<u64>) -> String {
@@ -146,7 +157,7 @@ impl Rejection {
             Rejection::NegativeMoney { .. } => "negative_money",
             Rejection::RecordTooLarge { .. } => "record_too_large",
             Rejection::WrongTenant { .. } => "wrong_tenant",
-            Rejection::WrongPartition { .. } => "wrong_partition",
+            Rejection::WrongPartition { .. } | Rejection::NotOwnedHere { .. } => "wrong_partition",
         }
     }
 

@@ -176,3 +176,34 @@ fn a_follow_up_stamped_before_its_assignment_within_the_tolerance_counts_zero_ms
     assert_eq!(o.time_to_first_follow_up_ms.quantile(0.5), Some(0.0));
     assert_eq!(o.recall_cycle_ms.quantile(0.5), Some(0.0));
 }
+
+#[test]
+fn cohorts_by_tenant_count_each_tenants_leads_and_none_for_the_default_tenant() {
+    // Given two leads of tenant t1, one of t2 and one of the default tenant.
+    let mut p = Projections::new(MetricParams::from(
+        &crate::config::ProjectionConfig::default(),
+    ));
+    let mut seq = 0;
+    for (lead, tenant) in [("a", "t1"), ("b", "t1"), ("c", "t2"), ("d", "")] {
+        let mut e = created(lead, H, "search");
+        e.tenant_id = tenant.into();
+        seq += 1;
+        p.apply(seq, &e);
+    }
+    // When the cohorts are read by tenant, then each tenant has its leads
+    // and the default tenant has no row (by channel, all four count).
+    let by_tenant = p
+        .metrics
+        .agg
+        .by_dimension(Dimension::Tenant, Window::default());
+    let created: Vec<(&str, u64)> = by_tenant
+        .iter()
+        .map(|(t, a)| (t.as_str(), a.created))
+        .collect();
+    assert_eq!(created, vec![("t1", 2), ("t2", 1)]);
+    let by_channel = p
+        .metrics
+        .agg
+        .by_dimension(Dimension::Channel, Window::default());
+    assert_eq!(by_channel["search"].created, 4);
+}

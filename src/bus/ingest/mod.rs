@@ -218,6 +218,7 @@ pub fn consume(
                 // The claim comes before the restore's read of the commands
                 // topic: a previous owner still alive is waited out (or
                 // fenced) first, so nothing it publishes is missed.
+                l.owned_partitions = Some((owned.clone(), events_partitions));
                 owner = Some(super::owners::Owner::take(
                     k,
                     owned,

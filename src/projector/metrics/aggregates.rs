@@ -29,16 +29,19 @@ pub enum Dimension {
     Region,
     Industry,
     CompanySize,
+    /// The lead's tenant; the default tenant (empty id) has no row.
+    Tenant,
 }
 
 impl Dimension {
-    pub const ALL: [Dimension; 6] = [
+    pub const ALL: [Dimension; 7] = [
         Dimension::Channel,
         Dimension::Campaign,
         Dimension::Pool,
         Dimension::Region,
         Dimension::Industry,
         Dimension::CompanySize,
+        Dimension::Tenant,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +52,7 @@ impl Dimension {
             Dimension::Region => "region",
             Dimension::Industry => "industry",
             Dimension::CompanySize => "company_size",
+            Dimension::Tenant => "tenant",
         }
     }
 }

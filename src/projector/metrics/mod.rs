@@ -61,7 +61,7 @@ struct PendingRecall {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct LeadTrack {
     /// Interned creation dimension values, in [`Dimension::ALL`] order.
-    dims: [u32; 6],
+    dims: [u32; 7],
     created_day: i64,
     created_at_ms: i64,
     cost_currency: Currency,
@@ -109,7 +109,8 @@ impl Metrics {
         id
     }
 
-    /// Runs `f` on each of the lead's six cohorts (one per dimension).
+    /// Runs `f` on each of the lead's cohorts (one per dimension; none by
+    /// tenant for the default tenant).
     fn for_cohorts(
         agg: &mut Aggregates,
         strings: &[String],
@@ -117,6 +118,10 @@ impl Metrics {
         mut f: impl FnMut(&mut CohortAgg),
     ) {
         for (dimension, id) in Dimension::ALL.iter().zip(track.dims) {
+            // A single-tenant setup pays nothing for the tenant dimension.
+            if *dimension == Dimension::Tenant && strings[id as usize].is_empty() {
+                continue;
+            }
             let key = CohortKey {
                 dimension: *dimension,
                 value: strings[id as usize].clone(),
@@ -140,6 +145,7 @@ impl Metrics {
                 &c.region,
                 &c.industry,
                 &c.company_size,
+                &event.tenant_id,
             ];
             let dims = values.map(|v| self.intern(v));
             let track = LeadTrack {
