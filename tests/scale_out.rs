@@ -339,11 +339,7 @@ fn run_then_kill(data: &Path, config: &Path, expect: u64) {
         let line = line.unwrap();
         said.push_str(&line);
         said.push('\n');
-        let covered = line
-            .split("covered ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok());
+        let covered = common::covered_in(&line);
         if covered.is_some_and(|n| n >= expect) {
             reached = true;
             break;
@@ -619,11 +615,7 @@ fn run_until_covered_with(mut command: std::process::Command, expect: u64) -> St
         let line = line.unwrap();
         said.push_str(&line);
         said.push('\n');
-        let covered = line
-            .split("covered ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok());
+        let covered = common::covered_in(&line);
         if covered.is_some_and(|n| n >= expect) || std::time::Instant::now() > deadline {
             break;
         }

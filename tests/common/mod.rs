@@ -244,12 +244,8 @@ pub fn run_until_covered(data: &Path, config: &Path, expect: u64, group: Option<
         let mut all = String::new();
         for line in BufReader::new(stderr).lines() {
             let line = line.unwrap_or_default();
-            if let Some(n) = line
-                .split("covered ")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-            {
-                let _ = tx.send(n.trim_end_matches(',').parse::<u64>().unwrap_or(0));
+            if let Some(n) = covered_in(&line) {
+                let _ = tx.send(n);
             }
             all.push_str(&line);
             all.push('\n');
@@ -287,6 +283,14 @@ pub fn run_until_covered(data: &Path, config: &Path, expect: u64, group: Option<
         "run did not stop cleanly: {status}\n{log}"
     );
     log
+}
+
+/// The messages a `leadflow run` progress line says the log covers.
+pub fn covered_in(line: &str) -> Option<u64> {
+    line.split("covered ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.trim_end_matches(',').parse().ok())
 }
 
 pub fn unsafe_sigterm(pid: u32) {
