@@ -108,8 +108,9 @@ pub fn consume(
     let k = &config.kafka;
     let partitions =
         super::admin::check_topics(k, &[&k.events_topic, &k.commands_topic, &k.dlq_topic])?;
+    let events_partitions = i32::try_from(partitions[0]).unwrap_or(i32::MAX);
     let intake = Arc::new(Mutex::new(Intake {
-        partitions: i32::try_from(partitions[0]).unwrap_or(i32::MAX),
+        partitions: events_partitions,
         batcher: Batcher::new(config.log.batch_events_max, config.log.batch_wait_ms_max),
         topic: k.events_topic.clone(),
         durable: HashMap::new(),
@@ -143,7 +144,7 @@ pub fn consume(
     })?;
     let hostname = std::env::var("HOSTNAME").unwrap_or_default();
     let ownership = k
-        .ownership(i32::try_from(partitions[0]).unwrap_or(i32::MAX), &hostname)
+        .ownership(events_partitions, &hostname)
         .map_err(|e| BusError::Ownership(e.to_string()))?;
     match &ownership {
         Ownership::Group => consumer.subscribe(&[&k.events_topic])?,
@@ -177,8 +178,7 @@ pub fn consume(
     // Partitions this engine holds no state for are restored from the
     // events topic; the commands a previous owner published are not sent
     // again (see `restore`).
-    let events_partitions = i32::try_from(partitions[0]).unwrap_or(i32::MAX);
-    let mut owner = None;
+    let mut claim = None;
     let restoring: Option<Option<Vec<i32>>> = {
         let mut g = lock(live);
         let l = live_mut(&mut g);
@@ -215,17 +215,8 @@ pub fn consume(
                         None => fresh.push(*p),
                     }
                 }
-                // The claim comes before the restore's read of the commands
-                // topic: a previous owner still alive is waited out (or
-                // fenced) first, so nothing it publishes is missed.
                 l.owned_partitions = Some((owned.clone(), events_partitions));
-                owner = Some(super::owners::Owner::take(
-                    k,
-                    owned,
-                    &positions,
-                    &fresh,
-                    &crate::replay::wall_ms,
-                )?);
+                claim = Some((owned.clone(), positions, fresh.clone()));
                 (!fresh.is_empty()).then_some(Some(fresh))
             }
             Ownership::Group => l
@@ -234,6 +225,20 @@ pub fn consume(
                 .is_empty()
                 .then_some(None),
         }
+    };
+    // The claim comes before the restore's read of the commands topic: a
+    // previous owner still alive is waited out (or fenced) first, so
+    // nothing it publishes is missed. It may wait for a lease, so it is
+    // taken without the engine's lock (the API keeps answering).
+    let mut owner = match claim {
+        Some((owned, positions, fresh)) => Some(super::owners::Owner::take(
+            k,
+            &owned,
+            &positions,
+            &fresh,
+            &crate::replay::wall_ms,
+        )?),
+        None => None,
     };
     let restoring_partitions: Vec<i32> = match &restoring {
         Some(Some(fresh)) => fresh.clone(),
