@@ -9,7 +9,7 @@
 //! time, so a backtest is deterministic.
 
 use crate::domain::{CommandBody, LeadCommand, LeadEvent};
-use crate::policy::{PolicyFile, Processor, RULE_FIRST_FOLLOW_UP};
+use crate::policy::{Policies, PolicyFile, RULE_FIRST_FOLLOW_UP};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -125,7 +125,7 @@ pub fn run(
                 .collect()
         })
         .unwrap_or_default();
-    let mut processors: Vec<Processor> = policies.iter().cloned().map(Processor::new).collect();
+    let mut processors: Vec<Policies> = policies.iter().cloned().map(Policies::new).collect();
     let mut outcomes: Vec<Outcome> = policies
         .iter()
         .map(|p| Outcome {
@@ -136,7 +136,7 @@ pub fn run(
     let in_window = |t: i64| window.0.is_none_or(|f| t >= f) && window.1.is_none_or(|u| t < u);
     let mut last_time = i64::MIN;
     let mut ticks = ticks.iter().peekable();
-    let advance = |processors: &mut [Processor],
+    let advance = |processors: &mut [Policies],
                    outcomes: &mut [Outcome],
                    to_ms: i64,
                    on_command: &mut dyn FnMut(usize, &LeadCommand)| {
@@ -207,7 +207,11 @@ pub fn run(
     // Deadlines due by the end of the history still count.
     advance(&mut processors, &mut outcomes, last_time, on_command);
     for (p, o) in processors.iter_mut().zip(outcomes.iter_mut()) {
-        o.backlog_at_end = p.state().backlog.values().map(|b| b.len() as u64).sum();
+        o.backlog_at_end = p
+            .tenants()
+            .flat_map(|(_, t)| t.state().backlog.values())
+            .map(|b| b.len() as u64)
+            .sum();
         o.fairness_gini = gini_per_capacity(&o.assignments_by_rep, p.policy());
     }
     if model.is_some() {
@@ -226,7 +230,9 @@ fn tally(o: &mut Outcome, c: &LeadCommand, policy: &PolicyFile) {
             if c.facts.contains_key("recalled_from") {
                 o.reassignments += 1;
             }
-            *o.assignments_by_rep.entry(owner_id.clone()).or_default() += 1;
+            *o.assignments_by_rep
+                .entry(rep_key(&c.tenant_id, owner_id))
+                .or_default() += 1;
         }
         CommandBody::RemindFollowUp { .. } => o.reminders += 1,
         CommandBody::RecallLead {
@@ -239,7 +245,8 @@ fn tally(o: &mut Outcome, c: &LeadCommand, policy: &PolicyFile) {
             if c.rule_id == RULE_FIRST_FOLLOW_UP {
                 o.sla_breaches += 1;
             }
-            if policy.rules.cold_pool.as_deref() == Some(to_pool.as_str()) {
+            let rules = policy.table(&c.tenant_id).0;
+            if rules.is_some_and(|r| r.cold_pool.as_deref() == Some(to_pool.as_str())) {
                 o.to_cold_pool += 1;
             }
         }
@@ -247,22 +254,38 @@ fn tally(o: &mut Outcome, c: &LeadCommand, policy: &PolicyFile) {
     }
 }
 
+/// A rep's key in the outcome's tables: its id, prefixed with its tenant
+/// (`tenant/rep`) outside the default tenant, since a rep id is unique only
+/// within its tenant.
+pub fn rep_key(tenant: &str, rep: &str) -> String {
+    if tenant.is_empty() {
+        rep.to_string()
+    } else {
+        format!("{tenant}/{rep}")
+    }
+}
+
 /// Gini of assignments per unit of capacity, over the active members of the
-/// auto-assign pools (a rep in several pools counts its largest capacity).
+/// auto-assign pools of every tenant (a rep in several pools counts its
+/// largest capacity).
 pub fn gini_per_capacity(assignments: &BTreeMap<String, u64>, policy: &PolicyFile) -> f64 {
-    let mut capacity: BTreeMap<&str, u32> = BTreeMap::new();
-    for pool in &policy.pools {
-        if pool.kind != crate::policy::PoolKind::AutoAssign {
-            continue;
-        }
-        for m in pool.members.iter().filter(|m| m.active) {
-            let c = capacity.entry(&m.id).or_default();
-            *c = (*c).max(m.capacity);
+    let mut capacity: BTreeMap<String, u32> = BTreeMap::new();
+    let tables = std::iter::once(("", &policy.pools))
+        .chain(policy.tenants.iter().map(|(t, p)| (t.as_str(), &p.pools)));
+    for (tenant, pools) in tables {
+        for pool in pools {
+            if pool.kind != crate::policy::PoolKind::AutoAssign {
+                continue;
+            }
+            for m in pool.members.iter().filter(|m| m.active) {
+                let c = capacity.entry(rep_key(tenant, &m.id)).or_default();
+                *c = (*c).max(m.capacity);
+            }
         }
     }
     let values: Vec<f64> = capacity
         .iter()
-        .map(|(rep, cap)| assignments.get(*rep).copied().unwrap_or(0) as f64 / f64::from(*cap))
+        .map(|(rep, cap)| assignments.get(rep).copied().unwrap_or(0) as f64 / f64::from(*cap))
         .collect();
     gini(&values)
 }

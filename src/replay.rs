@@ -143,7 +143,7 @@ fn fold_events(
 pub fn load_policy(
     log: &mut EventLog,
     policy: crate::policy::PolicyFile,
-) -> Result<(crate::policy::Processor, Vec<crate::domain::LeadCommand>), LogError> {
+) -> Result<(crate::policy::Policies, Vec<crate::domain::LeadCommand>), LogError> {
     let (mut processor, decided) = fold_policy(
         log,
         policy.clone(),
@@ -162,7 +162,7 @@ pub fn load_policy(
 /// was recorded.
 pub fn load_version(
     log: &mut EventLog,
-    processor: &mut crate::policy::Processor,
+    processor: &mut crate::policy::Policies,
     policy: crate::policy::PolicyFile,
     force: bool,
 ) -> Result<bool, LogError> {
@@ -170,7 +170,7 @@ pub fn load_version(
         return Ok(false);
     }
     let input = crate::policy::PolicyInput::Version {
-        policy,
+        policy: Box::new(policy),
         loaded_at_ms: wall_ms(),
     };
     let key = log.next_policy_input_key(&input)?;
@@ -187,7 +187,7 @@ pub fn load_version(
 pub fn replay_policy(
     log: &EventLog,
     policy: crate::policy::PolicyFile,
-) -> Result<(crate::policy::Processor, Vec<crate::domain::LeadCommand>), LogError> {
+) -> Result<(crate::policy::Policies, Vec<crate::domain::LeadCommand>), LogError> {
     fold_policy(log, policy, true, None)
 }
 
@@ -197,7 +197,7 @@ pub fn replay_policy(
 pub fn load_shadow_policy(
     log: &EventLog,
     policy: crate::policy::PolicyFile,
-) -> Result<crate::policy::Processor, LogError> {
+) -> Result<crate::policy::Policies, LogError> {
     let (processor, _) = fold_policy(
         log,
         policy,
@@ -218,14 +218,14 @@ fn fold_policy(
     fallback: crate::policy::PolicyFile,
     versions: bool,
     name: Option<&str>,
-) -> Result<(crate::policy::Processor, Vec<crate::domain::LeadCommand>), LogError> {
-    use crate::policy::{PolicyInput, Processor};
+) -> Result<(crate::policy::Policies, Vec<crate::domain::LeadCommand>), LogError> {
+    use crate::policy::{Policies, PolicyInput};
     let snapshot = match name {
         Some(name) => log.load_snapshot(name)?,
         None => None,
     };
     let state = match snapshot {
-        Some((seq, bytes)) => match Processor::state_from_bytes(&bytes) {
+        Some((seq, bytes)) => match Policies::state_from_bytes(&bytes) {
             Ok(s) if s.covered_seq == seq => s,
             Ok(_) | Err(_) => {
                 tracing::warn!("unusable policy snapshot; rebuilding the policy state");
@@ -235,29 +235,29 @@ fn fold_policy(
         None => Default::default(),
     };
     let mut processor = if !versions {
-        Processor::with_state(fallback, state)
-    } else if state.in_force.is_some() {
-        Processor::resume(fallback, state)
+        Policies::with_state(fallback, state)
+    } else if state.tenants.get("").is_some_and(|s| s.in_force.is_some()) {
+        Policies::resume(fallback, state)
     } else {
         // From the start: the first version recorded was loaded before
         // the first event it applies to.
         let mut first = None;
         for item in log.policy_inputs_from((0, 0)) {
             if let (_, PolicyInput::Version { policy, .. }) = item? {
-                first = Some(policy);
+                first = Some(*policy);
                 break;
             }
         }
-        Processor::resume(first.unwrap_or(fallback), state)
+        Policies::resume(first.unwrap_or(fallback), state)
     };
-    let from = processor.state().covered_input.unwrap_or((0, 0));
+    let from = processor.covered_input().unwrap_or((0, 0));
     let mut inputs = log.policy_inputs_from(from).peekable();
     let mut decided = Vec::new();
-    let apply = |processor: &mut Processor, key, input: &PolicyInput| match input {
+    let apply = |processor: &mut Policies, key, input: &PolicyInput| match input {
         PolicyInput::Version { .. } if !versions => Vec::new(),
         _ => processor.apply_input(key, input),
     };
-    for item in log.events_from(processor.state().covered_seq + 1) {
+    for item in log.events_from(processor.covered_seq() + 1) {
         let (seq, event) = item?;
         // The inputs recorded before this event apply before it.
         while let Some(next) = inputs.next_if(|i| i.as_ref().map_or(true, |(k, _)| k.0 < seq)) {
@@ -279,10 +279,10 @@ fn fold_policy(
 /// Returns the commands stored (not already in the log).
 pub fn tick(
     log: &mut EventLog,
-    processor: &mut crate::policy::Processor,
+    processor: &mut crate::policy::Policies,
     now_ms: i64,
 ) -> Result<Vec<(u64, crate::domain::LeadCommand)>, LogError> {
-    if now_ms <= processor.state().now_ms {
+    if now_ms <= processor.now_ms() {
         return Ok(Vec::new());
     }
     let input = crate::policy::PolicyInput::Tick { at_ms: now_ms };
@@ -313,17 +313,17 @@ pub fn wall_ms() -> i64 {
 }
 
 /// Saves the policy state as its snapshot.
-pub fn save_policy(log: &EventLog, p: &crate::policy::Processor) -> Result<(), LogError> {
+pub fn save_policy(log: &EventLog, p: &crate::policy::Policies) -> Result<(), LogError> {
     save_policy_named(log, p, crate::policy::SNAPSHOT_NAME)
 }
 
 /// [`save_policy`] under another snapshot name.
 pub fn save_policy_named(
     log: &EventLog,
-    p: &crate::policy::Processor,
+    p: &crate::policy::Policies,
     name: &str,
 ) -> Result<(), LogError> {
-    log.save_snapshot(name, p.state().covered_seq, &p.state_to_bytes())
+    log.save_snapshot(name, p.covered_seq(), &p.state_to_bytes())
 }
 
 /// What a live engine folds, loaded from its log and ready to run: every
@@ -333,9 +333,9 @@ pub struct Engine {
     pub log: EventLog,
     pub projections: Projections,
     /// The policy in force, when there is one.
-    pub processor: Option<crate::policy::Processor>,
+    pub processor: Option<crate::policy::Policies>,
     /// A shadow policy deciding beside it (stored, never published).
-    pub shadow: Option<crate::policy::Processor>,
+    pub shadow: Option<crate::policy::Policies>,
 }
 
 /// The start-up sequence shared by `run` and `demo`: the projections

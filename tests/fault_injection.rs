@@ -14,7 +14,7 @@ mod common;
 use leadflow::config::Config;
 use leadflow::domain::LeadEvent;
 use leadflow::log::{EventLog, LogOptions};
-use leadflow::policy::{PolicyFile, Processor};
+use leadflow::policy::{Policies, PolicyFile};
 use leadflow::shutdown::Shutdown;
 use leadflow::sim::{SimConfig, SimItem, Simulator};
 use rdkafka::mocking::MockCluster;
@@ -95,7 +95,7 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
     let (engine, handle) = common::spawn_engine(
         &config,
         log,
-        Some(Processor::new(PolicyFile::parse(POLICY).unwrap())),
+        Some(Policies::new(PolicyFile::parse(POLICY).unwrap())),
         &shutdown,
         covered.clone(),
     );

@@ -304,10 +304,12 @@ async fn pools(
     State(api): State<Api>,
     headers: HeaderMap,
     page: Result<Query<Page>, QueryRejection>,
+    scope: Result<Query<TenantScope>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     check_read(&api, &headers)?;
     let page = query(page)?;
     let (offset, limit) = page.bounds(&api)?;
+    let tenant = query(scope)?.tenant(&api)?;
     let at = page
         .at
         .as_deref()
@@ -321,21 +323,20 @@ async fn pools(
         ),
         None => None,
     };
-    let render = |p: &crate::projector::Projections| -> Vec<Value> {
-        let sizes = p.pool.pool_sizes();
+    let render = |p: &crate::projector::pool::PoolState| -> Vec<Value> {
+        let sizes = p.pool_sizes();
         sizes
             .iter()
             .skip(offset)
             .take(limit)
             .map(|(name, size)| {
                 let held_by_rep = p
-                    .pool
                     .holdings
                     .iter()
                     .map(|(rep, leads)| {
                         let n = leads
                             .iter()
-                            .filter(|l| p.pool.leads.get(*l).is_some_and(|v| &v.pool == name))
+                            .filter(|l| p.leads.get(*l).is_some_and(|v| &v.pool == name))
                             .count();
                         (rep.clone(), n)
                     })
@@ -351,40 +352,121 @@ async fn pools(
             })
             .collect()
     };
-    let items = match &past {
-        Some(p) => render(p),
-        None => api.handle.with_projections(|p, _| render(p))?,
+    let items = match (&past, &tenant) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "at and tenant cannot be combined: a tenant's pools are the policy's view, kept only for now",
+            ))
+        }
+        (Some(p), None) => render(&p.pool),
+        (None, None) => api.handle.with_projections(|p, _| render(&p.pool))?,
+        (None, Some(t)) => api.handle.with_projections(|_, policy| {
+            let policy = policy.ok_or_else(TenantScope::needs_policy)?;
+            Ok::<_, ApiError>(policy.tenant(t).map(|p| render(&p.state().pool)).unwrap_or_default())
+        })??,
     };
     Ok(Json(
         json!({ "offset": offset, "limit": limit, "at_ms": at, "items": items }),
     ))
 }
 
+/// `?tenant=ID`: a query about one tenant's pools or reps. They are the
+/// policy's per-tenant view (a rep id is unique only within its tenant),
+/// so such a query needs a policy, and it is answered by the engine that
+/// owns the tenant's partition.
+#[derive(Deserialize)]
+struct TenantScope {
+    tenant: Option<String>,
+}
+
+impl TenantScope {
+    /// The tenant asked about (`None`: no scope), checked, and refused
+    /// with 421 when another engine owns its partition.
+    fn tenant(self, api: &Api) -> Result<Option<String>, ApiError> {
+        let Some(t) = self.tenant else {
+            return Ok(None);
+        };
+        if crate::domain::lifecycle::check_tenant_id(&t).is_err() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!(
+                    "tenant: {t:?} is not a tenant id (at most {} ASCII letters, digits, '.', '_', '-', ':')",
+                    crate::domain::lifecycle::TENANT_ID_LEN_BYTES_MAX
+                ),
+            ));
+        }
+        if let Some(partition) = api.handle.tenant_elsewhere(&t)? {
+            return Err(ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                "not_owned_here",
+                format!(
+                    "tenant {t:?} lives on partition {partition}, which another engine owns; ask that engine (`leadflow partitions` shows who owns it)"
+                ),
+            ));
+        }
+        Ok(Some(t))
+    }
+
+    fn needs_policy() -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "tenant: per-tenant pools and reps are the policy's view, and this engine runs without a policy",
+        )
+    }
+}
+
 async fn reps(
     State(api): State<Api>,
     headers: HeaderMap,
     page: Result<Query<Page>, QueryRejection>,
+    scope: Result<Query<TenantScope>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     check_read(&api, &headers)?;
     let page = query(page)?;
     let (offset, limit) = page.bounds(&api)?;
+    let tenant = query(scope)?.tenant(&api)?;
     let items: Vec<Value> = api.handle.with_projections(|p, policy| {
+        if tenant.is_some() && policy.is_none() {
+            return Err(TenantScope::needs_policy());
+        }
+        // Without a tenant: the default tenant's policy, and the holdings
+        // the projections see (every tenant's, which in a single-tenant
+        // deployment are the default tenant's).
+        let tenant_pools: &[crate::policy::PoolPolicy] = match (policy, &tenant) {
+            (None, _) => &[],
+            (Some(p), None) => &p.policy().pools,
+            (Some(p), Some(t)) => p.policy().tenants.get(t).map_or(&[], |t| &t.pools),
+        };
+        let processor = policy.and_then(|p| p.tenant(tenant.as_deref().unwrap_or("")));
+        let pool = match (&tenant, processor) {
+            (Some(_), Some(t)) => &t.state().pool,
+            _ => &p.pool,
+        };
         let mut capacity: std::collections::BTreeMap<String, u32> = Default::default();
-        if let Some(policy) = policy {
-            for pool in &policy.policy().pools {
-                for m in &pool.members {
-                    let c = capacity.entry(m.id.clone()).or_default();
-                    *c = (*c).max(m.capacity);
-                }
+        for pool in tenant_pools {
+            for m in &pool.members {
+                let c = capacity.entry(m.id.clone()).or_default();
+                *c = (*c).max(m.capacity);
             }
         }
-        let state = policy.map(|p| p.state());
-        let mut reps: std::collections::BTreeSet<&String> = p.pool.holdings.keys().collect();
+        let state = processor.map(|p| p.state());
+        let empty = Default::default();
+        let holdings = if tenant.is_some() && processor.is_none() {
+            &empty
+        } else {
+            &pool.holdings
+        };
+        let mut reps: std::collections::BTreeSet<&String> = holdings.keys().collect();
         reps.extend(capacity.keys());
         if let Some(s) = state {
             reps.extend(s.pending_by_rep.keys());
         }
-        reps.into_iter()
+        let items = reps
+            .into_iter()
             .skip(offset)
             .take(limit)
             .map(|rep| {
@@ -393,7 +475,7 @@ async fn reps(
                 };
                 json!({
                     "rep": rep,
-                    "holdings": p.pool.holdings.get(rep).map_or(0, |h| h.len()),
+                    "holdings": holdings.get(rep).map_or(0, |h| h.len()),
                     "capacity": capacity.get(rep),
                     // Assignments commanded, not yet carried out: they hold
                     // capacity until carried out, declined or expired.
@@ -405,8 +487,9 @@ async fn reps(
                     "expired_assignments": count(state.map(|s| &s.expired_by_rep)),
                 })
             })
-            .collect()
-    })?;
+            .collect();
+        Ok(items)
+    })??;
     Ok(Json(
         json!({ "offset": offset, "limit": limit, "items": items }),
     ))

@@ -6,7 +6,7 @@ use super::{lock, ControlError, IntakeStatus, Live, Metrics, Shared};
 use crate::codec;
 use crate::domain::{tenant, Rejection};
 use crate::log::{EventLog, Input, LogReader, Origin, Position};
-use crate::policy::Processor;
+use crate::policy::Policies;
 use crate::projector::Projections;
 use std::sync::{Arc, MutexGuard};
 
@@ -181,10 +181,20 @@ impl Handle {
     /// Runs `f` on the projections (and the policy, if any) under the lock.
     pub fn with_projections<T>(
         &self,
-        f: impl FnOnce(&Projections, Option<&Processor>) -> T,
+        f: impl FnOnce(&Projections, Option<&Policies>) -> T,
     ) -> Result<T, ControlError> {
         let s = self.lock()?;
         Ok(f(&s.projections, s.processor.as_ref()))
+    }
+
+    /// The partition `tenant` lives on when another engine owns it (static
+    /// ownership): its queries belong there. `None` when it is this
+    /// engine's, or ownership is not static.
+    pub fn tenant_elsewhere(&self, tenant: &str) -> Result<Option<i32>, ControlError> {
+        let s = self.lock()?;
+        Ok(s.owned_partitions.as_ref().and_then(|(owned, partitions)| {
+            tenant::home_partition(tenant, *partitions).filter(|home| !owned.contains(home))
+        }))
     }
 
     /// Runs `f` on the event log under the lock (reads only).

@@ -21,7 +21,8 @@ pub use metrics::Metrics;
 pub use telemetry::{IngestStats, IntakeStatus};
 
 use crate::log::{AppendReport, EventLog, Input, LogError, Position};
-use crate::policy::Processor;
+use crate::policy::Policies;
+use std::collections::BTreeMap;
 use crate::projector::Projections;
 use crate::replay::Engine;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,9 +46,9 @@ pub struct Live {
     pub log: EventLog,
     pub projections: Projections,
     /// The policy processor, when a policy is configured.
-    pub processor: Option<Processor>,
+    pub processor: Option<Policies>,
     /// The shadow policy: decides beside the live one, publishes nothing.
-    pub shadow: Option<Processor>,
+    pub shadow: Option<Policies>,
     pub stats: IngestStats,
     /// Dead letters wait to be published.
     pub dead_letters_dirty: bool,
@@ -67,7 +68,7 @@ impl Live {
     pub fn new(engine: Engine) -> Live {
         for p in engine.processor.iter().chain(engine.shadow.iter()) {
             assert_eq!(
-                p.state().covered_seq,
+                p.covered_seq(),
                 engine.projections.covered_seq,
                 "policies and projections start from the same point of the log"
             );
@@ -132,18 +133,36 @@ impl Live {
             }
         }
         if let Some(p) = &self.processor {
-            let s = p.state();
-            // Every pool of the policy, so that a backlog that emptied
-            // reads 0 rather than its last size.
-            for pool in &p.policy().pools {
-                let waiting = s.backlog.get(&pool.name).map_or(0, |w| w.len());
-                m.backlog_leads
-                    .get_or_create(&[("pool", pool.name.clone())])
-                    .set(waiting as i64);
+            // Per pool name, summed over the tenants (each tenant's pool of
+            // that name): one series per pool, whatever the tenant count.
+            // Every pool of every policy table is listed, so that a backlog
+            // that emptied reads 0 rather than its last size.
+            let mut waiting: BTreeMap<&str, usize> = BTreeMap::new();
+            let (mut declined, mut expired, mut unmatched) = (0u64, 0u64, 0u64);
+            let file = p.policy();
+            let tables = file.pools.iter().chain(file.tenants.values().flat_map(|t| &t.pools));
+            for pool in tables {
+                waiting.entry(&pool.name).or_default();
             }
-            Metrics::catch_up(&m.assignments_declined, s.declined_by_rep.values().sum());
-            Metrics::catch_up(&m.assignments_expired, s.expired_by_rep.values().sum());
-            Metrics::catch_up(&m.declines_unmatched, s.declines_unmatched);
+            for (_, t) in p.tenants() {
+                let s = t.state();
+                for (pool, w) in &s.backlog {
+                    if let Some(n) = waiting.get_mut(pool.as_str()) {
+                        *n += w.len();
+                    }
+                }
+                declined += s.declined_by_rep.values().sum::<u64>();
+                expired += s.expired_by_rep.values().sum::<u64>();
+                unmatched += s.declines_unmatched;
+            }
+            for (pool, n) in waiting {
+                m.backlog_leads
+                    .get_or_create(&[("pool", pool.to_string())])
+                    .set(n as i64);
+            }
+            Metrics::catch_up(&m.assignments_declined, declined);
+            Metrics::catch_up(&m.assignments_expired, expired);
+            Metrics::catch_up(&m.declines_unmatched, unmatched);
         }
     }
 

@@ -96,7 +96,7 @@ fn bench_http(
     let engine = Engine {
         log,
         projections,
-        processor: policy.map(crate::policy::Processor::new),
+        processor: policy.map(crate::policy::Policies::new),
         shadow: None,
     };
     let stop = Shutdown::new();
@@ -234,7 +234,7 @@ pub fn bench(
     let engine = Engine {
         log,
         projections,
-        processor: options.policy.clone().map(crate::policy::Processor::new),
+        processor: options.policy.clone().map(crate::policy::Policies::new),
         shadow: None,
     };
     let shutdown = Shutdown::new();

@@ -32,10 +32,28 @@
 //! working_hours = "09:00-18:00"
 //! working_days = ["mon", "tue", "wed", "thu", "fri"]
 //! holidays = ["2026-10-01"]
+//!
+//! [tenants.acme.rules]         # optional: a tenant's own rules and pools
+//! stale_after_ms = 172800000
+//! [[tenants.acme.pools]]
+//! name = "inbound"
+//! kind = "auto_assign"
+//! [[tenants.acme.pools.members]]
+//! id = "rep-1"                # acme's rep-1: not the default tenant's
+//! capacity = 20
 //! ```
+//!
+//! The top level is the policy of the default tenant (the empty tenant
+//! id, every event of a single-tenant deployment). Each `[tenants.<id>]`
+//! table is another tenant's whole policy: its rules and its pools, whose
+//! member ids are that tenant's reps. Tenants share nothing: a rep id
+//! means a different person in each, and a tenant the file does not list
+//! gets no allocation and no deadlines (its leads wait in their pools and
+//! count in the numbers). `version` and `effective_from_ms` are the
+//! file's: one version moves every tenant at once.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -159,11 +177,28 @@ pub struct PolicyFile {
     pub rules: Rules,
     #[serde(default)]
     pub pools: Vec<PoolPolicy>,
+    /// Every other tenant's rules and pools, by tenant id (see the module
+    /// docs). Empty in a single-tenant deployment.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantPolicy>,
+}
+
+/// One tenant's policy inside the file: what the top level is for the
+/// default tenant.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPolicy {
+    #[serde(default)]
+    pub rules: Rules,
+    #[serde(default)]
+    pub pools: Vec<PoolPolicy>,
 }
 
 /// Limits that keep a policy file reasonable.
 const POOLS_MAX: usize = 1_000;
 const MEMBERS_PER_POOL_MAX: usize = 10_000;
+/// Most tenant tables in one file.
+pub const TENANTS_MAX: usize = 100_000;
 
 impl PolicyFile {
     /// Parses and validates a policy given as text (reading the file is
@@ -183,6 +218,60 @@ impl PolicyFile {
     }
 
     pub fn validate(&self) -> Result<(), PolicyError> {
+        if self.tenants.len() > TENANTS_MAX {
+            return Err(PolicyError::Invalid(format!(
+                "more than {TENANTS_MAX} tenants"
+            )));
+        }
+        for (tenant, _) in self.tenants.iter() {
+            if tenant.is_empty() || crate::domain::lifecycle::check_tenant_id(tenant).is_err() {
+                return Err(PolicyError::Invalid(format!(
+                    "tenants.{tenant:?}: a tenant id is 1 to {} ASCII letters, digits, '.', '_', '-' or ':' (the default tenant's policy is the top level)",
+                    crate::domain::lifecycle::TENANT_ID_LEN_BYTES_MAX
+                )));
+            }
+            self.for_tenant(tenant)
+                .validate_own()
+                .map_err(|e| match e {
+                    PolicyError::Invalid(m) => PolicyError::Invalid(format!("tenants.{tenant}: {m}")),
+                    other => other,
+                })?;
+        }
+        self.validate_own()
+    }
+
+    /// The policy of one tenant, as a file of its own: the whole file for
+    /// the default tenant (`""`), a listed tenant's rules and pools under
+    /// the file's version, and for a tenant the file does not list a
+    /// policy with no rules and no pools (it decides nothing).
+    pub fn for_tenant(&self, tenant: &str) -> PolicyFile {
+        if tenant.is_empty() {
+            return self.clone();
+        }
+        let own = self.tenants.get(tenant).cloned().unwrap_or_default();
+        PolicyFile {
+            version: self.version,
+            effective_from_ms: self.effective_from_ms,
+            rules: own.rules,
+            pools: own.pools,
+            tenants: BTreeMap::new(),
+        }
+    }
+
+    /// One tenant's rules and pools, without copying them (a tenant the
+    /// file does not list has none).
+    pub fn table(&self, tenant: &str) -> (Option<&Rules>, &[PoolPolicy]) {
+        if tenant.is_empty() {
+            return (Some(&self.rules), &self.pools);
+        }
+        match self.tenants.get(tenant) {
+            Some(t) => (Some(&t.rules), &t.pools),
+            None => (None, &[]),
+        }
+    }
+
+    /// The rules of this file's own level (not of its tenant tables).
+    fn validate_own(&self) -> Result<(), PolicyError> {
         let bad = |m: String| Err(PolicyError::Invalid(m));
         let r = &self.rules;
         for (name, v) in [

@@ -64,19 +64,18 @@ mod explain;
 pub use explain::human_ms;
 pub mod file;
 mod settle;
+pub mod tenants;
+pub use tenants::{Policies, PoliciesState, SHADOW_SNAPSHOT_NAME, SNAPSHOT_NAME};
 
 use crate::domain::command::{command_id, command_id_attempt};
 use crate::domain::time::day_of;
 use crate::domain::{CommandBody, EventBody, LeadCommand, LeadEvent, LeadStatus, RecallReason};
 use crate::projector::pool::PoolState;
-pub use file::{Member, PolicyError, PolicyFile, PoolKind, PoolPolicy, Rules, Strategy};
+pub use file::{
+    Member, PolicyError, PolicyFile, PoolKind, PoolPolicy, Rules, Strategy, TenantPolicy,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-/// The snapshot name of the policy state; the suffix changes with its shape.
-pub const SNAPSHOT_NAME: &str = "policy.v5";
-/// The snapshot name of the shadow policy's state.
-pub const SHADOW_SNAPSHOT_NAME: &str = "policy-shadow.v5";
 
 /// Rule ids, as recorded in commands.
 pub const RULE_AUTO_ASSIGN: &str = "auto-assign";
@@ -101,7 +100,8 @@ pub enum PolicyInput {
     /// effect at once, or at its `effective_from_ms` when that is later
     /// than the policy's time.
     Version {
-        policy: PolicyFile,
+        /// Boxed: a file with tenant tables is large, a tick is not.
+        policy: Box<PolicyFile>,
         /// Wall-clock time of the load, for people; decisions never read it.
         loaded_at_ms: i64,
     },
@@ -321,7 +321,7 @@ impl Processor {
         self.state.covered_input = Some(key);
         match input {
             PolicyInput::Version { policy, .. } => {
-                self.load(policy.clone());
+                self.load(PolicyFile::clone(policy));
                 Vec::new()
             }
             PolicyInput::Tick { at_ms } => self.advance(*at_ms),
@@ -588,6 +588,20 @@ impl Processor {
     pub fn state_from_bytes(bytes: &[u8]) -> Result<PolicyState, bincode::Error> {
         bincode::deserialize(bytes)
     }
+
+    /// The earliest moment something is due (a wake-up, an expiry or a
+    /// deadline), if anything is: [`advance`](Self::advance) to an earlier
+    /// time fires nothing.
+    pub fn next_due_ms(&self) -> Option<i64> {
+        [
+            self.state.wakeups.first().copied(),
+            self.state.expiries.first().map(|(at, _)| *at),
+            self.state.due.first().map(|(at, _)| *at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
 }
 
 #[cfg(test)]
@@ -598,3 +612,6 @@ mod deadline_tests;
 
 #[cfg(test)]
 mod contract_tests;
+
+#[cfg(test)]
+mod tenant_tests;

@@ -197,6 +197,7 @@ impl LiveSim {
                 ..Rules::default()
             },
             pools,
+            tenants: Default::default(),
         }
     }
 

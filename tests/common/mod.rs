@@ -354,7 +354,7 @@ pub fn log_totals(data: &Path, config: &Path) -> (u64, u64) {
 pub fn spawn_engine(
     config: &leadflow::config::Config,
     log: leadflow::log::EventLog,
-    processor: Option<leadflow::policy::Processor>,
+    processor: Option<leadflow::policy::Policies>,
     shutdown: &leadflow::shutdown::Shutdown,
     covered: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) -> (

@@ -31,7 +31,7 @@ use crate::codec;
 use crate::config::{Config, Ownership};
 use crate::control::{self, lock, IngestStats, IntakeStatus, Live};
 use crate::log::Batcher;
-use crate::policy::Processor;
+use crate::policy::Policies;
 use crate::projector::Projections;
 use crate::shutdown::Shutdown;
 use context::IngestContext;
@@ -78,7 +78,7 @@ const GAUGES_EVERY: Duration = Duration::from_secs(1);
 pub struct Progress<'a> {
     pub stats: &'a IngestStats,
     pub projections: &'a Projections,
-    pub processor: Option<&'a Processor>,
+    pub processor: Option<&'a Policies>,
     /// Messages of the events topic that the log covers, over all
     /// partitions and all runs: the sum of the stored next offsets.
     pub covered: u64,

@@ -1,0 +1,278 @@
+//! Every tenant's policy processor, behind one face.
+//!
+//! Tenants share nothing a decision needs: each has its own pools, reps,
+//! capacities and rules (its table in the policy file, see [`super::file`]),
+//! so each gets its own [`Processor`] and a rep id means a different person
+//! in each. An event goes to its tenant's processor; a policy version goes
+//! to all of them (each takes its own table of it).
+//!
+//! Time stays one clock. Everything due by an event's time fires before the
+//! event, whichever tenant it is due in, exactly as one processor would: a
+//! due index over the tenants (each one's earliest deadline, expiry or
+//! wake-up) finds those with something due without visiting the others,
+//! and a tenant is brought to the common time before it decides anything,
+//! so a version that took effect meanwhile is the one it decides under. A
+//! single-tenant deployment has one processor (the default tenant's) that
+//! sees every event and every tick, as before; with several, the commands
+//! are the same and only their order across tenants can differ (they
+//! touch nothing in common).
+//!
+//! The default tenant's processor always exists, is advanced by every tick
+//! and holds the whole file, so its version in force is the file's.
+
+use super::{PolicyFile, PolicyInput, PolicyState, Processor};
+use crate::domain::{LeadCommand, LeadEvent};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The snapshot name of the policies' state; the suffix changes with its
+/// shape.
+pub const SNAPSHOT_NAME: &str = "policy.v6";
+/// The snapshot name of the shadow policies' state.
+pub const SHADOW_SNAPSHOT_NAME: &str = "policy-shadow.v6";
+
+/// What is saved of [`Policies`]: the common position and time, and each
+/// tenant's own state (the due index is derived from them on resume).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoliciesState {
+    /// Every event with a sequence `<= covered_seq` has been handled.
+    pub covered_seq: u64,
+    /// The key of the last policy input applied.
+    pub covered_input: Option<(u64, u32)>,
+    /// The policies' time: deadlines have fired up to it in every tenant.
+    pub now_ms: i64,
+    pub tenants: BTreeMap<String, PolicyState>,
+}
+
+pub struct Policies {
+    covered_seq: u64,
+    covered_input: Option<(u64, u32)>,
+    now_ms: i64,
+    /// Always holds the default tenant (`""`).
+    tenants: BTreeMap<String, Processor>,
+    /// (earliest thing due, tenant) of every tenant with something due.
+    due: BTreeSet<(i64, String)>,
+    /// Tenant -> its key in `due`.
+    due_of: BTreeMap<String, i64>,
+}
+
+impl Policies {
+    pub fn new(policy: PolicyFile) -> Policies {
+        Policies::with_state(policy, PoliciesState::default())
+    }
+
+    /// Policies resuming from `state` with `policy` loaded (see
+    /// [`load`](Self::load)).
+    pub fn with_state(policy: PolicyFile, state: PoliciesState) -> Policies {
+        let mut p = Policies::resume(policy.clone(), state);
+        p.load(policy);
+        p
+    }
+
+    /// Policies resuming from `state` as saved: each tenant keeps its
+    /// version in force and any version waiting; `policy` is used where a
+    /// tenant has none yet.
+    pub fn resume(policy: PolicyFile, state: PoliciesState) -> Policies {
+        let mut tenants: BTreeMap<String, Processor> = state
+            .tenants
+            .into_iter()
+            .map(|(t, s)| {
+                let p = Processor::resume(policy.for_tenant(&t), s);
+                (t, p)
+            })
+            .collect();
+        tenants
+            .entry(String::new())
+            .or_insert_with(|| Processor::resume(policy, PolicyState::default()));
+        let mut p = Policies {
+            covered_seq: state.covered_seq,
+            covered_input: state.covered_input,
+            now_ms: state.now_ms,
+            tenants,
+            due: BTreeSet::new(),
+            due_of: BTreeMap::new(),
+        };
+        let names: Vec<String> = p.tenants.keys().cloned().collect();
+        for t in names {
+            p.reindex(&t);
+        }
+        p
+    }
+
+    fn default_tenant(&self) -> &Processor {
+        self.tenants.get("").expect("the default tenant always exists")
+    }
+
+    /// The version in force (the whole file, every tenant's table).
+    pub fn policy(&self) -> &PolicyFile {
+        self.default_tenant().policy()
+    }
+
+    /// The latest version loaded: the one waiting for its start, or the
+    /// one in force.
+    pub fn latest_loaded(&self) -> &PolicyFile {
+        self.default_tenant().latest_loaded()
+    }
+
+    pub fn covered_seq(&self) -> u64 {
+        self.covered_seq
+    }
+
+    pub fn covered_input(&self) -> Option<(u64, u32)> {
+        self.covered_input
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+
+    /// One tenant's processor, if it has seen anything.
+    pub fn tenant(&self, tenant: &str) -> Option<&Processor> {
+        self.tenants.get(tenant)
+    }
+
+    /// Every tenant's processor, by tenant id (the default tenant first).
+    pub fn tenants(&self) -> impl Iterator<Item = (&String, &Processor)> {
+        self.tenants.iter()
+    }
+
+    /// Loads a policy version into every tenant (see
+    /// [`Processor::load`]); returns whether anything changed.
+    pub fn load(&mut self, policy: PolicyFile) -> bool {
+        let now = self.now_ms;
+        let mut changed = false;
+        for (t, p) in self.tenants.iter_mut() {
+            // Nothing is due by `now` in any tenant (the due index fired
+            // it), so this only brings its time and version up to date.
+            let fired = p.advance(now);
+            debug_assert!(fired.is_empty(), "tenant {t:?} had something due");
+            changed |= p.load(policy.for_tenant(t));
+        }
+        changed
+    }
+
+    /// Applies one recorded policy input (at log key `key`); returns the
+    /// commands a tick fires.
+    pub fn apply_input(&mut self, key: (u64, u32), input: &PolicyInput) -> Vec<LeadCommand> {
+        self.covered_input = Some(key);
+        match input {
+            PolicyInput::Version { policy, .. } => {
+                self.load(PolicyFile::clone(policy));
+                Vec::new()
+            }
+            PolicyInput::Tick { at_ms } => self.advance(*at_ms),
+        }
+    }
+
+    /// Folds the accepted event with sequence `seq` into its tenant's
+    /// processor and returns the commands: first everything due by the
+    /// event's time in any tenant, then what the event prompts.
+    pub fn handle(&mut self, seq: u64, event: &LeadEvent) -> Vec<LeadCommand> {
+        assert!(
+            seq > self.covered_seq,
+            "event {seq} handled again (policies cover {})",
+            self.covered_seq
+        );
+        self.covered_seq = seq;
+        let mut out = self.advance(event.occurred_at_ms);
+        let tenant = event.tenant_id.as_str();
+        let now = self.now_ms;
+        if !self.tenants.contains_key(tenant) {
+            let fresh = self.fresh(tenant);
+            self.tenants.insert(tenant.to_string(), fresh);
+        }
+        let p = self.tenants.get_mut(tenant).expect("inserted above");
+        let fired = p.advance(now);
+        debug_assert!(fired.is_empty(), "tenant {tenant:?} had something due");
+        let from = out.len();
+        out.extend(p.handle(seq, event));
+        stamp(&mut out[from..], tenant);
+        self.reindex(tenant);
+        out
+    }
+
+    /// A processor for a tenant seen for the first time: under the version
+    /// in force, with the latest one loaded, at the common time.
+    fn fresh(&self, tenant: &str) -> Processor {
+        let mut p = Processor::new(self.policy().for_tenant(tenant));
+        p.load(self.latest_loaded().for_tenant(tenant));
+        p.advance(self.now_ms);
+        p
+    }
+
+    /// Fires everything due at or before `now_ms` in every tenant (see
+    /// [`Processor::advance`]). Time never goes back.
+    pub fn advance(&mut self, now_ms: i64) -> Vec<LeadCommand> {
+        let mut out = Vec::new();
+        if now_ms < self.now_ms {
+            return out;
+        }
+        self.now_ms = now_ms;
+        // The default tenant keeps the file's version current.
+        if let Some(p) = self.tenants.get_mut("") {
+            out.extend(p.advance(now_ms));
+        }
+        self.reindex("");
+        let mut from = out.len();
+        while let Some((at, tenant)) = self.due.first().cloned() {
+            if at > now_ms {
+                break;
+            }
+            if let Some(p) = self.tenants.get_mut(&tenant) {
+                out.extend(p.advance(now_ms));
+            }
+            stamp(&mut out[from..], &tenant);
+            from = out.len();
+            self.reindex(&tenant);
+            assert!(
+                self.due_of.get(&tenant).is_none_or(|d| *d > now_ms),
+                "tenant {tenant:?} still has something due by {now_ms} after advancing"
+            );
+        }
+        out
+    }
+
+    /// Puts `tenant` at its earliest due moment in the due index.
+    fn reindex(&mut self, tenant: &str) {
+        if let Some(old) = self.due_of.remove(tenant) {
+            self.due.remove(&(old, tenant.to_string()));
+        }
+        if let Some(at) = self.tenants.get(tenant).and_then(Processor::next_due_ms) {
+            self.due.insert((at, tenant.to_string()));
+            self.due_of.insert(tenant.to_string(), at);
+        }
+    }
+
+    pub fn state_to_bytes(&self) -> Vec<u8> {
+        bincode::serialize(&PoliciesStateRef {
+            covered_seq: self.covered_seq,
+            covered_input: self.covered_input,
+            now_ms: self.now_ms,
+            tenants: self.tenants.iter().map(|(t, p)| (t, p.state())).collect(),
+        })
+        .expect("policy state serialises")
+    }
+
+    pub fn state_from_bytes(bytes: &[u8]) -> Result<PoliciesState, bincode::Error> {
+        bincode::deserialize(bytes)
+    }
+}
+
+/// Every command carries its tenant (the log stamps it again from the lead
+/// where it stores a command; here it is known for backtests too).
+fn stamp(commands: &mut [LeadCommand], tenant: &str) {
+    for c in commands {
+        if c.tenant_id != tenant {
+            c.tenant_id = tenant.to_string();
+        }
+    }
+}
+
+/// [`PoliciesState`] borrowed, for saving without copying every tenant.
+#[derive(Serialize)]
+struct PoliciesStateRef<'a> {
+    covered_seq: u64,
+    covered_input: Option<(u64, u32)>,
+    now_ms: i64,
+    tenants: BTreeMap<&'a String, &'a PolicyState>,
+}
