@@ -213,3 +213,118 @@ fn common_get(url: &str) -> (u16, String) {
         Err(e) => panic!("GET {url}: {e}"),
     }
 }
+
+fn get(url: &str) -> (u16, serde_json::Value) {
+    match ureq::get(url).timeout(Duration::from_secs(60)).call() {
+        Ok(r) => (r.status(), r.into_json().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
+        Err(e) => panic!("GET {url}: {e}"),
+    }
+}
+
+/// Rep id `rep-1` in two tenants, each with room for one lead, and a
+/// third tenant the policy does not list.
+const TENANT_POLICY: &str = r#"
+version = 1
+[tenants.acme]
+[[tenants.acme.pools]]
+name = "inbound"
+kind = "auto_assign"
+members = [{ id = "rep-1", capacity = 1 }]
+[tenants.globex]
+[[tenants.globex.pools]]
+name = "inbound"
+kind = "auto_assign"
+members = [{ id = "rep-1", capacity = 1 }]
+"#;
+
+#[test]
+fn each_tenant_has_its_own_reps_and_pools_over_the_api() {
+    use leadflow::domain::build;
+    let dir = tempfile::tempdir().unwrap();
+    let run = common::run_id();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, TENANT_POLICY).unwrap();
+    let config = dir.path().join("leadflow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"{}\"\ngroup_id = \"ht-{run}\"\nevents_topic = \"ht-events-{run}\"\n\
+             commands_topic = \"ht-commands-{run}\"\ndlq_topic = \"ht-dlq-{run}\"\npartitions = 1\n\
+             [api]\nlisten = \"127.0.0.1:0\"\ningest_token = \"{TOKEN}\"\n\
+             [policy]\nfile = {:?}\n",
+            common::brokers(),
+            policy.display().to_string()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let leadflow = || common::leadflow(&data, &config);
+    common::ok(leadflow().args(["topics", "create"]).output().unwrap());
+    let (mut engine, base, drain) =
+        common::run_with_api(leadflow().env("LEADFLOW_API_INGEST_TOKEN", TOKEN));
+
+    // Given two leads of acme, one of globex, one of initech (unlisted).
+    let lead = |n: u32, tenant: &str, lead: &str| {
+        build::created(&format!("e-{n}"), lead)
+            .tenant(tenant)
+            .at(1_790_000_000_000 + i64::from(n))
+            .pool("inbound")
+            .channel("search")
+            .event()
+    };
+    let events = [
+        lead(1, "acme", "a-1"),
+        lead(2, "acme", "a-2"),
+        lead(3, "globex", "g-1"),
+        lead(4, "initech", "i-1"),
+    ];
+    let (content_type, bytes) = body(&events, 1);
+    let (code, text) = post(
+        &format!("{base}/api/v1/events"),
+        Some(TOKEN),
+        content_type,
+        &bytes,
+    );
+    assert_eq!(code, 200, "{text}");
+
+    // Then each tenant's rep-1 holds a pending assignment of its own.
+    let pending = |tenant: &str| {
+        let (code, v) = get(&format!("{base}/api/v1/reps?tenant={tenant}"));
+        assert_eq!(code, 200, "{v}");
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["rep"].as_str().unwrap().to_string(),
+                    r["capacity"].as_u64(),
+                    r["pending_assignments"].as_u64().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(pending("acme"), vec![("rep-1".to_string(), Some(1), 1)]);
+    assert_eq!(pending("globex"), vec![("rep-1".to_string(), Some(1), 1)]);
+    assert_eq!(pending("initech"), vec![]);
+    // And acme's second lead waits in acme's pool, none in globex's.
+    let waiting = |tenant: &str| {
+        let (code, v) = get(&format!("{base}/api/v1/pools?tenant={tenant}"));
+        assert_eq!(code, 200, "{v}");
+        v["items"][0]["waiting"].as_u64().unwrap()
+    };
+    assert_eq!(waiting("acme"), 2, "both acme leads wait until the CRM assigns");
+    assert_eq!(waiting("globex"), 1);
+    // A tenant id that cannot be one is a clear 400.
+    let (code, v) = get(&format!("{base}/api/v1/reps?tenant=a%20b"));
+    assert_eq!(code, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("not a tenant id"), "{v}");
+
+    common::unsafe_sigterm(engine.id());
+    assert!(
+        engine.wait().unwrap().success(),
+        "{}",
+        drain.join().unwrap()
+    );
+}

@@ -52,6 +52,8 @@ pub fn openapi_document() -> Value {
         if *path == "/api/v1/pools" || *path == "/api/v1/reps" {
             params.push(json!({"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}));
             params.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}));
+            params.push(json!({"name": "tenant", "in": "query", "schema": {"type": "string"},
+                "description": "One tenant's pools or reps (the policy's view; 421 when another engine owns the tenant's partition)"}));
         }
         if *path == "/api/v1/pools" {
             params.push(json!({"name": "at", "in": "query", "schema": {"type": "string"}}));
