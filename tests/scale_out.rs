@@ -350,18 +350,22 @@ fn run_then_kill(data: &Path, config: &Path, expect: u64) {
     assert!(reached, "the engine ended before covering {expect}: {said}");
 }
 
-/// A policy that assigns every lead of both simulated pools, so that the
-/// engines publish commands.
+/// A policy that assigns every lead of both simulated pools, in every
+/// simulated tenant (each its own table, the same rep ids in each), so
+/// that the engines publish commands.
 fn with_policy(dir: &Path, toml: &Path) {
     let policy = dir.join("policy.toml");
-    std::fs::write(
-        &policy,
-        "version = 1\n[[pools]]\nname = \"smb\"\nkind = \"auto_assign\"\n\
-         members = [{ id = \"rep-a\", capacity = 100000 }, { id = \"rep-b\", capacity = 100000 }]\n\
-         [[pools]]\nname = \"enterprise\"\nkind = \"auto_assign\"\n\
-         members = [{ id = \"rep-c\", capacity = 100000 }]\n",
-    )
-    .unwrap();
+    let mut text = String::from("version = 1\n");
+    for t in 0..50 {
+        let table = format!("tenants.tenant-{t:02}");
+        text.push_str(&format!(
+            "[[{table}.pools]]\nname = \"smb\"\nkind = \"auto_assign\"\n\
+             members = [{{ id = \"rep-a\", capacity = 100000 }}, {{ id = \"rep-b\", capacity = 100000 }}]\n\
+             [[{table}.pools]]\nname = \"enterprise\"\nkind = \"auto_assign\"\n\
+             members = [{{ id = \"rep-c\", capacity = 100000 }}]\n"
+        ));
+    }
+    std::fs::write(&policy, text).unwrap();
     let mut text = std::fs::read_to_string(toml).unwrap();
     text = text.replacen(
         "[kafka]",

@@ -499,6 +499,20 @@ impl Processor {
         out
     }
 
+    /// Moves the policy's time to `now_ms` (never back) and puts a waiting
+    /// version in force if its start has come, firing nothing: what
+    /// [`advance`](Self::advance) does before it fires. [`Policies`] uses
+    /// it to bring a tenant to the common time; whatever that tenant has
+    /// overdue (made due by a late event) fires at the next advance, as it
+    /// would in one processor.
+    pub fn set_time(&mut self, now_ms: i64) {
+        if now_ms < self.state.now_ms {
+            return;
+        }
+        self.state.now_ms = now_ms;
+        self.switch_if_due(now_ms);
+    }
+
     /// Fires everything due at or before `now_ms`, in time order:
     /// reminders, recalls, and wake-ups that let waiting leads out (ties:
     /// wake-ups first, then deadlines by lead id). Time never goes back: an

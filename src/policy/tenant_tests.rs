@@ -140,10 +140,14 @@ fn sim_events(tenants: u32, leads: u64) -> Vec<LeadEvent> {
 
 #[test]
 fn one_tenant_decides_exactly_as_the_single_processor() {
-    // Given a single-tenant workload and a busy policy.
+    // Given a single-tenant workload with late events (every seventh one
+    // two days older than it is), and a busy policy.
     let text = format!("version = 1\n{}", busy_rules_and_pools());
     let policy = PolicyFile::parse(&text).unwrap();
-    let events = sim_events(0, 400);
+    let mut events = sim_events(0, 400);
+    for e in events.iter_mut().step_by(7) {
+        e.occurred_at_ms -= 2 * 86_400_000;
+    }
     // When the policies and one processor see the same events.
     let (mut many, mut one) = (Policies::new(policy.clone()), Processor::new(policy));
     let (mut a, mut b) = (Vec::new(), Vec::new());
