@@ -314,12 +314,19 @@ fn each_tenant_has_its_own_reps_and_pools_over_the_api() {
         assert_eq!(code, 200, "{v}");
         v["items"][0]["waiting"].as_u64().unwrap()
     };
-    assert_eq!(waiting("acme"), 2, "both acme leads wait until the CRM assigns");
+    assert_eq!(
+        waiting("acme"),
+        2,
+        "both acme leads wait until the CRM assigns"
+    );
     assert_eq!(waiting("globex"), 1);
     // A tenant id that cannot be one is a clear 400.
     let (code, v) = get(&format!("{base}/api/v1/reps?tenant=a%20b"));
     assert_eq!(code, 400, "{v}");
-    assert!(v["message"].as_str().unwrap().contains("not a tenant id"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("not a tenant id"),
+        "{v}"
+    );
 
     common::unsafe_sigterm(engine.id());
     assert!(

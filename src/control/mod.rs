@@ -22,9 +22,9 @@ pub use telemetry::{IngestStats, IntakeStatus};
 
 use crate::log::{AppendReport, EventLog, Input, LogError, Position};
 use crate::policy::Policies;
-use std::collections::BTreeMap;
 use crate::projector::Projections;
 use crate::replay::Engine;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -140,7 +140,10 @@ impl Live {
             let mut waiting: BTreeMap<&str, usize> = BTreeMap::new();
             let (mut declined, mut expired, mut unmatched) = (0u64, 0u64, 0u64);
             let file = p.policy();
-            let tables = file.pools.iter().chain(file.tenants.values().flat_map(|t| &t.pools));
+            let tables = file
+                .pools
+                .iter()
+                .chain(file.tenants.values().flat_map(|t| &t.pools));
             for pool in tables {
                 waiting.entry(&pool.name).or_default();
             }

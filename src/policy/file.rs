@@ -233,7 +233,9 @@ impl PolicyFile {
             self.for_tenant(tenant)
                 .validate_own()
                 .map_err(|e| match e {
-                    PolicyError::Invalid(m) => PolicyError::Invalid(format!("tenants.{tenant}: {m}")),
+                    PolicyError::Invalid(m) => {
+                        PolicyError::Invalid(format!("tenants.{tenant}: {m}"))
+                    }
                     other => other,
                 })?;
         }

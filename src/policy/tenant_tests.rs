@@ -31,7 +31,10 @@ fn created(seq: u64, at_ms: i64, tenant: &str, lead: &str) -> LeadEvent {
         seq,
         at_ms,
         lead,
-        build::created("", lead).channel("search").pool("inbound").body(),
+        build::created("", lead)
+            .channel("search")
+            .pool("inbound")
+            .body(),
     );
     e.tenant_id = tenant.into();
     e
@@ -79,7 +82,13 @@ fn a_tenant_the_policy_does_not_list_gets_no_decisions() {
     let out = p.handle(1, &created(1, 1_000, "initech", "i-1"));
     // Then nothing is decided, and the lead is still in that tenant's view.
     assert!(out.is_empty(), "{out:?}");
-    assert!(p.tenant("initech").unwrap().state().pool.leads.contains_key("i-1"));
+    assert!(p
+        .tenant("initech")
+        .unwrap()
+        .state()
+        .pool
+        .leads
+        .contains_key("i-1"));
 }
 
 #[test]
@@ -92,7 +101,12 @@ fn a_deadline_fires_at_another_tenants_event_before_it() {
     p.handle(2, &assigned);
     let acme = p.tenant("acme").unwrap();
     assert_eq!(acme.policy().rules.first_follow_up_sla_ms, Some(10_000));
-    assert_eq!(acme.next_due_ms(), Some(11_000), "{:?}", acme.state().watches);
+    assert_eq!(
+        acme.next_due_ms(),
+        Some(11_000),
+        "{:?}",
+        acme.state().watches
+    );
     // When globex has an event at t=20s.
     let out = p.handle(3, &created(3, 20_000, "globex", "g-1"));
     // Then acme's recall (due at 11 s) comes first, stamped with acme,
@@ -102,7 +116,10 @@ fn a_deadline_fires_at_another_tenants_event_before_it() {
         .iter()
         .map(|c| (c.tenant_id.as_str(), c.body.type_name()))
         .collect();
-    assert_eq!(kinds, vec![("acme", "recall_lead"), ("globex", "assign_lead")]);
+    assert_eq!(
+        kinds,
+        vec![("acme", "recall_lead"), ("globex", "assign_lead")]
+    );
     assert_eq!(out[0].issued_at_ms, 11_000);
 }
 
@@ -165,7 +182,10 @@ fn each_tenant_decides_as_if_it_were_alone() {
     // Given three tenants with the same rep ids, each with its own table.
     let mut text = String::from("version = 1\n");
     for t in 0..3 {
-        text.push_str(&format!("[tenants.tenant-{t:02}]\n{}", busy_rules_and_pools()));
+        text.push_str(&format!(
+            "[tenants.tenant-{t:02}]\n{}",
+            busy_rules_and_pools()
+        ));
     }
     let policy = PolicyFile::parse(&text).unwrap();
     let events = sim_events(3, 600);
@@ -219,7 +239,10 @@ fn a_resumed_state_decides_what_the_uninterrupted_one_does() {
     // Given three tenants and their mixed stream.
     let mut text = String::from("version = 1\n");
     for t in 0..3 {
-        text.push_str(&format!("[tenants.tenant-{t:02}]\n{}", busy_rules_and_pools()));
+        text.push_str(&format!(
+            "[tenants.tenant-{t:02}]\n{}",
+            busy_rules_and_pools()
+        ));
     }
     let policy = PolicyFile::parse(&text).unwrap();
     let events = sim_events(3, 300);
@@ -249,7 +272,10 @@ fn a_resumed_state_decides_what_the_uninterrupted_one_does() {
 fn a_tenant_table_is_checked_and_its_errors_name_it() {
     let bad = "version = 1\n[tenants.acme]\n[[tenants.acme.pools]]\nname = \"p\"\nkind = \"auto_assign\"\nmembers = [{ id = \"r\", capacity = 0 }]\n";
     let e = PolicyFile::parse(bad).unwrap_err().to_string();
-    assert!(e.contains("tenants.acme: pool p: member r has capacity 0"), "{e}");
+    assert!(
+        e.contains("tenants.acme: pool p: member r has capacity 0"),
+        "{e}"
+    );
     let bad_id = "version = 1\n[tenants.\"a b\"]\n";
     let e = PolicyFile::parse(bad_id).unwrap_err().to_string();
     assert!(e.contains("is 1 to 64 ASCII letters"), "{e}");

@@ -100,7 +100,9 @@ impl Policies {
     }
 
     fn default_tenant(&self) -> &Processor {
-        self.tenants.get("").expect("the default tenant always exists")
+        self.tenants
+            .get("")
+            .expect("the default tenant always exists")
     }
 
     /// The version in force (the whole file, every tenant's table).
