@@ -634,3 +634,129 @@ fn run_until_covered_with(mut command: std::process::Command, expect: u64) -> St
     assert!(said.contains(&format!("covered {expect} ")), "{said}");
     said
 }
+
+/// What an engine's `/metrics` says its projections cover (accepted events).
+fn projected(url: &str) -> u64 {
+    let text = ureq::get(&format!("{url}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("leadflow_projection_sequence "))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn three_engines_at_once_hold_100k_events_of_50_tenants_once_and_add_up_to_one() {
+    const TWELVE: i32 = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let suffix = format!("three-{}", common::run_id());
+    let (toml, config) = config(dir.path(), &suffix, "e", "ordinal");
+    with_policy(dir.path(), &toml);
+    let text = std::fs::read_to_string(&toml).unwrap().replace(
+        &format!("partitions = {PARTITIONS}\n"),
+        &format!("partitions = {TWELVE}\n"),
+    );
+    std::fs::write(&toml, text.clone()).unwrap();
+    // The single engine compared with: every partition, its own commands
+    // and owners topics, the same events topic.
+    let single_toml = dir.path().join("single.toml");
+    std::fs::write(
+        &single_toml,
+        text.replace(
+            &format!("commands-{suffix}"),
+            &format!("single-commands-{suffix}"),
+        )
+        .replace(
+            &format!("owners-{suffix}"),
+            &format!("single-owners-{suffix}"),
+        )
+        .replace("own_partitions = \"ordinal\"", "own_partitions = \"0-11\""),
+    )
+    .unwrap();
+    create_topics(dir.path(), &toml);
+    create_topics(dir.path(), &single_toml);
+    let items = workload(41, 13_500, 50);
+    let events = items
+        .iter()
+        .filter(|i| matches!(i, SimItem::Event(_)))
+        .count() as u64;
+    assert!(events >= 100_000, "{events}");
+
+    // Given three engines by ordinal, each with an empty data dir and an
+    // API, running before the events arrive ...
+    let engines: Vec<_> = (0..3)
+        .map(|o| {
+            let data = dir.path().join(format!("engine-{o}"));
+            let (child, url, rest) = common::run_with_api(
+                leadflow(&data, &toml)
+                    .env("HOSTNAME", format!("leadflow-{o}"))
+                    .env("LEADFLOW_KAFKA_REPLICAS", "3")
+                    .env("LEADFLOW_API_LISTEN", "127.0.0.1:0"),
+            );
+            let share = events_on(&items, TWELVE, |p| p % 3 == o);
+            (data, child, url, rest, share)
+        })
+        .collect();
+    // ... when 100k events of 50 tenants are published while they run ...
+    publish(dir.path(), &toml, &items, "events.pb");
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    for (_, _, url, _, share) in &engines {
+        while projected(url) < *share {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{url} never covered its {share} events (at {})",
+                projected(url)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(projected(url), *share, "{url} took more than its share");
+    }
+    // ... and one engine owning every partition consumes the same topic.
+    let single_data = dir.path().join("single");
+    run_until_covered(&single_data, &single_toml, events, None);
+
+    // Then the numbers of the three, merged from their APIs, are the
+    // single engine's ...
+    let peers: Vec<&str> = engines.iter().map(|e| e.2.as_str()).collect();
+    for by in ["channel", "campaign", "tenant", "day", "owner", "pools"] {
+        let merged = common::ok(
+            leadflow(&dir.path().join("scratch"), &toml)
+                .args(["stats", "--by", by, "--json", "--peers"])
+                .arg(peers.join(","))
+                .output()
+                .unwrap(),
+        );
+        let one = common::ok(
+            leadflow(&single_data, &single_toml)
+                .args(["stats", "--by", by, "--json"])
+                .output()
+                .unwrap(),
+        );
+        let merged: serde_json::Value = serde_json::from_str(&merged).unwrap();
+        let one: serde_json::Value = serde_json::from_str(&one).unwrap();
+        assert!(
+            !one["rows"].as_object().unwrap().is_empty(),
+            "{by}: rows to compare"
+        );
+        assert_eq!(merged, one, "{by}");
+    }
+    // ... the union of their logs holds every event exactly once ...
+    let mut ids = BTreeSet::new();
+    let mut held = 0;
+    for (data, mut child, _, rest, share) in engines {
+        common::unsafe_sigterm(child.id());
+        assert!(child.wait().unwrap().success(), "{}", rest.join().unwrap());
+        let (mine, _) = contents(&data, &toml);
+        assert_eq!(mine.len() as u64, share);
+        held += mine.len();
+        ids.extend(mine);
+    }
+    assert_eq!(held as u64, events, "every event held once");
+    assert_eq!(ids.len() as u64, events, "no event held twice");
+    // ... and every command they published went out once.
+    let (published, twice) = published_ids(&config.kafka);
+    assert!(published.len() > 1_000, "{}", published.len());
+    assert!(twice.is_empty(), "published twice: {twice:?}");
+}
