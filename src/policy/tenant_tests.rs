@@ -92,7 +92,7 @@ fn a_tenant_the_policy_does_not_list_gets_no_decisions() {
 }
 
 #[test]
-fn a_deadline_fires_at_another_tenants_event_before_it() {
+fn a_tenants_deadline_fires_on_its_own_time_or_a_tick_never_on_anothers() {
     // Given acme's lead assigned at t=1s (to be followed up within 10 s).
     let mut p = Policies::new(PolicyFile::parse(TWO_TENANTS).unwrap());
     p.handle(1, &created(1, 500, "acme", "a-1"));
@@ -109,18 +109,21 @@ fn a_deadline_fires_at_another_tenants_event_before_it() {
     );
     // When globex has an event at t=20s.
     let out = p.handle(3, &created(3, 20_000, "globex", "g-1"));
-    // Then acme's recall (due at 11 s) comes first, stamped with acme,
-    // then globex's assignment: everything due by an event's time fires
-    // before it, whatever the tenant.
-    let kinds: Vec<(&str, &str)> = out
-        .iter()
-        .map(|c| (c.tenant_id.as_str(), c.body.type_name()))
-        .collect();
-    assert_eq!(
-        kinds,
-        vec![("acme", "recall_lead"), ("globex", "assign_lead")]
-    );
+    // Then only globex's own decision comes: another tenant's event time
+    // is not acme's clock (a partition read ahead of another must not
+    // fire its deadlines early).
+    let kinds = |out: &[LeadCommand]| -> Vec<(String, &'static str)> {
+        out.iter()
+            .map(|c| (c.tenant_id.clone(), c.body.type_name()))
+            .collect()
+    };
+    assert_eq!(kinds(&out), vec![("globex".to_string(), "assign_lead")]);
+    // When the wall clock ticks at t=15s.
+    let out = p.advance(15_000);
+    // Then acme's recall fires, at its deadline, stamped with acme.
+    assert_eq!(kinds(&out), vec![("acme".to_string(), "recall_lead")]);
     assert_eq!(out[0].issued_at_ms, 11_000);
+    assert_eq!(p.tenant("acme").unwrap().next_due_ms(), None);
 }
 
 /// A policy with every kind of deadline and allocation state, for tenant
@@ -178,7 +181,7 @@ fn one_tenant_decides_exactly_as_the_single_processor() {
 }
 
 #[test]
-fn each_tenant_decides_as_if_it_were_alone() {
+fn each_tenant_decides_as_if_it_were_alone_however_the_tenants_interleave() {
     // Given three tenants with the same rep ids, each with its own table.
     let mut text = String::from("version = 1\n");
     for t in 0..3 {
@@ -190,15 +193,29 @@ fn each_tenant_decides_as_if_it_were_alone() {
     let policy = PolicyFile::parse(&text).unwrap();
     let events = sim_events(3, 600);
     let end_ms = events.iter().map(|e| e.occurred_at_ms).max().unwrap();
-    // When the policies see the mixed stream, and one processor per
-    // tenant sees only its tenant's events.
-    let mut many = Policies::new(policy.clone());
-    let mut mixed = Vec::new();
-    for (i, e) in events.iter().enumerate() {
-        mixed.extend(many.handle(i as u64 + 1, e));
-    }
-    mixed.extend(many.advance(end_ms));
+    // When the policies see the stream in time order, and again with the
+    // tenants far apart (all of tenant-02, then tenant-01, then tenant-00,
+    // as engines reading their partitions at different speeds would) ...
+    let run = |order: &[&LeadEvent]| {
+        let mut many = Policies::new(policy.clone());
+        let mut out = Vec::new();
+        for (i, e) in order.iter().enumerate() {
+            out.extend(many.handle(i as u64 + 1, e));
+        }
+        out.extend(many.advance(end_ms));
+        out
+    };
+    let in_time: Vec<&LeadEvent> = events.iter().collect();
+    let mut apart = in_time.clone();
+    apart.sort_by_key(|e| std::cmp::Reverse(e.tenant_id.clone()));
+    let mixed = run(&in_time);
+    let separate = run(&apart);
+    assert!(
+        mixed.iter().all(|c| !c.tenant_id.is_empty()),
+        "every command carries its tenant"
+    );
     for t in 0..3 {
+        // ... and one processor sees only this tenant's events.
         let tenant = format!("tenant-{t:02}");
         let mut alone = Processor::new(policy.for_tenant(&tenant));
         let mut own = Vec::new();
@@ -208,30 +225,22 @@ fn each_tenant_decides_as_if_it_were_alone() {
             }
         }
         own.extend(alone.advance(end_ms));
-        // Then the tenant's commands are the same, whatever the other
-        // tenants did: no capacity, turn or backlog is shared.
-        let mut theirs: Vec<&LeadCommand> =
-            mixed.iter().filter(|c| c.tenant_id == tenant).collect();
-        let mut own: Vec<&LeadCommand> = own.iter().collect();
-        theirs.sort_by(|a, b| a.command_id.cmp(&b.command_id));
-        own.sort_by(|a, b| a.command_id.cmp(&b.command_id));
-        assert!(own.len() > 50, "{tenant} decides little: {}", own.len());
-        let strip = |c: &&LeadCommand| {
-            let mut c = (*c).clone();
-            c.tenant_id.clear();
-            c
+        // Then the tenant's commands are the same, in the same order,
+        // whatever the other tenants did and however they interleaved.
+        let of = |out: &[LeadCommand]| -> Vec<LeadCommand> {
+            out.iter()
+                .filter(|c| c.tenant_id == tenant)
+                .map(|c| {
+                    let mut c = c.clone();
+                    c.tenant_id.clear();
+                    c
+                })
+                .collect()
         };
-        assert_eq!(
-            theirs.iter().map(strip).collect::<Vec<_>>(),
-            own.iter().map(strip).collect::<Vec<_>>(),
-            "{tenant}"
-        );
+        assert!(own.len() > 50, "{tenant} decides little: {}", own.len());
+        assert_eq!(of(&mixed), own, "{tenant}, in time order");
+        assert_eq!(of(&separate), own, "{tenant}, tenants apart");
     }
-    assert_eq!(
-        mixed.iter().filter(|c| c.tenant_id.is_empty()).count(),
-        0,
-        "every command carries its tenant"
-    );
 }
 
 #[test]

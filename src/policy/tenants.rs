@@ -6,16 +6,21 @@
 //! in each. An event goes to its tenant's processor; a policy version goes
 //! to all of them (each takes its own table of it).
 //!
-//! Time stays one clock. Everything due by an event's time fires before the
-//! event, whichever tenant it is due in, exactly as one processor would: a
-//! due index over the tenants (each one's earliest deadline, expiry or
-//! wake-up) finds those with something due without visiting the others,
-//! and a tenant is brought to the common time before it decides anything,
-//! so a version that took effect meanwhile is the one it decides under. A
-//! single-tenant deployment has one processor (the default tenant's) that
-//! sees every event and every tick, as before; with several, the commands
-//! are the same and only their order across tenants can differ (they
-//! touch nothing in common).
+//! Each tenant keeps its own time: the latest of its own events and the
+//! wall-clock ticks. A tenant lives on one partition, so its events come
+//! in that partition's order whichever engine reads it, however its
+//! partitions interleave with others, and however many engines share the
+//! topic: what it decides is a function of its own events and the ticks,
+//! never of another tenant's event times (with one clock over every
+//! tenant, a partition read ahead of the others would fire everybody
+//! else's deadlines early, and the commands would depend on fetch
+//! timing). A tick ([`advance`](Policies::advance)) fires what is due in
+//! every tenant: a due index over the tenants (each one's earliest
+//! deadline, expiry or wake-up) finds those with something due without
+//! visiting the others, and a tenant's time is brought up to the latest
+//! tick (firing nothing) before it handles its next event. A single-tenant
+//! deployment has one processor (the default tenant's) that sees every
+//! event and every tick, and decides exactly as before.
 //!
 //! The default tenant's processor always exists, is advanced by every tick
 //! and holds the whole file, so its version in force is the file's.
@@ -39,7 +44,8 @@ pub struct PoliciesState {
     pub covered_seq: u64,
     /// The key of the last policy input applied.
     pub covered_input: Option<(u64, u32)>,
-    /// The policies' time: deadlines have fired up to it in every tenant.
+    /// The latest tick: deadlines have fired up to it in every tenant
+    /// (each tenant's own time may be later, by its own events).
     pub now_ms: i64,
     pub tenants: BTreeMap<String, PolicyState>,
 }
@@ -124,6 +130,8 @@ impl Policies {
         self.covered_input
     }
 
+    /// The latest tick (or end of history) advanced to: a tick at or
+    /// before it moves nothing.
     pub fn now_ms(&self) -> i64 {
         self.now_ms
     }
@@ -164,8 +172,8 @@ impl Policies {
     }
 
     /// Folds the accepted event with sequence `seq` into its tenant's
-    /// processor and returns the commands: first everything due by the
-    /// event's time in any tenant, then what the event prompts.
+    /// processor and returns the commands: first what is due in that
+    /// tenant by the event's time, then what the event prompts.
     pub fn handle(&mut self, seq: u64, event: &LeadEvent) -> Vec<LeadCommand> {
         assert!(
             seq > self.covered_seq,
@@ -173,24 +181,24 @@ impl Policies {
             self.covered_seq
         );
         self.covered_seq = seq;
-        let mut out = self.advance(event.occurred_at_ms);
         let tenant = event.tenant_id.as_str();
-        let now = self.now_ms;
+        let ticked = self.now_ms;
         if !self.tenants.contains_key(tenant) {
             let fresh = self.fresh(tenant);
             self.tenants.insert(tenant.to_string(), fresh);
         }
         let p = self.tenants.get_mut(tenant).expect("inserted above");
-        p.set_time(now);
-        let from = out.len();
-        out.extend(p.handle(seq, event));
-        stamp(&mut out[from..], tenant);
+        // What was due by the latest tick fired then (the due index).
+        p.set_time(ticked);
+        let mut out = p.handle(seq, event);
+        stamp(&mut out, tenant);
         self.reindex(tenant);
         out
     }
 
-    /// A processor for a tenant seen for the first time: under the version
-    /// in force, with the latest one loaded, at the common time.
+    /// A processor for a tenant seen for the first time: under the default
+    /// tenant's version in force, with the latest one loaded, at the
+    /// latest tick.
     fn fresh(&self, tenant: &str) -> Processor {
         let mut p = Processor::new(self.policy().for_tenant(tenant));
         p.load(self.latest_loaded().for_tenant(tenant));
@@ -198,7 +206,8 @@ impl Policies {
         p
     }
 
-    /// Fires everything due at or before `now_ms` in every tenant (see
+    /// The wall clock (a tick), or the end of a history: fires everything
+    /// due at or before `now_ms` in every tenant (see
     /// [`Processor::advance`]). Time never goes back.
     pub fn advance(&mut self, now_ms: i64) -> Vec<LeadCommand> {
         let mut out = Vec::new();

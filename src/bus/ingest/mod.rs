@@ -61,6 +61,15 @@ const DEADLINE_TICK_MS: u64 = 100;
 /// stays there on a topic ending in transaction markers, and a broker may
 /// send no statistics): the wall clock must not stop for good.
 const QUIET_MEANS_CAUGHT_UP: Duration = Duration::from_secs(2);
+/// Even when the watermarks say the log caught up, the wall clock moves
+/// the policy only after this long without a message. The high watermark
+/// the check reads comes with librdkafka's periodic statistics (and some
+/// brokers report it low), so while a backlog is read the log can reach
+/// a stale watermark with more events still to come; a tick there would
+/// jump the policy's time to now ahead of them, and what it decides would
+/// depend on fetch timing. Under steady traffic the events' own times
+/// move the deadlines on, so waiting costs nothing.
+const QUIET_BEFORE_TICK: Duration = Duration::from_millis(300);
 /// Longest a "sent" mark (a command or dead letter acknowledged by the
 /// broker) waits to be flushed: a crash sends again only what was
 /// acknowledged within this window (plus what was in flight).
@@ -355,6 +364,7 @@ pub fn consume(
         if idle
             && i.batcher.is_empty()
             && last_tick.elapsed() >= Duration::from_millis(DEADLINE_TICK_MS)
+            && last_message.elapsed() >= QUIET_BEFORE_TICK
             && (i.caught_up() || last_message.elapsed() >= QUIET_MEANS_CAUGHT_UP)
         {
             last_tick = Instant::now();
