@@ -36,8 +36,8 @@ pub struct Config {
     pub api: ApiConfig,
 }
 
-/// The HTTP server of `leadflow run`. Env `LEADFLOW_API_LISTEN` and
-/// `LEADFLOW_API_ADMIN_TOKEN` override.
+/// The HTTP server of `leadflow run`. Env `LEADFLOW_API_LISTEN`,
+/// `LEADFLOW_API_ADMIN_TOKEN` and `LEADFLOW_API_ADVERTISED_URL` override.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
@@ -70,6 +70,13 @@ pub struct ApiConfig {
     pub header_read_timeout_ms: u64,
     /// Most open connections; more are closed at once.
     pub connections_max: usize,
+    /// The base URL other engines reach this one's API at (e.g.
+    /// `http://leadflow-0.leadflow-headless:8080`), published with its
+    /// partition claims so that any engine can forward a tenant's query to
+    /// the owner of the tenant's partition. Default: the address it
+    /// listens on, with the host name in place of an unspecified address
+    /// (`0.0.0.0`).
+    pub advertised_url: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -86,6 +93,7 @@ impl Default for ApiConfig {
             requests_per_s_max: 200,
             header_read_timeout_ms: 10_000,
             connections_max: 256,
+            advertised_url: None,
         }
     }
 }
@@ -382,6 +390,9 @@ impl Config {
         }
         if let Ok(t) = std::env::var("LEADFLOW_API_INGEST_TOKEN") {
             config.api.ingest_token = Some(t);
+        }
+        if let Ok(u) = std::env::var("LEADFLOW_API_ADVERTISED_URL") {
+            config.api.advertised_url = Some(u);
         }
         if let Ok(f) = std::env::var("LEADFLOW_POLICY_SHADOW_FILE") {
             config.policy.shadow_file = Some(f.into());

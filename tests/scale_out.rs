@@ -742,6 +742,35 @@ fn three_engines_at_once_hold_100k_events_of_50_tenants_once_and_add_up_to_one()
         );
         assert_eq!(merged, one, "{by}");
     }
+    // ... any engine answers a tenant's query: engine 0 forwards one about
+    // a tenant of engine 2 to engine 2 and relays its answer ...
+    let tenant2 = (0..50)
+        .map(|t| format!("tenant-{t:02}"))
+        .find(|t| tenant::home_partition(t, TWELVE).unwrap() % 3 == 2)
+        .unwrap();
+    let get = |url: &str, forwarded: bool| {
+        let mut r = ureq::get(url).timeout(Duration::from_secs(30));
+        if forwarded {
+            r = r.set("x-leadflow-forwarded-by", "test");
+        }
+        match r.call() {
+            Ok(r) => (r.status(), r.into_json::<serde_json::Value>().unwrap()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
+            Err(e) => panic!("GET {url}: {e}"),
+        }
+    };
+    for route in ["reps", "pools"] {
+        let path = format!("/api/v1/{route}?tenant={tenant2}&limit=1000");
+        let (code, direct) = get(&format!("{}{path}", engines[2].2), false);
+        assert_eq!(code, 200, "{direct}");
+        assert!(!direct["items"].as_array().unwrap().is_empty(), "{direct}");
+        let (code, relayed) = get(&format!("{}{path}", engines[0].2), false);
+        assert_eq!((code, &relayed), (200, &direct), "{route} through engine 0");
+        // A request already forwarded once is not forwarded again.
+        let (code, refused) = get(&format!("{}{path}", engines[0].2), true);
+        assert_eq!(code, 421, "{refused}");
+        assert_eq!(refused["code"], "not_owned_here");
+    }
     // ... the union of their logs holds every event exactly once ...
     let mut ids = BTreeSet::new();
     let mut held = 0;

@@ -11,6 +11,9 @@
 mod admin;
 mod ingest;
 mod openapi;
+mod tenant;
+
+use tenant::{Scoped, TenantScope};
 
 pub use openapi::{openapi_document, ROUTES};
 
@@ -303,13 +306,17 @@ async fn lead(
 async fn pools(
     State(api): State<Api>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     page: Result<Query<Page>, QueryRejection>,
     scope: Result<Query<TenantScope>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     check_read(&api, &headers)?;
     let page = query(page)?;
     let (offset, limit) = page.bounds(&api)?;
-    let tenant = query(scope)?.tenant(&api)?;
+    let tenant = match query(scope)?.resolve(&api, &headers, &uri).await? {
+        Scoped::Here(t) => t,
+        Scoped::Forwarded(answer) => return Ok(answer),
+    };
     let at = page
         .at
         .as_deref()
@@ -367,68 +374,26 @@ async fn pools(
             Ok::<_, ApiError>(policy.tenant(t).map(|p| render(&p.state().pool)).unwrap_or_default())
         })??,
     };
-    Ok(Json(
-        json!({ "offset": offset, "limit": limit, "at_ms": at, "items": items }),
-    ))
-}
-
-/// `?tenant=ID`: a query about one tenant's pools or reps. They are the
-/// policy's per-tenant view (a rep id is unique only within its tenant),
-/// so such a query needs a policy, and it is answered by the engine that
-/// owns the tenant's partition.
-#[derive(Deserialize)]
-struct TenantScope {
-    tenant: Option<String>,
-}
-
-impl TenantScope {
-    /// The tenant asked about (`None`: no scope), checked, and refused
-    /// with 421 when another engine owns its partition.
-    fn tenant(self, api: &Api) -> Result<Option<String>, ApiError> {
-        let Some(t) = self.tenant else {
-            return Ok(None);
-        };
-        if crate::domain::lifecycle::check_tenant_id(&t).is_err() {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!(
-                    "tenant: {t:?} is not a tenant id (at most {} ASCII letters, digits, '.', '_', '-', ':')",
-                    crate::domain::lifecycle::TENANT_ID_LEN_BYTES_MAX
-                ),
-            ));
-        }
-        if let Some(partition) = api.handle.tenant_elsewhere(&t)? {
-            return Err(ApiError::new(
-                StatusCode::MISDIRECTED_REQUEST,
-                "not_owned_here",
-                format!(
-                    "tenant {t:?} lives on partition {partition}, which another engine owns; ask that engine (`leadflow partitions` shows who owns it)"
-                ),
-            ));
-        }
-        Ok(Some(t))
-    }
-
-    fn needs_policy() -> ApiError {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "tenant: per-tenant pools and reps are the policy's view, and this engine runs without a policy",
-        )
-    }
+    Ok(
+        Json(json!({ "offset": offset, "limit": limit, "at_ms": at, "items": items }))
+            .into_response(),
+    )
 }
 
 async fn reps(
     State(api): State<Api>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     page: Result<Query<Page>, QueryRejection>,
     scope: Result<Query<TenantScope>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     check_read(&api, &headers)?;
     let page = query(page)?;
     let (offset, limit) = page.bounds(&api)?;
-    let tenant = query(scope)?.tenant(&api)?;
+    let tenant = match query(scope)?.resolve(&api, &headers, &uri).await? {
+        Scoped::Here(t) => t,
+        Scoped::Forwarded(answer) => return Ok(answer),
+    };
     let items: Vec<Value> = api.handle.with_projections(|p, policy| {
         if tenant.is_some() && policy.is_none() {
             return Err(TenantScope::needs_policy());
@@ -490,9 +455,7 @@ async fn reps(
             .collect();
         Ok(items)
     })??;
-    Ok(Json(
-        json!({ "offset": offset, "limit": limit, "items": items }),
-    ))
+    Ok(Json(json!({ "offset": offset, "limit": limit, "items": items })).into_response())
 }
 
 #[derive(Deserialize)]

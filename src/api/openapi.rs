@@ -53,7 +53,7 @@ pub fn openapi_document() -> Value {
             params.push(json!({"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}));
             params.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}));
             params.push(json!({"name": "tenant", "in": "query", "schema": {"type": "string"},
-                "description": "One tenant's pools or reps (the policy's view; 421 when another engine owns the tenant's partition)"}));
+                "description": "One tenant's pools or reps (the policy's view); asked of an engine that does not own the tenant's partition, forwarded to the one that does"}));
         }
         if *path == "/api/v1/pools" {
             params.push(json!({"name": "at", "in": "query", "schema": {"type": "string"}}));

@@ -62,6 +62,10 @@ pub struct Claim {
     pub restoring: bool,
     /// The owner stopped cleanly: the next one need not wait.
     pub released: bool,
+    /// Where the owner's API answers (`api.advertised_url`), for queries
+    /// forwarded to it; absent for an engine without an API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
 }
 
 impl Claim {
@@ -207,6 +211,9 @@ pub struct Owner {
     engine: String,
     /// Per owned partition, the claim last published.
     mine: BTreeMap<i32, Claim>,
+    /// Per partition of the events topic not ours, the latest claim seen:
+    /// where a tenant's query is forwarded.
+    others: BTreeMap<i32, Claim>,
     producer: BaseProducer,
     watcher: BaseConsumer,
     last_heartbeat: Instant,
@@ -222,6 +229,7 @@ impl Owner {
         partitions: &[i32],
         positions: &BTreeMap<i32, u64>,
         restoring: &[i32],
+        api_url: Option<&str>,
         now_ms: &dyn Fn() -> i64,
     ) -> Result<Owner, BusError> {
         let engine = engine_id();
@@ -267,9 +275,17 @@ impl Owner {
                     lag: -1,
                     restoring: restoring.contains(p),
                     released: false,
+                    api_url: api_url.map(str::to_string),
                 },
             );
         }
+        let prefix = format!("{}/", k.events_topic);
+        let others = claims
+            .iter()
+            .filter_map(|(key, c)| Some((key.strip_prefix(&prefix)?.parse::<i32>().ok()?, c)))
+            .filter(|(p, _)| !mine.contains_key(p))
+            .map(|(p, c)| (p, c.clone()))
+            .collect();
         // The watcher reads from the end as it is now: every claim after
         // this point, ours included, is compared with ours.
         let watcher = super::side_consumer(k, "owners")?;
@@ -284,6 +300,7 @@ impl Owner {
             owners_topic: k.owners_topic.clone(),
             engine,
             mine,
+            others,
             producer,
             watcher,
             last_heartbeat: Instant::now(),
@@ -314,8 +331,10 @@ impl Owner {
 
     /// Fails with [`BusError::Fenced`] if a claim that beats one of ours
     /// has shown up on the owners topic since the last call. Call it
-    /// before every publishing pass.
-    pub fn check(&mut self) -> Result<(), BusError> {
+    /// before every publishing pass. Returns whether another partition's
+    /// claim changed (see [`others`](Self::others)).
+    pub fn check(&mut self) -> Result<bool, BusError> {
+        let mut changed = false;
         while let Some(m) = self.watcher.poll(Duration::ZERO) {
             let m = m?;
             let mut seen = BTreeMap::new();
@@ -336,10 +355,18 @@ impl Owner {
                             ours: ours.epoch,
                         });
                     }
+                } else if self.others.get(&p) != Some(&claim) {
+                    self.others.insert(p, claim);
+                    changed = true;
                 }
             }
         }
-        Ok(())
+        Ok(changed)
+    }
+
+    /// The latest claim seen on every partition this engine does not own.
+    pub fn others(&self) -> &BTreeMap<i32, Claim> {
+        &self.others
     }
 
     /// Re-publishes the claims with fresh positions, lags and restore
@@ -397,6 +424,7 @@ mod tests {
             lag: -1,
             restoring: false,
             released: false,
+            api_url: None,
         }
     }
 

@@ -197,6 +197,31 @@ impl Handle {
         }))
     }
 
+    /// Who owns `partition` (another engine), and where its API answers
+    /// if it published that: from its latest claim, unless released.
+    pub fn partition_owner(
+        &self,
+        partition: i32,
+    ) -> Result<Option<(String, Option<String>)>, ControlError> {
+        let s = self.lock()?;
+        Ok(s.partition_owners
+            .get(&partition)
+            .filter(|c| !c.released)
+            .map(|c| (c.engine.clone(), c.api_url.clone())))
+    }
+
+    /// Where this engine's API answers, if it serves one.
+    pub fn api_url(&self) -> Result<Option<String>, ControlError> {
+        Ok(self.lock()?.api_url.clone())
+    }
+
+    /// Sets where this engine's API answers (before the intake claims its
+    /// partitions, which publishes it).
+    pub fn set_api_url(&self, url: String) -> Result<(), ControlError> {
+        self.lock()?.api_url = Some(url);
+        Ok(())
+    }
+
     /// Runs `f` on the event log under the lock (reads only).
     pub fn with_log<T>(&self, f: impl FnOnce(&EventLog) -> T) -> Result<T, ControlError> {
         let s = self.lock()?;

@@ -61,6 +61,23 @@ pub struct Live {
     /// the topic's partition count (set by the Kafka intake): HTTP ingest
     /// refuses a tenant that lives elsewhere. `None`: no static ownership.
     pub owned_partitions: Option<(Vec<i32>, i32)>,
+    /// Where this engine's API answers (`api.advertised_url`, or where it
+    /// listens), published with its claims.
+    pub api_url: Option<String>,
+    /// The latest claim of every partition another engine owns (static
+    /// ownership; kept by the intake from the owners topic): where a
+    /// tenant's query is forwarded.
+    pub partition_owners: BTreeMap<i32, PartitionOwner>,
+}
+
+/// Another engine's latest claim on a partition, as far as queries care.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionOwner {
+    pub engine: String,
+    /// Where its API answers, if it published that.
+    pub api_url: Option<String>,
+    /// It stopped cleanly and nobody took over yet.
+    pub released: bool,
 }
 
 impl Live {
@@ -85,6 +102,8 @@ impl Live {
             commands_dirty: true,
             metrics: Arc::new(Metrics::new()),
             owned_partitions: None,
+            api_url: None,
+            partition_owners: BTreeMap::new(),
         };
         // The whole log's rejection counts, once; each batch adds its own.
         match live.log.stats() {

@@ -121,6 +121,7 @@ pub fn run(
             Ok((addr, thread)) => {
                 api_thread = Some(thread);
                 api_addr = Some(Ok(addr));
+                handle.set_api_url(advertised_url(&api.config, addr))?;
             }
             Err(e) if api.optional => api_addr = Some(Err(e)),
             Err(source) => {
@@ -166,4 +167,18 @@ pub fn run(
     let engine = live.into_engine();
     replay::checkpoint(&engine)?;
     Ok(Finished { engine, stats })
+}
+
+/// The URL other engines reach this one's API at: `api.advertised_url`, or
+/// where it listens, with the host name for an unspecified address.
+fn advertised_url(config: &ApiConfig, addr: SocketAddr) -> String {
+    if let Some(url) = &config.advertised_url {
+        return url.trim_end_matches('/').to_string();
+    }
+    if addr.ip().is_unspecified() {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+        format!("http://{host}:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
 }

@@ -93,6 +93,21 @@ pub struct Progress<'a> {
     pub covered: u64,
 }
 
+/// The other engines' claims, for the API's forwarding of tenant queries.
+fn partition_owners(o: &super::owners::Owner) -> BTreeMap<i32, crate::control::PartitionOwner> {
+    o.others()
+        .iter()
+        .map(|(p, c)| {
+            let owner = crate::control::PartitionOwner {
+                engine: c.engine.clone(),
+                api_url: c.api_url.clone(),
+                released: c.released,
+            };
+            (*p, owner)
+        })
+        .collect()
+}
+
 /// The running state, while the intake consumes (the engine takes it back
 /// only after [`consume`] has returned).
 pub(crate) fn live_mut<'a>(guard: &'a mut MutexGuard<'_, Option<Live>>) -> &'a mut Live {
@@ -225,7 +240,7 @@ pub fn consume(
                     }
                 }
                 l.owned_partitions = Some((owned.clone(), events_partitions));
-                claim = Some((owned.clone(), positions, fresh.clone()));
+                claim = Some((owned.clone(), positions, fresh.clone(), l.api_url.clone()));
                 (!fresh.is_empty()).then_some(Some(fresh))
             }
             Ownership::Group => l
@@ -240,15 +255,19 @@ pub fn consume(
     // nothing it publishes is missed. It may wait for a lease, so it is
     // taken without the engine's lock (the API keeps answering).
     let mut owner = match claim {
-        Some((owned, positions, fresh)) => Some(super::owners::Owner::take(
+        Some((owned, positions, fresh, api_url)) => Some(super::owners::Owner::take(
             k,
             &owned,
             &positions,
             &fresh,
+            api_url.as_deref(),
             &crate::replay::wall_ms,
         )?),
         None => None,
     };
+    if let Some(o) = &owner {
+        live_mut(&mut lock(live)).partition_owners = partition_owners(o);
+    }
     let restoring_partitions: Vec<i32> = match &restoring {
         Some(Some(fresh)) => fresh.clone(),
         _ => Vec::new(),
@@ -379,7 +398,9 @@ pub fn consume(
         {
             // Fenced before publishing, never after (see `owners`).
             last_owner_check = Instant::now();
-            o.check()?;
+            if o.check()? {
+                l.partition_owners = partition_owners(o);
+            }
             o.heartbeat(crate::replay::wall_ms(), &|p| {
                 let at = i.durable.get(&p).copied().unwrap_or(0);
                 let lag = i.lag.get(&p).copied().unwrap_or(-1);
