@@ -312,3 +312,115 @@ fn the_dispatcher_keeps_its_in_flight_bound_while_the_broker_is_away() {
     assert_eq!(done.sent, total, "{done:?}");
     assert!(log.pending_commands(10).unwrap().is_empty());
 }
+
+/// An engine owning its partitions statically heartbeats its claims on the
+/// owners topic. Those heartbeats must not make a broker outage fatal (a
+/// blocking flush gave up after 10 s and stopped the engine), nor hold the
+/// engine's lock while the broker is away; and once its lease has lapsed
+/// the engine publishes again only after confirming that nobody took its
+/// partitions meanwhile.
+#[test]
+fn a_static_owner_rides_out_a_broker_outage_longer_than_its_lease() {
+    let mock = MockCluster::new(1).unwrap();
+    let mut config = Config::default();
+    config.kafka.brokers = mock.bootstrap_servers();
+    config.kafka.group_id = "static-outage".into();
+    config.kafka.own_partitions = "0-3".into();
+    config.kafka.owner_lease_ms = 2_000;
+    config.log.batch_events_max = 500;
+    for topic in [
+        &config.kafka.events_topic,
+        &config.kafka.commands_topic,
+        &config.kafka.dlq_topic,
+        &config.kafka.owners_topic,
+    ] {
+        mock.create_topic(topic, 4, 1).unwrap();
+    }
+    let items: Vec<SimItem> = Simulator::new(SimConfig {
+        seed: 17,
+        leads: 1_000,
+        days: 10,
+        ..SimConfig::default()
+    })
+    .collect();
+    let half = items.len() / 2;
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first.pb"), dir.path().join("second.pb"));
+    write(&first, &items[..half]);
+    write(&second, &items[half..]);
+    publish(&config, &first);
+    let log = EventLog::open(&dir.path().join("data"), &LogOptions::default()).unwrap();
+    let shutdown = Shutdown::new();
+    let covered = Arc::new(AtomicU64::new(0));
+    let (engine, handle) = common::spawn_engine(
+        &config,
+        log,
+        Some(Policies::new(PolicyFile::parse(POLICY).unwrap())),
+        &shutdown,
+        covered.clone(),
+    );
+    // Given an owner that consumed the first half ...
+    wait_for(&covered, half as u64, "first half");
+    // ... when the broker is away for 12 s (past the lease, and past the
+    // 10 s a blocking flush would wait) ...
+    mock.broker_down(1).unwrap();
+    let away = Instant::now();
+    while away.elapsed() < Duration::from_secs(12) {
+        // ... the engine keeps answering (its lock is not held by a
+        // heartbeat waiting for the broker) ...
+        let asked = Instant::now();
+        if handle.with_log(|l| l.last_seq()).is_err() {
+            panic!(
+                "the engine stopped during the outage: {:?}",
+                engine.join().unwrap().err()
+            );
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "the engine's lock was held for {:?} during the outage",
+            asked.elapsed()
+        );
+        assert!(
+            !engine.is_finished(),
+            "the engine stopped during the outage"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    mock.broker_up(1).unwrap();
+    // Then, with the broker back, it takes the second half, publishes every
+    // command and stops cleanly.
+    publish(&config, &second);
+    wait_for(&covered, items.len() as u64, "second half");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, pending) = handle.with_log(|l| l.command_counts()).unwrap().unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} commands never published"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(handle);
+    shutdown.trigger();
+    let done = engine
+        .join()
+        .unwrap()
+        .expect("the owner survives the outage");
+    let commands: Vec<String> = done
+        .engine
+        .log
+        .commands()
+        .map(|c| c.unwrap().1.command_id)
+        .collect();
+    assert!(!commands.is_empty());
+    let published = published_command_ids(&config);
+    for id in &commands {
+        assert!(
+            published.contains(id),
+            "command {id} never reached the topic"
+        );
+    }
+}

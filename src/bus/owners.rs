@@ -22,6 +22,12 @@
 //!   before every publishing pass, so what it may still publish after the
 //!   new owner's claim is bounded by one pass plus the time its watcher
 //!   takes to see the claim (the in-flight window; README, Scaling out).
+//! - A heartbeat never blocks the engine: it is handed to the producer and
+//!   its delivery picked up later, so a broker outage stops nothing. If no
+//!   heartbeat has been delivered for longer than the lease, another
+//!   engine may have taken over meanwhile: the owner publishes no command
+//!   until the broker takes its heartbeats again and a full read of the
+//!   owners topic shows no claim beating its own (else it is fenced).
 //!
 //! The claims are JSON, so other tools can read the topic.
 
@@ -217,6 +223,14 @@ pub struct Owner {
     producer: BaseProducer,
     watcher: BaseConsumer,
     last_heartbeat: Instant,
+    /// When a heartbeat was last known delivered (nothing left in flight).
+    delivered_at: Instant,
+    /// No heartbeat was delivered for longer than the lease: ownership
+    /// must be confirmed before publishing again.
+    lapsed: bool,
+    lease: Duration,
+    /// For the confirming read of the owners topic.
+    kafka: KafkaConfig,
 }
 
 impl Owner {
@@ -304,6 +318,10 @@ impl Owner {
             producer,
             watcher,
             last_heartbeat: Instant::now(),
+            delivered_at: Instant::now(),
+            lapsed: false,
+            lease: Duration::from_millis(k.owner_lease_ms),
+            kafka: k.clone(),
         };
         owner.publish()?;
         tracing::info!(
@@ -317,6 +335,14 @@ impl Owner {
 
     /// Publishes every claim and waits for the broker to have them.
     fn publish(&mut self) -> Result<(), BusError> {
+        self.send_claims()?;
+        self.producer.flush(Duration::from_secs(10))?;
+        self.delivered_at = Instant::now();
+        Ok(())
+    }
+
+    /// Hands every claim to the producer, without waiting.
+    fn send_claims(&mut self) -> Result<(), BusError> {
         for (p, claim) in &self.mine {
             let key = key(&self.events_topic, *p);
             let value = serde_json::to_vec(claim).expect("claims serialise");
@@ -324,9 +350,38 @@ impl Owner {
                 .send(BaseRecord::to(&self.owners_topic).key(&key).payload(&value))
                 .map_err(|(e, _)| e)?;
         }
-        self.producer.flush(Duration::from_secs(10))?;
         self.last_heartbeat = Instant::now();
         Ok(())
+    }
+
+    /// Whether commands may be published now: always, unless heartbeats
+    /// went undelivered for longer than the lease (see the module docs).
+    /// Then not until one is delivered again; and once one is, a full read
+    /// of the owners topic must show no claim beating ours
+    /// ([`BusError::Fenced`] if one does).
+    pub fn may_publish(&mut self) -> Result<bool, BusError> {
+        if !self.lapsed {
+            return Ok(true);
+        }
+        if self.producer.in_flight_count() > 0 {
+            return Ok(false);
+        }
+        let claims = read_claims(&self.kafka)?;
+        for (p, ours) in &self.mine {
+            if let Some(c) = claims.get(&key(&self.events_topic, *p)) {
+                if c.engine != self.engine && c.beats(ours) {
+                    return Err(BusError::Fenced {
+                        partition: *p,
+                        engine: c.engine.clone(),
+                        epoch: c.epoch,
+                        ours: ours.epoch,
+                    });
+                }
+            }
+        }
+        tracing::info!("heartbeats delivered again and no other engine claimed our partitions meanwhile: publishing again");
+        self.lapsed = false;
+        Ok(true)
     }
 
     /// Fails with [`BusError::Fenced`] if a claim that beats one of ours
@@ -336,7 +391,17 @@ impl Owner {
     pub fn check(&mut self) -> Result<bool, BusError> {
         let mut changed = false;
         while let Some(m) = self.watcher.poll(Duration::ZERO) {
-            let m = m?;
+            // A broker away is an error of the poll, not of the owner: the
+            // consumer reconnects by itself, and claims published meanwhile
+            // come when it does (until then `may_publish` holds commands
+            // once the lease lapsed).
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!("owners watcher: {e}");
+                    break;
+                }
+            };
             let mut seen = BTreeMap::new();
             apply_record(&mut seen, m.key(), m.payload());
             for (key, claim) in seen {
@@ -376,7 +441,22 @@ impl Owner {
         now_ms: i64,
         position: &dyn Fn(i32) -> (u64, i64, bool),
     ) -> Result<(), BusError> {
-        if self.last_heartbeat.elapsed() < Duration::from_millis(HEARTBEAT_MS) {
+        self.producer.poll(Duration::ZERO);
+        let in_flight = self.producer.in_flight_count();
+        if in_flight == 0 {
+            self.delivered_at = Instant::now();
+        } else if !self.lapsed && self.delivered_at.elapsed() > self.lease {
+            tracing::warn!(
+                undelivered_ms = self.delivered_at.elapsed().as_millis() as u64,
+                lease_ms = self.lease.as_millis() as u64,
+                "heartbeats have not reached the broker for longer than the lease: \
+                 holding commands until ownership is confirmed"
+            );
+            self.lapsed = true;
+        }
+        // One heartbeat at a time: while the broker is away the last one
+        // waits in the producer instead of a queue of stale ones.
+        if in_flight > 0 || self.last_heartbeat.elapsed() < Duration::from_millis(HEARTBEAT_MS) {
             return Ok(());
         }
         for (p, claim) in self.mine.iter_mut() {
@@ -386,7 +466,7 @@ impl Owner {
             claim.lag = lag;
             claim.restoring = restoring;
         }
-        self.publish()
+        self.send_claims()
     }
 
     /// Releases the claims (a clean stop) with the final positions of the

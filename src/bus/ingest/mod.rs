@@ -408,7 +408,14 @@ pub fn consume(
                 (at, lag, behind && restoring_partitions.contains(&p))
             })?;
         }
-        if l.commands_dirty {
+        // An owner whose heartbeats went undelivered past its lease holds
+        // its commands (they wait in the outbox) until it has confirmed
+        // that nobody took its partitions meanwhile (see `owners`).
+        let may_publish = match owner.as_mut() {
+            Some(o) if l.commands_dirty => o.may_publish()?,
+            _ => true,
+        };
+        if l.commands_dirty && may_publish {
             let (_, more) = dispatcher.pump(&l.log, &producer)?;
             l.commands_dirty = more;
         }
@@ -447,10 +454,21 @@ pub fn consume(
         let mut g = lock(live);
         let l = live_mut(&mut g);
         i.append_batch(l, &consumer, CommitMode::Sync)?;
+        let mut may_publish = true;
         if let Some(o) = owner.as_mut() {
             o.check()?;
+            may_publish = o.may_publish()?;
+            if !may_publish {
+                tracing::warn!(
+                    "ownership unconfirmed since the broker went away: the outbox's commands stay for the next start"
+                );
+            }
         }
-        let d = dispatcher.drain(&l.log, &producer, DRAIN_ATTEMPTS_MAX)?;
+        let d = if may_publish {
+            dispatcher.drain(&l.log, &producer, DRAIN_ATTEMPTS_MAX)?
+        } else {
+            Default::default()
+        };
         l.commands_sent(d.sent);
         if dispatcher.skipped_published > 0 {
             tracing::info!(
