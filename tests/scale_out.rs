@@ -504,6 +504,16 @@ fn two_engines_on_one_partition_never_both_publish() {
     let y_err = String::from_utf8_lossy(&y.stderr);
     assert!(!y.status.success(), "{y_err}");
     assert!(y_err.contains("is owned by engine"), "{y_err}");
+    // An engine asked to stop (SIGTERM) while it waits for that lease
+    // stops cleanly (exit 0) instead of waiting the lease out and failing.
+    let (w, w_said) = common::spawn_logged(leadflow(&dir.path().join("w"), &x_toml).arg("run"));
+    std::thread::sleep(Duration::from_millis(LEASE_MS / 2));
+    common::unsafe_sigterm(w.id());
+    let mut w = w;
+    let w_status = w.wait().unwrap();
+    let w_said = w_said.join().unwrap();
+    assert!(w_status.success(), "{w_said}");
+    assert!(w_said.contains("waiting for its lease"), "{w_said}");
 
     // When X is paused longer than its lease, Z takes the partitions over
     // (a claim with the next epoch) and restores them; then X, resumed,

@@ -238,6 +238,8 @@ impl Owner {
     /// any of them (up to twice `kafka.owner_lease_ms`), then publishes
     /// claims with the next epochs. `positions` gives each partition's
     /// position in this engine's log; `restoring`, those being rebuilt.
+    /// `None` when `stop` says the engine was asked to stop while it
+    /// waited (nothing claimed).
     pub fn take(
         k: &KafkaConfig,
         partitions: &[i32],
@@ -245,7 +247,8 @@ impl Owner {
         restoring: &[i32],
         api_url: Option<&str>,
         now_ms: &dyn Fn() -> i64,
-    ) -> Result<Owner, BusError> {
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<Owner>, BusError> {
         let engine = engine_id();
         let waited = Instant::now();
         let wait_max = Duration::from_millis(2 * k.owner_lease_ms);
@@ -273,7 +276,14 @@ impl Owner {
                 lease_ms = k.owner_lease_ms,
                 "another engine holds this partition; waiting for its lease to run out"
             );
-            std::thread::sleep(Duration::from_millis(HEARTBEAT_MS));
+            // A stop request is answered within 100 ms, not after the wait.
+            let napped = Instant::now();
+            while napped.elapsed() < Duration::from_millis(HEARTBEAT_MS) {
+                if stop() {
+                    return Ok(None);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
         };
         let producer: BaseProducer = client_config(k).create()?;
         let mut mine = BTreeMap::new();
@@ -330,7 +340,7 @@ impl Owner {
             "claimed partitions on {}",
             owner.owners_topic
         );
-        Ok(owner)
+        Ok(Some(owner))
     }
 
     /// Publishes every claim and waits for the broker to have them.

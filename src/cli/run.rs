@@ -57,8 +57,12 @@ pub fn exec(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
         None => None,
         Some(path) => {
             let policy = leadflow::config::load_policy(path)?;
+            let tenants = match policy.tenants.len() {
+                0 => String::new(),
+                n => format!(" and {n} tenant tables"),
+            };
             eprintln!(
-                "policy {} version {} ({} pools)",
+                "policy {} version {} ({} pools{tenants})",
                 path.display(),
                 policy.version,
                 policy.pools.len()

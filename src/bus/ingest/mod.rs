@@ -255,14 +255,25 @@ pub fn consume(
     // nothing it publishes is missed. It may wait for a lease, so it is
     // taken without the engine's lock (the API keeps answering).
     let mut owner = match claim {
-        Some((owned, positions, fresh, api_url)) => Some(super::owners::Owner::take(
-            k,
-            &owned,
-            &positions,
-            &fresh,
-            api_url.as_deref(),
-            &crate::replay::wall_ms,
-        )?),
+        Some((owned, positions, fresh, api_url)) => {
+            match super::owners::Owner::take(
+                k,
+                &owned,
+                &positions,
+                &fresh,
+                api_url.as_deref(),
+                &crate::replay::wall_ms,
+                &|| shutdown.is_triggered(),
+            )? {
+                Some(o) => Some(o),
+                None => {
+                    tracing::info!(
+                        "asked to stop while waiting for another engine's lease: nothing claimed, nothing consumed"
+                    );
+                    return Ok(());
+                }
+            }
+        }
         None => None,
     };
     if let Some(o) = &owner {
