@@ -1,10 +1,12 @@
-//! Policy benchmarks: the processor's cost per event under every rule, and
-//! one million pending deadlines — memory and fire throughput.
+//! Policy benchmarks: the processor's cost per event under every rule (one
+//! processor, the same behind the per-tenant `Policies` the engine holds,
+//! and 50 tenants each with its own table), and one million pending
+//! deadlines — memory and fire throughput.
 //! Run: `cargo bench --bench policy`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use leadflow::domain::*;
-use leadflow::policy::{PolicyFile, Processor};
+use leadflow::policy::{Policies, PolicyFile, Processor};
 use leadflow::sim::{SimConfig, SimItem, Simulator};
 use std::time::Instant;
 
@@ -53,6 +55,52 @@ fn handle_per_event(c: &mut Criterion) {
             let mut p = Processor::new(policy.clone());
             let mut commands = 0;
             for (i, e) in events.iter().enumerate() {
+                commands += p.handle(i as u64 + 1, e).len();
+            }
+            commands
+        })
+    });
+    // The same events through the per-tenant face the engine holds: one
+    // tenant, so the difference is the face's own cost.
+    g.bench_function("handle_per_event_all_rules_policies", |b| {
+        b.iter(|| {
+            let mut p = Policies::new(policy.clone());
+            let mut commands = 0;
+            for (i, e) in events.iter().enumerate() {
+                commands += p.handle(i as u64 + 1, e).len();
+            }
+            commands
+        })
+    });
+    // The same workload spread over 50 tenants, each with the same table
+    // (its own reps): 50 processors behind one face.
+    let tenants: Vec<LeadEvent> = Simulator::new(SimConfig {
+        leads: 2_000,
+        tenants: 50,
+        ..SimConfig::default()
+    })
+    .filter_map(|i| match i {
+        SimItem::Event(e) => Some(e),
+        SimItem::Bad { .. } => None,
+    })
+    .collect();
+    let mut table = policy.clone();
+    table.tenants.clear();
+    let mut fifty = policy.clone();
+    for t in 0..50 {
+        fifty.tenants.insert(
+            format!("tenant-{t:02}"),
+            leadflow::policy::TenantPolicy {
+                rules: table.rules.clone(),
+                pools: table.pools.clone(),
+            },
+        );
+    }
+    g.bench_function("handle_per_event_all_rules_50_tenants", |b| {
+        b.iter(|| {
+            let mut p = Policies::new(fifty.clone());
+            let mut commands = 0;
+            for (i, e) in tenants.iter().enumerate() {
                 commands += p.handle(i as u64 + 1, e).len();
             }
             commands

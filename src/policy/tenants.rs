@@ -241,10 +241,16 @@ impl Policies {
 
     /// Puts `tenant` at its earliest due moment in the due index.
     fn reindex(&mut self, tenant: &str) {
+        let next = self.tenants.get(tenant).and_then(Processor::next_due_ms);
+        if self.due_of.get(tenant).copied() == next {
+            // The usual case (the earliest moment did not move): no work,
+            // no allocation, on the path of every event.
+            return;
+        }
         if let Some(old) = self.due_of.remove(tenant) {
             self.due.remove(&(old, tenant.to_string()));
         }
-        if let Some(at) = self.tenants.get(tenant).and_then(Processor::next_due_ms) {
+        if let Some(at) = next {
             self.due.insert((at, tenant.to_string()));
             self.due_of.insert(tenant.to_string(), at);
         }
