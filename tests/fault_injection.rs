@@ -131,18 +131,7 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
     wait_for(&covered, items.len() as u64, "second half");
     // Let the dispatchers publish every command decided (the outbox is
     // empty), then stop.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, pending) = handle.with_log(|l| l.command_counts()).unwrap().unwrap();
-        if pending == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{pending} commands never published"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_published(&handle);
     drop(handle);
     shutdown.trigger();
     let done = engine
@@ -197,6 +186,23 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
             published.contains(id),
             "command {id} never reached the topic"
         );
+    }
+}
+
+/// Waits until the engine's outbox is empty: every command decided was
+/// acknowledged by the broker.
+fn wait_until_published(handle: &leadflow::control::Handle) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, pending) = handle.with_log(|l| l.command_counts()).unwrap().unwrap();
+        if pending == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pending} commands never published"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -391,18 +397,7 @@ fn a_static_owner_rides_out_a_broker_outage_longer_than_its_lease() {
     // command and stops cleanly.
     publish(&config, &second);
     wait_for(&covered, items.len() as u64, "second half");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, pending) = handle.with_log(|l| l.command_counts()).unwrap().unwrap();
-        if pending == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{pending} commands never published"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_published(&handle);
     drop(handle);
     shutdown.trigger();
     let done = engine

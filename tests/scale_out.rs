@@ -248,28 +248,13 @@ fn engines_owning_partitions_statically_hold_each_tenants_events_once_and_refuse
         common::run_with_api(leadflow(&a_data, &a_toml).env("LEADFLOW_API_LISTEN", "127.0.0.1:0"));
     let (mut b, b_url, b_rest) =
         common::run_with_api(leadflow(&b_data, &b_toml).env("LEADFLOW_API_LISTEN", "127.0.0.1:0"));
-    for by in ["channel", "campaign", "tenant", "day", "owner", "pools"] {
-        let merged = common::ok(
-            leadflow(&dir.path().join("scratch"), &a_toml)
-                .args(["stats", "--by", by, "--json", "--peers"])
-                .arg(format!("{a_url},{b_url}"))
-                .output()
-                .unwrap(),
-        );
-        let one = common::ok(
-            leadflow(&c_data, &c_toml)
-                .args(["stats", "--by", by, "--json"])
-                .output()
-                .unwrap(),
-        );
-        let merged: serde_json::Value = serde_json::from_str(&merged).unwrap();
-        let one: serde_json::Value = serde_json::from_str(&one).unwrap();
-        assert!(
-            !one["rows"].as_object().unwrap().is_empty(),
-            "{by}: rows to compare"
-        );
-        assert_eq!(merged, one, "{by}");
-    }
+    assert_merged_is_one(
+        &dir.path().join("scratch"),
+        &a_toml,
+        &format!("{a_url},{b_url}"),
+        &c_data,
+        &c_toml,
+    );
     // Over HTTP, A takes an event of a tenant living on its partitions and
     // refuses one whose tenant lives on B's, instead of splitting it.
     let tenant_on = |wanted: &dyn Fn(i32) -> bool| {
@@ -320,6 +305,38 @@ fn engines_owning_partitions_statically_hold_each_tenants_events_once_and_refuse
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("the data dir holds partitions [0]"), "{err}");
+}
+
+/// `stats --peers` over the engines at `peers` equals `stats` of the one
+/// engine at `one_data` that owns every partition, for every table.
+fn assert_merged_is_one(
+    scratch: &Path,
+    toml: &Path,
+    peers: &str,
+    one_data: &Path,
+    one_toml: &Path,
+) {
+    for by in ["channel", "campaign", "tenant", "day", "owner", "pools"] {
+        let merged = common::ok(
+            leadflow(scratch, toml)
+                .args(["stats", "--by", by, "--json", "--peers", peers])
+                .output()
+                .unwrap(),
+        );
+        let one = common::ok(
+            leadflow(one_data, one_toml)
+                .args(["stats", "--by", by, "--json"])
+                .output()
+                .unwrap(),
+        );
+        let merged: serde_json::Value = serde_json::from_str(&merged).unwrap();
+        let one: serde_json::Value = serde_json::from_str(&one).unwrap();
+        assert!(
+            !one["rows"].as_object().unwrap().is_empty(),
+            "{by}: rows to compare"
+        );
+        assert_eq!(merged, one, "{by}");
+    }
 }
 
 /// Runs `leadflow run` until its progress says it covers `expect`
@@ -730,28 +747,13 @@ fn three_engines_at_once_hold_100k_events_of_50_tenants_once_and_add_up_to_one()
     // Then the numbers of the three, merged from their APIs, are the
     // single engine's ...
     let peers: Vec<&str> = engines.iter().map(|e| e.2.as_str()).collect();
-    for by in ["channel", "campaign", "tenant", "day", "owner", "pools"] {
-        let merged = common::ok(
-            leadflow(&dir.path().join("scratch"), &toml)
-                .args(["stats", "--by", by, "--json", "--peers"])
-                .arg(peers.join(","))
-                .output()
-                .unwrap(),
-        );
-        let one = common::ok(
-            leadflow(&single_data, &single_toml)
-                .args(["stats", "--by", by, "--json"])
-                .output()
-                .unwrap(),
-        );
-        let merged: serde_json::Value = serde_json::from_str(&merged).unwrap();
-        let one: serde_json::Value = serde_json::from_str(&one).unwrap();
-        assert!(
-            !one["rows"].as_object().unwrap().is_empty(),
-            "{by}: rows to compare"
-        );
-        assert_eq!(merged, one, "{by}");
-    }
+    assert_merged_is_one(
+        &dir.path().join("scratch"),
+        &toml,
+        &peers.join(","),
+        &single_data,
+        &single_toml,
+    );
     // ... any engine answers a tenant's query: engine 0 forwards one about
     // a tenant of engine 2 to engine 2 and relays its answer ...
     let tenant2 = (0..50)

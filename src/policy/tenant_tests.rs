@@ -144,6 +144,18 @@ pools = [
     )
 }
 
+/// Three simulated tenants, each with the busy table as its own.
+fn three_tenants() -> PolicyFile {
+    let mut text = String::from("version = 1\n");
+    for t in 0..3 {
+        text.push_str(&format!(
+            "[tenants.tenant-{t:02}]\n{}",
+            busy_rules_and_pools()
+        ));
+    }
+    PolicyFile::parse(&text).unwrap()
+}
+
 fn sim_events(tenants: u32, leads: u64) -> Vec<LeadEvent> {
     Simulator::new(SimConfig {
         leads,
@@ -183,14 +195,7 @@ fn one_tenant_decides_exactly_as_the_single_processor() {
 #[test]
 fn each_tenant_decides_as_if_it_were_alone_however_the_tenants_interleave() {
     // Given three tenants with the same rep ids, each with its own table.
-    let mut text = String::from("version = 1\n");
-    for t in 0..3 {
-        text.push_str(&format!(
-            "[tenants.tenant-{t:02}]\n{}",
-            busy_rules_and_pools()
-        ));
-    }
-    let policy = PolicyFile::parse(&text).unwrap();
+    let policy = three_tenants();
     let events = sim_events(3, 600);
     let end_ms = events.iter().map(|e| e.occurred_at_ms).max().unwrap();
     // When the policies see the stream in time order, and again with the
@@ -246,14 +251,7 @@ fn each_tenant_decides_as_if_it_were_alone_however_the_tenants_interleave() {
 #[test]
 fn a_resumed_state_decides_what_the_uninterrupted_one_does() {
     // Given three tenants and their mixed stream.
-    let mut text = String::from("version = 1\n");
-    for t in 0..3 {
-        text.push_str(&format!(
-            "[tenants.tenant-{t:02}]\n{}",
-            busy_rules_and_pools()
-        ));
-    }
-    let policy = PolicyFile::parse(&text).unwrap();
+    let policy = three_tenants();
     let events = sim_events(3, 300);
     let half = events.len() / 2;
     let mut whole = Policies::new(policy.clone());
