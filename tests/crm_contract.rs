@@ -43,6 +43,12 @@ fn python(script: &str, args: &[&str]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{script}: {e}: {stdout}"))
 }
 
+/// The assignments' time to live is 15 s of event time from the lead's
+/// creation: time for the CRM to join its group and carry them out on a
+/// loaded 2-core machine (with 6 s, fresh-clone CI runs twice saw the
+/// engine withdraw assignments the CRM carried out late). The CRM idles
+/// out after 25 s, longer than that, so it sees the withdrawals and the
+/// assignments decided again.
 #[test]
 fn a_crm_that_ignores_and_declines_some_assignments_still_converges() {
     let brokers = common::brokers();
@@ -52,7 +58,7 @@ fn a_crm_that_ignores_and_declines_some_assignments_still_converges() {
     let policy = dir.path().join("policy.toml");
     std::fs::write(
         &policy,
-        "version = 1\n[rules]\nassign_command_ttl_ms = 6000\n\
+        "version = 1\n[rules]\nassign_command_ttl_ms = 15000\n\
          [[pools]]\nname = \"inbound\"\nkind = \"auto_assign\"\n\
          members = [{ id = \"rep-a\", capacity = 100 }, { id = \"rep-b\", capacity = 100 }, \
          { id = \"rep-c\", capacity = 100 }]\n",
@@ -102,7 +108,7 @@ fn a_crm_that_ignores_and_declines_some_assignments_still_converges() {
                     "--decline",
                     "0.05",
                     "--idle-exit-s",
-                    "12",
+                    "25",
                 ],
             )
         })
@@ -217,7 +223,7 @@ fn a_crm_that_ignores_and_declines_some_assignments_still_converges() {
     assert_eq!(cancels.len() as u64, n("ignored"));
     for c in cancels {
         let why = c["explanation"].as_str().unwrap();
-        assert!(why.contains("not carried out within 6 s"), "{c}");
+        assert!(why.contains("not carried out within 15 s"), "{c}");
         assert_eq!(c["delivery"], "sent", "{c}");
     }
 }
