@@ -93,6 +93,14 @@ pub fn key(events_topic: &str, partition: i32) -> String {
     format!("{events_topic}/{partition}")
 }
 
+/// The partition a claim's key names, if it is one of `events_topic`'s.
+fn partition_of_key(events_topic: &str, key: &str) -> Option<i32> {
+    key.strip_prefix(events_topic)?
+        .strip_prefix('/')?
+        .parse()
+        .ok()
+}
+
 /// This process's engine id.
 pub fn engine_id() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "engine".into());
@@ -303,10 +311,9 @@ impl Owner {
                 },
             );
         }
-        let prefix = format!("{}/", k.events_topic);
         let others = claims
             .iter()
-            .filter_map(|(key, c)| Some((key.strip_prefix(&prefix)?.parse::<i32>().ok()?, c)))
+            .filter_map(|(key, c)| Some((partition_of_key(&k.events_topic, key)?, c)))
             .filter(|(p, _)| !mine.contains_key(p))
             .map(|(p, c)| (p, c.clone()))
             .collect();
@@ -377,16 +384,9 @@ impl Owner {
             return Ok(false);
         }
         let claims = read_claims(&self.kafka)?;
-        for (p, ours) in &self.mine {
+        for p in self.mine.keys() {
             if let Some(c) = claims.get(&key(&self.events_topic, *p)) {
-                if c.engine != self.engine && c.beats(ours) {
-                    return Err(BusError::Fenced {
-                        partition: *p,
-                        engine: c.engine.clone(),
-                        epoch: c.epoch,
-                        ours: ours.epoch,
-                    });
-                }
+                self.fenced_by(*p, c)?;
             }
         }
         tracing::info!("heartbeats delivered again and no other engine claimed our partitions meanwhile: publishing again");
@@ -415,21 +415,11 @@ impl Owner {
             let mut seen = BTreeMap::new();
             apply_record(&mut seen, m.key(), m.payload());
             for (key, claim) in seen {
-                let Some(p) = key
-                    .strip_prefix(&format!("{}/", self.events_topic))
-                    .and_then(|p| p.parse::<i32>().ok())
-                else {
+                let Some(p) = partition_of_key(&self.events_topic, &key) else {
                     continue;
                 };
-                if let Some(ours) = self.mine.get(&p) {
-                    if claim.engine != self.engine && claim.beats(ours) {
-                        return Err(BusError::Fenced {
-                            partition: p,
-                            engine: claim.engine,
-                            epoch: claim.epoch,
-                            ours: ours.epoch,
-                        });
-                    }
+                if self.mine.contains_key(&p) {
+                    self.fenced_by(p, &claim)?;
                 } else if self.others.get(&p) != Some(&claim) {
                     self.others.insert(p, claim);
                     changed = true;
@@ -437,6 +427,22 @@ impl Owner {
             }
         }
         Ok(changed)
+    }
+
+    /// [`BusError::Fenced`] if `claim`, another engine's on our partition
+    /// `p`, beats ours.
+    fn fenced_by(&self, p: i32, claim: &Claim) -> Result<(), BusError> {
+        match self.mine.get(&p) {
+            Some(ours) if claim.engine != self.engine && claim.beats(ours) => {
+                Err(BusError::Fenced {
+                    partition: p,
+                    engine: claim.engine.clone(),
+                    epoch: claim.epoch,
+                    ours: ours.epoch,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The latest claim seen on every partition this engine does not own.

@@ -4,7 +4,7 @@
 
 use super::{lock, ControlError, IntakeStatus, Live, Metrics, Shared};
 use crate::codec;
-use crate::domain::{tenant, Rejection};
+use crate::domain::Rejection;
 use crate::log::{EventLog, Input, LogReader, Origin, Position};
 use crate::policy::Policies;
 use crate::projector::Projections;
@@ -112,17 +112,13 @@ impl Handle {
                 }
                 Ok(e) => e,
             };
-            if let Some((owned, partitions)) = &s.owned_partitions {
-                if let Some(home) = tenant::home_partition(&event.tenant_id, *partitions) {
-                    if !owned.contains(&home) {
-                        outcomes[i] = Some(ItemOutcome::rejected(&Rejection::NotOwnedHere {
-                            tenant_id: event.tenant_id,
-                            partition: home,
-                            partitions: *partitions,
-                        }));
-                        continue;
-                    }
-                }
+            if let Some((home, partitions)) = s.tenant_elsewhere(&event.tenant_id) {
+                outcomes[i] = Some(ItemOutcome::rejected(&Rejection::NotOwnedHere {
+                    tenant_id: event.tenant_id,
+                    partition: home,
+                    partitions,
+                }));
+                continue;
             }
             match s.log.first_copy_of(&event.event_id)? {
                 Some(Seen::Event(seq)) => outcomes[i] = Some(ItemOutcome::Duplicate { seq }),
@@ -191,10 +187,7 @@ impl Handle {
     /// ownership): its queries belong there. `None` when it is this
     /// engine's, or ownership is not static.
     pub fn tenant_elsewhere(&self, tenant: &str) -> Result<Option<i32>, ControlError> {
-        let s = self.lock()?;
-        Ok(s.owned_partitions.as_ref().and_then(|(owned, partitions)| {
-            tenant::home_partition(tenant, *partitions).filter(|home| !owned.contains(home))
-        }))
+        Ok(self.lock()?.tenant_elsewhere(tenant).map(|(home, _)| home))
     }
 
     /// Who owns `partition` (another engine), and where its API answers

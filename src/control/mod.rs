@@ -81,6 +81,16 @@ pub struct PartitionOwner {
 }
 
 impl Live {
+    /// The partition `tenant` lives on, when static ownership gives it to
+    /// another engine (HTTP ingest refuses its events, the API forwards its
+    /// queries); with the events topic's partition count.
+    pub fn tenant_elsewhere(&self, tenant: &str) -> Option<(i32, i32)> {
+        let (owned, partitions) = self.owned_partitions.as_ref()?;
+        crate::domain::tenant::home_partition(tenant, *partitions)
+            .filter(|home| !owned.contains(home))
+            .map(|home| (home, *partitions))
+    }
+
     /// A running engine from folds that have all caught up with the log.
     pub fn new(engine: Engine) -> Live {
         for p in engine.processor.iter().chain(engine.shadow.iter()) {
