@@ -603,14 +603,15 @@ impl Processor {
         bincode::deserialize(bytes)
     }
 
-    /// The earliest moment something is due (a wake-up, an expiry or a
-    /// deadline), if anything is: [`advance`](Self::advance) to an earlier
+    /// The earliest moment something is due (a wake-up, an expiry, a
+    /// deadline, or the start of a waiting version), if anything is: [`advance`](Self::advance) to an earlier
     /// time fires nothing.
     pub fn next_due_ms(&self) -> Option<i64> {
         [
             self.state.wakeups.first().copied(),
             self.state.expiries.first().map(|(at, _)| *at),
             self.state.due.first().map(|(at, _)| *at),
+            self.state.next.as_ref().and_then(|n| n.effective_from_ms),
         ]
         .into_iter()
         .flatten()

@@ -289,3 +289,55 @@ fn a_tenant_table_is_checked_and_its_errors_name_it() {
     let unknown = "version = 1\n[tenants.acme]\nrulez = {}\n";
     assert!(PolicyFile::parse(unknown).is_err());
 }
+
+#[test]
+fn a_new_tenant_starts_under_the_version_its_own_time_calls_for() {
+    // Given version 2 (acme's SLA 10 s), and version 3 (acme's SLA 20 s)
+    // loaded at t=0 to take effect at t=50s.
+    let v2 = PolicyFile::parse(TWO_TENANTS).unwrap();
+    let v3_text = TWO_TENANTS
+        .replace("version = 2", "version = 3\neffective_from_ms = 50000")
+        .replace(
+            "first_follow_up_sla_ms = 10000",
+            "first_follow_up_sla_ms = 20000",
+        );
+    let v3 = PolicyFile::parse(&v3_text).unwrap();
+    let acme_sla = |p: &Policies| {
+        p.tenant("acme")
+            .unwrap()
+            .policy()
+            .rules
+            .first_follow_up_sla_ms
+    };
+    // When the default tenant's events reach t=60s before acme's first
+    // event (at t=1s) is read (its partition was read ahead of acme's).
+    let mut ahead = Policies::new(v2.clone());
+    ahead.load(v3.clone());
+    ahead.handle(1, &created(1, 60_000, "", "d-1"));
+    assert_eq!(ahead.policy().version, 3, "the default tenant moved on");
+    ahead.handle(2, &created(2, 1_000, "acme", "a-1"));
+    // And when acme's event is read first.
+    let mut behind = Policies::new(v2);
+    behind.load(v3);
+    behind.handle(1, &created(1, 1_000, "acme", "a-1"));
+    behind.handle(2, &created(2, 60_000, "", "d-1"));
+    // Then acme is under version 2 both ways (its own time is 1 s), with
+    // version 3 waiting for its start.
+    assert_eq!(acme_sla(&ahead), Some(10_000));
+    assert_eq!(acme_sla(&behind), Some(10_000));
+    for p in [&ahead, &behind] {
+        let acme = p.tenant("acme").unwrap();
+        assert_eq!(acme.latest_loaded().version, 3);
+    }
+    // And a tick past the start moves acme to version 3 both ways, and a
+    // saved state resumes with it.
+    ahead.advance(55_000);
+    behind.advance(55_000);
+    assert_eq!(acme_sla(&ahead), Some(20_000));
+    assert_eq!(acme_sla(&behind), Some(20_000));
+    let resumed = Policies::resume(
+        ahead.policy().clone(),
+        Policies::state_from_bytes(&ahead.state_to_bytes()).unwrap(),
+    );
+    assert_eq!(acme_sla(&resumed), Some(20_000));
+}

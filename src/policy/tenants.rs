@@ -32,9 +32,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The snapshot name of the policies' state; the suffix changes with its
 /// shape.
-pub const SNAPSHOT_NAME: &str = "policy.v6";
+pub const SNAPSHOT_NAME: &str = "policy.v7";
 /// The snapshot name of the shadow policies' state.
-pub const SHADOW_SNAPSHOT_NAME: &str = "policy-shadow.v6";
+pub const SHADOW_SNAPSHOT_NAME: &str = "policy-shadow.v7";
 
 /// What is saved of [`Policies`]: the common position and time, and each
 /// tenant's own state (the due index is derived from them on resume).
@@ -48,6 +48,9 @@ pub struct PoliciesState {
     /// (each tenant's own time may be later, by its own events).
     pub now_ms: i64,
     pub tenants: BTreeMap<String, PolicyState>,
+    /// What a tenant that has seen no event yet stands under (see
+    /// [`Policies`]' `idle`).
+    pub idle: PolicyState,
 }
 
 pub struct Policies {
@@ -60,6 +63,14 @@ pub struct Policies {
     due: BTreeSet<(i64, String)>,
     /// Tenant -> its key in `due`.
     due_of: BTreeMap<String, i64>,
+    /// A processor that sees every policy version and every tick but no
+    /// event: the versions (in force and waiting) of a tenant that has
+    /// seen nothing yet. A tenant seen for the first time starts from it,
+    /// not from the default tenant, whose own events may have moved its
+    /// time past a waiting version's start: then the new tenant's first
+    /// decisions would depend on whether the default tenant's partition
+    /// was read ahead of its own.
+    idle: Processor,
 }
 
 impl Policies {
@@ -89,7 +100,8 @@ impl Policies {
             .collect();
         tenants
             .entry(String::new())
-            .or_insert_with(|| Processor::resume(policy, PolicyState::default()));
+            .or_insert_with(|| Processor::resume(policy.clone(), PolicyState::default()));
+        let idle = Processor::resume(policy, state.idle);
         let mut p = Policies {
             covered_seq: state.covered_seq,
             covered_input: state.covered_input,
@@ -97,6 +109,7 @@ impl Policies {
             tenants,
             due: BTreeSet::new(),
             due_of: BTreeMap::new(),
+            idle,
         };
         let names: Vec<String> = p.tenants.keys().cloned().collect();
         for t in names {
@@ -151,6 +164,8 @@ impl Policies {
     pub fn load(&mut self, policy: PolicyFile) -> bool {
         let now = self.now_ms;
         let mut changed = false;
+        self.idle.set_time(now);
+        self.idle.load(policy.clone());
         for (t, p) in self.tenants.iter_mut() {
             p.set_time(now);
             changed |= p.load(policy.for_tenant(t));
@@ -196,12 +211,13 @@ impl Policies {
         out
     }
 
-    /// A processor for a tenant seen for the first time: under the default
-    /// tenant's version in force, with the latest one loaded, at the
-    /// latest tick.
+    /// A processor for a tenant seen for the first time: under the
+    /// versions of a tenant that saw only the versions and the ticks (the
+    /// one in force at the latest tick, and the one waiting for its start,
+    /// if any), at the latest tick.
     fn fresh(&self, tenant: &str) -> Processor {
-        let mut p = Processor::new(self.policy().for_tenant(tenant));
-        p.load(self.latest_loaded().for_tenant(tenant));
+        let mut p = Processor::new(self.idle.policy().for_tenant(tenant));
+        p.load(self.idle.latest_loaded().for_tenant(tenant));
         p.set_time(self.now_ms);
         p
     }
@@ -215,6 +231,7 @@ impl Policies {
             return out;
         }
         self.now_ms = now_ms;
+        self.idle.set_time(now_ms);
         // The default tenant keeps the file's version current.
         if let Some(p) = self.tenants.get_mut("") {
             out.extend(p.advance(now_ms));
@@ -262,6 +279,7 @@ impl Policies {
             covered_input: self.covered_input,
             now_ms: self.now_ms,
             tenants: self.tenants.iter().map(|(t, p)| (t, p.state())).collect(),
+            idle: self.idle.state(),
         })
         .expect("policy state serialises")
     }
@@ -288,4 +306,5 @@ struct PoliciesStateRef<'a> {
     covered_input: Option<(u64, u32)>,
     now_ms: i64,
     tenants: BTreeMap<&'a String, &'a PolicyState>,
+    idle: &'a PolicyState,
 }
