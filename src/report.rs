@@ -232,6 +232,23 @@ fn owner_table(rows: &BTreeMap<String, OwnerAgg>) -> String {
     t.render()
 }
 
+/// The rows of `--by pools`: every pool with flows (at any time: its
+/// queue at the window's start comes from them) and every pool holding
+/// leads now, so that a quiet pool's waiting and held leads, and the held
+/// leads of a pool they were assigned under but never waited in, each have
+/// their row.
+fn pool_rows(
+    agg: &Aggregates,
+    sizes: &BTreeMap<String, PoolSize>,
+    window: Window,
+) -> BTreeMap<String, PoolWindow> {
+    let mut rows = agg.by_pool(window);
+    for name in sizes.keys() {
+        rows.entry(name.clone()).or_default();
+    }
+    rows
+}
+
 fn pool_table(rows: &BTreeMap<String, PoolWindow>, sizes: &BTreeMap<String, PoolSize>) -> String {
     let mut t = Table::new(&[
         "pool",
@@ -284,7 +301,7 @@ pub fn stats_text_sized(
             cohort_table("day", &rows)
         }
         (StatsBy::Owner, _) => owner_table(&agg.by_owner(window)),
-        _ => pool_table(&agg.by_pool(window), sizes),
+        _ => pool_table(&pool_rows(agg, sizes, window), sizes),
     }
 }
 
@@ -372,8 +389,7 @@ pub fn stats_json_sized(
             .iter()
             .map(|(k, a)| (k.clone(), owner_json(a)))
             .collect(),
-        _ => agg
-            .by_pool(window)
+        _ => pool_rows(agg, sizes, window)
             .into_iter()
             .map(|(k, w)| {
                 let mut v = serde_json::to_value(&w).expect("serialisable");

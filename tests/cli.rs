@@ -304,3 +304,58 @@ fn backtest_compares_two_policies_on_the_same_history() {
         "{table}"
     );
 }
+
+#[test]
+fn stats_by_pools_has_a_row_for_every_pool_holding_leads() {
+    // Given, on 2026-11-01: L1 created in pool "quiet" (it waits there),
+    // L2 created in "general" and assigned to repA under pool "vip" (it
+    // waited in general and is held under vip).
+    let dir = tempfile::tempdir().unwrap();
+    let day1 = 1_793_577_600_000i64; // 2026-11-01T00:00:00Z
+    let lines = [
+        format!(
+            r#"{{"eventId":"p-1","leadId":"L1","occurredAtMs":"{}","producer":"t","created":{{"channel":"search","pool":"quiet","acquisitionCost":{{"minorUnits":"100","currency":"CNY"}}}}}}"#,
+            day1
+        ),
+        format!(
+            r#"{{"eventId":"p-2","leadId":"L2","occurredAtMs":"{}","producer":"t","created":{{"channel":"search","pool":"general","acquisitionCost":{{"minorUnits":"100","currency":"CNY"}}}}}}"#,
+            day1 + 1_000
+        ),
+        format!(
+            r#"{{"eventId":"p-3","leadId":"L2","occurredAtMs":"{}","producer":"t","assigned":{{"ownerId":"repA","method":"ASSIGNMENT_METHOD_RULE","pool":"vip"}}}}"#,
+            day1 + 2_000
+        ),
+    ];
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let data = dir.path().join("data");
+    ok(leadflow(&data, &["import", file.to_str().unwrap()]));
+    // When the pools are reported over a window with no flow in it (from
+    // 2026-11-05).
+    let pools: serde_json::Value = serde_json::from_str(&ok(leadflow(
+        &data,
+        &["stats", "--by", "pools", "--json", "--from", "2026-11-05"],
+    )))
+    .unwrap();
+    let rows = &pools["rows"];
+    // Then the quiet pool shows its waiting lead (also at the window's
+    // start), general shows nothing waiting (L2 left it, counted as its
+    // outflow before the window), and vip, where L2 is held but never
+    // waited, has its row with the held lead and no flows.
+    assert_eq!(rows["quiet"]["waiting_now"], 1, "{pools}");
+    assert_eq!(rows["quiet"]["waiting_at_start"], 1, "{pools}");
+    assert_eq!(rows["general"]["waiting_now"], 0, "{pools}");
+    assert_eq!(rows["general"]["waiting_at_start"], 0, "{pools}");
+    assert_eq!(rows["vip"]["held_now"], 1, "{pools}");
+    assert_eq!(rows["vip"]["inflow"], 0, "{pools}");
+    assert_eq!(rows["vip"]["outflow"], 0, "{pools}");
+    assert_eq!(rows.as_object().unwrap().len(), 3, "{pools}");
+    // And the table lists the same three pools.
+    let table = ok(leadflow(
+        &data,
+        &["stats", "--by", "pools", "--from", "2026-11-05"],
+    ));
+    for pool in ["quiet", "general", "vip"] {
+        assert!(table.lines().any(|l| l.starts_with(pool)), "{table}");
+    }
+}

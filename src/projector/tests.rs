@@ -207,3 +207,29 @@ fn cohorts_by_tenant_count_each_tenants_leads_and_none_for_the_default_tenant() 
         .by_dimension(Dimension::Channel, Window::default());
     assert_eq!(by_channel["search"].created, 4);
 }
+
+#[test]
+fn an_average_lifetime_value_in_a_currency_without_cost_or_revenue_is_kept() {
+    // Given a row whose cost is in CNY, whose deal is in USD, and whose
+    // expected lifetime values are in EUR (3,000.00 and 1,000.00).
+    let eur = crate::domain::Currency::parse("EUR").unwrap();
+    let agg = crate::projector::metrics::CohortAgg {
+        acquisition_cost: [(Currency::parse("CNY").unwrap(), 1_000)].into(),
+        revenue: [(Currency::parse("USD").unwrap(), 50_000)].into(),
+        clv_sum: [(eur, 400_000)].into(),
+        clv_count: [(eur, 2)].into(),
+        ..Default::default()
+    };
+    // When its money metrics are derived, then EUR has a row with the
+    // average lifetime value (it was dropped: no cost or revenue in EUR),
+    // and no cost, revenue or ratio made up for it.
+    let money = agg.money();
+    let m = &money[&eur];
+    assert_eq!(m.avg_clv_minor_units, Some(200_000.0));
+    assert_eq!((m.cost_minor_units, m.revenue_minor_units), (0, 0));
+    assert_eq!(
+        (m.roi, m.cpl_minor_units, m.cac_minor_units),
+        (None, None, None)
+    );
+    assert_eq!(money.len(), 3);
+}

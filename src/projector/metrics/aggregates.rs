@@ -150,6 +150,9 @@ impl CohortAgg {
             .acquisition_cost
             .keys()
             .chain(self.revenue.keys())
+            // A lifetime value may be in a currency nothing else of the row
+            // is in: its average still has a row.
+            .chain(self.clv_sum.keys())
             .copied()
             .collect();
         v.sort();
