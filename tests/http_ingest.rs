@@ -335,3 +335,192 @@ fn each_tenant_has_its_own_reps_and_pools_over_the_api() {
         drain.join().unwrap()
     );
 }
+
+/// acme's claimable pool with a 24 h first follow-up SLA.
+const DUE_POLICY: &str = r#"
+version = 1
+[tenants.acme]
+rules = { first_follow_up_sla_ms = 86400000 }
+[[tenants.acme.pools]]
+name = "general"
+kind = "claimable"
+members = [{ id = "rep-a", capacity = 10 }, { id = "rep-b", capacity = 10 }]
+"#;
+
+#[test]
+fn a_managers_view_lists_a_reps_overdue_and_due_soon_leads() {
+    use leadflow::domain::build;
+    let dir = tempfile::tempdir().unwrap();
+    let run = common::run_id();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, DUE_POLICY).unwrap();
+    let config = dir.path().join("leadflow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"{}\"\ngroup_id = \"hd-{run}\"\nevents_topic = \"hd-events-{run}\"\n\
+             commands_topic = \"hd-commands-{run}\"\ndlq_topic = \"hd-dlq-{run}\"\npartitions = 1\n\
+             [api]\nlisten = \"127.0.0.1:0\"\ningest_token = \"{TOKEN}\"\n\
+             [policy]\nfile = {:?}\n",
+            common::brokers(),
+            policy.display().to_string()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let leadflow = || common::leadflow(&data, &config);
+    common::ok(leadflow().args(["topics", "create"]).output().unwrap());
+    let (mut engine, base, drain) =
+        common::run_with_api(leadflow().env("LEADFLOW_API_INGEST_TOKEN", TOKEN));
+
+    // Given, relative to now (the engine's ticks bring the policy's time
+    // to the wall clock): rep-a holds L1 (assigned 25 h ago, never
+    // followed up: its recall fell due an hour ago), L2 (assigned 2 h ago:
+    // due in 22 h) and L3 (assigned 1 h ago: due in 23 h); rep-b holds L4.
+    const H: i64 = 3_600_000;
+    let now0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut events = Vec::new();
+    for (n, (lead, owner, assigned_h_ago)) in [
+        ("L1", "rep-a", 25),
+        ("L2", "rep-a", 2),
+        ("L3", "rep-a", 1),
+        ("L4", "rep-b", 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        events.push(
+            build::created(&format!("c-{n}"), lead)
+                .tenant("acme")
+                .at(now0 - 30 * H)
+                .pool("general")
+                .event(),
+        );
+        events.push(
+            build::assigned(&format!("a-{n}"), lead, owner)
+                .tenant("acme")
+                .at(now0 - assigned_h_ago * H)
+                .event(),
+        );
+    }
+    let (content_type, bytes) = body(&events, 0);
+    let (code, text) = post(
+        &format!("{base}/api/v1/events"),
+        Some(TOKEN),
+        content_type,
+        &bytes,
+    );
+    assert_eq!(code, 200, "{text}");
+
+    // When rep-a's due leads of the next 24 h are asked for (the first
+    // tick commands L1's recall; waited for).
+    let due = |query: &str| get(&format!("{base}/api/v1/reps/rep-a/due?tenant=acme{query}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let v = loop {
+        let (code, v) = due("&within=24h");
+        assert_eq!(code, 200, "{v}");
+        // L3's assignment (an hour ago) already reached L1's deadline; a
+        // tick then brings the policy's time to the wall clock.
+        if v["overdue"][0]["recall_commanded"] == true && v["now_ms"].as_i64() >= Some(now0) {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "L1's recall never commanded, or no tick: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Then L1 is overdue (recall commanded, an hour past its deadline),
+    // and L2 and L3 are due soon, earliest first, each under the first
+    // follow-up rule, 24 h after its assignment.
+    let leads = |list: &serde_json::Value| -> Vec<(String, i64)> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                assert_eq!(d["rule"], "first-follow-up-sla", "{d}");
+                (
+                    d["lead_id"].as_str().unwrap().to_string(),
+                    d["deadline_ms"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(leads(&v["overdue"]), vec![("L1".into(), now0 - H)], "{v}");
+    assert_eq!(
+        leads(&v["due_soon"]),
+        vec![("L2".into(), now0 + 22 * H), ("L3".into(), now0 + 23 * H)],
+        "{v}"
+    );
+    assert_eq!(
+        (v["total"].as_u64(), v["holdings"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert_eq!(v["within_ms"], 24 * H);
+    // And 22.5 h ahead holds L2 but not L3; a limit of 1 keeps L1 and
+    // counts all three.
+    let (_, v) = due("&within=22h%2030m");
+    assert_eq!(
+        leads(&v["due_soon"]),
+        vec![("L2".into(), now0 + 22 * H)],
+        "{v}"
+    );
+    let (_, v) = due("&limit=1");
+    assert_eq!(
+        (
+            leads(&v["overdue"]).len(),
+            v["due_soon"].as_array().unwrap().len()
+        ),
+        (1, 0)
+    );
+    assert_eq!(v["total"], 3, "{v}");
+    // And rep-b's view is its own lead only.
+    let (code, v) = get(&format!("{base}/api/v1/reps/rep-b/due?tenant=acme"));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        leads(&v["due_soon"]),
+        vec![("L4".into(), now0 + 22 * H)],
+        "{v}"
+    );
+    // And a wrong question is a clear error: a rep the tenant does not
+    // know, a rep of another tenant asked without it, a bad duration.
+    for (url, status, needle) in [
+        (
+            "/api/v1/reps/nobody/due?tenant=acme",
+            404,
+            "no rep \"nobody\" in tenant \"acme\"",
+        ),
+        (
+            "/api/v1/reps/rep-a/due",
+            404,
+            "no rep \"rep-a\" in tenant \"\"",
+        ),
+        (
+            "/api/v1/reps/rep-a/due?tenant=acme&within=soon",
+            400,
+            "within",
+        ),
+        (
+            "/api/v1/reps/rep-a/due?tenant=acme&within=400d",
+            400,
+            "at most 366 days",
+        ),
+    ] {
+        let (code, v) = get(&format!("{base}{url}"));
+        assert_eq!(code, status, "{url}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains(needle),
+            "{url}: {v}"
+        );
+    }
+
+    common::unsafe_sigterm(engine.id());
+    assert!(
+        engine.wait().unwrap().success(),
+        "{}",
+        drain.join().unwrap()
+    );
+}

@@ -9,6 +9,7 @@
 //! or owner id ever becomes a metric label.
 
 mod admin;
+mod due;
 mod ingest;
 mod openapi;
 mod tenant;
@@ -541,6 +542,7 @@ pub fn router(
         .route("/api/v1/leads/{id}", get(lead))
         .route("/api/v1/pools", get(pools))
         .route("/api/v1/reps", get(reps))
+        .route("/api/v1/reps/{id}/due", get(due::rep_due))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/partial", get(partial))
         .route(

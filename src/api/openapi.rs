@@ -17,6 +17,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/leads/{id}"),
     ("get", "/api/v1/pools"),
     ("get", "/api/v1/reps"),
+    ("get", "/api/v1/reps/{id}/due"),
     ("get", "/api/v1/stats"),
     ("get", "/api/v1/partial"),
     ("post", "/api/v1/events"),
@@ -54,6 +55,13 @@ pub fn openapi_document() -> Value {
             params.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}));
             params.push(json!({"name": "tenant", "in": "query", "schema": {"type": "string"},
                 "description": "One tenant's pools or reps (the policy's view); asked of an engine that does not own the tenant's partition, forwarded to the one that does"}));
+        }
+        if *path == "/api/v1/reps/{id}/due" {
+            params.push(json!({"name": "within", "in": "query", "schema": {"type": "string"},
+                "description": "How far ahead to look for deadlines, e.g. 24h (default), 2d 4h, 90m; at most 366d"}));
+            params.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}));
+            params.push(json!({"name": "tenant", "in": "query", "schema": {"type": "string"},
+                "description": "The rep's tenant (a rep id is unique only within its tenant); forwarded to the engine owning its partition"}));
         }
         if *path == "/api/v1/pools" {
             params.push(json!({"name": "at", "in": "query", "schema": {"type": "string"}}));

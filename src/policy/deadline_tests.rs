@@ -830,3 +830,64 @@ fn a_new_version_takes_effect_from_its_stated_time() {
     let state = Processor::state_from_bytes(&w.p.state_to_bytes()).unwrap();
     assert_eq!(state.in_force.map(|p| p.version), Some(8));
 }
+
+#[test]
+fn a_reps_due_leads_are_its_held_leads_by_their_next_recall_deadline() {
+    // Given a first follow-up SLA of 24 h and a stale rule of 48 h, and
+    // rep-1 holding: a (assigned at T0, never followed up: due at T0+24h),
+    // b (assigned at T0+2h, followed up at T0+3h: stale at T0+51h) and c
+    // (assigned at T0+1h: due at T0+25h); rep-2 holding d.
+    let mut w = World::new("first_follow_up_sla_ms = 86400000\nstale_after_ms = 172800000");
+    for lead in ["a", "b", "c", "d"] {
+        w.at(
+            T0 - H,
+            lead,
+            build::created("", lead)
+                .channel("search")
+                .pool("cold")
+                .body(),
+        );
+    }
+    w.assigned(T0, "a", "rep-1");
+    w.assigned(T0 + 2 * H, "b", "rep-1");
+    w.followed_up(T0 + 3 * H, "b", "rep-1");
+    w.assigned(T0 + H, "c", "rep-1");
+    w.assigned(T0, "d", "rep-2");
+    // When rep-1's leads due by T0+30h are asked for.
+    let (due, total) = w.p.due_of_rep("rep-1", T0 + 30 * H, 10);
+    // Then a and c come, earliest first, under the first follow-up rule;
+    // b (stale only at T0+51h) does not.
+    let got: Vec<(&str, &str, i64)> = due
+        .iter()
+        .map(|d| (d.lead_id.as_str(), d.rule, d.deadline_ms))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("a", RULE_FIRST_FOLLOW_UP, T0 + 24 * H),
+            ("c", RULE_FIRST_FOLLOW_UP, T0 + 25 * H)
+        ]
+    );
+    assert_eq!(total, 2);
+    assert!(due.iter().all(|d| !d.recall_commanded && !d.reminded));
+    // And looking to T0+60h adds b under the stale rule, from its
+    // follow-up; a limit of 2 keeps the two earliest and counts all 3.
+    let (due, total) = w.p.due_of_rep("rep-1", T0 + 60 * H, 2);
+    assert_eq!(total, 3);
+    assert_eq!(
+        due.iter().map(|d| d.lead_id.as_str()).collect::<Vec<_>>(),
+        vec!["a", "c"]
+    );
+    let (all, _) = w.p.due_of_rep("rep-1", T0 + 60 * H, 10);
+    let b = all.iter().find(|d| d.lead_id == "b").unwrap();
+    assert_eq!((b.rule, b.deadline_ms), (RULE_STALE, T0 + 51 * H));
+    assert_eq!(b.last_follow_up_ms, Some(T0 + 3 * H));
+    // And once time passes a's deadline (and d's), a is still listed, its
+    // recall commanded (the CRM has not carried it out).
+    let fired = w.p.advance(T0 + 24 * H);
+    assert_eq!(fired.len(), 2, "{fired:?}");
+    let (due, _) = w.p.due_of_rep("rep-1", T0 + 24 * H, 10);
+    assert_eq!(due.len(), 1);
+    assert!(due[0].recall_commanded);
+    assert_eq!(w.p.due_of_rep("rep-2", T0 + 30 * H, 10).1, 1);
+}

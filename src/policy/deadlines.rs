@@ -4,7 +4,71 @@
 
 use super::*;
 
+/// A held lead's next recall deadline, for a manager's view of a rep's
+/// work (`GET /api/v1/reps/{id}/due`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DueLead {
+    pub lead_id: String,
+    /// The pool it was assigned from.
+    pub pool: String,
+    /// The rule whose recall falls first (`first-follow-up-sla`, `stale`,
+    /// `max-holding`).
+    pub rule: &'static str,
+    /// What the rule measures: "no first follow-up", "no follow-up", "not
+    /// converted".
+    pub what: &'static str,
+    /// When the recall falls (in working time under the pool's calendar).
+    pub deadline_ms: i64,
+    pub assigned_at_ms: i64,
+    pub last_follow_up_ms: Option<i64>,
+    /// The reminder of this rule has been sent.
+    pub reminded: bool,
+    /// The recall has been commanded; the CRM has not carried it out yet.
+    pub recall_commanded: bool,
+    /// The policy version the assignment was made under (its rules hold
+    /// until it ends).
+    pub policy_version: u32,
+}
+
 impl Processor {
+    /// The leads `rep` holds whose next recall deadline falls at or before
+    /// `until_ms` (those past it included), earliest first, at most `max`
+    /// of them, and how many there are in all. Leads without a deadline
+    /// (no rule applies) are not listed. Costs one pass over the open
+    /// assignments.
+    pub fn due_of_rep(&self, rep: &str, until_ms: i64, max: usize) -> (Vec<DueLead>, usize) {
+        let mut due: Vec<DueLead> = Vec::new();
+        for (lead, w) in &self.state.watches {
+            if w.owner != rep {
+                continue;
+            }
+            let Some(d) = self.deadline(w) else {
+                continue;
+            };
+            if d.at_ms > until_ms {
+                continue;
+            }
+            due.push(DueLead {
+                lead_id: lead.clone(),
+                pool: w.pool.clone(),
+                rule: d.rule,
+                what: d.what,
+                deadline_ms: d.at_ms,
+                assigned_at_ms: w.assigned_at_ms,
+                last_follow_up_ms: w.last_follow_up_ms,
+                reminded: w.reminded.contains(d.rule),
+                recall_commanded: w.recalled,
+                policy_version: w.limits.version,
+            });
+        }
+        // The watches are a hash map: sorted here, so the answer does not
+        // depend on its order.
+        due.sort_by(|a, b| (a.deadline_ms, &a.lead_id).cmp(&(b.deadline_ms, &b.lead_id)));
+        let total = due.len();
+        due.truncate(max);
+        (due, total)
+    }
+
     /// The parsed calendar of `cal` (validated when its file was loaded).
     pub(super) fn calendar(&self, cal: &calendar::CalendarRef) -> Option<calendar::Calendar> {
         let mut cache = self.calendars.borrow_mut();

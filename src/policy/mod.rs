@@ -59,6 +59,7 @@
 mod allocate;
 pub mod calendar;
 mod deadlines;
+pub use deadlines::DueLead;
 mod explain;
 
 pub use explain::human_ms;
@@ -565,9 +566,10 @@ impl Processor {
                         continue;
                     };
                     out.extend(self.fire(&lead, &mut w, now_ms));
-                    if !w.recalled {
-                        self.watch(&lead, w);
-                    }
+                    // A recalled watch stays (with nothing due) until the
+                    // CRM's `recalled` ends it: a manager's view lists the
+                    // lead as overdue meanwhile.
+                    self.watch(&lead, w);
                 }
                 _ => break,
             }
