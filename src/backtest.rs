@@ -44,6 +44,34 @@ pub struct Outcome {
     pub expected_conversions: Option<f64>,
 }
 
+impl Outcome {
+    /// Adds the outcome of the same policy over another partition store's
+    /// history (disjoint tenants, so disjoint leads and reps): counts add
+    /// up, and the fairness is computed again over every rep.
+    pub fn merge(&mut self, o: &Outcome, policy: &PolicyFile) {
+        self.commands += o.commands;
+        self.assignments += o.assignments;
+        self.reassignments += o.reassignments;
+        self.reminders += o.reminders;
+        self.recalls += o.recalls;
+        for (reason, n) in &o.recalls_by_reason {
+            *self.recalls_by_reason.entry(reason.clone()).or_default() += n;
+        }
+        self.sla_breaches += o.sla_breaches;
+        self.to_cold_pool += o.to_cold_pool;
+        self.expired_assignments += o.expired_assignments;
+        for (rep, n) in &o.assignments_by_rep {
+            *self.assignments_by_rep.entry(rep.clone()).or_default() += n;
+        }
+        self.backlog_at_end += o.backlog_at_end;
+        self.expected_conversions = match (self.expected_conversions, o.expected_conversions) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        self.fairness_gini = gini_per_capacity(&self.assignments_by_rep, policy);
+    }
+}
+
 /// What the estimate needs to know about a lead.
 #[derive(Default)]
 struct LeadFacts {

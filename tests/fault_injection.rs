@@ -140,7 +140,7 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
         .expect("the engine survives the faults");
 
     let stored: Vec<LeadEvent> = done
-        .engine
+        .whole()
         .log
         .events_from(1)
         .map(|r| r.unwrap().1)
@@ -157,13 +157,18 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
     };
     assert_eq!(by_lead(&stored), by_lead(&valid), "each lead in order");
     assert_eq!(
-        done.engine.log.stats().unwrap().rejected_by_reason,
+        done.whole().log.stats().unwrap().rejected_by_reason,
         bad_by_reason
     );
-    assert!(done.engine.log.pending_dead_letters(10).unwrap().is_empty());
-    assert!(done.engine.log.pending_commands(10).unwrap().is_empty());
+    assert!(done
+        .whole()
+        .log
+        .pending_dead_letters(10)
+        .unwrap()
+        .is_empty());
+    assert!(done.whole().log.pending_commands(10).unwrap().is_empty());
     let commands: Vec<String> = done
-        .engine
+        .whole()
         .log
         .commands()
         .map(|c| c.unwrap().1.command_id)
@@ -405,7 +410,7 @@ fn a_static_owner_rides_out_a_broker_outage_longer_than_its_lease() {
         .unwrap()
         .expect("the owner survives the outage");
     let commands: Vec<String> = done
-        .engine
+        .whole()
         .log
         .commands()
         .map(|c| c.unwrap().1.command_id)

@@ -295,16 +295,69 @@ fn engines_owning_partitions_statically_hold_each_tenants_events_once_and_refuse
         common::unsafe_sigterm(engine.id());
         assert!(engine.wait().unwrap().success(), "{}", rest.join().unwrap());
     }
-    // A rescale that moves partition 0 away from A's data dir is refused:
-    // A's numbers would count partition 0 beside its new owner's.
-    let out = leadflow(&a_data, &a_toml)
-        .arg("run")
-        .env("LEADFLOW_KAFKA_OWN_PARTITIONS", "1-2")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
-    assert!(err.contains("the data dir holds partitions [0]"), "{err}");
+    // A hand-off: A restarted owning 1-2 (B stopped and released 2) keeps
+    // partition 1's store as it was, moves partition 0's aside (its new
+    // owner's numbers must not be counted twice), and restores 2 from the
+    // events topic into a store of its own.
+    let a_stores = |data: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(data.join("partitions"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(a_stores(&a_data), vec!["0", "1"]);
+    let mut again = leadflow(&a_data, &a_toml);
+    again.env("LEADFLOW_KAFKA_OWN_PARTITIONS", "1-2");
+    let said = run_until_covered_with(again, per_partition[1] + per_partition[2]);
+    assert!(
+        said.contains("partition 0 is not this engine's any more"),
+        "{said}"
+    );
+    assert_eq!(a_stores(&a_data), vec!["1", "2", "retired"]);
+    let retired: Vec<_> = std::fs::read_dir(a_data.join("partitions/retired"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        retired.len() == 1 && retired[0].starts_with("0-"),
+        "{retired:?}"
+    );
+    // Then A now holds exactly the events of partitions 1 and 2, once,
+    // and partition 1's were not read again (its store kept its position).
+    let (handed_ids, _) = contents(&a_data, &a_toml);
+    let on = |id: &String, wanted: &[i32]| {
+        let e = events.iter().find(|e| e.event_id == *id).unwrap();
+        wanted.contains(&tenant::partition_of(
+            tenant::message_key(e).as_bytes(),
+            PARTITIONS,
+        ))
+    };
+    let mut expected: BTreeSet<&String> = c_ids.iter().filter(|id| on(id, &[1, 2])).collect();
+    // The event A took over HTTP is in its tenant's store: kept when that
+    // is partition 1's, moved aside with partition 0's.
+    let http_0 = "http-0".to_string();
+    if tenant::home_partition(&ours, PARTITIONS) == Some(1) {
+        expected.insert(&http_0);
+    }
+    let handed: BTreeSet<&String> = handed_ids.iter().collect();
+    assert_eq!(handed_ids.len(), handed.len(), "an event twice");
+    assert!(
+        handed == expected,
+        "A holds {} events, {} expected",
+        handed.len(),
+        expected.len()
+    );
+    let p1_held = a_ids.iter().filter(|id| on(id, &[1])).count()
+        + usize::from(tenant::home_partition(&ours, PARTITIONS) == Some(1));
+    assert!(p1_held > 0);
+    assert!(
+        said.contains(&format!(
+            "partition 1 at sequence {p1_held}, partition 2 at sequence 0"
+        )),
+        "A starts from partition 1's store as it was, and partition 2 from nothing: {said}"
+    );
 }
 
 /// `stats --peers` over the engines at `peers` equals `stats` of the one
@@ -606,22 +659,43 @@ fn a_rescale_from_two_engines_to_three_by_ordinal_loses_and_repeats_nothing() {
             share(first, o, 2),
         );
     }
-    // ... when the second half arrives and three engines with empty data
-    // dirs take over (each its ordinal's partitions of twelve) ...
+    // ... when the second half arrives and three engines take over (each
+    // its ordinal's partitions of twelve): the first two on their old data
+    // dirs (a hand-off: each keeps the stores of the partitions it still
+    // owns, moves the others aside and restores the ones it gains), the
+    // third with an empty one ...
     publish(dir.path(), &toml, second, "second.pb");
+    let three = |o: i32| match o {
+        2 => dir.path().join("three-2"),
+        o => dir.path().join(format!("two-{o}")),
+    };
+    let mut said = Vec::new();
     for o in 0..3 {
-        engine(
-            &dir.path().join(format!("three-{o}")),
-            o,
-            3,
-            share(&items, o, 3),
+        said.push(engine(&three(o), o, 3, share(&items, o, 3)));
+    }
+    // (engine 0 owned 0, 2, 4, 6, 8, 10 and owns 0, 3, 6, 9 now)
+    for moved in [2, 4, 8, 10] {
+        assert!(
+            said[0].contains(&format!("partition {moved} is not this engine's any more")),
+            "{}",
+            said[0]
         );
     }
+    assert!(!said[0].contains("partition 6 is not"), "{}", said[0]);
+    let start = said[0]
+        .lines()
+        .find(|l| l.contains("leadflow run: consuming"))
+        .unwrap();
+    assert!(
+        start.contains("partition 3 at sequence 0")
+            && !start.contains("partition 0 at sequence 0,"),
+        "kept stores start where they were, gained ones from nothing: {start}"
+    );
     // Then the three hold every event once between them ...
     let mut ids = BTreeSet::new();
     let mut held = 0;
     for o in 0..3 {
-        let (events, _) = contents(&dir.path().join(format!("three-{o}")), &toml);
+        let (events, _) = contents(&three(o), &toml);
         held += events.len();
         ids.extend(events);
     }

@@ -71,7 +71,7 @@ pub(super) async fn rep_due(
         Scoped::Forwarded(answer) => return Ok(answer),
     };
     let tenant_id = tenant.unwrap_or_default();
-    let answer = api.handle.with_projections(|_, policy| {
+    let answer = api.handle.with_projections(Some(&tenant_id), |_, policy| {
         let Some(policies) = policy else {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,

@@ -291,9 +291,10 @@ async fn lead(
     check_read(&api, &headers)?;
     let Path(id) =
         id.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    // A lead lives in one part (its tenant's partition store).
     let report = api
         .handle
-        .with_log(|log| crate::views::lead_report(log, &id))??;
+        .find_in_logs(|log| crate::views::lead_report(log, &id))?;
     let Some(report) = report else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -369,8 +370,8 @@ async fn pools(
             ))
         }
         (Some(p), None) => render(&p.pool),
-        (None, None) => api.handle.with_projections(|p, _| render(&p.pool))?,
-        (None, Some(t)) => api.handle.with_projections(|_, policy| {
+        (None, None) => api.handle.with_projections(None, |p, _| render(&p.pool))?,
+        (None, Some(t)) => api.handle.with_projections(Some(t), |_, policy| {
             let policy = policy.ok_or_else(TenantScope::needs_policy)?;
             Ok::<_, ApiError>(policy.tenant(t).map(|p| render(&p.state().pool)).unwrap_or_default())
         })??,
@@ -395,67 +396,69 @@ async fn reps(
         Scoped::Here(t) => t,
         Scoped::Forwarded(answer) => return Ok(answer),
     };
-    let items: Vec<Value> = api.handle.with_projections(|p, policy| {
-        if tenant.is_some() && policy.is_none() {
-            return Err(TenantScope::needs_policy());
-        }
-        // Without a tenant: the default tenant's policy, and the holdings
-        // the projections see (every tenant's, which in a single-tenant
-        // deployment are the default tenant's).
-        let tenant_pools: &[crate::policy::PoolPolicy] = match (policy, &tenant) {
-            (None, _) => &[],
-            (Some(p), None) => &p.policy().pools,
-            (Some(p), Some(t)) => p.policy().tenants.get(t).map_or(&[], |t| &t.pools),
-        };
-        let processor = policy.and_then(|p| p.tenant(tenant.as_deref().unwrap_or("")));
-        let pool = match (&tenant, processor) {
-            (Some(_), Some(t)) => &t.state().pool,
-            _ => &p.pool,
-        };
-        let mut capacity: std::collections::BTreeMap<String, u32> = Default::default();
-        for pool in tenant_pools {
-            for m in &pool.members {
-                let c = capacity.entry(m.id.clone()).or_default();
-                *c = (*c).max(m.capacity);
+    let items: Vec<Value> = api
+        .handle
+        .with_projections(tenant.as_deref(), |p, policy| {
+            if tenant.is_some() && policy.is_none() {
+                return Err(TenantScope::needs_policy());
             }
-        }
-        let state = processor.map(|p| p.state());
-        let empty = Default::default();
-        let holdings = if tenant.is_some() && processor.is_none() {
-            &empty
-        } else {
-            &pool.holdings
-        };
-        let mut reps: std::collections::BTreeSet<&String> = holdings.keys().collect();
-        reps.extend(capacity.keys());
-        if let Some(s) = state {
-            reps.extend(s.pending_by_rep.keys());
-        }
-        let items = reps
-            .into_iter()
-            .skip(offset)
-            .take(limit)
-            .map(|rep| {
-                let count = |m: Option<&std::collections::BTreeMap<String, u64>>| {
-                    m.and_then(|m| m.get(rep)).copied().unwrap_or(0)
-                };
-                json!({
-                    "rep": rep,
-                    "holdings": holdings.get(rep).map_or(0, |h| h.len()),
-                    "capacity": capacity.get(rep),
-                    // Assignments commanded, not yet carried out: they hold
-                    // capacity until carried out, declined or expired.
-                    "pending_assignments": state
-                        .and_then(|s| s.pending_by_rep.get(rep))
-                        .copied()
-                        .unwrap_or(0),
-                    "declined_assignments": count(state.map(|s| &s.declined_by_rep)),
-                    "expired_assignments": count(state.map(|s| &s.expired_by_rep)),
+            // Without a tenant: the default tenant's policy, and the holdings
+            // the projections see (every tenant's, which in a single-tenant
+            // deployment are the default tenant's).
+            let tenant_pools: &[crate::policy::PoolPolicy] = match (policy, &tenant) {
+                (None, _) => &[],
+                (Some(p), None) => &p.policy().pools,
+                (Some(p), Some(t)) => p.policy().tenants.get(t).map_or(&[], |t| &t.pools),
+            };
+            let processor = policy.and_then(|p| p.tenant(tenant.as_deref().unwrap_or("")));
+            let pool = match (&tenant, processor) {
+                (Some(_), Some(t)) => &t.state().pool,
+                _ => &p.pool,
+            };
+            let mut capacity: std::collections::BTreeMap<String, u32> = Default::default();
+            for pool in tenant_pools {
+                for m in &pool.members {
+                    let c = capacity.entry(m.id.clone()).or_default();
+                    *c = (*c).max(m.capacity);
+                }
+            }
+            let state = processor.map(|p| p.state());
+            let empty = Default::default();
+            let holdings = if tenant.is_some() && processor.is_none() {
+                &empty
+            } else {
+                &pool.holdings
+            };
+            let mut reps: std::collections::BTreeSet<&String> = holdings.keys().collect();
+            reps.extend(capacity.keys());
+            if let Some(s) = state {
+                reps.extend(s.pending_by_rep.keys());
+            }
+            let items = reps
+                .into_iter()
+                .skip(offset)
+                .take(limit)
+                .map(|rep| {
+                    let count = |m: Option<&std::collections::BTreeMap<String, u64>>| {
+                        m.and_then(|m| m.get(rep)).copied().unwrap_or(0)
+                    };
+                    json!({
+                        "rep": rep,
+                        "holdings": holdings.get(rep).map_or(0, |h| h.len()),
+                        "capacity": capacity.get(rep),
+                        // Assignments commanded, not yet carried out: they hold
+                        // capacity until carried out, declined or expired.
+                        "pending_assignments": state
+                            .and_then(|s| s.pending_by_rep.get(rep))
+                            .copied()
+                            .unwrap_or(0),
+                        "declined_assignments": count(state.map(|s| &s.declined_by_rep)),
+                        "expired_assignments": count(state.map(|s| &s.expired_by_rep)),
+                    })
                 })
-            })
-            .collect();
-        Ok(items)
-    })??;
+                .collect();
+            Ok(items)
+        })??;
     Ok(Json(json!({ "offset": offset, "limit": limit, "items": items })).into_response())
 }
 
@@ -499,7 +502,7 @@ async fn stats(
         from_ms: time(&q.from, "from")?,
         to_ms: time(&q.to, "to")?,
     };
-    Ok(Json(api.handle.with_projections(|p, _| {
+    Ok(Json(api.handle.with_projections(None, |p, _| {
         report::stats_json(by, &p.metrics.agg, &p.pool, window)
     })?))
 }
@@ -508,9 +511,9 @@ async fn stats(
 /// stats --peers`, which merges every engine's into the whole.
 async fn partial(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
     check_read(&api, &headers)?;
-    let bytes = api
-        .handle
-        .with_projections(|p, _| crate::projector::partial::Partial::of(p).to_bytes())?;
+    let bytes = api.handle.with_projections(None, |p, _| {
+        crate::projector::partial::Partial::of(p).to_bytes()
+    })?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 

@@ -17,18 +17,39 @@ use std::time::Duration;
 /// Most dead letters published per pass; bounds in-flight sends.
 const DEAD_LETTERS_PER_PASS_MAX: usize = 1_000;
 
-/// Publishes queued dead letters (at most a pass's worth) and marks them
-/// sent on acknowledgement; a failed one stays queued for the next pass.
-/// Returns how many were sent.
+/// Publishes queued dead letters (at most a pass's worth per part) and
+/// marks them sent on acknowledgement; a failed one stays queued for the
+/// next pass. Returns how many were sent.
 pub fn dispatch(
     live: &mut Live,
     producer: &FutureProducer,
     dlq_topic: &str,
 ) -> Result<usize, BusError> {
-    let pending = live.log.pending_dead_letters(DEAD_LETTERS_PER_PASS_MAX)?;
-    if pending.is_empty() {
+    let keys: Vec<_> = live.parts.keys().copied().collect();
+    let mut sent = 0;
+    let mut pending = 0;
+    for key in keys {
+        let (n, left) = dispatch_part(live, key, producer, dlq_topic)?;
+        sent += n;
+        pending += left;
+    }
+    if pending == 0 {
         live.dead_letters_dirty = false;
-        return Ok(0);
+    }
+    Ok(sent)
+}
+
+/// One part's pass: (sent, pending when the pass began).
+fn dispatch_part(
+    live: &mut Live,
+    key: crate::control::PartKey,
+    producer: &FutureProducer,
+    dlq_topic: &str,
+) -> Result<(usize, usize), BusError> {
+    let log = &live.parts[&key].log;
+    let pending = log.pending_dead_letters(DEAD_LETTERS_PER_PASS_MAX)?;
+    if pending.is_empty() {
+        return Ok((0, 0));
     }
     let sends = pending.iter().map(|r| {
         let mut record = FutureRecord::to(dlq_topic)
@@ -50,9 +71,9 @@ pub fn dispatch(
             ),
         }
     }
-    live.log.mark_dead_letters_sent(&sent)?;
+    log.mark_dead_letters_sent(&sent)?;
     live.dead_letters_sent(sent.len());
-    Ok(sent.len())
+    Ok((sent.len(), pending.len()))
 }
 
 /// Splits a log source name `kafka:TOPIC/PARTITION`.

@@ -32,6 +32,15 @@ pub struct ImportArgs {
 }
 
 pub fn exec(dir: &Path, config: &Config, a: ImportArgs) -> Result<()> {
+    let stores = leadflow::log::stores::partition_stores(dir)?;
+    if !stores.is_empty() {
+        anyhow::bail!(
+            "{} holds partition stores (partitions {:?}) kept by an engine owning partitions statically; \
+             import into a data dir of its own (or publish the file to the events topic)",
+            dir.display(),
+            stores.iter().map(|(p, _)| *p).collect::<Vec<_>>()
+        );
+    }
     let mut log = open_log(dir, config)?;
     import(&mut log, config, &a)?;
     // The next open loads the index instead of scanning the log.

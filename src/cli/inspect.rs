@@ -1,7 +1,7 @@
 //! `leadflow inspect`: one lead, the rejected inputs, the log's totals, the
 //! policy's commands (`inspect_commands.rs`) and the shadow comparison.
 
-use super::{inspect_commands, open_log_for_reading};
+use super::{inspect_commands, open_stores_for_reading};
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use leadflow::config::Config;
@@ -40,19 +40,30 @@ pub enum InspectWhat {
     },
 }
 
+/// The logs of a data dir: its own, or its partition stores by partition.
+type Logs = [(Option<i32>, EventLog)];
+
 pub fn exec(dir: &Path, config: &Config, what: InspectWhat) -> Result<()> {
-    let log = open_log_for_reading(dir, config)?;
+    let logs = open_stores_for_reading(dir, config)?;
     match what {
-        InspectWhat::Lead { id, json } => lead(&log, &id, json),
-        InspectWhat::Rejections { reason, limit } => rejections(&log, reason.as_deref(), limit),
-        InspectWhat::Commands(a) => inspect_commands::run(&log, &a),
-        InspectWhat::Shadow { json } => shadow(&log, json),
-        InspectWhat::Log => totals(&log),
+        InspectWhat::Lead { id, json } => lead(&logs, &id, json),
+        InspectWhat::Rejections { reason, limit } => rejections(&logs, reason.as_deref(), limit),
+        InspectWhat::Commands(a) => inspect_commands::run(&logs, &a),
+        InspectWhat::Shadow { json } => shadow(&logs, json),
+        InspectWhat::Log => totals(&logs),
     }
 }
 
-fn lead(log: &EventLog, id: &str, json: bool) -> Result<()> {
-    let Some(report) = leadflow::views::lead_report(log, id)? else {
+fn lead(logs: &Logs, id: &str, json: bool) -> Result<()> {
+    // A lead lives in one log (its tenant's partition store).
+    let mut found = None;
+    for (_, log) in logs {
+        if let Some(report) = leadflow::views::lead_report(log, id)? {
+            found = Some((log, report));
+            break;
+        }
+    }
+    let Some((log, report)) = found else {
         bail!("no lead {id:?} in the log");
     };
     if json {
@@ -99,9 +110,12 @@ fn lead(log: &EventLog, id: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn rejections(log: &EventLog, reason: Option<&str>, limit: usize) -> Result<()> {
+fn rejections(logs: &Logs, reason: Option<&str>, limit: usize) -> Result<()> {
     let mut shown = 0;
-    for r in log.rejections() {
+    for r in logs.iter().flat_map(|(_, log)| log.rejections()) {
+        if shown >= limit {
+            break;
+        }
         let r = r?;
         if reason.is_some_and(|c| c != r.reason.code()) {
             continue;
@@ -119,15 +133,28 @@ fn rejections(log: &EventLog, reason: Option<&str>, limit: usize) -> Result<()> 
             r.reason
         );
         shown += 1;
-        if shown >= limit {
-            break;
-        }
     }
     Ok(())
 }
 
-fn shadow(log: &EventLog, json: bool) -> Result<()> {
-    let rows = leadflow::views::shadow_comparison(log)?;
+fn shadow(logs: &Logs, json: bool) -> Result<()> {
+    // Counts per row, summed over the logs.
+    let mut by_command: std::collections::BTreeMap<String, leadflow::views::ShadowRow> =
+        Default::default();
+    for (_, log) in logs {
+        for r in leadflow::views::shadow_comparison(log)? {
+            match by_command.get_mut(&r.command) {
+                Some(mine) => {
+                    mine.live += r.live;
+                    mine.shadow += r.shadow;
+                }
+                None => {
+                    by_command.insert(r.command.clone(), r);
+                }
+            }
+        }
+    }
+    let rows: Vec<_> = by_command.into_values().collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
@@ -139,14 +166,41 @@ fn shadow(log: &EventLog, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn totals(log: &EventLog) -> Result<()> {
-    let s = log.stats()?;
-    println!("events   {}", s.events);
-    println!("rejected {}", s.rejected);
-    for (code, n) in s.rejected_by_reason {
+fn totals(logs: &Logs) -> Result<()> {
+    let (mut events, mut rejected) = (0u64, 0u64);
+    let mut by_reason: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut positions = Vec::new();
+    for (partition, log) in logs {
+        let s = log.stats()?;
+        events += s.events;
+        rejected += s.rejected;
+        for (code, n) in s.rejected_by_reason {
+            *by_reason.entry(code).or_default() += n;
+        }
+        for (source, next) in log.positions("")? {
+            // A source other than the partition itself (HTTP) is named
+            // with its store.
+            let name = match partition {
+                Some(p) if !source.starts_with("kafka:") => {
+                    format!("{source} (partition {p}'s store)")
+                }
+                _ => source,
+            };
+            positions.push((name, next));
+        }
+    }
+    println!("events   {events}");
+    println!("rejected {rejected}");
+    for (code, n) in by_reason {
         println!("  {code:<20} {n}");
     }
-    let positions = log.positions("")?;
+    if logs.iter().any(|(p, _)| p.is_some()) {
+        let stores: Vec<String> = logs
+            .iter()
+            .filter_map(|(p, _)| p.map(|p| p.to_string()))
+            .collect();
+        println!("partition stores {}", stores.join(","));
+    }
     if !positions.is_empty() {
         println!("source positions (next offset to read)");
         for (source, next) in positions {

@@ -25,33 +25,46 @@ pub struct InspectCommandsArgs {
     pub json: bool,
 }
 
-pub fn run(log: &EventLog, a: &InspectCommandsArgs) -> Result<()> {
+/// Over the logs of a data dir (its own, or its partition stores one after
+/// another; a command's `cseq` counts within its store).
+pub fn run(logs: &[(Option<i32>, EventLog)], a: &InspectCommandsArgs) -> Result<()> {
     if let Some(lead) = &a.lead {
-        if log.lead_state(lead)?.is_none() {
-            bail!("no lead {lead:?} in the log at {}", log.path().display());
+        let mut known = false;
+        for (_, log) in logs {
+            known |= log.lead_state(lead)?.is_some();
+        }
+        if !known {
+            let at: Vec<String> = logs
+                .iter()
+                .map(|(_, l)| l.path().display().to_string())
+                .collect();
+            bail!("no lead {lead:?} in the log at {}", at.join(", "));
         }
     }
-    let pending = log.pending_command_seqs()?;
-    let mut rows: Vec<(u64, LeadCommand, bool)> = Vec::new();
-    for item in log.commands() {
-        let (cseq, c) = item?;
-        let is_pending = pending.contains(&cseq);
-        if a.pending && !is_pending {
-            continue;
-        }
-        if a.lead.as_ref().is_some_and(|l| *l != c.lead_id) {
-            continue;
-        }
-        rows.push((cseq, c, is_pending));
-        if rows.len() >= a.limit {
-            break;
+    let mut rows: Vec<(Option<i32>, u64, LeadCommand, bool)> = Vec::new();
+    'logs: for (partition, log) in logs {
+        let pending = log.pending_command_seqs()?;
+        for item in log.commands() {
+            let (cseq, c) = item?;
+            let is_pending = pending.contains(&cseq);
+            if a.pending && !is_pending {
+                continue;
+            }
+            if a.lead.as_ref().is_some_and(|l| *l != c.lead_id) {
+                continue;
+            }
+            rows.push((*partition, cseq, c, is_pending));
+            if rows.len() >= a.limit {
+                break 'logs;
+            }
         }
     }
     if a.json {
         let out: Vec<_> = rows
             .iter()
-            .map(|(cseq, c, p)| {
+            .map(|(partition, cseq, c, p)| {
                 serde_json::json!({
+                    "partition_store": partition,
                     "cseq": cseq,
                     "command_id": c.command_id,
                     "type": c.body.type_name(),
@@ -79,10 +92,14 @@ pub fn run(log: &EventLog, a: &InspectCommandsArgs) -> Result<()> {
             (None, true) => "no pending commands".to_string(),
             (None, false) => "no commands in the log".to_string(),
         };
-        eprintln!("{what} ({} decided in all)", log.command_counts()?.0);
+        let mut decided = 0;
+        for (_, log) in logs {
+            decided += log.command_counts()?.0;
+        }
+        eprintln!("{what} ({decided} decided in all)");
         return Ok(());
     }
-    for (cseq, c, p) in &rows {
+    for (_, cseq, c, p) in &rows {
         println!(
             "#{cseq:<7} {}  {:<16} {:<14} {:<10} {} v{}  [{}]",
             format_ms(c.issued_at_ms),

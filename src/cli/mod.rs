@@ -218,6 +218,50 @@ fn open_log_for_reading(dir: &Path, config: &Config) -> Result<EventLog> {
     )?)
 }
 
+/// Opens every log of an existing data dir for a command that only reads
+/// it: the data dir's own log, or each of its partition stores (see
+/// `log::stores`), by partition. A path with neither is an error, and
+/// nothing is created.
+fn open_stores_for_reading(dir: &Path, config: &Config) -> Result<Vec<(Option<i32>, EventLog)>> {
+    open_stores(dir, config, open_log_for_reading)
+}
+
+/// [`open_stores_for_reading`] with each log opened by `open`.
+fn open_stores(
+    dir: &Path,
+    config: &Config,
+    open: fn(&Path, &Config) -> Result<EventLog>,
+) -> Result<Vec<(Option<i32>, EventLog)>> {
+    if !leadflow::log::stores::holds_log(dir) {
+        let stores = leadflow::log::stores::partition_stores(dir)?;
+        if !stores.is_empty() {
+            let mut out = Vec::with_capacity(stores.len());
+            for (p, path) in stores {
+                out.push((Some(p), open(&path, config)?));
+            }
+            return Ok(out);
+        }
+    }
+    Ok(vec![(None, open(dir, config)?)])
+}
+
+/// Loads the projections of every log of a data dir, summed for reading
+/// (see `Projections::merge_for_reading`).
+fn load_all_projections(
+    logs: &[(Option<i32>, EventLog)],
+    config: &Config,
+) -> Result<leadflow::projector::Projections> {
+    let mut merged: Option<leadflow::projector::Projections> = None;
+    for (_, log) in logs {
+        let p = load_projections(log, config)?;
+        match merged.as_mut() {
+            None => merged = Some(p),
+            Some(m) => m.merge_for_reading(&p),
+        }
+    }
+    Ok(merged.expect("a data dir has at least one log"))
+}
+
 /// A progress bar on stderr (a spinner when the length is unknown).
 fn spinner(len: Option<u64>, what: &str) -> ProgressBar {
     let pb = match len {

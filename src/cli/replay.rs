@@ -1,7 +1,7 @@
 //! `leadflow replay`: rebuild every projection from the log, or look at
 //! the state as of a past moment.
 
-use super::{open_existing_log, spinner};
+use super::{open_existing_log, open_stores, spinner};
 use anyhow::Result;
 use clap::Args;
 use leadflow::config::Config;
@@ -22,17 +22,31 @@ pub struct ReplayArgs {
 }
 
 pub fn exec(dir: &Path, config: &Config, a: ReplayArgs) -> Result<()> {
-    let log = open_existing_log(dir, config)?;
-    let pb = spinner(Some(log.last_seq()), "replaying");
+    // Every log of the data dir (its partition stores, if it has them),
+    // each rebuilt and saved on its own, shown summed.
+    let logs = open_stores(dir, config, open_existing_log)?;
     let started = Instant::now();
-    let p = leadflow::replay::rebuild(&log, &config.projection, a.until, &mut |seq| {
-        pb.set_position(seq)
-    })?;
-    pb.finish_and_clear();
-    let secs = started.elapsed().as_secs_f64();
-    if a.until.is_none() {
-        leadflow::replay::save(&log, &p)?;
+    let mut merged: Option<leadflow::projector::Projections> = None;
+    for (partition, log) in &logs {
+        let what = match partition {
+            Some(p) => format!("replaying partition {p}"),
+            None => "replaying".to_string(),
+        };
+        let pb = spinner(Some(log.last_seq()), &what);
+        let p = leadflow::replay::rebuild(log, &config.projection, a.until, &mut |seq| {
+            pb.set_position(seq)
+        })?;
+        pb.finish_and_clear();
+        if a.until.is_none() {
+            leadflow::replay::save(log, &p)?;
+        }
+        match merged.as_mut() {
+            None => merged = Some(p),
+            Some(m) => m.merge_for_reading(&p),
+        }
     }
+    let p = merged.expect("a data dir has at least one log");
+    let secs = started.elapsed().as_secs_f64();
     if a.json {
         let sizes = p.pool.pool_sizes();
         println!(

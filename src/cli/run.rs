@@ -2,13 +2,16 @@
 //! (or `--duration-s`), with the HTTP API when `api.listen` is set.
 
 use super::spinner;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use leadflow::config::Config;
+use leadflow::config::Ownership;
 use leadflow::engine::{self, ApiOptions, Run, Started};
-use leadflow::log::{EventLog, LogOptions};
+use leadflow::log::{stores, EventLog, LogOptions};
 use leadflow::shutdown::Shutdown;
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 #[derive(Args)]
@@ -29,7 +32,9 @@ pub fn exec(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
     // The broker, the credentials and the topics first: a wrong password
     // or certificate is one error before anything is opened or printed.
     let k = &config.kafka;
-    leadflow::bus::admin::check_topics(k, &leadflow::bus::admin::topics(k))?;
+    let partitions = leadflow::bus::admin::check_topics(k, &leadflow::bus::admin::topics(k))?;
+    let hostname = std::env::var("HOSTNAME").unwrap_or_default();
+    let ownership = k.ownership(i32::try_from(partitions[0]).unwrap_or(i32::MAX), &hostname)?;
     let shutdown = Shutdown::new()
         .with_deadline(a.duration_s.map(Duration::from_secs))
         .on_signals()?;
@@ -37,21 +42,79 @@ pub fn exec(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
         dead_letter_outbox: true,
         ..LogOptions::from(&config.log)
     };
-    let mut log = EventLog::open(dir, &options)
-        .with_context(|| format!("opening the event log in {}", dir.display()))?;
-    if a.reset_positions {
-        let prefix = leadflow::bus::source_prefix(&config.kafka.events_topic);
-        let forgotten = log.reset_positions(&prefix)?;
-        eprintln!(
-            "forgot {} stored positions of {} ({}); reading it from the start, held events become duplicates",
-            forgotten.len(),
-            config.kafka.events_topic,
-            forgotten
+    // Where each part's log lives: a partition store per owned partition
+    // (static ownership), or the data dir itself (consumer group).
+    let stores: Vec<(Option<i32>, PathBuf)> = match &ownership {
+        Ownership::Static(owned) => {
+            if stores::holds_log(dir) {
+                bail!(
+                    "{} holds one log over every partition it read (consumer-group mode, or a data dir \
+                     from before partition stores), but kafka.own_partitions keeps a store per partition \
+                     in {}/partitions/N: start with an empty data dir (each partition is restored from \
+                     the events topic), or run without kafka.own_partitions",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+            // Stores of partitions another engine owns now (after a
+            // rescale) are moved aside: their new owner restores them, and
+            // this engine's numbers must not count them beside its.
+            for (p, _) in stores::partition_stores(dir)? {
+                if !owned.contains(&p) {
+                    let aside = stores::retire(dir, p, leadflow::replay::wall_ms())?;
+                    eprintln!(
+                        "partition {p} is not this engine's any more: its store was moved aside to {} (delete it once its new owner has caught up)",
+                        aside.display()
+                    );
+                }
+            }
+            owned
                 .iter()
-                .map(|(source, next)| format!("{source}@{next}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+                .map(|p| (Some(*p), stores::partition_dir(dir, *p)))
+                .collect()
+        }
+        Ownership::Group => {
+            let found = stores::partition_stores(dir)?;
+            if !found.is_empty() {
+                bail!(
+                    "{} holds partition stores (partitions {:?}) written with kafka.own_partitions; a \
+                     consumer-group engine keeps one log over every partition: run it with \
+                     kafka.own_partitions, or give it another data dir",
+                    dir.display(),
+                    found.iter().map(|(p, _)| *p).collect::<Vec<_>>()
+                );
+            }
+            vec![(None, dir.to_path_buf())]
+        }
+    };
+    // The page cache (`log.cache_capacity_bytes`) is the engine's, shared
+    // out among its stores.
+    let options = LogOptions {
+        cache_capacity_bytes: options.cache_capacity_bytes / stores.len().max(1) as u64,
+        ..options
+    };
+    let mut logs = Vec::new();
+    for (key, path) in stores {
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("creating the data dir {}", path.display()))?;
+        let mut log = EventLog::open(&path, &options)
+            .with_context(|| format!("opening the event log in {}", path.display()))?;
+        if a.reset_positions {
+            let prefix = leadflow::bus::source_prefix(&config.kafka.events_topic);
+            let forgotten = log.reset_positions(&prefix)?;
+            eprintln!(
+                "forgot {} stored positions of {} in {} ({}); reading it from the start, held events become duplicates",
+                forgotten.len(),
+                config.kafka.events_topic,
+                path.display(),
+                forgotten
+                    .iter()
+                    .map(|(source, next)| format!("{source}@{next}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        logs.push((key, log));
     }
     let policy = match &config.policy.file {
         None => None,
@@ -82,21 +145,39 @@ pub fn exec(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
             Some(policy)
         }
     };
-    let pb = spinner(Some(log.last_seq()), "loading projections");
-    let (loaded, caught_up) =
-        leadflow::replay::start(log, &config.projection, policy, shadow, &mut |seq| {
-            pb.set_position(seq)
-        })?;
-    pb.finish_and_clear();
+    let mut parts = BTreeMap::new();
+    let mut caught_up = 0;
+    let mut last_seqs = Vec::new();
+    for (key, log) in logs {
+        let what = match key {
+            Some(p) => format!("loading partition {p}'s projections"),
+            None => "loading projections".to_string(),
+        };
+        let pb = spinner(Some(log.last_seq()), &what);
+        let (loaded, decided) = leadflow::replay::start(
+            log,
+            &config.projection,
+            policy.clone(),
+            shadow.clone(),
+            &mut |seq| pb.set_position(seq),
+        )?;
+        pb.finish_and_clear();
+        caught_up += decided;
+        last_seqs.push(match key {
+            Some(p) => format!("partition {p} at sequence {}", loaded.log.last_seq()),
+            None => format!("log at sequence {}", loaded.log.last_seq()),
+        });
+        parts.insert(key, loaded);
+    }
     if caught_up > 0 {
         eprintln!("{caught_up} commands decided while catching up");
     }
     eprintln!(
-        "leadflow run: consuming {} from {} as group {} (log at sequence {}); Ctrl-C to stop",
+        "leadflow run: consuming {} from {} as group {} ({}); Ctrl-C to stop",
         config.kafka.events_topic,
         config.kafka.brokers,
         config.kafka.group_id,
-        loaded.log.last_seq()
+        last_seqs.join(", ")
     );
     let started = Instant::now();
     let api = ApiOptions {
@@ -107,7 +188,7 @@ pub fn exec(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
     let done = engine::run(
         Run {
             config,
-            engine: loaded,
+            parts,
             shutdown: &shutdown,
             api: Some(api),
             progress_every: Duration::from_secs(1),
@@ -118,7 +199,7 @@ pub fn exec(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
             }
         },
         &mut |p| {
-            let sizes = p.projections.pool.pool_sizes();
+            let sizes = p.live.pool_sizes();
             let waiting: u64 = sizes.values().map(|s| s.waiting).sum();
             let held: u64 = sizes.values().map(|s| s.held).sum();
             let converted: u64 = sizes.values().map(|s| s.converted).sum();
@@ -137,7 +218,7 @@ pub fn exec(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
     )?;
     let stats = done.stats;
     eprintln!(
-        "stopped after {:.1}s: consumed {}, skipped {} redelivered, accepted {}, rejected {}, {} dead letters sent, {} commands decided, {} sent, {} rewinds; log at sequence {}",
+        "stopped after {:.1}s: consumed {}, skipped {} redelivered, accepted {}, rejected {}, {} dead letters sent, {} commands decided, {} sent, {} rewinds; {}",
         started.elapsed().as_secs_f64(),
         stats.consumed,
         stats.skipped,
@@ -147,7 +228,14 @@ pub fn exec(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
         stats.commands_decided,
         stats.commands_sent,
         stats.rewinds,
-        done.engine.log.last_seq()
+        done.parts
+            .iter()
+            .map(|(key, e)| match key {
+                Some(p) => format!("partition {p} at sequence {}", e.log.last_seq()),
+                None => format!("log at sequence {}", e.log.last_seq()),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(())
 }

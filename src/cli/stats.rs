@@ -1,6 +1,6 @@
 //! `leadflow stats`: a metric table (or JSON rows) from the projections.
 
-use super::{load_projections, open_log_for_reading};
+use super::{load_all_projections, open_stores_for_reading};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use leadflow::config::Config;
@@ -57,8 +57,8 @@ pub fn exec(dir: &Path, config: &Config, a: StatsArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let log = open_log_for_reading(dir, config)?;
-    let p = load_projections(&log, config)?;
+    let logs = open_stores_for_reading(dir, config)?;
+    let p = load_all_projections(&logs, config)?;
     if a.by == StatsBy::Fairness {
         let path = config
             .policy

@@ -2,12 +2,13 @@
 //! the running folds, HTTP ingest through the one append path, rebuilds,
 //! policy reloads and checkpoints.
 
-use super::{lock, ControlError, IntakeStatus, Live, Metrics, Shared};
+use super::{lock, ControlError, IntakeStatus, Live, Metrics, PartKey, Shared};
 use crate::codec;
 use crate::domain::Rejection;
 use crate::log::{EventLog, Input, LogReader, Origin, Position};
 use crate::policy::Policies;
 use crate::projector::Projections;
+use std::collections::BTreeMap;
 use std::sync::{Arc, MutexGuard};
 
 /// A handle on the running engine: each call takes the engine's state
@@ -16,8 +17,9 @@ use std::sync::{Arc, MutexGuard};
 #[derive(Clone)]
 pub struct Handle {
     shared: Shared,
-    /// Reads the stored events without the lock (replays for the API).
-    reader: LogReader,
+    /// Read the stored events of each part without the lock (replays for
+    /// the API).
+    readers: BTreeMap<PartKey, LogReader>,
     /// The engine's metrics, read without the lock.
     metrics: Arc<Metrics>,
 }
@@ -69,14 +71,19 @@ impl std::ops::DerefMut for Guard<'_> {
 impl Handle {
     /// A handle on `shared` (while it holds the running state).
     pub fn new(shared: Shared) -> Result<Handle, ControlError> {
-        let (reader, metrics) = {
+        let (readers, metrics) = {
             let s = lock(&shared);
             let live = s.as_ref().ok_or(ControlError::Stopped)?;
-            (live.log.reader(), live.metrics.clone())
+            let readers = live
+                .parts
+                .iter()
+                .map(|(k, e)| (*k, e.log.reader()))
+                .collect();
+            (readers, live.metrics.clone())
         };
         Ok(Handle {
             shared,
-            reader,
+            readers,
             metrics,
         })
     }
@@ -101,9 +108,9 @@ impl Handle {
         use crate::log::Seen;
         let mut s = self.lock()?;
         let mut outcomes: Vec<Option<ItemOutcome>> = vec![None; items.len()];
-        let mut inputs = Vec::new();
-        let mut index_of = Vec::new();
-        let from = s.log.position(HTTP_SOURCE)?.unwrap_or(0);
+        // Per part: the inputs to append, the item each one answers, and
+        // the part's HTTP position before them.
+        let mut batches: BTreeMap<PartKey, (Vec<Input>, Vec<usize>, u64)> = BTreeMap::new();
         for (i, item) in items.into_iter().enumerate() {
             let event = match item {
                 Err((r, _)) => {
@@ -120,10 +127,12 @@ impl Handle {
                 }));
                 continue;
             }
-            match s.log.first_copy_of(&event.event_id)? {
+            let part = s.part_for_tenant(&event.tenant_id);
+            let log = &s.parts[&part].log;
+            match log.first_copy_of(&event.event_id)? {
                 Some(Seen::Event(seq)) => outcomes[i] = Some(ItemOutcome::Duplicate { seq }),
                 Some(Seen::Rejection(rseq)) => {
-                    let first = s.log.rejection(rseq)?;
+                    let first = log.rejection(rseq)?;
                     outcomes[i] = Some(match first {
                         Some(r) => ItemOutcome::rejected(&r.reason),
                         None => ItemOutcome::rejected(&Rejection::DuplicateOfRejected {
@@ -132,9 +141,16 @@ impl Handle {
                     });
                 }
                 None => {
+                    let (inputs, index_of, from) = match batches.entry(part) {
+                        std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            let from = log.position(HTTP_SOURCE)?.unwrap_or(0);
+                            v.insert((Vec::new(), Vec::new(), from))
+                        }
+                    };
                     let origin = Origin {
                         source: HTTP_SOURCE.to_string(),
-                        offset: from + inputs.len() as u64,
+                        offset: *from + inputs.len() as u64,
                         key: None,
                     };
                     inputs.push(Input::event(event, Some(origin)));
@@ -142,12 +158,12 @@ impl Handle {
                 }
             }
         }
-        if !inputs.is_empty() {
+        for (part, (inputs, index_of, from)) in batches {
             let positions = [Position {
                 source: HTTP_SOURCE.to_string(),
                 next_offset: from + inputs.len() as u64,
             }];
-            let report = s.append_inputs(&inputs, &positions)?;
+            let report = s.append_inputs(part, &inputs, &positions)?;
             for (k, seq) in report.accepted {
                 outcomes[index_of[k]] = Some(ItemOutcome::Accepted { seq });
             }
@@ -174,13 +190,42 @@ impl Handle {
         Ok(self.metrics.intake())
     }
 
-    /// Runs `f` on the projections (and the policy, if any) under the lock.
+    /// Runs `f` under the lock on the projections (over every part: merged
+    /// when there are several) and the policies of the part `tenant` lives
+    /// in (the default tenant's when `None`), if the engine has a policy.
     pub fn with_projections<T>(
         &self,
+        tenant: Option<&str>,
         f: impl FnOnce(&Projections, Option<&Policies>) -> T,
     ) -> Result<T, ControlError> {
         let s = self.lock()?;
-        Ok(f(&s.projections, s.processor.as_ref()))
+        let policies = s
+            .parts
+            .get(&s.part_for_tenant(tenant.unwrap_or("")))
+            .and_then(|e| e.processor.as_ref());
+        if s.parts.len() == 1 {
+            let only = s.parts.values().next().expect("one part");
+            return Ok(f(&only.projections, policies));
+        }
+        // Several partition stores: their projections summed, for reading
+        // (each lead lives in one of them, so the union is exact).
+        let summed = Projections::summed(s.parts.values().map(|e| &e.projections));
+        Ok(f(&summed.expect("never empty"), policies))
+    }
+
+    /// The first answer `f` gives over the parts' logs (a lead lives in
+    /// one of them), under the lock (reads only).
+    pub fn find_in_logs<T>(
+        &self,
+        f: impl Fn(&EventLog) -> Result<Option<T>, crate::log::LogError>,
+    ) -> Result<Option<T>, ControlError> {
+        let s = self.lock()?;
+        for e in s.parts.values() {
+            if let Some(found) = f(&e.log)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
     }
 
     /// The partition `tenant` lives on when another engine owns it (static
@@ -215,42 +260,77 @@ impl Handle {
         Ok(())
     }
 
-    /// Runs `f` on the event log under the lock (reads only).
+    /// Runs `f` on the event log under the lock (reads only): the
+    /// engine's one part over the whole data dir (the demo's).
     pub fn with_log<T>(&self, f: impl FnOnce(&EventLog) -> T) -> Result<T, ControlError> {
         let s = self.lock()?;
-        Ok(f(&s.log))
+        Ok(f(&s.whole().log))
     }
 
-    /// The projections as of event time `at_ms`, rebuilt from the log
-    /// through the lock-free reader: the engine goes on ingesting
-    /// meanwhile (the lock is held only to read where the log ends).
+    /// The metric parameters, and where each part's log ends.
+    #[allow(clippy::type_complexity)]
+    fn ends(
+        &self,
+    ) -> Result<
+        (
+            crate::projector::metrics::MetricParams,
+            BTreeMap<PartKey, u64>,
+        ),
+        ControlError,
+    > {
+        let s = self.lock()?;
+        let first = s.parts.values().next().expect("never empty");
+        let params = first.projections.metrics.params().clone();
+        let ends = s
+            .parts
+            .iter()
+            .map(|(k, e)| (*k, e.log.last_seq()))
+            .collect();
+        Ok((params, ends))
+    }
+
+    /// The projections as of event time `at_ms` (over every part, merged),
+    /// rebuilt from the logs through the lock-free readers: the engine
+    /// goes on ingesting meanwhile (the lock is held only to read where
+    /// the logs end).
     pub fn projections_at(&self, at_ms: i64) -> Result<Projections, ControlError> {
-        let (params, last_seq) = {
-            let s = self.lock()?;
-            (s.projections.metrics.params().clone(), s.log.last_seq())
-        };
-        Ok(crate::replay::rebuild_through(
-            &self.reader,
-            params,
-            Some(at_ms),
-            last_seq,
-        )?)
+        let (params, ends) = self.ends()?;
+        let mut merged: Option<Projections> = None;
+        for (k, last_seq) in ends {
+            let p = crate::replay::rebuild_through(
+                &self.readers[&k],
+                params.clone(),
+                Some(at_ms),
+                last_seq,
+            )?;
+            match merged.as_mut() {
+                None => merged = Some(p),
+                Some(m) => m.merge_for_reading(&p),
+            }
+        }
+        Ok(merged.expect("never empty"))
     }
 
-    /// Rebuilds the live projections from the whole log and swaps them in.
-    /// The long fold runs off the lock; under it, only the events appended
-    /// meanwhile are folded before the swap.
+    /// Rebuilds the live projections of every part from its log and swaps
+    /// them in. The long folds run off the lock; under it, only the events
+    /// appended meanwhile are folded before each swap. Returns the events
+    /// folded, over every part.
     pub fn rebuild_projections(&self) -> Result<u64, ControlError> {
-        let (params, last_seq) = {
-            let s = self.lock()?;
-            (s.projections.metrics.params().clone(), s.log.last_seq())
-        };
-        let mut fresh = crate::replay::rebuild_through(&self.reader, params, None, last_seq)?;
-        let mut s = self.lock()?;
-        crate::replay::fold_tail(&s.log, &mut fresh, None, &mut |_| {})?;
-        crate::replay::save(&s.log, &fresh)?;
-        s.projections = fresh;
-        Ok(s.projections.covered_seq)
+        let (params, ends) = self.ends()?;
+        let mut covered = 0;
+        for (k, last_seq) in ends {
+            let mut fresh =
+                crate::replay::rebuild_through(&self.readers[&k], params.clone(), None, last_seq)?;
+            let mut s = self.lock()?;
+            let Some(e) = s.parts.get_mut(&k) else {
+                continue;
+            };
+            crate::replay::fold_tail(&e.log, &mut fresh, None, &mut |_| {})?;
+            crate::replay::save(&e.log, &fresh)?;
+            e.projections = fresh;
+            covered += e.projections.covered_seq;
+        }
+        Ok(covered)
     }
 
     /// Puts a newly loaded policy version in force, keeping the running
@@ -266,21 +346,30 @@ impl Handle {
         policy: crate::policy::PolicyFile,
     ) -> Result<Option<u32>, ControlError> {
         let mut s = self.lock()?;
-        let Live { log, processor, .. } = &mut *s;
-        let Some(p) = processor.as_mut() else {
-            return Ok(None);
-        };
-        crate::replay::load_version(log, p, policy, false)?;
-        Ok(Some(p.policy().version))
+        let mut in_force = None;
+        // Each part records the load in its own log.
+        for e in s.parts.values_mut() {
+            let Some(p) = e.processor.as_mut() else {
+                continue;
+            };
+            crate::replay::load_version(&mut e.log, p, policy.clone(), false)?;
+            in_force = Some(p.policy().version);
+        }
+        Ok(in_force)
     }
 
-    /// Checkpoints the projections and the policy state now.
+    /// Checkpoints the projections and the policy state of every part now;
+    /// returns the events they cover, over every part.
     pub fn save_snapshots(&self) -> Result<u64, ControlError> {
         let s = self.lock()?;
-        crate::replay::save(&s.log, &s.projections)?;
-        if let Some(p) = &s.processor {
-            crate::replay::save_policy(&s.log, p)?;
+        let mut covered = 0;
+        for e in s.parts.values() {
+            crate::replay::save(&e.log, &e.projections)?;
+            if let Some(p) = &e.processor {
+                crate::replay::save_policy(&e.log, p)?;
+            }
+            covered += e.projections.covered_seq;
         }
-        Ok(s.projections.covered_seq)
+        Ok(covered)
     }
 }

@@ -1,9 +1,14 @@
 //! The running engine's state and its control surface.
 //!
-//! [`Live`] is everything a running engine folds (the log, projections,
-//! policies) plus what it counts; [`Live::append_inputs`] is the one append
-//! path of every live source (a Kafka batch from `bus::ingest`, an HTTP
-//! request through [`Handle::ingest`]). It sits behind one mutex, shared by
+//! [`Live`] is everything a running engine folds plus what it counts. What
+//! it folds is kept per **part**: one per events-topic partition the engine
+//! owns statically (each its own log, projections and policies: a
+//! partition store, `DATA_DIR/partitions/N`), or one for the whole data
+//! dir (consumer-group mode, the demo). A tenant lives on one partition,
+//! so everything a decision needs is in one part. [`Live::append_inputs`]
+//! is the one append path of every live source (a Kafka batch from
+//! `bus::ingest`, split by partition; an HTTP request through
+//! [`Handle::ingest`], split by tenant). It sits behind one mutex, shared by
 //! the Kafka intake and the [`Handle`]s the HTTP API holds. The engine
 //! takes the state out when it stops (after it has joined the API server),
 //! so a handle that outlives it answers [`ControlError::Stopped`] instead
@@ -20,9 +25,8 @@ pub use handle::{Handle, ItemOutcome, HTTP_SOURCE};
 pub use metrics::Metrics;
 pub use telemetry::{IngestStats, IntakeStatus};
 
-use crate::log::{AppendReport, EventLog, Input, LogError, Position};
+use crate::log::{AppendReport, Input, LogError, Position};
 use crate::policy::Policies;
-use crate::projector::Projections;
 use crate::replay::Engine;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,14 +45,15 @@ pub enum ControlError {
     Stopped,
 }
 
+/// Which part of the engine's state: `Some(partition)` for a partition
+/// store, `None` for the whole data dir.
+pub type PartKey = Option<i32>;
+
 /// The running engine's folds and counters.
 pub struct Live {
-    pub log: EventLog,
-    pub projections: Projections,
-    /// The policy processor, when a policy is configured.
-    pub processor: Option<Policies>,
-    /// The shadow policy: decides beside the live one, publishes nothing.
-    pub shadow: Option<Policies>,
+    /// The folds, per part (see the module doc): never empty, and either
+    /// the one whole part or partition stores only.
+    pub parts: BTreeMap<PartKey, Engine>,
     pub stats: IngestStats,
     /// Dead letters wait to be published.
     pub dead_letters_dirty: bool,
@@ -91,20 +96,31 @@ impl Live {
             .map(|home| (home, *partitions))
     }
 
-    /// A running engine from folds that have all caught up with the log.
+    /// A running engine over the whole data dir, from folds that have all
+    /// caught up with the log.
     pub fn new(engine: Engine) -> Live {
-        for p in engine.processor.iter().chain(engine.shadow.iter()) {
-            assert_eq!(
-                p.covered_seq(),
-                engine.projections.covered_seq,
-                "policies and projections start from the same point of the log"
-            );
+        Live::with_parts(BTreeMap::from([(None, engine)]))
+    }
+
+    /// A running engine over `parts` (see [`PartKey`]), each from folds
+    /// that have all caught up with its log.
+    pub fn with_parts(parts: BTreeMap<PartKey, Engine>) -> Live {
+        assert!(!parts.is_empty(), "an engine has at least one part");
+        assert!(
+            parts.len() == 1 || !parts.contains_key(&None),
+            "the whole data dir is the only part when it is one"
+        );
+        for engine in parts.values() {
+            for p in engine.processor.iter().chain(engine.shadow.iter()) {
+                assert_eq!(
+                    p.covered_seq(),
+                    engine.projections.covered_seq,
+                    "policies and projections start from the same point of the log"
+                );
+            }
         }
         let live = Live {
-            log: engine.log,
-            projections: engine.projections,
-            processor: engine.processor,
-            shadow: engine.shadow,
+            parts,
             stats: IngestStats::default(),
             // Dead letters and commands left unsent by a previous run go
             // out first.
@@ -116,16 +132,18 @@ impl Live {
             partition_owners: BTreeMap::new(),
         };
         // The whole log's rejection counts, once; each batch adds its own.
-        match live.log.stats() {
-            Ok(stats) => {
-                for (reason, n) in stats.rejected_by_reason {
-                    live.metrics
-                        .events_rejected
-                        .get_or_create(&[("reason", reason)])
-                        .inc_by(n);
+        for engine in live.parts.values() {
+            match engine.log.stats() {
+                Ok(stats) => {
+                    for (reason, n) in stats.rejected_by_reason {
+                        live.metrics
+                            .events_rejected
+                            .get_or_create(&[("reason", reason)])
+                            .inc_by(n);
+                    }
                 }
+                Err(e) => tracing::warn!("rejection counts for /metrics unavailable: {e}"),
             }
-            Err(e) => tracing::warn!("rejection counts for /metrics unavailable: {e}"),
         }
         live.refresh_gauges();
         live
@@ -135,14 +153,69 @@ impl Live {
     /// cheap (the log keeps its outbox counts in memory).
     pub fn log_gauges(&self) {
         let m = &self.metrics;
-        if let Ok((_, pending)) = self.log.command_counts() {
-            m.outbox_pending.set(pending as i64);
+        let (mut commands, mut dead_letters, mut covered) = (0u64, 0u64, 0u64);
+        for engine in self.parts.values() {
+            if let Ok((_, pending)) = engine.log.command_counts() {
+                commands += pending;
+            }
+            if let Ok(pending) = engine.log.dead_letters_pending() {
+                dead_letters += pending;
+            }
+            covered += engine.projections.covered_seq;
         }
-        if let Ok(pending) = self.log.dead_letters_pending() {
-            m.dead_letters_pending.set(pending as i64);
+        m.outbox_pending.set(commands as i64);
+        m.dead_letters_pending.set(dead_letters as i64);
+        // Over several partition stores: the events folded in all of them.
+        m.projection_sequence.set(covered as i64);
+    }
+
+    /// The part a tenant's state is in: its partition's store (when that is
+    /// one of this engine's), else the first part.
+    pub fn part_for_tenant(&self, tenant: &str) -> PartKey {
+        let home = self
+            .owned_partitions
+            .as_ref()
+            .and_then(|(_, partitions)| crate::domain::tenant::home_partition(tenant, *partitions));
+        home.and_then(|p| self.key_of(p))
+            .unwrap_or_else(|| *self.parts.keys().next().expect("never empty"))
+    }
+
+    /// The part that holds `partition`'s state: its store, or the whole.
+    pub fn part_of(&self, partition: i32) -> Option<&Engine> {
+        self.parts
+            .get(&Some(partition))
+            .or_else(|| self.parts.get(&None))
+    }
+
+    /// The key of the part that holds `partition`'s state, if any.
+    pub fn key_of(&self, partition: i32) -> Option<PartKey> {
+        if self.parts.contains_key(&Some(partition)) {
+            Some(Some(partition))
+        } else {
+            self.parts.contains_key(&None).then_some(None)
         }
-        m.projection_sequence
-            .set(self.projections.covered_seq as i64);
+    }
+
+    /// The one part of an engine over the whole data dir (the demo, the
+    /// benchmark): they never run partition stores.
+    pub fn whole(&self) -> &Engine {
+        self.parts
+            .get(&None)
+            .expect("an engine over the whole data dir")
+    }
+
+    /// Pool sizes over every part.
+    pub fn pool_sizes(&self) -> BTreeMap<String, crate::projector::pool::PoolSize> {
+        let mut out: BTreeMap<String, crate::projector::pool::PoolSize> = BTreeMap::new();
+        for engine in self.parts.values() {
+            for (pool, s) in engine.projections.pool.pool_sizes() {
+                let mine = out.entry(pool).or_default();
+                mine.waiting += s.waiting;
+                mine.held += s.held;
+                mine.converted += s.converted;
+            }
+        }
+        out
     }
 
     /// Sets every gauge, including the ones whose cost grows with the
@@ -150,7 +223,7 @@ impl Live {
     pub fn refresh_gauges(&self) {
         self.log_gauges();
         let m = &self.metrics;
-        for (pool, size) in self.projections.pool.pool_sizes() {
+        for (pool, size) in self.pool_sizes() {
             for (state, n) in [
                 ("waiting", size.waiting),
                 ("held", size.held),
@@ -161,11 +234,16 @@ impl Live {
                     .set(n as i64);
             }
         }
-        if let Some(p) = &self.processor {
+        let policies: Vec<&Policies> = self
+            .parts
+            .values()
+            .filter_map(|e| e.processor.as_ref())
+            .collect();
+        if let Some(p) = policies.first() {
             // Per pool name, summed over the tenants (each tenant's pool of
-            // that name): one series per pool, whatever the tenant count.
-            // Every pool of every policy table is listed, so that a backlog
-            // that emptied reads 0 rather than its last size.
+            // that name) and the parts: one series per pool, whatever the
+            // tenant count. Every pool of every policy table is listed, so
+            // that a backlog that emptied reads 0 rather than its last size.
             let mut waiting: BTreeMap<&str, usize> = BTreeMap::new();
             let (mut declined, mut expired, mut unmatched) = (0u64, 0u64, 0u64);
             let file = p.policy();
@@ -176,7 +254,7 @@ impl Live {
             for pool in tables {
                 waiting.entry(&pool.name).or_default();
             }
-            for (_, t) in p.tenants() {
+            for (_, t) in policies.iter().flat_map(|p| p.tenants()) {
                 let s = t.state();
                 for (pool, w) in &s.backlog {
                     if let Some(n) = waiting.get_mut(pool.as_str()) {
@@ -212,40 +290,41 @@ impl Live {
         self.log_gauges();
     }
 
-    /// The folds, for the exit checkpoint.
-    pub fn into_engine(self) -> Engine {
-        Engine {
-            log: self.log,
-            projections: self.projections,
-            processor: self.processor,
-            shadow: self.shadow,
-        }
+    /// The folds, per part, for the exit checkpoint.
+    pub fn into_parts(self) -> BTreeMap<PartKey, Engine> {
+        self.parts
     }
 
-    /// Appends `inputs` with `positions` durably, folding each accepted
-    /// event into the projections and the policies as the log accepts it
-    /// (the policy's commands go into the same batch), and counts them.
+    /// Appends `inputs` with `positions` durably to `part`, folding each
+    /// accepted event into its projections and policies as the log accepts
+    /// it (the policy's commands go into the same batch), and counts them.
     pub fn append_inputs(
         &mut self,
+        part: PartKey,
         inputs: &[Input],
         positions: &[Position],
     ) -> Result<AppendReport, LogError> {
-        let projections = &mut self.projections;
-        let processor = &mut self.processor;
-        let shadow = &mut self.shadow;
+        let engine = self.parts.get_mut(&part).unwrap_or_else(|| {
+            panic!("no part {part:?} in this engine: the caller routes to its parts")
+        });
+        let projections = &mut engine.projections;
+        let processor = &mut engine.processor;
+        let shadow = &mut engine.shadow;
         let mut shadowed = Vec::new();
         let append_started = Instant::now();
-        let report = self.log.append_with(inputs, positions, &mut |seq, event| {
-            projections.apply(seq, event);
-            if let Some(s) = shadow.as_mut() {
-                shadowed.extend(s.handle(seq, event));
-            }
-            match processor {
-                Some(p) => p.handle(seq, event),
-                None => Vec::new(),
-            }
-        })?;
-        self.log.append_shadow(&shadowed)?;
+        let report = engine
+            .log
+            .append_with(inputs, positions, &mut |seq, event| {
+                projections.apply(seq, event);
+                if let Some(s) = shadow.as_mut() {
+                    shadowed.extend(s.handle(seq, event));
+                }
+                match processor {
+                    Some(p) => p.handle(seq, event),
+                    None => Vec::new(),
+                }
+            })?;
+        engine.log.append_shadow(&shadowed)?;
         let m = &self.metrics;
         m.append_seconds
             .observe(append_started.elapsed().as_secs_f64());
@@ -291,19 +370,24 @@ impl Live {
     /// The wall clock moves the policy's time to `now_ms`: the tick is
     /// recorded in the log (see `log::policy_inputs`) with the commands it
     /// fires, so that a replay fires them at the same point.
+    /// Every part's.
     pub fn tick(&mut self, now_ms: i64) -> Result<(), LogError> {
-        if let Some(shadow) = self.shadow.as_mut() {
-            let fired = shadow.advance(now_ms);
-            self.log.append_shadow(&fired)?;
-        }
-        let Some(p) = self.processor.as_mut() else {
-            return Ok(());
-        };
-        let stored = crate::replay::tick(&mut self.log, p, now_ms)?;
-        self.stats.commands_decided += stored.len() as u64;
-        self.commands_dirty |= !stored.is_empty();
-        if !stored.is_empty() {
+        let mut decided = 0;
+        for engine in self.parts.values_mut() {
+            if let Some(shadow) = engine.shadow.as_mut() {
+                let fired = shadow.advance(now_ms);
+                engine.log.append_shadow(&fired)?;
+            }
+            let Some(p) = engine.processor.as_mut() else {
+                continue;
+            };
+            let stored = crate::replay::tick(&mut engine.log, p, now_ms)?;
+            decided += stored.len();
             self.metrics.decided(stored.iter().map(|(_, c)| c));
+        }
+        self.stats.commands_decided += decided as u64;
+        self.commands_dirty |= decided > 0;
+        if decided > 0 {
             self.log_gauges();
         }
         Ok(())

@@ -114,7 +114,7 @@ fn bench_http(
                 super::run(
                     Run {
                         config,
-                        engine,
+                        parts: super::whole(engine),
                         shutdown: stop,
                         api: Some(api),
                         progress_every: Duration::from_secs(1),
@@ -243,7 +243,7 @@ pub fn bench(
     let finished = super::run(
         Run {
             config: &config,
-            engine,
+            parts: super::whole(engine),
             shutdown: &shutdown,
             api: None,
             progress_every: Duration::from_millis(5),

@@ -110,7 +110,7 @@ pub fn demo(
             let result = super::run(
                 Run {
                     config: engine_config,
-                    engine,
+                    parts: super::whole(engine),
                     shutdown: engine_stop,
                     api: Some(api),
                     progress_every: Duration::from_secs(1),
@@ -123,7 +123,7 @@ pub fn demo(
                 },
                 &mut |p| {
                     let elapsed_s = started.elapsed().as_secs_f64();
-                    let sizes = p.projections.pool.pool_sizes();
+                    let sizes = p.live.pool_sizes();
                     let done = p.stats.accepted + p.stats.rejected;
                     let tick = DemoTick {
                         elapsed_s,
@@ -134,6 +134,8 @@ pub fn demo(
                         held: sizes.values().map(|s| s.held).sum(),
                         converted: sizes.values().map(|s| s.converted).sum(),
                         recalls: p
+                            .live
+                            .whole()
                             .projections
                             .pool
                             .leads
@@ -182,7 +184,11 @@ pub fn demo(
     })?;
     drop(mock);
     Ok(DemoResult {
-        engine: result.engine,
+        engine: result
+            .parts
+            .into_values()
+            .next()
+            .expect("the demo's engine has its whole data dir"),
         world: sim.counts().clone(),
         stats: result.stats,
     })

@@ -17,10 +17,11 @@ pub use server::serve_api;
 
 use crate::bus::{self, BusError};
 use crate::config::{ApiConfig, Config};
-use crate::control::{self, ControlError, Handle, IngestStats, Live};
+use crate::control::{self, ControlError, Handle, IngestStats, Live, PartKey};
 use crate::log::LogError;
 use crate::replay::{self, Engine};
 use crate::shutdown::Shutdown;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -64,8 +65,10 @@ pub struct ApiOptions {
 /// What [`run`] runs.
 pub struct Run<'a> {
     pub config: &'a Config,
-    /// The folds, loaded (see `replay::start`).
-    pub engine: Engine,
+    /// The folds, loaded (see `replay::start`), per part: one per owned
+    /// partition (partition stores), or the whole data dir (`None`; see
+    /// [`whole`]).
+    pub parts: BTreeMap<PartKey, Engine>,
     pub shutdown: &'a Shutdown,
     /// The HTTP API beside the engine, if any.
     pub api: Option<ApiOptions>,
@@ -83,8 +86,22 @@ pub struct Started {
 
 /// What [`run`] hands back: the folds, checkpointed, and the counters.
 pub struct Finished {
-    pub engine: Engine,
+    pub parts: BTreeMap<PartKey, Engine>,
     pub stats: IngestStats,
+}
+
+impl Finished {
+    /// The folds of an engine over the whole data dir.
+    pub fn whole(&self) -> &Engine {
+        self.parts
+            .get(&None)
+            .expect("an engine over the whole data dir")
+    }
+}
+
+/// The parts of an engine over the whole data dir: its one log.
+pub fn whole(engine: Engine) -> BTreeMap<PartKey, Engine> {
+    BTreeMap::from([(None, engine)])
 }
 
 /// Runs the live engine until `shutdown`: the API (when asked) on its own
@@ -101,12 +118,12 @@ pub fn run(
 ) -> Result<Finished, EngineError> {
     let Run {
         config,
-        engine,
+        parts,
         shutdown,
         api,
         progress_every,
     } = parts;
-    let live = control::share(Live::new(engine));
+    let live = control::share(Live::with_parts(parts));
     let handle = Handle::new(live.clone())?;
     let api_stop = Shutdown::new();
     let mut api_thread = None;
@@ -164,9 +181,11 @@ pub fn run(
         return Err(EngineError::Panicked(e));
     }
     let stats = live.stats.clone();
-    let engine = live.into_engine();
-    replay::checkpoint(&engine)?;
-    Ok(Finished { engine, stats })
+    let parts = live.into_parts();
+    for engine in parts.values() {
+        replay::checkpoint(engine)?;
+    }
+    Ok(Finished { parts, stats })
 }
 
 /// The URL other engines reach this one's API at: `api.advertised_url`, or

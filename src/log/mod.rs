@@ -57,6 +57,7 @@ mod policy_inputs;
 mod read;
 mod segment;
 mod snapshot;
+pub mod stores;
 
 pub use batcher::Batcher;
 
@@ -123,6 +124,11 @@ pub enum LogError {
     /// missing or mistyped `--data-dir`). Nothing was created there.
     #[error("no log at {path} (only import, run and simulate create one; check --data-dir)")]
     NoLog { path: String },
+    /// The data dir's layout does not fit the command (its partition
+    /// stores cannot be listed, or they are where one log was expected, or
+    /// the reverse); the message says what was found and what to do.
+    #[error("data dir layout: {0}")]
+    Layout(String),
     /// An earlier write failed, so the log's memory is ahead of its disk.
     /// Stop and reopen the log (the engine exits; a restart recovers).
     #[error("an earlier write failed; reopen the log")]

@@ -53,6 +53,29 @@ impl Projections {
         self.covered_seq = seq;
     }
 
+    /// The projections of several partition stores summed, for reading
+    /// (see [`merge_for_reading`](Self::merge_for_reading)), without
+    /// copying any store's per-lead working records. `None` for none.
+    pub fn summed<'a>(parts: impl IntoIterator<Item = &'a Projections>) -> Option<Projections> {
+        let mut out: Option<Projections> = None;
+        for p in parts {
+            let sum = out.get_or_insert_with(|| Projections::new(p.metrics.params().clone()));
+            sum.merge_for_reading(p);
+        }
+        out
+    }
+
+    /// Adds the projections of another partition store to these, for
+    /// reading (queries over every part): pool state and aggregates are
+    /// per lead, and a lead lives in one partition, so the union is exact.
+    /// The per-lead working records of the metrics fold are not merged:
+    /// the result is read, never folded on.
+    pub fn merge_for_reading(&mut self, o: &Projections) {
+        self.covered_seq += o.covered_seq;
+        self.pool.merge(&o.pool);
+        self.metrics.agg.merge(&o.metrics.agg);
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         bincode::serialize(self).expect("projections serialise")
     }

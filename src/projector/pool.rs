@@ -126,6 +126,25 @@ impl PoolState {
         }
     }
 
+    /// Adds another partition's pool state (disjoint leads) to this one.
+    pub fn merge(&mut self, o: &PoolState) {
+        for (id, lead) in &o.leads {
+            self.leads.insert(id.clone(), lead.clone());
+        }
+        for (rep, held) in &o.holdings {
+            self.holdings
+                .entry(rep.clone())
+                .or_default()
+                .extend(held.iter().cloned());
+        }
+        for (pool, waiting) in &o.waiting {
+            self.waiting
+                .entry(pool.clone())
+                .or_default()
+                .extend(waiting.iter().cloned());
+        }
+    }
+
     /// Waiting, held and converted counts per pool.
     pub fn pool_sizes(&self) -> BTreeMap<String, PoolSize> {
         let mut out: BTreeMap<String, PoolSize> = BTreeMap::new();

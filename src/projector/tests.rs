@@ -233,3 +233,36 @@ fn an_average_lifetime_value_in_a_currency_without_cost_or_revenue_is_kept() {
     );
     assert_eq!(money.len(), 3);
 }
+
+#[test]
+fn projections_of_partition_stores_sum_to_the_whole_for_reading() {
+    // Given one history folded whole, and split by lead into two stores.
+    let events = vec![
+        created("a", 0, "x"),
+        created("b", H, "y"),
+        created("c", H, "y"),
+        assigned("a", 2 * H, "rep-1"),
+        assigned("b", 3 * H, "rep-1"),
+        recalled("a", 30 * H, "rep-1"),
+        assigned("a", 31 * H, "rep-2"),
+    ];
+    let whole = fold(&events);
+    let store = |leads: &[&str]| {
+        let evs: Vec<_> = events
+            .iter()
+            .filter(|e| leads.contains(&e.lead_id.as_str()))
+            .cloned()
+            .collect();
+        fold(&evs)
+    };
+    let (one, two) = (store(&["a"]), store(&["b", "c"]));
+    // When they are summed for reading.
+    let summed = Projections::summed([&one, &two]).unwrap();
+    // Then the pool state and the aggregates are the whole's, and the
+    // events covered add up.
+    assert_eq!(summed.pool, whole.pool);
+    assert_eq!(summed.metrics.agg, whole.metrics.agg);
+    assert_eq!(summed.covered_seq, 7);
+    assert_eq!(summed.pool.holdings["rep-1"].len(), 1);
+    assert!(Projections::summed([]).is_none());
+}

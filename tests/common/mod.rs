@@ -375,7 +375,7 @@ pub fn spawn_engine(
         leadflow::engine::run(
             leadflow::engine::Run {
                 config: &config,
-                engine,
+                parts: leadflow::engine::whole(engine),
                 shutdown: &shutdown,
                 api: None,
                 progress_every: Duration::from_millis(100),

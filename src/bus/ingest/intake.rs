@@ -7,7 +7,7 @@
 
 use super::super::{source_name, source_prefix, BusError};
 use crate::codec::{self, stream::REJECTED_PREFIX_BYTES};
-use crate::control::Live;
+use crate::control::{Live, PartKey};
 use crate::domain::{tenant, Rejection};
 use crate::log::{Batcher, Input, Origin, Position};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -123,10 +123,13 @@ impl Intake {
         if let Some(o) = self.durable.get(&partition) {
             return Ok(*o);
         }
-        let o = live
-            .log
-            .position(&source_name(&self.topic, partition))?
-            .unwrap_or(0);
+        let o = match live.part_of(partition) {
+            Some(e) => e
+                .log
+                .position(&source_name(&self.topic, partition))?
+                .unwrap_or(0),
+            None => 0,
+        };
         self.durable.insert(partition, o);
         Ok(o)
     }
@@ -145,7 +148,16 @@ impl Intake {
     /// compaction, have no gaps).
     pub fn covered(&self, live: &Live) -> Result<u64, BusError> {
         let prefix = source_prefix(&self.topic);
-        Ok(live.log.positions(&prefix)?.iter().map(|(_, n)| n).sum())
+        let mut covered = 0;
+        for e in live.parts.values() {
+            covered += e
+                .log
+                .positions(&prefix)?
+                .iter()
+                .map(|(_, n)| n)
+                .sum::<u64>();
+        }
+        Ok(covered)
     }
 
     /// Takes one message into the open batch (or skips a redelivery, or
@@ -308,15 +320,38 @@ impl Intake {
             return Ok(());
         }
         let inputs = self.batcher.take();
-        let positions: Vec<Position> = self
-            .in_batch
-            .iter()
-            .map(|(p, next)| Position {
+        // Each partition's inputs and position go to its part (its store,
+        // or the whole data dir), in the order they were read.
+        let mut parts: BTreeMap<PartKey, (Vec<Input>, Vec<Position>)> = BTreeMap::new();
+        for (p, next) in &self.in_batch {
+            let key = live.key_of(*p).ok_or_else(|| {
+                BusError::Ownership(format!(
+                    "partition {p} of {} was read, but this engine keeps no state for it",
+                    self.topic
+                ))
+            })?;
+            parts.entry(key).or_default().1.push(Position {
                 source: source_name(&self.topic, *p),
                 next_offset: *next,
-            })
-            .collect();
-        live.append_inputs(&inputs, &positions)?;
+            });
+        }
+        let single = live.parts.len() == 1;
+        for input in inputs {
+            let key = if single {
+                *live.parts.keys().next().expect("one part")
+            } else {
+                input
+                    .origin
+                    .as_ref()
+                    .and_then(|o| super::super::dead_letter::parse_source(&o.source))
+                    .and_then(|(_, p)| live.key_of(p))
+                    .expect("every input of the batch came from an owned partition")
+            };
+            parts.entry(key).or_default().0.push(input);
+        }
+        for (key, (inputs, positions)) in parts {
+            live.append_inputs(key, &inputs, &positions)?;
+        }
         live.metrics.decoded_totals(&live.stats.decoded_by_format);
         let mut tpl = TopicPartitionList::new();
         for (p, next) in std::mem::take(&mut self.in_batch) {

@@ -29,10 +29,8 @@ mod intake;
 use super::{client_config, dead_letter, source_name, source_prefix, BusError};
 use crate::codec;
 use crate::config::{Config, Ownership};
-use crate::control::{self, lock, IngestStats, IntakeStatus, Live};
+use crate::control::{self, lock, IngestStats, IntakeStatus, Live, PartKey};
 use crate::log::Batcher;
-use crate::policy::Policies;
-use crate::projector::Projections;
 use crate::shutdown::Shutdown;
 use context::IngestContext;
 use intake::Intake;
@@ -86,8 +84,8 @@ const GAUGES_EVERY: Duration = Duration::from_secs(1);
 /// Progress of a running ingest, for the caller to print.
 pub struct Progress<'a> {
     pub stats: &'a IngestStats,
-    pub projections: &'a Projections,
-    pub processor: Option<&'a Policies>,
+    /// The running state (its parts' folds; see [`Live::pool_sizes`]).
+    pub live: &'a Live,
     /// Messages of the events topic that the log covers, over all
     /// partitions and all runs: the sum of the stored next offsets.
     pub covered: u64,
@@ -198,7 +196,14 @@ pub fn consume(
     let mut last_message = Instant::now();
     let mut unassigned_warned: Option<Instant> = None;
     let unassigned_warn_after = Duration::from_millis(k.unassigned_warn_ms);
-    let mut dispatcher = super::outbox::Dispatcher::new(&k.commands_topic);
+    // One dispatcher per part: each drains its own log's outbox.
+    let mut dispatchers: BTreeMap<PartKey, super::outbox::Dispatcher> = lock(live)
+        .as_ref()
+        .map(|l| l.parts.keys().copied().collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|key| (key, super::outbox::Dispatcher::new(&k.commands_topic)))
+        .collect();
     // Partitions this engine holds no state for are restored from the
     // events topic; the commands a previous owner published are not sent
     // again (see `restore`).
@@ -208,31 +213,44 @@ pub fn consume(
         let l = live_mut(&mut g);
         match &ownership {
             Ownership::Static(owned) => {
-                // A data dir is one engine's state over all the partitions
-                // it read: one holding a partition this engine no longer
-                // owns (after a rescale) would count that partition's
-                // events beside its new owner's. Refuse it.
+                // Each part's log holds the partitions it was opened for:
+                // a partition store only its own, a whole data dir only
+                // partitions this engine owns. One holding a partition
+                // this engine does not own (after a rescale) would count
+                // that partition's events beside its new owner's. Refuse it.
                 let prefix = source_prefix(&k.events_topic);
-                let foreign: Vec<i32> = l
-                    .log
-                    .positions(&prefix)?
-                    .iter()
-                    .filter_map(|(source, _)| source.strip_prefix(&prefix)?.parse::<i32>().ok())
-                    .filter(|p| !owned.contains(p))
-                    .collect();
+                let mut foreign: Vec<i32> = Vec::new();
+                for (key, e) in &l.parts {
+                    for (source, _) in e.log.positions(&prefix)? {
+                        let Some(p) = source
+                            .strip_prefix(&prefix)
+                            .and_then(|s| s.parse::<i32>().ok())
+                        else {
+                            continue;
+                        };
+                        if !owned.contains(&p) || key.is_some_and(|k| k != p) {
+                            foreign.push(p);
+                        }
+                    }
+                }
                 if !foreign.is_empty() {
                     return Err(BusError::Ownership(format!(
                         "the data dir holds partitions {foreign:?} of {}, which this engine does not own \
-                         (it owns {owned:?}): its numbers would count them beside their new owner's. \
-                         After a rescale, start each engine with an empty data dir: it restores its \
-                         partitions from the events topic (README, Scaling out)",
+                         (it owns {owned:?}) in the log it reads them into: its numbers would count them \
+                         beside their new owner's (README, Scaling out)",
                         k.events_topic
                     )));
                 }
                 let mut fresh = Vec::new();
                 let mut positions = BTreeMap::new();
                 for p in owned {
-                    match l.log.position(&source_name(&k.events_topic, *p))? {
+                    let Some(e) = l.part_of(*p) else {
+                        return Err(BusError::Ownership(format!(
+                            "this engine owns partition {p} of {} but keeps no state for it (no partition store)",
+                            k.events_topic
+                        )));
+                    };
+                    match e.log.position(&source_name(&k.events_topic, *p))? {
                         Some(at) => {
                             positions.insert(*p, at);
                         }
@@ -243,11 +261,14 @@ pub fn consume(
                 claim = Some((owned.clone(), positions, fresh.clone(), l.api_url.clone()));
                 (!fresh.is_empty()).then_some(Some(fresh))
             }
-            Ownership::Group => l
-                .log
-                .positions(&source_prefix(&k.events_topic))?
-                .is_empty()
-                .then_some(None),
+            Ownership::Group => {
+                let prefix = source_prefix(&k.events_topic);
+                let mut empty = true;
+                for e in l.parts.values() {
+                    empty &= e.log.positions(&prefix)?.is_empty();
+                }
+                empty.then_some(None)
+            }
         }
     };
     // The claim comes before the restore's read of the commands topic: a
@@ -298,7 +319,29 @@ pub fn consume(
             ms = started.elapsed().as_millis() as u64,
             "restoring from the events topic: commands a previous owner published will not be sent again"
         );
-        dispatcher.skip_published(published.ids);
+        // The ids go to the parts being restored (a command id belongs to
+        // one lead, so to one part).
+        let restoring_keys: Vec<PartKey> = {
+            let g = lock(live);
+            let l = g
+                .as_ref()
+                .expect("the engine holds its state while the intake consumes");
+            match fresh.as_deref() {
+                Some(ps) => ps.iter().filter_map(|p| l.key_of(*p)).collect(),
+                None => l.parts.keys().copied().collect(),
+            }
+        };
+        let mut ids = Some(published.ids);
+        for (n, key) in restoring_keys.iter().enumerate() {
+            if let Some(d) = dispatchers.get_mut(key) {
+                let set = if n + 1 == restoring_keys.len() {
+                    ids.take().unwrap_or_default()
+                } else {
+                    ids.clone().unwrap_or_default()
+                };
+                d.skip_published(set);
+            }
+        }
     }
     let mut last_collect = Instant::now();
     let mut last_owner_check = Instant::now();
@@ -307,16 +350,18 @@ pub fn consume(
     let mut last_gauges = Instant::now();
 
     while !shutdown.is_triggered() {
-        if dispatcher.is_saturated() {
+        if dispatchers.values().any(|d| d.is_saturated()) {
             // Backpressure: the commands topic falls behind, so wait for
             // acks to make room before taking the next event. Without acks
             // the loop still polls one message per wait, which keeps the
             // group membership alive and the intake at a trickle.
             let mut g = lock(live);
             let l = live_mut(&mut g);
-            let d = dispatcher.collect_within(&l.log, DISPATCH_WAIT)?;
-            l.commands_sent(d.sent);
-            l.commands_dirty |= d.failed > 0 || d.sent > 0;
+            for (key, dispatcher) in dispatchers.iter_mut().filter(|(_, d)| d.is_saturated()) {
+                let d = dispatcher.collect_within(&l.parts[key].log, DISPATCH_WAIT)?;
+                l.commands_sent(d.sent);
+                l.commands_dirty |= d.failed > 0 || d.sent > 0;
+            }
         }
         let wait_ms = {
             let i = lock(&intake);
@@ -427,21 +472,30 @@ pub fn consume(
             _ => true,
         };
         if l.commands_dirty && may_publish {
-            let (_, more) = dispatcher.pump(&l.log, &producer)?;
+            let mut more = false;
+            for (key, dispatcher) in dispatchers.iter_mut() {
+                more |= dispatcher.pump(&l.parts[key].log, &producer)?.1;
+            }
             l.commands_dirty = more;
         }
-        if dispatcher.in_flight() > 0 && last_collect.elapsed() >= COLLECT_EVERY {
+        if dispatchers.values().any(|d| d.in_flight() > 0)
+            && last_collect.elapsed() >= COLLECT_EVERY
+        {
             last_collect = Instant::now();
-            let d = dispatcher.collect(&l.log, false)?;
-            l.commands_sent(d.sent);
-            // A failed delivery is sent again once the rest has settled.
-            l.commands_dirty |= d.failed > 0;
+            for (key, dispatcher) in dispatchers.iter_mut().filter(|(_, d)| d.in_flight() > 0) {
+                let d = dispatcher.collect(&l.parts[key].log, false)?;
+                l.commands_sent(d.sent);
+                // A failed delivery is sent again once the rest has settled.
+                l.commands_dirty |= d.failed > 0;
+            }
         }
         if l.dead_letters_dirty && i.batcher.is_empty() {
             dead_letter::dispatch(l, &producer, &k.dlq_topic)?;
         }
-        l.log
-            .flush_marks_older_than(Duration::from_millis(SENT_MARKS_FLUSH_MS))?;
+        for e in l.parts.values() {
+            e.log
+                .flush_marks_older_than(Duration::from_millis(SENT_MARKS_FLUSH_MS))?;
+        }
         if last_gauges.elapsed() >= GAUGES_EVERY {
             last_gauges = Instant::now();
             l.refresh_gauges();
@@ -451,8 +505,7 @@ pub fn consume(
             let covered = i.covered(l)?;
             on_progress(Progress {
                 stats: &l.stats,
-                projections: &l.projections,
-                processor: l.processor.as_ref(),
+                live: l,
                 covered,
             });
         }
@@ -475,26 +528,32 @@ pub fn consume(
                 );
             }
         }
-        let d = if may_publish {
-            dispatcher.drain(&l.log, &producer, DRAIN_ATTEMPTS_MAX)?
-        } else {
-            Default::default()
-        };
-        l.commands_sent(d.sent);
-        if dispatcher.skipped_published > 0 {
+        let (mut sent, mut failed, mut skipped) = (0, 0, 0);
+        for (key, dispatcher) in dispatchers.iter_mut() {
+            if may_publish {
+                let d = dispatcher.drain(&l.parts[key].log, &producer, DRAIN_ATTEMPTS_MAX)?;
+                sent += d.sent;
+                failed += d.failed;
+            }
+            skipped += dispatcher.skipped_published;
+        }
+        l.commands_sent(sent);
+        if skipped > 0 {
             tracing::info!(
-                commands = dispatcher.skipped_published,
+                commands = skipped,
                 "decided again while restoring and not sent: a previous owner had published them"
             );
         }
-        if d.failed > 0 {
+        if failed > 0 {
             tracing::warn!(
-                failed = d.failed,
+                failed,
                 "commands left unacknowledged at shutdown stay in the outbox for the next start"
             );
         }
         while dead_letter::dispatch(l, &producer, &k.dlq_topic)? > 0 {}
-        l.log.flush()?;
+        for e in l.parts.values() {
+            e.log.flush()?;
+        }
     }
     match ownership {
         Ownership::Group => consumer.unsubscribe(),
