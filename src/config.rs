@@ -115,7 +115,8 @@ pub struct PolicyConfig {
 
 /// Kafka connection and topics. Environment variables override the file:
 /// `LEADFLOW_KAFKA_BROKERS`, `LEADFLOW_KAFKA_GROUP_ID`,
-/// `LEADFLOW_KAFKA_OWN_PARTITIONS`, `LEADFLOW_KAFKA_REPLICAS`.
+/// `LEADFLOW_KAFKA_OWN_PARTITIONS`, `LEADFLOW_KAFKA_REPLICAS`,
+/// `LEADFLOW_KAFKA_SNAPSHOTS_TOPIC` (empty: off).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
@@ -153,6 +154,13 @@ pub struct KafkaConfig {
     /// Claims of partition ownership (compacted; `leadflow topics
     /// create` makes it), for engines that own partitions statically.
     pub owners_topic: String,
+    /// Partition stores handed over between engines (compacted; `leadflow
+    /// topics create` makes it): an engine owning partitions statically
+    /// publishes each store when it stops cleanly, and an engine taking a
+    /// partition over with no store loads it from here before reading the
+    /// events after it. Empty: off (a partition taken over is replayed
+    /// from the events topic's start).
+    pub snapshots_topic: String,
     /// How long an owner's claim holds without a heartbeat (one a second):
     /// a replacement for a killed engine starts after at most this long.
     pub owner_lease_ms: u64,
@@ -276,6 +284,7 @@ impl Default for KafkaConfig {
             own_partitions: String::new(),
             replicas: 0,
             owners_topic: "leadflow.owners".into(),
+            snapshots_topic: "leadflow.snapshots".into(),
             owner_lease_ms: 10_000,
             ordinal: None,
             properties: Default::default(),
@@ -373,6 +382,9 @@ impl Config {
         }
         if let Ok(o) = std::env::var("LEADFLOW_KAFKA_OWN_PARTITIONS") {
             config.kafka.own_partitions = o;
+        }
+        if let Ok(t) = std::env::var("LEADFLOW_KAFKA_SNAPSHOTS_TOPIC") {
+            config.kafka.snapshots_topic = t;
         }
         if let Ok(r) = std::env::var("LEADFLOW_KAFKA_REPLICAS") {
             config.kafka.replicas = r.parse().map_err(|_| {

@@ -28,10 +28,16 @@ const LEASE_MS: u64 = 2_000;
 /// A config file for one engine: the test's topics, its own group, and
 /// the partitions it owns (empty: the group decides).
 fn config(dir: &Path, suffix: &str, name: &str, own: &str) -> (PathBuf, Config) {
+    // Engine "c" is compared with the others: it reads the events topic
+    // itself rather than load the stores they publish when they stop.
+    let snapshots = match name {
+        "c" => String::new(),
+        _ => format!("snapshots-{suffix}"),
+    };
     let text = format!(
         "[log]\nbatch_events_max = 500\n\n[api]\ningest_token = \"{INGEST_TOKEN}\"\n\n[kafka]\nbrokers = \"{}\"\ngroup_id = \"g-{suffix}-{name}\"\n\
          events_topic = \"events-{suffix}\"\ncommands_topic = \"commands-{suffix}\"\n\
-         dlq_topic = \"dlq-{suffix}\"\nowners_topic = \"owners-{suffix}\"\nowner_lease_ms = {LEASE_MS}\n\
+         dlq_topic = \"dlq-{suffix}\"\nowners_topic = \"owners-{suffix}\"\nowner_lease_ms = {LEASE_MS}\nsnapshots_topic = \"{snapshots}\"\n\
          partitions = {PARTITIONS}\nown_partitions = \"{own}\"\n\
          [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
         brokers()
@@ -297,8 +303,9 @@ fn engines_owning_partitions_statically_hold_each_tenants_events_once_and_refuse
     }
     // A hand-off: A restarted owning 1-2 (B stopped and released 2) keeps
     // partition 1's store as it was, moves partition 0's aside (its new
-    // owner's numbers must not be counted twice), and restores 2 from the
-    // events topic into a store of its own.
+    // owner's numbers must not be counted twice), and takes 2 into a store
+    // of its own (the one B published when it stopped, then the events
+    // after it).
     let a_stores = |data: &Path| -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(data.join("partitions"))
             .unwrap()
@@ -686,11 +693,30 @@ fn a_rescale_from_two_engines_to_three_by_ordinal_loses_and_repeats_nothing() {
         .lines()
         .find(|l| l.contains("leadflow run: consuming"))
         .unwrap();
+    // The partitions engine 0 gains (3 and 9) were engine 1's, which
+    // published their stores when it stopped: engine 0 loads them and
+    // reads only the events after them.
+    for gained in [3, 9] {
+        assert!(
+            said[0].contains(&format!("partition {gained}: loaded the store")),
+            "{}",
+            said[0]
+        );
+    }
     assert!(
-        start.contains("partition 3 at sequence 0")
-            && !start.contains("partition 0 at sequence 0,"),
-        "kept stores start where they were, gained ones from nothing: {start}"
+        !start.contains("partition 0 at sequence 0,")
+            && !start.contains("partition 3 at sequence 0,"),
+        "kept and loaded stores start where they were: {start}"
     );
+    // And the third engine, on an empty data dir, loads all of its
+    // partitions' stores (2 and 8 were engine 0's; 5 and 11 engine 1's).
+    for gained in [2, 5, 8, 11] {
+        assert!(
+            said[2].contains(&format!("partition {gained}: loaded the store")),
+            "{}",
+            said[2]
+        );
+    }
     // Then the three hold every event once between them ...
     let mut ids = BTreeSet::new();
     let mut held = 0;
@@ -782,7 +808,13 @@ fn three_engines_at_once_hold_100k_events_of_50_tenants_once_and_add_up_to_one()
             &format!("owners-{suffix}"),
             &format!("single-owners-{suffix}"),
         )
-        .replace("own_partitions = \"ordinal\"", "own_partitions = \"0-11\""),
+        .replace("own_partitions = \"ordinal\"", "own_partitions = \"0-11\"")
+        // It reads the events topic itself, not the stores the three
+        // publish when they stop.
+        .replace(
+            &format!("snapshots_topic = \"snapshots-{suffix}\""),
+            "snapshots_topic = \"\"",
+        ),
     )
     .unwrap();
     create_topics(dir.path(), &toml);

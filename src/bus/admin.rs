@@ -136,6 +136,18 @@ pub fn create_topics(k: &KafkaConfig) -> Result<Vec<(String, &'static str)>, Bus
         )
         .set("cleanup.policy", "compact"),
     );
+    // The latest snapshot of each partition store (`snapshots`).
+    if !k.snapshots_topic.is_empty() {
+        new.push(
+            NewTopic::new(
+                &k.snapshots_topic,
+                1,
+                TopicReplication::Fixed(k.replication_factor),
+            )
+            .set("cleanup.policy", "compact")
+            .set("max.message.bytes", "2097152"),
+        );
+    }
     let timeout = Duration::from_millis(k.startup_timeout_ms);
     let options = AdminOptions::new()
         .operation_timeout(Some(timeout))

@@ -19,6 +19,7 @@ pub mod owners;
 pub mod publish;
 pub mod reader;
 pub mod restore;
+pub mod snapshots;
 pub mod tail;
 pub mod world;
 
@@ -77,6 +78,11 @@ pub enum BusError {
     /// beyond its count, an ordinal without replicas). Fix the config.
     #[error("partition ownership: {0}")]
     Ownership(String),
+    /// A partition's published snapshot could not be read whole (chunks
+    /// missing or out of order). The partition is restored from the
+    /// events topic instead; the message says which snapshot.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
     /// A topic the engine needs does not exist. Create it with
     /// `leadflow topics create` (or your own tooling).
     #[error("topic {0} does not exist: create it with `leadflow topics create`")]

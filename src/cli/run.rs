@@ -93,6 +93,17 @@ pub fn exec(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
         cache_capacity_bytes: options.cache_capacity_bytes / stores.len().max(1) as u64,
         ..options
     };
+    // The partitions this engine has no store for: their previous owners'
+    // published stores, if there are some (else they are replayed from the
+    // events topic once the intake has claimed them).
+    let missing: Vec<(i32, PathBuf)> = stores
+        .iter()
+        .filter_map(|(key, path)| {
+            key.filter(|_| !stores::holds_log(path))
+                .map(|p| (p, path.clone()))
+        })
+        .collect();
+    let restored_from_snapshot = fetch_snapshots(k, &missing)?;
     let mut logs = Vec::new();
     for (key, path) in stores {
         std::fs::create_dir_all(&path)
@@ -189,6 +200,7 @@ pub fn exec(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
         Run {
             config,
             parts,
+            restored_from_snapshot,
             shutdown: &shutdown,
             api: Some(api),
             progress_every: Duration::from_secs(1),
@@ -238,4 +250,67 @@ pub fn exec(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
             .join(", ")
     );
     Ok(())
+}
+
+/// Loads the published stores of the partitions in `missing` into their
+/// places; returns those it loaded. A snapshot that cannot be read whole
+/// is a warning: that partition is then replayed from the events topic.
+fn fetch_snapshots(
+    k: &leadflow::config::KafkaConfig,
+    missing: &[(i32, PathBuf)],
+) -> Result<Vec<i32>> {
+    if k.snapshots_topic.is_empty() || missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let started = Instant::now();
+    let fetched = match leadflow::bus::snapshots::fetch(k, missing) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "the published stores could not be read ({e}); partitions {:?} are replayed from the events topic",
+                missing.iter().map(|(p, _)| *p).collect::<Vec<_>>()
+            );
+            for (_, path) in missing {
+                if path.exists() {
+                    std::fs::remove_dir_all(path).with_context(|| {
+                        format!("removing the half-loaded store {}", path.display())
+                    })?;
+                }
+            }
+            return Ok(Vec::new());
+        }
+    };
+    let mut loaded = Vec::new();
+    for (p, path) in missing {
+        match &fetched[p] {
+            Ok(Some(m)) => {
+                eprintln!(
+                    "partition {p}: loaded the store {} published ({} records, {} bytes in {} chunks, position {})",
+                    m.engine,
+                    m.records,
+                    m.bytes,
+                    m.chunks,
+                    m.position.map_or("-".into(), |n| n.to_string()),
+                );
+                loaded.push(*p);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("partition {p}: its published store could not be loaded ({e}); replaying it from the events topic");
+                if path.exists() {
+                    std::fs::remove_dir_all(path).with_context(|| {
+                        format!("removing the half-loaded store {}", path.display())
+                    })?;
+                }
+            }
+        }
+    }
+    if !loaded.is_empty() {
+        eprintln!(
+            "loaded {} published stores in {:.1}s",
+            loaded.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(loaded)
 }

@@ -73,6 +73,13 @@ pub struct Live {
     /// ownership; kept by the intake from the owners topic): where a
     /// tenant's query is forwarded.
     pub partition_owners: BTreeMap<i32, PartitionOwner>,
+    /// Partitions whose store was loaded from a snapshot another engine
+    /// published: restored like a fresh one (their commands published
+    /// since are not sent again).
+    pub restored_from_snapshot: Vec<i32>,
+    /// Partitions this engine owned and released cleanly at its stop (set
+    /// by the intake): their stores may be published for the next owner.
+    pub released: Vec<i32>,
 }
 
 /// Another engine's latest claim on a partition, as far as queries care.
@@ -130,6 +137,8 @@ impl Live {
             owned_partitions: None,
             api_url: None,
             partition_owners: BTreeMap::new(),
+            restored_from_snapshot: Vec::new(),
+            released: Vec::new(),
         };
         // The whole log's rejection counts, once; each batch adds its own.
         for engine in live.parts.values() {

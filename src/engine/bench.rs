@@ -115,6 +115,7 @@ fn bench_http(
                     Run {
                         config,
                         parts: super::whole(engine),
+                        restored_from_snapshot: Vec::new(),
                         shutdown: stop,
                         api: Some(api),
                         progress_every: Duration::from_secs(1),
@@ -244,6 +245,7 @@ pub fn bench(
         Run {
             config: &config,
             parts: super::whole(engine),
+            restored_from_snapshot: Vec::new(),
             shutdown: &shutdown,
             api: None,
             progress_every: Duration::from_millis(5),

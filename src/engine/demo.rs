@@ -111,6 +111,7 @@ pub fn demo(
                 Run {
                     config: engine_config,
                     parts: super::whole(engine),
+                    restored_from_snapshot: Vec::new(),
                     shutdown: engine_stop,
                     api: Some(api),
                     progress_every: Duration::from_secs(1),

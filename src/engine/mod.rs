@@ -69,6 +69,9 @@ pub struct Run<'a> {
     /// partition (partition stores), or the whole data dir (`None`; see
     /// [`whole`]).
     pub parts: BTreeMap<PartKey, Engine>,
+    /// The partitions whose store was loaded from a published snapshot
+    /// (see `bus::snapshots`).
+    pub restored_from_snapshot: Vec<i32>,
     pub shutdown: &'a Shutdown,
     /// The HTTP API beside the engine, if any.
     pub api: Option<ApiOptions>,
@@ -119,11 +122,14 @@ pub fn run(
     let Run {
         config,
         parts,
+        restored_from_snapshot,
         shutdown,
         api,
         progress_every,
     } = parts;
-    let live = control::share(Live::with_parts(parts));
+    let mut live = Live::with_parts(parts);
+    live.restored_from_snapshot = restored_from_snapshot;
+    let live = control::share(live);
     let handle = Handle::new(live.clone())?;
     let api_stop = Shutdown::new();
     let mut api_thread = None;
@@ -181,11 +187,43 @@ pub fn run(
         return Err(EngineError::Panicked(e));
     }
     let stats = live.stats.clone();
+    let released = live.released.clone();
     let parts = live.into_parts();
     for engine in parts.values() {
         replay::checkpoint(engine)?;
     }
+    publish_snapshots(config, &parts, &released);
     Ok(Finished { parts, stats })
+}
+
+/// Publishes the stores of the partitions this engine released cleanly,
+/// for their next owner (`bus::snapshots`). A failure costs the next owner
+/// a replay from the events topic, so it is a warning, not an error.
+fn publish_snapshots(config: &Config, parts: &BTreeMap<PartKey, Engine>, released: &[i32]) {
+    if config.kafka.snapshots_topic.is_empty() {
+        return;
+    }
+    let engine = bus::owners::engine_id();
+    for p in released {
+        let Some(e) = parts.get(&Some(*p)) else {
+            continue;
+        };
+        let started = std::time::Instant::now();
+        match bus::snapshots::publish(&config.kafka, *p, &e.log, &engine) {
+            Ok(m) => tracing::info!(
+                partition = p,
+                chunks = m.chunks,
+                bytes = m.bytes,
+                ms = started.elapsed().as_millis() as u64,
+                topic = %config.kafka.snapshots_topic,
+                "published the partition's store for its next owner"
+            ),
+            Err(e) => tracing::warn!(
+                partition = p,
+                "the partition's store was not published ({e}); its next owner replays it from the events topic"
+            ),
+        }
+    }
 }
 
 /// The URL other engines reach this one's API at: `api.advertised_url`, or

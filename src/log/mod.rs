@@ -58,6 +58,7 @@ mod read;
 mod segment;
 mod snapshot;
 pub mod stores;
+pub mod transfer;
 
 pub use batcher::Batcher;
 

@@ -376,6 +376,7 @@ pub fn spawn_engine(
             leadflow::engine::Run {
                 config: &config,
                 parts: leadflow::engine::whole(engine),
+                restored_from_snapshot: Vec::new(),
                 shutdown: &shutdown,
                 api: None,
                 progress_every: Duration::from_millis(100),

@@ -243,6 +243,7 @@ pub fn consume(
                 }
                 let mut fresh = Vec::new();
                 let mut positions = BTreeMap::new();
+                let mut snapshot_restored = Vec::new();
                 for p in owned {
                     let Some(e) = l.part_of(*p) else {
                         return Err(BusError::Ownership(format!(
@@ -253,13 +254,20 @@ pub fn consume(
                     match e.log.position(&source_name(&k.events_topic, *p))? {
                         Some(at) => {
                             positions.insert(*p, at);
+                            if l.restored_from_snapshot.contains(p) {
+                                snapshot_restored.push(*p);
+                            }
                         }
                         None => fresh.push(*p),
                     }
                 }
                 l.owned_partitions = Some((owned.clone(), events_partitions));
                 claim = Some((owned.clone(), positions, fresh.clone(), l.api_url.clone()));
-                (!fresh.is_empty()).then_some(Some(fresh))
+                // A store loaded from a snapshot is restored too: its
+                // previous owner may have published commands after it.
+                let mut restoring = fresh;
+                restoring.extend(snapshot_restored);
+                (!restoring.is_empty()).then_some(Some(restoring))
             }
             Ownership::Group => {
                 let prefix = source_prefix(&k.events_topic);
@@ -566,6 +574,9 @@ pub fn consume(
             .map(|(p, at)| (*p, *at))
             .collect();
         o.release(crate::replay::wall_ms(), &positions)?;
+        if let Some(l) = lock(live).as_mut() {
+            l.released = positions.keys().copied().collect();
+        }
     }
     Ok(())
 }
