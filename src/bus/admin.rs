@@ -136,12 +136,13 @@ pub fn create_topics(k: &KafkaConfig) -> Result<Vec<(String, &'static str)>, Bus
         )
         .set("cleanup.policy", "compact"),
     );
-    // The latest snapshot of each partition store (`snapshots`).
+    // The latest snapshot of each partition store (`snapshots`): the
+    // manifests in partition 0, the chunks in partition 1.
     if !k.snapshots_topic.is_empty() {
         new.push(
             NewTopic::new(
                 &k.snapshots_topic,
-                1,
+                2,
                 TopicReplication::Fixed(k.replication_factor),
             )
             .set("cleanup.policy", "compact")

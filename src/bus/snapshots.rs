@@ -8,8 +8,12 @@
 //! releasing) the partition is replayed from the events topic's start.
 //!
 //! Keys, per partition of the events topic: `EVENTS_TOPIC/P/chunk/NNNNNNNN`
-//! and `EVENTS_TOPIC/P/manifest`. The chunks come first and the manifest
-//! last, so a manifest names a complete snapshot; each chunk carries its
+//! and `EVENTS_TOPIC/P/manifest`. The manifests live in the topic's
+//! partition 0 and the chunks in its partition 1 (`topics create` makes
+//! two), so finding the latest manifests reads no chunk; a topic with one
+//! partition holds both. The chunks come first and the manifest last (and
+//! only once they are acknowledged), so a manifest names a complete
+//! snapshot; each chunk carries its
 //! snapshot's id, so a chunk left from an older snapshot (compaction keeps
 //! the latest value per key, and an older snapshot may have had more
 //! chunks) is never taken for a newer one's.
@@ -47,6 +51,13 @@ pub struct Manifest {
     pub engine: String,
 }
 
+/// The partitions of the snapshots topic that hold the manifests and the
+/// chunks.
+fn layout(k: &KafkaConfig) -> Result<(i32, i32), BusError> {
+    let partitions = super::admin::check_topics(k, &[&k.snapshots_topic])?[0];
+    Ok((0, if partitions >= 2 { 1 } else { 0 }))
+}
+
 fn prefix(events_topic: &str, partition: i32) -> String {
     format!("{events_topic}/{partition}/")
 }
@@ -67,17 +78,18 @@ pub fn publish(
         c.set(key, value);
     }
     let producer: BaseProducer = c.create()?;
+    let (manifests_at, chunks_at) = layout(k)?;
     let prefix = prefix(&k.events_topic, partition);
     let id = crate::replay::wall_ms();
     let mut chunks = 0u64;
     let mut bytes = 0u64;
-    let send = |key: String, payload: Vec<u8>| -> Result<(), String> {
+    let send = |at: i32, key: String, payload: Vec<u8>| -> Result<(), String> {
         loop {
-            match producer.send(
-                BaseRecord::to(&k.snapshots_topic)
-                    .key(&key)
-                    .payload(&payload),
-            ) {
+            let record = BaseRecord::to(&k.snapshots_topic)
+                .partition(at)
+                .key(&key)
+                .payload(&payload);
+            match producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((
                     rdkafka::error::KafkaError::MessageProduction(
@@ -97,7 +109,7 @@ pub fn publish(
         payload.extend_from_slice(&chunks.to_be_bytes());
         payload.extend_from_slice(&chunk);
         bytes += chunk.len() as u64;
-        send(format!("{prefix}chunk/{chunks:08}"), payload)?;
+        send(chunks_at, format!("{prefix}chunk/{chunks:08}"), payload)?;
         chunks += 1;
         Ok(())
     })?;
@@ -112,9 +124,11 @@ pub fn publish(
         engine: engine.to_string(),
     };
     let json = serde_json::to_vec(&manifest).expect("a manifest serialises");
-    send(format!("{prefix}manifest"), json).map_err(|detail| BusError::Unreachable {
-        brokers: k.brokers.clone(),
-        detail,
+    send(manifests_at, format!("{prefix}manifest"), json).map_err(|detail| {
+        BusError::Unreachable {
+            brokers: k.brokers.clone(),
+            detail,
+        }
     })?;
     producer.flush(Duration::from_secs(60))?;
     Ok(manifest)
@@ -150,9 +164,10 @@ pub fn fetch(
         let p = *by_prefix.get(&format!("{head}/"))?;
         Some((p, key[head.len() + 1..].to_string()))
     };
+    let (manifests_at, chunks_at) = layout(k)?;
     // First pass: the latest manifest of each (chunks are skipped).
     let mut manifests: BTreeMap<i32, Manifest> = BTreeMap::new();
-    read_all(k, &mut |key, payload| {
+    read_all(k, manifests_at, &mut |key, payload| {
         if let Some((p, rest)) = split(key) {
             if rest == "manifest" {
                 if let Ok(m) = serde_json::from_slice(payload) {
@@ -178,7 +193,7 @@ pub fn fetch(
             }
         }
     }
-    read_all(k, &mut |key, payload| {
+    read_all(k, chunks_at, &mut |key, payload| {
         let Some((p, rest)) = split(key) else {
             return Ok(());
         };
@@ -234,17 +249,21 @@ pub fn fetch(
     Ok(out)
 }
 
-/// Reads the snapshots topic from its start to its end, handing each
-/// record's key and payload to `f`; an error from `f` ends the read.
 /// What a read of the snapshots topic hands each record to.
 type OnRecord<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<(), String>;
 
-fn read_all(k: &KafkaConfig, f: OnRecord<'_>) -> Result<(), BusError> {
+/// Reads partition `at` of the snapshots topic from its start to its end,
+/// handing each record's key and payload to `f`; an error from `f` ends
+/// the read.
+fn read_all(k: &KafkaConfig, at: i32, f: OnRecord<'_>) -> Result<(), BusError> {
     let (consumer, any) = super::reader::assigned(
         k,
         &k.snapshots_topic,
         &format!("{}-snapshots", k.group_id),
-        super::reader::From::default(),
+        super::reader::From {
+            partition: Some(at),
+            offset: None,
+        },
         &[(
             "fetch.message.max.bytes",
             &(2 * CHUNK_BYTES_MAX).to_string(),
