@@ -238,31 +238,41 @@ kind = "auto_assign"
 members = [{ id = "rep-1", capacity = 1 }]
 "#;
 
+/// An engine with its API and HTTP ingest on a one-partition topic of its
+/// own (topics named after `prefix`), deciding under `policy`: its child
+/// process, its API's base URL, and the thread draining its output.
+fn engine_with_policy(
+    dir: &Path,
+    prefix: &str,
+    policy: &str,
+) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
+    let run = common::run_id();
+    let policy_path = dir.join("policy.toml");
+    std::fs::write(&policy_path, policy).unwrap();
+    let config = dir.join("leadflow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{prefix}-{run}\"\nevents_topic = \"{prefix}-events-{run}\"\n\
+             commands_topic = \"{prefix}-commands-{run}\"\ndlq_topic = \"{prefix}-dlq-{run}\"\npartitions = 1\n\
+             [api]\nlisten = \"127.0.0.1:0\"\ningest_token = \"{TOKEN}\"\n\
+             [policy]\nfile = {:?}\n",
+            common::brokers(),
+            policy_path.display().to_string()
+        ),
+    )
+    .unwrap();
+    let data = dir.join("data");
+    let leadflow = || common::leadflow(&data, &config);
+    common::ok(leadflow().args(["topics", "create"]).output().unwrap());
+    common::run_with_api(leadflow().env("LEADFLOW_API_INGEST_TOKEN", TOKEN))
+}
+
 #[test]
 fn each_tenant_has_its_own_reps_and_pools_over_the_api() {
     use leadflow::domain::build;
     let dir = tempfile::tempdir().unwrap();
-    let run = common::run_id();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, TENANT_POLICY).unwrap();
-    let config = dir.path().join("leadflow.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[kafka]\nbrokers = \"{}\"\ngroup_id = \"ht-{run}\"\nevents_topic = \"ht-events-{run}\"\n\
-             commands_topic = \"ht-commands-{run}\"\ndlq_topic = \"ht-dlq-{run}\"\npartitions = 1\n\
-             [api]\nlisten = \"127.0.0.1:0\"\ningest_token = \"{TOKEN}\"\n\
-             [policy]\nfile = {:?}\n",
-            common::brokers(),
-            policy.display().to_string()
-        ),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    let leadflow = || common::leadflow(&data, &config);
-    common::ok(leadflow().args(["topics", "create"]).output().unwrap());
-    let (mut engine, base, drain) =
-        common::run_with_api(leadflow().env("LEADFLOW_API_INGEST_TOKEN", TOKEN));
+    let (mut engine, base, drain) = engine_with_policy(dir.path(), "ht", TENANT_POLICY);
 
     // Given two leads of acme, one of globex, one of initech (unlisted).
     let lead = |n: u32, tenant: &str, lead: &str| {
@@ -351,27 +361,7 @@ members = [{ id = "rep-a", capacity = 10 }, { id = "rep-b", capacity = 10 }]
 fn a_managers_view_lists_a_reps_overdue_and_due_soon_leads() {
     use leadflow::domain::build;
     let dir = tempfile::tempdir().unwrap();
-    let run = common::run_id();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, DUE_POLICY).unwrap();
-    let config = dir.path().join("leadflow.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[kafka]\nbrokers = \"{}\"\ngroup_id = \"hd-{run}\"\nevents_topic = \"hd-events-{run}\"\n\
-             commands_topic = \"hd-commands-{run}\"\ndlq_topic = \"hd-dlq-{run}\"\npartitions = 1\n\
-             [api]\nlisten = \"127.0.0.1:0\"\ningest_token = \"{TOKEN}\"\n\
-             [policy]\nfile = {:?}\n",
-            common::brokers(),
-            policy.display().to_string()
-        ),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
-    let leadflow = || common::leadflow(&data, &config);
-    common::ok(leadflow().args(["topics", "create"]).output().unwrap());
-    let (mut engine, base, drain) =
-        common::run_with_api(leadflow().env("LEADFLOW_API_INGEST_TOKEN", TOKEN));
+    let (mut engine, base, drain) = engine_with_policy(dir.path(), "hd", DUE_POLICY);
 
     // Given, relative to now (the engine's ticks bring the policy's time
     // to the wall clock): rep-a holds L1 (assigned 25 h ago, never

@@ -120,29 +120,16 @@ pub fn read_claims(k: &KafkaConfig) -> Result<BTreeMap<String, Claim>, BusError>
     if !any {
         return Ok(claims);
     }
-    // Read until nothing new comes for a moment (a broker's watermarks
-    // may lag its end; see `restore`).
-    let started = Instant::now();
-    let mut last: Option<Instant> = None;
-    loop {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(m) => {
-                let m = m?;
-                last = Some(Instant::now());
-                apply_record(&mut claims, m.key(), m.payload());
-            }
-            None => match last {
-                Some(t) if t.elapsed() >= Duration::from_millis(READ_QUIET_MS) => break,
-                None if started.elapsed() >= Duration::from_millis(READ_STALL_MS_MAX) => {
-                    return Err(BusError::Unreachable {
-                        brokers: k.brokers.clone(),
-                        detail: format!("{} did not deliver its claims", k.owners_topic),
-                    });
-                }
-                _ => {}
-            },
-        }
-    }
+    super::reader::read_to_quiet(
+        &consumer,
+        k,
+        &k.owners_topic,
+        (READ_QUIET_MS, READ_STALL_MS_MAX),
+        &mut |key, payload| {
+            apply_record(&mut claims, key, payload);
+            Ok(())
+        },
+    )?;
     Ok(claims)
 }
 

@@ -57,6 +57,46 @@ pub fn assigned(
     Ok((consumer, any))
 }
 
+/// What a read to the end hands each message's key and payload to.
+pub type OnMessage<'a> = &'a mut dyn FnMut(Option<&[u8]>, Option<&[u8]>) -> Result<(), BusError>;
+
+/// Reads `consumer` until nothing new has come for `quiet_ms` after a
+/// message (a broker's watermarks may lag its end, so they are not
+/// trusted to say where it is), handing each message to `f`; an error from
+/// `f` ends the read. With no message at all within `stall_ms_max` it is
+/// [`BusError::Unreachable`], naming `what` (the caller has seen that the
+/// topic holds messages).
+pub fn read_to_quiet(
+    consumer: &BaseConsumer,
+    k: &KafkaConfig,
+    what: &str,
+    (quiet_ms, stall_ms_max): (u64, u64),
+    f: OnMessage<'_>,
+) -> Result<(), BusError> {
+    use rdkafka::message::Message;
+    let started = Instant::now();
+    let mut last: Option<Instant> = None;
+    loop {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(m) => {
+                let m = m?;
+                last = Some(Instant::now());
+                f(m.key(), m.payload())?;
+            }
+            None => match last {
+                Some(t) if t.elapsed() >= Duration::from_millis(quiet_ms) => return Ok(()),
+                None if started.elapsed() >= Duration::from_millis(stall_ms_max) => {
+                    return Err(BusError::Unreachable {
+                        brokers: k.brokers.clone(),
+                        detail: format!("{what} did not deliver its records"),
+                    });
+                }
+                _ => {}
+            },
+        }
+    }
+}
+
 /// When a read is over (see the module doc).
 pub struct Idle {
     idle: Duration,

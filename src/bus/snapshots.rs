@@ -22,11 +22,10 @@ use super::BusError;
 use crate::config::KafkaConfig;
 use crate::log::EventLog;
 use rdkafka::consumer::Consumer;
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Largest chunk, in bytes: under Kafka's default message size limit
 /// (1 MiB) with room for the key and the record's overhead.
@@ -272,29 +271,16 @@ fn read_all(k: &KafkaConfig, at: i32, f: OnRecord<'_>) -> Result<(), BusError> {
     if !any {
         return Ok(());
     }
-    let started = Instant::now();
-    let mut last: Option<Instant> = None;
-    loop {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(m) => {
-                let m = m?;
-                last = Some(Instant::now());
-                if let (Some(key), Some(payload)) = (m.key(), m.payload()) {
-                    f(key, payload).map_err(BusError::Snapshot)?;
-                }
-            }
-            None => match last {
-                Some(t) if t.elapsed() >= Duration::from_millis(READ_QUIET_MS) => break,
-                None if started.elapsed() >= Duration::from_millis(FIRST_MESSAGE_WAIT_MS) => {
-                    return Err(BusError::Unreachable {
-                        brokers: k.brokers.clone(),
-                        detail: format!("{} did not deliver its records", k.snapshots_topic),
-                    });
-                }
-                _ => {}
-            },
-        }
-    }
+    super::reader::read_to_quiet(
+        &consumer,
+        k,
+        &k.snapshots_topic,
+        (READ_QUIET_MS, FIRST_MESSAGE_WAIT_MS),
+        &mut |key, payload| match (key, payload) {
+            (Some(key), Some(payload)) => f(key, payload).map_err(BusError::Snapshot),
+            _ => Ok(()),
+        },
+    )?;
     consumer.unassign()?;
     Ok(())
 }
