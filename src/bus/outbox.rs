@@ -75,7 +75,8 @@ pub struct Dispatcher {
     send_failed: bool,
     /// Ids of commands a previous owner of the partitions published (see
     /// `restore`): marked sent when decided again, never published twice.
-    published: std::collections::HashSet<String>,
+    /// Shared by the dispatchers of every part being restored (read only).
+    published: std::sync::Arc<std::collections::HashSet<String>>,
     /// Commands marked sent because a previous owner had published them.
     pub skipped_published: u64,
 }
@@ -106,7 +107,7 @@ impl Dispatcher {
 
     /// Commands with these ids were published by a previous owner of the
     /// partitions being restored: they are marked sent, not sent again.
-    pub fn skip_published(&mut self, ids: std::collections::HashSet<String>) {
+    pub fn skip_published(&mut self, ids: std::sync::Arc<std::collections::HashSet<String>>) {
         self.published = ids;
     }
 

@@ -218,10 +218,15 @@ fn publish_snapshots(config: &Config, parts: &BTreeMap<PartKey, Engine>, release
                 topic = %config.kafka.snapshots_topic,
                 "published the partition's store for its next owner"
             ),
-            Err(e) => tracing::warn!(
-                partition = p,
-                "the partition's store was not published ({e}); its next owner replays it from the events topic"
-            ),
+            Err(e) => {
+                // One failure (a broker gone) says the rest would fail too,
+                // each after its own timeout: the stop must not wait that out.
+                tracing::warn!(
+                    partition = p,
+                    "the partition's store was not published ({e}); this and the remaining partitions' next owners replay them from the events topic"
+                );
+                return;
+            }
         }
     }
 }

@@ -339,15 +339,11 @@ pub fn consume(
                 None => l.parts.keys().copied().collect(),
             }
         };
-        let mut ids = Some(published.ids);
-        for (n, key) in restoring_keys.iter().enumerate() {
+        // One set, shared: up to 20 M ids must not be copied per part.
+        let ids = Arc::new(published.ids);
+        for key in &restoring_keys {
             if let Some(d) = dispatchers.get_mut(key) {
-                let set = if n + 1 == restoring_keys.len() {
-                    ids.take().unwrap_or_default()
-                } else {
-                    ids.clone().unwrap_or_default()
-                };
-                d.skip_published(set);
+                d.skip_published(ids.clone());
             }
         }
     }
