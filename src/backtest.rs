@@ -172,7 +172,7 @@ pub fn run(
             for c in p.advance(to_ms) {
                 on_command(i, &c);
                 if in_window(c.issued_at_ms) {
-                    tally(o, &c, p.policy());
+                    tally(o, &c);
                 }
             }
         }
@@ -211,7 +211,7 @@ pub fn run(
             for c in p.handle(seq, &event) {
                 on_command(i, &c);
                 if in_window(c.issued_at_ms) {
-                    tally(o, &c, p.policy());
+                    tally(o, &c);
                     if let (Some(m), CommandBody::AssignLead { owner_id, .. }) = (model, &c.body) {
                         let lead = f.get_mut(&c.lead_id);
                         if let (Some(l), Some(&rep)) = (lead, rep_index.get(owner_id.as_str())) {
@@ -250,7 +250,7 @@ pub fn run(
     outcomes
 }
 
-fn tally(o: &mut Outcome, c: &LeadCommand, policy: &PolicyFile) {
+fn tally(o: &mut Outcome, c: &LeadCommand) {
     o.commands += 1;
     match &c.body {
         CommandBody::AssignLead { owner_id, .. } => {
@@ -263,9 +263,7 @@ fn tally(o: &mut Outcome, c: &LeadCommand, policy: &PolicyFile) {
                 .or_default() += 1;
         }
         CommandBody::RemindFollowUp { .. } => o.reminders += 1,
-        CommandBody::RecallLead {
-            reason, to_pool, ..
-        } => {
+        CommandBody::RecallLead { reason, .. } => {
             o.recalls += 1;
             *o.recalls_by_reason
                 .entry(reason.as_str().to_string())
@@ -273,8 +271,9 @@ fn tally(o: &mut Outcome, c: &LeadCommand, policy: &PolicyFile) {
             if c.rule_id == RULE_FIRST_FOLLOW_UP {
                 o.sla_breaches += 1;
             }
-            let rules = policy.table(&c.tenant_id).0;
-            if rules.is_some_and(|r| r.cold_pool.as_deref() == Some(to_pool.as_str())) {
+            // The policy says so itself: the cold pool may be a pool's
+            // own rule, or a `when` clause's.
+            if c.facts.contains_key(crate::policy::FACT_TO_COLD_POOL) {
                 o.to_cold_pool += 1;
             }
         }

@@ -193,6 +193,78 @@ fn the_live_demo_runs_the_whole_loop_and_stops_on_time() {
     assert!(!out.contains("rejected unknown_lead"), "{out}");
 }
 
+/// `backtest` decides under per-pool rules and `when` clauses: the same
+/// history under one tenant-wide 48 h SLA, and under a candidate whose
+/// `smb` pool writes its own 4 h SLA (in people's units) and its own cold
+/// pool after one recall.
+#[test]
+fn backtest_understands_per_pool_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let events = dir.path().join("e.pb");
+    ok(leadflow(
+        &data,
+        &[
+            "simulate",
+            "--leads",
+            "400",
+            "--days",
+            "8",
+            "--out",
+            events.to_str().unwrap(),
+        ],
+    ));
+    ok(leadflow(&data, &["import", events.to_str().unwrap()]));
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let pools = "[[pools]]\nname = \"smb\"\nkind = \"auto_assign\"\n\
+                 members = [{ id = \"rep-001\", capacity = 50 }, { id = \"rep-002\", capacity = 50 }]\n";
+    let baseline = write(
+        "tenant.toml",
+        &format!("version = 1\n[rules]\nfirst_follow_up_sla = \"48h\"\n{pools}"),
+    );
+    let candidate = write(
+        "per-pool.toml",
+        &format!(
+            "version = 2\n[rules]\nfirst_follow_up_sla = \"48h\"\n{pools}\
+             [pools.rules]\nfirst_follow_up_sla = \"4h\"\nmax_recalls = 1\ncold_pool = \"smb-cold\"\n\
+             [[pools]]\nname = \"smb-cold\"\nkind = \"claimable\"\n"
+        ),
+    );
+    let out: serde_json::Value = serde_json::from_str(&ok(leadflow(
+        &data,
+        &[
+            "backtest",
+            "--baseline",
+            baseline.to_str().unwrap(),
+            "--policy",
+            candidate.to_str().unwrap(),
+            "--json",
+        ],
+    )))
+    .unwrap();
+    let (b, c) = (&out["baseline"]["outcome"], &out["candidate"]["outcome"]);
+    let n = |v: &serde_json::Value| v.as_u64().unwrap();
+    assert!(n(&b["assignments"]) > 0, "{out}");
+    assert!(
+        n(&c["sla_breaches"]) > n(&b["sla_breaches"]),
+        "the pool's 4 h SLA breaches more than the tenant's 48 h: {out}"
+    );
+    assert_eq!(
+        n(&b["to_cold_pool"]),
+        0,
+        "the tenant has no cold pool: {out}"
+    );
+    // The smb pool sends every recall to its cold pool; the enterprise
+    // pool (tenant rules, 48 h, no cold pool) sends none there.
+    let to_cold = n(&c["to_cold_pool"]);
+    assert!(to_cold > 0, "{out}");
+    assert!(n(&c["recalls"]) - to_cold <= n(&b["recalls"]), "{out}");
+}
+
 /// `backtest` replays a simulated history under two policies that differ in
 /// their first-follow-up SLA: the stricter one breaches more, and both see
 /// the same assignments to make.

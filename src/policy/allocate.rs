@@ -4,6 +4,13 @@
 
 use super::*;
 
+/// The daily cap on assignments from one pool.
+pub(super) struct DayCap<'a> {
+    pub cap: Option<u32>,
+    /// The pool, when the cap is its own and counts its assignments only.
+    pub own_pool: Option<&'a str>,
+}
+
 impl Processor {
     pub(super) fn clear_pending(&mut self, lead_id: &str) {
         if let Some(p) = self.state.pending.remove(lead_id) {
@@ -56,7 +63,7 @@ impl Processor {
                 },
             );
         }
-        if self.policy.rules.daily_assignment_cap.is_some() {
+        if self.policy.pool_rules(pool).daily_assignment_cap.is_some() {
             self.state
                 .wakeups
                 .insert((day_of(at_ms) + 1).saturating_mul(DAY_MS));
@@ -235,18 +242,37 @@ impl Processor {
         let Some(p) = self.policy.pool(pool) else {
             return false;
         };
+        let cap = self.day_cap(pool);
         p.members.iter().any(|m| {
-            m.active
-                && self.load_of(&m.id) < m.capacity
-                && self.policy.rules.daily_assignment_cap.is_none_or(|cap| {
-                    self.state
-                        .assigned_per_day
-                        .get(&(m.id.clone(), day_of(at_ms)))
-                        .copied()
-                        .unwrap_or(0)
-                        < cap
-                })
+            m.active && self.load_of(&m.id) < m.capacity && self.under_day_cap(&m.id, &cap, at_ms)
         })
+    }
+
+    /// The daily cap that applies to assignments from `pool`: the pool's
+    /// own (counted per pool) or the tenant's (counted over all pools).
+    pub(super) fn day_cap<'a>(&self, pool: &'a str) -> DayCap<'a> {
+        DayCap {
+            cap: self.policy.pool_rules(pool).daily_assignment_cap,
+            own_pool: self.policy.pool_has_own_cap(pool).then_some(pool),
+        }
+    }
+
+    /// Whether `rep` may get one more assignment on `at_ms`'s UTC day
+    /// under `cap`.
+    pub(super) fn under_day_cap(&self, rep: &str, cap: &DayCap<'_>, at_ms: i64) -> bool {
+        let Some(max) = cap.cap else {
+            return true;
+        };
+        let day = day_of(at_ms);
+        let today = match cap.own_pool {
+            Some(pool) => {
+                self.state
+                    .assigned_per_pool_day
+                    .get(&(rep.to_string(), pool.to_string(), day))
+            }
+            None => self.state.assigned_per_day.get(&(rep.to_string(), day)),
+        };
+        today.copied().unwrap_or(0) < max
     }
 
     /// The backlog entries of a `score_priority` pool to try, best first
@@ -307,21 +333,14 @@ impl Processor {
         m: &Member,
         lead_id: &str,
         exclude: Option<&str>,
+        cap: &DayCap<'_>,
         at_ms: i64,
     ) -> bool {
         if !m.active || Some(m.id.as_str()) == exclude || self.load_of(&m.id) >= m.capacity {
             return false;
         }
-        if let Some(cap) = self.policy.rules.daily_assignment_cap {
-            let today = self
-                .state
-                .assigned_per_day
-                .get(&(m.id.clone(), day_of(at_ms)))
-                .copied()
-                .unwrap_or(0);
-            if today >= cap {
-                return false;
-            }
+        if !self.under_day_cap(&m.id, cap, at_ms) {
+            return false;
         }
         let cooling = self
             .state
@@ -351,19 +370,20 @@ impl Processor {
             return None;
         }
         let n = pool.members.len();
+        let cap = self.day_cap(&pool.name);
         let found = match pool.strategy {
             Strategy::RoundRobin => {
                 let start = self.state.round_robin.get(&pool.name).copied().unwrap_or(0) % n;
                 (0..n)
                     .map(|i| (start + i) % n)
                     .map(|i| (i, &pool.members[i]))
-                    .find(|(_, m)| self.eligible(m, lead_id, exclude, at))
+                    .find(|(_, m)| self.eligible(m, lead_id, exclude, &cap, at))
             }
             Strategy::LeastLoaded => pool
                 .members
                 .iter()
                 .enumerate()
-                .filter(|(_, m)| self.eligible(m, lead_id, exclude, at))
+                .filter(|(_, m)| self.eligible(m, lead_id, exclude, &cap, at))
                 // load / capacity, compared exactly as cross products.
                 .min_by(|(_, a), (_, b)| {
                     let la = u64::from(self.load_of(&a.id)) * u64::from(b.capacity);
@@ -374,7 +394,7 @@ impl Processor {
                 .members
                 .iter()
                 .enumerate()
-                .filter(|(_, m)| self.eligible(m, lead_id, exclude, at))
+                .filter(|(_, m)| self.eligible(m, lead_id, exclude, &cap, at))
                 // Highest conversion rate first (exact fractions), then the
                 // smaller id.
                 .max_by(|(_, a), (_, b)| {
@@ -388,7 +408,7 @@ impl Processor {
                 pool.members
                     .iter()
                     .enumerate()
-                    .filter(|(_, m)| self.eligible(m, lead_id, exclude, at))
+                    .filter(|(_, m)| self.eligible(m, lead_id, exclude, &cap, at))
                     // The best match wins; among equals, whose turn it is.
                     .max_by(|(ia, a), (ib, b)| {
                         self.preference_match(a, lead_id)
@@ -424,9 +444,10 @@ impl Processor {
             }
         });
         let attempt = self.attempt(lead_id);
-        let expires_at_ms = self
+        let (rules, scope) = self
             .policy
-            .rules
+            .lead_rules(&pool.name, &self.lead_facts(lead_id));
+        let expires_at_ms = rules
             .assign_command_ttl_ms
             .map(|ttl| at.saturating_add(ttl));
         let explain::Explained { explanation, facts } = explain::assign(explain::Assign {
@@ -440,6 +461,7 @@ impl Processor {
             attempt,
             expires_at_ms,
             rule: RULE_AUTO_ASSIGN,
+            scope: &scope,
             version,
         });
         let command = LeadCommand {
@@ -477,6 +499,13 @@ impl Processor {
             self.state.expiries.insert((e, lead_id.to_string()));
         }
         *self.state.pending_by_rep.entry(rep.clone()).or_default() += 1;
+        if let Some(pool) = cap.own_pool {
+            *self
+                .state
+                .assigned_per_pool_day
+                .entry((rep.clone(), pool.to_string(), day_of(at)))
+                .or_default() += 1;
+        }
         *self
             .state
             .assigned_per_day

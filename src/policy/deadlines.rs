@@ -200,6 +200,7 @@ impl Processor {
             generation: w.generation,
             reminders_sent: w.reminded.len(),
             rule: d.rule,
+            scope: &w.limits.scope,
             version,
         };
         if let Some(lead_ms) = w.limits.reminder_lead_ms {
@@ -238,9 +239,12 @@ impl Processor {
         let lead = self.state.pool.leads.get(lead_id);
         let recalls_after = lead.map_or(0, |l| l.recall_count) + 1;
         let home = lead.map(|l| l.pool.clone()).unwrap_or_default();
-        let to_pool = match (&self.policy.rules.max_recalls, &self.policy.rules.cold_pool) {
-            (Some(max), Some(cold)) if recalls_after >= *max => cold.clone(),
-            _ => home,
+        // The cold-pool rule of the pool the lead was assigned from, as the
+        // version in force has it.
+        let (rules, _) = self.policy.lead_rules(&w.pool, &self.lead_facts(lead_id));
+        let (to_pool, to_cold) = match (rules.max_recalls, rules.cold_pool) {
+            (Some(max), Some(cold)) if recalls_after >= max => (cold, true),
+            _ => (home, false),
         };
         w.recalled = true;
         let body = CommandBody::RecallLead {
@@ -249,7 +253,7 @@ impl Processor {
             to_pool: to_pool.clone(),
         };
         let explain::Explained { explanation, facts } =
-            explain::recall(&deadline, &to_pool, recalls_after);
+            explain::recall(&deadline, &to_pool, recalls_after, to_cold);
         out.push(LeadCommand {
             command_id: command_id(lead_id, w.generation, d.rule, &body),
             lead_id: lead_id.to_string(),

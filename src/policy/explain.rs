@@ -6,6 +6,10 @@
 use crate::domain::time::format_ms;
 use std::collections::BTreeMap;
 
+/// The fact a recall carries when it sends the lead to the cold pool
+/// (`max_recalls` reached).
+pub const FACT_TO_COLD_POOL: &str = "to_cold_pool";
+
 /// A command's one-line explanation and its facts.
 pub(super) struct Explained {
     pub explanation: String,
@@ -37,19 +41,46 @@ pub(super) struct Assign<'a> {
     pub attempt: u32,
     pub expires_at_ms: Option<i64>,
     pub rule: &'a str,
+    /// Where the rules applied come from (see `PolicyFile::lead_rules`).
+    pub scope: &'a str,
     pub version: u32,
+}
+
+/// " under <scope>" for rules narrower than the tenant's, else nothing.
+fn scoped(scope: &str) -> String {
+    if scope.is_empty() || scope == super::file::SCOPE_TENANT {
+        String::new()
+    } else {
+        format!(" under {scope}")
+    }
+}
+
+fn scope_fact(scope: &str) -> String {
+    if scope.is_empty() {
+        super::file::SCOPE_TENANT.to_string()
+    } else {
+        scope.to_string()
+    }
 }
 
 pub(super) fn assign(a: Assign<'_>) -> Explained {
     let mut explanation = format!(
-        "assign to {} ({} in pool {}, holds {} of {}; rule {} v{})",
-        a.rep, a.strategy, a.pool, a.holdings, a.capacity, a.rule, a.version
+        "assign to {} ({} in pool {}, holds {} of {}; rule {} v{}{})",
+        a.rep,
+        a.strategy,
+        a.pool,
+        a.holdings,
+        a.capacity,
+        a.rule,
+        a.version,
+        scoped(a.scope)
     );
     let mut facts = facts([
         ("holdings", a.holdings.to_string()),
         ("capacity", a.capacity.to_string()),
         ("strategy", a.strategy.to_string()),
         ("waiting_since_ms", a.waiting_since_ms.to_string()),
+        ("rule_scope", scope_fact(a.scope)),
     ]);
     match a.skipped {
         Some(Skipped::RecalledFrom(prev)) => {
@@ -85,6 +116,8 @@ pub(super) struct Deadline<'a> {
     pub generation: u32,
     pub reminders_sent: usize,
     pub rule: &'a str,
+    /// Where the assignment's rules come from.
+    pub scope: &'a str,
     pub version: u32,
 }
 
@@ -95,6 +128,7 @@ impl Deadline<'_> {
             ("deadline_ms", self.at_ms.to_string()),
             ("generation", self.generation.to_string()),
             ("reminders_sent", self.reminders_sent.to_string()),
+            ("rule_scope", scope_fact(self.scope)),
         ]);
         if let Some(last) = self.last_follow_up_ms {
             f.insert("last_follow_up_ms".into(), last.to_string());
@@ -106,29 +140,41 @@ impl Deadline<'_> {
 pub(super) fn remind(d: &Deadline<'_>) -> Explained {
     Explained {
         explanation: format!(
-            "remind {}: {} for {} would recall the lead at {} (rule {} v{})",
+            "remind {}: {} for {} would recall the lead at {} (rule {} v{}{})",
             d.owner,
             d.what,
             human_ms(d.limit_ms),
             format_ms(d.at_ms),
             d.rule,
-            d.version
+            d.version,
+            scoped(d.scope)
         ),
         facts: d.facts(),
     }
 }
 
-pub(super) fn recall(d: &Deadline<'_>, to_pool: &str, recall_count_after: u32) -> Explained {
+/// `to_cold`: the recall reached `max_recalls` and sends the lead to the
+/// cold pool.
+pub(super) fn recall(
+    d: &Deadline<'_>,
+    to_pool: &str,
+    recall_count_after: u32,
+    to_cold: bool,
+) -> Explained {
     let mut facts = d.facts();
     facts.insert("recall_count_after".into(), recall_count_after.to_string());
+    if to_cold {
+        facts.insert(FACT_TO_COLD_POOL.into(), "true".into());
+    }
     Explained {
         explanation: format!(
-            "recall from {} to pool {to_pool}: {} for {} (rule {} v{}; deadline {})",
+            "recall from {} to pool {to_pool}: {} for {} (rule {} v{}{}; deadline {})",
             d.owner,
             d.what,
             human_ms(d.limit_ms),
             d.rule,
             d.version,
+            scoped(d.scope),
             format_ms(d.at_ms)
         ),
         facts,

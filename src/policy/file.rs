@@ -27,6 +27,12 @@
 //! active = true
 //! regions = ["east"]          # preferences, for strategy "preference"
 //! industries = ["saas"]
+//! [pools.rules]               # optional: this pool's own rules over [rules]
+//! first_follow_up_sla = "7d"  # durations: milliseconds, or "24h", "7d", "90min"
+//! [[pools.when]]              # optional: rules for the pool's leads that match
+//! channel = ["referral"]      # also region, industry, score_at_least, score_below
+//! score_at_least = 80
+//! rules = { first_follow_up_sla = "4h" }
 //! [pools.calendar]            # optional: deadlines count working time only
 //! time_zone = "Asia/Shanghai"
 //! working_hours = "09:00-18:00"
@@ -52,7 +58,9 @@
 //! count in the numbers). `version` and `effective_from_ms` are the
 //! file's: one version moves every tenant at once.
 
+use super::duration;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +147,13 @@ pub struct PoolPolicy {
     /// working time only (see [`super::calendar`]).
     #[serde(default)]
     pub calendar: Option<super::calendar::CalendarSpec>,
+    /// The pool's own rules, over the tenant's.
+    #[serde(default)]
+    pub rules: RuleOverrides,
+    /// Rules for the pool's leads that match a condition, over the pool's
+    /// own; the first clause a lead matches applies.
+    #[serde(default)]
+    pub when: Vec<When>,
 }
 
 /// Deadline and allocation rules. Every duration is in event-time
@@ -146,21 +161,157 @@ pub struct PoolPolicy {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Rules {
+    #[serde(alias = "first_follow_up_sla", deserialize_with = "duration::opt_ms")]
     pub first_follow_up_sla_ms: Option<i64>,
+    #[serde(alias = "stale_after", deserialize_with = "duration::opt_ms")]
     pub stale_after_ms: Option<i64>,
+    #[serde(alias = "max_holding", deserialize_with = "duration::opt_ms")]
     pub max_holding_ms: Option<i64>,
+    #[serde(alias = "reminder_lead", deserialize_with = "duration::opt_ms")]
     pub reminder_lead_ms: Option<i64>,
+    #[serde(alias = "cooldown", deserialize_with = "duration::opt_ms")]
     pub cooldown_ms: Option<i64>,
     pub max_recalls: Option<u32>,
     pub cold_pool: Option<String>,
     pub daily_assignment_cap: Option<u32>,
+    /// A rep's conversions count toward their capacity in every pool
+    /// (a rule of the tenant, not of a pool: holdings are the rep's).
     pub converted_count_toward_capacity: bool,
     /// An `AssignLead` the CRM has not carried out (no `assigned` event)
     /// within this time expires: a `CancelCommand` withdraws it, the rep's
     /// reserved capacity is released and the lead is decided again, without
     /// that rep. Without it an assignment waits for the CRM for ever.
+    #[serde(alias = "assign_command_ttl", deserialize_with = "duration::opt_ms")]
     pub assign_command_ttl_ms: Option<i64>,
 }
+
+/// A pool's own rules, or a `when` clause's: each rule given here
+/// replaces the tenant's (see [`PolicyFile::lead_rules`]); one left out
+/// is inherited.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuleOverrides {
+    #[serde(alias = "first_follow_up_sla", deserialize_with = "duration::opt_ms")]
+    pub first_follow_up_sla_ms: Option<i64>,
+    #[serde(alias = "stale_after", deserialize_with = "duration::opt_ms")]
+    pub stale_after_ms: Option<i64>,
+    #[serde(alias = "max_holding", deserialize_with = "duration::opt_ms")]
+    pub max_holding_ms: Option<i64>,
+    #[serde(alias = "reminder_lead", deserialize_with = "duration::opt_ms")]
+    pub reminder_lead_ms: Option<i64>,
+    #[serde(alias = "cooldown", deserialize_with = "duration::opt_ms")]
+    pub cooldown_ms: Option<i64>,
+    pub max_recalls: Option<u32>,
+    pub cold_pool: Option<String>,
+    /// In a pool's own rules: the most assignments a rep gets *from this
+    /// pool* per day (counted apart from other pools), in place of the
+    /// tenant's cap on all their assignments. Not allowed in a `when`
+    /// clause: a rep's day does not depend on the lead.
+    pub daily_assignment_cap: Option<u32>,
+    #[serde(alias = "assign_command_ttl", deserialize_with = "duration::opt_ms")]
+    pub assign_command_ttl_ms: Option<i64>,
+}
+
+impl RuleOverrides {
+    pub fn is_empty(&self) -> bool {
+        *self == RuleOverrides::default()
+    }
+}
+
+impl Rules {
+    /// These rules with every rule `o` gives replacing this one's.
+    pub fn overlaid(&self, o: &RuleOverrides) -> Rules {
+        Rules {
+            first_follow_up_sla_ms: o.first_follow_up_sla_ms.or(self.first_follow_up_sla_ms),
+            stale_after_ms: o.stale_after_ms.or(self.stale_after_ms),
+            max_holding_ms: o.max_holding_ms.or(self.max_holding_ms),
+            reminder_lead_ms: o.reminder_lead_ms.or(self.reminder_lead_ms),
+            cooldown_ms: o.cooldown_ms.or(self.cooldown_ms),
+            max_recalls: o.max_recalls.or(self.max_recalls),
+            cold_pool: o.cold_pool.clone().or_else(|| self.cold_pool.clone()),
+            daily_assignment_cap: o.daily_assignment_cap.or(self.daily_assignment_cap),
+            converted_count_toward_capacity: self.converted_count_toward_capacity,
+            assign_command_ttl_ms: o.assign_command_ttl_ms.or(self.assign_command_ttl_ms),
+        }
+    }
+}
+
+/// Rules for the leads of a pool that match a condition, e.g. a shorter
+/// SLA for leads scored 80 or more. Every condition given must hold (a
+/// list matches any of its values); a pool's first matching clause
+/// applies, over the pool's own rules.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct When {
+    pub channel: Vec<String>,
+    pub region: Vec<String>,
+    pub industry: Vec<String>,
+    /// The lead's latest score is at least this (an unscored lead does
+    /// not match).
+    pub score_at_least: Option<u32>,
+    /// The lead's latest score is below this (an unscored lead does not
+    /// match).
+    pub score_below: Option<u32>,
+    pub rules: RuleOverrides,
+}
+
+/// What a [`When`] clause can test about a lead.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LeadFacts<'a> {
+    pub channel: &'a str,
+    pub region: &'a str,
+    pub industry: &'a str,
+    pub score: Option<u32>,
+}
+
+impl When {
+    pub fn matches(&self, lead: &LeadFacts<'_>) -> bool {
+        let any = |list: &[String], v: &str| list.is_empty() || list.iter().any(|x| x == v);
+        any(&self.channel, lead.channel)
+            && any(&self.region, lead.region)
+            && any(&self.industry, lead.industry)
+            && self
+                .score_at_least
+                .is_none_or(|min| lead.score.is_some_and(|s| s >= min))
+            && self
+                .score_below
+                .is_none_or(|max| lead.score.is_some_and(|s| s < max))
+    }
+
+    fn has_condition(&self) -> bool {
+        !(self.channel.is_empty()
+            && self.region.is_empty()
+            && self.industry.is_empty()
+            && self.score_at_least.is_none()
+            && self.score_below.is_none())
+    }
+
+    /// The condition for people: "score >= 80, channel in [ads]".
+    pub fn label(&self) -> String {
+        let mut parts = Vec::new();
+        for (name, list) in [
+            ("channel", &self.channel),
+            ("region", &self.region),
+            ("industry", &self.industry),
+        ] {
+            match list.as_slice() {
+                [] => {}
+                [one] => parts.push(format!("{name} = {one}")),
+                many => parts.push(format!("{name} in [{}]", many.join(", "))),
+            }
+        }
+        if let Some(min) = self.score_at_least {
+            parts.push(format!("score >= {min}"));
+        }
+        if let Some(max) = self.score_below {
+            parts.push(format!("score < {max}"));
+        }
+        parts.join(", ")
+    }
+}
+
+/// The scope of the tenant-wide rules, in explanations.
+pub const SCOPE_TENANT: &str = "tenant";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -197,6 +348,8 @@ pub struct TenantPolicy {
 /// Limits that keep a policy file reasonable.
 const POOLS_MAX: usize = 1_000;
 const MEMBERS_PER_POOL_MAX: usize = 10_000;
+/// Most `when` clauses in one pool (each is tried in turn for a lead).
+const WHEN_PER_POOL_MAX: usize = 32;
 /// Most tenant tables in one file.
 pub const TENANTS_MAX: usize = 100_000;
 
@@ -275,41 +428,7 @@ impl PolicyFile {
     /// The rules of this file's own level (not of its tenant tables).
     fn validate_own(&self) -> Result<(), PolicyError> {
         let bad = |m: String| Err(PolicyError::Invalid(m));
-        let r = &self.rules;
-        for (name, v) in [
-            ("first_follow_up_sla_ms", r.first_follow_up_sla_ms),
-            ("stale_after_ms", r.stale_after_ms),
-            ("max_holding_ms", r.max_holding_ms),
-            ("reminder_lead_ms", r.reminder_lead_ms),
-            ("cooldown_ms", r.cooldown_ms),
-            ("assign_command_ttl_ms", r.assign_command_ttl_ms),
-        ] {
-            if v.is_some_and(|v| v <= 0) {
-                return bad(format!("rules.{name} must be positive"));
-            }
-        }
-        if let Some(lead) = r.reminder_lead_ms {
-            for (name, v) in [
-                ("first_follow_up_sla_ms", r.first_follow_up_sla_ms),
-                ("stale_after_ms", r.stale_after_ms),
-                ("max_holding_ms", r.max_holding_ms),
-            ] {
-                if v.is_some_and(|v| lead >= v) {
-                    return bad(format!(
-                        "rules.reminder_lead_ms ({lead}) must be shorter than rules.{name}"
-                    ));
-                }
-            }
-        }
-        if r.max_recalls == Some(0) {
-            return bad("rules.max_recalls must be at least 1".into());
-        }
-        if r.max_recalls.is_some() != r.cold_pool.is_some() {
-            return bad("rules.max_recalls and rules.cold_pool go together".into());
-        }
-        if r.daily_assignment_cap == Some(0) {
-            return bad("rules.daily_assignment_cap must be at least 1".into());
-        }
+        check_rules(&self.rules, "rules")?;
         if self.pools.len() > POOLS_MAX {
             return bad(format!("more than {POOLS_MAX} pools"));
         }
@@ -325,6 +444,28 @@ impl PolicyFile {
                 if let Err(e) = super::calendar::Calendar::parse(c) {
                     return bad(format!("pool {}: calendar: {e}", p.name));
                 }
+            }
+            let own = self.rules.overlaid(&p.rules);
+            check_rules(&own, &format!("pool {} rules", p.name))?;
+            if p.when.len() > WHEN_PER_POOL_MAX {
+                return bad(format!(
+                    "pool {} has more than {WHEN_PER_POOL_MAX} when clauses",
+                    p.name
+                ));
+            }
+            for (i, w) in p.when.iter().enumerate() {
+                let at = format!("pool {} when #{}", p.name, i + 1);
+                if !w.has_condition() {
+                    return bad(format!(
+                        "{at} has no condition (rules for every lead of the pool go in its rules)"
+                    ));
+                }
+                if w.rules.daily_assignment_cap.is_some() {
+                    return bad(format!(
+                        "{at}: daily_assignment_cap is the pool's or the tenant's (a rep's day does not depend on the lead)"
+                    ));
+                }
+                check_rules(&own.overlaid(&w.rules), &at)?;
             }
             if p.members.len() > MEMBERS_PER_POOL_MAX {
                 return bad(format!(
@@ -351,4 +492,82 @@ impl PolicyFile {
     pub fn pool(&self, name: &str) -> Option<&PoolPolicy> {
         self.pools.iter().find(|p| p.name == name)
     }
+
+    /// The rules of `pool` whatever the lead: the tenant's, with the
+    /// pool's own over them (borrowed when the pool has none, the common
+    /// case).
+    pub fn pool_rules(&self, pool: &str) -> Cow<'_, Rules> {
+        match self.pool(pool) {
+            Some(p) if !p.rules.is_empty() => Cow::Owned(self.rules.overlaid(&p.rules)),
+            _ => Cow::Borrowed(&self.rules),
+        }
+    }
+
+    /// Whether `pool` sets a daily cap of its own (counted per pool).
+    pub fn pool_has_own_cap(&self, pool: &str) -> bool {
+        self.pool(pool)
+            .is_some_and(|p| p.rules.daily_assignment_cap.is_some())
+    }
+
+    /// The rules a lead is under in `pool`, and where they come from: the
+    /// first `when` clause of the pool the lead matches, over the pool's
+    /// own rules, over the tenant's. The scope reads `tenant`, `pool P`
+    /// or `pool P when <condition>`.
+    pub fn lead_rules(&self, pool: &str, lead: &LeadFacts<'_>) -> (Rules, String) {
+        let Some(p) = self.pool(pool) else {
+            return (self.rules.clone(), SCOPE_TENANT.to_string());
+        };
+        let own = self.rules.overlaid(&p.rules);
+        if let Some(w) = p.when.iter().find(|w| w.matches(lead)) {
+            let scope = format!("pool {} when {}", p.name, w.label());
+            return (own.overlaid(&w.rules), scope);
+        }
+        let scope = if p.rules.is_empty() {
+            SCOPE_TENANT.to_string()
+        } else {
+            format!("pool {}", p.name)
+        };
+        (own, scope)
+    }
+}
+
+/// The checks every resolved rule set must pass (the tenant's, each
+/// pool's, each `when` clause's); `at` names it in the message.
+fn check_rules(r: &Rules, at: &str) -> Result<(), PolicyError> {
+    let bad = |m: String| Err(PolicyError::Invalid(m));
+    for (name, v) in [
+        ("first_follow_up_sla_ms", r.first_follow_up_sla_ms),
+        ("stale_after_ms", r.stale_after_ms),
+        ("max_holding_ms", r.max_holding_ms),
+        ("reminder_lead_ms", r.reminder_lead_ms),
+        ("cooldown_ms", r.cooldown_ms),
+        ("assign_command_ttl_ms", r.assign_command_ttl_ms),
+    ] {
+        if v.is_some_and(|v| v <= 0) {
+            return bad(format!("{at}.{name} must be positive"));
+        }
+    }
+    if let Some(lead) = r.reminder_lead_ms {
+        for (name, v) in [
+            ("first_follow_up_sla_ms", r.first_follow_up_sla_ms),
+            ("stale_after_ms", r.stale_after_ms),
+            ("max_holding_ms", r.max_holding_ms),
+        ] {
+            if v.is_some_and(|v| lead >= v) {
+                return bad(format!(
+                    "{at}.reminder_lead_ms ({lead}) must be shorter than {at}.{name}"
+                ));
+            }
+        }
+    }
+    if r.max_recalls == Some(0) {
+        return bad(format!("{at}.max_recalls must be at least 1"));
+    }
+    if r.max_recalls.is_some() != r.cold_pool.is_some() {
+        return bad(format!("{at}.max_recalls and {at}.cold_pool go together"));
+    }
+    if r.daily_assignment_cap == Some(0) {
+        return bad(format!("{at}.daily_assignment_cap must be at least 1"));
+    }
+    Ok(())
 }

@@ -60,9 +60,10 @@ mod allocate;
 pub mod calendar;
 mod deadlines;
 pub use deadlines::DueLead;
+mod duration;
 mod explain;
 
-pub use explain::human_ms;
+pub use explain::{human_ms, FACT_TO_COLD_POOL};
 pub mod file;
 mod settle;
 pub mod tenants;
@@ -73,7 +74,8 @@ use crate::domain::time::day_of;
 use crate::domain::{CommandBody, EventBody, LeadCommand, LeadEvent, LeadStatus, RecallReason};
 use crate::projector::pool::PoolState;
 pub use file::{
-    Member, PolicyError, PolicyFile, PoolKind, PoolPolicy, Rules, Strategy, TenantPolicy,
+    LeadFacts, Member, PolicyError, PolicyFile, PoolKind, PoolPolicy, RuleOverrides, Rules,
+    Strategy, TenantPolicy, When,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -149,6 +151,9 @@ pub struct Limits {
     /// was made: a version that edits the calendar moves no running
     /// deadline either.
     pub calendar: Option<calendar::CalendarRef>,
+    /// Where these rules come from: `tenant`, `pool P` or `pool P when
+    /// <condition>` (see [`PolicyFile::lead_rules`]).
+    pub scope: String,
 }
 
 /// One open assignment being watched for deadlines.
@@ -213,6 +218,9 @@ pub struct PolicyState {
     pub cooldowns: HashMap<String, Vec<(String, i64)>>,
     /// Assignments commanded per (rep, UTC day).
     pub assigned_per_day: HashMap<(String, i64), u32>,
+    /// Assignments commanded per (rep, pool, UTC day), for the pools with
+    /// a daily cap of their own.
+    pub assigned_per_pool_day: HashMap<(String, String, i64), u32>,
     /// Conversions per rep (for `converted_count_toward_capacity` and the
     /// `score_priority` ranking).
     pub converted_by_rep: HashMap<String, u32>,
@@ -358,6 +366,22 @@ impl Processor {
         &self.state
     }
 
+    /// What the policy knows of a lead for its pool's `when` clauses.
+    pub(crate) fn lead_facts(&self, lead_id: &str) -> LeadFacts<'_> {
+        let view = self.state.pool.leads.get(lead_id);
+        let (region, industry) = self
+            .state
+            .lead_attrs
+            .get(lead_id)
+            .map_or(("", ""), |(r, i)| (r.as_str(), i.as_str()));
+        LeadFacts {
+            channel: view.map_or("", |l| l.channel.as_str()),
+            region,
+            industry,
+            score: view.and_then(|l| l.score),
+        }
+    }
+
     pub fn policy(&self) -> &PolicyFile {
         &self.policy
     }
@@ -392,8 +416,22 @@ impl Processor {
             }
             EventBody::Recalled(r) => {
                 self.clear_pending(lead_id);
-                self.unwatch(lead_id);
-                if let Some(c) = self.policy.rules.cooldown_ms {
+                // The cooldown is the rule of the pool the lead was held
+                // from (without a watch: the pool it returns to).
+                let held_from = match self.unwatch(lead_id) {
+                    Some(w) => w.pool,
+                    None => self
+                        .state
+                        .pool
+                        .leads
+                        .get(lead_id)
+                        .map(|l| l.pool.clone())
+                        .unwrap_or_default(),
+                };
+                let (rules, _) = self
+                    .policy
+                    .lead_rules(&held_from, &self.lead_facts(lead_id));
+                if let Some(c) = rules.cooldown_ms {
                     self.state
                         .cooldowns
                         .entry(lead_id.clone())
@@ -420,7 +458,7 @@ impl Processor {
                 let view = self.state.pool.leads.get(lead_id);
                 let generation = view.map_or(0, |l| l.generation);
                 let pool = view.map(|l| l.pool.clone()).unwrap_or_default();
-                let r = &self.policy.rules;
+                let (r, scope) = self.policy.lead_rules(&pool, &self.lead_facts(lead_id));
                 let limits = Limits {
                     version: self.policy.version,
                     first_follow_up_sla_ms: r.first_follow_up_sla_ms,
@@ -432,6 +470,7 @@ impl Processor {
                         .pool(&pool)
                         .and_then(|p| p.calendar.as_ref())
                         .map(calendar::CalendarRef::new),
+                    scope,
                 };
                 self.unwatch(lead_id);
                 self.watch(
@@ -584,13 +623,21 @@ impl Processor {
         self.state
             .assigned_per_day
             .retain(|(_, day), _| *day >= today - 1);
+        self.state
+            .assigned_per_pool_day
+            .retain(|(_, _, day), _| *day >= today - 1);
         let pools: Vec<String> = self.state.backlog.keys().cloned().collect();
         for pool in pools {
             self.drain_pool(&pool, None, at_ms, out);
         }
         // Whoever still waits may fit under tomorrow's cap. (Cooldown
         // ends were scheduled when the lead came to wait.)
-        if !self.state.backlog.is_empty() && self.policy.rules.daily_assignment_cap.is_some() {
+        let capped = self
+            .state
+            .backlog
+            .keys()
+            .any(|p| self.policy.pool_rules(p).daily_assignment_cap.is_some());
+        if capped {
             self.state
                 .wakeups
                 .insert((today + 1).saturating_mul(DAY_MS));
@@ -632,3 +679,6 @@ mod contract_tests;
 
 #[cfg(test)]
 mod tenant_tests;
+
+#[cfg(test)]
+mod pool_rules_tests;

@@ -228,7 +228,23 @@ fn leads_nobody_can_take_wait_in_order_and_go_out_as_capacity_frees() {
 #[test]
 fn the_documented_sample_policy_is_valid() {
     let p = PolicyFile::parse(include_str!("../../deploy/policy.toml")).unwrap();
-    assert_eq!(p.pools.len(), 4);
+    assert_eq!(p.pools.len(), 5);
     assert_eq!(p.rules.cold_pool.as_deref(), Some("cold"));
     assert!(p.pool("enterprise").unwrap().calendar.is_some());
+    // The key-accounts pool's own rules, written in days and hours.
+    let referral = LeadFacts {
+        channel: "referral",
+        score: Some(90),
+        ..LeadFacts::default()
+    };
+    let (r, scope) = p.lead_rules("key-accounts", &referral);
+    assert_eq!(r.first_follow_up_sla_ms, Some(4 * 3_600_000));
+    assert_eq!(r.stale_after_ms, Some(14 * 86_400_000));
+    assert_eq!(
+        scope,
+        "pool key-accounts when channel in [referral, partner], score >= 80"
+    );
+    let (r, scope) = p.lead_rules("general", &referral);
+    assert_eq!(r.first_follow_up_sla_ms, Some(86_400_000));
+    assert_eq!(scope, "tenant");
 }

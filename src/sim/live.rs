@@ -175,6 +175,8 @@ impl LiveSim {
                     })
                     .collect(),
                 calendar: None,
+                rules: Default::default(),
+                when: Vec::new(),
             })
             .collect();
         pools.push(PoolPolicy {
@@ -183,6 +185,8 @@ impl LiveSim {
             strategy: Strategy::RoundRobin,
             members: Vec::new(),
             calendar: None,
+            rules: Default::default(),
+            when: Vec::new(),
         });
         PolicyFile {
             version: 1,
