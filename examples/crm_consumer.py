@@ -64,7 +64,7 @@ def publish(command, fill):
 
 seen = set()
 did = {"assigned": 0, "declined": 0, "ignored": 0, "recalled": 0, "reminded": 0,
-       "cancelled": 0, "cancelled_not_ignored": 0, "redelivered": 0}
+       "cancelled": 0, "cancelled_not_ignored": 0, "redelivered": 0, "claims_declined": 0}
 ignored = set()
 last = time.time()
 while time.time() - last < args.idle_exit_s:
@@ -97,7 +97,9 @@ while time.time() - last < args.idle_exit_s:
             def fill(e, c=c):
                 e.assigned.owner_id = c.assign.owner_id
                 e.assigned.pool = c.assign.pool
-                e.assigned.method = events_pb2.ASSIGNMENT_METHOD_RULE
+                # A granted claim (rule "claim") is carried out as a claim.
+                e.assigned.method = (events_pb2.ASSIGNMENT_METHOD_CLAIM if c.rule_id == "claim"
+                                     else events_pb2.ASSIGNMENT_METHOD_RULE)
                 e.assigned.command_id = c.command_id
             publish(c, fill)
     elif kind == "recall":
@@ -112,6 +114,9 @@ while time.time() - last < args.idle_exit_s:
         publish(c, fill)
     elif kind == "remind":
         did["reminded"] += 1
+    elif kind == "decline_claim":
+        # Tell the rep why (c.decline_claim.reason); nothing to publish.
+        did["claims_declined"] += 1
     elif kind == "cancel":
         did["cancelled"] += 1
         if c.cancel.command_id not in ignored:

@@ -31,6 +31,11 @@ pub struct Outcome {
     /// Assignments withdrawn because the CRM did not carry them out within
     /// `assign_command_ttl_ms`.
     pub expired_assignments: u64,
+    /// Claims from claimable pools granted (an `AssignLead` of rule
+    /// `claim`; also counted in `assignments`).
+    pub claims_granted: u64,
+    /// Claims declined, by reason code.
+    pub claims_declined_by_reason: BTreeMap<String, u64>,
     pub assignments_by_rep: BTreeMap<String, u64>,
     /// Gini coefficient of assignments per unit of capacity over the active
     /// members of auto-assign pools: 0 is perfectly even, 1 is all to one.
@@ -60,6 +65,13 @@ impl Outcome {
         self.sla_breaches += o.sla_breaches;
         self.to_cold_pool += o.to_cold_pool;
         self.expired_assignments += o.expired_assignments;
+        self.claims_granted += o.claims_granted;
+        for (reason, n) in &o.claims_declined_by_reason {
+            *self
+                .claims_declined_by_reason
+                .entry(reason.clone())
+                .or_default() += n;
+        }
         for (rep, n) in &o.assignments_by_rep {
             *self.assignments_by_rep.entry(rep.clone()).or_default() += n;
         }
@@ -255,6 +267,9 @@ fn tally(o: &mut Outcome, c: &LeadCommand) {
     match &c.body {
         CommandBody::AssignLead { owner_id, .. } => {
             o.assignments += 1;
+            if c.rule_id == crate::policy::RULE_CLAIM {
+                o.claims_granted += 1;
+            }
             if c.facts.contains_key("recalled_from") {
                 o.reassignments += 1;
             }
@@ -278,6 +293,11 @@ fn tally(o: &mut Outcome, c: &LeadCommand) {
             }
         }
         CommandBody::CancelCommand { .. } => o.expired_assignments += 1,
+        CommandBody::DeclineClaim { reason, .. } => {
+            *o.claims_declined_by_reason
+                .entry(reason.clone())
+                .or_default() += 1;
+        }
     }
 }
 
@@ -398,6 +418,39 @@ pub fn table(names: &[String], outcomes: &[Outcome]) -> String {
             .map(|o| o.to_cold_pool.to_string())
             .collect(),
     ));
+    if outcomes
+        .iter()
+        .any(|o| o.claims_granted > 0 || !o.claims_declined_by_reason.is_empty())
+    {
+        rows.push((
+            "claims granted".into(),
+            outcomes
+                .iter()
+                .map(|o| o.claims_granted.to_string())
+                .collect(),
+        ));
+        let mut reasons: Vec<&String> = outcomes
+            .iter()
+            .flat_map(|o| o.claims_declined_by_reason.keys())
+            .collect();
+        reasons.sort();
+        reasons.dedup();
+        for r in reasons {
+            rows.push((
+                format!("claims declined: {r}"),
+                outcomes
+                    .iter()
+                    .map(|o| {
+                        o.claims_declined_by_reason
+                            .get(r)
+                            .copied()
+                            .unwrap_or(0)
+                            .to_string()
+                    })
+                    .collect(),
+            ));
+        }
+    }
     rows.push((
         "waiting in a backlog at the end".into(),
         outcomes

@@ -514,3 +514,136 @@ fn a_managers_view_lists_a_reps_overdue_and_due_soon_leads() {
         drain.join().unwrap()
     );
 }
+
+/// The public pool: members may hold 2 claimed leads at most.
+const CLAIM_POLICY: &str = r#"
+version = 3
+[[pools]]
+name = "open-sea"
+kind = "claimable"
+members = [{ id = "rep-1", capacity = 10 }, { id = "rep-2", capacity = 10 }]
+[pools.claim]
+members_only = true
+holdings_max = 2
+"#;
+
+/// Two reps race for one lead of the public pool, over HTTP: the request
+/// appended first is granted, the other declined `already_claimed`; an
+/// outsider is declined `not_a_member`. The answers are commands (in the
+/// log, as `inspect commands` shows them) and counted per rep and pool
+/// (`GET /api/v1/claims`).
+#[test]
+fn claims_from_the_public_pool_are_arbitrated_first_come_first_served() {
+    use leadflow::domain::{build, EventBody, LeadClaimRequested};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut engine, base, drain) = engine_with_policy(dir.path(), "hc", CLAIM_POLICY);
+    let t0 = 1_790_000_000_000;
+    let claim = |id: &str, lead: &str, rep: &str, at: i64| {
+        build::event(
+            id,
+            lead,
+            EventBody::ClaimRequested(LeadClaimRequested { rep_id: rep.into() }),
+        )
+        .at(at)
+        .event()
+    };
+    let events = [
+        build::created("c-1", "L1").at(t0).pool("open-sea").event(),
+        build::created("c-2", "L2").at(t0).pool("open-sea").event(),
+        claim("q-1", "L1", "rep-2", t0 + 1_000),
+        claim("q-2", "L1", "rep-1", t0 + 1_000),
+        claim("q-3", "L2", "rep-9", t0 + 2_000),
+    ];
+    let (content_type, bytes) = body(&events, 0);
+    let (code, text) = post(
+        &format!("{base}/api/v1/events"),
+        Some(TOKEN),
+        content_type,
+        &bytes,
+    );
+    assert_eq!(code, 200, "{text}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let v = loop {
+        let (code, v) = get(&format!("{base}/api/v1/claims"));
+        assert_eq!(code, 200, "{v}");
+        if v["granted"].as_u64().unwrap_or(0) + v["declined"].as_u64().unwrap_or(0) == 3 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "claims not answered: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let rows: Vec<(String, String, u64, serde_json::Value)> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["rep"].as_str().unwrap().to_string(),
+                r["pool"].as_str().unwrap().to_string(),
+                r["granted"].as_u64().unwrap(),
+                r["declined_by_reason"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                "rep-1".into(),
+                "open-sea".into(),
+                0,
+                serde_json::json!({"already_claimed": 1})
+            ),
+            ("rep-2".into(), "open-sea".into(), 1, serde_json::json!({})),
+            (
+                "rep-9".into(),
+                "open-sea".into(),
+                0,
+                serde_json::json!({"not_a_member": 1})
+            ),
+        ],
+        "{v}"
+    );
+    let (_, one) = get(&format!("{base}/api/v1/claims?rep=rep-9"));
+    assert_eq!(one["total_rows"], 1, "{one}");
+
+    common::unsafe_sigterm(engine.id());
+    assert!(
+        engine.wait().unwrap().success(),
+        "{}",
+        drain.join().unwrap()
+    );
+    // The answers are commands in the log: rep-2's AssignLead of rule
+    // claim, and a DeclineClaim naming each refused request.
+    let config = dir.path().join("leadflow.toml");
+    let out = common::ok(
+        common::leadflow(&dir.path().join("data"), &config)
+            .args(["inspect", "commands", "--json"])
+            .output()
+            .unwrap(),
+    );
+    let commands: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let claims: Vec<String> = commands
+        .iter()
+        .filter(|c| c["rule_id"] == "claim")
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["lead_id"].as_str().unwrap(),
+                c["explanation"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(claims.len(), 3, "{out}");
+    assert!(
+        claims[0].starts_with(
+            "L1 assign to rep-2 (claimed from pool open-sea, holds 0 of at most 2; rule claim v3)"
+        ),
+        "{claims:?}"
+    );
+    assert!(claims[1].starts_with("L1 decline rep-1's claim on pool open-sea: already_claimed (promised to rep-2 by cmd-assign_lead-"), "{claims:?}");
+    assert!(
+        claims[2].starts_with("L2 decline rep-9's claim on pool open-sea: not_a_member"),
+        "{claims:?}"
+    );
+}

@@ -9,6 +9,7 @@
 //! or owner id ever becomes a metric label.
 
 mod admin;
+mod claims;
 mod due;
 mod ingest;
 mod openapi;
@@ -546,6 +547,7 @@ pub fn router(
         .route("/api/v1/pools", get(pools))
         .route("/api/v1/reps", get(reps))
         .route("/api/v1/reps/{id}/due", get(due::rep_due))
+        .route("/api/v1/claims", get(claims::claims))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/partial", get(partial))
         .route(

@@ -18,6 +18,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/pools"),
     ("get", "/api/v1/reps"),
     ("get", "/api/v1/reps/{id}/due"),
+    ("get", "/api/v1/claims"),
     ("get", "/api/v1/stats"),
     ("get", "/api/v1/partial"),
     ("post", "/api/v1/events"),
@@ -62,6 +63,12 @@ pub fn openapi_document() -> Value {
             params.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}}));
             params.push(json!({"name": "tenant", "in": "query", "schema": {"type": "string"},
                 "description": "The rep's tenant (a rep id is unique only within its tenant); forwarded to the engine owning its partition"}));
+        }
+        if *path == "/api/v1/claims" {
+            params.push(json!({"name": "rep", "in": "query", "schema": {"type": "string"}}));
+            params.push(json!({"name": "pool", "in": "query", "schema": {"type": "string"}}));
+            params.push(json!({"name": "tenant", "in": "query", "schema": {"type": "string"},
+                "description": "One tenant's claims; forwarded to the engine owning its partition"}));
         }
         if *path == "/api/v1/pools" {
             params.push(json!({"name": "at", "in": "query", "schema": {"type": "string"}}));

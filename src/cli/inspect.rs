@@ -224,5 +224,6 @@ fn describe(e: &LeadEvent) -> String {
         Recalled(r) => format!("from {} ({})", r.previous_owner_id, r.reason.as_str()),
         Converted(c) => format!("by {} deal {}", c.owner_id, c.deal_value),
         CommandDeclined(d) => format!("declined {} ({})", d.command_id, d.reason),
+        ClaimRequested(c) => format!("claim by {}", c.rep_id),
     }
 }

@@ -7,9 +7,9 @@
 //! [`Rejection`].
 
 use crate::domain::{
-    AssignmentMethod, CommandBody, Currency, EventBody, FollowUpKind, LeadAssigned, LeadCommand,
-    LeadCommandDeclined, LeadConverted, LeadCreated, LeadEvent, LeadFollowedUp, LeadRecalled,
-    LeadScored, Money, RecallReason, Rejection,
+    AssignmentMethod, CommandBody, Currency, EventBody, FollowUpKind, LeadAssigned,
+    LeadClaimRequested, LeadCommand, LeadCommandDeclined, LeadConverted, LeadCreated, LeadEvent,
+    LeadFollowedUp, LeadRecalled, LeadScored, Money, RecallReason, Rejection,
 };
 use prost::Message;
 
@@ -171,6 +171,9 @@ pub fn from_pb(msg: pb::LeadEvent) -> Result<LeadEvent, Rejection> {
             command_id: d.command_id,
             reason: d.reason,
         }),
+        Body::ClaimRequested(c) => {
+            EventBody::ClaimRequested(LeadClaimRequested { rep_id: c.rep_id })
+        }
         Body::Converted(c) => EventBody::Converted(LeadConverted {
             deal_value: money_from_pb("converted.deal_value", c.deal_value)?,
             expected_lifetime_value: match c.expected_lifetime_value {
@@ -277,6 +280,9 @@ pub fn to_pb(event: &LeadEvent) -> pb::LeadEvent {
             command_id: d.command_id.clone(),
             reason: d.reason.clone(),
         }),
+        EventBody::ClaimRequested(c) => Body::ClaimRequested(pb::LeadClaimRequested {
+            rep_id: c.rep_id.clone(),
+        }),
     };
     pb::LeadEvent {
         event_id: event.event_id.clone(),
@@ -327,6 +333,17 @@ pub fn command_to_pb(cmd: &LeadCommand) -> pb::LeadCommand {
             reason: reason.clone(),
             owner_id: owner_id.clone(),
         }),
+        CommandBody::DeclineClaim {
+            owner_id,
+            pool,
+            reason,
+            request_event_id,
+        } => Body::DeclineClaim(pb::DeclineClaim {
+            owner_id: owner_id.clone(),
+            pool: pool.clone(),
+            reason: reason.clone(),
+            request_event_id: request_event_id.clone(),
+        }),
     };
     pb::LeadCommand {
         command_id: cmd.command_id.clone(),
@@ -375,6 +392,12 @@ pub fn decode_command(bytes: &[u8]) -> Result<LeadCommand, Rejection> {
             command_id: c.command_id,
             reason: c.reason,
             owner_id: c.owner_id,
+        },
+        Body::DeclineClaim(d) => CommandBody::DeclineClaim {
+            owner_id: d.owner_id,
+            pool: d.pool,
+            reason: d.reason,
+            request_event_id: d.request_event_id,
         },
     };
     Ok(LeadCommand {

@@ -297,6 +297,7 @@ fn event_message_name(body: &pb::lead_event::Body) -> &'static str {
         Body::Recalled(_) => "leadflow.v1.LeadRecalled",
         Body::Converted(_) => "leadflow.v1.LeadConverted",
         Body::CommandDeclined(_) => "leadflow.v1.LeadCommandDeclined",
+        Body::ClaimRequested(_) => "leadflow.v1.LeadClaimRequested",
     }
 }
 

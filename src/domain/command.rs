@@ -50,6 +50,14 @@ pub enum CommandBody {
         reason: String,
         owner_id: String,
     },
+    /// A rep's claim is declined (see `proto/leadflow/v1/commands.proto`
+    /// for the reason codes).
+    DeclineClaim {
+        owner_id: String,
+        pool: String,
+        reason: String,
+        request_event_id: String,
+    },
 }
 
 impl CommandBody {
@@ -59,6 +67,7 @@ impl CommandBody {
             CommandBody::RecallLead { .. } => "recall_lead",
             CommandBody::RemindFollowUp { .. } => "remind_follow_up",
             CommandBody::CancelCommand { .. } => "cancel_command",
+            CommandBody::DeclineClaim { .. } => "decline_claim",
         }
     }
 
@@ -68,7 +77,8 @@ impl CommandBody {
             CommandBody::AssignLead { owner_id, .. }
             | CommandBody::RecallLead { owner_id, .. }
             | CommandBody::RemindFollowUp { owner_id, .. }
-            | CommandBody::CancelCommand { owner_id, .. } => owner_id,
+            | CommandBody::CancelCommand { owner_id, .. }
+            | CommandBody::DeclineClaim { owner_id, .. } => owner_id,
         }
     }
 }

@@ -32,6 +32,7 @@ pub enum EventBody {
     Recalled(LeadRecalled),
     Converted(LeadConverted),
     CommandDeclined(LeadCommandDeclined),
+    ClaimRequested(LeadClaimRequested),
 }
 
 /// The type of an event, for counting and display.
@@ -44,10 +45,11 @@ pub enum EventKind {
     Recalled,
     Converted,
     CommandDeclined,
+    ClaimRequested,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::Created,
         EventKind::Scored,
         EventKind::Assigned,
@@ -55,6 +57,7 @@ impl EventKind {
         EventKind::Recalled,
         EventKind::Converted,
         EventKind::CommandDeclined,
+        EventKind::ClaimRequested,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +69,7 @@ impl EventKind {
             EventKind::Recalled => "recalled",
             EventKind::Converted => "converted",
             EventKind::CommandDeclined => "command_declined",
+            EventKind::ClaimRequested => "claim_requested",
         }
     }
 }
@@ -80,6 +84,7 @@ impl EventBody {
             EventBody::Recalled(_) => EventKind::Recalled,
             EventBody::Converted(_) => EventKind::Converted,
             EventBody::CommandDeclined(_) => EventKind::CommandDeclined,
+            EventBody::ClaimRequested(_) => EventKind::ClaimRequested,
         }
     }
 }
@@ -132,6 +137,13 @@ pub enum AssignmentMethod {
 pub struct LeadCommandDeclined {
     pub command_id: String,
     pub reason: String,
+}
+
+/// A rep asked to take a lead from a claimable pool; the policy answers
+/// (see `proto/leadflow/v1/events.proto`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeadClaimRequested {
+    pub rep_id: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

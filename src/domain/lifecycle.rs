@@ -21,6 +21,7 @@
 //! | recalled(x)  | UnknownLead      | NotAssigned             | x=o: → InPool, recalls+1; x≠o: NotOwner | LeadConverted     |
 //! | converted(x) | UnknownLead      | NotOwner                | x=o: → Converted; x≠o: NotOwner      | AlreadyConverted     |
 //! | command_declined | UnknownLead  | stays                   | stays                                | LeadConverted        |
+//! | claim_requested | UnknownLead   | stays (policy answers)  | stays (policy declines)              | LeadConverted        |
 //!
 //! Checked before the table, in this order: required fields and field
 //! validity (ids, event time within [`EVENT_TIME_MS_MIN`]..=[`EVENT_TIME_MS_MAX`],
@@ -195,7 +196,12 @@ pub fn decide_with(
         // A decline says the CRM will not carry out a command; it changes
         // no ownership, so any open state takes it (the policy matches it
         // against the commands it is waiting on).
-        EventBody::Scored(_) | EventBody::CommandDeclined(_) => Ok(()),
+        // A claim request is a rep's ask, not a change: the policy answers
+        // it (granted or declined with the reason), whatever state the lead
+        // is in.
+        EventBody::Scored(_) | EventBody::CommandDeclined(_) | EventBody::ClaimRequested(_) => {
+            Ok(())
+        }
         EventBody::Assigned(a) => {
             if lead.status == LeadStatus::Assigned && is_owner(&a.owner_id) {
                 Err(Rejection::AlreadyOwner {
@@ -251,7 +257,8 @@ pub fn apply(state: Option<Lead>, event: &LeadEvent) -> Lead {
                 EventBody::Created(_)
                 | EventBody::Scored(_)
                 | EventBody::FollowedUp(_)
-                | EventBody::CommandDeclined(_) => {}
+                | EventBody::CommandDeclined(_)
+                | EventBody::ClaimRequested(_) => {}
                 EventBody::Assigned(a) => {
                     lead.pool = resolve_pool(&a.pool, &lead.pool).to_string();
                     lead.status = LeadStatus::Assigned;
@@ -392,6 +399,7 @@ fn check_fields(event: &LeadEvent) -> Result<(), Rejection> {
         EventBody::FollowedUp(f) => check_id("followed_up.owner_id", &f.owner_id),
         EventBody::Recalled(r) => check_id("recalled.previous_owner_id", &r.previous_owner_id),
         EventBody::CommandDeclined(d) => check_id("command_declined.command_id", &d.command_id),
+        EventBody::ClaimRequested(c) => check_id("claim_requested.rep_id", &c.rep_id),
         EventBody::Converted(c) => {
             check_id("converted.owner_id", &c.owner_id)?;
             check_money("converted.deal_value", &c.deal_value)?;

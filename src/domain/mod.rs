@@ -17,8 +17,9 @@ pub mod time;
 
 pub use command::{CommandBody, LeadCommand};
 pub use event::{
-    AssignmentMethod, EventBody, EventKind, FollowUpKind, LeadAssigned, LeadCommandDeclined,
-    LeadConverted, LeadCreated, LeadEvent, LeadFollowedUp, LeadRecalled, LeadScored, RecallReason,
+    AssignmentMethod, EventBody, EventKind, FollowUpKind, LeadAssigned, LeadClaimRequested,
+    LeadCommandDeclined, LeadConverted, LeadCreated, LeadEvent, LeadFollowedUp, LeadRecalled,
+    LeadScored, RecallReason,
 };
 pub use lifecycle::{Lead, LeadStatus};
 pub use money::{Currency, Money};

@@ -181,6 +181,76 @@ pub(super) fn recall(
     }
 }
 
+/// The facts of a granted claim's `AssignLead`.
+pub(super) struct ClaimGranted<'a> {
+    pub rep: &'a str,
+    pub pool: &'a str,
+    /// Open leads the rep holds (pending assignments included) before it.
+    pub holdings: u32,
+    pub holdings_max: Option<u32>,
+    /// Claims granted to the rep from this pool today, this one included.
+    pub claims_today: u32,
+    pub request_event_id: &'a str,
+    pub expires_at_ms: Option<i64>,
+    pub scope: &'a str,
+    pub rule: &'a str,
+    pub version: u32,
+}
+
+pub(super) fn claim_granted(c: &ClaimGranted<'_>) -> Explained {
+    let limit = c
+        .holdings_max
+        .map_or(String::new(), |m| format!(" of at most {m}"));
+    let mut facts = facts([
+        ("holdings", c.holdings.to_string()),
+        ("claims_today", c.claims_today.to_string()),
+        ("request_event_id", c.request_event_id.to_string()),
+        ("rule_scope", scope_fact(c.scope)),
+    ]);
+    if let Some(m) = c.holdings_max {
+        facts.insert("holdings_max".into(), m.to_string());
+    }
+    if let Some(e) = c.expires_at_ms {
+        facts.insert("expires_at_ms".into(), e.to_string());
+    }
+    Explained {
+        explanation: format!(
+            "assign to {} (claimed from pool {}, holds {}{limit}; rule {} v{}{})",
+            c.rep,
+            c.pool,
+            c.holdings,
+            c.rule,
+            c.version,
+            scoped(c.scope)
+        ),
+        facts,
+    }
+}
+
+/// The facts of a `DeclineClaim`.
+pub(super) struct ClaimDeclined<'a> {
+    pub rep: &'a str,
+    pub pool: &'a str,
+    pub reason: &'a str,
+    /// What the refusing rule saw, for people.
+    pub detail: &'a str,
+    pub rule: &'a str,
+    pub version: u32,
+}
+
+pub(super) fn claim_declined(c: &ClaimDeclined<'_>) -> Explained {
+    Explained {
+        explanation: format!(
+            "decline {}'s claim on pool {}: {} ({}; rule {} v{})",
+            c.rep, c.pool, c.reason, c.detail, c.rule, c.version
+        ),
+        facts: facts([
+            ("reason", c.reason.to_string()),
+            ("detail", c.detail.to_string()),
+        ]),
+    }
+}
+
 /// The facts of a `CancelCommand` withdrawing an expired assignment.
 pub(super) struct Withdraw<'a> {
     pub command_id: &'a str,

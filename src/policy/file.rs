@@ -154,6 +154,35 @@ pub struct PoolPolicy {
     /// own; the first clause a lead matches applies.
     #[serde(default)]
     pub when: Vec<When>,
+    /// How reps' claims from this pool are arbitrated (claimable pools).
+    #[serde(default)]
+    pub claim: ClaimRules,
+}
+
+/// The rules a claim from a claimable pool must pass (see
+/// [`super::claim`]); all optional: a claim of a waiting lead nobody else
+/// claimed first is granted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClaimRules {
+    /// Only the pool's members may claim from it.
+    pub members_only: bool,
+    /// A rep holding this many open leads (assignments commanded and not
+    /// carried out count too) may claim no more.
+    pub holdings_max: Option<u32>,
+    /// Most claims granted to one rep from this pool per UTC day.
+    pub claims_per_day_max: Option<u32>,
+    /// A rep who lost a lead (it was recalled from them, they released
+    /// it, or it was moved to someone else) may claim it back only this
+    /// long after.
+    #[serde(alias = "reclaim_after", deserialize_with = "duration::opt_ms")]
+    pub reclaim_after_ms: Option<i64>,
+}
+
+impl ClaimRules {
+    pub fn is_empty(&self) -> bool {
+        *self == ClaimRules::default()
+    }
 }
 
 /// Deadline and allocation rules. Every duration is in event-time
@@ -447,6 +476,25 @@ impl PolicyFile {
             }
             let own = self.rules.overlaid(&p.rules);
             check_rules(&own, &format!("pool {} rules", p.name))?;
+            let c = &p.claim;
+            if !c.is_empty() && p.kind != PoolKind::Claimable {
+                return bad(format!(
+                    "pool {}: claim rules apply to claimable pools only (the engine allocates an auto_assign pool itself)",
+                    p.name
+                ));
+            }
+            if c.holdings_max == Some(0) || c.claims_per_day_max == Some(0) {
+                return bad(format!(
+                    "pool {}: claim.holdings_max and claim.claims_per_day_max must be at least 1",
+                    p.name
+                ));
+            }
+            if c.reclaim_after_ms.is_some_and(|v| v <= 0) {
+                return bad(format!(
+                    "pool {}: claim.reclaim_after_ms must be positive",
+                    p.name
+                ));
+            }
             if p.when.len() > WHEN_PER_POOL_MAX {
                 return bad(format!(
                     "pool {} has more than {WHEN_PER_POOL_MAX} when clauses",

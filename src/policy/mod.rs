@@ -58,6 +58,8 @@
 
 mod allocate;
 pub mod calendar;
+mod claim;
+pub use claim::{ClaimCounts, DECLINE_REASONS, RULE_CLAIM};
 mod deadlines;
 pub use deadlines::DueLead;
 mod duration;
@@ -74,8 +76,8 @@ use crate::domain::time::day_of;
 use crate::domain::{CommandBody, EventBody, LeadCommand, LeadEvent, LeadStatus, RecallReason};
 use crate::projector::pool::PoolState;
 pub use file::{
-    LeadFacts, Member, PolicyError, PolicyFile, PoolKind, PoolPolicy, RuleOverrides, Rules,
-    Strategy, TenantPolicy, When,
+    ClaimRules, LeadFacts, Member, PolicyError, PolicyFile, PoolKind, PoolPolicy, RuleOverrides,
+    Rules, Strategy, TenantPolicy, When,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -235,6 +237,13 @@ pub struct PolicyState {
     pub next: Option<PolicyFile>,
     /// The key of the last policy input (see [`PolicyInput`]) applied.
     pub covered_input: Option<(u64, u32)>,
+    /// Claims granted and declined per (rep, pool).
+    pub claims: BTreeMap<(String, String), ClaimCounts>,
+    /// Claims granted per (rep, pool, UTC day), for `claims_per_day_max`.
+    pub claims_per_day: HashMap<(String, String, i64), u32>,
+    /// Per open lead: who lost it when (recalled, released, moved to
+    /// someone else), the latest few, for `reclaim_after_ms`.
+    pub losses: HashMap<String, Vec<(String, i64)>>,
     /// Open assignments and their deadlines.
     pub watches: HashMap<String, Watch>,
     /// (due, lead) of every watch with something left to fire.
@@ -441,6 +450,7 @@ impl Processor {
                 self.state
                     .recalled_from
                     .insert(lead_id.clone(), r.previous_owner_id.clone());
+                self.record_loss(lead_id, &r.previous_owner_id, at);
                 self.offer(lead_id, &event.event_id, at, &mut out);
                 self.drain_for(&r.previous_owner_id, &event.event_id, at, &mut out);
             }
@@ -489,6 +499,9 @@ impl Processor {
                     },
                 );
                 if let Some(prev) = holder {
+                    if prev != a.owner_id {
+                        self.record_loss(lead_id, &prev, at);
+                    }
                     // A reassignment frees the previous holder.
                     self.drain_for(&prev, &event.event_id, at, &mut out);
                 }
@@ -509,6 +522,7 @@ impl Processor {
                 self.state.recalled_from.remove(lead_id);
                 self.state.cooldowns.remove(lead_id);
                 self.state.lead_attrs.remove(lead_id);
+                self.state.losses.remove(lead_id);
                 self.state.assign_attempts.remove(lead_id);
                 self.state.passed_over_by.remove(lead_id);
                 if let Some(owner) = holder {
@@ -533,6 +547,9 @@ impl Processor {
                 } else {
                     self.state.declines_unmatched += 1;
                 }
+            }
+            EventBody::ClaimRequested(c) => {
+                self.arbitrate_claim(lead_id, &c.rep_id, &event.event_id, at, &mut out);
             }
             EventBody::Scored(_) => {}
         }
@@ -626,6 +643,9 @@ impl Processor {
         self.state
             .assigned_per_pool_day
             .retain(|(_, _, day), _| *day >= today - 1);
+        self.state
+            .claims_per_day
+            .retain(|(_, _, day), _| *day >= today - 1);
         let pools: Vec<String> = self.state.backlog.keys().cloned().collect();
         for pool in pools {
             self.drain_pool(&pool, None, at_ms, out);
@@ -682,3 +702,6 @@ mod tenant_tests;
 
 #[cfg(test)]
 mod pool_rules_tests;
+
+#[cfg(test)]
+mod claim_tests;

@@ -177,6 +177,7 @@ impl LiveSim {
                 calendar: None,
                 rules: Default::default(),
                 when: Vec::new(),
+                claim: Default::default(),
             })
             .collect();
         pools.push(PoolPolicy {
@@ -187,6 +188,7 @@ impl LiveSim {
             calendar: None,
             rules: Default::default(),
             when: Vec::new(),
+            claim: Default::default(),
         });
         PolicyFile {
             version: 1,
@@ -228,7 +230,8 @@ impl LiveSim {
             EventBody::FollowedUp(_) => self.counts.followed_up += 1,
             EventBody::Converted(_) => self.counts.converted += 1,
             EventBody::Recalled(_) => self.counts.recalled += 1,
-            EventBody::Scored(_) | EventBody::CommandDeclined(_) => {}
+            EventBody::Scored(_) | EventBody::CommandDeclined(_) | EventBody::ClaimRequested(_) => {
+            }
         }
         Outgoing::Event(Box::new(LeadEvent {
             event_id: format!("live-{}-{}", self.config.seed, self.next_event),
@@ -324,8 +327,10 @@ impl LiveSim {
                 return Vec::new();
             }
             // The simulated CRM carries out every assignment at once, so
-            // none ever expires.
-            CommandBody::CancelCommand { .. } => return Vec::new(),
+            // none ever expires; its reps never claim.
+            CommandBody::CancelCommand { .. } | CommandBody::DeclineClaim { .. } => {
+                return Vec::new()
+            }
         };
         let Some(&rep) = self.reps_by_id.get(owner_id) else {
             return Vec::new();

@@ -187,7 +187,10 @@ impl Metrics {
         };
         match &event.body {
             // A decline changes no ownership; the policy counts it per rep.
-            EventBody::Created(_) | EventBody::Scored(_) | EventBody::CommandDeclined(_) => {}
+            EventBody::Created(_)
+            | EventBody::Scored(_)
+            | EventBody::CommandDeclined(_)
+            | EventBody::ClaimRequested(_) => {}
             EventBody::Assigned(a) => {
                 if !track.ever_assigned {
                     track.ever_assigned = true;
