@@ -18,6 +18,7 @@ pub mod config;
 pub mod control;
 pub mod domain;
 pub mod engine;
+pub mod flat;
 pub mod import;
 pub mod log;
 pub mod policy;

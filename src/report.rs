@@ -134,6 +134,9 @@ fn cohort_table(title: &str, rows: &BTreeMap<String, CohortAgg>) -> String {
         "avg_clv",
         "recalled",
         "conv_after_recall",
+        "recalls",
+        "recall_success",
+        "created_to_ok_recall_p50",
         "ttfa_p50",
         "ttfa_p90",
     ]);
@@ -183,6 +186,9 @@ fn push_cohort_row(t: &mut Table, name: &str, a: &CohortAgg) {
         clv,
         a.recalled_leads.to_string(),
         pct(a.conversion_after_recall_rate()),
+        a.recalls.to_string(),
+        pct(a.recall_success_rate()),
+        hours(a.created_to_successful_recall_ms.quantile(0.5)),
         hours(a.time_to_first_assignment_ms.quantile(0.5)),
         hours(a.time_to_first_assignment_ms.quantile(0.9)),
     ]);
@@ -197,9 +203,9 @@ fn owner_table(rows: &BTreeMap<String, OwnerAgg>) -> String {
         "ttffu_p50",
         "ttffu_p90",
         "recalls",
-        "cycle_mean",
-        "cycle_p50",
-        "cycle_p90",
+        "assigned_to_recalled_mean",
+        "assigned_to_recalled_p50",
+        "assigned_to_recalled_p90",
         "converted",
         "revenue",
     ]);
@@ -324,6 +330,11 @@ fn cohort_json(a: &CohortAgg) -> Value {
         "recalled_leads": a.recalled_leads,
         "converted_after_recall": a.converted_after_recall,
         "conversion_after_recall_rate": a.conversion_after_recall_rate(),
+        "recalls": a.recalls,
+        "recall_successes": a.recall_successes,
+        "recall_success_rate": a.recall_success_rate(),
+        "created_to_successful_recall_ms_p50": a.created_to_successful_recall_ms.quantile(0.5),
+        "created_to_successful_recall_ms_p90": a.created_to_successful_recall_ms.quantile(0.9),
         "time_to_first_assignment_ms_p50": a.time_to_first_assignment_ms.quantile(0.5),
         "time_to_first_assignment_ms_p90": a.time_to_first_assignment_ms.quantile(0.9),
     })
@@ -352,6 +363,12 @@ fn owner_json(a: &OwnerAgg) -> Value {
         "time_to_first_follow_up_ms_p50": a.time_to_first_follow_up_ms.quantile(0.5),
         "time_to_first_follow_up_ms_p90": a.time_to_first_follow_up_ms.quantile(0.9),
         "recalls_by_reason": recalls,
+        // Assigned → recalled, named for what it measures; the
+        // `recall_cycle_ms_*` keys are the same numbers under their first
+        // name, kept for existing readers.
+        "assigned_to_recalled_ms_mean": a.recall_cycle_ms.mean(),
+        "assigned_to_recalled_ms_p50": a.recall_cycle_ms.quantile(0.5),
+        "assigned_to_recalled_ms_p90": a.recall_cycle_ms.quantile(0.9),
         "recall_cycle_ms_mean": a.recall_cycle_ms.mean(),
         "recall_cycle_ms_p50": a.recall_cycle_ms.quantile(0.5),
         "recall_cycle_ms_p90": a.recall_cycle_ms.quantile(0.9),

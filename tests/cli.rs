@@ -83,6 +83,146 @@ fn import_stats_inspect_export_round_trip() {
     assert_eq!(a.lines().count(), 16);
 }
 
+/// BI export, checked with an independent reader: `stats --format csv`
+/// and `--format parquet`, and `export --format parquet`, of the
+/// hand-checked fixture (see `tests/fixture_metrics.rs` for the story),
+/// read back by pyarrow.
+#[test]
+fn stats_and_events_open_in_an_independent_reader() {
+    let python = std::env::var("LEADFLOW_TEST_PYTHON")
+        .expect("LEADFLOW_TEST_PYTHON is not set: run ./scripts/test, which sets up the venv");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/scenario.jsonl");
+    ok(leadflow(&data, &["import", fixture]));
+
+    // CSV: one row per channel and currency; social's CNY and USD apart.
+    let csv = ok(leadflow(
+        &data,
+        &["stats", "--by", "channel", "--format", "csv"],
+    ));
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(&header[..2], &["channel", "currency"], "{csv}");
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no {name}: {csv}"))
+    };
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let cells: Vec<(&str, &str, &str, &str, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r[0],
+                r[1],
+                r[col("created")],
+                r[col("cost_minor_units")],
+                r[col("roi")],
+                r[col("recall_success_rate")],
+            )
+        })
+        .collect();
+    assert_eq!(
+        cells,
+        vec![
+            ("search", "CNY", "2", "30000", "4", "1"),
+            ("social", "CNY", "2", "5000", "-1", "0"),
+            ("social", "USD", "2", "700", "-1", "0"),
+        ],
+        "{csv}"
+    );
+
+    // Parquet, read by pyarrow.
+    let stats_pq = dir.path().join("stats.parquet");
+    let events_pq = dir.path().join("events.parquet");
+    ok(leadflow(
+        &data,
+        &[
+            "stats",
+            "--by",
+            "owner",
+            "--format",
+            "parquet",
+            "--out",
+            stats_pq.to_str().unwrap(),
+        ],
+    ));
+    ok(leadflow(
+        &data,
+        &[
+            "export",
+            "--format",
+            "parquet",
+            "--out",
+            events_pq.to_str().unwrap(),
+        ],
+    ));
+    let script = r#"
+import json, sys
+import pyarrow.parquet as pq
+e = pq.read_table(sys.argv[1])
+s = pq.read_table(sys.argv[2]).to_pylist()
+types = {}
+for t in e.column("type").to_pylist():
+    types[t] = types.get(t, 0) + 1
+print(json.dumps({
+    "events": e.num_rows,
+    "time_type": str(e.schema.field("occurred_at_ms").type),
+    "first": {k: str(v) for k, v in e.slice(0, 1).to_pylist()[0].items() if v is not None},
+    "types": types,
+    "converted_cny": [r["deal_value_minor_units"] for r in e.to_pylist() if r["type"] == "converted"],
+    "owners": [[r["owner"], r["currency"], r["assignments"], r["conversions"], r["revenue_minor_units"]] for r in s],
+}))
+"#;
+    let out = std::process::Command::new(&python)
+        .args([
+            "-c",
+            script,
+            events_pq.to_str().unwrap(),
+            stats_pq.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pyarrow could not read them: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["events"], 16, "{v}");
+    assert_eq!(v["time_type"], "timestamp[ms, tz=UTC]", "{v}");
+    assert_eq!(v["first"]["lead_id"], "L1", "{v}");
+    assert_eq!(v["first"]["type"], "created", "{v}");
+    assert_eq!(v["first"]["acquisition_cost_minor_units"], "10000", "{v}");
+    assert_eq!(
+        v["first"]["occurred_at_ms"], "2026-11-02 00:00:00+00:00",
+        "{v}"
+    );
+    assert_eq!(
+        v["types"],
+        serde_json::json!({"created": 4, "scored": 1, "assigned": 4, "followed_up": 3, "recalled": 2, "converted": 2}),
+        "{v}"
+    );
+    assert_eq!(
+        v["converted_cny"],
+        serde_json::json!([100000, 50000]),
+        "{v}"
+    );
+    // repA: 2 assignments, L1 converted for 1000.00 CNY; repB the same
+    // count and L2's 500.00 CNY.
+    assert_eq!(
+        v["owners"],
+        serde_json::json!([["repA", "CNY", 2, 1, 100000], ["repB", "CNY", 2, 1, 50000]]),
+        "{v}"
+    );
+    // Parquet needs a file.
+    let err = leadflow(&data, &["export", "--format", "parquet"]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("give --out FILE"));
+}
+
 #[test]
 fn simulate_is_deterministic_in_both_formats() {
     let dir = tempfile::tempdir().unwrap();

@@ -153,6 +153,54 @@ fn cohort_metrics_by_channel() {
     assert_eq!(by_day[&(D0 / (24 * H))].created, 4);
 }
 
+/// Recall evaluation by creation dimension: L2 (search) was recalled at
+/// h51, reassigned to repB at h52 and followed up at h60: a success, 59 h
+/// after its creation at h1; L3 (social) was recalled at h200 and never
+/// reassigned. Every lead is in region "east".
+#[test]
+fn recall_metrics_by_every_creation_dimension() {
+    let (_dir, log) = load();
+    let p = projections(&log, None);
+    let by = |d: Dimension| p.metrics.agg.by_dimension(d, Window::default());
+    let channel = by(Dimension::Channel);
+    let search = &channel["search"];
+    assert_eq!((search.recalls, search.recall_successes), (1, 1));
+    assert_eq!(search.recall_success_rate(), Some(1.0));
+    approx(
+        search.created_to_successful_recall_ms.quantile(0.5),
+        (59 * H) as f64,
+    );
+    let social = &channel["social"];
+    assert_eq!((social.recalls, social.recall_successes), (1, 0));
+    assert_eq!(social.recall_success_rate(), Some(0.0));
+    assert_eq!(social.created_to_successful_recall_ms.count(), 0);
+    for d in [
+        Dimension::Region,
+        Dimension::Industry,
+        Dimension::CompanySize,
+    ] {
+        let rows = by(d);
+        assert_eq!(rows.len(), 1, "{d:?}");
+        let east = rows.values().next().unwrap();
+        assert_eq!((east.recalls, east.recall_successes), (2, 1), "{d:?}");
+        assert_eq!(east.recall_success_rate(), Some(0.5));
+        // Conversion after recall: L2 converted, L3 did not.
+        assert_eq!(east.conversion_after_recall_rate(), Some(0.5));
+        approx(
+            east.created_to_successful_recall_ms.quantile(0.5),
+            (59 * H) as f64,
+        );
+    }
+    let campaign = by(Dimension::Campaign);
+    assert_eq!(
+        (
+            campaign["s1"].recall_success_rate(),
+            campaign["x1"].recall_success_rate()
+        ),
+        (Some(1.0), Some(0.0))
+    );
+}
+
 #[test]
 fn owner_metrics() {
     let (_dir, log) = load();

@@ -7,7 +7,21 @@ use leadflow::config::Config;
 use leadflow::domain::time::parse_day_bound_ms;
 use leadflow::projector::metrics::Window;
 use leadflow::report::{self, StatsBy};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// How `stats` writes its numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatsFormat {
+    /// A table for people.
+    Text,
+    /// The JSON document (as `--json`).
+    Json,
+    /// Flat rows for spreadsheets and BI tools: one per group and
+    /// currency, a header line first.
+    Csv,
+    /// The same flat rows as Parquet (needs `--out`).
+    Parquet,
+}
 
 #[derive(Args)]
 pub struct StatsArgs {
@@ -20,9 +34,15 @@ pub struct StatsArgs {
     /// End (exclusive) of the window: a date, or a UTC midnight.
     #[arg(long, value_parser = parse_day_bound_ms)]
     to: Option<i64>,
-    /// Machine-readable output.
+    /// Machine-readable output (the same as `--format json`).
     #[arg(long)]
     json: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    format: StatsFormat,
+    /// Write the output to this file instead of stdout (Parquet needs
+    /// one).
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// The numbers over every engine instead of this data dir's: each
     /// engine's share from its API, merged. Comma-separated base URLs
     /// (`http://leadflow-0:8080,…`) and `dns:HOST:PORT` names resolving
@@ -31,7 +51,74 @@ pub struct StatsArgs {
     peers: Option<String>,
 }
 
-pub fn exec(dir: &Path, config: &Config, a: StatsArgs) -> Result<()> {
+pub fn exec(dir: &Path, config: &Config, mut a: StatsArgs) -> Result<()> {
+    if a.json {
+        if !matches!(a.format, StatsFormat::Text | StatsFormat::Json) {
+            bail!("--json is --format json: give one of them");
+        }
+        a.format = StatsFormat::Json;
+    }
+    if a.format == StatsFormat::Parquet && a.out.is_none() {
+        bail!("--format parquet writes a file: give --out FILE");
+    }
+    let flat = matches!(a.format, StatsFormat::Csv | StatsFormat::Parquet);
+    a.json = a.format == StatsFormat::Json || flat;
+    if flat {
+        // The flat rows are the JSON document's, flattened.
+        let mut doc = None;
+        exec_inner(dir, config, &a, &mut |v| doc = Some(v))?;
+        let doc = doc.context("no numbers to write")?;
+        return write_flat(&doc, a.format, a.out.as_deref());
+    }
+    exec_inner(dir, config, &a, &mut |v| {
+        let text = serde_json::to_string_pretty(&v).expect("JSON values serialise");
+        println!("{text}");
+    })
+}
+
+/// Writes the JSON document's flat rows as CSV or Parquet.
+fn write_flat(doc: &serde_json::Value, format: StatsFormat, out: Option<&Path>) -> Result<()> {
+    let table = leadflow::flat::table(doc);
+    match format {
+        StatsFormat::Csv => {
+            let bytes = leadflow::flat::to_csv(&table)?;
+            match out {
+                Some(p) => {
+                    std::fs::write(p, bytes).with_context(|| format!("writing {}", p.display()))?
+                }
+                None => {
+                    use std::io::Write;
+                    std::io::stdout().lock().write_all(&bytes)?;
+                }
+            }
+        }
+        _ => {
+            let p = out.context("--format parquet writes a file: give --out FILE")?;
+            let file =
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
+            let mut w = leadflow::flat::parquet::ParquetWriter::new(
+                std::io::BufWriter::new(file),
+                table.column_kinds(),
+            )?;
+            w.write_group(&table.rows)?;
+            use std::io::Write;
+            w.finish()?.flush()?;
+        }
+    }
+    if let Some(p) = out {
+        eprintln!("wrote {} rows to {}", table.rows.len(), p.display());
+    }
+    Ok(())
+}
+
+/// The numbers, as text (printed here) or as the JSON document (given to
+/// `emit`).
+fn exec_inner(
+    dir: &Path,
+    config: &Config,
+    a: &StatsArgs,
+    emit: &mut dyn FnMut(serde_json::Value),
+) -> Result<()> {
     let window = Window {
         from_ms: a.from,
         to_ms: a.to,
@@ -46,8 +133,12 @@ pub fn exec(dir: &Path, config: &Config, a: StatsArgs) -> Result<()> {
         }
         let all = leadflow::engine::peers::merged(&peers, config.api.read_token.as_deref())?;
         if a.json {
-            let json = report::stats_json_sized(a.by, &all.agg, &all.pool_sizes, window);
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            emit(report::stats_json_sized(
+                a.by,
+                &all.agg,
+                &all.pool_sizes,
+                window,
+            ));
         } else {
             print!(
                 "{}",
@@ -68,23 +159,14 @@ pub fn exec(dir: &Path, config: &Config, a: StatsArgs) -> Result<()> {
         let policy = leadflow::config::load_policy(path)?;
         let (rows, gini) = report::fairness(&p.metrics.agg, &policy, window);
         if a.json {
-            let json = serde_json::json!({ "reps": rows, "gini": gini });
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            emit(serde_json::json!({ "reps": rows, "gini": gini }));
         } else {
             print!("{}", report::fairness_text(&rows, gini));
         }
         return Ok(());
     }
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report::stats_json(
-                a.by,
-                &p.metrics.agg,
-                &p.pool,
-                window
-            ))?
-        );
+        emit(report::stats_json(a.by, &p.metrics.agg, &p.pool, window));
     } else {
         print!(
             "{}",

@@ -113,6 +113,16 @@ pub struct CohortAgg {
     pub recalled_leads: u64,
     pub converted_after_recall: u64,
     pub time_to_first_assignment_ms: Sketch,
+    /// Recalls of the cohort's leads (a lead recalled twice counts twice).
+    pub recalls: u64,
+    /// Those recalls that succeeded: the lead was assigned to a rep other
+    /// than the one it was recalled from, who followed it up (or converted
+    /// it) within `recall_success_window_ms` of the recall.
+    pub recall_successes: u64,
+    /// Lead creation → successful recall (the new owner's follow-up that
+    /// made the recall a success): the recall cycle as CRM recall
+    /// evaluation defines it.
+    pub created_to_successful_recall_ms: Sketch,
 }
 
 impl CohortAgg {
@@ -132,6 +142,15 @@ impl CohortAgg {
         self.converted_after_recall += o.converted_after_recall;
         self.time_to_first_assignment_ms
             .merge(&o.time_to_first_assignment_ms);
+        self.recalls += o.recalls;
+        self.recall_successes += o.recall_successes;
+        self.created_to_successful_recall_ms
+            .merge(&o.created_to_successful_recall_ms);
+    }
+
+    /// Recall successes / recalls of the cohort's leads.
+    pub fn recall_success_rate(&self) -> Option<f64> {
+        ratio(self.recall_successes as f64, self.recalls as f64)
     }
 
     pub fn conversion_rate(&self) -> Option<f64> {

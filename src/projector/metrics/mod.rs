@@ -16,7 +16,11 @@
 //!   A recall succeeds when the lead is then assigned to a rep other than the
 //!   one it was recalled from, and that rep follows it up (or converts it)
 //!   within `recall_success_window_ms` of the recall; the success counts on
-//!   the recall's pool and day.
+//!   the recall's pool and day, and on the lead's creation cohorts (every
+//!   dimension: channel, campaign, region, ...), with the time from the
+//!   lead's creation to that follow-up (`created_to_successful_recall_ms`:
+//!   the recall cycle as CRM recall evaluation defines it; the owner
+//!   tables' `recall_cycle_ms` is the other one, assigned → recalled).
 //! - Money is summed per currency; ratios of money are per currency.
 
 mod aggregates;
@@ -238,7 +242,14 @@ impl Metrics {
                     }
                     o.time_to_first_follow_up_ms.add(delay);
                 }
-                Self::settle_recall(&mut self.agg, track, &f.owner_id, at, &params);
+                Self::settle_recall(
+                    &mut self.agg,
+                    &self.strings,
+                    track,
+                    &f.owner_id,
+                    at,
+                    &params,
+                );
             }
             EventBody::Recalled(r) => {
                 let to_pool = resolve_pool(&r.to_pool, &track.pool).to_string();
@@ -249,11 +260,13 @@ impl Metrics {
                     .or_default();
                 *o.recalls_by_reason.entry(r.reason).or_default() += 1;
                 o.recall_cycle_ms.add((at - track.assigned_at_ms).max(0));
-                if track.recall_count == 0 {
-                    Self::for_cohorts(&mut self.agg, &self.strings, track, |cohort| {
-                        cohort.recalled_leads += 1
-                    });
-                }
+                let first = track.recall_count == 0;
+                Self::for_cohorts(&mut self.agg, &self.strings, track, |cohort| {
+                    cohort.recalls += 1;
+                    if first {
+                        cohort.recalled_leads += 1;
+                    }
+                });
                 track.recall_count += 1;
                 self.agg
                     .pools
@@ -305,7 +318,14 @@ impl Metrics {
                     c.deal_value.currency,
                     i128::from(c.deal_value.minor_units),
                 );
-                Self::settle_recall(&mut self.agg, track, &c.owner_id, at, &params);
+                Self::settle_recall(
+                    &mut self.agg,
+                    &self.strings,
+                    track,
+                    &c.owner_id,
+                    at,
+                    &params,
+                );
                 // A converted lead takes no more events; its working record
                 // is no longer needed, which bounds memory to open leads.
                 self.leads.remove(&event.lead_id);
@@ -316,6 +336,7 @@ impl Metrics {
     /// Counts a recall success when `actor` is the new owner acting in time.
     fn settle_recall(
         agg: &mut Aggregates,
+        strings: &[String],
         track: &mut LeadTrack,
         actor: &str,
         at: i64,
@@ -332,6 +353,11 @@ impl Metrics {
                 .entry((p.pool.clone(), day_of(p.at_ms)))
                 .or_default()
                 .recall_successes += 1;
+            let cycle_ms = (at - track.created_at_ms).max(0);
+            Self::for_cohorts(agg, strings, track, |cohort| {
+                cohort.recall_successes += 1;
+                cohort.created_to_successful_recall_ms.add(cycle_ms);
+            });
         }
         track.pending_recall = None;
     }
