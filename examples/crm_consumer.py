@@ -97,9 +97,11 @@ while time.time() - last < args.idle_exit_s:
             def fill(e, c=c):
                 e.assigned.owner_id = c.assign.owner_id
                 e.assigned.pool = c.assign.pool
-                # A granted claim (rule "claim") is carried out as a claim.
-                e.assigned.method = (events_pb2.ASSIGNMENT_METHOD_CLAIM if c.rule_id == "claim"
-                                     else events_pb2.ASSIGNMENT_METHOD_RULE)
+                # A granted claim (rule "claim") is carried out as a claim,
+                # a manager's assignment (rule "manager") as a manual one.
+                e.assigned.method = {"claim": events_pb2.ASSIGNMENT_METHOD_CLAIM,
+                                     "manager": events_pb2.ASSIGNMENT_METHOD_MANUAL
+                                     }.get(c.rule_id, events_pb2.ASSIGNMENT_METHOD_RULE)
                 e.assigned.command_id = c.command_id
             publish(c, fill)
     elif kind == "recall":

@@ -255,7 +255,7 @@ fn engine_with_policy(
         format!(
             "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{prefix}-{run}\"\nevents_topic = \"{prefix}-events-{run}\"\n\
              commands_topic = \"{prefix}-commands-{run}\"\ndlq_topic = \"{prefix}-dlq-{run}\"\npartitions = 1\n\
-             [api]\nlisten = \"127.0.0.1:0\"\ningest_token = \"{TOKEN}\"\n\
+             [api]\nlisten = \"127.0.0.1:0\"\ningest_token = \"{TOKEN}\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\
              [policy]\nfile = {:?}\n",
             common::brokers(),
             policy_path.display().to_string()
@@ -512,6 +512,158 @@ fn a_managers_view_lists_a_reps_overdue_and_due_soon_leads() {
         engine.wait().unwrap().success(),
         "{}",
         drain.join().unwrap()
+    );
+}
+
+const ADMIN_TOKEN: &str = "admin-secret";
+
+/// Two reps of one lead each, and a claimable pool to move leads to.
+const MANAGER_POLICY: &str = r#"
+version = 4
+[[pools]]
+name = "inbound"
+kind = "auto_assign"
+members = [{ id = "rep-1", capacity = 1 }, { id = "rep-2", capacity = 1 }]
+[[pools]]
+name = "key-accounts"
+kind = "claimable"
+"#;
+
+fn admin_post(url: &str, token: Option<&str>, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let (code, text) = post(url, token, "application/json", body.to_string().as_bytes());
+    (
+        code,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+/// A manager transfers a lead, is refused a recall of a waiting lead, and
+/// gives a rep more room, which takes the waiting lead: each answered with
+/// the policy's commands, explained with the manager's name and recorded
+/// in the command log; without the admin token, nothing.
+#[test]
+fn managers_act_through_the_admin_api_with_explained_commands() {
+    use leadflow::domain::build;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut engine, base, drain) = engine_with_policy(dir.path(), "hm", MANAGER_POLICY);
+    let t0 = 1_790_000_000_000;
+    let events = [
+        build::created("c-1", "L1").at(t0).pool("inbound").event(),
+        build::created("c-2", "L2")
+            .at(t0 + 1)
+            .pool("inbound")
+            .event(),
+        build::created("c-3", "L3")
+            .at(t0 + 2)
+            .pool("inbound")
+            .event(),
+        build::assigned("a-1", "L1", "rep-1").at(t0 + 3).event(),
+        build::assigned("a-2", "L2", "rep-2").at(t0 + 4).event(),
+    ];
+    let (content_type, bytes) = body(&events, 0);
+    let (code, text) = post(
+        &format!("{base}/api/v1/events"),
+        Some(TOKEN),
+        content_type,
+        &bytes,
+    );
+    assert_eq!(code, 200, "{text}");
+
+    let url = |path: &str| format!("{base}/api/v1/admin/{path}");
+    let transfer = serde_json::json!({"rep": "rep-2", "actor": "alice"});
+    let (code, v) = admin_post(&url("leads/L1/assign"), None, transfer.clone());
+    assert_eq!(code, 401, "{v}");
+    let (code, v) = admin_post(&url("leads/L1/assign"), Some(ADMIN_TOKEN), transfer);
+    assert_eq!(code, 200, "{v}");
+    let c = &v["commands"][0];
+    assert_eq!(
+        (c["type"].as_str(), c["owner_id"].as_str()),
+        (Some("assign_lead"), Some("rep-2")),
+        "{v}"
+    );
+    assert_eq!(
+        c["explanation"],
+        "assign to rep-2 (by manager alice in pool inbound, transfer from rep-1; holds 1 of 1; rule manager v4)"
+    );
+    assert_eq!(c["facts"]["actor"], "alice");
+
+    let (code, v) = admin_post(
+        &url("leads/L3/recall"),
+        Some(ADMIN_TOKEN),
+        serde_json::json!({"actor": "alice"}),
+    );
+    assert_eq!(code, 409, "{v}");
+    assert_eq!(v["code"], "refused");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("only a held lead can be recalled"),
+        "{v}"
+    );
+    let (code, v) = admin_post(
+        &url("leads/L1/assign"),
+        Some(ADMIN_TOKEN),
+        serde_json::json!({"rep": "rep-1"}),
+    );
+    assert_eq!(code, 400, "an action names its actor: {v}");
+
+    // rep-1 gets room for 3: the waiting L3 goes to rep-1 at once.
+    let (code, v) = admin_post(
+        &url("reps/rep-1"),
+        Some(ADMIN_TOKEN),
+        serde_json::json!({"actor": "bob", "capacity": 3}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let c = &v["commands"][0];
+    assert_eq!(
+        (c["lead_id"].as_str(), c["owner_id"].as_str()),
+        (Some("L3"), Some("rep-1")),
+        "{v}"
+    );
+    let (code, reps) = get(&format!("{base}/api/v1/reps"));
+    assert_eq!(code, 200);
+    let rep1 = reps["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rep"] == "rep-1")
+        .unwrap()
+        .clone();
+    assert_eq!(rep1["capacity"], 3, "{reps}");
+
+    common::unsafe_sigterm(engine.id());
+    assert!(
+        engine.wait().unwrap().success(),
+        "{}",
+        drain.join().unwrap()
+    );
+    // The command log holds them, with who acted.
+    let config = dir.path().join("leadflow.toml");
+    let out = common::ok(
+        common::leadflow(&dir.path().join("data"), &config)
+            .args(["inspect", "commands", "--json"])
+            .output()
+            .unwrap(),
+    );
+    let commands: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let by_manager: Vec<String> = commands
+        .iter()
+        .filter(|c| c["rule_id"] == "manager")
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["lead_id"].as_str().unwrap(),
+                c["facts"]["actor"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(by_manager, vec!["L1 alice"], "{out}");
+    assert!(
+        commands
+            .iter()
+            .any(|c| c["lead_id"] == "L3" && c["owner_id"] == "rep-1"),
+        "{out}"
     );
 }
 

@@ -12,6 +12,7 @@ mod admin;
 mod claims;
 mod due;
 mod ingest;
+mod manage;
 mod openapi;
 mod tenant;
 
@@ -446,7 +447,10 @@ async fn reps(
                     json!({
                         "rep": rep,
                         "holdings": holdings.get(rep).map_or(0, |h| h.len()),
-                        "capacity": capacity.get(rep),
+                        // A manager's change over the file's.
+                        "capacity": processor
+                            .and_then(|p| p.capacity_of(rep))
+                            .or_else(|| capacity.get(rep).copied()),
                         // Assignments commanded, not yet carried out: they hold
                         // capacity until carried out, declined or expired.
                         "pending_assignments": state
@@ -556,6 +560,9 @@ pub fn router(
                 .layer(DefaultBodyLimit::max(api.config.ingest_body_bytes_max)),
         )
         .route("/api/v1/admin/snapshot", post(admin::admin_snapshot))
+        .route("/api/v1/admin/leads/{id}/assign", post(manage::assign))
+        .route("/api/v1/admin/leads/{id}/recall", post(manage::recall))
+        .route("/api/v1/admin/reps/{id}", post(manage::rep))
         .route("/api/v1/admin/rebuild", post(admin::admin_rebuild))
         .route(
             "/api/v1/admin/reload-policy",

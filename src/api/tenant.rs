@@ -118,6 +118,29 @@ impl TenantScope {
         }
     }
 
+    /// The tenant an action is about, when this engine owns its
+    /// partition; actions are not forwarded (421 otherwise).
+    pub(super) fn tenant_here(self, api: &Api) -> Result<String, ApiError> {
+        let t = self.tenant.unwrap_or_default();
+        if crate::domain::lifecycle::check_tenant_id(&t).is_err() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("tenant: {t:?} is not a tenant id"),
+            ));
+        }
+        if let Some(partition) = api.handle.tenant_elsewhere(&t)? {
+            return Err(ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                "not_owned_here",
+                format!(
+                    "tenant {t:?} lives on partition {partition}, which another engine owns: send the action to it (`leadflow partitions` shows who)"
+                ),
+            ));
+        }
+        Ok(t)
+    }
+
     pub(super) fn needs_policy() -> ApiError {
         ApiError::new(
             StatusCode::BAD_REQUEST,

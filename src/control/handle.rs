@@ -358,6 +358,18 @@ impl Handle {
         Ok(in_force)
     }
 
+    /// A manager's action (see [`Live::manage`]).
+    pub fn manage(
+        &self,
+        tenant: &str,
+        action: crate::policy::ManagerAction,
+        actor: &str,
+        requested_at_ms: i64,
+    ) -> Result<Result<Vec<crate::domain::LeadCommand>, String>, ControlError> {
+        let mut s = self.lock()?;
+        Ok(s.manage(tenant, action, actor, requested_at_ms)?)
+    }
+
     /// Checkpoints the projections and the policy state of every part now;
     /// returns the events they cover, over every part.
     pub fn save_snapshots(&self) -> Result<u64, ControlError> {

@@ -403,6 +403,53 @@ impl Live {
     }
 }
 
+impl Live {
+    /// A manager's action on `tenant`'s lead or rep: checked by the
+    /// tenant's policy, then recorded in the log of the tenant's part with
+    /// the commands it makes (one flushed write), which the dispatcher
+    /// then publishes. `Ok(Err(why))` when the policy refuses it (nothing
+    /// is recorded).
+    pub fn manage(
+        &mut self,
+        tenant: &str,
+        action: crate::policy::ManagerAction,
+        actor: &str,
+        requested_at_ms: i64,
+    ) -> Result<Result<Vec<crate::domain::LeadCommand>, String>, LogError> {
+        let part = self.part_for_tenant(tenant);
+        let Some(engine) = self.parts.get_mut(&part) else {
+            return Ok(Err("no part holds this tenant".into()));
+        };
+        let Some(p) = engine.processor.as_mut() else {
+            return Ok(Err(
+                "this engine runs without a policy ([policy] file)".into()
+            ));
+        };
+        if let Err(why) = p.check_manager(tenant, &action) {
+            return Ok(Err(why));
+        }
+        let input = crate::policy::PolicyInput::Manager {
+            tenant_id: tenant.to_string(),
+            action,
+            actor: actor.to_string(),
+            requested_at_ms,
+        };
+        let key = engine.log.next_policy_input_key(&input)?;
+        let fired = p.apply_input(key, &input);
+        // The shadow policy follows the managers as a restart's fold of
+        // the log would (it applies every recorded input but versions).
+        if let Some(shadow) = engine.shadow.as_mut() {
+            let fired = shadow.apply_input(key, &input);
+            engine.log.append_shadow(&fired)?;
+        }
+        let stored = engine.log.store_policy_input(key, &input, fired)?;
+        self.metrics.decided(stored.iter().map(|(_, c)| c));
+        self.stats.commands_decided += stored.len() as u64;
+        self.commands_dirty |= !stored.is_empty();
+        Ok(Ok(stored.into_iter().map(|(_, c)| c).collect()))
+    }
+}
+
 /// The running engine's state, shared by the intake and the handles:
 /// `None` once the engine has taken it back at shutdown.
 pub type Shared = Arc<Mutex<Option<Live>>>;

@@ -78,10 +78,13 @@ pub struct Table {
 /// line.
 const BY_CURRENCY: [&str; 2] = ["money", "revenue_minor_units"];
 
+/// One group of the document: its name and its fields.
+type Group<'a> = (String, &'a serde_json::Map<String, Value>);
+
 /// The rows of a `stats --json` document (`{"by", "rows": {group: {..}}}`,
 /// or the fairness document `{"reps": [..], "gini"}`) as a flat table.
 pub fn table(doc: &Value) -> Table {
-    let (group_col, groups): (String, Vec<(String, &serde_json::Map<String, Value>)>) =
+    let (group_col, groups): (String, Vec<Group<'_>>) =
         if let Some(reps) = doc.get("reps").and_then(Value::as_array) {
             let rows = reps
                 .iter()

@@ -60,7 +60,12 @@ impl EventLog {
         let bytes = serde_json::to_vec(input).expect("policy inputs serialise");
         batch.insert(&input_key(key.0, key.1), bytes);
         let (stored, next_cseq) = self.stage_new_commands(&mut batch, commands)?;
-        let flush = !stored.is_empty() || matches!(input, PolicyInput::Version { .. });
+        // A manager's action is answered once durable, commands or not.
+        let flush = !stored.is_empty()
+            || matches!(
+                input,
+                PolicyInput::Version { .. } | PolicyInput::Manager { .. }
+            );
         let result = if flush {
             self.write(batch, 0)
         } else {

@@ -244,7 +244,8 @@ impl Processor {
         };
         let cap = self.day_cap(pool);
         p.members.iter().any(|m| {
-            m.active && self.load_of(&m.id) < m.capacity && self.under_day_cap(&m.id, &cap, at_ms)
+            let (capacity, active) = self.member_limits(m);
+            active && self.load_of(&m.id) < capacity && self.under_day_cap(&m.id, &cap, at_ms)
         })
     }
 
@@ -336,7 +337,8 @@ impl Processor {
         cap: &DayCap<'_>,
         at_ms: i64,
     ) -> bool {
-        if !m.active || Some(m.id.as_str()) == exclude || self.load_of(&m.id) >= m.capacity {
+        let (capacity, active) = self.member_limits(m);
+        if !active || Some(m.id.as_str()) == exclude || self.load_of(&m.id) >= capacity {
             return false;
         }
         if !self.under_day_cap(&m.id, cap, at_ms) {
@@ -386,8 +388,9 @@ impl Processor {
                 .filter(|(_, m)| self.eligible(m, lead_id, exclude, &cap, at))
                 // load / capacity, compared exactly as cross products.
                 .min_by(|(_, a), (_, b)| {
-                    let la = u64::from(self.load_of(&a.id)) * u64::from(b.capacity);
-                    let lb = u64::from(self.load_of(&b.id)) * u64::from(a.capacity);
+                    let (ca, cb) = (self.member_limits(a).0, self.member_limits(b).0);
+                    let la = u64::from(self.load_of(&a.id)) * u64::from(cb);
+                    let lb = u64::from(self.load_of(&b.id)) * u64::from(ca);
                     la.cmp(&lb).then_with(|| a.id.cmp(&b.id))
                 }),
             Strategy::ScorePriority => pool
@@ -455,7 +458,7 @@ impl Processor {
             pool: &pool.name,
             strategy,
             holdings: load,
-            capacity: member.capacity,
+            capacity: self.member_limits(member).0,
             waiting_since_ms,
             skipped,
             attempt,

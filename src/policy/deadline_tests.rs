@@ -81,7 +81,7 @@ impl World {
         )
     }
 
-    fn converted(&mut self, t: i64, lead: &str, owner: &str) -> Vec<LeadCommand> {
+    pub(super) fn converted(&mut self, t: i64, lead: &str, owner: &str) -> Vec<LeadCommand> {
         self.at(
             t,
             lead,

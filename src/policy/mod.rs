@@ -60,6 +60,8 @@ mod allocate;
 pub mod calendar;
 mod claim;
 pub use claim::{ClaimCounts, DECLINE_REASONS, RULE_CLAIM};
+mod manager;
+pub use manager::{ManagerAction, RepOverride, RULE_MANAGER};
 mod deadlines;
 pub use deadlines::DueLead;
 mod duration;
@@ -113,6 +115,17 @@ pub enum PolicyInput {
     /// The wall clock advanced the policy's time while no events came
     /// (`leadflow run`, caught up): deadlines due by then fired.
     Tick { at_ms: i64 },
+    /// A manager acted (`POST /api/v1/admin/...`): see [`manager`].
+    Manager {
+        /// The tenant whose lead or rep it is.
+        tenant_id: String,
+        action: ManagerAction,
+        /// Who, for the explanation and the audit trail.
+        actor: String,
+        /// Wall-clock time of the request, for people; decisions never
+        /// read it (they happen at the policy's time).
+        requested_at_ms: i64,
+    },
 }
 
 /// An assignment commanded and not yet carried out: it holds a slot of
@@ -239,6 +252,9 @@ pub struct PolicyState {
     pub covered_input: Option<(u64, u32)>,
     /// Claims granted and declined per (rep, pool).
     pub claims: BTreeMap<(String, String), ClaimCounts>,
+    /// Reps' capacity and active flag as managers changed them, over the
+    /// policy file's.
+    pub rep_overrides: BTreeMap<String, RepOverride>,
     /// Claims granted per (rep, pool, UTC day), for `claims_per_day_max`.
     pub claims_per_day: HashMap<(String, String, i64), u32>,
     /// Per open lead: who lost it when (recalled, released, moved to
@@ -343,6 +359,7 @@ impl Processor {
                 Vec::new()
             }
             PolicyInput::Tick { at_ms } => self.advance(*at_ms),
+            PolicyInput::Manager { action, actor, .. } => self.manage(key, action, actor),
         }
     }
 
@@ -705,3 +722,6 @@ mod pool_rules_tests;
 
 #[cfg(test)]
 mod claim_tests;
+
+#[cfg(test)]
+mod manager_tests;

@@ -25,7 +25,7 @@
 //! The default tenant's processor always exists, is advanced by every tick
 //! and holds the whole file, so its version in force is the file's.
 
-use super::{PolicyFile, PolicyInput, PolicyState, Processor};
+use super::{ManagerAction, PolicyFile, PolicyInput, PolicyState, Processor};
 use crate::domain::{LeadCommand, LeadEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -183,6 +183,31 @@ impl Policies {
                 Vec::new()
             }
             PolicyInput::Tick { at_ms } => self.advance(*at_ms),
+            PolicyInput::Manager {
+                tenant_id,
+                action,
+                actor,
+                ..
+            } => {
+                let now = self.now_ms;
+                let Some(p) = self.tenants.get_mut(tenant_id) else {
+                    return Vec::new();
+                };
+                p.set_time(now);
+                let mut out = p.manage(key, action, actor);
+                stamp(&mut out, tenant_id);
+                self.reindex(tenant_id);
+                out
+            }
+        }
+    }
+
+    /// Why a manager's action cannot be carried out in `tenant` now, if it
+    /// cannot (see [`Processor::check_manager`]).
+    pub fn check_manager(&self, tenant: &str, action: &ManagerAction) -> Result<(), String> {
+        match self.tenants.get(tenant) {
+            Some(p) => p.check_manager(action),
+            None => Err(format!("tenant {tenant:?} has no leads yet")),
         }
     }
 
