@@ -34,6 +34,27 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub policy: PolicyConfig,
     pub api: ApiConfig,
+    pub report: ReportConfig,
+}
+
+/// How reports count days. `[report]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportConfig {
+    /// The IANA time zone whose calendar days the numbers are kept by
+    /// (`stats --by day`, `--from`/`--to`, owner and pool days, the
+    /// dashboard), DST-correct: "Asia/Shanghai", "America/New_York".
+    /// Default "UTC". Env `LEADFLOW_REPORT_TIME_ZONE`; `stats --tz`
+    /// answers in another one. Changing it rebuilds the projections.
+    pub time_zone: String,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            time_zone: "UTC".into(),
+        }
+    }
 }
 
 /// The HTTP server of `leadflow run`. Env `LEADFLOW_API_LISTEN`,
@@ -345,6 +366,10 @@ pub struct ProjectionConfig {
     pub recall_success_window_ms: i64,
     /// A projection snapshot is written after at least this many new events.
     pub snapshot_every_events: u64,
+    /// The report time zone (`report.time_zone`, set by `Config::load`),
+    /// carried here because the fold keeps the numbers by its days.
+    #[serde(skip)]
+    pub time_zone: String,
 }
 
 impl Default for ProjectionConfig {
@@ -353,6 +378,7 @@ impl Default for ProjectionConfig {
             follow_up_sla_ms: 24 * 3_600_000,
             recall_success_window_ms: 7 * 24 * 3_600_000,
             snapshot_every_events: 200_000,
+            time_zone: "UTC".into(),
         }
     }
 }
@@ -409,12 +435,18 @@ impl Config {
         if let Ok(f) = std::env::var("LEADFLOW_POLICY_SHADOW_FILE") {
             config.policy.shadow_file = Some(f.into());
         }
+        if let Ok(z) = std::env::var("LEADFLOW_REPORT_TIME_ZONE") {
+            config.report.time_zone = z;
+        }
+        config.projection.time_zone = config.report.time_zone.clone();
         config.validate()?;
         Ok(config)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        crate::domain::time::DayClock::new(&self.report.time_zone)
+            .map_err(|e| ConfigError::Invalid(format!("report.time_zone: {e}")))?;
         let own = self.kafka.own_partitions.trim();
         if !own.is_empty() && own != "ordinal" {
             parse_partitions(own).map_err(ConfigError::Invalid)?;

@@ -223,6 +223,79 @@ print(json.dumps({
     assert!(String::from_utf8_lossy(&err.stderr).contains("give --out FILE"));
 }
 
+/// Report days in a time zone, DST-correct (see `tests/fixture_metrics.rs`
+/// for the story): repB's first follow-up of L3 at h40 (2026-11-03T16:00Z)
+/// is on Nov 3 in UTC but on Nov 4 in Shanghai (00:00 local), so repB's
+/// Nov 4 has one first follow-up in UTC (L2's) and two in Shanghai; every
+/// lead was created on Nov 2 UTC, which is Nov 1 in Los Angeles.
+#[test]
+fn stats_count_days_in_the_report_time_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/scenario.jsonl");
+    ok(leadflow(&data, &["import", fixture]));
+    let nov4 = [
+        "--by",
+        "owner",
+        "--from",
+        "2026-11-04",
+        "--to",
+        "2026-11-05",
+        "--json",
+    ];
+    let rep_b = |extra: &[&str]| -> (u64, u64) {
+        let mut args = extra.to_vec();
+        args.push("stats");
+        args.extend(nov4);
+        let v: serde_json::Value = serde_json::from_str(&ok(leadflow(&data, &args))).unwrap();
+        let b = &v["rows"]["repB"];
+        (
+            b["first_follow_ups"].as_u64().unwrap(),
+            b["first_follow_ups_within_sla"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(rep_b(&[]), (1, 1));
+    // `--tz` folds the log again for the answer.
+    let mut args = vec!["stats"];
+    args.extend(nov4);
+    args.extend(["--tz", "Asia/Shanghai"]);
+    let v: serde_json::Value = serde_json::from_str(&ok(leadflow(&data, &args))).unwrap();
+    assert_eq!(
+        (
+            v["rows"]["repB"]["first_follow_ups"].as_u64(),
+            v["rows"]["repB"]["first_follow_ups_within_sla"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{v}"
+    );
+    // So does `report.time_zone` in the config (the projections are
+    // rebuilt in it), and UTC again after it.
+    let config = dir.path().join("leadflow.toml");
+    std::fs::write(&config, "[report]\ntime_zone = \"Asia/Shanghai\"\n").unwrap();
+    assert_eq!(rep_b(&["--config", config.to_str().unwrap()]), (2, 1));
+    assert_eq!(rep_b(&[]), (1, 1));
+    let days: serde_json::Value = serde_json::from_str(&ok(leadflow(
+        &data,
+        &[
+            "stats",
+            "--by",
+            "day",
+            "--json",
+            "--tz",
+            "America/Los_Angeles",
+        ],
+    )))
+    .unwrap();
+    assert_eq!(days["rows"]["2026-11-01"]["created"], 4, "{days}");
+    let bad = leadflow(&data, &["stats", "--tz", "Mars/Olympus"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("\"Mars/Olympus\" is not an IANA time zone"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
+
 #[test]
 fn simulate_is_deterministic_in_both_formats() {
     let dir = tempfile::tempdir().unwrap();

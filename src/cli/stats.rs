@@ -43,6 +43,12 @@ pub struct StatsArgs {
     /// one).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Count days in this IANA time zone ("Asia/Shanghai"; default
+    /// `report.time_zone`): `--by day`, `--from`/`--to` and the owner and
+    /// pool days. A zone other than the projections' is answered by
+    /// folding the log again for this answer (nothing is saved).
+    #[arg(long)]
+    tz: Option<String>,
     /// The numbers over every engine instead of this data dir's: each
     /// engine's share from its API, merged. Comma-separated base URLs
     /// (`http://leadflow-0:8080,…`) and `dns:HOST:PORT` names resolving
@@ -123,6 +129,13 @@ fn exec_inner(
         from_ms: a.from,
         to_ms: a.to,
     };
+    if a.peers.is_some()
+        && a.tz
+            .as_ref()
+            .is_some_and(|tz| *tz != config.report.time_zone)
+    {
+        bail!("--tz is answered from this data dir's log; with --peers the engines' numbers are in their report.time_zone");
+    }
     if let Some(spec) = &a.peers {
         if a.by == StatsBy::Fairness {
             bail!("--by fairness reads this data dir's policy; it is not merged across --peers");
@@ -149,7 +162,27 @@ fn exec_inner(
         return Ok(());
     }
     let logs = open_stores_for_reading(dir, config)?;
-    let p = load_all_projections(&logs, config)?;
+    let p = match &a.tz {
+        Some(tz) if *tz != config.report.time_zone => {
+            leadflow::domain::time::DayClock::new(tz).map_err(|e| anyhow::anyhow!("--tz: {e}"))?;
+            let mut projection = config.projection.clone();
+            projection.time_zone = tz.clone();
+            let mut merged: Option<leadflow::projector::Projections> = None;
+            for (_, log) in &logs {
+                let pb = super::spinner(Some(log.last_seq()), &format!("counting days in {tz}"));
+                let p = leadflow::replay::rebuild(log, &projection, None, &mut |seq| {
+                    pb.set_position(seq)
+                })?;
+                pb.finish_and_clear();
+                match merged.as_mut() {
+                    None => merged = Some(p),
+                    Some(m) => m.merge_for_reading(&p),
+                }
+            }
+            merged.expect("a data dir has at least one log")
+        }
+        _ => load_all_projections(&logs, config)?,
+    };
     if a.by == StatsBy::Fairness {
         let path = config
             .policy

@@ -9,6 +9,69 @@ pub fn day_of(ms: i64) -> i64 {
     ms.div_euclid(MS_PER_DAY)
 }
 
+/// Calendar days in a time zone: the local date of an instant, numbered
+/// from 1970-01-01 like UTC days (so a date's number is the same in every
+/// zone, and `format_day` prints it), DST-correct (the offset is the
+/// zone's at that instant). UTC costs one division.
+#[derive(Clone, Debug)]
+pub struct DayClock {
+    tz: Option<chrono_tz::Tz>,
+    /// (15-minute slot, day) of the last instant asked about: every
+    /// zone's offsets and transitions are whole quarter hours, so the
+    /// local date is the same within a UTC quarter hour, and events come
+    /// mostly in time order.
+    last: std::cell::Cell<(i64, i64)>,
+}
+
+const MS_PER_QUARTER_HOUR: i64 = 900_000;
+
+impl DayClock {
+    /// The clock of an IANA zone name ("Asia/Shanghai"); "UTC" or ""
+    /// for UTC days.
+    pub fn new(zone: &str) -> Result<DayClock, String> {
+        let tz =
+            match zone {
+                "" | "UTC" => None,
+                z => Some(z.parse::<chrono_tz::Tz>().map_err(|_| {
+                    format!("{z:?} is not an IANA time zone (e.g. \"Asia/Shanghai\")")
+                })?),
+            };
+        Ok(DayClock {
+            tz,
+            last: std::cell::Cell::new((i64::MIN, 0)),
+        })
+    }
+
+    pub fn utc() -> DayClock {
+        DayClock::new("UTC").expect("UTC is a zone")
+    }
+
+    /// The local day number that contains `ms`.
+    pub fn day_of(&self, ms: i64) -> i64 {
+        let Some(tz) = self.tz else {
+            return day_of(ms);
+        };
+        let slot = ms.div_euclid(MS_PER_QUARTER_HOUR);
+        let (last_slot, last_day) = self.last.get();
+        if slot == last_slot {
+            return last_day;
+        }
+        use chrono::{Offset, TimeZone};
+        let offset_ms = chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| {
+                i64::from(
+                    tz.offset_from_utc_datetime(&t.naive_utc())
+                        .fix()
+                        .local_minus_utc(),
+                ) * 1000
+            })
+            .unwrap_or(0);
+        let day = day_of(ms.saturating_add(offset_ms));
+        self.last.set((slot, day));
+        day
+    }
+}
+
 /// Formats a day number as `YYYY-MM-DD`.
 pub fn format_day(day: i64) -> String {
     match chrono::DateTime::from_timestamp_millis(day * MS_PER_DAY) {
@@ -62,6 +125,49 @@ pub fn parse_day_bound_ms(s: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_days_follow_the_zone_and_its_daylight_saving() {
+        let t = |s: &str| parse_time_ms(s).unwrap();
+        let sh = DayClock::new("Asia/Shanghai").unwrap();
+        // 16:30 UTC is 00:30 the next day in Shanghai (UTC+8).
+        assert_eq!(
+            format_day(sh.day_of(t("2026-11-19T16:30:00Z"))),
+            "2026-11-20"
+        );
+        assert_eq!(
+            format_day(sh.day_of(t("2026-11-19T15:59:59Z"))),
+            "2026-11-19"
+        );
+        // Los Angeles leaves daylight saving on 2026-11-01 at 09:00 UTC:
+        // 07:30 UTC that morning is 00:30 PDT (UTC-7), already Nov 1; a
+        // fixed UTC-8 would put it on Oct 31.
+        let la = DayClock::new("America/Los_Angeles").unwrap();
+        assert_eq!(
+            format_day(la.day_of(t("2026-11-01T07:30:00Z"))),
+            "2026-11-01"
+        );
+        assert_eq!(
+            format_day(la.day_of(t("2026-11-01T06:59:00Z"))),
+            "2026-10-31"
+        );
+        // After the change, midnight is at 08:00 UTC.
+        assert_eq!(
+            format_day(la.day_of(t("2026-11-02T07:59:00Z"))),
+            "2026-11-01"
+        );
+        assert_eq!(
+            format_day(la.day_of(t("2026-11-02T08:00:00Z"))),
+            "2026-11-02"
+        );
+        assert_eq!(
+            DayClock::utc().day_of(t("2026-11-19T23:59:59Z")),
+            day_of(t("2026-11-19T00:00:00Z"))
+        );
+        assert!(DayClock::new("Mars/Olympus")
+            .unwrap_err()
+            .contains("not an IANA time zone"));
+    }
 
     #[test]
     fn days_round_down_and_format() {

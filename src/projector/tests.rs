@@ -43,6 +43,7 @@ fn params() -> MetricParams {
     MetricParams {
         follow_up_sla_ms: 24 * H,
         recall_success_window_ms: 7 * 24 * H,
+        time_zone: "UTC".into(),
     }
 }
 

@@ -7,7 +7,9 @@
 //! durations go into mergeable [`Sketch`]es, so the aggregates of disjoint
 //! lead partitions add up to the aggregates of the whole.
 //!
-//! Definitions (all times are event times; days are UTC):
+//! Definitions (all times are event times; days are calendar days of the
+//! report time zone, `report.time_zone`, UTC by default: see
+//! [`DayClock`](crate::domain::time::DayClock)):
 //! - Cohort tables are keyed by (dimension, value, creation day). A lead's
 //!   conversion counts in the cohort of its creation, whenever it happens.
 //! - Owner tables are keyed by (owner, day of the event being counted).
@@ -30,7 +32,7 @@ use aggregates::add_money;
 pub use aggregates::*;
 
 use crate::domain::lifecycle::resolve_pool;
-use crate::domain::time::day_of;
+use crate::domain::time::DayClock;
 use crate::domain::{Currency, EventBody, LeadEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -41,6 +43,8 @@ use std::collections::HashMap;
 pub struct MetricParams {
     pub follow_up_sla_ms: i64,
     pub recall_success_window_ms: i64,
+    /// The IANA zone whose days the tables are keyed by ("UTC").
+    pub time_zone: String,
 }
 
 impl From<&crate::config::ProjectionConfig> for MetricParams {
@@ -48,6 +52,11 @@ impl From<&crate::config::ProjectionConfig> for MetricParams {
         MetricParams {
             follow_up_sla_ms: c.follow_up_sla_ms,
             recall_success_window_ms: c.recall_success_window_ms,
+            time_zone: if c.time_zone.is_empty() {
+                "UTC".into()
+            } else {
+                c.time_zone.clone()
+            },
         }
     }
 }
@@ -86,6 +95,21 @@ pub struct Metrics {
     string_ids: HashMap<String, u32>,
     leads: HashMap<String, LeadTrack>,
     pub agg: Aggregates,
+    /// The days of `params.time_zone`, made when first needed (not saved:
+    /// a function of the parameters).
+    #[serde(skip)]
+    days: Days,
+}
+
+/// A [`DayClock`] that compares equal to any other: it is derived from the
+/// parameters, which are compared.
+#[derive(Clone, Debug, Default)]
+struct Days(Option<DayClock>);
+
+impl PartialEq for Days {
+    fn eq(&self, _: &Days) -> bool {
+        true
+    }
 }
 
 impl Metrics {
@@ -96,6 +120,7 @@ impl Metrics {
             string_ids: HashMap::new(),
             leads: HashMap::new(),
             agg: Aggregates::default(),
+            days: Days::default(),
         }
     }
 
@@ -137,7 +162,13 @@ impl Metrics {
 
     pub fn apply(&mut self, event: &LeadEvent) {
         let at = event.occurred_at_ms;
-        let day = day_of(at);
+        if self.days.0.is_none() {
+            // Validated with the config; an unknown name counts UTC days.
+            self.days.0 =
+                Some(DayClock::new(&self.params.time_zone).unwrap_or_else(|_| DayClock::utc()));
+        }
+        let days = self.days.0.as_ref().expect("made above");
+        let day = days.day_of(at);
         if let EventBody::Created(c) = &event.body {
             if self.leads.contains_key(&event.lead_id) {
                 return;
@@ -245,6 +276,7 @@ impl Metrics {
                 Self::settle_recall(
                     &mut self.agg,
                     &self.strings,
+                    days,
                     track,
                     &f.owner_id,
                     at,
@@ -321,6 +353,7 @@ impl Metrics {
                 Self::settle_recall(
                     &mut self.agg,
                     &self.strings,
+                    days,
                     track,
                     &c.owner_id,
                     at,
@@ -337,6 +370,7 @@ impl Metrics {
     fn settle_recall(
         agg: &mut Aggregates,
         strings: &[String],
+        days: &DayClock,
         track: &mut LeadTrack,
         actor: &str,
         at: i64,
@@ -350,7 +384,7 @@ impl Metrics {
         }
         if at - p.at_ms <= params.recall_success_window_ms {
             agg.pools
-                .entry((p.pool.clone(), day_of(p.at_ms)))
+                .entry((p.pool.clone(), days.day_of(p.at_ms)))
                 .or_default()
                 .recall_successes += 1;
             let cycle_ms = (at - track.created_at_ms).max(0);
