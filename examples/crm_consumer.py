@@ -116,6 +116,13 @@ while time.time() - last < args.idle_exit_s:
         publish(c, fill)
     elif kind == "remind":
         did["reminded"] += 1
+    elif kind == "move":
+        did["moved"] = did.get("moved", 0) + 1
+
+        def fill(e, c=c):
+            e.moved.to_pool = c.move.to_pool
+            e.moved.command_id = c.command_id
+        publish(c, fill)
     elif kind == "decline_claim":
         # Tell the rep why (c.decline_claim.reason); nothing to publish.
         did["claims_declined"] += 1

@@ -559,6 +559,10 @@ fn managers_act_through_the_admin_api_with_explained_commands() {
             .event(),
         build::assigned("a-1", "L1", "rep-1").at(t0 + 3).event(),
         build::assigned("a-2", "L2", "rep-2").at(t0 + 4).event(),
+        build::created("c-4", "L4")
+            .at(t0 + 5)
+            .pool("key-accounts")
+            .event(),
     ];
     let (content_type, bytes) = body(&events, 0);
     let (code, text) = post(
@@ -632,6 +636,35 @@ fn managers_act_through_the_admin_api_with_explained_commands() {
         .clone();
     assert_eq!(rep1["capacity"], 3, "{reps}");
 
+    // A waiting lead moved to inbound: the CRM carries the move out, and
+    // the lead is allocated there (to rep-1, the one with room).
+    let (code, v) = admin_post(
+        &url("leads/L4/move"),
+        Some(ADMIN_TOKEN),
+        serde_json::json!({"actor": "carol", "to_pool": "inbound"}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let c = &v["commands"][0];
+    assert_eq!(c["type"], "move_lead", "{v}");
+    let moved = build::event(
+        "m-4",
+        "L4",
+        leadflow::domain::EventBody::Moved(leadflow::domain::LeadMoved {
+            to_pool: "inbound".into(),
+            command_id: c["command_id"].as_str().unwrap().into(),
+        }),
+    )
+    .at(t0 + 10)
+    .event();
+    let (content_type, bytes) = body(&[moved], 0);
+    let (code, text) = post(
+        &format!("{base}/api/v1/events"),
+        Some(TOKEN),
+        content_type,
+        &bytes,
+    );
+    assert_eq!(code, 200, "{text}");
+
     common::unsafe_sigterm(engine.id());
     assert!(
         engine.wait().unwrap().success(),
@@ -658,7 +691,13 @@ fn managers_act_through_the_admin_api_with_explained_commands() {
             )
         })
         .collect();
-    assert_eq!(by_manager, vec!["L1 alice"], "{out}");
+    assert_eq!(by_manager, vec!["L1 alice", "L4 carol"], "{out}");
+    assert!(
+        commands.iter().any(|c| c["lead_id"] == "L4"
+            && c["type"] == "assign_lead"
+            && c["owner_id"] == "rep-1"),
+        "{out}"
+    );
     assert!(
         commands
             .iter()

@@ -1,5 +1,5 @@
 //! Managers' actions over HTTP, behind `api.admin_token`:
-//! `POST /api/v1/admin/leads/{id}/assign`, `.../recall` and
+//! `POST /api/v1/admin/leads/{id}/assign`, `.../recall`, `.../move` and
 //! `POST /api/v1/admin/reps/{id}`. Each is recorded in the log as a policy
 //! input and answered once durable with the commands it made, which the
 //! engine publishes like any other (see `policy::manager`). A refused
@@ -35,6 +35,13 @@ pub(super) struct AssignBody {
 pub(super) struct RecallBody {
     actor: String,
     to_pool: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MoveBody {
+    actor: String,
+    to_pool: String,
 }
 
 #[derive(Deserialize)]
@@ -141,6 +148,24 @@ pub(super) async fn recall(
     let b = body(b)?;
     check_actor(&b.actor)?;
     let action = ManagerAction::RecallLead {
+        lead_id,
+        to_pool: b.to_pool,
+    };
+    act(&api, scope, action, b.actor).await
+}
+
+pub(super) async fn move_lead(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    scope: Result<Query<TenantScope>, QueryRejection>,
+    b: Result<Json<MoveBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    check_admin(&api, &headers)?;
+    let lead_id = path(id)?;
+    let b = body(b)?;
+    check_actor(&b.actor)?;
+    let action = ManagerAction::MoveLead {
         lead_id,
         to_pool: b.to_pool,
     };

@@ -562,6 +562,7 @@ pub fn router(
         .route("/api/v1/admin/snapshot", post(admin::admin_snapshot))
         .route("/api/v1/admin/leads/{id}/assign", post(manage::assign))
         .route("/api/v1/admin/leads/{id}/recall", post(manage::recall))
+        .route("/api/v1/admin/leads/{id}/move", post(manage::move_lead))
         .route("/api/v1/admin/reps/{id}", post(manage::rep))
         .route("/api/v1/admin/rebuild", post(admin::admin_rebuild))
         .route(

@@ -25,6 +25,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/admin/snapshot"),
     ("post", "/api/v1/admin/leads/{id}/assign"),
     ("post", "/api/v1/admin/leads/{id}/recall"),
+    ("post", "/api/v1/admin/leads/{id}/move"),
     ("post", "/api/v1/admin/reps/{id}"),
     ("post", "/api/v1/admin/rebuild"),
     ("post", "/api/v1/admin/reload-policy"),

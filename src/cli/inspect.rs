@@ -225,5 +225,6 @@ fn describe(e: &LeadEvent) -> String {
         Converted(c) => format!("by {} deal {}", c.owner_id, c.deal_value),
         CommandDeclined(d) => format!("declined {} ({})", d.command_id, d.reason),
         ClaimRequested(c) => format!("claim by {}", c.rep_id),
+        Moved(m) => format!("to pool {}", m.to_pool),
     }
 }

@@ -9,7 +9,7 @@
 use crate::domain::{
     AssignmentMethod, CommandBody, Currency, EventBody, FollowUpKind, LeadAssigned,
     LeadClaimRequested, LeadCommand, LeadCommandDeclined, LeadConverted, LeadCreated, LeadEvent,
-    LeadFollowedUp, LeadRecalled, LeadScored, Money, RecallReason, Rejection,
+    LeadFollowedUp, LeadMoved, LeadRecalled, LeadScored, Money, RecallReason, Rejection,
 };
 use prost::Message;
 
@@ -174,6 +174,10 @@ pub fn from_pb(msg: pb::LeadEvent) -> Result<LeadEvent, Rejection> {
         Body::ClaimRequested(c) => {
             EventBody::ClaimRequested(LeadClaimRequested { rep_id: c.rep_id })
         }
+        Body::Moved(m) => EventBody::Moved(LeadMoved {
+            to_pool: m.to_pool,
+            command_id: m.command_id,
+        }),
         Body::Converted(c) => EventBody::Converted(LeadConverted {
             deal_value: money_from_pb("converted.deal_value", c.deal_value)?,
             expected_lifetime_value: match c.expected_lifetime_value {
@@ -283,6 +287,10 @@ pub fn to_pb(event: &LeadEvent) -> pb::LeadEvent {
         EventBody::ClaimRequested(c) => Body::ClaimRequested(pb::LeadClaimRequested {
             rep_id: c.rep_id.clone(),
         }),
+        EventBody::Moved(m) => Body::Moved(pb::LeadMoved {
+            to_pool: m.to_pool.clone(),
+            command_id: m.command_id.clone(),
+        }),
     };
     pb::LeadEvent {
         event_id: event.event_id.clone(),
@@ -344,6 +352,10 @@ pub fn command_to_pb(cmd: &LeadCommand) -> pb::LeadCommand {
             reason: reason.clone(),
             request_event_id: request_event_id.clone(),
         }),
+        CommandBody::MoveLead { to_pool, from_pool } => Body::Move(pb::MoveLead {
+            to_pool: to_pool.clone(),
+            from_pool: from_pool.clone(),
+        }),
     };
     pb::LeadCommand {
         command_id: cmd.command_id.clone(),
@@ -398,6 +410,10 @@ pub fn decode_command(bytes: &[u8]) -> Result<LeadCommand, Rejection> {
             pool: d.pool,
             reason: d.reason,
             request_event_id: d.request_event_id,
+        },
+        Body::Move(m) => CommandBody::MoveLead {
+            to_pool: m.to_pool,
+            from_pool: m.from_pool,
         },
     };
     Ok(LeadCommand {

@@ -298,6 +298,7 @@ fn event_message_name(body: &pb::lead_event::Body) -> &'static str {
         Body::Converted(_) => "leadflow.v1.LeadConverted",
         Body::CommandDeclined(_) => "leadflow.v1.LeadCommandDeclined",
         Body::ClaimRequested(_) => "leadflow.v1.LeadClaimRequested",
+        Body::Moved(_) => "leadflow.v1.LeadMoved",
     }
 }
 

@@ -58,6 +58,12 @@ pub enum CommandBody {
         reason: String,
         request_event_id: String,
     },
+    /// Move a waiting lead to another pool (a manager's action). Names no
+    /// rep: `owner_id()` is empty.
+    MoveLead {
+        to_pool: String,
+        from_pool: String,
+    },
 }
 
 impl CommandBody {
@@ -68,6 +74,7 @@ impl CommandBody {
             CommandBody::RemindFollowUp { .. } => "remind_follow_up",
             CommandBody::CancelCommand { .. } => "cancel_command",
             CommandBody::DeclineClaim { .. } => "decline_claim",
+            CommandBody::MoveLead { .. } => "move_lead",
         }
     }
 
@@ -79,6 +86,7 @@ impl CommandBody {
             | CommandBody::RemindFollowUp { owner_id, .. }
             | CommandBody::CancelCommand { owner_id, .. }
             | CommandBody::DeclineClaim { owner_id, .. } => owner_id,
+            CommandBody::MoveLead { .. } => "",
         }
     }
 }

@@ -33,6 +33,7 @@ pub enum EventBody {
     Converted(LeadConverted),
     CommandDeclined(LeadCommandDeclined),
     ClaimRequested(LeadClaimRequested),
+    Moved(LeadMoved),
 }
 
 /// The type of an event, for counting and display.
@@ -46,10 +47,11 @@ pub enum EventKind {
     Converted,
     CommandDeclined,
     ClaimRequested,
+    Moved,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::Created,
         EventKind::Scored,
         EventKind::Assigned,
@@ -58,6 +60,7 @@ impl EventKind {
         EventKind::Converted,
         EventKind::CommandDeclined,
         EventKind::ClaimRequested,
+        EventKind::Moved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +73,7 @@ impl EventKind {
             EventKind::Converted => "converted",
             EventKind::CommandDeclined => "command_declined",
             EventKind::ClaimRequested => "claim_requested",
+            EventKind::Moved => "moved",
         }
     }
 }
@@ -85,6 +89,7 @@ impl EventBody {
             EventBody::Converted(_) => EventKind::Converted,
             EventBody::CommandDeclined(_) => EventKind::CommandDeclined,
             EventBody::ClaimRequested(_) => EventKind::ClaimRequested,
+            EventBody::Moved(_) => EventKind::Moved,
         }
     }
 }
@@ -144,6 +149,15 @@ pub struct LeadCommandDeclined {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeadClaimRequested {
     pub rep_id: String,
+}
+
+/// The lead now belongs to another pool; ownership does not change (see
+/// `proto/leadflow/v1/events.proto`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeadMoved {
+    pub to_pool: String,
+    /// The `MoveLead` carried out, if any (empty otherwise).
+    pub command_id: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

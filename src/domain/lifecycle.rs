@@ -22,6 +22,7 @@
 //! | converted(x) | UnknownLead      | NotOwner                | x=o: → Converted; x≠o: NotOwner      | AlreadyConverted     |
 //! | command_declined | UnknownLead  | stays                   | stays                                | LeadConverted        |
 //! | claim_requested | UnknownLead   | stays (policy answers)  | stays (policy declines)              | LeadConverted        |
+//! | moved(p)     | UnknownLead      | stays, pool p           | stays (owner kept), pool p           | LeadConverted        |
 //!
 //! Checked before the table, in this order: required fields and field
 //! validity (ids, event time within [`EVENT_TIME_MS_MIN`]..=[`EVENT_TIME_MS_MAX`],
@@ -202,6 +203,8 @@ pub fn decide_with(
         EventBody::Scored(_) | EventBody::CommandDeclined(_) | EventBody::ClaimRequested(_) => {
             Ok(())
         }
+        // A move changes the lead's pool, not its owner: any open state.
+        EventBody::Moved(_) => Ok(()),
         EventBody::Assigned(a) => {
             if lead.status == LeadStatus::Assigned && is_owner(&a.owner_id) {
                 Err(Rejection::AlreadyOwner {
@@ -272,6 +275,7 @@ pub fn apply(state: Option<Lead>, event: &LeadEvent) -> Lead {
                     lead.recall_count += 1;
                 }
                 EventBody::Converted(_) => lead.status = LeadStatus::Converted,
+                EventBody::Moved(m) => lead.pool = m.to_pool.clone(),
             }
             lead
         }
@@ -400,6 +404,7 @@ fn check_fields(event: &LeadEvent) -> Result<(), Rejection> {
         EventBody::Recalled(r) => check_id("recalled.previous_owner_id", &r.previous_owner_id),
         EventBody::CommandDeclined(d) => check_id("command_declined.command_id", &d.command_id),
         EventBody::ClaimRequested(c) => check_id("claim_requested.rep_id", &c.rep_id),
+        EventBody::Moved(m) => check_id("moved.to_pool", &m.to_pool),
         EventBody::Converted(c) => {
             check_id("converted.owner_id", &c.owner_id)?;
             check_money("converted.deal_value", &c.deal_value)?;

@@ -103,6 +103,10 @@ pub fn row(seq: u64, e: &LeadEvent) -> Vec<Cell> {
             r[29] = text(&d.reason);
         }
         EventBody::ClaimRequested(c) => r[17] = text(&c.rep_id),
+        EventBody::Moved(m) => {
+            r[9] = text(&m.to_pool);
+            r[19] = text(&m.command_id);
+        }
     }
     r
 }

@@ -133,7 +133,8 @@ impl Processor {
             .is_some_and(|p| p.kind == PoolKind::AutoAssign && !p.members.is_empty())
     }
 
-    /// Whether a lead is in a pool and not already promised to someone.
+    /// Whether a lead is in a pool and not already promised to someone
+    /// (nor being moved by a manager).
     pub(super) fn placeable(&self, lead_id: &str) -> bool {
         self.state
             .pool
@@ -141,6 +142,7 @@ impl Processor {
             .get(lead_id)
             .is_some_and(|l| l.status == LeadStatus::InPool)
             && !self.state.pending.contains_key(lead_id)
+            && !self.state.moving.contains_key(lead_id)
     }
 
     /// `rep` has room again (by the event `cause_event_id`): drain the

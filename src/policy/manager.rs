@@ -26,6 +26,9 @@ pub enum ManagerAction {
         lead_id: String,
         to_pool: Option<String>,
     },
+    /// Move a waiting lead to another pool (a held one: recall it with
+    /// `to_pool`). It is not allocated until the CRM's `moved`.
+    MoveLead { lead_id: String, to_pool: String },
     /// Change a rep's capacity or active flag in every pool of the tenant,
     /// over the policy file, until changed again (`reset` drops it).
     SetRep {
@@ -94,6 +97,28 @@ impl Processor {
                 }
                 if to_pool.as_deref() == Some("") {
                     return Err("to_pool, when given, names a pool".into());
+                }
+                Ok(())
+            }
+            ManagerAction::MoveLead { lead_id, to_pool } => {
+                let l = lead(lead_id)?;
+                if l.status != LeadStatus::InPool {
+                    return Err(format!(
+                        "lead {lead_id} is {}: only a waiting lead is moved (recall a held one with to_pool)",
+                        l.status.as_str()
+                    ));
+                }
+                if to_pool.is_empty() || *to_pool == l.pool {
+                    return Err(format!("lead {lead_id} is in pool {} already", l.pool));
+                }
+                if let Some(p) = self.state.pending.get(lead_id.as_str()) {
+                    return Err(format!(
+                        "lead {lead_id} is being assigned to {} ({}): assign it or wait",
+                        p.rep, p.command_id
+                    ));
+                }
+                if self.state.moving.contains_key(lead_id.as_str()) {
+                    return Err(format!("lead {lead_id} is being moved already"));
                 }
                 Ok(())
             }
@@ -280,6 +305,36 @@ impl Processor {
                     w.recalled = true;
                     self.watch(lead_id, w);
                 }
+            }
+            ManagerAction::MoveLead { lead_id, to_pool } => {
+                let (generation, from) = {
+                    let l = &self.state.pool.leads[lead_id.as_str()];
+                    (l.generation, l.pool.clone())
+                };
+                let body = CommandBody::MoveLead {
+                    to_pool: to_pool.clone(),
+                    from_pool: from.clone(),
+                };
+                let mut facts = BTreeMap::new();
+                facts.insert("actor".to_string(), actor.to_string());
+                facts.insert("from_pool".to_string(), from.clone());
+                out.push(LeadCommand {
+                    command_id: command_id(lead_id, generation, &rule_key, &body),
+                    lead_id: lead_id.clone(),
+                    issued_at_ms: at,
+                    causation_event_id: String::new(),
+                    rule_id: RULE_MANAGER.to_string(),
+                    rule_version: version,
+                    explanation: format!(
+                        "move from pool {from} to pool {to_pool} (by manager {actor}; rule {RULE_MANAGER} v{version})"
+                    ),
+                    facts,
+                    tenant_id: String::new(),
+                    body,
+                });
+                // Not allocated from the old pool meanwhile.
+                self.leave_backlog(lead_id);
+                self.state.moving.insert(lead_id.clone(), to_pool.clone());
             }
             ManagerAction::SetRep {
                 rep,

@@ -172,6 +172,49 @@ fn a_rep_given_more_capacity_takes_the_waiting_leads_and_an_inactive_rep_none() 
 }
 
 #[test]
+fn a_manager_moves_a_waiting_lead_which_waits_for_the_crm_then_is_allocated_there() {
+    let mut w = world();
+    // Given a lead waiting in the claimable pool.
+    w.at(
+        T0,
+        "k",
+        build::created("", "k")
+            .channel("ads")
+            .pool("key-accounts")
+            .body(),
+    );
+    let out = act(
+        &mut w,
+        1,
+        ManagerAction::MoveLead {
+            lead_id: "k".into(),
+            to_pool: "inbound".into(),
+        },
+    )
+    .unwrap();
+    assert!(
+        matches!(&out[0].body, CommandBody::MoveLead { to_pool, from_pool } if to_pool == "inbound" && from_pool == "key-accounts")
+    );
+    assert_eq!(
+        out[0].explanation,
+        "move from pool key-accounts to pool inbound (by manager alice; rule manager v5)"
+    );
+    // When the CRM carries it out, the lead waits in inbound and is
+    // allocated from it at once.
+    let moved = w.at(
+        T0 + 1,
+        "k",
+        EventBody::Moved(LeadMoved {
+            to_pool: "inbound".into(),
+            command_id: out[0].command_id.clone(),
+        }),
+    );
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert!(matches!(&moved[0].body, CommandBody::AssignLead { pool, .. } if pool == "inbound"));
+    assert_eq!(w.p.state().pool.leads["k"].pool, "inbound");
+}
+
+#[test]
 fn refused_actions_say_why() {
     let mut w = world();
     w.created(T0, "a");
@@ -186,6 +229,20 @@ fn refused_actions_say_why() {
                 to_pool: None,
             },
             "lead w is in_pool: only a held lead can be recalled",
+        ),
+        (
+            ManagerAction::MoveLead {
+                lead_id: "a".into(),
+                to_pool: "key-accounts".into(),
+            },
+            "only a waiting lead is moved",
+        ),
+        (
+            ManagerAction::MoveLead {
+                lead_id: "w".into(),
+                to_pool: "key-accounts".into(),
+            },
+            "is being assigned to",
         ),
         (
             ManagerAction::SetRep {

@@ -255,6 +255,10 @@ pub struct PolicyState {
     /// Reps' capacity and active flag as managers changed them, over the
     /// policy file's.
     pub rep_overrides: BTreeMap<String, RepOverride>,
+    /// Waiting leads a manager is moving (a `MoveLead` commanded, the
+    /// CRM's `moved` not seen yet) and their new pool: not allocated
+    /// meanwhile.
+    pub moving: HashMap<String, String>,
     /// Claims granted per (rep, pool, UTC day), for `claims_per_day_max`.
     pub claims_per_day: HashMap<(String, String, i64), u32>,
     /// Per open lead: who lost it when (recalled, released, moved to
@@ -472,6 +476,7 @@ impl Processor {
                 self.drain_for(&r.previous_owner_id, &event.event_id, at, &mut out);
             }
             EventBody::Assigned(a) => {
+                self.state.moving.remove(lead_id);
                 *self
                     .state
                     .received_by_rep
@@ -540,6 +545,7 @@ impl Processor {
                 self.state.cooldowns.remove(lead_id);
                 self.state.lead_attrs.remove(lead_id);
                 self.state.losses.remove(lead_id);
+                self.state.moving.remove(lead_id);
                 self.state.assign_attempts.remove(lead_id);
                 self.state.passed_over_by.remove(lead_id);
                 if let Some(owner) = holder {
@@ -567,6 +573,17 @@ impl Processor {
             }
             EventBody::ClaimRequested(c) => {
                 self.arbitrate_claim(lead_id, &c.rep_id, &event.event_id, at, &mut out);
+            }
+            EventBody::Moved(_) => {
+                // A waiting lead waits in its new pool now (and may be
+                // allocated from it); a held one keeps its deadlines.
+                self.state.moving.remove(lead_id);
+                if self.state.backlog_index.contains_key(lead_id.as_str()) {
+                    self.leave_backlog(lead_id);
+                }
+                if self.placeable(lead_id) {
+                    self.offer(lead_id, &event.event_id, at, &mut out);
+                }
             }
             EventBody::Scored(_) => {}
         }

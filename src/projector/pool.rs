@@ -123,6 +123,16 @@ impl PoolState {
                 lead.status = LeadStatus::Converted;
                 lead.converted_at_ms = Some(at);
             }
+            EventBody::Moved(m) => {
+                if lead.status == LeadStatus::InPool {
+                    remove(&mut self.waiting, &lead.pool, id);
+                    self.waiting
+                        .entry(m.to_pool.clone())
+                        .or_default()
+                        .insert(id.clone());
+                }
+                lead.pool = m.to_pool.clone();
+            }
         }
     }
 

@@ -230,8 +230,10 @@ impl LiveSim {
             EventBody::FollowedUp(_) => self.counts.followed_up += 1,
             EventBody::Converted(_) => self.counts.converted += 1,
             EventBody::Recalled(_) => self.counts.recalled += 1,
-            EventBody::Scored(_) | EventBody::CommandDeclined(_) | EventBody::ClaimRequested(_) => {
-            }
+            EventBody::Scored(_)
+            | EventBody::CommandDeclined(_)
+            | EventBody::ClaimRequested(_)
+            | EventBody::Moved(_) => {}
         }
         Outgoing::Event(Box::new(LeadEvent {
             event_id: format!("live-{}-{}", self.config.seed, self.next_event),
@@ -328,9 +330,9 @@ impl LiveSim {
             }
             // The simulated CRM carries out every assignment at once, so
             // none ever expires; its reps never claim.
-            CommandBody::CancelCommand { .. } | CommandBody::DeclineClaim { .. } => {
-                return Vec::new()
-            }
+            CommandBody::CancelCommand { .. }
+            | CommandBody::DeclineClaim { .. }
+            | CommandBody::MoveLead { .. } => return Vec::new(),
         };
         let Some(&rep) = self.reps_by_id.get(owner_id) else {
             return Vec::new();

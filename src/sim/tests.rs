@@ -45,11 +45,14 @@ fn generated_events_are_all_valid_and_in_time_order() {
     assert_eq!(kinds[&EventKind::Created], 2_000);
     // A realistic floor has all of these, in sane proportions (but
     // declines: the simulated CRM carries out every command it is given;
-    // and claims: its pools are all allocated by the engine).
-    for k in EventKind::ALL
-        .into_iter()
-        .filter(|k| !matches!(k, EventKind::CommandDeclined | EventKind::ClaimRequested))
-    {
+    // and claims and moves: its pools are all allocated by the engine, and
+    // no manager moves a lead).
+    for k in EventKind::ALL.into_iter().filter(|k| {
+        !matches!(
+            k,
+            EventKind::CommandDeclined | EventKind::ClaimRequested | EventKind::Moved
+        )
+    }) {
         assert!(kinds.get(&k).copied().unwrap_or(0) > 0, "no {k:?} events");
     }
     let converted = kinds[&EventKind::Converted] as f64 / 2_000.0;

@@ -274,6 +274,9 @@ pub struct PoolFlowAgg {
     pub recalled_in: u64,
     pub assigned_out: u64,
     pub recall_successes: u64,
+    /// Waiting leads moved in from another pool, and out to one.
+    pub moved_in: u64,
+    pub moved_out: u64,
 }
 
 impl PoolFlowAgg {
@@ -282,10 +285,19 @@ impl PoolFlowAgg {
         self.recalled_in += o.recalled_in;
         self.assigned_out += o.assigned_out;
         self.recall_successes += o.recall_successes;
+        self.moved_in += o.moved_in;
+        self.moved_out += o.moved_out;
     }
 
+    /// Leads that came to wait: created into the pool, recalled or moved
+    /// into it.
     pub fn inflow(&self) -> u64 {
-        self.created_in + self.recalled_in
+        self.created_in + self.recalled_in + self.moved_in
+    }
+
+    /// Waiting leads that left: assigned out, or moved to another pool.
+    pub fn left(&self) -> u64 {
+        self.assigned_out + self.moved_out
     }
 }
 
@@ -297,6 +309,10 @@ pub struct PoolWindow {
     pub outflow: u64,
     pub recalled_in: u64,
     pub recall_successes: u64,
+    /// Waiting leads moved in from other pools (part of `inflow`) and out
+    /// to other pools (not `outflow`: nobody worked them here).
+    pub moved_in: u64,
+    pub moved_out: u64,
     /// outflow / (waiting at window start + inflow).
     pub utilisation: Option<f64>,
     /// recall successes / leads recalled into the pool.
@@ -397,10 +413,12 @@ impl Aggregates {
             if window.before(*day) {
                 // Waiting changes only by inflow and outflow, so the queue at
                 // the window's start is their running difference before it.
-                w.waiting_at_start += v.inflow() as i64 - v.assigned_out as i64;
+                w.waiting_at_start += v.inflow() as i64 - v.left() as i64;
             } else if window.contains_day(*day) {
                 w.inflow += v.inflow();
                 w.outflow += v.assigned_out;
+                w.moved_in += v.moved_in;
+                w.moved_out += v.moved_out;
                 w.recalled_in += v.recalled_in;
                 w.recall_successes += v.recall_successes;
             }

@@ -226,6 +226,23 @@ impl Metrics {
             | EventBody::Scored(_)
             | EventBody::CommandDeclined(_)
             | EventBody::ClaimRequested(_) => {}
+            EventBody::Moved(m) => {
+                // A waiting lead leaves one queue for another; a held one
+                // only changes the pool it is held under.
+                if track.owner.is_none() && track.pool != m.to_pool {
+                    self.agg
+                        .pools
+                        .entry((track.pool.clone(), day))
+                        .or_default()
+                        .moved_out += 1;
+                    self.agg
+                        .pools
+                        .entry((m.to_pool.clone(), day))
+                        .or_default()
+                        .moved_in += 1;
+                }
+                track.pool = m.to_pool.clone();
+            }
             EventBody::Assigned(a) => {
                 if !track.ever_assigned {
                     track.ever_assigned = true;
