@@ -47,13 +47,86 @@ pub struct ReportConfig {
     /// Default "UTC". Env `LEADFLOW_REPORT_TIME_ZONE`; `stats --tz`
     /// answers in another one. Changing it rebuilds the projections.
     pub time_zone: String,
+    /// The currency every money metric is also reported in, beside the
+    /// per-currency figures ("USD"; empty: none), converted with `rates`.
+    pub currency: String,
+    /// Dated exchange rates into `currency`: each applies from its date
+    /// (a day of `time_zone`) until the next one of the same currency.
+    pub rates: Vec<RateConfig>,
+}
+
+/// One dated rate: from `from`, 1 `currency` is `rate` of the reporting
+/// currency.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    pub currency: String,
+    /// A date, `YYYY-MM-DD`.
+    pub from: String,
+    /// An exact decimal, as text: "0.1392".
+    pub rate: String,
 }
 
 impl Default for ReportConfig {
     fn default() -> Self {
         ReportConfig {
             time_zone: "UTC".into(),
+            currency: String::new(),
+            rates: Vec::new(),
         }
+    }
+}
+
+impl ReportConfig {
+    /// The reporting currency and its rates, checked; `None` without a
+    /// reporting currency.
+    pub fn rates(&self) -> Result<Option<crate::domain::rates::Rates>, String> {
+        use crate::domain::rates::{parse_rate, DatedRate, Rates, RATES_MAX};
+        if self.currency.is_empty() {
+            if !self.rates.is_empty() {
+                return Err("report.rates without report.currency".into());
+            }
+            return Ok(None);
+        }
+        let reporting = crate::domain::Currency::parse(&self.currency).ok_or_else(|| {
+            format!(
+                "report.currency {:?} is not an ISO 4217 code",
+                self.currency
+            )
+        })?;
+        if self.rates.len() > RATES_MAX {
+            return Err(format!("more than {RATES_MAX} report.rates"));
+        }
+        let mut rates = Vec::with_capacity(self.rates.len());
+        for (i, r) in self.rates.iter().enumerate() {
+            let at = format!("report.rates[{i}]");
+            let currency = crate::domain::Currency::parse(&r.currency)
+                .ok_or_else(|| format!("{at}.currency {:?} is not an ISO 4217 code", r.currency))?;
+            let date = chrono::NaiveDate::parse_from_str(&r.from, "%Y-%m-%d")
+                .map_err(|_| format!("{at}.from {:?} is not a date (YYYY-MM-DD)", r.from))?;
+            let from_day = i64::from(
+                (date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date")).num_days()
+                    as i32,
+            );
+            let (num, den) = parse_rate(&r.rate).map_err(|e| format!("{at}.rate: {e}"))?;
+            rates.push(DatedRate {
+                currency,
+                from_day,
+                num,
+                den,
+            });
+        }
+        rates.sort_by_key(|r| (r.currency, r.from_day));
+        if let Some(w) = rates
+            .windows(2)
+            .find(|w| (w[0].currency, w[0].from_day) == (w[1].currency, w[1].from_day))
+        {
+            return Err(format!(
+                "report.rates: two rates of {} from the same day",
+                w[0].currency
+            ));
+        }
+        Ok(Some(Rates { reporting, rates }))
     }
 }
 
@@ -370,6 +443,11 @@ pub struct ProjectionConfig {
     /// carried here because the fold keeps the numbers by its days.
     #[serde(skip)]
     pub time_zone: String,
+    /// The reporting currency and its dated rates (`report.currency`,
+    /// `report.rates`, set by `Config::load`): the fold converts each
+    /// amount on the day it happened.
+    #[serde(skip)]
+    pub rates: Option<crate::domain::rates::Rates>,
 }
 
 impl Default for ProjectionConfig {
@@ -379,6 +457,7 @@ impl Default for ProjectionConfig {
             recall_success_window_ms: 7 * 24 * 3_600_000,
             snapshot_every_events: 200_000,
             time_zone: "UTC".into(),
+            rates: None,
         }
     }
 }
@@ -439,6 +518,7 @@ impl Config {
             config.report.time_zone = z;
         }
         config.projection.time_zone = config.report.time_zone.clone();
+        config.projection.rates = config.report.rates().map_err(ConfigError::Invalid)?;
         config.validate()?;
         Ok(config)
     }

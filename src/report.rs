@@ -311,7 +311,25 @@ pub fn stats_text_sized(
     }
 }
 
-fn cohort_json(a: &CohortAgg) -> Value {
+/// A group's money in the reporting currency.
+fn reporting_json(a: &CohortAgg, c: Currency) -> Value {
+    let mut v = serde_json::to_value(a.reporting.metrics()).expect("serialisable");
+    v["currency"] = json!(c.to_string());
+    v["amounts_without_rate"] = json!(a.reporting.without_rate);
+    v
+}
+
+fn cohort_json(a: &CohortAgg, reporting: Option<Currency>) -> Value {
+    let mut v = cohort_json_own(a);
+    // Every money metric again in one currency, each amount converted at
+    // the rate of its day (only with `report.currency`).
+    if let Some(c) = reporting {
+        v["reporting"] = reporting_json(a, c);
+    }
+    v
+}
+
+fn cohort_json_own(a: &CohortAgg) -> Value {
     let money: BTreeMap<String, Value> = a
         .money()
         .into_iter()
@@ -340,7 +358,7 @@ fn cohort_json(a: &CohortAgg) -> Value {
     })
 }
 
-fn owner_json(a: &OwnerAgg) -> Value {
+fn owner_json(a: &OwnerAgg, reporting: Option<Currency>) -> Value {
     let recalls: BTreeMap<&str, u64> = a
         .recalls_by_reason
         .iter()
@@ -355,7 +373,7 @@ fn owner_json(a: &OwnerAgg) -> Value {
             (c.to_string(), v)
         })
         .collect();
-    json!({
+    let mut v = json!({
         "assignments": a.assignments,
         "first_follow_ups": a.first_follow_ups,
         "first_follow_ups_within_sla": a.first_follow_ups_within_sla,
@@ -374,7 +392,15 @@ fn owner_json(a: &OwnerAgg) -> Value {
         "recall_cycle_ms_p90": a.recall_cycle_ms.quantile(0.9),
         "conversions": a.conversions,
         "revenue_minor_units": revenue,
-    })
+    });
+    if let Some(c) = reporting {
+        v["revenue_reporting"] = json!({
+            "currency": c.to_string(),
+            "minor_units": crate::projector::metrics::serialize_sum(&a.revenue_reporting, serde_json::value::Serializer)
+                .expect("a number or a string"),
+        });
+    }
+    v
 }
 
 /// The `stats --json` document: `{"by": ..., "rows": {name: {...}}}`.
@@ -394,17 +420,17 @@ pub fn stats_json_sized(
         (_, Some(d)) => agg
             .by_dimension(d, window)
             .iter()
-            .map(|(k, a)| (k.clone(), cohort_json(a)))
+            .map(|(k, a)| (k.clone(), cohort_json(a, agg.reporting_currency)))
             .collect(),
         (StatsBy::Day, _) => agg
             .by_day(window)
             .iter()
-            .map(|(d, a)| (format_day(*d), cohort_json(a)))
+            .map(|(d, a)| (format_day(*d), cohort_json(a, agg.reporting_currency)))
             .collect(),
         (StatsBy::Owner, _) => agg
             .by_owner(window)
             .iter()
-            .map(|(k, a)| (k.clone(), owner_json(a)))
+            .map(|(k, a)| (k.clone(), owner_json(a, agg.reporting_currency)))
             .collect(),
         _ => pool_rows(agg, sizes, window)
             .into_iter()

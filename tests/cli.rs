@@ -296,6 +296,80 @@ fn stats_count_days_in_the_report_time_zone() {
     );
 }
 
+/// Money in one reporting currency at dated rates (see
+/// `tests/fixture_metrics.rs` for the story): costs on Nov 2 at the CNY
+/// rate then (0.14 USD), deals on and after Nov 3 at the next (0.15).
+#[test]
+fn stats_report_money_in_one_currency_at_dated_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/scenario.jsonl");
+    ok(leadflow(&data, &["import", fixture]));
+    let config = dir.path().join("leadflow.toml");
+    let stats = |rates: &str, by: &str| -> serde_json::Value {
+        std::fs::write(&config, format!("[report]\ncurrency = \"USD\"\n{rates}")).unwrap();
+        serde_json::from_str(&ok(leadflow(
+            &data,
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "stats",
+                "--by",
+                by,
+                "--json",
+            ],
+        )))
+        .unwrap()
+    };
+    let both = "[[report.rates]]\ncurrency = \"CNY\"\nfrom = \"2026-01-01\"\nrate = \"0.14\"\n\
+                [[report.rates]]\ncurrency = \"CNY\"\nfrom = \"2026-11-03\"\nrate = \"0.15\"\n";
+    let v = stats(both, "channel");
+    let search = &v["rows"]["search"]["reporting"];
+    // Cost 300.00 CNY * 0.14 = 42.00 USD; deals 1000 + 500 CNY * 0.15 =
+    // 225.00 USD; lifetime values 3000 and 500 CNY * 0.15 over two.
+    assert_eq!(search["currency"], "USD", "{v}");
+    assert_eq!(search["cost_minor_units"], 4_200, "{v}");
+    assert_eq!(search["revenue_minor_units"], 22_500, "{v}");
+    let roi = search["roi"].as_f64().unwrap();
+    assert!((roi - (22_500.0 - 4_200.0) / 4_200.0).abs() < 1e-9, "{v}");
+    assert_eq!(search["cac_minor_units"], 2_100.0, "{v}");
+    assert_eq!(search["avg_clv_minor_units"], 26_250.0, "{v}");
+    assert_eq!(search["amounts_without_rate"], 0, "{v}");
+    // Social: 50.00 CNY (7.00 USD) and 7.00 USD of cost, nothing earned —
+    // one number where the per-currency figures are two.
+    let social = &v["rows"]["social"];
+    assert_eq!(social["reporting"]["cost_minor_units"], 1_400, "{v}");
+    assert_eq!(social["reporting"]["roi"], -1.0, "{v}");
+    assert_eq!(social["money"].as_object().unwrap().len(), 2, "{v}");
+    let owners = stats(both, "owner");
+    assert_eq!(
+        owners["rows"]["repA"]["revenue_reporting"]["minor_units"], 15_000,
+        "{owners}"
+    );
+    // A rate table that starts too late says so instead of guessing.
+    let late = stats(
+        "[[report.rates]]\ncurrency = \"CNY\"\nfrom = \"2026-11-03\"\nrate = \"0.15\"\n",
+        "channel",
+    );
+    let search = &late["rows"]["search"]["reporting"];
+    assert_eq!(search["cost_minor_units"], 0, "{late}");
+    assert_eq!(search["amounts_without_rate"], 2, "{late}");
+    // A bad table is refused at start, naming the entry.
+    std::fs::write(
+        &config,
+        "[report]\ncurrency = \"USD\"\n[[report.rates]]\ncurrency = \"CNY\"\nfrom = \"2026-13-01\"\nrate = \"0.14\"\n",
+    )
+    .unwrap();
+    let bad = leadflow(&data, &["--config", config.to_str().unwrap(), "stats"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("report.rates[0].from \"2026-13-01\" is not a date"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
+
 #[test]
 fn simulate_is_deterministic_in_both_formats() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,6 +11,7 @@ pub mod command;
 pub mod event;
 pub mod lifecycle;
 pub mod money;
+pub mod rates;
 pub mod rejection;
 pub mod tenant;
 pub mod time;

@@ -27,6 +27,17 @@ impl Processor {
         }
     }
 
+    /// An assignment commanded (by the allocation, a claim or a manager):
+    /// it holds a slot of the rep's holdings, and expires at its time to
+    /// live, until the CRM carries it out or declines it.
+    pub(super) fn reserve(&mut self, lead_id: &str, p: Pending) {
+        if let Some(e) = p.expires_at_ms {
+            self.state.expiries.insert((e, lead_id.to_string()));
+        }
+        *self.state.pending_by_rep.entry(p.rep.clone()).or_default() += 1;
+        self.state.pending.insert(lead_id.to_string(), p);
+    }
+
     pub(super) fn leave_backlog(&mut self, lead_id: &str) {
         if let Some(w) = self.state.backlog_index.remove(lead_id) {
             if let Some(set) = self.state.backlog.get_mut(&w.pool) {
@@ -489,9 +500,10 @@ impl Processor {
         };
         let pool_name = pool.name.clone();
         let rep = member.id.clone();
+        let own_cap_pool = cap.own_pool.map(str::to_string);
         self.state.round_robin.insert(pool_name, (index + 1) % n);
-        self.state.pending.insert(
-            lead_id.to_string(),
+        self.reserve(
+            lead_id,
             Pending {
                 rep: rep.clone(),
                 command_id: command.command_id.clone(),
@@ -500,15 +512,11 @@ impl Processor {
                 expires_at_ms,
             },
         );
-        if let Some(e) = expires_at_ms {
-            self.state.expiries.insert((e, lead_id.to_string()));
-        }
-        *self.state.pending_by_rep.entry(rep.clone()).or_default() += 1;
-        if let Some(pool) = cap.own_pool {
+        if let Some(pool) = own_cap_pool {
             *self
                 .state
                 .assigned_per_pool_day
-                .entry((rep.clone(), pool.to_string(), day_of(at)))
+                .entry((rep.clone(), pool, day_of(at)))
                 .or_default() += 1;
         }
         *self

@@ -249,8 +249,8 @@ impl Processor {
             tenant_id: String::new(),
             body,
         };
-        self.state.pending.insert(
-            lead_id.to_string(),
+        self.reserve(
+            lead_id,
             Pending {
                 rep: rep.to_string(),
                 command_id: command.command_id.clone(),
@@ -259,14 +259,6 @@ impl Processor {
                 expires_at_ms,
             },
         );
-        if let Some(e) = expires_at_ms {
-            self.state.expiries.insert((e, lead_id.to_string()));
-        }
-        *self
-            .state
-            .pending_by_rep
-            .entry(rep.to_string())
-            .or_default() += 1;
         *self
             .state
             .claims_per_day

@@ -40,6 +40,33 @@ pub enum ManagerAction {
     },
 }
 
+/// A command of rule `manager`, made by the action recorded at
+/// `rule_key` (its place in the log makes the command's id).
+#[allow(clippy::too_many_arguments)]
+fn manager_command(
+    lead_id: &str,
+    generation: u32,
+    rule_key: &str,
+    at_ms: i64,
+    version: u32,
+    body: CommandBody,
+    explanation: String,
+    facts: BTreeMap<String, String>,
+) -> LeadCommand {
+    LeadCommand {
+        command_id: command_id(lead_id, generation, rule_key, &body),
+        lead_id: lead_id.to_string(),
+        issued_at_ms: at_ms,
+        causation_event_id: String::new(),
+        rule_id: RULE_MANAGER.to_string(),
+        rule_version: version,
+        explanation,
+        facts,
+        tenant_id: String::new(),
+        body,
+    }
+}
+
 /// A rep's capacity and active flag as a manager set them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepOverride {
@@ -185,21 +212,10 @@ impl Processor {
                     let mut facts = BTreeMap::new();
                     facts.insert("cancelled_command_id".to_string(), p.command_id.clone());
                     facts.insert("actor".to_string(), actor.to_string());
-                    out.push(LeadCommand {
-                        command_id: command_id(lead_id, generation, &rule_key, &body),
-                        lead_id: lead_id.clone(),
-                        issued_at_ms: at,
-                        causation_event_id: String::new(),
-                        rule_id: RULE_MANAGER.to_string(),
-                        rule_version: version,
-                        explanation: format!(
+                    out.push(manager_command(lead_id, generation, &rule_key, at, version, body, format!(
                             "withdraw {} (assign to {}): manager {actor} assigns the lead to {rep} (rule {RULE_MANAGER} v{version})",
                             p.command_id, p.rep
-                        ),
-                        facts,
-                        tenant_id: String::new(),
-                        body,
-                    });
+                        ), facts));
                     self.clear_pending(lead_id);
                 }
                 self.leave_backlog(lead_id);
@@ -227,22 +243,11 @@ impl Processor {
                     .as_ref()
                     .map_or(String::new(), |p| format!(", transfer from {p}"));
                 let of = capacity.map_or(String::new(), |c| format!(" of {c}"));
-                let command = LeadCommand {
-                    command_id: command_id(lead_id, generation, &rule_key, &body),
-                    lead_id: lead_id.clone(),
-                    issued_at_ms: at,
-                    causation_event_id: String::new(),
-                    rule_id: RULE_MANAGER.to_string(),
-                    rule_version: version,
-                    explanation: format!(
+                let command = manager_command(lead_id, generation, &rule_key, at, version, body, format!(
                         "assign to {rep} (by manager {actor} in pool {pool}{transfer}; holds {holdings}{of}; rule {RULE_MANAGER} v{version})"
-                    ),
-                    facts,
-                    tenant_id: String::new(),
-                    body,
-                };
-                self.state.pending.insert(
-                    lead_id.clone(),
+                    ), facts);
+                self.reserve(
+                    lead_id,
                     Pending {
                         rep: rep.clone(),
                         command_id: command.command_id.clone(),
@@ -251,10 +256,6 @@ impl Processor {
                         expires_at_ms,
                     },
                 );
-                if let Some(e) = expires_at_ms {
-                    self.state.expiries.insert((e, lead_id.clone()));
-                }
-                *self.state.pending_by_rep.entry(rep.clone()).or_default() += 1;
                 *self
                     .state
                     .assigned_per_day
@@ -285,20 +286,9 @@ impl Processor {
                 } else {
                     format!(", moving it from pool {pool}")
                 };
-                out.push(LeadCommand {
-                    command_id: command_id(lead_id, generation, &rule_key, &body),
-                    lead_id: lead_id.clone(),
-                    issued_at_ms: at,
-                    causation_event_id: String::new(),
-                    rule_id: RULE_MANAGER.to_string(),
-                    rule_version: version,
-                    explanation: format!(
+                out.push(manager_command(lead_id, generation, &rule_key, at, version, body, format!(
                         "recall from {owner} to pool {to} (by manager {actor}{moved}; rule {RULE_MANAGER} v{version})"
-                    ),
-                    facts,
-                    tenant_id: String::new(),
-                    body,
-                });
+                    ), facts));
                 // Nothing more fires for this assignment: its recall is
                 // commanded (the CRM's `recalled` ends it).
                 if let Some(mut w) = self.unwatch(lead_id) {
@@ -318,20 +308,9 @@ impl Processor {
                 let mut facts = BTreeMap::new();
                 facts.insert("actor".to_string(), actor.to_string());
                 facts.insert("from_pool".to_string(), from.clone());
-                out.push(LeadCommand {
-                    command_id: command_id(lead_id, generation, &rule_key, &body),
-                    lead_id: lead_id.clone(),
-                    issued_at_ms: at,
-                    causation_event_id: String::new(),
-                    rule_id: RULE_MANAGER.to_string(),
-                    rule_version: version,
-                    explanation: format!(
+                out.push(manager_command(lead_id, generation, &rule_key, at, version, body, format!(
                         "move from pool {from} to pool {to_pool} (by manager {actor}; rule {RULE_MANAGER} v{version})"
-                    ),
-                    facts,
-                    tenant_id: String::new(),
-                    body,
-                });
+                    ), facts));
                 // Not allocated from the old pool meanwhile.
                 self.leave_backlog(lead_id);
                 self.state.moving.insert(lead_id.clone(), to_pool.clone());

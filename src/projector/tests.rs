@@ -44,6 +44,7 @@ fn params() -> MetricParams {
         follow_up_sla_ms: 24 * H,
         recall_success_window_ms: 7 * 24 * H,
         time_zone: "UTC".into(),
+        rates: None,
     }
 }
 

@@ -123,6 +123,73 @@ pub struct CohortAgg {
     /// made the recall a success): the recall cycle as CRM recall
     /// evaluation defines it.
     pub created_to_successful_recall_ms: Sketch,
+    /// Every amount in the reporting currency (`report.currency`), each
+    /// converted at the rate of its own day.
+    pub reporting: ReportingSums,
+}
+
+/// A cohort's money in the reporting currency, in its minor units.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportingSums {
+    pub cost: i128,
+    /// Leads whose cost was converted.
+    pub cost_leads: u64,
+    pub revenue: i128,
+    /// Converted leads whose deal was converted.
+    pub deals: u64,
+    pub clv_sum: i128,
+    pub clv_count: u64,
+    /// Amounts left out because no rate of their currency applied on
+    /// their day (a rate table to complete: the figures are partial).
+    pub without_rate: u64,
+}
+
+impl ReportingSums {
+    pub(super) fn add_cost(&mut self, v: i128) {
+        self.cost = self.cost.checked_add(v).expect("bounded sums");
+        self.cost_leads += 1;
+    }
+
+    pub(super) fn add_deal(&mut self, deal: Option<i128>, clv: Option<i128>) {
+        match deal {
+            Some(v) => {
+                self.revenue = self.revenue.checked_add(v).expect("bounded sums");
+                self.deals += 1;
+            }
+            None => self.without_rate += 1,
+        }
+        match clv {
+            Some(v) => {
+                self.clv_sum = self.clv_sum.checked_add(v).expect("bounded sums");
+                self.clv_count += 1;
+            }
+            None => self.without_rate += 1,
+        }
+    }
+
+    fn merge(&mut self, o: &ReportingSums) {
+        self.cost = self.cost.checked_add(o.cost).expect("bounded sums");
+        self.cost_leads += o.cost_leads;
+        self.revenue = self.revenue.checked_add(o.revenue).expect("bounded sums");
+        self.deals += o.deals;
+        self.clv_sum = self.clv_sum.checked_add(o.clv_sum).expect("bounded sums");
+        self.clv_count += o.clv_count;
+        self.without_rate += o.without_rate;
+    }
+
+    /// The money metrics in the reporting currency: ROI over every lead
+    /// and deal converted, cost per lead, cost per converted lead, and the
+    /// average lifetime value.
+    pub fn metrics(&self) -> MoneyMetrics {
+        MoneyMetrics {
+            cost_minor_units: self.cost,
+            revenue_minor_units: self.revenue,
+            roi: ratio((self.revenue - self.cost) as f64, self.cost as f64),
+            cpl_minor_units: ratio(self.cost as f64, self.cost_leads as f64),
+            cac_minor_units: ratio(self.cost as f64, self.deals as f64),
+            avg_clv_minor_units: ratio(self.clv_sum as f64, self.clv_count as f64),
+        }
+    }
 }
 
 impl CohortAgg {
@@ -146,6 +213,7 @@ impl CohortAgg {
         self.recall_successes += o.recall_successes;
         self.created_to_successful_recall_ms
             .merge(&o.created_to_successful_recall_ms);
+        self.reporting.merge(&o.reporting);
     }
 
     /// Recall successes / recalls of the cohort's leads.
@@ -238,6 +306,8 @@ pub struct OwnerAgg {
     pub recall_cycle_ms: Sketch,
     pub conversions: u64,
     pub revenue: MoneyByCurrency,
+    /// Revenue in the reporting currency, if one is set.
+    pub revenue_reporting: i128,
 }
 
 impl OwnerAgg {
@@ -253,6 +323,10 @@ impl OwnerAgg {
         self.recall_cycle_ms.merge(&o.recall_cycle_ms);
         self.conversions += o.conversions;
         merge_money(&mut self.revenue, &o.revenue);
+        self.revenue_reporting = self
+            .revenue_reporting
+            .checked_add(o.revenue_reporting)
+            .expect("bounded sums");
     }
 
     pub fn recalls(&self) -> u64 {
@@ -332,6 +406,8 @@ pub struct Aggregates {
     pub cohorts: BTreeMap<CohortKey, CohortAgg>,
     pub owners: BTreeMap<(String, i64), OwnerAgg>,
     pub pools: BTreeMap<(String, i64), PoolFlowAgg>,
+    /// The reporting currency of the `reporting` sums, when one is set.
+    pub reporting_currency: Option<Currency>,
 }
 
 /// A window of whole UTC days: a day is in it when its start is in
@@ -364,6 +440,7 @@ impl Aggregates {
         for (k, v) in &o.pools {
             self.pools.entry(k.clone()).or_default().merge(v);
         }
+        self.reporting_currency = self.reporting_currency.or(o.reporting_currency);
     }
 
     /// Cohort metrics per value of `dimension` over the window.

@@ -45,6 +45,8 @@ pub struct MetricParams {
     pub recall_success_window_ms: i64,
     /// The IANA zone whose days the tables are keyed by ("UTC").
     pub time_zone: String,
+    /// The reporting currency and its dated rates, if any.
+    pub rates: Option<crate::domain::rates::Rates>,
 }
 
 impl From<&crate::config::ProjectionConfig> for MetricParams {
@@ -57,6 +59,7 @@ impl From<&crate::config::ProjectionConfig> for MetricParams {
             } else {
                 c.time_zone.clone()
             },
+            rates: c.rates.clone(),
         }
     }
 }
@@ -196,7 +199,21 @@ impl Metrics {
                 recall_count: 0,
                 pending_recall: None,
             };
+            let rates = self.params.rates.as_ref();
+            let cost = rates.map(|r| {
+                self.agg.reporting_currency = Some(r.reporting);
+                r.convert(
+                    i128::from(c.acquisition_cost.minor_units),
+                    c.acquisition_cost.currency,
+                    day,
+                )
+            });
             Self::for_cohorts(&mut self.agg, &self.strings, &track, |cohort| {
+                match cost {
+                    Some(Some(v)) => cohort.reporting.add_cost(v),
+                    Some(None) => cohort.reporting.without_rate += 1,
+                    None => {}
+                }
                 cohort.created += 1;
                 *cohort
                     .cost_leads
@@ -334,6 +351,17 @@ impl Metrics {
             EventBody::Converted(c) => {
                 let value = c.expected_lifetime_value.unwrap_or(c.deal_value);
                 let after_recall = track.recall_count > 0;
+                // In the reporting currency, at the rates of the deal's day.
+                let reporting = params.rates.as_ref().map(|r| {
+                    (
+                        r.convert(
+                            i128::from(c.deal_value.minor_units),
+                            c.deal_value.currency,
+                            day,
+                        ),
+                        r.convert(i128::from(value.minor_units), value.currency, day),
+                    )
+                });
                 let cost_currency = track.cost_currency;
                 Self::for_cohorts(&mut self.agg, &self.strings, track, |cohort| {
                     cohort.converted += 1;
@@ -355,6 +383,9 @@ impl Metrics {
                     if after_recall {
                         cohort.converted_after_recall += 1;
                     }
+                    if let Some((deal, clv)) = reporting {
+                        cohort.reporting.add_deal(deal, clv);
+                    }
                 });
                 let o = self
                     .agg
@@ -367,6 +398,12 @@ impl Metrics {
                     c.deal_value.currency,
                     i128::from(c.deal_value.minor_units),
                 );
+                if let Some((Some(deal), _)) = reporting {
+                    o.revenue_reporting = o
+                        .revenue_reporting
+                        .checked_add(deal)
+                        .expect("money sums in i128 cannot overflow with bounded amounts");
+                }
                 Self::settle_recall(
                     &mut self.agg,
                     &self.strings,
