@@ -93,6 +93,7 @@ fn handle_per_event(c: &mut Criterion) {
             leadflow::policy::TenantPolicy {
                 rules: table.rules.clone(),
                 pools: table.pools.clone(),
+                duplicates: table.duplicates.clone(),
             },
         );
     }

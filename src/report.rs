@@ -348,6 +348,8 @@ fn cohort_json_own(a: &CohortAgg) -> Value {
         "recalled_leads": a.recalled_leads,
         "converted_after_recall": a.converted_after_recall,
         "conversion_after_recall_rate": a.conversion_after_recall_rate(),
+        "duplicates": a.duplicates,
+        "duplicate_rate": a.duplicate_rate(),
         "recalls": a.recalls,
         "recall_successes": a.recall_successes,
         "recall_success_rate": a.recall_success_rate(),

@@ -838,3 +838,96 @@ fn claims_from_the_public_pool_are_arbitrated_first_come_first_served() {
         "{claims:?}"
     );
 }
+
+/// A policy that refuses duplicate contacts: the second lead with an open
+/// lead's fingerprint is rejected `duplicate_contact` at intake (answered,
+/// kept as a rejection, never in a pool); once the original converts, the
+/// contact may come again.
+#[test]
+fn a_duplicate_contact_is_refused_at_intake_under_a_rejecting_policy() {
+    use leadflow::domain::build;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = "version = 1\n[duplicates]\nhandling = \"reject\"\n\
+                  [[pools]]\nname = \"inbound\"\nkind = \"claimable\"\n";
+    let (mut engine, base, drain) = engine_with_policy(dir.path(), "hx", policy);
+    let t0 = 1_790_000_000_000;
+    let lead = |id: &str, lead: &str, fp: &str, at: i64| {
+        let mut e = build::created(id, lead).at(at).pool("inbound").event();
+        if let leadflow::domain::EventBody::Created(c) = &mut e.body {
+            c.contact_fingerprint = fp.to_string();
+        }
+        e
+    };
+    let send = |events: &[leadflow::domain::LeadEvent]| -> serde_json::Value {
+        let (content_type, bytes) = body(events, 0);
+        let (code, text) = post(
+            &format!("{base}/api/v1/events"),
+            Some(TOKEN),
+            content_type,
+            &bytes,
+        );
+        assert_eq!(code, 200, "{text}");
+        serde_json::from_str(&text).unwrap()
+    };
+    // The original and, in the same request, its duplicate.
+    let v = send(&[
+        lead("c-1", "L1", "fp-x", t0),
+        lead("c-2", "L2", "fp-x", t0 + 1),
+    ]);
+    assert_eq!(
+        (v["accepted"].as_u64(), v["rejected"].as_u64()),
+        (Some(1), Some(1)),
+        "{v}"
+    );
+    assert_eq!(v["items"][1]["code"], "duplicate_contact", "{v}");
+    assert!(
+        v["items"][1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("lead L1 is open with the same contact fingerprint"),
+        "{v}"
+    );
+    // Sent again: the same answer (the id is spent on the rejection).
+    let again = send(&[lead("c-2", "L2", "fp-x", t0 + 1)]);
+    assert_eq!(again["items"][0]["code"], "duplicate_contact", "{again}");
+    // L1 converts: the contact is free again.
+    let v = send(&[
+        build::assigned("a-1", "L1", "rep-1").at(t0 + 2).event(),
+        build::event(
+            "v-1",
+            "L1",
+            leadflow::domain::EventBody::Converted(leadflow::domain::LeadConverted {
+                owner_id: "rep-1".into(),
+                deal_value: leadflow::domain::Money::new(
+                    100,
+                    leadflow::domain::Currency::parse("CNY").unwrap(),
+                ),
+                customer_id: "cust".into(),
+                expected_lifetime_value: None,
+            }),
+        )
+        .at(t0 + 3)
+        .event(),
+        lead("c-3", "L3", "fp-x", t0 + 4),
+    ]);
+    assert_eq!(
+        (v["accepted"].as_u64(), v["rejected"].as_u64()),
+        (Some(3), Some(0)),
+        "{v}"
+    );
+
+    common::unsafe_sigterm(engine.id());
+    assert!(
+        engine.wait().unwrap().success(),
+        "{}",
+        drain.join().unwrap()
+    );
+    let config = dir.path().join("leadflow.toml");
+    let out = common::ok(
+        common::leadflow(&dir.path().join("data"), &config)
+            .args(["inspect", "rejections", "--reason", "duplicate_contact"])
+            .output()
+            .unwrap(),
+    );
+    assert!(out.contains("duplicate_contact"), "{out}");
+}

@@ -317,22 +317,27 @@ impl Live {
             panic!("no part {part:?} in this engine: the caller routes to its parts")
         });
         let projections = &mut engine.projections;
-        let processor = &mut engine.processor;
+        // Asked by both callbacks, never at once: the log asks `admit`
+        // before an event, `decide` after it.
+        let processor = std::cell::RefCell::new(&mut engine.processor);
         let shadow = &mut engine.shadow;
         let mut shadowed = Vec::new();
         let append_started = Instant::now();
-        let report = engine
-            .log
-            .append_with(inputs, positions, &mut |seq, event| {
+        let report = engine.log.append_admitted(
+            inputs,
+            positions,
+            &mut |event| processor.borrow().as_ref().and_then(|p| p.admit(event)),
+            &mut |seq, event| {
                 projections.apply(seq, event);
                 if let Some(s) = shadow.as_mut() {
                     shadowed.extend(s.handle(seq, event));
                 }
-                match processor {
+                match processor.borrow_mut().as_mut() {
                     Some(p) => p.handle(seq, event),
                     None => Vec::new(),
                 }
-            })?;
+            },
+        )?;
         engine.log.append_shadow(&shadowed)?;
         let m = &self.metrics;
         m.append_seconds

@@ -128,6 +128,14 @@ pub enum Rejection {
         partition: i32,
         partitions: i32,
     },
+    /// A lead created with the contact fingerprint of a lead still open
+    /// (not converted), under a policy whose `[duplicates] handling` is
+    /// `reject`. Work the original instead; if it is a different person,
+    /// fix the fingerprint.
+    #[error(
+        "duplicate contact: lead {original_lead_id} is open with the same contact fingerprint"
+    )]
+    DuplicateContact { original_lead_id: String },
 }
 
 fn at_byte(offset: &Option<u64>) -> String {
@@ -158,6 +166,7 @@ impl Rejection {
             Rejection::RecordTooLarge { .. } => "record_too_large",
             Rejection::WrongTenant { .. } => "wrong_tenant",
             Rejection::WrongPartition { .. } | Rejection::NotOwnedHere { .. } => "wrong_partition",
+            Rejection::DuplicateContact { .. } => "duplicate_contact",
         }
     }
 

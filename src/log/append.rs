@@ -27,6 +27,21 @@ impl EventLog {
         positions: &[Position],
         decide: &mut dyn FnMut(u64, &LeadEvent) -> Vec<LeadCommand>,
     ) -> Result<AppendReport, LogError> {
+        self.append_admitted(inputs, positions, &mut |_| None, decide)
+    }
+
+    /// Like [`append_with`](Self::append_with), and asks `admit` about
+    /// each event the lifecycle accepts, just before it is appended (after
+    /// `decide` has seen every event before it, this batch's too): a
+    /// rejection it returns is stored like the lifecycle's own (the
+    /// policy's duplicate-contact rule).
+    pub fn append_admitted(
+        &mut self,
+        inputs: &[Input],
+        positions: &[Position],
+        admit: &mut dyn FnMut(&LeadEvent) -> Option<Rejection>,
+        decide: &mut dyn FnMut(u64, &LeadEvent) -> Vec<LeadCommand>,
+    ) -> Result<AppendReport, LogError> {
         if self.poisoned {
             return Err(LogError::Poisoned);
         }
@@ -72,7 +87,13 @@ impl EventLog {
             for (index, input) in inputs.iter().enumerate() {
                 let outcome = match &input.record {
                     Err((reason, _)) => Err(reason.clone()),
-                    Ok(event) => self.validate(event, &overlay, &ids_in_batch)?,
+                    Ok(event) => match self.validate(event, &overlay, &ids_in_batch)? {
+                        Ok(lead) => match admit(event) {
+                            Some(refused) => Err(refused),
+                            None => Ok(lead),
+                        },
+                        refused => refused,
+                    },
                 };
                 match outcome {
                     Ok(lead) => {

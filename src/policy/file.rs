@@ -357,6 +357,9 @@ pub struct PolicyFile {
     pub rules: Rules,
     #[serde(default)]
     pub pools: Vec<PoolPolicy>,
+    /// What becomes of a lead created with the contact of an open lead.
+    #[serde(default)]
+    pub duplicates: Duplicates,
     /// Every other tenant's rules and pools, by tenant id (see the module
     /// docs). Empty in a single-tenant deployment.
     #[serde(default)]
@@ -372,6 +375,27 @@ pub struct TenantPolicy {
     pub rules: Rules,
     #[serde(default)]
     pub pools: Vec<PoolPolicy>,
+    #[serde(default)]
+    pub duplicates: Duplicates,
+}
+
+/// `[duplicates]`: a lead created with the `contact_fingerprint` of a lead
+/// still open (not converted) is a duplicate contact.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Duplicates {
+    /// `reject`: refused at intake, rejection `duplicate_contact` (dead
+    /// letter, counted); `link`: accepted, linked to the original and
+    /// assigned to the original's owner when someone holds it. Left out:
+    /// duplicates are counted in the numbers and allocated like any lead.
+    pub handling: Option<DuplicateHandling>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DuplicateHandling {
+    Reject,
+    Link,
 }
 
 /// Limits that keep a policy file reasonable.
@@ -438,6 +462,7 @@ impl PolicyFile {
             effective_from_ms: self.effective_from_ms,
             rules: own.rules,
             pools: own.pools,
+            duplicates: own.duplicates,
             tenants: BTreeMap::new(),
         }
     }

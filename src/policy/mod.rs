@@ -64,6 +64,8 @@ mod manager;
 pub use manager::{ManagerAction, RepOverride, RULE_MANAGER};
 mod deadlines;
 pub use deadlines::DueLead;
+mod duplicates;
+pub use duplicates::RULE_DUPLICATE_LINK;
 mod duration;
 mod explain;
 
@@ -78,8 +80,8 @@ use crate::domain::time::day_of;
 use crate::domain::{CommandBody, EventBody, LeadCommand, LeadEvent, LeadStatus, RecallReason};
 use crate::projector::pool::PoolState;
 pub use file::{
-    ClaimRules, LeadFacts, Member, PolicyError, PolicyFile, PoolKind, PoolPolicy, RuleOverrides,
-    Rules, Strategy, TenantPolicy, When,
+    ClaimRules, DuplicateHandling, Duplicates, LeadFacts, Member, PolicyError, PolicyFile,
+    PoolKind, PoolPolicy, RuleOverrides, Rules, Strategy, TenantPolicy, When,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -255,6 +257,10 @@ pub struct PolicyState {
     /// Reps' capacity and active flag as managers changed them, over the
     /// policy file's.
     pub rep_overrides: BTreeMap<String, RepOverride>,
+    /// Contact fingerprint -> the open lead that first had it.
+    pub fingerprints: HashMap<String, String>,
+    /// Open lead -> its fingerprint (the leads in `fingerprints`).
+    pub fingerprint_of: HashMap<String, String>,
     /// Waiting leads a manager is moving (a `MoveLead` commanded, the
     /// CRM's `moved` not seen yet) and their new pool: not allocated
     /// meanwhile.
@@ -442,7 +448,13 @@ impl Processor {
                 self.state
                     .lead_attrs
                     .insert(lead_id.clone(), (c.region.clone(), c.industry.clone()));
-                self.offer(lead_id, &event.event_id, at, &mut out);
+                let original = self.note_fingerprint(lead_id, &c.contact_fingerprint);
+                let linked = original.is_some_and(|o| {
+                    self.link_duplicate(lead_id, &o, &event.event_id, at, &mut out)
+                });
+                if !linked {
+                    self.offer(lead_id, &event.event_id, at, &mut out);
+                }
             }
             EventBody::Recalled(r) => {
                 self.clear_pending(lead_id);
@@ -546,6 +558,7 @@ impl Processor {
                 self.state.lead_attrs.remove(lead_id);
                 self.state.losses.remove(lead_id);
                 self.state.moving.remove(lead_id);
+                self.forget_fingerprint(lead_id);
                 self.state.assign_attempts.remove(lead_id);
                 self.state.passed_over_by.remove(lead_id);
                 if let Some(owner) = holder {
@@ -742,3 +755,6 @@ mod claim_tests;
 
 #[cfg(test)]
 mod manager_tests;
+
+#[cfg(test)]
+mod duplicate_tests;

@@ -202,6 +202,13 @@ impl Policies {
         }
     }
 
+    /// The rejection of `event` at intake, if its tenant's policy refuses
+    /// it (see [`Processor::admit`]). A tenant not seen yet has no open
+    /// leads, so nothing of it is a duplicate.
+    pub fn admit(&self, event: &LeadEvent) -> Option<crate::domain::Rejection> {
+        self.tenants.get(&event.tenant_id)?.admit(event)
+    }
+
     /// Why a manager's action cannot be carried out in `tenant` now, if it
     /// cannot (see [`Processor::check_manager`]).
     pub fn check_manager(&self, tenant: &str, action: &ManagerAction) -> Result<(), String> {

@@ -268,3 +268,50 @@ fn projections_of_partition_stores_sum_to_the_whole_for_reading() {
     assert_eq!(summed.pool.holdings["rep-1"].len(), 1);
     assert!(Projections::summed([]).is_none());
 }
+
+fn with_fingerprint(mut e: LeadEvent, fp: &str) -> LeadEvent {
+    if let EventBody::Created(c) = &mut e.body {
+        c.contact_fingerprint = fp.to_string();
+    }
+    e
+}
+
+/// Duplicate contacts counted by channel: "partner" sells us B and C,
+/// contacts of A (open) and of D (converted before C came). Only B is a
+/// duplicate; partner's cost per unique lead is its cost over one lead.
+#[test]
+fn duplicate_contacts_are_counted_where_they_were_bought() {
+    let events = vec![
+        with_fingerprint(created("A", 0, "search"), "fp-1"),
+        with_fingerprint(created("D", 1, "search"), "fp-2"),
+        assigned("D", 2, "rep"),
+        ev(
+            "D",
+            3,
+            EventBody::Converted(LeadConverted {
+                owner_id: "rep".into(),
+                deal_value: cny(5_000),
+                customer_id: "c".into(),
+                expected_lifetime_value: None,
+            }),
+        ),
+        with_fingerprint(created("B", 4, "partner"), "fp-1"),
+        with_fingerprint(created("C", 5, "partner"), "fp-2"),
+        // A lead without a fingerprint is never a duplicate.
+        created("E", 6, "partner"),
+        created("F", 7, "partner"),
+    ];
+    let p = fold(&events);
+    let rows = p
+        .metrics
+        .agg
+        .by_dimension(Dimension::Channel, Window::default());
+    let (partner, search) = (&rows["partner"], &rows["search"]);
+    assert_eq!((partner.created, partner.duplicates), (4, 1));
+    assert_eq!(partner.duplicate_rate(), Some(0.25));
+    assert_eq!(search.duplicates, 0);
+    let m = &partner.money()[&Currency::parse("CNY").unwrap()];
+    // 4 leads at 10.00 CNY: 10.00 per lead, 13.33 per unique lead.
+    assert_eq!(m.cpl_minor_units, Some(1_000.0));
+    assert_eq!(m.cpl_unique_minor_units, Some(4_000.0 / 3.0));
+}

@@ -203,6 +203,7 @@ impl LiveSim {
                 ..Rules::default()
             },
             pools,
+            duplicates: Default::default(),
             tenants: Default::default(),
         }
     }

@@ -126,6 +126,12 @@ pub struct CohortAgg {
     /// Every amount in the reporting currency (`report.currency`), each
     /// converted at the rate of its own day.
     pub reporting: ReportingSums,
+    /// Leads created with the contact fingerprint of a lead still open:
+    /// bought or generated again.
+    pub duplicates: u64,
+    /// Those duplicates by the currency of their cost (for the cost per
+    /// unique lead).
+    pub duplicate_cost_leads: BTreeMap<Currency, u64>,
 }
 
 /// A cohort's money in the reporting currency, in its minor units.
@@ -137,6 +143,8 @@ pub struct ReportingSums {
     pub revenue: i128,
     /// Converted leads whose deal was converted.
     pub deals: u64,
+    /// Duplicate contacts among `cost_leads`.
+    pub duplicate_leads: u64,
     pub clv_sum: i128,
     pub clv_count: u64,
     /// Amounts left out because no rate of their currency applied on
@@ -170,6 +178,7 @@ impl ReportingSums {
     fn merge(&mut self, o: &ReportingSums) {
         self.cost = self.cost.checked_add(o.cost).expect("bounded sums");
         self.cost_leads += o.cost_leads;
+        self.duplicate_leads += o.duplicate_leads;
         self.revenue = self.revenue.checked_add(o.revenue).expect("bounded sums");
         self.deals += o.deals;
         self.clv_sum = self.clv_sum.checked_add(o.clv_sum).expect("bounded sums");
@@ -186,6 +195,10 @@ impl ReportingSums {
             revenue_minor_units: self.revenue,
             roi: ratio((self.revenue - self.cost) as f64, self.cost as f64),
             cpl_minor_units: ratio(self.cost as f64, self.cost_leads as f64),
+            cpl_unique_minor_units: ratio(
+                self.cost as f64,
+                self.cost_leads.saturating_sub(self.duplicate_leads) as f64,
+            ),
             cac_minor_units: ratio(self.cost as f64, self.deals as f64),
             avg_clv_minor_units: ratio(self.clv_sum as f64, self.clv_count as f64),
         }
@@ -214,6 +227,13 @@ impl CohortAgg {
         self.created_to_successful_recall_ms
             .merge(&o.created_to_successful_recall_ms);
         self.reporting.merge(&o.reporting);
+        self.duplicates += o.duplicates;
+        merge_counts(&mut self.duplicate_cost_leads, &o.duplicate_cost_leads);
+    }
+
+    /// Duplicate contacts / leads created.
+    pub fn duplicate_rate(&self) -> Option<f64> {
+        ratio(self.duplicates as f64, self.created as f64)
     }
 
     /// Recall successes / recalls of the cohort's leads.
@@ -256,6 +276,7 @@ impl CohortAgg {
                 let revenue = self.revenue.get(&c).copied().unwrap_or(0);
                 let clv_n = self.clv_count.get(&c).copied().unwrap_or(0);
                 let leads = self.cost_leads.get(&c).copied().unwrap_or(0);
+                let duplicates = self.duplicate_cost_leads.get(&c).copied().unwrap_or(0);
                 let customers = self
                     .converted_by_cost_currency
                     .get(&c)
@@ -266,6 +287,10 @@ impl CohortAgg {
                     revenue_minor_units: revenue,
                     roi: ratio((revenue - cost) as f64, cost as f64),
                     cpl_minor_units: ratio(cost as f64, leads as f64),
+                    cpl_unique_minor_units: ratio(
+                        cost as f64,
+                        leads.saturating_sub(duplicates) as f64,
+                    ),
                     cac_minor_units: ratio(cost as f64, customers as f64),
                     avg_clv_minor_units: ratio(
                         self.clv_sum.get(&c).copied().unwrap_or(0) as f64,
@@ -289,6 +314,10 @@ pub struct MoneyMetrics {
     pub roi: Option<f64>,
     /// Cost per lead, over the leads whose cost is in this currency.
     pub cpl_minor_units: Option<f64>,
+    /// Cost per *unique* lead: the same cost over the leads that were not
+    /// duplicate contacts — what a channel that sells leads we already
+    /// had really costs per new one.
+    pub cpl_unique_minor_units: Option<f64>,
     /// Cost per converted lead, over the leads whose cost is in this currency.
     pub cac_minor_units: Option<f64>,
     pub avg_clv_minor_units: Option<f64>,

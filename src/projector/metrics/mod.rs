@@ -88,6 +88,9 @@ struct LeadTrack {
     first_follow_up_done: bool,
     recall_count: u32,
     pending_recall: Option<PendingRecall>,
+    /// Its contact fingerprint, when it is the open lead holding it (in
+    /// `Metrics::fingerprints`).
+    fingerprint: String,
 }
 
 /// The metrics projector.
@@ -97,6 +100,9 @@ pub struct Metrics {
     strings: Vec<String>,
     string_ids: HashMap<String, u32>,
     leads: HashMap<String, LeadTrack>,
+    /// Contact fingerprint -> the open lead that first had it: a lead
+    /// created with one of these is a duplicate contact.
+    fingerprints: HashMap<String, String>,
     pub agg: Aggregates,
     /// The days of `params.time_zone`, made when first needed (not saved:
     /// a function of the parameters).
@@ -122,6 +128,7 @@ impl Metrics {
             strings: Vec::new(),
             string_ids: HashMap::new(),
             leads: HashMap::new(),
+            fingerprints: HashMap::new(),
             agg: Aggregates::default(),
             days: Days::default(),
         }
@@ -198,7 +205,15 @@ impl Metrics {
                 first_follow_up_done: false,
                 recall_count: 0,
                 pending_recall: None,
+                fingerprint: String::new(),
             };
+            let fp = &c.contact_fingerprint;
+            let duplicate = !fp.is_empty() && self.fingerprints.contains_key(fp);
+            let mut track = track;
+            if !fp.is_empty() && !duplicate {
+                self.fingerprints.insert(fp.clone(), event.lead_id.clone());
+                track.fingerprint = fp.clone();
+            }
             let rates = self.params.rates.as_ref();
             let cost = rates.map(|r| {
                 self.agg.reporting_currency = Some(r.reporting);
@@ -219,6 +234,16 @@ impl Metrics {
                     .cost_leads
                     .entry(c.acquisition_cost.currency)
                     .or_default() += 1;
+                if duplicate {
+                    cohort.duplicates += 1;
+                    *cohort
+                        .duplicate_cost_leads
+                        .entry(c.acquisition_cost.currency)
+                        .or_default() += 1;
+                    if let Some(Some(_)) = cost {
+                        cohort.reporting.duplicate_leads += 1;
+                    }
+                }
                 add_money(
                     &mut cohort.acquisition_cost,
                     c.acquisition_cost.currency,
@@ -415,7 +440,12 @@ impl Metrics {
                 );
                 // A converted lead takes no more events; its working record
                 // is no longer needed, which bounds memory to open leads.
-                self.leads.remove(&event.lead_id);
+                // Its fingerprint is free again.
+                if let Some(t) = self.leads.remove(&event.lead_id) {
+                    if !t.fingerprint.is_empty() {
+                        self.fingerprints.remove(&t.fingerprint);
+                    }
+                }
             }
         }
     }
