@@ -52,6 +52,10 @@ const DISPATCH_WAIT: Duration = Duration::from_millis(100);
 /// outbox keeps the rest for the next start).
 const DRAIN_ATTEMPTS_MAX: u32 = 3;
 
+/// Longest wait at shutdown for the group to take the partitions back
+/// (then the consumer is closed anyway).
+const LEAVE_GROUP_WAIT_MAX: Duration = Duration::from_secs(10);
+
 /// How often `run` fires the policy's deadlines on the wall clock.
 const DEADLINE_TICK_MS: u64 = 100;
 /// With no message for this long, the engine counts as caught up even if
@@ -560,7 +564,20 @@ pub fn consume(
         }
     }
     match ownership {
-        Ownership::Group => consumer.unsubscribe(),
+        Ownership::Group => {
+            consumer.unsubscribe();
+            // Serve the revocation the unsubscribe starts now, while the
+            // group is live. Left to the consumer's close (its Drop), the
+            // revoke callback's unassign waits for an answer from a group
+            // coordinator that may already be gone: seen once on the test
+            // broker, an engine hung at SIGTERM for good. Messages polled
+            // here are not appended: the log's positions say where the
+            // next start resumes.
+            let deadline = Instant::now() + LEAVE_GROUP_WAIT_MAX;
+            while consumer.assignment().is_ok_and(|a| a.count() > 0) && Instant::now() < deadline {
+                let _ = consumer.poll(DISPATCH_WAIT);
+            }
+        }
         Ownership::Static(_) => consumer.unassign()?,
     }
     if let Some(o) = owner {
