@@ -95,7 +95,7 @@ fn the_same_events_over_http_and_kafka_land_once_and_a_retry_changes_nothing() {
     let data = dir.path().join("data");
     let leadflow = || common::leadflow(&data, &config);
     common::ok(leadflow().args(["topics", "create"]).output().unwrap());
-    let (mut engine, base, drain) =
+    let (engine, base, drain) =
         common::run_with_api(leadflow().env("LEADFLOW_API_INGEST_TOKEN", TOKEN));
     let url = format!("{base}/api/v1/events");
 
@@ -167,13 +167,7 @@ fn the_same_events_over_http_and_kafka_land_once_and_a_retry_changes_nothing() {
     assert_eq!(v["accepted"], 0, "{text}");
     assert_eq!(v["duplicates"].as_u64().unwrap(), len as u64, "{text}");
 
-    common::unsafe_sigterm(engine.id());
-    assert!(
-        engine.wait().unwrap().success(),
-        "{}",
-        drain.join().unwrap()
-    );
-    drain.join().unwrap();
+    stop(engine, drain);
     let (accepted, rejected) = common::log_totals(&data, &config);
     assert_eq!(accepted, total, "every event once");
     // An event HTTP brought first makes its Kafka copy a stored `duplicate`
@@ -238,6 +232,26 @@ kind = "auto_assign"
 members = [{ id = "rep-1", capacity = 1 }]
 "#;
 
+/// SIGTERM to an engine of [`engine_with_policy`]; it must exit cleanly.
+fn stop(mut engine: std::process::Child, drain: std::thread::JoinHandle<String>) {
+    common::unsafe_sigterm(engine.id());
+    let exited = engine.wait().unwrap();
+    // Its output ends with it: the drain thread is joined either way.
+    let log = drain.join().unwrap();
+    assert!(exited.success(), "{log}");
+}
+
+/// A read command's output on the data dir and config of
+/// [`engine_with_policy`] in `dir`.
+fn leadflow_in(dir: &Path, args: &[&str]) -> String {
+    common::ok(
+        common::leadflow(&dir.join("data"), &dir.join("leadflow.toml"))
+            .args(args)
+            .output()
+            .unwrap(),
+    )
+}
+
 /// An engine with its API and HTTP ingest on a one-partition topic of its
 /// own (topics named after `prefix`), deciding under `policy`: its child
 /// process, its API's base URL, and the thread draining its output.
@@ -272,7 +286,7 @@ fn engine_with_policy(
 fn each_tenant_has_its_own_reps_and_pools_over_the_api() {
     use leadflow::domain::build;
     let dir = tempfile::tempdir().unwrap();
-    let (mut engine, base, drain) = engine_with_policy(dir.path(), "ht", TENANT_POLICY);
+    let (engine, base, drain) = engine_with_policy(dir.path(), "ht", TENANT_POLICY);
 
     // Given two leads of acme, one of globex, one of initech (unlisted).
     let lead = |n: u32, tenant: &str, lead: &str| {
@@ -338,12 +352,7 @@ fn each_tenant_has_its_own_reps_and_pools_over_the_api() {
         "{v}"
     );
 
-    common::unsafe_sigterm(engine.id());
-    assert!(
-        engine.wait().unwrap().success(),
-        "{}",
-        drain.join().unwrap()
-    );
+    stop(engine, drain);
 }
 
 /// acme's claimable pool with a 24 h first follow-up SLA.
@@ -361,7 +370,7 @@ members = [{ id = "rep-a", capacity = 10 }, { id = "rep-b", capacity = 10 }]
 fn a_managers_view_lists_a_reps_overdue_and_due_soon_leads() {
     use leadflow::domain::build;
     let dir = tempfile::tempdir().unwrap();
-    let (mut engine, base, drain) = engine_with_policy(dir.path(), "hd", DUE_POLICY);
+    let (engine, base, drain) = engine_with_policy(dir.path(), "hd", DUE_POLICY);
 
     // Given, relative to now (the engine's ticks bring the policy's time
     // to the wall clock): rep-a holds L1 (assigned 25 h ago, never
@@ -507,12 +516,7 @@ fn a_managers_view_lists_a_reps_overdue_and_due_soon_leads() {
         );
     }
 
-    common::unsafe_sigterm(engine.id());
-    assert!(
-        engine.wait().unwrap().success(),
-        "{}",
-        drain.join().unwrap()
-    );
+    stop(engine, drain);
 }
 
 const ADMIN_TOKEN: &str = "admin-secret";
@@ -545,7 +549,7 @@ fn admin_post(url: &str, token: Option<&str>, body: serde_json::Value) -> (u16, 
 fn managers_act_through_the_admin_api_with_explained_commands() {
     use leadflow::domain::build;
     let dir = tempfile::tempdir().unwrap();
-    let (mut engine, base, drain) = engine_with_policy(dir.path(), "hm", MANAGER_POLICY);
+    let (engine, base, drain) = engine_with_policy(dir.path(), "hm", MANAGER_POLICY);
     let t0 = 1_790_000_000_000;
     let events = [
         build::created("c-1", "L1").at(t0).pool("inbound").event(),
@@ -665,20 +669,9 @@ fn managers_act_through_the_admin_api_with_explained_commands() {
     );
     assert_eq!(code, 200, "{text}");
 
-    common::unsafe_sigterm(engine.id());
-    assert!(
-        engine.wait().unwrap().success(),
-        "{}",
-        drain.join().unwrap()
-    );
+    stop(engine, drain);
     // The command log holds them, with who acted.
-    let config = dir.path().join("leadflow.toml");
-    let out = common::ok(
-        common::leadflow(&dir.path().join("data"), &config)
-            .args(["inspect", "commands", "--json"])
-            .output()
-            .unwrap(),
-    );
+    let out = leadflow_in(dir.path(), &["inspect", "commands", "--json"]);
     let commands: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     let by_manager: Vec<String> = commands
         .iter()
@@ -727,7 +720,7 @@ holdings_max = 2
 fn claims_from_the_public_pool_are_arbitrated_first_come_first_served() {
     use leadflow::domain::{build, EventBody, LeadClaimRequested};
     let dir = tempfile::tempdir().unwrap();
-    let (mut engine, base, drain) = engine_with_policy(dir.path(), "hc", CLAIM_POLICY);
+    let (engine, base, drain) = engine_with_policy(dir.path(), "hc", CLAIM_POLICY);
     let t0 = 1_790_000_000_000;
     let claim = |id: &str, lead: &str, rep: &str, at: i64| {
         build::event(
@@ -798,21 +791,10 @@ fn claims_from_the_public_pool_are_arbitrated_first_come_first_served() {
     let (_, one) = get(&format!("{base}/api/v1/claims?rep=rep-9"));
     assert_eq!(one["total_rows"], 1, "{one}");
 
-    common::unsafe_sigterm(engine.id());
-    assert!(
-        engine.wait().unwrap().success(),
-        "{}",
-        drain.join().unwrap()
-    );
+    stop(engine, drain);
     // The answers are commands in the log: rep-2's AssignLead of rule
     // claim, and a DeclineClaim naming each refused request.
-    let config = dir.path().join("leadflow.toml");
-    let out = common::ok(
-        common::leadflow(&dir.path().join("data"), &config)
-            .args(["inspect", "commands", "--json"])
-            .output()
-            .unwrap(),
-    );
+    let out = leadflow_in(dir.path(), &["inspect", "commands", "--json"]);
     let commands: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     let claims: Vec<String> = commands
         .iter()
@@ -849,7 +831,7 @@ fn a_duplicate_contact_is_refused_at_intake_under_a_rejecting_policy() {
     let dir = tempfile::tempdir().unwrap();
     let policy = "version = 1\n[duplicates]\nhandling = \"reject\"\n\
                   [[pools]]\nname = \"inbound\"\nkind = \"claimable\"\n";
-    let (mut engine, base, drain) = engine_with_policy(dir.path(), "hx", policy);
+    let (engine, base, drain) = engine_with_policy(dir.path(), "hx", policy);
     let t0 = 1_790_000_000_000;
     let lead = |id: &str, lead: &str, fp: &str, at: i64| {
         let mut e = build::created(id, lead).at(at).pool("inbound").event();
@@ -916,18 +898,10 @@ fn a_duplicate_contact_is_refused_at_intake_under_a_rejecting_policy() {
         "{v}"
     );
 
-    common::unsafe_sigterm(engine.id());
-    assert!(
-        engine.wait().unwrap().success(),
-        "{}",
-        drain.join().unwrap()
-    );
-    let config = dir.path().join("leadflow.toml");
-    let out = common::ok(
-        common::leadflow(&dir.path().join("data"), &config)
-            .args(["inspect", "rejections", "--reason", "duplicate_contact"])
-            .output()
-            .unwrap(),
+    stop(engine, drain);
+    let out = leadflow_in(
+        dir.path(),
+        &["inspect", "rejections", "--reason", "duplicate_contact"],
     );
     assert!(out.contains("duplicate_contact"), "{out}");
 }

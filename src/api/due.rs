@@ -46,9 +46,8 @@ pub(super) async fn rep_due(
         id.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     let q = query(q)?;
     let within_text = q.within.as_deref().unwrap_or(WITHIN_DEFAULT);
-    let within_ms = humantime::parse_duration(within_text)
+    let within_ms = crate::policy::duration::parse_ms(within_text)
         .ok()
-        .and_then(|d| i64::try_from(d.as_millis()).ok())
         .filter(|ms| *ms <= WITHIN_MS_MAX)
         .ok_or_else(|| {
             ApiError::new(

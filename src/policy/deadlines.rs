@@ -242,8 +242,8 @@ impl Processor {
         // The cold-pool rule of the pool the lead was assigned from, as the
         // version in force has it.
         let (rules, _) = self.policy.lead_rules(&w.pool, &self.lead_facts(lead_id));
-        let (to_pool, to_cold) = match (rules.max_recalls, rules.cold_pool) {
-            (Some(max), Some(cold)) if recalls_after >= max => (cold, true),
+        let (to_pool, to_cold) = match (rules.max_recalls, &rules.cold_pool) {
+            (Some(max), Some(cold)) if recalls_after >= max => (cold.clone(), true),
             _ => (home, false),
         };
         w.recalled = true;

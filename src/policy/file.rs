@@ -586,21 +586,24 @@ impl PolicyFile {
     /// first `when` clause of the pool the lead matches, over the pool's
     /// own rules, over the tenant's. The scope reads `tenant`, `pool P`
     /// or `pool P when <condition>`.
-    pub fn lead_rules(&self, pool: &str, lead: &LeadFacts<'_>) -> (Rules, String) {
+    ///
+    /// The common case, a pool without rules of its own, borrows the
+    /// tenant's rules (this runs for every assignment decided).
+    pub fn lead_rules(&self, pool: &str, lead: &LeadFacts<'_>) -> (Cow<'_, Rules>, String) {
+        let tenant = || (Cow::Borrowed(&self.rules), SCOPE_TENANT.to_string());
         let Some(p) = self.pool(pool) else {
-            return (self.rules.clone(), SCOPE_TENANT.to_string());
+            return tenant();
         };
-        let own = self.rules.overlaid(&p.rules);
         if let Some(w) = p.when.iter().find(|w| w.matches(lead)) {
             let scope = format!("pool {} when {}", p.name, w.label());
-            return (own.overlaid(&w.rules), scope);
+            let rules = self.rules.overlaid(&p.rules).overlaid(&w.rules);
+            return (Cow::Owned(rules), scope);
         }
-        let scope = if p.rules.is_empty() {
-            SCOPE_TENANT.to_string()
-        } else {
-            format!("pool {}", p.name)
-        };
-        (own, scope)
+        if p.rules.is_empty() {
+            return tenant();
+        }
+        let rules = self.rules.overlaid(&p.rules);
+        (Cow::Owned(rules), format!("pool {}", p.name))
     }
 }
 

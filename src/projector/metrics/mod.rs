@@ -258,7 +258,9 @@ impl Metrics {
             self.leads.insert(event.lead_id.clone(), track);
             return;
         }
-        let params = self.params.clone();
+        // Borrowed, not cloned: the parameters hold the rate table, and
+        // this runs for every event.
+        let params = &self.params;
         let Some(track) = self.leads.get_mut(&event.lead_id) else {
             return;
         };
@@ -339,7 +341,7 @@ impl Metrics {
                     track,
                     &f.owner_id,
                     at,
-                    &params,
+                    params,
                 );
             }
             EventBody::Recalled(r) => {
@@ -436,7 +438,7 @@ impl Metrics {
                     track,
                     &c.owner_id,
                     at,
-                    &params,
+                    params,
                 );
                 // A converted lead takes no more events; its working record
                 // is no longer needed, which bounds memory to open leads.

@@ -1,0 +1,156 @@
+//! The policy's state: its fold of the log (what `Processor::handle`,
+//! `advance` and `apply_input` keep), saved whole in the policy snapshots
+//! (`policy.v8`). Kept apart from the decisions that change it.
+
+use super::claim::ClaimCounts;
+use super::manager::RepOverride;
+use super::{calendar, PolicyFile};
+use crate::projector::pool::PoolState;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// An assignment commanded and not yet carried out: it holds a slot of
+/// the rep's capacity until the CRM carries it out, declines it, or it
+/// expires.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub rep: String,
+    pub command_id: String,
+    /// The event the assignment was decided on.
+    pub cause_event_id: String,
+    pub commanded_at_ms: i64,
+    /// When it expires (the rules' `assign_command_ttl_ms`), if ever.
+    pub expires_at_ms: Option<i64>,
+}
+
+/// A lead waiting in a pool's backlog.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiting {
+    pub pool: String,
+    pub since_ms: i64,
+    /// The event that made it wait; the cause of its eventual assignment
+    /// when a wake-up (a new day, a cooldown's end) places it.
+    pub cause_event_id: String,
+}
+
+/// The deadline rules an assignment was made under. Kept with the watch,
+/// so that loading a new policy never silently moves running deadlines: it
+/// applies to assignments made after it is loaded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub version: u32,
+    pub first_follow_up_sla_ms: Option<i64>,
+    pub stale_after_ms: Option<i64>,
+    pub max_holding_ms: Option<i64>,
+    pub reminder_lead_ms: Option<i64>,
+    /// The business calendar of the pool, as it was when the assignment
+    /// was made: a version that edits the calendar moves no running
+    /// deadline either.
+    pub calendar: Option<calendar::CalendarRef>,
+    /// Where these rules come from: `tenant`, `pool P` or `pool P when
+    /// <condition>` (see [`PolicyFile::lead_rules`]).
+    pub scope: String,
+}
+
+/// One open assignment being watched for deadlines.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watch {
+    pub owner: String,
+    /// The pool it was assigned from (whose calendar, if any, counts).
+    pub pool: String,
+    pub limits: Limits,
+    pub generation: u32,
+    pub assigned_at_ms: i64,
+    pub last_follow_up_ms: Option<i64>,
+    /// The event that set the current deadlines (assignment or follow-up).
+    pub cause_event_id: String,
+    /// Rules whose reminder has been sent in this generation.
+    pub reminded: BTreeSet<String>,
+    /// The recall has been commanded; nothing more fires for this
+    /// generation.
+    pub recalled: bool,
+    /// The key of this watch in the due index, if any.
+    pub due_ms: Option<i64>,
+}
+
+/// The policy's fold of the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyState {
+    /// Every event with a sequence `<= covered_seq` has been handled.
+    pub covered_seq: u64,
+    /// Deadlines have been fired up to this time.
+    pub now_ms: i64,
+    pub pool: PoolState,
+    /// Per pool: index of the member to try first next time.
+    pub round_robin: BTreeMap<String, usize>,
+    /// Assignments commanded and not yet carried out, by lead.
+    pub pending: HashMap<String, Pending>,
+    pub pending_by_rep: HashMap<String, u32>,
+    /// (expires, lead) of every pending assignment with a time to live.
+    pub expiries: BTreeSet<(i64, String)>,
+    /// Per lead: assignments decided again in its current generation after
+    /// one expired or was declined (each gets its own command id).
+    pub assign_attempts: HashMap<String, u32>,
+    /// Per lead: the rep who declined it or let it expire, skipped when it
+    /// is decided again (until it is assigned).
+    pub passed_over_by: HashMap<String, String>,
+    /// Assignments declined by the CRM, per rep.
+    pub declined_by_rep: BTreeMap<String, u64>,
+    /// Assignments that expired, per rep.
+    pub expired_by_rep: BTreeMap<String, u64>,
+    /// Declines that matched no pending assignment (of a recall or a
+    /// reminder, or of an assignment already carried out or expired).
+    pub declines_unmatched: u64,
+    /// Per pool: leads waiting for a member with room, by (since, lead).
+    pub backlog: BTreeMap<String, BTreeSet<(i64, String)>>,
+    /// Lead -> its backlog entry.
+    pub backlog_index: HashMap<String, Waiting>,
+    /// Moments at which a waiting lead may become placeable without any
+    /// event: the next UTC day (daily caps) and cooldown ends.
+    pub wakeups: BTreeSet<i64>,
+    /// The rep each waiting lead was last recalled from.
+    pub recalled_from: HashMap<String, String>,
+    /// Per lead: reps that may not get it back before the time given.
+    pub cooldowns: HashMap<String, Vec<(String, i64)>>,
+    /// Assignments commanded per (rep, UTC day).
+    pub assigned_per_day: HashMap<(String, i64), u32>,
+    /// Assignments commanded per (rep, pool, UTC day), for the pools with
+    /// a daily cap of their own.
+    pub assigned_per_pool_day: HashMap<(String, String, i64), u32>,
+    /// Conversions per rep (for `converted_count_toward_capacity` and the
+    /// `score_priority` ranking).
+    pub converted_by_rep: HashMap<String, u32>,
+    /// Assignments received per rep (carried out), for the ranking.
+    pub received_by_rep: HashMap<String, u32>,
+    /// Lead -> (region, industry), for the `preference` strategy.
+    pub lead_attrs: HashMap<String, (String, String)>,
+    /// The policy in force when the state was saved; a newly loaded version
+    /// with a later `effective_from_ms` waits behind it.
+    pub in_force: Option<PolicyFile>,
+    /// The loaded version waiting for its `effective_from_ms`.
+    pub next: Option<PolicyFile>,
+    /// The key of the last policy input (see [`PolicyInput`]) applied.
+    pub covered_input: Option<(u64, u32)>,
+    /// Claims granted and declined per (rep, pool).
+    pub claims: BTreeMap<(String, String), ClaimCounts>,
+    /// Reps' capacity and active flag as managers changed them, over the
+    /// policy file's.
+    pub rep_overrides: BTreeMap<String, RepOverride>,
+    /// Contact fingerprint -> the open lead that first had it.
+    pub fingerprints: HashMap<String, String>,
+    /// Open lead -> its fingerprint (the leads in `fingerprints`).
+    pub fingerprint_of: HashMap<String, String>,
+    /// Waiting leads a manager is moving (a `MoveLead` commanded, the
+    /// CRM's `moved` not seen yet) and their new pool: not allocated
+    /// meanwhile.
+    pub moving: HashMap<String, String>,
+    /// Claims granted per (rep, pool, UTC day), for `claims_per_day_max`.
+    pub claims_per_day: HashMap<(String, String, i64), u32>,
+    /// Per open lead: who lost it when (recalled, released, moved to
+    /// someone else), the latest few, for `reclaim_after_ms`.
+    pub losses: HashMap<String, Vec<(String, i64)>>,
+    /// Open assignments and their deadlines.
+    pub watches: HashMap<String, Watch>,
+    /// (due, lead) of every watch with something left to fire.
+    pub due: BTreeSet<(i64, String)>,
+}
