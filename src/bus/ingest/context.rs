@@ -15,6 +15,15 @@ use std::sync::{Arc, Mutex};
 pub(super) struct IngestContext {
     pub intake: Arc<Mutex<Intake>>,
     pub live: control::Shared,
+    /// Revocations served (group mode): shutdown waits for the one its
+    /// unsubscribe starts.
+    pub revocations: std::sync::atomic::AtomicU64,
+    /// Set at shutdown once the partitions are back with the group: a
+    /// rebalance event after it (the consumer's close) is not served,
+    /// since any request to the group coordinator can then wait for ever
+    /// (seen on the test broker: `assign` and `rebalance_protocol` from
+    /// the close never returned).
+    pub closing: std::sync::atomic::AtomicBool,
 }
 
 impl ClientContext for IngestContext {
@@ -56,6 +65,10 @@ impl ConsumerContext for IngestContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
+        if self.closing.load(std::sync::atomic::Ordering::SeqCst) {
+            tracing::debug!(?err, "rebalance event while closing: not served");
+            return;
+        }
         let cooperative = matches!(
             consumer.rebalance_protocol(),
             RebalanceProtocol::Cooperative
@@ -100,6 +113,8 @@ impl ConsumerContext for IngestContext {
                 })
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.revocations
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tracing::info!(
                     partitions = tpl.count(),
                     "partitions revoked: appending the open batch"

@@ -167,6 +167,8 @@ pub fn consume(
     let consumer: BaseConsumer<IngestContext> = c.create_with_context(IngestContext {
         intake: intake.clone(),
         live: live.clone(),
+        revocations: Default::default(),
+        closing: Default::default(),
     })?;
     let hostname = std::env::var("HOSTNAME").unwrap_or_default();
     let ownership = k
@@ -565,18 +567,41 @@ pub fn consume(
     }
     match ownership {
         Ownership::Group => {
+            use std::sync::atomic::Ordering::SeqCst;
+            let held = consumer.assignment().is_ok_and(|a| a.count() > 0);
+            let served = consumer.context().revocations.load(SeqCst);
             consumer.unsubscribe();
             // Serve the revocation the unsubscribe starts now, while the
-            // group is live. Left to the consumer's close (its Drop), the
-            // revoke callback's unassign waits for an answer from a group
-            // coordinator that may already be gone: seen once on the test
-            // broker, an engine hung at SIGTERM for good. Messages polled
-            // here are not appended: the log's positions say where the
-            // next start resumes.
+            // group is live (the batch is appended, the partitions given
+            // back, the group left). Messages polled here are not
+            // appended: the log's positions say where the next start
+            // resumes.
             let deadline = Instant::now() + LEAVE_GROUP_WAIT_MAX;
-            while consumer.assignment().is_ok_and(|a| a.count() > 0) && Instant::now() < deadline {
+            while held
+                && consumer.context().revocations.load(SeqCst) == served
+                && Instant::now() < deadline
+            {
                 let _ = consumer.poll(DISPATCH_WAIT);
             }
+            // Then close, bounded: a request to the coordinator from the
+            // close (its rebalance events are no longer served) can wait
+            // for ever on a broker that has let the member go, and
+            // rdkafka's Drop would wait with it. Everything is durable by
+            // now, so a close that does not finish in time is left to the
+            // process's exit.
+            consumer.context().closing.store(true, SeqCst);
+            let closed = consumer.close_queue().is_ok() && {
+                let deadline = Instant::now() + LEAVE_GROUP_WAIT_MAX;
+                while !consumer.closed() && Instant::now() < deadline {
+                    let _ = consumer.poll(DISPATCH_WAIT);
+                }
+                consumer.closed()
+            };
+            if !closed {
+                tracing::warn!("the Kafka consumer did not close in time; leaving it to the exit");
+            }
+            // Closed here either way (Drop would close it again).
+            std::mem::forget(consumer);
         }
         Ownership::Static(_) => consumer.unassign()?,
     }
