@@ -131,7 +131,8 @@ impl ReportConfig {
 }
 
 /// The HTTP server of `leadflow run`. Env `LEADFLOW_API_LISTEN`,
-/// `LEADFLOW_API_ADMIN_TOKEN` and `LEADFLOW_API_ADVERTISED_URL` override.
+/// `LEADFLOW_API_ADMIN_TOKEN`, `LEADFLOW_API_READ_TOKEN` and
+/// `LEADFLOW_API_ADVERTISED_URL` override.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
@@ -141,7 +142,9 @@ pub struct ApiConfig {
     /// Bearer token required by the admin endpoints; without one they are
     /// refused.
     pub admin_token: Option<String>,
-    /// Bearer token required by the read endpoints, if set.
+    /// Bearer token required by the read endpoints (the JSON API and the
+    /// dashboard's data; not probes or metrics), if set. Env
+    /// `LEADFLOW_API_READ_TOKEN` overrides.
     pub read_token: Option<String>,
     /// Bearer token required by `POST /api/v1/events` (HTTP ingest); without
     /// one, HTTP ingest is off. Env `LEADFLOW_API_INGEST_TOKEN` overrides.
@@ -504,6 +507,9 @@ impl Config {
         }
         if let Ok(t) = std::env::var("LEADFLOW_API_ADMIN_TOKEN") {
             config.api.admin_token = Some(t);
+        }
+        if let Ok(t) = std::env::var("LEADFLOW_API_READ_TOKEN") {
+            config.api.read_token = Some(t);
         }
         if let Ok(t) = std::env::var("LEADFLOW_API_INGEST_TOKEN") {
             config.api.ingest_token = Some(t);

@@ -96,6 +96,23 @@ pub fn rebuild_through(
     Ok(p)
 }
 
+/// Folds the events after what `p` covers, up to `up_to_seq`, through a
+/// [`LogReader`] (without the engine's lock): brings a view kept aside
+/// up to date.
+pub fn fold_through(
+    reader: &LogReader,
+    p: &mut Projections,
+    up_to_seq: u64,
+) -> Result<(), LogError> {
+    if p.covered_seq >= up_to_seq {
+        return Ok(());
+    }
+    let events = reader
+        .events_from(p.covered_seq + 1)
+        .take_while(|item| item.as_ref().map_or(true, |(seq, _)| *seq <= up_to_seq));
+    fold_events(events, p, None, &mut |_| {})
+}
+
 /// Folds the events of the log after what `p` covers.
 pub fn fold_tail(
     log: &EventLog,

@@ -342,6 +342,10 @@ fn cohort_json_own(a: &CohortAgg) -> Value {
         .collect();
     json!({
         "created": a.created,
+        // The funnel of distinct leads: created >= leads_assigned >=
+        // leads_followed_up >= converted.
+        "leads_assigned": a.leads_assigned,
+        "leads_followed_up": a.leads_followed_up,
         "converted": a.converted,
         "conversion_rate": a.conversion_rate(),
         "money": money,
@@ -403,6 +407,26 @@ fn owner_json(a: &OwnerAgg, reporting: Option<Currency>) -> Value {
         });
     }
     v
+}
+
+/// Every lead's cohort metrics over the window as one row (the funnel's
+/// totals): each lead is in exactly one creation day.
+pub fn total_json(agg: &Aggregates, window: Window) -> Value {
+    let mut total = crate::projector::metrics::CohortAgg::default();
+    for day in agg.by_day(window).values() {
+        total.merge(day);
+    }
+    cohort_json(&total, agg.reporting_currency)
+}
+
+/// Every rep's work over the window as one row (follow-up SLA, recall
+/// cycle, conversions of all reps together).
+pub fn owners_total_json(agg: &Aggregates, window: Window) -> Value {
+    let mut total = crate::projector::metrics::OwnerAgg::default();
+    for owner in agg.by_owner(window).values() {
+        total.merge(owner);
+    }
+    owner_json(&total, agg.reporting_currency)
 }
 
 /// The `stats --json` document: `{"by": ..., "rows": {name: {...}}}`.

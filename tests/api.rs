@@ -197,6 +197,103 @@ fn the_api_serves_health_metrics_queries_and_guards_admin() {
     assert_eq!(code, 400);
     assert_eq!(json(&body)["code"], "bad_request");
 
+    // The funnel counts distinct leads (hand-checked on the fixture): L1
+    // and L2 (search) were assigned, followed up and converted (L2 twice
+    // assigned), L3 (social) assigned and followed up, L4 (social, pool
+    // vip) never assigned (its follow-up was refused).
+    let board = json(&get(&format!("{base}/api/v1/board")).1);
+    let funnel = |row: &serde_json::Value| {
+        [
+            "created",
+            "leads_assigned",
+            "leads_followed_up",
+            "converted",
+        ]
+        .map(|k| row[k].as_u64())
+    };
+    assert_eq!(
+        funnel(&board["total"]),
+        [Some(4), Some(3), Some(3), Some(2)],
+        "{board}"
+    );
+    assert_eq!(board["time_zone"], "UTC");
+    assert_eq!(board["owners_total"]["assignments"], 4, "{board}");
+    // A filter selects leads by what they were created with, and every
+    // number is about those leads: social's funnel, and no other channel.
+    let social = json(
+        &get(&format!(
+            "{base}/api/v1/stats?group_by=channel&channel=social"
+        ))
+        .1,
+    );
+    let rows = social["rows"].as_object().unwrap();
+    assert_eq!(rows.keys().collect::<Vec<_>>(), vec!["social"], "{social}");
+    assert_eq!(
+        funnel(&rows["social"]),
+        [Some(2), Some(1), Some(1), Some(0)]
+    );
+    assert_eq!(rows["social"]["recalls"], 1);
+    // Reps' work on search leads only: repB took L2 (not L3, social).
+    let search = json(&get(&format!("{base}/api/v1/board?channel=search")).1);
+    assert_eq!(search["filter"]["channel"], "search");
+    assert_eq!(search["by_owner"]["repA"]["assignments"], 2, "{search}");
+    assert_eq!(search["by_owner"]["repB"]["assignments"], 1, "{search}");
+    assert_eq!(board["by_owner"]["repB"]["assignments"], 2, "{board}");
+    // Pools over time: the queue at the end of each day with movement.
+    let days = |b: &serde_json::Value, pool: &str| -> Vec<(String, i64, u64, u64)> {
+        b["pool_days"][pool]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {pool}: {b}"))
+            .iter()
+            .map(|d| {
+                (
+                    d["date"].as_str().unwrap().to_string(),
+                    d["waiting_at_end"].as_i64().unwrap(),
+                    d["inflow"].as_u64().unwrap(),
+                    d["outflow"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        days(&board, "general"),
+        vec![
+            ("2026-11-02".into(), 0, 3, 3),
+            ("2026-11-04".into(), 0, 1, 1),
+            ("2026-11-10".into(), 1, 1, 0),
+        ]
+    );
+    let social_board = json(&get(&format!("{base}/api/v1/board?channel=social")).1);
+    assert_eq!(
+        days(&social_board, "general"),
+        vec![
+            ("2026-11-02".into(), 0, 1, 1),
+            ("2026-11-10".into(), 1, 1, 0)
+        ]
+    );
+    assert_eq!(
+        days(&social_board, "vip"),
+        vec![("2026-11-02".into(), 1, 1, 0)]
+    );
+    // Filters combine, and with the window: vip leads created from Nov 3.
+    let vip = json(&get(&format!("{base}/api/v1/board?pool=vip&channel=social")).1);
+    assert_eq!(
+        funnel(&vip["total"]),
+        [Some(1), Some(0), Some(0), Some(0)],
+        "{vip}"
+    );
+    let later = json(&get(&format!("{base}/api/v1/board?pool=vip&from=2026-11-03")).1);
+    assert_eq!(later["total"]["created"], 0, "{later}");
+    // A tenant with no leads has none; an empty filter value is an error.
+    let nobody = json(&get(&format!("{base}/api/v1/stats?tenant=nobody")).1);
+    assert_eq!(nobody["rows"], serde_json::json!({}), "{nobody}");
+    let (code, body) = get(&format!("{base}/api/v1/board?channel="));
+    assert_eq!(
+        (code, json(&body)["code"].as_str()),
+        (400, Some("bad_request")),
+        "{body}"
+    );
+
     // The OpenAPI document lists exactly the routes the server answers.
     let doc = json(&get(&format!("{base}/api/v1/openapi.json")).1);
     let mut documented: Vec<(String, String)> = doc["paths"]

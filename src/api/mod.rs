@@ -9,11 +9,13 @@
 //! or owner id ever becomes a metric label.
 
 mod admin;
+mod board;
 mod claims;
 mod due;
 mod ingest;
 mod manage;
 mod openapi;
+mod stats;
 mod tenant;
 
 use tenant::{Scoped, TenantScope};
@@ -22,8 +24,6 @@ pub use openapi::{openapi_document, ROUTES};
 
 use crate::config::ApiConfig;
 use crate::control::{ControlError, Handle};
-use crate::projector::metrics::Window;
-use crate::report::{self, StatsBy};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -37,27 +37,6 @@ use std::sync::Arc;
 /// Largest request body accepted.
 const BODY_BYTES_MAX: usize = 64 * 1024;
 
-/// The dashboard page and its chart script, compiled into the binary so
-/// that it works offline.
-const DASHBOARD_HTML: &str = include_str!("assets/dashboard.html");
-const CHART_JS: &str = include_str!("assets/chart.js");
-
-async fn dashboard() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        DASHBOARD_HTML,
-    )
-        .into_response()
-}
-
-async fn chart_js() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        CHART_JS,
-    )
-        .into_response()
-}
-
 #[derive(Clone)]
 struct Api {
     handle: Handle,
@@ -68,6 +47,8 @@ struct Api {
     limiter: Arc<governor::DefaultDirectRateLimiter>,
     /// One replay (a past moment, an admin rebuild) at a time.
     replays: Arc<tokio::sync::Semaphore>,
+    /// One filtered view folded at a time (the others wait their turn).
+    views: Arc<tokio::sync::Semaphore>,
 }
 
 impl Api {
@@ -467,51 +448,6 @@ async fn reps(
     Ok(Json(json!({ "offset": offset, "limit": limit, "items": items })).into_response())
 }
 
-#[derive(Deserialize)]
-struct StatsQuery {
-    group_by: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-}
-
-async fn stats(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    q: Result<Query<StatsQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    check_read(&api, &headers)?;
-    let q = query(q)?;
-    let by_name = q.group_by.as_deref().unwrap_or("channel");
-    let by = StatsBy::parse(by_name)
-        .filter(|b| *b != StatsBy::Fairness)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("unknown group_by {by_name:?}"),
-            )
-        })?;
-    let time = |v: &Option<String>, name: &str| -> Result<Option<i64>, ApiError> {
-        v.as_deref()
-            .map(crate::domain::time::parse_day_bound_ms)
-            .transpose()
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    format!("{name}: {e}"),
-                )
-            })
-    };
-    let window = Window {
-        from_ms: time(&q.from, "from")?,
-        to_ms: time(&q.to, "to")?,
-    };
-    Ok(Json(api.handle.with_projections(None, |p, _| {
-        report::stats_json(by, &p.metrics.agg, &p.pool, window)
-    })?))
-}
-
 /// This engine's mergeable numbers (`projector::partial`), for `leadflow
 /// stats --peers`, which merges every engine's into the whole.
 async fn partial(State(api): State<Api>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -538,6 +474,7 @@ pub fn router(
             per_s,
         ))),
         replays: Arc::new(tokio::sync::Semaphore::new(1)),
+        views: Arc::new(tokio::sync::Semaphore::new(1)),
     };
     // Probes and metrics are outside the request-rate bound: a flood of API
     // requests must never make Kubernetes restart a healthy engine.
@@ -552,7 +489,7 @@ pub fn router(
         .route("/api/v1/reps", get(reps))
         .route("/api/v1/reps/{id}/due", get(due::rep_due))
         .route("/api/v1/claims", get(claims::claims))
-        .route("/api/v1/stats", get(stats))
+        .route("/api/v1/stats", get(stats::stats))
         .route("/api/v1/partial", get(partial))
         .route(
             "/api/v1/events",
@@ -569,8 +506,10 @@ pub fn router(
             "/api/v1/admin/reload-policy",
             post(admin::admin_reload_policy),
         )
-        .route("/dashboard", get(dashboard))
-        .route("/dashboard/chart.js", get(chart_js))
+        .route("/api/v1/board", get(board::board))
+        .route("/dashboard", get(board::page))
+        .route("/dashboard/dashboard.js", get(board::script))
+        .route(board::ECHARTS_PATH, get(board::echarts))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),

@@ -29,8 +29,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/admin/reps/{id}"),
     ("post", "/api/v1/admin/rebuild"),
     ("post", "/api/v1/admin/reload-policy"),
+    ("get", "/api/v1/board"),
     ("get", "/dashboard"),
-    ("get", "/dashboard/chart.js"),
+    ("get", "/dashboard/dashboard.js"),
+    ("get", "/dashboard/echarts-6.1.0.min.js"),
 ];
 
 pub(super) async fn openapi() -> Json<Value> {
@@ -80,8 +82,26 @@ pub fn openapi_document() -> Value {
         if *path == "/api/v1/stats" {
             params.push(json!({"name": "group_by", "in": "query", "schema": {"type": "string",
                 "enum": ["channel", "campaign", "pool", "region", "industry", "company-size", "tenant", "day", "owner", "pools"]}}));
-            params.push(json!({"name": "from", "in": "query", "schema": {"type": "string"}}));
-            params.push(json!({"name": "to", "in": "query", "schema": {"type": "string"}}));
+        }
+        if *path == "/api/v1/stats" || *path == "/api/v1/board" {
+            params.push(
+                json!({"name": "from", "in": "query", "schema": {"type": "string"},
+                "description": "First day of the window (a date, days of report.time_zone)"}),
+            );
+            params.push(
+                json!({"name": "to", "in": "query", "schema": {"type": "string"},
+                "description": "The day after the window's last (exclusive)"}),
+            );
+            params.push(json!({"name": "tenant", "in": "query", "schema": {"type": "string"},
+                "description": "Only the leads of this tenant; forwarded to the engine owning its partition"}));
+            params.push(
+                json!({"name": "channel", "in": "query", "schema": {"type": "string"},
+                "description": "Only the leads created from this channel"}),
+            );
+            params.push(
+                json!({"name": "pool", "in": "query", "schema": {"type": "string"},
+                "description": "Only the leads created into this pool"}),
+            );
         }
         if path.starts_with("/api/v1/admin") || *path == "/api/v1/events" {
             op["security"] = json!([{ "bearer": [] }]);

@@ -9,7 +9,7 @@ use crate::log::{EventLog, Input, LogReader, Origin, Position};
 use crate::policy::Policies;
 use crate::projector::Projections;
 use std::collections::BTreeMap;
-use std::sync::{Arc, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A handle on the running engine: each call takes the engine's state
 /// lock for as long as it needs it (the intake holds it while it appends
@@ -22,6 +22,8 @@ pub struct Handle {
     readers: BTreeMap<PartKey, LogReader>,
     /// The engine's metrics, read without the lock.
     metrics: Arc<Metrics>,
+    /// Filtered views kept up to date between requests.
+    filtered: Arc<Mutex<super::filtered::FilteredViews>>,
 }
 
 /// The log's source name of events that came over HTTP
@@ -85,6 +87,7 @@ impl Handle {
             shared,
             readers,
             metrics,
+            filtered: Arc::default(),
         })
     }
 
@@ -309,6 +312,22 @@ impl Handle {
             }
         }
         Ok(merged.expect("never empty"))
+    }
+
+    /// The projections of the leads `filter` admits, over every part:
+    /// a view kept aside and brought up to date through the lock-free
+    /// readers (see [`filtered`](super::filtered)); the engine goes on
+    /// ingesting meanwhile.
+    pub fn projections_filtered(
+        &self,
+        filter: &crate::projector::LeadFilter,
+    ) -> Result<Projections, ControlError> {
+        let (params, ends) = self.ends()?;
+        let mut views = self
+            .filtered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        views.answer(filter, &params, &ends, &self.readers)
     }
 
     /// Rebuilds the live projections of every part from its log and swaps

@@ -17,6 +17,7 @@
 //! Nothing here touches Kafka: the intake reports where it stands through
 //! [`IntakeStatus`].
 
+mod filtered;
 mod handle;
 mod metrics;
 mod telemetry;

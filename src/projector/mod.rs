@@ -7,12 +7,14 @@
 //! - [`partial::Partial`]: one engine's share of them, merged across
 //!   engines.
 
+pub mod filter;
 pub mod metrics;
 pub mod partial;
 pub mod pool;
 pub mod sketch;
 
-use crate::domain::LeadEvent;
+use crate::domain::{EventBody, LeadEvent};
+pub use filter::LeadFilter;
 use metrics::{MetricParams, Metrics};
 use pool::PoolState;
 use serde::{Deserialize, Serialize};
@@ -20,7 +22,7 @@ use serde::{Deserialize, Serialize};
 /// The snapshot name under which projections are checkpointed. The version
 /// suffix changes whenever the serialised shape changes, so that an old
 /// snapshot is ignored (and rebuilt) rather than misread.
-pub const SNAPSHOT_NAME: &str = "projections.v4";
+pub const SNAPSHOT_NAME: &str = "projections.v5";
 
 /// All projections, with the log sequence they cover.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -29,6 +31,10 @@ pub struct Projections {
     pub covered_seq: u64,
     pub pool: PoolState,
     pub metrics: Metrics,
+    /// The leads this view counts (see [`filter`]); `None`: all. A
+    /// filtered view is never saved.
+    #[serde(skip)]
+    filter: Option<LeadFilter>,
 }
 
 impl Projections {
@@ -37,7 +43,15 @@ impl Projections {
             covered_seq: 0,
             pool: PoolState::default(),
             metrics: Metrics::new(params),
+            filter: None,
         }
+    }
+
+    /// Empty projections that will count only the leads `filter` admits.
+    pub fn filtered(params: MetricParams, filter: LeadFilter) -> Projections {
+        let mut p = Projections::new(params);
+        p.filter = (!filter.is_everything()).then_some(filter);
+        p
     }
 
     /// Folds the event with sequence `seq`. Sequences must arrive in order:
@@ -48,6 +62,15 @@ impl Projections {
             "event {seq} folded again (projections cover {})",
             self.covered_seq
         );
+        if let (Some(filter), EventBody::Created(c)) = (&self.filter, &event.body) {
+            if !filter.admits(&event.tenant_id, c) {
+                // Unseen by both folds, which then ignore the lead's later
+                // events; its contact is still known (see `filter`).
+                self.metrics.note_unseen(event, c);
+                self.covered_seq = seq;
+                return;
+            }
+        }
         self.pool.apply(event);
         self.metrics.apply(event);
         self.covered_seq = seq;

@@ -132,6 +132,15 @@ pub struct CohortAgg {
     /// Those duplicates by the currency of their cost (for the cost per
     /// unique lead).
     pub duplicate_cost_leads: BTreeMap<Currency, u64>,
+    /// Distinct leads of the cohort that reached assignment (assigned at
+    /// least once, or converted): the funnel's second stage.
+    pub leads_assigned: u64,
+    /// Distinct leads that reached a follow-up (followed up at least once,
+    /// or converted): the funnel's third stage. Each stage counts leads,
+    /// never events, and a lead at a stage is counted at every stage
+    /// before it, so `created >= leads_assigned >= leads_followed_up >=
+    /// converted` in any cohort and any window.
+    pub leads_followed_up: u64,
 }
 
 /// A cohort's money in the reporting currency, in its minor units.
@@ -229,6 +238,8 @@ impl CohortAgg {
         self.reporting.merge(&o.reporting);
         self.duplicates += o.duplicates;
         merge_counts(&mut self.duplicate_cost_leads, &o.duplicate_cost_leads);
+        self.leads_assigned += o.leads_assigned;
+        self.leads_followed_up += o.leads_followed_up;
     }
 
     /// Duplicate contacts / leads created.
@@ -422,6 +433,19 @@ pub struct PoolWindow {
     pub recall_success_rate: Option<f64>,
 }
 
+/// One pool's day: the queue at its end and what flowed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PoolDay {
+    /// The day (days since 1970-01-01 in the report time zone).
+    pub day: i64,
+    /// Leads waiting at the end of the day: inflow less what left, summed
+    /// over every day up to it.
+    pub waiting_at_end: i64,
+    pub inflow: u64,
+    pub outflow: u64,
+    pub recalled_in: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CohortKey {
     pub dimension: Dimension,
@@ -506,6 +530,29 @@ impl Aggregates {
         for ((owner, day), v) in &self.owners {
             if window.contains_day(*day) {
                 out.entry(owner.clone()).or_default().merge(v);
+            }
+        }
+        out
+    }
+
+    /// Each pool's days in the window that had any flow, in order: a time
+    /// series of its queue (a day without flow keeps the queue of the day
+    /// before).
+    pub fn pool_days(&self, window: Window) -> BTreeMap<String, Vec<PoolDay>> {
+        let mut out: BTreeMap<String, Vec<PoolDay>> = BTreeMap::new();
+        let mut waiting: BTreeMap<&str, i64> = BTreeMap::new();
+        // Keys are ordered by (pool, day), so each pool's days come in order.
+        for ((pool, day), v) in &self.pools {
+            let w = waiting.entry(pool).or_default();
+            *w += v.inflow() as i64 - v.left() as i64;
+            if window.contains_day(*day) {
+                out.entry(pool.clone()).or_default().push(PoolDay {
+                    day: *day,
+                    waiting_at_end: *w,
+                    inflow: v.inflow(),
+                    outflow: v.assigned_out,
+                    recalled_in: v.recalled_in,
+                });
             }
         }
         out

@@ -85,12 +85,23 @@ struct LeadTrack {
     owner: Option<String>,
     assigned_at_ms: i64,
     ever_assigned: bool,
+    /// The furthest funnel stage the lead has reached (see
+    /// [`FunnelStage`]); each stage is counted once per lead.
+    funnel: FunnelStage,
     first_follow_up_done: bool,
     recall_count: u32,
     pending_recall: Option<PendingRecall>,
     /// Its contact fingerprint, when it is the open lead holding it (in
     /// `Metrics::fingerprints`).
     fingerprint: String,
+}
+
+/// The stages of the funnel of distinct leads, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+enum FunnelStage {
+    Created,
+    Assigned,
+    FollowedUp,
 }
 
 /// The metrics projector.
@@ -103,6 +114,11 @@ pub struct Metrics {
     /// Contact fingerprint -> the open lead that first had it: a lead
     /// created with one of these is a duplicate contact.
     fingerprints: HashMap<String, String>,
+    /// In a filtered view (`projector::filter`): open leads outside the
+    /// view holding a contact fingerprint, so it is freed when they
+    /// convert. Never saved: a filtered view is not.
+    #[serde(skip)]
+    unseen: HashMap<String, String>,
     pub agg: Aggregates,
     /// The days of `params.time_zone`, made when first needed (not saved:
     /// a function of the parameters).
@@ -129,6 +145,7 @@ impl Metrics {
             string_ids: HashMap::new(),
             leads: HashMap::new(),
             fingerprints: HashMap::new(),
+            unseen: HashMap::new(),
             agg: Aggregates::default(),
             days: Days::default(),
         }
@@ -170,6 +187,40 @@ impl Metrics {
         }
     }
 
+    /// A lead created outside a filtered view: only its contact
+    /// fingerprint is kept, so that the view finds the same duplicates as
+    /// the whole.
+    pub fn note_unseen(&mut self, event: &LeadEvent, c: &crate::domain::LeadCreated) {
+        let fp = &c.contact_fingerprint;
+        if fp.is_empty()
+            || self.leads.contains_key(&event.lead_id)
+            || self.unseen.contains_key(&event.lead_id)
+            || self.fingerprints.contains_key(fp)
+        {
+            return;
+        }
+        self.fingerprints.insert(fp.clone(), event.lead_id.clone());
+        self.unseen.insert(event.lead_id.clone(), fp.clone());
+    }
+
+    /// Moves the lead to funnel stage `to` (never back), counting it at
+    /// every stage it passes for the first time.
+    fn reach(agg: &mut Aggregates, strings: &[String], track: &mut LeadTrack, to: FunnelStage) {
+        if track.funnel >= to {
+            return;
+        }
+        let from = track.funnel;
+        track.funnel = to;
+        Self::for_cohorts(agg, strings, track, |cohort| {
+            if from < FunnelStage::Assigned {
+                cohort.leads_assigned += 1;
+            }
+            if to >= FunnelStage::FollowedUp {
+                cohort.leads_followed_up += 1;
+            }
+        });
+    }
+
     pub fn apply(&mut self, event: &LeadEvent) {
         let at = event.occurred_at_ms;
         if self.days.0.is_none() {
@@ -202,6 +253,7 @@ impl Metrics {
                 owner: None,
                 assigned_at_ms: 0,
                 ever_assigned: false,
+                funnel: FunnelStage::Created,
                 first_follow_up_done: false,
                 recall_count: 0,
                 pending_recall: None,
@@ -262,6 +314,11 @@ impl Metrics {
         // this runs for every event.
         let params = &self.params;
         let Some(track) = self.leads.get_mut(&event.lead_id) else {
+            if let EventBody::Converted(_) = event.body {
+                if let Some(fp) = self.unseen.remove(&event.lead_id) {
+                    self.fingerprints.remove(&fp);
+                }
+            }
             return;
         };
         match &event.body {
@@ -288,6 +345,7 @@ impl Metrics {
                 track.pool = m.to_pool.clone();
             }
             EventBody::Assigned(a) => {
+                Self::reach(&mut self.agg, &self.strings, track, FunnelStage::Assigned);
                 if !track.ever_assigned {
                     track.ever_assigned = true;
                     // Durations are clamped at zero: an event within the order rule's
@@ -318,6 +376,7 @@ impl Metrics {
                 }
             }
             EventBody::FollowedUp(f) => {
+                Self::reach(&mut self.agg, &self.strings, track, FunnelStage::FollowedUp);
                 if track.owner.as_deref() == Some(f.owner_id.as_str())
                     && !track.first_follow_up_done
                 {
@@ -376,6 +435,9 @@ impl Metrics {
                 track.owner = None;
             }
             EventBody::Converted(c) => {
+                // A lead converted without a recorded assignment or
+                // follow-up still passed those stages.
+                Self::reach(&mut self.agg, &self.strings, track, FunnelStage::FollowedUp);
                 let value = c.expected_lifetime_value.unwrap_or(c.deal_value);
                 let after_recall = track.recall_count > 0;
                 // In the reporting currency, at the rates of the deal's day.
