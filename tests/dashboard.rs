@@ -236,6 +236,13 @@ fn the_dashboard_reads_right_in_both_languages_with_a_read_token() {
     );
     screenshot(&page, "dashboard-filtered.png");
 
+    // A range of days with no leads shows none (the page's "to" is the
+    // last day shown).
+    let page = format!("{url}?lang=en&from=2000-01-01&to=2000-01-01#token={TOKEN}");
+    let (dom, _) = chromium(&["--dump-dom", &page]);
+    assert_eq!(attr(&dom, "<body", "data-rendered").as_deref(), Some("yes"));
+    assert_eq!(funnel(&dom), vec![0, 0, 0, 0]);
+
     let _ = Command::new("kill")
         .args(["-INT", &demo.id().to_string()])
         .status();

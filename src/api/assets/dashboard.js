@@ -125,6 +125,11 @@
   // time axis labels it with its own date.
   const dayTime = (d) => { const [y, m, dd] = d.split("-").map(Number); return new Date(y, m - 1, dd).getTime(); };
 
+  const nextDay = (d) => {
+    const [y, m, dd] = d.split("-").map(Number);
+    return new Date(Date.UTC(y, m - 1, dd + 1)).toISOString().slice(0, 10);
+  };
+
   async function get(path) {
     const headers = state.token ? { Authorization: "Bearer " + state.token } : {};
     const r = await fetch(path, { headers });
@@ -139,7 +144,9 @@
 
   function filterQuery(extra) {
     const q = new URLSearchParams();
-    for (const k of ["tenant", "pool", "channel", "from", "to"]) if (state[k]) q.set(k, state[k]);
+    for (const k of ["tenant", "pool", "channel", "from"]) if (state[k]) q.set(k, state[k]);
+    // A manager's "to" is the last day shown; the API's is the day after.
+    if (state.to) q.set("to", nextDay(state.to));
     for (const k in extra || {}) q.set(k, extra[k]);
     const s = q.toString();
     return s ? "?" + s : "";
@@ -352,7 +359,7 @@
       xAxis: categoryAxis(names), dataZoom: zoomFor(names.length),
       yAxis: { type: "value", name: "ROI (%)", axisLabel: { formatter: "{value}%" } },
       tooltip: { trigger: "axis", valueFormatter: (v) => v === null ? "–" : num(v, 1) + "%" },
-      series: [{ type: "bar", name: "ROI · " + (c || "–"), data: rows.map((m) => m.roi === null || m.roi === undefined ? null : 100 * m.roi) }],
+      series: [{ type: "bar", barMaxWidth: 48, name: "ROI · " + (c || "–"), data: rows.map((m) => m.roi === null || m.roi === undefined ? null : 100 * m.roi) }],
     }), true);
     const major_ = (k) => rows.map((m) => major(m[k], c));
     chart("cost").setOption(Object.assign(base(), {
@@ -360,9 +367,9 @@
       yAxis: { type: "value", name: c || "", axisLabel: { formatter: (v) => num(v) } },
       tooltip: { trigger: "axis", valueFormatter: (v) => v === null || v === undefined ? "–" : num(v, 2) + " " + c },
       series: [
-        { type: "bar", name: t("cpl"), data: major_("cpl_minor_units") },
-        { type: "bar", name: t("cplUnique"), data: major_("cpl_unique_minor_units") },
-        { type: "bar", name: t("cac"), data: major_("cac_minor_units") },
+        { type: "bar", barMaxWidth: 48, name: t("cpl"), data: major_("cpl_minor_units") },
+        { type: "bar", barMaxWidth: 48, name: t("cplUnique"), data: major_("cpl_unique_minor_units") },
+        { type: "bar", barMaxWidth: 48, name: t("cac"), data: major_("cac_minor_units") },
       ],
     }), true);
   }
@@ -378,8 +385,8 @@
       yAxis: { type: "value", name: "%", max: 100, axisLabel: { formatter: "{value}%" } },
       tooltip: { trigger: "axis", valueFormatter: (v) => v === null || v === undefined ? "–" : num(v, 1) + "%" },
       series: [
-        { type: "bar", name: t("recallSuccess"), data: rate("recall_success_rate") },
-        { type: "bar", name: t("afterRecall"), data: rate("conversion_after_recall_rate") },
+        { type: "bar", barMaxWidth: 48, name: t("recallSuccess"), data: rate("recall_success_rate") },
+        { type: "bar", barMaxWidth: 48, name: t("afterRecall"), data: rate("conversion_after_recall_rate") },
       ],
     }), true);
   }
@@ -438,7 +445,7 @@
     chart("workload").setOption(Object.assign(base(), {
       xAxis: Object.assign(categoryAxis(labels), { name: t("loadAxis"), nameLocation: "middle", nameGap: 48 }),
       yAxis: { type: "value", name: t("repsAxis"), minInterval: 1 },
-      series: [{ type: "bar", name: t("repsAxis"), data: buckets }],
+      series: [{ type: "bar", barMaxWidth: 48, name: t("repsAxis"), data: buckets }],
     }), true);
   }
 
