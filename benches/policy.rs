@@ -94,6 +94,7 @@ fn handle_per_event(c: &mut Criterion) {
                 rules: table.rules.clone(),
                 pools: table.pools.clone(),
                 duplicates: table.duplicates.clone(),
+                time_zone: None,
             },
         );
     }

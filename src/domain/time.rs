@@ -70,6 +70,30 @@ impl DayClock {
         self.last.set((slot, day));
         day
     }
+
+    /// The first instant (UTC ms) of local day `day`: its midnight, or
+    /// where a daylight-saving change skips midnight, the first local time
+    /// that exists that day.
+    pub fn start_ms(&self, day: i64) -> i64 {
+        let utc_midnight = day.saturating_mul(MS_PER_DAY);
+        let Some(tz) = self.tz else {
+            return utc_midnight;
+        };
+        use chrono::TimeZone;
+        let Some(date) = chrono::DateTime::from_timestamp_millis(utc_midnight) else {
+            return utc_midnight;
+        };
+        let midnight = date.naive_utc();
+        // Offsets are whole quarter hours; a skipped midnight skips at most
+        // a few hours.
+        for quarter in 0..(4 * 24) {
+            let local = midnight + chrono::Duration::minutes(15 * quarter);
+            if let Some(t) = tz.from_local_datetime(&local).earliest() {
+                return t.timestamp_millis();
+            }
+        }
+        utc_midnight
+    }
 }
 
 /// Formats a day number as `YYYY-MM-DD`.
@@ -125,6 +149,25 @@ pub fn parse_day_bound_ms(s: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_day_starts_at_its_midnight_or_the_first_time_that_exists() {
+        let t = |s: &str| parse_time_ms(s).unwrap();
+        let day = |s: &str| day_of(t(s));
+        let sh = DayClock::new("Asia/Shanghai").unwrap();
+        assert_eq!(sh.start_ms(day("2026-11-20")), t("2026-11-19T16:00:00Z"));
+        let la = DayClock::new("America/Los_Angeles").unwrap();
+        // PDT (UTC-7) before the 2026-11-01 change, PST (UTC-8) after.
+        assert_eq!(la.start_ms(day("2026-11-01")), t("2026-11-01T07:00:00Z"));
+        assert_eq!(la.start_ms(day("2026-11-02")), t("2026-11-02T08:00:00Z"));
+        // Santiago skips 00:00-00:59 on 2026-09-06 (DST starts at midnight).
+        let scl = DayClock::new("America/Santiago").unwrap();
+        assert_eq!(scl.start_ms(day("2026-09-06")), t("2026-09-06T04:00:00Z"));
+        assert_eq!(
+            DayClock::utc().start_ms(day("2026-11-20")),
+            t("2026-11-20T00:00:00Z")
+        );
+    }
 
     #[test]
     fn local_days_follow_the_zone_and_its_daylight_saving() {

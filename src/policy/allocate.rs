@@ -75,9 +75,7 @@ impl Processor {
             );
         }
         if self.policy.pool_rules(pool).daily_assignment_cap.is_some() {
-            self.state
-                .wakeups
-                .insert((day_of(at_ms) + 1).saturating_mul(DAY_MS));
+            self.state.wakeups.insert(self.next_day_ms(at_ms));
         }
         if let Some(c) = self.state.cooldowns.get(lead_id) {
             for (_, until) in c.iter().filter(|(_, until)| *until > at_ms) {
@@ -277,7 +275,7 @@ impl Processor {
         let Some(max) = cap.cap else {
             return true;
         };
-        let day = day_of(at_ms);
+        let day = self.day_of(at_ms);
         let today = match cap.own_pool {
             Some(pool) => {
                 self.state
@@ -516,13 +514,13 @@ impl Processor {
             *self
                 .state
                 .assigned_per_pool_day
-                .entry((rep.clone(), pool, day_of(at)))
+                .entry((rep.clone(), pool, self.day_of(at)))
                 .or_default() += 1;
         }
         *self
             .state
             .assigned_per_day
-            .entry((rep, day_of(at)))
+            .entry((rep, self.day_of(at)))
             .or_default() += 1;
         Some(command)
     }

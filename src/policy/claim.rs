@@ -192,7 +192,7 @@ impl Processor {
     fn claims_today(&self, rep: &str, pool: &str, at_ms: i64) -> u32 {
         self.state
             .claims_per_day
-            .get(&(rep.to_string(), pool.to_string(), day_of(at_ms)))
+            .get(&(rep.to_string(), pool.to_string(), self.day_of(at_ms)))
             .copied()
             .unwrap_or(0)
     }
@@ -262,7 +262,7 @@ impl Processor {
         *self
             .state
             .claims_per_day
-            .entry((rep.to_string(), pool.to_string(), day_of(at_ms)))
+            .entry((rep.to_string(), pool.to_string(), self.day_of(at_ms)))
             .or_default() += 1;
         command
     }

@@ -399,6 +399,46 @@ fn the_daily_cap_holds_a_rep_back_until_the_next_utc_day() {
 }
 
 #[test]
+fn a_daily_cap_starts_again_at_the_midnight_of_the_policys_time_zone() {
+    // Given a cap of one a day for a team in Shanghai (UTC+8): l1 at 23:00
+    // local is taken, l2 at 23:30 local waits.
+    let file = |zone: &str| {
+        PolicyFile::parse(&format!(
+            "version = 1\ntime_zone = \"{zone}\"\n[rules]\ndaily_assignment_cap = 1\n\
+             [[pools]]\nname = \"inbound\"\nkind = \"auto_assign\"\n\
+             members = [{{ id = \"rep-1\", capacity = 10 }}]\n"
+        ))
+    };
+    let mut w = World::with(file("Asia/Shanghai").unwrap());
+    let day = T0 - T0.rem_euclid(24 * H);
+    assert_eq!(w.created(day + 15 * H, "l1").len(), 1);
+    w.assigned(day + 15 * H, "l1", "rep-1");
+    assert!(w.created(day + 15 * H + H / 2, "l2").is_empty());
+    // When Shanghai's midnight comes (16:00 UTC), then l2 goes out then,
+    // eight hours before UTC's midnight would have let it.
+    assert!(w.p.advance(day + 16 * H - 1).is_empty());
+    let out = w.p.advance(day + 17 * H);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].lead_id.as_str(), out[0].issued_at_ms),
+        ("l2", day + 16 * H)
+    );
+    // Under UTC days the same leads wait for 00:00 UTC.
+    let mut utc = World::with(file("UTC").unwrap());
+    utc.created(day + 15 * H, "l1");
+    utc.assigned(day + 15 * H, "l1", "rep-1");
+    utc.created(day + 15 * H + H / 2, "l2");
+    assert!(utc.p.advance(day + 17 * H).is_empty());
+    assert_eq!(utc.p.advance(day + 24 * H)[0].issued_at_ms, day + 24 * H);
+    // A zone that does not exist is refused with the file.
+    let err = file("Mars/Olympus").unwrap_err().to_string();
+    assert!(
+        err.contains("time_zone") && err.contains("Mars/Olympus"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_waiting_lead_goes_out_before_a_newer_one_first_come_first_served() {
     // Given the issue's case: a daily cap of 1 and one rep; L1 and L2 on
     // day 1, L2 waits.

@@ -6,6 +6,7 @@
 //! ```toml
 //! version = 3
 //! effective_from_ms = 1795536000000   # optional: takes over from the previous version then
+//! time_zone = "Asia/Shanghai"        # optional: the days daily caps count (default UTC)
 //! [rules]                          # all optional; a missing rule never fires
 //! first_follow_up_sla_ms = 86400000   # recall if not followed up within (rule first-follow-up-sla)
 //! stale_after_ms = 259200000          # recall after this long without a follow-up (rule stale)
@@ -360,6 +361,11 @@ pub struct PolicyFile {
     /// What becomes of a lead created with the contact of an open lead.
     #[serde(default)]
     pub duplicates: Duplicates,
+    /// The IANA time zone whose days the daily caps and the claims per
+    /// day count (`""`: UTC), so that a team's cap starts again at its own
+    /// midnight.
+    #[serde(default)]
+    pub time_zone: String,
     /// Every other tenant's rules and pools, by tenant id (see the module
     /// docs). Empty in a single-tenant deployment.
     #[serde(default)]
@@ -377,6 +383,10 @@ pub struct TenantPolicy {
     pub pools: Vec<PoolPolicy>,
     #[serde(default)]
     pub duplicates: Duplicates,
+    /// The tenant's own days (see [`PolicyFile::time_zone`]); left out,
+    /// the top level's.
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
 /// `[duplicates]`: a lead created with the `contact_fingerprint` of a lead
@@ -463,6 +473,7 @@ impl PolicyFile {
             rules: own.rules,
             pools: own.pools,
             duplicates: own.duplicates,
+            time_zone: own.time_zone.unwrap_or_else(|| self.time_zone.clone()),
             tenants: BTreeMap::new(),
         }
     }
@@ -482,6 +493,9 @@ impl PolicyFile {
     /// The rules of this file's own level (not of its tenant tables).
     fn validate_own(&self) -> Result<(), PolicyError> {
         let bad = |m: String| Err(PolicyError::Invalid(m));
+        if let Err(e) = crate::domain::time::DayClock::new(&self.time_zone) {
+            return bad(format!("time_zone: {e}"));
+        }
         check_rules(&self.rules, "rules")?;
         if self.pools.len() > POOLS_MAX {
             return bad(format!("more than {POOLS_MAX} pools"));

@@ -259,7 +259,7 @@ impl Processor {
                 *self
                     .state
                     .assigned_per_day
-                    .entry((rep.clone(), day_of(at)))
+                    .entry((rep.clone(), self.day_of(at)))
                     .or_default() += 1;
                 out.push(command);
             }

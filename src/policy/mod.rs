@@ -78,7 +78,7 @@ pub mod tenants;
 pub use tenants::{Policies, PoliciesState, SHADOW_SNAPSHOT_NAME, SNAPSHOT_NAME};
 
 use crate::domain::command::{command_id, command_id_attempt};
-use crate::domain::time::day_of;
+use crate::domain::time::DayClock;
 use crate::domain::{CommandBody, EventBody, LeadCommand, LeadEvent, LeadStatus, RecallReason};
 pub use file::{
     ClaimRules, DuplicateHandling, Duplicates, LeadFacts, Member, PolicyError, PolicyFile,
@@ -150,6 +150,9 @@ pub struct Processor {
     /// assignments may come from earlier versions); filled as they are
     /// first needed.
     calendars: std::cell::RefCell<HashMap<u64, (calendar::CalendarSpec, calendar::Calendar)>>,
+    /// The days of the policy's `time_zone`, made when first needed and
+    /// again when a version names another zone.
+    days: std::cell::RefCell<Option<(String, DayClock)>>,
 }
 
 /// At most this many parsed calendars are cached (specs of every version
@@ -177,9 +180,35 @@ impl Processor {
         state.in_force = Some(in_force.clone());
         Processor {
             calendars: Default::default(),
+            days: Default::default(),
             policy: in_force,
             state,
         }
+    }
+
+    /// The day (of the policy's `time_zone`) that holds `at_ms`: the
+    /// days the daily caps and the claims per day count.
+    fn day_of(&self, at_ms: i64) -> i64 {
+        self.with_days(|d| d.day_of(at_ms))
+    }
+
+    /// When the day after the one holding `at_ms` starts: when a daily
+    /// cap lets its rep have leads again.
+    fn next_day_ms(&self, at_ms: i64) -> i64 {
+        self.with_days(|d| d.start_ms(d.day_of(at_ms) + 1))
+    }
+
+    fn with_days<T>(&self, f: impl FnOnce(&DayClock) -> T) -> T {
+        let mut days = self.days.borrow_mut();
+        if days
+            .as_ref()
+            .is_none_or(|(zone, _)| *zone != self.policy.time_zone)
+        {
+            // Validated with the file; an unknown zone counts UTC days.
+            let clock = DayClock::new(&self.policy.time_zone).unwrap_or_else(|_| DayClock::utc());
+            *days = Some((self.policy.time_zone.clone(), clock));
+        }
+        f(&days.as_ref().expect("made above").1)
     }
 
     /// The latest version loaded: the one waiting for its start, or the
@@ -538,7 +567,7 @@ impl Processor {
     /// A wake-up at `at_ms`: every pool with waiting leads is drained at
     /// that moment, and day counts older than yesterday are forgotten.
     fn wake(&mut self, at_ms: i64, out: &mut Vec<LeadCommand>) {
-        let today = day_of(at_ms);
+        let today = self.day_of(at_ms);
         self.state
             .assigned_per_day
             .retain(|(_, day), _| *day >= today - 1);

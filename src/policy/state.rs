@@ -1,6 +1,6 @@
 //! The policy's state: its fold of the log (what `Processor::handle`,
 //! `advance` and `apply_input` keep), saved whole in the policy snapshots
-//! (`policy.v8`). Kept apart from the decisions that change it.
+//! (`policy.v9`). Kept apart from the decisions that change it.
 
 use super::claim::ClaimCounts;
 use super::manager::RepOverride;

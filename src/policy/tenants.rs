@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The snapshot name of the policies' state; the suffix changes with its
 /// shape.
-pub const SNAPSHOT_NAME: &str = "policy.v8";
+pub const SNAPSHOT_NAME: &str = "policy.v9";
 /// The snapshot name of the shadow policies' state.
 pub const SHADOW_SNAPSHOT_NAME: &str = "policy-shadow.v8";
 

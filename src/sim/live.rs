@@ -203,6 +203,7 @@ impl LiveSim {
                 ..Rules::default()
             },
             pools,
+            time_zone: String::new(),
             duplicates: Default::default(),
             tenants: Default::default(),
         }
