@@ -84,24 +84,24 @@ pub fn openapi_document() -> Value {
                 "enum": ["channel", "campaign", "pool", "region", "industry", "company-size", "tenant", "day", "owner", "pools"]}}));
         }
         if *path == "/api/v1/stats" || *path == "/api/v1/board" {
-            params.push(
-                json!({"name": "from", "in": "query", "schema": {"type": "string"},
-                "description": "First day of the window (a date, days of report.time_zone)"}),
-            );
-            params.push(
-                json!({"name": "to", "in": "query", "schema": {"type": "string"},
-                "description": "The day after the window's last (exclusive)"}),
-            );
-            params.push(json!({"name": "tenant", "in": "query", "schema": {"type": "string"},
-                "description": "Only the leads of this tenant; forwarded to the engine owning its partition"}));
-            params.push(
-                json!({"name": "channel", "in": "query", "schema": {"type": "string"},
-                "description": "Only the leads created from this channel"}),
-            );
-            params.push(
-                json!({"name": "pool", "in": "query", "schema": {"type": "string"},
-                "description": "Only the leads created into this pool"}),
-            );
+            for (name, description) in [
+                (
+                    "from",
+                    "First day of the window (a date, days of report.time_zone)",
+                ),
+                ("to", "The day after the window's last (exclusive)"),
+                (
+                    "tenant",
+                    "Only the leads of this tenant; forwarded to the engine owning its partition",
+                ),
+                ("channel", "Only the leads created from this channel"),
+                ("pool", "Only the leads created into this pool"),
+            ] {
+                params.push(
+                    json!({"name": name, "in": "query", "schema": {"type": "string"},
+                    "description": description}),
+                );
+            }
         }
         if path.starts_with("/api/v1/admin") || *path == "/api/v1/events" {
             op["security"] = json!([{ "bearer": [] }]);

@@ -49,11 +49,29 @@ fn params() -> MetricParams {
 }
 
 fn fold(events: &[LeadEvent]) -> Projections {
-    let mut p = Projections::new(params());
+    fold_filtered(LeadFilter::default(), events)
+}
+
+fn fold_filtered(filter: LeadFilter, events: &[LeadEvent]) -> Projections {
+    let mut p = Projections::filtered(params(), filter);
     for (i, e) in events.iter().enumerate() {
         p.apply(i as u64 + 1, e);
     }
     p
+}
+
+/// Lead `lead` converted by rep-1 at `at` (a 500.00 CNY deal).
+fn converted(lead: &str, at: i64) -> LeadEvent {
+    ev(
+        lead,
+        at,
+        EventBody::Converted(LeadConverted {
+            owner_id: "rep-1".into(),
+            deal_value: cny(50_000),
+            customer_id: "c".into(),
+            expected_lifetime_value: None,
+        }),
+    )
 }
 
 #[test]
@@ -334,18 +352,6 @@ fn the_funnel_counts_distinct_leads_and_never_rises() {
     // reassigned twice), followed up twice and converted; b assigned and
     // never followed up; c never assigned; d converted with no recorded
     // assignment or follow-up (an import of a closed deal).
-    let convert = |lead: &str, at: i64| {
-        ev(
-            lead,
-            at,
-            EventBody::Converted(LeadConverted {
-                owner_id: "rep-1".into(),
-                deal_value: cny(50_000),
-                customer_id: String::new(),
-                expected_lifetime_value: None,
-            }),
-        )
-    };
     let p = fold(&[
         created("a", 0, "x"),
         created("b", 0, "x"),
@@ -358,9 +364,9 @@ fn the_funnel_counts_distinct_leads_and_never_rises() {
         recalled("a", 5 * H, "rep-2"),
         assigned("a", 6 * H, "rep-1"),
         followed("a", 7 * H, "rep-1"),
-        convert("a", 8 * H),
+        converted("a", 8 * H),
         assigned("b", H, "rep-2"),
-        convert("d", 2 * H),
+        converted("d", 2 * H),
     ]);
     // When the channel's cohort is read, then each stage counts leads, not
     // events: 4 created, 3 reached assignment (a, b, d; a's three
@@ -392,25 +398,13 @@ fn a_filtered_view_counts_its_leads_exactly_as_the_whole_does() {
     // duplicating a search lead's contact (and one duplicating a contact
     // that was freed when its lead converted), reassignments and
     // conversions.
-    let convert = |lead: &str, at: i64| {
-        ev(
-            lead,
-            at,
-            EventBody::Converted(LeadConverted {
-                owner_id: "rep-1".into(),
-                deal_value: cny(9_000),
-                customer_id: "c".into(),
-                expected_lifetime_value: None,
-            }),
-        )
-    };
     let mut t2 = created("E", 1, "partner");
     t2.tenant_id = "t2".into();
     let events = vec![
         with_fingerprint(created("A", 0, "search"), "fp-1"),
         with_fingerprint(created("D", 0, "search"), "fp-2"),
         assigned("D", 1, "rep-1"),
-        convert("D", 2),
+        converted("D", 2),
         with_fingerprint(created("B", 3, "partner"), "fp-1"),
         with_fingerprint(created("C", 3, "partner"), "fp-2"),
         t2,
@@ -419,20 +413,17 @@ fn a_filtered_view_counts_its_leads_exactly_as_the_whole_does() {
         recalled("B", 2 * H, "rep-1"),
         assigned("B", 3 * H, "rep-2"),
         followed("B", 4 * H, "rep-2"),
-        convert("B", 5 * H),
+        converted("B", 5 * H),
         assigned("E", H, "rep-1"),
     ];
     let whole = fold(&events);
-    let mut partner = Projections::filtered(
-        params(),
+    let partner = fold_filtered(
         LeadFilter {
             channel: Some("partner".into()),
             ..Default::default()
         },
+        &events,
     );
-    for (i, e) in events.iter().enumerate() {
-        partner.apply(i as u64 + 1, e);
-    }
     // When the partner channel is read from the whole and from a view of
     // partner leads only, then its cohort is the same (duplicates too: B,
     // not C), the view has no other channel, its reps did only partner
@@ -454,15 +445,12 @@ fn a_filtered_view_counts_its_leads_exactly_as_the_whole_does() {
     assert_eq!(owners["rep-1"].assignments, 2);
     assert_eq!(partner.pool.leads.len(), 3);
     // And a tenant's view holds that tenant's leads only.
-    let mut tenant = Projections::filtered(
-        params(),
+    let tenant = fold_filtered(
         LeadFilter {
             tenant: Some("t2".into()),
             ..Default::default()
         },
+        &events,
     );
-    for (i, e) in events.iter().enumerate() {
-        tenant.apply(i as u64 + 1, e);
-    }
     assert_eq!(tenant.pool.leads.keys().collect::<Vec<_>>(), vec!["E"]);
 }
