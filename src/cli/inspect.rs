@@ -226,5 +226,9 @@ fn describe(e: &LeadEvent) -> String {
         CommandDeclined(d) => format!("declined {} ({})", d.command_id, d.reason),
         ClaimRequested(c) => format!("claim by {}", c.rep_id),
         Moved(m) => format!("to pool {}", m.to_pool),
+        Engaged(g) => match g.points {
+            Some(p) => format!("{} ({p:+} points) {}", g.kind, g.detail),
+            None => format!("{} {}", g.kind, g.detail),
+        },
     }
 }

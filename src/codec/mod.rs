@@ -8,8 +8,8 @@
 
 use crate::domain::{
     AssignmentMethod, CommandBody, Currency, EventBody, FollowUpKind, LeadAssigned,
-    LeadClaimRequested, LeadCommand, LeadCommandDeclined, LeadConverted, LeadCreated, LeadEvent,
-    LeadFollowedUp, LeadMoved, LeadRecalled, LeadScored, Money, RecallReason, Rejection,
+    LeadClaimRequested, LeadCommand, LeadCommandDeclined, LeadConverted, LeadCreated, LeadEngaged,
+    LeadEvent, LeadFollowedUp, LeadMoved, LeadRecalled, LeadScored, Money, RecallReason, Rejection,
 };
 use prost::Message;
 
@@ -178,6 +178,12 @@ pub fn from_pb(msg: pb::LeadEvent) -> Result<LeadEvent, Rejection> {
             to_pool: m.to_pool,
             command_id: m.command_id,
         }),
+        Body::Engaged(e) => EventBody::Engaged(LeadEngaged {
+            kind: e.kind,
+            points: e.points,
+            source: e.source,
+            detail: e.detail,
+        }),
         Body::Converted(c) => EventBody::Converted(LeadConverted {
             deal_value: money_from_pb("converted.deal_value", c.deal_value)?,
             expected_lifetime_value: match c.expected_lifetime_value {
@@ -290,6 +296,12 @@ pub fn to_pb(event: &LeadEvent) -> pb::LeadEvent {
         EventBody::Moved(m) => Body::Moved(pb::LeadMoved {
             to_pool: m.to_pool.clone(),
             command_id: m.command_id.clone(),
+        }),
+        EventBody::Engaged(e) => Body::Engaged(pb::LeadEngaged {
+            kind: e.kind.clone(),
+            points: e.points,
+            source: e.source.clone(),
+            detail: e.detail.clone(),
         }),
     };
     pb::LeadEvent {

@@ -49,6 +49,29 @@ fn samples() -> Vec<LeadEvent> {
             customer_id: "cust".into(),
             expected_lifetime_value: Some(cny(30_000)),
         }),
+        EventBody::CommandDeclined(LeadCommandDeclined {
+            command_id: "cmd-3".into(),
+            reason: "rep on leave".into(),
+        }),
+        EventBody::ClaimRequested(LeadClaimRequested {
+            rep_id: "rep-3".into(),
+        }),
+        EventBody::Moved(LeadMoved {
+            to_pool: "vip".into(),
+            command_id: "cmd-4".into(),
+        }),
+        EventBody::Engaged(LeadEngaged {
+            kind: "email_reply".into(),
+            points: Some(-5),
+            source: "mailer".into(),
+            detail: "re: pricing".into(),
+        }),
+        EventBody::Engaged(LeadEngaged {
+            kind: "web_visit".into(),
+            points: None,
+            source: String::new(),
+            detail: String::new(),
+        }),
     ];
     bodies
         .into_iter()
@@ -66,6 +89,9 @@ fn samples() -> Vec<LeadEvent> {
 
 #[test]
 fn every_event_kind_round_trips_through_protobuf_and_json() {
+    let kinds: std::collections::BTreeSet<EventKind> =
+        samples().iter().map(|e| e.body.kind()).collect();
+    assert_eq!(kinds.len(), EventKind::ALL.len(), "a sample of every kind");
     for e in samples() {
         assert_eq!(decode_event(&encode_event(&e)).unwrap(), e);
         assert_eq!(event_from_json(&event_to_json(&e)).unwrap(), e);

@@ -299,6 +299,7 @@ fn event_message_name(body: &pb::lead_event::Body) -> &'static str {
         Body::CommandDeclined(_) => "leadflow.v1.LeadCommandDeclined",
         Body::ClaimRequested(_) => "leadflow.v1.LeadClaimRequested",
         Body::Moved(_) => "leadflow.v1.LeadMoved",
+        Body::Engaged(_) => "leadflow.v1.LeadEngaged",
     }
 }
 

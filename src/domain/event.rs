@@ -34,6 +34,7 @@ pub enum EventBody {
     CommandDeclined(LeadCommandDeclined),
     ClaimRequested(LeadClaimRequested),
     Moved(LeadMoved),
+    Engaged(LeadEngaged),
 }
 
 /// The type of an event, for counting and display.
@@ -48,10 +49,11 @@ pub enum EventKind {
     CommandDeclined,
     ClaimRequested,
     Moved,
+    Engaged,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::Created,
         EventKind::Scored,
         EventKind::Assigned,
@@ -61,6 +63,7 @@ impl EventKind {
         EventKind::CommandDeclined,
         EventKind::ClaimRequested,
         EventKind::Moved,
+        EventKind::Engaged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +77,7 @@ impl EventKind {
             EventKind::CommandDeclined => "command_declined",
             EventKind::ClaimRequested => "claim_requested",
             EventKind::Moved => "moved",
+            EventKind::Engaged => "engaged",
         }
     }
 }
@@ -90,6 +94,7 @@ impl EventBody {
             EventBody::CommandDeclined(_) => EventKind::CommandDeclined,
             EventBody::ClaimRequested(_) => EventKind::ClaimRequested,
             EventBody::Moved(_) => EventKind::Moved,
+            EventBody::Engaged(_) => EventKind::Engaged,
         }
     }
 }
@@ -158,6 +163,19 @@ pub struct LeadMoved {
     pub to_pool: String,
     /// The `MoveLead` carried out, if any (empty otherwise).
     pub command_id: String,
+}
+
+/// The lead interacted with marketing (see
+/// `proto/leadflow/v1/events.proto`): behaviour, never ownership.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeadEngaged {
+    /// `web_visit`, `email_open`, `email_reply`, `form_submit`,
+    /// `event_attended`, `content_download`, or the producer's own.
+    pub kind: String,
+    /// The producer's own points, if it scores interactions.
+    pub points: Option<i32>,
+    pub source: String,
+    pub detail: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

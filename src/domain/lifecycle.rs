@@ -23,6 +23,7 @@
 //! | command_declined | UnknownLead  | stays                   | stays                                | LeadConverted        |
 //! | claim_requested | UnknownLead   | stays (policy answers)  | stays (policy declines)              | LeadConverted        |
 //! | moved(p)     | UnknownLead      | stays, pool p           | stays (owner kept), pool p           | LeadConverted        |
+//! | engaged      | UnknownLead      | stays                   | stays                                | LeadConverted        |
 //!
 //! Checked before the table, in this order: required fields and field
 //! validity (ids, event time within [`EVENT_TIME_MS_MIN`]..=[`EVENT_TIME_MS_MAX`],
@@ -205,6 +206,9 @@ pub fn decide_with(
         }
         // A move changes the lead's pool, not its owner: any open state.
         EventBody::Moved(_) => Ok(()),
+        // An interaction with marketing is behaviour, not ownership: any
+        // open state, any number.
+        EventBody::Engaged(_) => Ok(()),
         EventBody::Assigned(a) => {
             if lead.status == LeadStatus::Assigned && is_owner(&a.owner_id) {
                 Err(Rejection::AlreadyOwner {
@@ -261,7 +265,8 @@ pub fn apply(state: Option<Lead>, event: &LeadEvent) -> Lead {
                 | EventBody::Scored(_)
                 | EventBody::FollowedUp(_)
                 | EventBody::CommandDeclined(_)
-                | EventBody::ClaimRequested(_) => {}
+                | EventBody::ClaimRequested(_)
+                | EventBody::Engaged(_) => {}
                 EventBody::Assigned(a) => {
                     lead.pool = resolve_pool(&a.pool, &lead.pool).to_string();
                     lead.status = LeadStatus::Assigned;
@@ -381,6 +386,49 @@ fn check_score(field: &str, value: u32) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// Longest `engaged.kind`, and `engaged.detail`.
+pub const ENGAGEMENT_KIND_LEN_BYTES_MAX: usize = 64;
+pub const ENGAGEMENT_DETAIL_LEN_BYTES_MAX: usize = 1024;
+/// Largest magnitude of a producer's own `engaged.points`.
+pub const ENGAGEMENT_POINTS_MAX: i32 = 1000;
+
+/// An interaction: a kind that can name a policy's table key and a metric
+/// label (`a-z`, `0-9`, `_`), bounded points and text.
+fn check_engaged(e: &crate::domain::LeadEngaged) -> Result<(), Rejection> {
+    if e.kind.is_empty() {
+        return Err(Rejection::missing("engaged.kind"));
+    }
+    if e.kind.len() > ENGAGEMENT_KIND_LEN_BYTES_MAX
+        || !e
+            .kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(Rejection::invalid(
+            "engaged.kind",
+            format!("{:?} is not 1 to {ENGAGEMENT_KIND_LEN_BYTES_MAX} of a-z, 0-9 and _ (e.g. web_visit)", e.kind),
+        ));
+    }
+    if let Some(p) = e.points {
+        if !(-ENGAGEMENT_POINTS_MAX..=ENGAGEMENT_POINTS_MAX).contains(&p) {
+            return Err(Rejection::invalid(
+                "engaged.points",
+                format!("{p} is outside -{ENGAGEMENT_POINTS_MAX}..={ENGAGEMENT_POINTS_MAX}"),
+            ));
+        }
+    }
+    if !e.source.is_empty() {
+        check_id("engaged.source", &e.source)?;
+    }
+    if e.detail.len() > ENGAGEMENT_DETAIL_LEN_BYTES_MAX {
+        return Err(Rejection::invalid(
+            "engaged.detail",
+            format!("longer than {ENGAGEMENT_DETAIL_LEN_BYTES_MAX} bytes"),
+        ));
+    }
+    Ok(())
+}
+
 /// Field-level rules that hold whatever the lead's state.
 fn check_fields(event: &LeadEvent) -> Result<(), Rejection> {
     check_id("event_id", &event.event_id)?;
@@ -405,6 +453,7 @@ fn check_fields(event: &LeadEvent) -> Result<(), Rejection> {
         EventBody::CommandDeclined(d) => check_id("command_declined.command_id", &d.command_id),
         EventBody::ClaimRequested(c) => check_id("claim_requested.rep_id", &c.rep_id),
         EventBody::Moved(m) => check_id("moved.to_pool", &m.to_pool),
+        EventBody::Engaged(e) => check_engaged(e),
         EventBody::Converted(c) => {
             check_id("converted.owner_id", &c.owner_id)?;
             check_money("converted.deal_value", &c.deal_value)?;

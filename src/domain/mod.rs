@@ -19,8 +19,8 @@ pub mod time;
 pub use command::{CommandBody, LeadCommand};
 pub use event::{
     AssignmentMethod, EventBody, EventKind, FollowUpKind, LeadAssigned, LeadClaimRequested,
-    LeadCommandDeclined, LeadConverted, LeadCreated, LeadEvent, LeadFollowedUp, LeadMoved,
-    LeadRecalled, LeadScored, RecallReason,
+    LeadCommandDeclined, LeadConverted, LeadCreated, LeadEngaged, LeadEvent, LeadFollowedUp,
+    LeadMoved, LeadRecalled, LeadScored, RecallReason,
 };
 pub use lifecycle::{Lead, LeadStatus};
 pub use money::{Currency, Money};

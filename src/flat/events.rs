@@ -39,6 +39,10 @@ pub fn columns() -> Vec<Column> {
         ("lifetime_value_minor_units", Int),
         ("lifetime_value_currency", Text),
         ("decline_reason", Text),
+        ("engagement_kind", Text),
+        ("engagement_points", Int),
+        ("engagement_source", Text),
+        ("engagement_detail", Text),
     ]
     .into_iter()
     .map(|(name, kind)| Column {
@@ -106,6 +110,14 @@ pub fn row(seq: u64, e: &LeadEvent) -> Vec<Cell> {
         EventBody::Moved(m) => {
             r[9] = text(&m.to_pool);
             r[19] = text(&m.command_id);
+        }
+        EventBody::Engaged(g) => {
+            r[30] = text(&g.kind);
+            if let Some(p) = g.points {
+                r[31] = Cell::Int(i64::from(p));
+            }
+            r[32] = text(&g.source);
+            r[33] = text(&g.detail);
         }
     }
     r

@@ -71,6 +71,7 @@ mod explain;
 
 pub use explain::{human_ms, FACT_TO_COLD_POOL};
 pub mod file;
+pub mod scoring;
 mod settle;
 mod state;
 pub use state::{Limits, Pending, PolicyState, Waiting, Watch};
@@ -482,7 +483,9 @@ impl Processor {
                     self.offer(lead_id, &event.event_id, at, &mut out);
                 }
             }
-            EventBody::Scored(_) => {}
+            // An interaction allocates nothing by itself; a score does
+            // (a `scored` event), through the lead's score.
+            EventBody::Scored(_) | EventBody::Engaged(_) => {}
         }
         out
     }

@@ -81,7 +81,9 @@ impl PoolState {
         match &event.body {
             EventBody::Created(_) => unreachable!("handled above"),
             EventBody::Scored(s) => lead.score = Some(s.score),
-            EventBody::CommandDeclined(_) | EventBody::ClaimRequested(_) => {}
+            EventBody::CommandDeclined(_)
+            | EventBody::ClaimRequested(_)
+            | EventBody::Engaged(_) => {}
             EventBody::Assigned(a) => {
                 match lead.owner.take() {
                     Some(prev) => {

@@ -235,7 +235,8 @@ impl LiveSim {
             EventBody::Scored(_)
             | EventBody::CommandDeclined(_)
             | EventBody::ClaimRequested(_)
-            | EventBody::Moved(_) => {}
+            | EventBody::Moved(_)
+            | EventBody::Engaged(_) => {}
         }
         Outgoing::Event(Box::new(LeadEvent {
             event_id: format!("live-{}-{}", self.config.seed, self.next_event),

@@ -46,11 +46,15 @@ fn generated_events_are_all_valid_and_in_time_order() {
     // A realistic floor has all of these, in sane proportions (but
     // declines: the simulated CRM carries out every command it is given;
     // and claims and moves: its pools are all allocated by the engine, and
-    // no manager moves a lead).
+    // no manager moves a lead; and interactions: its marketing system does
+    // not report any yet).
     for k in EventKind::ALL.into_iter().filter(|k| {
         !matches!(
             k,
-            EventKind::CommandDeclined | EventKind::ClaimRequested | EventKind::Moved
+            EventKind::CommandDeclined
+                | EventKind::ClaimRequested
+                | EventKind::Moved
+                | EventKind::Engaged
         )
     }) {
         assert!(kinds.get(&k).copied().unwrap_or(0) > 0, "no {k:?} events");

@@ -148,6 +148,58 @@ fn scoring_keeps_the_state_in_pool_and_when_assigned() {
     assert_eq!(when(&s, scored(0)).unwrap(), unchanged_but_later(&s));
 }
 
+fn engaged(kind: &str, points: Option<i32>) -> EventBody {
+    EventBody::Engaged(LeadEngaged {
+        kind: kind.into(),
+        points,
+        source: "mailer".into(),
+        detail: "opened the pricing email".into(),
+    })
+}
+
+#[test]
+fn interactions_keep_the_state_whether_waiting_or_held_and_end_with_conversion() {
+    // Given a waiting lead and a held one, when they engage, then nothing
+    // changes but the lead's latest time; after conversion, they are
+    // refused like any event.
+    let waiting = given(vec![created()]);
+    assert_eq!(
+        when(&waiting, engaged("web_visit", None)).unwrap(),
+        unchanged_but_later(&waiting)
+    );
+    let held = given(vec![created(), assigned("rep-1", "")]);
+    assert_eq!(
+        when(&held, engaged("email_reply", Some(-20))).unwrap(),
+        unchanged_but_later(&held)
+    );
+    let done = given(vec![
+        created(),
+        assigned("rep-1", ""),
+        converted("rep-1", 5),
+    ]);
+    assert_eq!(
+        when(&done, engaged("web_visit", None)).unwrap_err().code(),
+        "lead_converted"
+    );
+}
+
+#[test]
+fn an_interaction_has_a_plain_kind_and_bounded_points_and_text() {
+    let s = given(vec![created()]);
+    let code = |body| when(&s, body).unwrap_err().code();
+    assert_eq!(code(engaged("", None)), "missing_field");
+    assert_eq!(code(engaged("Web Visit", None)), "invalid_field");
+    assert_eq!(code(engaged(&"k".repeat(65), None)), "invalid_field");
+    assert_eq!(code(engaged("web_visit", Some(1001))), "invalid_field");
+    assert_eq!(code(engaged("web_visit", Some(-1001))), "invalid_field");
+    let mut long = engaged("web_visit", None);
+    if let EventBody::Engaged(e) = &mut long {
+        e.detail = "x".repeat(1025);
+    }
+    assert_eq!(code(long), "invalid_field");
+    assert!(when(&s, engaged(&"k".repeat(64), Some(1000))).is_ok());
+}
+
 #[test]
 fn scores_out_of_range_are_rejected() {
     let s = given(vec![created()]);

@@ -326,7 +326,8 @@ impl Metrics {
             EventBody::Created(_)
             | EventBody::Scored(_)
             | EventBody::CommandDeclined(_)
-            | EventBody::ClaimRequested(_) => {}
+            | EventBody::ClaimRequested(_)
+            | EventBody::Engaged(_) => {}
             EventBody::Moved(m) => {
                 // A waiting lead leaves one queue for another; a held one
                 // only changes the pool it is held under.

@@ -1,0 +1,194 @@
+//! The learned part of a score: naive Bayes over what is known about a lead
+//! when it is scored — its creation fields (categorical, Laplace-smoothed)
+//! and which kinds of interaction it has had (Bernoulli) — as Odoo's
+//! predictive lead scoring does. A few dozen lines by hand: the counts are
+//! the whole model, they add up (retraining is adding the outcomes learned
+//! since), and they snapshot with the policy state.
+//!
+//! No leakage: a model only ever holds outcomes known when it was trained
+//! (see the scoring fold), and a lead is scored from features it had at
+//! that moment.
+
+use super::rules::Contribution;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The creation fields the model reads, in [`Features::fields`] order.
+pub const FIELDS: [&str; 6] = [
+    "channel",
+    "campaign",
+    "pool",
+    "region",
+    "industry",
+    "company_size",
+];
+
+/// Most distinct values learned per field; further values are learned as
+/// one, [`OTHER_VALUE`] (memory stays bounded whatever producers send).
+pub const VALUES_PER_FIELD_MAX: usize = 10_000;
+pub const OTHER_VALUE: &str = "(other)";
+/// Most interaction kinds the model learns.
+pub const KINDS_MAX: usize = 64;
+
+/// What the model sees of a lead at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Features {
+    pub fields: [String; 6],
+    /// Kinds of interaction it had by then.
+    pub kinds: BTreeSet<String>,
+}
+
+/// Outcomes per feature value: `[not converted, converted]`.
+type Outcomes = [u64; 2];
+
+/// What the model learned: outcome counts overall, per field value and
+/// per interaction kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    classes: Outcomes,
+    fields: [BTreeMap<String, Outcomes>; 6],
+    kinds: BTreeMap<String, Outcomes>,
+}
+
+impl Counts {
+    /// Learns one lead's outcome from the features it had.
+    pub fn learn(&mut self, f: &Features, converted: bool) {
+        let c = usize::from(converted);
+        self.classes[c] += 1;
+        for (i, value) in f.fields.iter().enumerate() {
+            let map = &mut self.fields[i];
+            let key = if map.contains_key(value) || map.len() < VALUES_PER_FIELD_MAX {
+                value.as_str()
+            } else {
+                OTHER_VALUE
+            };
+            map.entry(key.to_string()).or_default()[c] += 1;
+        }
+        for kind in &f.kinds {
+            if self.kinds.contains_key(kind) || self.kinds.len() < KINDS_MAX {
+                self.kinds.entry(kind.clone()).or_default()[c] += 1;
+            }
+        }
+    }
+
+    /// Adds what another set of counts learned.
+    pub fn merge(&mut self, o: &Counts) {
+        for c in 0..2 {
+            self.classes[c] += o.classes[c];
+        }
+        for (i, map) in o.fields.iter().enumerate() {
+            for (value, n) in map {
+                let e = self.fields[i].entry(value.clone()).or_default();
+                e[0] += n[0];
+                e[1] += n[1];
+            }
+        }
+        for (kind, n) in &o.kinds {
+            let e = self.kinds.entry(kind.clone()).or_default();
+            e[0] += n[0];
+            e[1] += n[1];
+        }
+    }
+
+    /// Outcomes learned.
+    pub fn examples(&self) -> u64 {
+        self.classes[0] + self.classes[1]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.examples() == 0
+    }
+}
+
+/// A trained model: the counts of every outcome known when it was
+/// trained, and its version (one per retraining that learned something).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Model {
+    pub version: u32,
+    /// Event time of the training: no outcome known later is in it.
+    pub trained_at_ms: i64,
+    counts: Counts,
+}
+
+/// A model's answer for one lead.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prediction {
+    /// The probability of conversion.
+    pub probability: f64,
+    /// Each feature's log-odds, largest effect first.
+    pub contributions: Vec<Contribution>,
+}
+
+impl Model {
+    /// Trains again at `at_ms` with the outcomes learned since: a new
+    /// version when there are any.
+    pub fn retrain(&mut self, learned: &Counts, at_ms: i64) {
+        if learned.is_empty() {
+            return;
+        }
+        self.counts.merge(learned);
+        self.version += 1;
+        self.trained_at_ms = at_ms;
+    }
+
+    /// Whether it has learned enough to predict: `min_examples` outcomes,
+    /// at least one of each.
+    pub fn ready(&self, min_examples: u32) -> bool {
+        let c = &self.counts.classes;
+        c[0] > 0 && c[1] > 0 && self.counts.examples() >= u64::from(min_examples)
+    }
+
+    /// The model's label, for scores and reports: `nb-<version>`.
+    pub fn label(&self) -> String {
+        format!("nb-{}", self.version)
+    }
+
+    /// The probability that a lead with `f` converts, with each feature's
+    /// share of the log-odds.
+    pub fn predict(&self, f: &Features) -> Prediction {
+        let c = &self.counts.classes;
+        let n = [c[0] as f64, c[1] as f64];
+        // Laplace smoothing throughout: an unseen value or kind moves
+        // nothing much, and nothing is ever log(0).
+        let mut log_odds = ((n[1] + 1.0) / (n[0] + 1.0)).ln();
+        let mut why = Vec::new();
+        for (i, value) in f.fields.iter().enumerate() {
+            let map = &self.counts.fields[i];
+            let seen = map
+                .get(value)
+                .or_else(|| map.get(OTHER_VALUE))
+                .copied()
+                .unwrap_or_default();
+            let values = map.len() as f64 + 1.0;
+            let p1 = (seen[1] as f64 + 1.0) / (n[1] + values);
+            let p0 = (seen[0] as f64 + 1.0) / (n[0] + values);
+            let term = (p1 / p0).ln();
+            log_odds += term;
+            why.push(Contribution {
+                what: format!("{} = {value}", FIELDS[i]),
+                points: term,
+            });
+        }
+        for (kind, seen) in &self.counts.kinds {
+            let p1 = (seen[1] as f64 + 1.0) / (n[1] + 2.0);
+            let p0 = (seen[0] as f64 + 1.0) / (n[0] + 2.0);
+            let (term, what) = if f.kinds.contains(kind) {
+                ((p1 / p0).ln(), kind.clone())
+            } else {
+                (((1.0 - p1) / (1.0 - p0)).ln(), format!("no {kind}"))
+            };
+            log_odds += term;
+            why.push(Contribution { what, points: term });
+        }
+        why.sort_by(|a, b| {
+            b.points
+                .abs()
+                .total_cmp(&a.points.abs())
+                .then(a.what.cmp(&b.what))
+        });
+        Prediction {
+            probability: 1.0 / (1.0 + (-log_odds).exp()),
+            contributions: why,
+        }
+    }
+}

@@ -1,0 +1,264 @@
+use super::evaluate::{auc, evaluate};
+use super::model::{Counts, Features, Model};
+use super::rules::{attribute_score, Behaviour, KINDS_PER_LEAD_MAX};
+use super::*;
+use crate::domain::{build, EventBody, LeadCreated};
+
+const DAY: i64 = 86_400_000;
+
+const SCORING: &str = r#"
+[[attributes]]
+field = "industry"
+equals = "manufacturing"
+points = 20
+[[attributes]]
+field = "company_size"
+any_of = ["large", "enterprise"]
+points = 15
+[[attributes]]
+field = "attributes.budget"
+equals = "approved"
+points = 30
+[[attributes]]
+field = "channel"
+equals = "cold_list"
+points = -40
+[behaviour.email_reply]
+points = 15
+half_life = "14d"
+cap = 40
+[behaviour.web_visit]
+points = 2
+[predictive]
+horizon = "30d"
+min_examples = 10
+"#;
+
+fn parse(text: &str) -> Result<Scoring, String> {
+    let s: Scoring = toml::from_str(text).map_err(|e| e.to_string())?;
+    s.validate()?;
+    Ok(s)
+}
+
+fn scoring() -> Scoring {
+    parse(SCORING).unwrap()
+}
+
+fn lead(channel: &str, industry: &str, size: &str, budget: Option<&str>) -> LeadCreated {
+    let mut e = build::created("e", "l")
+        .channel(channel)
+        .profile("east", industry, size)
+        .event();
+    let EventBody::Created(c) = &mut e.body else {
+        unreachable!("a created event")
+    };
+    if let Some(b) = budget {
+        c.attributes.insert("budget".into(), b.into());
+    }
+    c.clone()
+}
+
+#[test]
+fn attribute_points_add_up_from_the_rules_that_match_within_0_to_100() {
+    let s = scoring();
+    // Given a large manufacturer with an approved budget: 20 + 15 + 30.
+    let (score, why) = attribute_score(
+        &s,
+        &lead("search", "manufacturing", "large", Some("approved")),
+    )
+    .unwrap();
+    assert_eq!(score, 65);
+    let what: Vec<&str> = why.iter().map(|c| c.what.as_str()).collect();
+    assert_eq!(
+        what,
+        vec![
+            "industry = manufacturing",
+            "company_size = large",
+            "attributes.budget = approved"
+        ]
+    );
+    // A cold-list lead of nothing else: -40, clamped to 0.
+    let (score, _) = attribute_score(&s, &lead("cold_list", "saas", "small", None)).unwrap();
+    assert_eq!(score, 0);
+    // Without attribute rules there is no attribute part.
+    assert_eq!(
+        attribute_score(&Scoring::default(), &lead("x", "y", "z", None)),
+        None
+    );
+}
+
+#[test]
+fn behaviour_points_fade_by_their_half_life_within_their_caps() {
+    let s = scoring();
+    let mut b = Behaviour::default();
+    // Two replies on day 0: 30 points; 14 days later, half: 15.
+    b.engage(&s, "email_reply", None, 0);
+    b.engage(&s, "email_reply", None, 0);
+    assert_eq!(b.score_at(&s, 0).unwrap().0, 30);
+    assert_eq!(b.score_at(&s, 14 * DAY).unwrap().0, 15);
+    // A third reply then: 15 + 15 = 30, and a fourth at once goes over the
+    // kind's cap of 40.
+    b.engage(&s, "email_reply", None, 14 * DAY);
+    assert_eq!(b.score_at(&s, 14 * DAY).unwrap().0, 30);
+    b.engage(&s, "email_reply", None, 14 * DAY);
+    assert_eq!(b.score_at(&s, 14 * DAY).unwrap().0, 40);
+    // Visits never fade; a producer's own points replace the policy's; a
+    // kind the policy does not know counts for its producer points only.
+    b.engage(&s, "web_visit", None, 14 * DAY);
+    b.engage(&s, "web_visit", Some(5), 14 * DAY);
+    b.engage(&s, "webinar", None, 14 * DAY);
+    let (score, why) = b.score_at(&s, 14 * DAY).unwrap();
+    assert_eq!(score, 47);
+    assert_eq!(
+        why.iter()
+            .map(|c| (c.what.as_str(), c.points))
+            .collect::<Vec<_>>(),
+        vec![("email_reply", 40.0), ("web_visit", 7.0)]
+    );
+    // The sum stays within the policy's cap (100 by default).
+    for _ in 0..40 {
+        b.engage(&s, "web_visit", Some(10), 14 * DAY);
+    }
+    assert_eq!(b.score_at(&s, 14 * DAY).unwrap().0, 100);
+}
+
+#[test]
+fn a_lead_remembers_a_bounded_number_of_interaction_kinds() {
+    let s = scoring();
+    let mut b = Behaviour::default();
+    for i in 0..100 {
+        b.engage(&s, &format!("kind_{i}"), Some(1), 0);
+    }
+    assert_eq!(
+        b.kinds().count(),
+        KINDS_PER_LEAD_MAX + 1,
+        "16 kinds and `other`"
+    );
+    assert_eq!(b.score_at(&s, 0).unwrap().0, 100);
+}
+
+#[test]
+fn the_combined_score_weighs_the_parts_present() {
+    let s = scoring();
+    // 30 / 30 / 40: (30*60 + 30*20 + 40*90) / 100 = 60.
+    assert_eq!(s.combine(Some(60), Some(20), Some(90)), 60);
+    // Without a model yet: (30*60 + 30*20) / 60 = 40.
+    assert_eq!(s.combine(Some(60), Some(20), None), 40);
+    assert_eq!(s.combine(None, None, None), 0);
+    // Half up: (30*1 + 30*2) / 60 = 1.5 → 2.
+    assert_eq!(s.combine(Some(1), Some(2), None), 2);
+}
+
+#[test]
+fn a_scoring_section_that_cannot_work_is_refused_with_its_place() {
+    let bad = |section: &str| parse(section).unwrap_err();
+    let e = bad("[[attributes]]\nfield = \"colour\"\nequals = \"red\"\npoints = 5\n");
+    assert!(
+        e.contains("scoring.attributes[0]") && e.contains("colour"),
+        "{e}"
+    );
+    let e = bad("[[attributes]]\nfield = \"industry\"\npoints = 5\n");
+    assert!(e.contains("either equals or any_of"), "{e}");
+    let e = bad("[behaviour.web_visit]\npoints = 2\nhalf_life = \"0s\"\n");
+    assert!(
+        e.contains("scoring.behaviour.web_visit") && e.contains("half_life"),
+        "{e}"
+    );
+    let e = bad("[behaviour.x]\npoints = 500\n");
+    assert!(
+        e.contains("scoring.behaviour.x") && e.contains("-100..=100"),
+        "{e}"
+    );
+    let e = bad("[weights]\nattribute = 0\nbehaviour = 0\npredictive = 0\n");
+    assert!(e.contains("scoring.weights"), "{e}");
+    // Durations as people write them, or milliseconds.
+    let s = parse("[behaviour.web_visit]\npoints = 2\nhalf_life_ms = 3600000\n").unwrap();
+    assert_eq!(s.behaviour["web_visit"].half_life_ms, Some(3_600_000));
+}
+
+fn features(channel: &str, kinds: &[&str]) -> Features {
+    Features {
+        fields: [
+            channel.to_string(),
+            "q4".into(),
+            "inbound".into(),
+            "east".into(),
+            "saas".into(),
+            "small".into(),
+        ],
+        kinds: kinds.iter().map(|k| k.to_string()).collect(),
+    }
+}
+
+#[test]
+fn the_model_learns_which_leads_convert_and_says_why() {
+    // Given outcomes: referral leads converted 8 of 10 times, cold-list
+    // leads 1 of 10; leads that replied to an email converted 9 of 10.
+    let mut learned = Counts::default();
+    for i in 0..10 {
+        learned.learn(&features("referral", &[]), i < 8);
+        learned.learn(&features("cold_list", &[]), i < 1);
+        learned.learn(&features("search", &["email_reply"]), i < 9);
+        learned.learn(&features("search", &["web_visit"]), i < 2);
+    }
+    let mut model = Model::default();
+    assert!(!model.ready(10));
+    model.retrain(&learned, 5 * DAY);
+    assert_eq!(
+        (model.version, model.trained_at_ms, model.label().as_str()),
+        (1, 5 * DAY, "nb-1")
+    );
+    assert!(model.ready(40) && !model.ready(41));
+    // When leads are scored, then the order follows what was learned.
+    let p = |f: Features| model.predict(&f).probability;
+    let referral = p(features("referral", &[]));
+    let cold = p(features("cold_list", &[]));
+    let replied = p(features("search", &["email_reply"]));
+    let visited = p(features("search", &["web_visit"]));
+    assert!(referral > 0.5 && cold < 0.2, "{referral} {cold}");
+    assert!(replied > visited, "{replied} {visited}");
+    // An unseen channel is neither good nor bad evidence by itself.
+    let unseen = model.predict(&features("podcast", &[]));
+    assert!(unseen.probability > cold && unseen.probability < referral);
+    // The explanation names the strongest feature first.
+    let why = model.predict(&features("cold_list", &[]));
+    assert_eq!(why.contributions[0].what, "channel = cold_list");
+    assert!(why.contributions[0].points < 0.0);
+    // Retraining with nothing new keeps the version.
+    model.retrain(&Counts::default(), 6 * DAY);
+    assert_eq!(model.version, 1);
+}
+
+#[test]
+fn auc_brier_log_loss_and_lift_match_hand_computed_values() {
+    // Perfect, reversed and uninformative rankings.
+    assert_eq!(auc(&[(0.9, true), (0.1, false)]), Some(1.0));
+    assert_eq!(auc(&[(0.1, true), (0.9, false)]), Some(0.0));
+    assert_eq!(auc(&[(0.5, true), (0.5, false)]), Some(0.5));
+    assert_eq!(auc(&[(0.5, true), (0.6, true)]), None);
+    // By hand: positives at 0.8 and 0.4, negatives at 0.6, 0.4 and 0.2:
+    // pairs won 2 + 1 + 0.5 (tie) + 1 = 4.5 of 6.
+    let s = [
+        (0.8, true),
+        (0.4, true),
+        (0.6, false),
+        (0.4, false),
+        (0.2, false),
+    ];
+    assert_eq!(auc(&s), Some(0.75));
+    // Brier: (0.2² + 0.6² + 0.6² + 0.4² + 0.2²) / 5 = 0.96 / 5; log-loss
+    // by the same pairs.
+    let e = evaluate(&s);
+    assert!((e.brier - 0.192).abs() < 1e-12, "{}", e.brier);
+    let want = -(0.8f64.ln() + 0.4f64.ln() + 0.4f64.ln() + 0.6f64.ln() + 0.8f64.ln()) / 5.0;
+    assert!((e.log_loss - want).abs() < 1e-12);
+    assert_eq!((e.leads, e.converted), (5, 2));
+    // Lift: 100 leads, the top decile all converted, 20 converted in all.
+    let many: Vec<(f64, bool)> = (0..100)
+        .map(|i| (f64::from(i) / 100.0, !(10..90).contains(&i)))
+        .collect();
+    let e = evaluate(&many);
+    assert_eq!(e.calibration.len(), 10);
+    assert_eq!(e.calibration[9].observed_rate, 1.0);
+    assert_eq!(e.lift_top_decile, Some(5.0));
+}
