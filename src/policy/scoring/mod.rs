@@ -1,9 +1,9 @@
 //! Lead scoring: three parts, each 0..=100, as the CRMs the engine answers
-//! to score leads. The parts and their configuration (the `[scoring]`
-//! section a policy file will carry) are here; the fold that keeps every
-//! open lead's score and the engine's publishing of it are not built yet,
-//! so a policy file does not take the section (see issue 15's progress
-//! note).
+//! to score leads. The parts, their configuration (the `[scoring]` section
+//! a policy file will carry) and the fold that keeps every open lead's
+//! score ([`fold`]) are here; the engine does not run the fold or publish
+//! its scores yet, so a policy file does not take the section (see issue
+//! 15's progress note).
 //!
 //! - **Attribute** points from what the lead was created with (industry =
 //!   manufacturing +20, company_size = large +15, channel = referral +10):
@@ -22,6 +22,7 @@
 //! lift of the top decile).
 
 pub mod evaluate;
+pub mod fold;
 pub mod model;
 pub mod rules;
 
@@ -49,6 +50,9 @@ pub struct Scoring {
     /// The combined score is the weighted mean of the parts present, with
     /// these weights (percent; default 30 / 30 / 40).
     pub weights: Weights,
+    /// A lead's score is announced again when its combined score moved by
+    /// at least this much (default 5).
+    pub announce_threshold: Option<u32>,
 }
 
 /// Points when a creation field has a value.
@@ -157,6 +161,13 @@ impl Scoring {
         self.attributes.is_empty() && self.behaviour.is_empty() && self.predictive.is_none()
     }
 
+    /// How far a combined score moves before it is announced again.
+    pub fn announce_threshold(&self) -> u32 {
+        self.announce_threshold
+            .unwrap_or(fold::ANNOUNCE_THRESHOLD_DEFAULT)
+            .max(1)
+    }
+
     /// The most behaviour points, all kinds together.
     pub fn behaviour_cap(&self) -> u32 {
         self.behaviour_cap.unwrap_or(100)
@@ -205,6 +216,9 @@ impl Scoring {
             if r.cap.is_some_and(|c| c > 100) {
                 return Err(format!("{at}: cap must be at most 100"));
             }
+        }
+        if self.announce_threshold.is_some_and(|t| t == 0 || t > 100) {
+            return Err("scoring.announce_threshold must be in 1..=100".into());
         }
         if self.behaviour_cap.is_some_and(|c| c > 100) {
             return Err("scoring.behaviour_cap must be at most 100".into());

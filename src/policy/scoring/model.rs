@@ -138,6 +138,11 @@ impl Model {
         c[0] > 0 && c[1] > 0 && self.counts.examples() >= u64::from(min_examples)
     }
 
+    /// Outcomes it has learned from.
+    pub fn examples(&self) -> u64 {
+        self.counts.examples()
+    }
+
     /// The model's label, for scores and reports: `nb-<version>`.
     pub fn label(&self) -> String {
         format!("nb-{}", self.version)
