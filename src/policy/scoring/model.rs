@@ -13,15 +13,9 @@ use super::rules::Contribution;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The creation fields the model reads, in [`Features::fields`] order.
-pub const FIELDS: [&str; 6] = [
-    "channel",
-    "campaign",
-    "pool",
-    "region",
-    "industry",
-    "company_size",
-];
+/// The creation fields the model reads, in [`Features::fields`] order:
+/// those an attribute rule may name.
+pub use super::FIELDS;
 
 /// Most distinct values learned per field; further values are learned as
 /// one, [`OTHER_VALUE`] (memory stays bounded whatever producers send).
