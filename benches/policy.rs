@@ -95,6 +95,7 @@ fn handle_per_event(c: &mut Criterion) {
                 pools: table.pools.clone(),
                 duplicates: table.duplicates.clone(),
                 time_zone: None,
+                scoring: Default::default(),
             },
         );
     }

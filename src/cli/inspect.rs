@@ -218,7 +218,18 @@ fn describe(e: &LeadEvent) -> String {
             "channel {} campaign {} pool {} cost {}",
             c.channel, c.campaign, c.pool, c.acquisition_cost
         ),
-        Scored(s) => format!("score {} (model {})", s.score, s.model_version),
+        Scored(s) => format!(
+            "score {} (attribute {}, behaviour {}, predictive {}{})",
+            s.score,
+            s.attribute_score,
+            s.behaviour_score,
+            s.predictive_score,
+            if s.model_version.is_empty() {
+                String::new()
+            } else {
+                format!(", model {}", s.model_version)
+            }
+        ),
         Assigned(a) => format!("to {} ({:?})", a.owner_id, a.method),
         FollowedUp(f) => format!("by {} ({:?}) {}", f.owner_id, f.kind, f.outcome),
         Recalled(r) => format!("from {} ({})", r.previous_owner_id, r.reason.as_str()),

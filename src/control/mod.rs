@@ -317,13 +317,75 @@ impl Live {
         let engine = self.parts.get_mut(&part).unwrap_or_else(|| {
             panic!("no part {part:?} in this engine: the caller routes to its parts")
         });
+        let append_started = Instant::now();
+        let report = Self::append_to(engine, inputs, positions)?;
+        // The scores the batch moved, as `scored` events of the engine's
+        // own, right after it (ids derived from the events that moved
+        // them, so a retry after a crash appends each once).
+        let scores = Self::publish_scores(engine)?;
+        let m = &self.metrics;
+        m.append_seconds
+            .observe(append_started.elapsed().as_secs_f64());
+        m.batch_size.observe(inputs.len() as f64);
+        if scores > 0 {
+            *self
+                .stats
+                .accepted_by_type
+                .entry("scored".to_string())
+                .or_default() += scores;
+            m.events_accepted
+                .get_or_create(&[("type", "scored".to_string())])
+                .inc_by(scores);
+            self.stats.accepted += scores;
+        }
+        self.count(inputs, &report);
+        Ok(report)
+    }
+
+    /// Publishes what every part's scoring left pending (see
+    /// [`publish_scores`](Self::publish_scores)).
+    pub fn publish_pending_scores(&mut self) -> Result<u64, LogError> {
+        let mut n = 0;
+        for engine in self.parts.values_mut() {
+            n += Self::publish_scores(engine)?;
+        }
+        Ok(n)
+    }
+
+    /// Appends the `scored` events of the scores announced and not yet in
+    /// the log, if any (see `policy::scoring`): after every batch, and at
+    /// start for what a crash left unpublished. Returns how many were
+    /// appended.
+    pub fn publish_scores(engine: &mut Engine) -> Result<u64, LogError> {
+        let Some(processor) = engine.processor.as_ref() else {
+            return Ok(0);
+        };
+        let events = processor.scores_to_publish();
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let inputs: Vec<Input> = events.into_iter().map(|e| Input::event(e, None)).collect();
+        let report = Self::append_to(engine, &inputs, &[])?;
+        debug_assert!(
+            report.rejected.is_empty(),
+            "the engine's own scores are valid: {:?}",
+            report.rejected
+        );
+        Ok(report.accepted.len() as u64)
+    }
+
+    /// One atomic append to a part's log, every fold told of each event.
+    fn append_to(
+        engine: &mut Engine,
+        inputs: &[Input],
+        positions: &[Position],
+    ) -> Result<AppendReport, LogError> {
         let projections = &mut engine.projections;
         // Asked by both callbacks, never at once: the log asks `admit`
         // before an event, `decide` after it.
         let processor = std::cell::RefCell::new(&mut engine.processor);
         let shadow = &mut engine.shadow;
         let mut shadowed = Vec::new();
-        let append_started = Instant::now();
         let report = engine.log.append_admitted(
             inputs,
             positions,
@@ -340,10 +402,12 @@ impl Live {
             },
         )?;
         engine.log.append_shadow(&shadowed)?;
+        Ok(report)
+    }
+
+    /// Counts what an append of `inputs` did.
+    fn count(&mut self, inputs: &[Input], report: &AppendReport) {
         let m = &self.metrics;
-        m.append_seconds
-            .observe(append_started.elapsed().as_secs_f64());
-        m.batch_size.observe(inputs.len() as f64);
         // Counted per batch and label, not per event: a label lookup
         // allocates.
         let mut accepted: std::collections::BTreeMap<&'static str, u64> = Default::default();
@@ -379,7 +443,6 @@ impl Live {
         self.stats.batches += 1;
         self.dead_letters_dirty |= !report.rejected.is_empty();
         self.log_gauges();
-        Ok(report)
     }
 
     /// The wall clock moves the policy's time to `now_ms`: the tick is
@@ -505,3 +568,6 @@ mod tests {
         assert!(!m.is_poisoned());
     }
 }
+
+#[cfg(test)]
+mod scoring_tests;

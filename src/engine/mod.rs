@@ -129,6 +129,8 @@ pub fn run(
     } = parts;
     let mut live = Live::with_parts(parts);
     live.restored_from_snapshot = restored_from_snapshot;
+    // Scores a crash left announced and unpublished go into the log first.
+    live.publish_pending_scores()?;
     let live = control::share(live);
     let handle = Handle::new(live.clone())?;
     let api_stop = Shutdown::new();

@@ -366,6 +366,10 @@ pub struct PolicyFile {
     /// midnight.
     #[serde(default)]
     pub time_zone: String,
+    /// How the engine scores leads (see [`scoring`](super::scoring));
+    /// left out, it computes no score.
+    #[serde(default)]
+    pub scoring: super::scoring::Scoring,
     /// Every other tenant's rules and pools, by tenant id (see the module
     /// docs). Empty in a single-tenant deployment.
     #[serde(default)]
@@ -387,6 +391,10 @@ pub struct TenantPolicy {
     /// the top level's.
     #[serde(default)]
     pub time_zone: Option<String>,
+    /// The tenant's own scoring (not the top level's: its leads and their
+    /// history are its own).
+    #[serde(default)]
+    pub scoring: super::scoring::Scoring,
 }
 
 /// `[duplicates]`: a lead created with the `contact_fingerprint` of a lead
@@ -474,6 +482,7 @@ impl PolicyFile {
             pools: own.pools,
             duplicates: own.duplicates,
             time_zone: own.time_zone.unwrap_or_else(|| self.time_zone.clone()),
+            scoring: own.scoring,
             tenants: BTreeMap::new(),
         }
     }
@@ -496,6 +505,7 @@ impl PolicyFile {
         if let Err(e) = crate::domain::time::DayClock::new(&self.time_zone) {
             return bad(format!("time_zone: {e}"));
         }
+        self.scoring.validate().map_err(PolicyError::Invalid)?;
         check_rules(&self.rules, "rules")?;
         if self.pools.len() > POOLS_MAX {
             return bad(format!("more than {POOLS_MAX} pools"));

@@ -1,6 +1,6 @@
 //! The policy's state: its fold of the log (what `Processor::handle`,
 //! `advance` and `apply_input` keep), saved whole in the policy snapshots
-//! (`policy.v9`). Kept apart from the decisions that change it.
+//! (`policy.v10`). Kept apart from the decisions that change it.
 
 use super::claim::ClaimCounts;
 use super::manager::RepOverride;
@@ -74,7 +74,7 @@ pub struct Watch {
 }
 
 /// The policy's fold of the log.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PolicyState {
     /// Every event with a sequence `<= covered_seq` has been handled.
     pub covered_seq: u64,
@@ -138,6 +138,11 @@ pub struct PolicyState {
     pub rep_overrides: BTreeMap<String, RepOverride>,
     /// Contact fingerprint -> the open lead that first had it.
     pub fingerprints: HashMap<String, String>,
+    /// Every open lead's score and the model learned (`[scoring]`).
+    pub scorer: super::scoring::fold::Scorer,
+    /// Per lead, the latest score announced whose `scored` event is not in
+    /// the log yet: (the id it gets, the card). At most one per lead.
+    pub scores_pending: BTreeMap<String, (String, super::scoring::fold::ScoreCard)>,
     /// Open lead -> its fingerprint (the leads in `fingerprints`).
     pub fingerprint_of: HashMap<String, String>,
     /// Waiting leads a manager is moving (a `MoveLead` commanded, the

@@ -32,13 +32,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The snapshot name of the policies' state; the suffix changes with its
 /// shape.
-pub const SNAPSHOT_NAME: &str = "policy.v9";
+pub const SNAPSHOT_NAME: &str = "policy.v10";
 /// The snapshot name of the shadow policies' state.
 pub const SHADOW_SNAPSHOT_NAME: &str = "policy-shadow.v8";
 
 /// What is saved of [`Policies`]: the common position and time, and each
 /// tenant's own state (the due index is derived from them on resume).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PoliciesState {
     /// Every event with a sequence `<= covered_seq` has been handled.
     pub covered_seq: u64,
@@ -63,6 +63,8 @@ pub struct Policies {
     due: BTreeSet<(i64, String)>,
     /// Tenant -> its key in `due`.
     due_of: BTreeMap<String, i64>,
+    /// Tenants with scores waiting to be published.
+    scoring: BTreeSet<String>,
     /// A processor that sees every policy version and every tick but no
     /// event: the versions (in force and waiting) of a tenant that has
     /// seen nothing yet. A tenant seen for the first time starts from it,
@@ -109,12 +111,19 @@ impl Policies {
             tenants,
             due: BTreeSet::new(),
             due_of: BTreeMap::new(),
+            scoring: BTreeSet::new(),
             idle,
         };
         let names: Vec<String> = p.tenants.keys().cloned().collect();
         for t in names {
             p.reindex(&t);
         }
+        p.scoring = p
+            .tenants
+            .iter()
+            .filter(|(_, t)| t.has_pending_scores())
+            .map(|(name, _)| name.clone())
+            .collect();
         p
     }
 
@@ -238,9 +247,24 @@ impl Policies {
         // What was due by the latest tick fired then (the due index).
         p.set_time(ticked);
         let mut out = p.handle(seq, event);
+        if p.has_pending_scores() {
+            self.scoring.insert(tenant.to_string());
+        } else {
+            self.scoring.remove(tenant);
+        }
         stamp(&mut out, tenant);
         self.reindex(tenant);
         out
+    }
+
+    /// The `scored` events of every tenant's scores announced and not yet
+    /// in the log (see [`Processor::scores_to_publish`]).
+    pub fn scores_to_publish(&self) -> Vec<LeadEvent> {
+        self.scoring
+            .iter()
+            .filter_map(|t| Some(self.tenants.get(t)?.scores_to_publish(t)))
+            .flatten()
+            .collect()
     }
 
     /// A processor for a tenant seen for the first time: under the

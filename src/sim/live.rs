@@ -204,6 +204,7 @@ impl LiveSim {
             },
             pools,
             time_zone: String::new(),
+            scoring: Default::default(),
             duplicates: Default::default(),
             tenants: Default::default(),
         }

@@ -58,6 +58,9 @@ struct Open {
     /// Its outcome was learned (the horizon passed unconverted).
     learned: bool,
     announced: Option<u32>,
+    /// The time of its latest event (an announcement is stamped no
+    /// earlier, so the lifecycle's order rule takes it).
+    latest_at_ms: i64,
 }
 
 /// The fold's state: part of the policy's, snapshotted with it.
@@ -124,6 +127,9 @@ impl Scorer {
             return None;
         }
         let at = event.occurred_at_ms;
+        if let Some(o) = self.leads.get_mut(&event.lead_id) {
+            o.latest_at_ms = o.latest_at_ms.max(at);
+        }
         let horizon_ms = scoring
             .predictive
             .as_ref()
@@ -153,6 +159,7 @@ impl Scorer {
                         horizon_at_ms,
                         learned: false,
                         announced: None,
+                        latest_at_ms: at,
                     },
                 );
             }
@@ -238,6 +245,11 @@ impl Scorer {
             rules,
             features,
         })
+    }
+
+    /// The time of an open lead's latest event.
+    pub fn latest_at_ms(&self, lead_id: &str) -> Option<i64> {
+        self.leads.get(lead_id).map(|o| o.latest_at_ms)
     }
 
     /// Open leads it keeps (bounded by the open leads of the log).

@@ -1,9 +1,9 @@
 //! Lead scoring: three parts, each 0..=100, as the CRMs the engine answers
-//! to score leads. The parts, their configuration (the `[scoring]` section
-//! a policy file will carry) and the fold that keeps every open lead's
-//! score ([`fold`]) are here; the engine does not run the fold or publish
-//! its scores yet, so a policy file does not take the section (see issue
-//! 15's progress note).
+//! to score leads, configured by the policy file's `[scoring]`. The
+//! processor runs the fold ([`fold`]) over every event; a score it
+//! announces waits in the policy state until its `scored` event (producer
+//! `leadflow`) is in the log, which the engine appends right after the
+//! batch that moved it (`control::Live::publish_scores`).
 //!
 //! - **Attribute** points from what the lead was created with (industry =
 //!   manufacturing +20, company_size = large +15, channel = referral +10):
@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 pub const ATTRIBUTE_RULES_MAX: usize = 256;
 pub const BEHAVIOUR_KINDS_MAX: usize = 64;
 
-/// The `[scoring]` configuration.
+/// `[scoring]` of the policy file. Left out, the engine computes no score.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Scoring {
