@@ -599,6 +599,7 @@ impl Processor {
         }
         self.state.now_ms = now_ms;
         self.switch_if_due(now_ms);
+        self.state.scorer.advance(&self.policy.scoring, now_ms);
         loop {
             let wake = self.state.wakeups.first().copied().filter(|w| *w <= now_ms);
             let expiry = self

@@ -98,6 +98,13 @@ impl Scorer {
         };
         let every = predictive.retrain_every_ms();
         while self.now_ms < at_ms {
+            if self.horizons.is_empty() && self.learned.is_empty() {
+                // Nothing to learn on the way: each training would change
+                // nothing, so time jumps (a tenant's first event does not
+                // walk every day since 1970).
+                self.now_ms = at_ms;
+                break;
+            }
             // The next training time after now, or `at_ms` if sooner.
             let next_training = (self.now_ms.div_euclid(every) + 1).saturating_mul(every);
             let step_to = next_training.min(at_ms);
