@@ -22,12 +22,17 @@ points = 15
 "#;
 
 fn start(dir: &std::path::Path) -> Live {
+    engine(dir, POLICY)
+}
+
+/// An engine over the log in `dir` under `policy`, as `run` starts one
+/// (but for publishing what its scoring left pending).
+fn engine(dir: &std::path::Path, policy: &str) -> Live {
     let log = EventLog::open(dir, &LogOptions::default()).unwrap();
-    let policy = PolicyFile::parse(POLICY).unwrap();
     let (engine, _) = crate::replay::start(
         log,
         &ProjectionConfig::default(),
-        Some(policy),
+        Some(PolicyFile::parse(policy).unwrap()),
         None,
         &mut |_| {},
     )
@@ -214,16 +219,7 @@ fn history() -> Vec<Input> {
 }
 
 fn start_with(dir: &std::path::Path, policy: &str) -> Live {
-    let log = EventLog::open(dir, &LogOptions::default()).unwrap();
-    let (engine, _) = crate::replay::start(
-        log,
-        &ProjectionConfig::default(),
-        Some(PolicyFile::parse(policy).unwrap()),
-        None,
-        &mut |_| {},
-    )
-    .unwrap();
-    let mut live = Live::new(engine);
+    let mut live = engine(dir, policy);
     live.publish_pending_scores().unwrap();
     live
 }
