@@ -905,3 +905,95 @@ fn a_duplicate_contact_is_refused_at_intake_under_a_rejecting_policy() {
     );
     assert!(out.contains("duplicate_contact"), "{out}");
 }
+
+/// Lead scoring through the running engine: events over HTTP, the engine's
+/// own `scored` event in the lead's timeline, and the score's parts and
+/// reasons in `GET /api/v1/leads/{id}`; kept once across a restart.
+#[test]
+fn the_engine_scores_a_lead_and_says_why() {
+    use leadflow::domain::{build, EventBody, LeadEngaged};
+    let dir = tempfile::tempdir().unwrap();
+    let policy = "version = 1\n\
+                  [[scoring.attributes]]\nfield = \"industry\"\nequals = \"manufacturing\"\npoints = 20\n\
+                  [scoring.behaviour.email_reply]\npoints = 15\nhalf_life = \"14d\"\n";
+    let (engine, base, drain) = engine_with_policy(dir.path(), "hs", policy);
+    let t0 = 1_790_000_000_000;
+    let send = |events: &[LeadEvent]| {
+        let (content_type, bytes) = body(events, 0);
+        let (code, text) = post(
+            &format!("{base}/api/v1/events"),
+            Some(TOKEN),
+            content_type,
+            &bytes,
+        );
+        assert_eq!(code, 200, "{text}");
+    };
+    // Given a manufacturer created, then (another request) replying to
+    // an email.
+    send(&[build::created("c-1", "S1")
+        .profile("east", "manufacturing", "large")
+        .at(t0)
+        .event()]);
+    send(&[build::event(
+        "g-1",
+        "S1",
+        EventBody::Engaged(LeadEngaged {
+            kind: "email_reply".into(),
+            points: None,
+            source: "mailer".into(),
+            detail: String::new(),
+        }),
+    )
+    .at(t0 + 60_000)
+    .event()]);
+    // Then its timeline holds two scores of the engine's own (10 at
+    // creation: attribute 20 and no behaviour yet, weighted 30/30; 18 =
+    // (20 + 15) / 2, rounded half up, after the reply), and the lead's
+    // answer gives the score now with its parts and reasons.
+    let (code, lead) = get(&format!("{base}/api/v1/leads/S1"));
+    assert_eq!(code, 200, "{lead}");
+    let scores: Vec<u64> = lead["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["event"]["producer"] == "leadflow")
+        .map(|t| t["event"]["scored"]["score"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(scores, vec![10, 18], "{lead}");
+    let score = &lead["score"];
+    assert_eq!(
+        (
+            score["attribute"].as_u64(),
+            score["behaviour"].as_u64(),
+            score["combined"].as_u64()
+        ),
+        (Some(20), Some(15), Some(18)),
+        "{lead}"
+    );
+    let reasons: Vec<&str> = score["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        vec!["industry = manufacturing", "email_reply"],
+        "{lead}"
+    );
+    stop(engine, drain);
+    // A restart publishes nothing again.
+    let (engine, base, drain) = common::run_with_api(
+        common::leadflow(&dir.path().join("data"), &dir.path().join("leadflow.toml"))
+            .env("LEADFLOW_API_INGEST_TOKEN", TOKEN),
+    );
+    let (_, lead) = get(&format!("{base}/api/v1/leads/S1"));
+    let engine_events = lead["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["event"]["producer"] == "leadflow")
+        .count();
+    assert_eq!(engine_events, 2, "{lead}");
+    stop(engine, drain);
+}

@@ -285,7 +285,24 @@ async fn lead(
             format!("no lead {id}"),
         ));
     };
-    Ok(Json(serde_json::to_value(report).unwrap_or(Value::Null)))
+    // With `[scoring]`: the open lead's score now, its parts and what
+    // moved them (the rules' points, the model's strongest features).
+    let tenant = report
+        .timeline
+        .first()
+        .and_then(|t| t.event["tenantId"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let score = api.handle.with_projections(Some(&tenant), |_, policy| {
+        policy
+            .and_then(|p| p.tenant(&tenant))
+            .and_then(|t| t.score_card(&id))
+    })?;
+    let mut answer = serde_json::to_value(report).unwrap_or(Value::Null);
+    if let Some(card) = score {
+        answer["score"] = serde_json::to_value(card).unwrap_or(Value::Null);
+    }
+    Ok(Json(answer))
 }
 
 async fn pools(
