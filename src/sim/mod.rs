@@ -19,6 +19,7 @@
 
 pub mod live;
 pub mod model;
+pub mod scoring;
 
 use crate::domain::time::{MS_PER_DAY, MS_PER_HOUR};
 use crate::domain::*;
@@ -43,6 +44,13 @@ pub struct SimConfig {
     /// Tenants the leads are spread over (`tenant-00`, `tenant-01`, …,
     /// round robin); 0 puts every lead in the default tenant.
     pub tenants: u32,
+    /// Also emit the marketing system's interactions (`engaged` events):
+    /// web visits, email opens and replies, form submissions, downloads,
+    /// events attended — more of them, and more of the telling kinds, the
+    /// likelier the lead is to buy (see [`model::ENGAGEMENTS`]). Drawn
+    /// from a random stream of their own, so the other events of a seed
+    /// are the same with or without them.
+    pub engagement: bool,
 }
 
 impl Default for SimConfig {
@@ -56,6 +64,7 @@ impl Default for SimConfig {
             reps: 40,
             bad_ratio: 0.0,
             tenants: 0,
+            engagement: false,
         }
     }
 }
@@ -89,6 +98,8 @@ enum Action {
     FollowUp,
     Convert,
     Recall(RecallReasonOrd),
+    /// An interaction of the kind [`model::ENGAGEMENTS`]`[i]`.
+    Engage(u8),
 }
 
 /// `RecallReason` with an order, for the heap.
@@ -125,6 +136,9 @@ struct SimLead {
     follow_ups_left: u32,
     will_convert: bool,
     recalls: u32,
+    converted: bool,
+    /// The probability of conversion drawn at its first follow-up.
+    first_probability: Option<f64>,
 }
 
 /// Counts of what was generated.
@@ -149,6 +163,9 @@ pub struct Simulator {
     holdings: Vec<u32>,
     pending_bad: Option<SimItem>,
     summary: SimSummary,
+    /// The interactions' own random stream and id counter.
+    engage_rng: ChaCha8Rng,
+    engage_counter: u64,
 }
 
 impl Simulator {
@@ -158,6 +175,7 @@ impl Simulator {
         let holdings = vec![0; model.reps.len()];
         let mean_gap = Self::mean_arrival_gap_ms(&config);
         let first = config.start_ms + exp_sample(&mut rng, mean_gap);
+        let engage_rng = ChaCha8Rng::seed_from_u64(config.seed ^ ENGAGE_STREAM);
         Simulator {
             end_ms: config.start_ms + i64::from(config.days) * MS_PER_DAY,
             config,
@@ -172,6 +190,8 @@ impl Simulator {
             holdings,
             pending_bad: None,
             summary: SimSummary::default(),
+            engage_rng,
+            engage_counter: 0,
         }
     }
 
@@ -188,6 +208,15 @@ impl Simulator {
 
     pub fn summary(&self) -> &SimSummary {
         &self.summary
+    }
+
+    /// Each lead's true probability of conversion by the first rep who
+    /// followed it up — drawn at that first follow-up (see
+    /// [`Model::conversion_probability`]) — for the leads that had one.
+    pub fn true_probabilities(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.leads
+            .iter()
+            .filter_map(|l| Some((l.id.as_str(), l.first_probability?)))
     }
 
     fn schedule(&mut self, at_ms: i64, lead: usize, action: Action) {
@@ -245,6 +274,8 @@ impl Simulator {
             follow_ups_left: 0,
             will_convert: false,
             recalls: 0,
+            converted: false,
+            first_probability: None,
         });
         let body = EventBody::Created(LeadCreated {
             channel: ch.name.to_string(),
@@ -297,6 +328,9 @@ impl Simulator {
                 });
                 let wait = exp_sample(&mut self.rng, 3.0 * MS_PER_HOUR as f64);
                 self.schedule(at_ms + wait, lead, Action::Assign);
+                if self.config.engagement {
+                    self.schedule_engagements(at_ms, lead, score);
+                }
                 Some(self.event(lead, at_ms, body))
             }
             Action::Assign => {
@@ -340,6 +374,7 @@ impl Simulator {
                 let l = &mut self.leads[lead];
                 l.first_delay_ms = delay;
                 l.will_convert = self.rng.gen_bool(p);
+                l.first_probability.get_or_insert(p);
                 l.follow_ups_left = self.rng.gen_range(1..5);
                 self.follow_up(at_ms, lead, rep)
             }
@@ -350,6 +385,7 @@ impl Simulator {
             Action::Convert => {
                 let rep = self.leads[lead].owner?;
                 self.holdings[rep] -= 1;
+                self.leads[lead].converted = true;
                 let size = &model::SIZES[self.leads[lead].size];
                 let deal = (size.deal_minor_units as f64 * self.rng.gen_range(0.5..1.8)) as i64;
                 let clv = (deal as f64 * self.rng.gen_range(2.0..5.0)) as i64;
@@ -380,6 +416,46 @@ impl Simulator {
                     self.schedule(at_ms + wait, lead, Action::Assign);
                 }
                 Some(self.event(lead, at_ms, body))
+            }
+            Action::Engage(kind) => {
+                // A customer's interactions stop mattering to marketing
+                // once it bought (and the lifecycle would refuse them).
+                if self.leads[lead].converted {
+                    return None;
+                }
+                let e = &model::ENGAGEMENTS[usize::from(kind)];
+                self.engage_counter += 1;
+                let event = LeadEvent {
+                    event_id: format!("ev-{}-g{}", self.config.seed, self.engage_counter),
+                    lead_id: self.leads[lead].id.clone(),
+                    occurred_at_ms: at_ms,
+                    producer: "leadflow-sim-marketing".into(),
+                    tenant_id: self.leads[lead].tenant.clone(),
+                    body: EventBody::Engaged(LeadEngaged {
+                        kind: e.kind.to_string(),
+                        points: None,
+                        source: e.source.to_string(),
+                        detail: String::new(),
+                    }),
+                };
+                *self
+                    .summary
+                    .events_by_kind
+                    .entry(event.body.kind().as_str())
+                    .or_default() += 1;
+                Some(event)
+            }
+        }
+    }
+
+    /// Schedules a scored lead's interactions over the days that follow,
+    /// from the interactions' own random stream.
+    fn schedule_engagements(&mut self, at_ms: i64, lead: usize, score: u32) {
+        for (i, e) in model::ENGAGEMENTS.iter().enumerate() {
+            let n = poisson(&mut self.engage_rng, e.expected(score));
+            for _ in 0..n {
+                let after = exp_sample(&mut self.engage_rng, e.after_mean_ms as f64);
+                self.schedule(at_ms + after.max(1), lead, Action::Engage(i as u8));
             }
         }
     }
@@ -527,7 +603,11 @@ impl Iterator for Simulator {
                 }
                 _ => return None,
             };
-            self.maybe_bad(&event);
+            // Bad inputs come from the main stream's producers only, so
+            // the interactions leave the rest of a seed's output as it was.
+            if !matches!(event.body, EventBody::Engaged(_)) {
+                self.maybe_bad(&event);
+            }
             return Some(SimItem::Event(event));
         }
     }
@@ -552,6 +632,23 @@ impl SimItem {
             } => w.write_raw(b),
         }
     }
+}
+
+/// The seed of the interactions' random stream is the run's seed with
+/// these bits flipped.
+const ENGAGE_STREAM: u64 = 0x656e_6761_6765_6d65;
+
+/// A Poisson-distributed count with the given mean (Knuth's method: the
+/// means here are small).
+fn poisson(rng: &mut ChaCha8Rng, mean: f64) -> u32 {
+    let limit = (-mean.clamp(0.0, 30.0)).exp();
+    let mut product: f64 = rng.gen_range(0.0..1.0);
+    let mut n = 0;
+    while product > limit {
+        n += 1;
+        product *= rng.gen_range(0.0..1.0);
+    }
+    n
 }
 
 /// An exponentially distributed duration with the given mean, in whole ms.

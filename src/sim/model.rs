@@ -25,6 +25,71 @@ pub const STALE_AFTER_MS: i64 = 7 * MS_PER_DAY;
 pub const HOLD_LIMIT_MS: i64 = 30 * MS_PER_DAY;
 pub const RECALLS_MAX: u32 = 3;
 
+/// One kind of interaction the simulated marketing system reports.
+pub struct Engagement {
+    pub kind: &'static str,
+    pub source: &'static str,
+    /// Expected interactions of a lead scored 50.
+    pub mean_at_50: f64,
+    /// How steeply the expected count follows the score: it is
+    /// `mean_at_50 × (score / 50)^steepness` — the telling kinds (a reply,
+    /// a form) are rare from leads that will not buy.
+    pub steepness: f64,
+    /// Mean time from the lead's scoring to one interaction.
+    pub after_mean_ms: i64,
+}
+
+impl Engagement {
+    pub fn expected(&self, score: u32) -> f64 {
+        self.mean_at_50 * (f64::from(score) / 50.0).powf(self.steepness)
+    }
+}
+
+pub const ENGAGEMENTS: [Engagement; 6] = [
+    Engagement {
+        kind: "web_visit",
+        source: "website",
+        mean_at_50: 2.0,
+        steepness: 0.5,
+        after_mean_ms: 2 * MS_PER_DAY,
+    },
+    Engagement {
+        kind: "email_open",
+        source: "email",
+        mean_at_50: 1.5,
+        steepness: 0.5,
+        after_mean_ms: 2 * MS_PER_DAY,
+    },
+    Engagement {
+        kind: "content_download",
+        source: "website",
+        mean_at_50: 0.4,
+        steepness: 1.0,
+        after_mean_ms: 3 * MS_PER_DAY,
+    },
+    Engagement {
+        kind: "email_reply",
+        source: "email",
+        mean_at_50: 0.3,
+        steepness: 2.0,
+        after_mean_ms: MS_PER_DAY,
+    },
+    Engagement {
+        kind: "form_submit",
+        source: "website",
+        mean_at_50: 0.25,
+        steepness: 2.0,
+        after_mean_ms: MS_PER_DAY,
+    },
+    Engagement {
+        kind: "event_attended",
+        source: "events",
+        mean_at_50: 0.1,
+        steepness: 1.5,
+        after_mean_ms: 5 * MS_PER_DAY,
+    },
+];
+
 pub struct Channel {
     pub name: &'static str,
     /// Mean acquisition cost per lead.

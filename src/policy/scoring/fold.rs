@@ -254,6 +254,16 @@ impl Scorer {
         })
     }
 
+    /// The model's probability that an open lead converts, from what is
+    /// known of it now; `None` before the model is ready.
+    pub fn probability(&self, scoring: &Scoring, lead_id: &str) -> Option<f64> {
+        let p = scoring.predictive.as_ref()?;
+        let o = self.leads.get(lead_id)?;
+        self.model
+            .ready(p.min_examples)
+            .then(|| self.model.predict(&Self::features(o)).probability)
+    }
+
     /// The time of an open lead's latest event.
     pub fn latest_at_ms(&self, lead_id: &str) -> Option<i64> {
         self.leads.get(lead_id).map(|o| o.latest_at_ms)
