@@ -30,6 +30,10 @@ pub enum StatsBy {
     /// auto-assign pools, assignments per unit of capacity and SLA
     /// compliance, and the Gini coefficient (needs `[policy] file`).
     Fairness,
+    /// Each scoring model version's predictions against the outcomes
+    /// known since (AUC, Brier score, log-loss, calibration by decile,
+    /// lift of the top decile), folded from the log's `scored` events.
+    ScoreModel,
 }
 
 impl StatsBy {

@@ -5,6 +5,9 @@ use leadflow::domain::time::MS_PER_DAY;
 use leadflow::policy::scoring::{Predictive, Scoring};
 use leadflow::sim::{scoring::measure, SimConfig};
 
+mod common;
+use common::{leadflow_at, ok};
+
 #[test]
 fn the_model_ranks_held_out_leads_nearly_as_well_as_their_true_probabilities() {
     let config = SimConfig {
@@ -38,4 +41,81 @@ fn the_model_ranks_held_out_leads_nearly_as_well_as_their_true_probabilities() {
     assert!(ratio >= 0.9, "model AUC / true AUC = {ratio:.3}");
     // The model ranks: its top decile converts well above the average.
     assert!(q.model.lift_top_decile.expect("ten deciles") > 1.5, "{q:?}");
+}
+
+/// `stats --by score-model` through the binary: a simulated history with
+/// its marketing interactions imported, and the simulator's own model
+/// (`sim-v1`) measured against what came of its leads.
+#[test]
+fn stats_by_score_model_measures_each_model_on_known_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let events = dir.path().join("events.pb");
+    let events = events.to_str().unwrap();
+    ok(leadflow_at(
+        &data,
+        &[
+            "simulate",
+            "--leads",
+            "1500",
+            "--days",
+            "40",
+            "--engagement",
+            "--out",
+            events,
+        ],
+    ));
+    ok(leadflow_at(&data, &["import", events]));
+    let json = ok(leadflow_at(
+        &data,
+        &["stats", "--by", "score-model", "--horizon", "10d", "--json"],
+    ));
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["horizon_ms"], 10 * MS_PER_DAY);
+    let sim = &doc["rows"]["sim-v1"];
+    // Leads created in the last 10 days have no known outcome yet unless
+    // they converted: fewer than every lead count, most do.
+    let leads = sim["leads"].as_u64().unwrap();
+    assert!((1_000..1_500).contains(&leads), "{sim}");
+    assert!(sim["converted"].as_u64().unwrap() > 30, "{sim}");
+    // The simulator's score follows its leads' quality: it ranks them far
+    // better than chance, and its top decile converts above the average.
+    let auc = sim["auc"].as_f64().unwrap();
+    assert!((0.6..1.0).contains(&auc), "{sim}");
+    assert!(sim["lift_top_decile"].as_f64().unwrap() > 1.2, "{sim}");
+    assert_eq!(sim["calibration"].as_array().unwrap().len(), 10);
+    // The table for people says the same.
+    let text = ok(leadflow_at(
+        &data,
+        &["stats", "--by", "score-model", "--horizon", "10d"],
+    ));
+    assert!(
+        text.contains("sim-v1") && text.contains(&format!("{auc:.3}")),
+        "{text}"
+    );
+    // A horizon longer than the history: only the conversions are known,
+    // one outcome, so no AUC (a dash, not a number made up).
+    let none = ok(leadflow_at(
+        &data,
+        &[
+            "stats",
+            "--by",
+            "score-model",
+            "--horizon",
+            "400d",
+            "--json",
+        ],
+    ));
+    let none: serde_json::Value = serde_json::from_str(&none).unwrap();
+    let sim = &none["rows"]["sim-v1"];
+    assert_eq!(sim["leads"], sim["converted"], "{sim}");
+    assert!(sim["auc"].is_null(), "{sim}");
+    // Wrong uses are refused with the reason.
+    let out = leadflow_at(&data, &["stats", "--horizon", "10d"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--by score-model"));
+    let out = leadflow_at(
+        &dir.path().join("nothing"),
+        &["stats", "--by", "score-model"],
+    );
+    assert!(!out.status.success());
 }

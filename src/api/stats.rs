@@ -138,7 +138,7 @@ pub(super) async fn stats(
     let q = query(q)?;
     let by_name = q.group_by.as_deref().unwrap_or("channel");
     let by = StatsBy::parse(by_name)
-        .filter(|b| *b != StatsBy::Fairness)
+        .filter(|b| !matches!(b, StatsBy::Fairness | StatsBy::ScoreModel))
         .ok_or_else(|| bad(format!("unknown group_by {by_name:?}")))?;
     let view = match View::resolve(&api, &headers, &uri, view, scope).await? {
         Ok(v) => v,

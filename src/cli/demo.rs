@@ -188,6 +188,7 @@ fn demo_offline(config: &Config, dir: &Path, log_dir: &Path, a: DemoArgs) -> Res
         start: None,
         bad_ratio: a.bad_ratio,
         tenants: 0,
+        engagement: false,
     })?;
     for (k, n) in &summary.events_by_kind {
         println!("   {k:<12} {n}");

@@ -17,6 +17,7 @@ mod replay;
 mod run;
 mod simulate;
 mod stats;
+mod stats_score_model;
 mod tail;
 mod topics;
 

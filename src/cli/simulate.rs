@@ -36,6 +36,12 @@ pub struct SimulateArgs {
     /// every lead in the default tenant.
     #[arg(long, default_value_t = 0)]
     pub tenants: u32,
+    /// Also write the marketing system's interactions (`engaged` events:
+    /// web visits, email opens and replies, forms, downloads, events),
+    /// more of them the likelier a lead is to buy; the other events are
+    /// the same as without.
+    #[arg(long)]
+    pub engagement: bool,
 }
 
 pub fn exec(a: SimulateArgs) -> Result<leadflow::sim::SimSummary> {
@@ -47,6 +53,7 @@ pub fn exec(a: SimulateArgs) -> Result<leadflow::sim::SimSummary> {
         reps: a.reps,
         bad_ratio: a.bad_ratio,
         tenants: a.tenants,
+        engagement: a.engagement,
         ..SimConfig::default()
     };
     if let Some(s) = a.start {

@@ -55,6 +55,15 @@ pub struct StatsArgs {
     /// to every engine (a headless Service). Sends `api.read_token`.
     #[arg(long)]
     peers: Option<String>,
+    /// `--by score-model`: a lead not converted this long after its
+    /// creation counts as not converted ("30d", "720h"; default the
+    /// policy's `scoring.predictive.horizon`, else 30 days).
+    #[arg(long, value_parser = parse_duration_ms)]
+    horizon: Option<i64>,
+}
+
+fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    leadflow::policy::duration::parse_ms(s)
 }
 
 pub fn exec(dir: &Path, config: &Config, mut a: StatsArgs) -> Result<()> {
@@ -137,8 +146,8 @@ fn exec_inner(
         bail!("--tz is answered from this data dir's log; with --peers the engines' numbers are in their report.time_zone");
     }
     if let Some(spec) = &a.peers {
-        if a.by == StatsBy::Fairness {
-            bail!("--by fairness reads this data dir's policy; it is not merged across --peers");
+        if matches!(a.by, StatsBy::Fairness | StatsBy::ScoreModel) {
+            bail!("--by fairness and --by score-model read this data dir's log and policy; they are not merged across --peers");
         }
         let peers = leadflow::engine::peers::resolve(spec)?;
         if peers.is_empty() {
@@ -161,7 +170,13 @@ fn exec_inner(
         }
         return Ok(());
     }
+    if a.horizon.is_some() && a.by != StatsBy::ScoreModel {
+        bail!("--horizon is for --by score-model");
+    }
     let logs = open_stores_for_reading(dir, config)?;
+    if a.by == StatsBy::ScoreModel {
+        return super::stats_score_model::exec(&logs, config, a.horizon, a.json, emit);
+    }
     let p = match &a.tz {
         Some(tz) if *tz != config.report.time_zone => {
             leadflow::domain::time::DayClock::new(tz).map_err(|e| anyhow::anyhow!("--tz: {e}"))?;

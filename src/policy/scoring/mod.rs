@@ -24,6 +24,7 @@
 pub mod evaluate;
 pub mod fold;
 pub mod model;
+pub mod outcomes;
 pub mod rules;
 
 use super::duration;
