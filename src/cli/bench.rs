@@ -19,6 +19,13 @@ pub struct BenchArgs {
     /// in requests of these sizes (events per request), e.g. `--http 100,1000`.
     #[arg(long, value_delimiter = ',')]
     http: Vec<usize>,
+    /// Also measure scoring: the predictive model's AUC on held-out
+    /// simulated leads beside that of their true probabilities, and the
+    /// engine run again over the same workload (with the marketing
+    /// system's interactions) under the policy with every scoring rule on,
+    /// beside the run without. Implies `--with-policy`.
+    #[arg(long)]
+    scoring: bool,
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
@@ -28,9 +35,12 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("leadflow-bench-")
         .tempdir()?;
-    let policy = match (&config.policy.file, a.with_policy) {
+    let with_policy = a.with_policy || a.scoring;
+    let policy = match (&config.policy.file, with_policy) {
         (Some(path), true) => Some(leadflow::config::load_policy(path)?),
-        (None, true) => anyhow::bail!("--with-policy needs [policy] file in the config"),
+        (None, true) => {
+            anyhow::bail!("--with-policy and --scoring need [policy] file in the config")
+        }
         _ => None,
     };
     let r = leadflow::engine::bench(
@@ -41,11 +51,21 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
             data_dir: dir.path().join("log"),
             policy,
             http_batches: a.http.clone(),
+            engagement: a.scoring,
+            scoring: a.scoring.then(every_scoring_rule),
         },
         &mut |line| eprintln!("{line}"),
     )?;
+    let quality = a.scoring.then(|| {
+        eprintln!("scoring quality: 20,000 simulated leads over 90 days, held out days 45-70");
+        scoring_quality(a.seed)
+    });
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        let mut doc = serde_json::to_value(&r)?;
+        if let Some(q) = &quality {
+            doc["scoring_quality"] = serde_json::to_value(q)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         println!(
             "{} messages ({:.1} MB) over {} partitions of {}",
@@ -76,6 +96,102 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
                 h.events_per_s / r.ceiling_per_s.max(1e-9)
             );
         }
+        if let Some(s) = &r.scoring {
+            println!(
+                "engine with every scoring rule on: {:>10.0} msg/s  ({:.2} s, {} scores published); ratio to the run without scoring {:.2}",
+                s.engine_per_s, s.engine_s, s.scores_published, s.ratio_to_without
+            );
+        }
+        if let Some(q) = &quality {
+            let auc = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.3}"));
+            println!(
+                "predictive score, held-out leads ({}, {} converted): AUC {} beside {} of their true probabilities (ceiling); ratio {}; top-decile lift {} ({} model versions)",
+                q.model.leads,
+                q.model.converted,
+                auc(q.model.auc),
+                auc(q.truth.auc),
+                auc(q.auc_ratio()),
+                q.model.lift_top_decile.map_or("-".into(), |x| format!("{x:.2}")),
+                q.model_versions
+            );
+        }
     }
     Ok(())
+}
+
+/// Every kind of scoring rule on: attribute rules on four fields,
+/// behaviour points for every kind the simulator's marketing system
+/// reports (decaying, capped), and the predictive model.
+fn every_scoring_rule() -> leadflow::policy::scoring::Scoring {
+    let text = r#"
+[[attributes]]
+field = "industry"
+any_of = ["manufacturing", "finance"]
+points = 20
+[[attributes]]
+field = "company_size"
+any_of = ["large", "enterprise"]
+points = 15
+[[attributes]]
+field = "channel"
+equals = "referral"
+points = 10
+[[attributes]]
+field = "channel"
+equals = "cold_list"
+points = -10
+[behaviour.web_visit]
+points = 2
+half_life = "7d"
+cap = 20
+[behaviour.email_open]
+points = 1
+half_life = "7d"
+cap = 10
+[behaviour.content_download]
+points = 5
+half_life = "14d"
+cap = 20
+[behaviour.email_reply]
+points = 15
+half_life = "14d"
+[behaviour.form_submit]
+points = 20
+half_life = "30d"
+[behaviour.event_attended]
+points = 15
+half_life = "30d"
+[predictive]
+horizon = "30d"
+retrain_every = "1d"
+"#;
+    let scoring: leadflow::policy::scoring::Scoring =
+        toml::from_str(text).expect("the bench's scoring rules parse");
+    scoring
+        .validate()
+        .expect("the bench's scoring rules are valid");
+    scoring
+}
+
+/// The predictive model's AUC on simulated history against the truth's.
+fn scoring_quality(seed: u64) -> leadflow::sim::scoring::ScoringQuality {
+    use leadflow::domain::time::MS_PER_DAY;
+    use leadflow::policy::scoring::{Predictive, Scoring};
+    let config = leadflow::sim::SimConfig {
+        seed,
+        leads: 20_000,
+        days: 90,
+        ..Default::default()
+    };
+    let scoring = Scoring {
+        predictive: Some(Predictive::default()),
+        ..Scoring::default()
+    };
+    let start = config.start_ms;
+    leadflow::sim::scoring::measure(
+        config,
+        &scoring,
+        start + 45 * MS_PER_DAY,
+        start + 70 * MS_PER_DAY,
+    )
 }

@@ -26,6 +26,25 @@ pub struct BenchOptions {
     /// Also post the same workload to `POST /api/v1/events` of a fresh
     /// engine, in requests of each of these sizes (events per request).
     pub http_batches: Vec<usize>,
+    /// The workload carries the marketing system's interactions
+    /// (`engaged` events) too.
+    pub engagement: bool,
+    /// Also run the engine again over the same topic under the policy
+    /// with this `[scoring]` (the first run's policy has none), to
+    /// measure what scoring costs. Needs `policy`.
+    pub scoring: Option<crate::policy::scoring::Scoring>,
+}
+
+/// The engine's second run, with scoring.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ScoringBenchFigures {
+    pub engine_s: f64,
+    pub engine_per_s: f64,
+    /// Over the run without scoring (same workload, same policy
+    /// otherwise).
+    pub ratio_to_without: f64,
+    /// The `scored` events the engine appended of its own.
+    pub scores_published: u64,
 }
 
 /// Figures of HTTP ingest for one request size.
@@ -60,6 +79,58 @@ pub struct BenchReport {
     pub commands: u64,
     /// HTTP ingest of the same workload, per request size.
     pub http: Vec<HttpBenchFigures>,
+    pub scoring: Option<ScoringBenchFigures>,
+}
+
+/// One run of the engine over the bench topic from its start, under its
+/// own consumer group, until every message is covered: its time from the
+/// first message consumed to the last durable, its batches and commands.
+fn engine_pass(
+    config: &Config,
+    data_dir: &std::path::Path,
+    policy: Option<crate::policy::PolicyFile>,
+    total: u64,
+) -> Result<(Duration, u64, u64), EngineError> {
+    let log = EventLog::open(data_dir, &LogOptions::from(&config.log))?;
+    let projections = Projections::new(MetricParams::from(&config.projection));
+    let engine = Engine {
+        log,
+        projections,
+        processor: policy.map(crate::policy::Policies::new),
+        shadow: None,
+    };
+    let shutdown = Shutdown::new();
+    let mut first: Option<Instant> = None;
+    let mut done_at: Option<Instant> = None;
+    let finished = super::run(
+        Run {
+            config,
+            parts: super::whole(engine),
+            restored_from_snapshot: Vec::new(),
+            shutdown: &shutdown,
+            api: None,
+            progress_every: Duration::from_millis(5),
+        },
+        &mut |_| {},
+        &mut |p| {
+            if p.stats.consumed > 0 {
+                first.get_or_insert_with(Instant::now);
+            }
+            if p.covered >= total && done_at.is_none() {
+                done_at = Some(Instant::now());
+                shutdown.trigger();
+            }
+        },
+    )?;
+    let took = match (first, done_at) {
+        (Some(f), Some(d)) => d.duration_since(f),
+        _ => Duration::ZERO,
+    };
+    Ok((
+        took,
+        finished.stats.batches,
+        finished.stats.commands_decided,
+    ))
 }
 
 /// Posts `events` to the HTTP ingest of a fresh engine (its log in
@@ -203,6 +274,7 @@ pub fn bench(
         for item in Simulator::new(SimConfig {
             seed: options.seed,
             leads: options.leads,
+            engagement: options.engagement,
             ..SimConfig::default()
         }) {
             item.write_to(&mut w).map_err(BusError::from)?;
@@ -230,37 +302,40 @@ pub fn bench(
     }
 
     say("engine: consume, validate, append durably with offsets, commit");
-    let log = EventLog::open(&options.data_dir, &LogOptions::from(&config.log))?;
-    let projections = Projections::new(MetricParams::from(&config.projection));
-    let engine = Engine {
-        log,
-        projections,
-        processor: options.policy.clone().map(crate::policy::Policies::new),
-        shadow: None,
+    let mut policy = options.policy.clone();
+    if options.scoring.is_some() {
+        if let Some(p) = policy.as_mut() {
+            p.scoring = Default::default();
+        }
+    }
+    let (engine, batches, commands) =
+        engine_pass(&config, &options.data_dir, policy.clone(), total)?;
+    let scoring = match (&options.scoring, policy) {
+        (Some(scoring), Some(mut policy)) => {
+            say("engine again, its policy with every scoring rule on");
+            policy.scoring = scoring.clone();
+            let mut again = config.clone();
+            again.kafka.group_id = format!("{}-scoring", config.kafka.group_id);
+            let dir = options.data_dir.with_extension("scoring");
+            let (took, _, _) = engine_pass(&again, &dir, Some(policy), total)?;
+            let log = EventLog::open(&dir, &LogOptions::from(&config.log))?;
+            let scores_published = log
+                .events_from(1)
+                .filter_map(Result::ok)
+                .filter(|(_, e)| e.producer == crate::policy::SCORE_PRODUCER)
+                .count() as u64;
+            let per_s = total as f64 / took.as_secs_f64().max(1e-9);
+            Some(ScoringBenchFigures {
+                engine_s: took.as_secs_f64(),
+                engine_per_s: per_s,
+                ratio_to_without: per_s / (total as f64 / engine.as_secs_f64().max(1e-9)),
+                scores_published,
+            })
+        }
+        // Scoring is the policy's: without one there is nothing to compare
+        // (the CLI asks for one).
+        _ => None,
     };
-    let shutdown = Shutdown::new();
-    let mut first: Option<Instant> = None;
-    let mut done_at: Option<Instant> = None;
-    let finished = super::run(
-        Run {
-            config: &config,
-            parts: super::whole(engine),
-            restored_from_snapshot: Vec::new(),
-            shutdown: &shutdown,
-            api: None,
-            progress_every: Duration::from_millis(5),
-        },
-        &mut |_| {},
-        &mut |p| {
-            if p.stats.consumed > 0 {
-                first.get_or_insert_with(Instant::now);
-            }
-            if p.covered >= total && done_at.is_none() {
-                done_at = Some(Instant::now());
-                shutdown.trigger();
-            }
-        },
-    )?;
     let mut http = Vec::new();
     if !options.http_batches.is_empty() {
         let mut events = Vec::new();
@@ -284,10 +359,6 @@ pub fn bench(
             )?);
         }
     }
-    let engine = match (first, done_at) {
-        (Some(f), Some(d)) => d.duration_since(f),
-        _ => Duration::ZERO,
-    };
     let per_s = |n: u64, d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
     let partitions = bus::admin::check_topics(k, &[&k.events_topic])?[0];
     Ok(BenchReport {
@@ -300,8 +371,9 @@ pub fn bench(
         engine_s: engine.as_secs_f64(),
         engine_per_s: per_s(total, engine),
         ratio: per_s(total, engine) / per_s(counted, ceiling),
-        batches: finished.stats.batches,
-        commands: finished.stats.commands_decided,
+        batches,
+        commands,
         http,
+        scoring,
     })
 }
