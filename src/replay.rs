@@ -208,6 +208,25 @@ pub fn replay_policy(
     fold_policy(log, policy, true, None)
 }
 
+/// The live policy's state as of the log's end, for read commands (`inspect
+/// lead`'s score now): from its snapshot and the log's tail, writing
+/// nothing. `None` when the log records no policy version (no engine ran
+/// a policy over it).
+pub fn read_policy(log: &EventLog) -> Result<Option<crate::policy::Policies>, LogError> {
+    let mut first = None;
+    for item in log.policy_inputs_from((0, 0)) {
+        if let (_, crate::policy::PolicyInput::Version { policy, .. }) = item? {
+            first = Some(*policy);
+            break;
+        }
+    }
+    let Some(first) = first else {
+        return Ok(None);
+    };
+    let (policies, _) = fold_policy(log, first, true, Some(crate::policy::SNAPSHOT_NAME))?;
+    Ok(Some(policies))
+}
+
 /// The shadow policy's processor: like [`load_policy`], under its own
 /// snapshot, with `policy` in force throughout. It follows the recorded
 /// clock ticks but not the live policy's versions, and records nothing.

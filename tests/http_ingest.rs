@@ -996,4 +996,19 @@ fn the_engine_scores_a_lead_and_says_why() {
         .count();
     assert_eq!(engine_events, 2, "{lead}");
     stop(engine, drain);
+    // And `inspect lead` over the stopped engine's data dir says the same:
+    // the score now, its parts and the rules that gave them.
+    let shown = common::ok(
+        common::leadflow(&dir.path().join("data"), &dir.path().join("leadflow.toml"))
+            .args(["inspect", "lead", "S1"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        shown.contains("score now 18 (attribute 20, behaviour 15, predictive -)")
+            && shown.contains(
+                "rules: industry = manufacturing +20.00 points, email_reply +15.00 points"
+            ),
+        "{shown}"
+    );
 }

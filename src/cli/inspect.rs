@@ -8,11 +8,13 @@ use leadflow::config::Config;
 use leadflow::domain::time::format_ms;
 use leadflow::domain::{EventBody, LeadEvent};
 use leadflow::log::EventLog;
+use leadflow::policy::scoring::fold::ScoreCard;
 use std::path::Path;
 
 #[derive(Subcommand)]
 pub enum InspectWhat {
-    /// Timeline and current state of one lead.
+    /// Timeline and current state of one lead, and its score now with the
+    /// rules and model features that moved it (when the engine scores).
     Lead {
         id: String,
         #[arg(long)]
@@ -66,8 +68,11 @@ fn lead(logs: &Logs, id: &str, json: bool) -> Result<()> {
     let Some((log, report)) = found else {
         bail!("no lead {id:?} in the log");
     };
+    let card = score_now(log, id)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut doc = serde_json::to_value(&report)?;
+        doc["score_now"] = serde_json::to_value(&card)?;
+        println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
     println!("lead {id}");
@@ -86,6 +91,9 @@ fn lead(logs: &Logs, id: &str, json: bool) -> Result<()> {
             v.recall_count,
             v.previous_owners.join(", ")
         );
+    }
+    if let Some(c) = &card {
+        print_score_card(c);
     }
     println!("timeline:");
     for (seq, e) in &log.timeline(id)? {
@@ -108,6 +116,54 @@ fn lead(logs: &Logs, id: &str, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The lead's score now, as the policy's scoring fold has it (with what
+/// moved it): `None` for a lead that is converted, a log no engine ran a
+/// policy over, or a policy without `[scoring]`.
+fn score_now(log: &EventLog, id: &str) -> Result<Option<ScoreCard>> {
+    let Some(first) = log.timeline(id)?.into_iter().next() else {
+        return Ok(None);
+    };
+    let Some(policies) = leadflow::replay::read_policy(log)? else {
+        return Ok(None);
+    };
+    Ok(policies
+        .tenant(&first.1.tenant_id)
+        .and_then(|p| p.score_card(id)))
+}
+
+fn print_score_card(c: &ScoreCard) {
+    let part = |v: Option<u32>| v.map_or("-".into(), |v| v.to_string());
+    let model = if c.model_version.is_empty() {
+        String::new()
+    } else {
+        format!(" by {}", c.model_version)
+    };
+    println!(
+        "  score now {} (attribute {}, behaviour {}, predictive {}{model}) as of {}",
+        c.combined,
+        part(c.attribute),
+        part(c.behaviour),
+        part(c.predictive),
+        format_ms(c.at_ms)
+    );
+    let list = |items: &[leadflow::policy::scoring::rules::Contribution], unit: &str| {
+        items
+            .iter()
+            .map(|x| format!("{} {:+.2}{unit}", x.what, x.points))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !c.rules.is_empty() {
+        println!("    rules: {}", list(&c.rules, " points"));
+    }
+    if !c.features.is_empty() {
+        println!(
+            "    model's top features (log-odds): {}",
+            list(&c.features, "")
+        );
+    }
 }
 
 fn rejections(logs: &Logs, reason: Option<&str>, limit: usize) -> Result<()> {

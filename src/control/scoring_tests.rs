@@ -277,6 +277,55 @@ fn restarts_and_replays_compute_the_same_scores_bit_for_bit() {
     let state = |p: &crate::policy::Policies| p.tenant("").unwrap().state().clone();
     assert_eq!(state(&replayed).scorer, state(engine).scorer);
     assert!(state(&replayed).scores_pending.is_empty());
+    // And an open lead's card names what moved its prediction: a new lead
+    // like the hot ones (a referral who replied) is scored high, its
+    // channel and its reply among the model's strongest features; a cold
+    // one low.
+    let mut live = live;
+    let at = T0 + 40 * DAY;
+    let hot_lead = vec![
+        build::created("c-hot", "H1")
+            .profile("east", "saas", "large")
+            .channel("referral")
+            .at(at)
+            .event(),
+        build::event(
+            "g-hot",
+            "H1",
+            EventBody::Engaged(LeadEngaged {
+                kind: "email_reply".into(),
+                points: None,
+                source: String::new(),
+                detail: String::new(),
+            }),
+        )
+        .at(at + 60_000)
+        .event(),
+    ];
+    let inputs: Vec<Input> = hot_lead
+        .into_iter()
+        .map(|e| Input::event(e, None))
+        .collect();
+    live.append_inputs(None, &inputs, &[]).unwrap();
+    let tenant = live.parts[&None]
+        .processor
+        .as_ref()
+        .unwrap()
+        .tenant("")
+        .unwrap();
+    let hot = tenant.score_card("H1").expect("open");
+    let cold = tenant.score_card("L298").expect("open");
+    assert_eq!(hot.model_version, cold.model_version);
+    assert!(
+        hot.predictive.unwrap() > 80 && cold.predictive.unwrap() < 20,
+        "{hot:?} {cold:?}"
+    );
+    let named: Vec<&str> = hot.features.iter().map(|f| f.what.as_str()).collect();
+    assert!(
+        named.contains(&"channel = referral") && named.contains(&"email_reply"),
+        "{named:?}"
+    );
+    assert!(hot.features.iter().all(|f| f.points.is_finite()));
 }
 
 #[test]
