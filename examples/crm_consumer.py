@@ -123,6 +123,10 @@ while time.time() - last < args.idle_exit_s:
             e.moved.to_pool = c.move.to_pool
             e.moved.command_id = c.command_id
         publish(c, fill)
+    elif kind == "update_score":
+        # Write the score down (c.update_score.score and its parts; the
+        # explanation says why); nothing to publish.
+        did["scores"] = did.get("scores", 0) + 1
     elif kind == "decline_claim":
         # Tell the rep why (c.decline_claim.reason); nothing to publish.
         did["claims_declined"] += 1

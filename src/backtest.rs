@@ -293,7 +293,7 @@ fn tally(o: &mut Outcome, c: &LeadCommand) {
             }
         }
         CommandBody::CancelCommand { .. } => o.expired_assignments += 1,
-        CommandBody::MoveLead { .. } => {}
+        CommandBody::MoveLead { .. } | CommandBody::UpdateScore { .. } => {}
         CommandBody::DeclineClaim { reason, .. } => {
             *o.claims_declined_by_reason
                 .entry(reason.clone())

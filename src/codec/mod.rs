@@ -368,6 +368,21 @@ pub fn command_to_pb(cmd: &LeadCommand) -> pb::LeadCommand {
             to_pool: to_pool.clone(),
             from_pool: from_pool.clone(),
         }),
+        CommandBody::UpdateScore {
+            score,
+            attribute_score,
+            behaviour_score,
+            predictive_score,
+            model_version,
+            scored_event_id,
+        } => Body::UpdateScore(pb::UpdateScore {
+            score: *score,
+            attribute_score: *attribute_score,
+            behaviour_score: *behaviour_score,
+            predictive_score: *predictive_score,
+            model_version: model_version.clone(),
+            scored_event_id: scored_event_id.clone(),
+        }),
     };
     pb::LeadCommand {
         command_id: cmd.command_id.clone(),
@@ -426,6 +441,14 @@ pub fn decode_command(bytes: &[u8]) -> Result<LeadCommand, Rejection> {
         Body::Move(m) => CommandBody::MoveLead {
             to_pool: m.to_pool,
             from_pool: m.from_pool,
+        },
+        Body::UpdateScore(u) => CommandBody::UpdateScore {
+            score: u.score,
+            attribute_score: u.attribute_score,
+            behaviour_score: u.behaviour_score,
+            predictive_score: u.predictive_score,
+            model_version: u.model_version,
+            scored_event_id: u.scored_event_id,
         },
     };
     Ok(LeadCommand {

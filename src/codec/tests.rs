@@ -180,6 +180,29 @@ fn commands_round_trip() {
             owner_id: "a".into(),
             deadline_ms: 9,
         },
+        CommandBody::CancelCommand {
+            command_id: "c".into(),
+            reason: "expired".into(),
+            owner_id: "a".into(),
+        },
+        CommandBody::DeclineClaim {
+            owner_id: "a".into(),
+            pool: "p".into(),
+            reason: "already_claimed".into(),
+            request_event_id: "e".into(),
+        },
+        CommandBody::MoveLead {
+            to_pool: "q".into(),
+            from_pool: "p".into(),
+        },
+        CommandBody::UpdateScore {
+            score: 71,
+            attribute_score: 35,
+            behaviour_score: 20,
+            predictive_score: 90,
+            model_version: "nb-12".into(),
+            scored_event_id: "leadflow-score-l-9".into(),
+        },
     ] {
         let cmd = LeadCommand {
             command_id: crate::domain::command::command_id("l", 1, "r", &body),

@@ -5,7 +5,7 @@
 
 use super::Live;
 use crate::config::ProjectionConfig;
-use crate::domain::{build, EventBody, LeadEngaged, LeadEvent};
+use crate::domain::{build, CommandBody, EventBody, LeadCommand, LeadEngaged, LeadEvent};
 use crate::log::{EventLog, Input, LogOptions};
 use crate::policy::{PolicyFile, SCORE_PRODUCER};
 
@@ -100,16 +100,52 @@ fn a_batch_that_moves_a_score_is_followed_by_the_engines_scored_event_once() {
         .tenant("")
         .unwrap()
         .has_pending_scores());
+    // And the CRM is told in the outbox: one `UpdateScore` with the parts,
+    // caused by the engine's event, explained by the rules that gave
+    // points.
+    let updates = score_updates(&live);
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    let u = &updates[0];
+    assert_eq!(
+        u.body,
+        CommandBody::UpdateScore {
+            score: 18,
+            attribute_score: 20,
+            behaviour_score: 15,
+            predictive_score: 0,
+            model_version: String::new(),
+            scored_event_id: s[0].event_id.clone(),
+        }
+    );
+    assert_eq!(u.causation_event_id, s[0].event_id);
+    assert_eq!(u.issued_at_ms, T0 + 60_000);
+    assert_eq!(
+        u.explanation,
+        "score 18 (attribute 20, behaviour 15, predictive -): \
+         industry = manufacturing +20, email_reply +15 (rule scoring v1)"
+    );
+    assert_eq!(u.facts["rule.0"], "industry = manufacturing +20");
     // When the batch is sent again, nothing is appended and no score
     // follows.
     live.append_inputs(None, &batch(), &[]).unwrap();
     assert_eq!(scores(&live).len(), 1);
     assert_eq!(live.parts[&None].log.last_seq(), 3);
-    // A restart publishes nothing again.
+    // A restart publishes nothing again, and commands nothing again.
     drop(live);
     let mut again = start(dir.path());
     assert_eq!(again.publish_pending_scores().unwrap(), 0);
     assert_eq!(scores(&again).len(), 1);
+    assert_eq!(score_updates(&again), updates);
+}
+
+/// The `UpdateScore` commands in the outbox, in order.
+fn score_updates(live: &Live) -> Vec<LeadCommand> {
+    live.parts[&None]
+        .log
+        .commands()
+        .map(|c| c.unwrap().1)
+        .filter(|c| matches!(c.body, CommandBody::UpdateScore { .. }))
+        .collect()
 }
 
 #[test]
@@ -272,11 +308,27 @@ fn restarts_and_replays_compute_the_same_scores_bit_for_bit() {
     let live = start_with(straight.path(), LEARNING);
     let engine = live.parts[&None].processor.as_ref().unwrap();
     let log = &live.parts[&None].log;
-    let (replayed, _) =
+    let (replayed, decided) =
         crate::replay::replay_policy(log, PolicyFile::parse(LEARNING).unwrap()).unwrap();
     let state = |p: &crate::policy::Policies| p.tenant("").unwrap().state().clone();
     assert_eq!(state(&replayed).scorer, state(engine).scorer);
     assert!(state(&replayed).scores_pending.is_empty());
+    // The CRM was told of every score once, the same with restarts, and a
+    // replay decides the very same commands.
+    let updates = score_updates(&live);
+    assert_eq!(updates.len(), scored.len());
+    let restarted_log = EventLog::open(restarted.path(), &LogOptions::default()).unwrap();
+    let restarted_updates: Vec<LeadCommand> = restarted_log
+        .commands()
+        .map(|c| c.unwrap().1)
+        .filter(|c| matches!(c.body, CommandBody::UpdateScore { .. }))
+        .collect();
+    assert_eq!(restarted_updates, updates);
+    let replayed_updates: Vec<LeadCommand> = decided
+        .into_iter()
+        .filter(|c| matches!(c.body, CommandBody::UpdateScore { .. }))
+        .collect();
+    assert_eq!(replayed_updates, updates);
     // And an open lead's card names what moved its prediction: a new lead
     // like the hot ones (a referral who replied) is scored high, its
     // channel and its reply among the model's strongest features; a cold

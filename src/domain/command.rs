@@ -64,6 +64,17 @@ pub enum CommandBody {
         to_pool: String,
         from_pool: String,
     },
+    /// The engine scored the lead: the CRM writes the score down. Names
+    /// no rep.
+    UpdateScore {
+        score: u32,
+        attribute_score: u32,
+        behaviour_score: u32,
+        predictive_score: u32,
+        model_version: String,
+        /// The engine's `scored` event it announces.
+        scored_event_id: String,
+    },
 }
 
 impl CommandBody {
@@ -75,6 +86,7 @@ impl CommandBody {
             CommandBody::CancelCommand { .. } => "cancel_command",
             CommandBody::DeclineClaim { .. } => "decline_claim",
             CommandBody::MoveLead { .. } => "move_lead",
+            CommandBody::UpdateScore { .. } => "update_score",
         }
     }
 
@@ -86,7 +98,7 @@ impl CommandBody {
             | CommandBody::RemindFollowUp { owner_id, .. }
             | CommandBody::CancelCommand { owner_id, .. }
             | CommandBody::DeclineClaim { owner_id, .. } => owner_id,
-            CommandBody::MoveLead { .. } => "",
+            CommandBody::MoveLead { .. } | CommandBody::UpdateScore { .. } => "",
         }
     }
 }

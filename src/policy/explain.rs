@@ -153,6 +153,53 @@ pub(super) fn remind(d: &Deadline<'_>) -> Explained {
     }
 }
 
+/// An `UpdateScore`: the score, its parts and what moved them.
+pub(super) fn score_update(c: &super::scoring::fold::ScoreCard, version: u32) -> Explained {
+    let part = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
+    let model = if c.model_version.is_empty() {
+        String::new()
+    } else {
+        format!(" by {}", c.model_version)
+    };
+    let mut why: Vec<String> = c
+        .rules
+        .iter()
+        .map(|r| format!("{} {:+}", r.what, r.points.round()))
+        .collect();
+    if let Some(f) = c.features.first() {
+        why.push(format!("model: {} {:+.2}", f.what, f.points));
+    }
+    let mut facts = facts([
+        ("score", c.combined.to_string()),
+        ("attribute_score", part(c.attribute)),
+        ("behaviour_score", part(c.behaviour)),
+        ("predictive_score", part(c.predictive)),
+        ("model_version", c.model_version.clone()),
+        ("version", version.to_string()),
+    ]);
+    for (i, r) in c.rules.iter().enumerate() {
+        facts.insert(format!("rule.{i}"), format!("{} {:+}", r.what, r.points));
+    }
+    for (i, f) in c.features.iter().enumerate() {
+        facts.insert(
+            format!("feature.{i}"),
+            format!("{} {:+.3}", f.what, f.points),
+        );
+    }
+    Explained {
+        explanation: format!(
+            "score {} (attribute {}, behaviour {}, predictive {}{model}){}{} (rule scoring v{version})",
+            c.combined,
+            part(c.attribute),
+            part(c.behaviour),
+            part(c.predictive),
+            if why.is_empty() { "" } else { ": " },
+            why.join(", ")
+        ),
+        facts,
+    }
+}
+
 /// `to_cold`: the recall reached `max_recalls` and sends the lead to the
 /// cold pool.
 pub(super) fn recall(

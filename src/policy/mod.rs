@@ -95,6 +95,8 @@ pub const RULE_FIRST_FOLLOW_UP: &str = "first-follow-up-sla";
 pub const RULE_STALE: &str = "stale";
 pub const RULE_MAX_HOLDING: &str = "max-holding";
 pub const RULE_ASSIGN_TTL: &str = "assign-command-ttl";
+/// The rule of `UpdateScore` commands (the policy's `[scoring]`).
+pub const RULE_SCORING: &str = "scoring";
 
 /// Most waiting leads one drain of a pool's backlog tries to place;
 /// bounds the work per event. Leads beyond it wait for the next event or
@@ -491,7 +493,7 @@ impl Processor {
             // (a `scored` event), through the lead's score.
             EventBody::Scored(_) | EventBody::Engaged(_) => {}
         }
-        self.score(seq, event);
+        out.extend(self.score(seq, event));
         out
     }
 

@@ -2,7 +2,9 @@
 //! scoring fold (`scoring::fold`), and a score it announces waits in the
 //! policy state until its `scored` event is in the log — the engine
 //! appends those right after each batch (`control::Live::publish_scores`),
-//! and at start for what a crash left unpublished.
+//! and at start for what a crash left unpublished. When that event is
+//! folded, the CRM is told through an `UpdateScore` command (id derived
+//! from the event's, so a replay decides the same one).
 
 use super::*;
 
@@ -10,19 +12,20 @@ impl Processor {
     /// The scoring fold's part of an event: a score announced goes
     /// pending until its `scored` event is in the log (the engine appends
     /// it right after the batch: [`scores_to_publish`](Self::scores_to_publish)).
-    pub(super) fn score(&mut self, seq: u64, event: &LeadEvent) {
+    pub(super) fn score(&mut self, seq: u64, event: &LeadEvent) -> Option<LeadCommand> {
         let lead_id = &event.lead_id;
         match &event.body {
-            EventBody::Scored(_) if event.producer == SCORE_PRODUCER => {
-                if self
+            EventBody::Scored(s) if event.producer == SCORE_PRODUCER => {
+                let published = self
                     .state
                     .scores_pending
                     .get(lead_id)
-                    .is_some_and(|(id, _)| *id == event.event_id)
-                {
-                    self.state.scores_pending.remove(lead_id);
+                    .is_some_and(|(id, _)| *id == event.event_id);
+                if !published {
+                    return None;
                 }
-                return;
+                let (_, card) = self.state.scores_pending.remove(lead_id)?;
+                return Some(self.update_score(event, s, &card));
             }
             // A converted lead takes no score.
             EventBody::Converted(_) => {
@@ -35,6 +38,40 @@ impl Processor {
             self.state
                 .scores_pending
                 .insert(lead_id.clone(), (id, card));
+        }
+        None
+    }
+
+    /// The CRM's copy of a score the engine published: an `UpdateScore`
+    /// with the parts, and the rules and features that moved it.
+    fn update_score(
+        &self,
+        event: &LeadEvent,
+        s: &crate::domain::LeadScored,
+        card: &scoring::fold::ScoreCard,
+    ) -> LeadCommand {
+        let body = CommandBody::UpdateScore {
+            score: s.score,
+            attribute_score: s.attribute_score,
+            behaviour_score: s.behaviour_score,
+            predictive_score: s.predictive_score,
+            model_version: s.model_version.clone(),
+            scored_event_id: event.event_id.clone(),
+        };
+        let explain::Explained { explanation, facts } =
+            explain::score_update(card, self.policy.version);
+        LeadCommand {
+            // One per `scored` event of the engine's: its id names it.
+            command_id: command_id(&event.lead_id, 0, &event.event_id, &body),
+            lead_id: event.lead_id.clone(),
+            issued_at_ms: event.occurred_at_ms,
+            causation_event_id: event.event_id.clone(),
+            rule_id: RULE_SCORING.to_string(),
+            rule_version: self.policy.version,
+            explanation,
+            facts,
+            tenant_id: String::new(),
+            body,
         }
     }
 

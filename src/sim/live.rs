@@ -333,10 +333,12 @@ impl LiveSim {
                 return Vec::new();
             }
             // The simulated CRM carries out every assignment at once, so
-            // none ever expires; its reps never claim.
+            // none ever expires; its reps never claim; a score it would
+            // only write down.
             CommandBody::CancelCommand { .. }
             | CommandBody::DeclineClaim { .. }
-            | CommandBody::MoveLead { .. } => return Vec::new(),
+            | CommandBody::MoveLead { .. }
+            | CommandBody::UpdateScore { .. } => return Vec::new(),
         };
         let Some(&rep) = self.reps_by_id.get(owner_id) else {
             return Vec::new();
