@@ -2,6 +2,13 @@
 //! what each would have commanded. Pure: it folds events into processors
 //! and tallies their commands; reading the log is the caller's job.
 //!
+//! A policy with `[scoring]` scores the history itself: the engine's own
+//! scores in the log (of the policy that ran) are not its, and each score
+//! it announces reaches it right after the event that moved it, as if every
+//! event were a batch of its own (live, one batch's last score of a lead is
+//! published). Its scores then drive `score_priority` and the `when`
+//! clauses by score as they would live.
+//!
 //! The history stays what it was (the events are facts): a backtest answers
 //! "on this history, what would this policy have asked for, and when?" —
 //! recalls by reason, reassignments, reminders, SLA breaches, assignments
@@ -9,7 +16,11 @@
 //! time, so a backtest is deterministic.
 
 use crate::domain::{CommandBody, LeadCommand, LeadEvent};
-use crate::policy::{Policies, PolicyFile, RULE_FIRST_FOLLOW_UP};
+use crate::policy::{Policies, PolicyFile, RULE_FIRST_FOLLOW_UP, SCORE_PRODUCER};
+
+/// How much room a scoring policy's own scores get between two events of
+/// the log (see [`run`]).
+const SEQ_SCALE: u64 = 4;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -22,6 +33,9 @@ pub struct Outcome {
     /// Assignments of leads that had been recalled (re-allocations).
     pub reassignments: u64,
     pub reminders: u64,
+    /// Scores the policy's own scoring would have published
+    /// (`UpdateScore`), when it scores.
+    pub score_updates: u64,
     pub recalls: u64,
     pub recalls_by_reason: BTreeMap<String, u64>,
     /// Recalls for missing the first-follow-up SLA.
@@ -58,6 +72,7 @@ impl Outcome {
         self.assignments += o.assignments;
         self.reassignments += o.reassignments;
         self.reminders += o.reminders;
+        self.score_updates += o.score_updates;
         self.recalls += o.recalls;
         for (reason, n) in &o.recalls_by_reason {
             *self.recalls_by_reason.entry(reason.clone()).or_default() += n;
@@ -166,6 +181,18 @@ pub fn run(
         })
         .unwrap_or_default();
     let mut processors: Vec<Policies> = policies.iter().cloned().map(Policies::new).collect();
+    // A policy that scores leads scores the history itself: the engine's
+    // own scores in the log (of the policy that ran) are not its, and its
+    // scores reach it as they would live, right after the event that
+    // moved them. Those need sequence numbers of their own between the
+    // log's, so when any policy scores every sequence number is doubled
+    // (the ticks still compare with the log's).
+    let scores_own: Vec<bool> = policies.iter().map(PolicyFile::scores).collect();
+    let seq_scale: u64 = if scores_own.contains(&true) {
+        SEQ_SCALE
+    } else {
+        1
+    };
     let mut outcomes: Vec<Outcome> = policies
         .iter()
         .map(|p| Outcome {
@@ -202,6 +229,9 @@ pub fn run(
         {
             if model.is_some() {
                 match &event.body {
+                    // The ground truth is the history's own scores, not
+                    // the engine's.
+                    EventBody::Scored(_) if event.producer == SCORE_PRODUCER => {}
                     EventBody::Created(c) => {
                         f.insert(
                             event.lead_id.clone(),
@@ -220,7 +250,23 @@ pub fn run(
                     _ => {}
                 }
             }
-            for c in p.handle(seq, &event) {
+            if scores_own[i]
+                && event.producer == SCORE_PRODUCER
+                && matches!(event.body, EventBody::Scored(_))
+            {
+                continue;
+            }
+            let mut decided = p.handle(seq * seq_scale, &event);
+            if scores_own[i] {
+                // One event moves one lead's score: at most one to publish.
+                for (k, scored) in p.scores_to_publish().into_iter().enumerate() {
+                    let k = k as u64 + 1;
+                    if k < seq_scale {
+                        decided.extend(p.handle(seq * seq_scale + k, &scored));
+                    }
+                }
+            }
+            for c in decided {
                 on_command(i, &c);
                 if in_window(c.issued_at_ms) {
                     tally(o, &c);
@@ -293,7 +339,8 @@ fn tally(o: &mut Outcome, c: &LeadCommand) {
             }
         }
         CommandBody::CancelCommand { .. } => o.expired_assignments += 1,
-        CommandBody::MoveLead { .. } | CommandBody::UpdateScore { .. } => {}
+        CommandBody::MoveLead { .. } => {}
+        CommandBody::UpdateScore { .. } => o.score_updates += 1,
         CommandBody::DeclineClaim { reason, .. } => {
             *o.claims_declined_by_reason
                 .entry(reason.clone())
@@ -402,6 +449,15 @@ pub fn table(names: &[String], outcomes: &[Outcome]) -> String {
             outcomes
                 .iter()
                 .map(|o| o.recalls_by_reason.get(r).copied().unwrap_or(0).to_string())
+                .collect(),
+        ));
+    }
+    if outcomes.iter().any(|o| o.score_updates > 0) {
+        rows.push((
+            "scores published".into(),
+            outcomes
+                .iter()
+                .map(|o| o.score_updates.to_string())
                 .collect(),
         ));
     }

@@ -487,6 +487,12 @@ impl PolicyFile {
         }
     }
 
+    /// Whether the engine scores leads under it (at the top level or for
+    /// a tenant).
+    pub fn scores(&self) -> bool {
+        !self.scoring.is_off() || self.tenants.values().any(|t| !t.scoring.is_off())
+    }
+
     /// One tenant's rules and pools, without copying them (a tenant the
     /// file does not list has none).
     pub fn table(&self, tenant: &str) -> (Option<&Rules>, &[PoolPolicy]) {
