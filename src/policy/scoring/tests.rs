@@ -229,6 +229,51 @@ fn the_model_learns_which_leads_convert_and_says_why() {
     assert_eq!(model.version, 1);
 }
 
+/// README's "One score by hand", exactly.
+#[test]
+fn the_readme_worked_example_scores_47() {
+    // Given 200 outcomes: of 40 converted leads 20 came by referral and 30
+    // replied to an email; of 160 others 10 and 16; six channels; the
+    // other fields the same for every lead.
+    let others = ["search", "social", "content", "trade_show", "cold_list"];
+    let mut learned = Counts::default();
+    for (converted, leads, referrals, replies) in [(true, 40, 20, 30), (false, 160, 10, 16)] {
+        for i in 0..leads {
+            let channel = if i < referrals { "referral" } else { others[i % 5] };
+            let kinds: &[&str] = if i < replies { &["email_reply"] } else { &[] };
+            learned.learn(&features(channel, kinds), converted);
+        }
+    }
+    let mut model = Model::default();
+    model.retrain(&learned, DAY);
+    // When a referral who replied is scored.
+    let p = model.predict(&features("referral", &["email_reply"]));
+    // Then: ln(41/161) + ln((21/47)/(11/167)) + ln((31/42)/(17/162)) + five
+    // constant fields of ln((41/42)/(161/162)) each = 2.408, p = 0.917.
+    let log_odds = (41f64 / 161.0).ln()
+        + ((21.0 / 47.0) / (11.0 / 167.0f64)).ln()
+        + ((31.0 / 42.0) / (17.0 / 162.0f64)).ln()
+        + 5.0 * ((41.0 / 42.0) / (161.0 / 162.0f64)).ln();
+    assert!((log_odds - 2.408).abs() < 1e-3, "{log_odds}");
+    assert!((p.probability - 1.0 / (1.0 + (-log_odds).exp())).abs() < 1e-12);
+    let predictive = (p.probability * 100.0).round() as u32;
+    assert_eq!(predictive, 92);
+    let top: Vec<(&str, String)> = p.contributions[..2]
+        .iter()
+        .map(|c| (c.what.as_str(), format!("{:+.2}", c.points)))
+        .collect();
+    assert_eq!(
+        top,
+        [
+            ("email_reply", "+1.95".to_string()),
+            ("channel = referral", "+1.91".to_string())
+        ]
+    );
+    // And with 20 attribute and 15 behaviour points under the default
+    // weights the score is 47.
+    assert_eq!(Scoring::default().combine(Some(20), Some(15), Some(predictive)), 47);
+}
+
 #[test]
 fn auc_brier_log_loss_and_lift_match_hand_computed_values() {
     // Perfect, reversed and uninformative rankings.
