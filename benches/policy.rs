@@ -213,5 +213,47 @@ fn million_deadlines(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, handle_per_event, million_deadlines);
+/// What scoring costs the processor: the simulated floor with its
+/// marketing interactions under the policy above, without scoring and with
+/// every scoring rule on (its scores fed back right after the event that
+/// moved them, as the engine appends them).
+fn scoring_cost(c: &mut Criterion) {
+    let events: Vec<LeadEvent> = Simulator::new(SimConfig {
+        leads: 4_000,
+        days: 60,
+        engagement: true,
+        ..SimConfig::default()
+    })
+    .filter_map(|i| match i {
+        SimItem::Event(e) => Some(e),
+        SimItem::Bad { .. } => None,
+    })
+    .collect();
+    let plain = policy();
+    let mut scoring = policy();
+    scoring.scoring = leadflow::sim::scoring::every_rule();
+    let run = |policy: &PolicyFile| {
+        let mut p = Policies::new(policy.clone());
+        let mut seq = 0;
+        let mut commands = 0;
+        for e in &events {
+            seq += 1;
+            commands += p.handle(seq, e).len();
+            for scored in p.scores_to_publish() {
+                seq += 1;
+                commands += p.handle(seq, &scored).len();
+            }
+        }
+        commands
+    };
+    let mut g = c.benchmark_group("scoring");
+    g.throughput(Throughput::Elements(events.len() as u64));
+    g.bench_function("handle_per_event_no_scoring", |b| b.iter(|| run(&plain)));
+    g.bench_function("handle_per_event_every_scoring_rule", |b| {
+        b.iter(|| run(&scoring))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, handle_per_event, million_deadlines, scoring_cost);
 criterion_main!(benches);

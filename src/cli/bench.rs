@@ -52,7 +52,7 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
             policy,
             http_batches: a.http.clone(),
             engagement: a.scoring,
-            scoring: a.scoring.then(every_scoring_rule),
+            scoring: a.scoring.then(leadflow::sim::scoring::every_rule),
         },
         &mut |line| eprintln!("{line}"),
     )?;
@@ -98,8 +98,8 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
         }
         if let Some(s) = &r.scoring {
             println!(
-                "engine with every scoring rule on: {:>10.0} msg/s  ({:.2} s, {} scores published); ratio to the run without scoring {:.2}",
-                s.engine_per_s, s.engine_s, s.scores_published, s.ratio_to_without
+                "engine with every scoring rule on: {:>10.0} msg/s  ({:.2} s, {} scores published) beside {:.0} msg/s without (best of {} runs each, with-without-without-with): ratio {:.2}",
+                s.engine_per_s, s.engine_s, s.scores_published, s.without_per_s, s.runs_each, s.ratio_to_without
             );
         }
         if let Some(q) = &quality {
@@ -117,60 +117,6 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Every kind of scoring rule on: attribute rules on four fields,
-/// behaviour points for every kind the simulator's marketing system
-/// reports (decaying, capped), and the predictive model.
-fn every_scoring_rule() -> leadflow::policy::scoring::Scoring {
-    let text = r#"
-[[attributes]]
-field = "industry"
-any_of = ["manufacturing", "finance"]
-points = 20
-[[attributes]]
-field = "company_size"
-any_of = ["large", "enterprise"]
-points = 15
-[[attributes]]
-field = "channel"
-equals = "referral"
-points = 10
-[[attributes]]
-field = "channel"
-equals = "cold_list"
-points = -10
-[behaviour.web_visit]
-points = 2
-half_life = "7d"
-cap = 20
-[behaviour.email_open]
-points = 1
-half_life = "7d"
-cap = 10
-[behaviour.content_download]
-points = 5
-half_life = "14d"
-cap = 20
-[behaviour.email_reply]
-points = 15
-half_life = "14d"
-[behaviour.form_submit]
-points = 20
-half_life = "30d"
-[behaviour.event_attended]
-points = 15
-half_life = "30d"
-[predictive]
-horizon = "30d"
-retrain_every = "1d"
-"#;
-    let scoring: leadflow::policy::scoring::Scoring =
-        toml::from_str(text).expect("the bench's scoring rules parse");
-    scoring
-        .validate()
-        .expect("the bench's scoring rules are valid");
-    scoring
 }
 
 /// The predictive model's AUC on simulated history against the truth's.

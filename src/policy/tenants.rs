@@ -248,7 +248,9 @@ impl Policies {
         p.set_time(ticked);
         let mut out = p.handle(seq, event);
         if p.has_pending_scores() {
-            self.scoring.insert(tenant.to_string());
+            if !self.scoring.contains(tenant) {
+                self.scoring.insert(tenant.to_string());
+            }
         } else {
             self.scoring.remove(tenant);
         }

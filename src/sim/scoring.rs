@@ -103,3 +103,57 @@ pub fn measure(
         events,
     }
 }
+
+/// Every kind of scoring rule on, for the benches (`leadflow bench
+/// --scoring`, `cargo bench --bench policy`): attribute rules on four fields,
+/// behaviour points for every kind the simulator's marketing system
+/// reports (decaying, capped), and the predictive model.
+pub fn every_rule() -> Scoring {
+    let text = r#"
+[[attributes]]
+field = "industry"
+any_of = ["manufacturing", "finance"]
+points = 20
+[[attributes]]
+field = "company_size"
+any_of = ["large", "enterprise"]
+points = 15
+[[attributes]]
+field = "channel"
+equals = "referral"
+points = 10
+[[attributes]]
+field = "channel"
+equals = "cold_list"
+points = -10
+[behaviour.web_visit]
+points = 2
+half_life = "7d"
+cap = 20
+[behaviour.email_open]
+points = 1
+half_life = "7d"
+cap = 10
+[behaviour.content_download]
+points = 5
+half_life = "14d"
+cap = 20
+[behaviour.email_reply]
+points = 15
+half_life = "14d"
+[behaviour.form_submit]
+points = 20
+half_life = "30d"
+[behaviour.event_attended]
+points = 15
+half_life = "30d"
+[predictive]
+horizon = "30d"
+retrain_every = "1d"
+"#;
+    let scoring: Scoring = toml::from_str(text).expect("the bench's scoring rules parse");
+    scoring
+        .validate()
+        .expect("the bench's scoring rules are valid");
+    scoring
+}

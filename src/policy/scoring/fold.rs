@@ -185,18 +185,34 @@ impl Scorer {
             }
             _ => return None,
         }
-        let card = self.card(scoring, &event.lead_id, at)?;
+        // Most events move a score by less than the threshold: the
+        // combined score is computed without its explanation, which is
+        // built only for a score announced.
+        let combined = self.combined(scoring, &event.lead_id, at)?;
         let threshold = scoring.announce_threshold();
         let o = self.leads.get_mut(&event.lead_id)?;
         let moved = o
             .announced
-            .is_none_or(|last| last.abs_diff(card.combined) >= threshold);
-        if moved {
-            o.announced = Some(card.combined);
-            Some(card)
-        } else {
-            None
+            .is_none_or(|last| last.abs_diff(combined) >= threshold);
+        if !moved {
+            return None;
         }
+        o.announced = Some(combined);
+        let card = self.card(scoring, &event.lead_id, at)?;
+        debug_assert_eq!(card.combined, combined);
+        Some(card)
+    }
+
+    /// An open lead's combined score at `at_ms`: [`card`](Self::card)'s,
+    /// without the explanation.
+    fn combined(&self, scoring: &Scoring, lead_id: &str, at_ms: i64) -> Option<u32> {
+        let o = self.leads.get(lead_id)?;
+        let attribute = o.attribute.as_ref().map(|(s, _)| *s);
+        let behaviour = o.behaviour.points_at(scoring, at_ms);
+        let predictive = self
+            .probability(scoring, lead_id)
+            .map(|p| (p * 100.0).round().clamp(0.0, 100.0) as u32);
+        Some(scoring.combine(attribute, behaviour, predictive))
     }
 
     /// An open lead's score at `at_ms` (behaviour points fade with time),
@@ -261,7 +277,7 @@ impl Scorer {
         let o = self.leads.get(lead_id)?;
         self.model
             .ready(p.min_examples)
-            .then(|| self.model.predict(&Self::features(o)).probability)
+            .then(|| self.model.probability(&o.fields, &|k| o.behaviour.had(k)))
     }
 
     /// The time of an open lead's latest event.

@@ -104,6 +104,13 @@ pub struct Model {
     counts: Counts,
 }
 
+/// One term of the log-odds: a field's value, or whether the lead had an
+/// interaction kind.
+enum Term<'a> {
+    Field(usize, &'a str, f64),
+    Kind(&'a str, bool, f64),
+}
+
 /// A model's answer for one lead.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prediction {
@@ -145,13 +152,56 @@ impl Model {
     /// The probability that a lead with `f` converts, with each feature's
     /// share of the log-odds.
     pub fn predict(&self, f: &Features) -> Prediction {
+        let mut why = Vec::new();
+        let log_odds = self.log_odds(&f.fields, &|k| f.kinds.contains(k), &mut |term| {
+            why.push(match term {
+                Term::Field(i, value, points) => Contribution {
+                    what: format!("{} = {value}", FIELDS[i]),
+                    points,
+                },
+                Term::Kind(kind, true, points) => Contribution {
+                    what: kind.to_string(),
+                    points,
+                },
+                Term::Kind(kind, false, points) => Contribution {
+                    what: format!("no {kind}"),
+                    points,
+                },
+            })
+        });
+        why.sort_by(|a, b| {
+            b.points
+                .abs()
+                .total_cmp(&a.points.abs())
+                .then(a.what.cmp(&b.what))
+        });
+        Prediction {
+            probability: 1.0 / (1.0 + (-log_odds).exp()),
+            contributions: why,
+        }
+    }
+
+    /// Just the probability (what [`predict`](Self::predict) gives,
+    /// without the explanation's allocations): the scoring fold asks it
+    /// at every event, and explains only the scores it announces.
+    pub fn probability(&self, fields: &[String; 6], has_kind: &dyn Fn(&str) -> bool) -> f64 {
+        let log_odds = self.log_odds(fields, has_kind, &mut |_| {});
+        1.0 / (1.0 + (-log_odds).exp())
+    }
+
+    /// The log-odds of conversion, each term told to `note`.
+    fn log_odds(
+        &self,
+        fields: &[String; 6],
+        has_kind: &dyn Fn(&str) -> bool,
+        note: &mut dyn FnMut(Term<'_>),
+    ) -> f64 {
         let c = &self.counts.classes;
         let n = [c[0] as f64, c[1] as f64];
         // Laplace smoothing throughout: an unseen value or kind moves
         // nothing much, and nothing is ever log(0).
         let mut log_odds = ((n[1] + 1.0) / (n[0] + 1.0)).ln();
-        let mut why = Vec::new();
-        for (i, value) in f.fields.iter().enumerate() {
+        for (i, value) in fields.iter().enumerate() {
             let map = &self.counts.fields[i];
             let seen = map
                 .get(value)
@@ -163,31 +213,20 @@ impl Model {
             let p0 = (seen[0] as f64 + 1.0) / (n[0] + values);
             let term = (p1 / p0).ln();
             log_odds += term;
-            why.push(Contribution {
-                what: format!("{} = {value}", FIELDS[i]),
-                points: term,
-            });
+            note(Term::Field(i, value, term));
         }
         for (kind, seen) in &self.counts.kinds {
             let p1 = (seen[1] as f64 + 1.0) / (n[1] + 2.0);
             let p0 = (seen[0] as f64 + 1.0) / (n[0] + 2.0);
-            let (term, what) = if f.kinds.contains(kind) {
-                ((p1 / p0).ln(), kind.clone())
+            let had = has_kind(kind);
+            let term = if had {
+                (p1 / p0).ln()
             } else {
-                (((1.0 - p1) / (1.0 - p0)).ln(), format!("no {kind}"))
+                ((1.0 - p1) / (1.0 - p0)).ln()
             };
             log_odds += term;
-            why.push(Contribution { what, points: term });
+            note(Term::Kind(kind, had, term));
         }
-        why.sort_by(|a, b| {
-            b.points
-                .abs()
-                .total_cmp(&a.points.abs())
-                .then(a.what.cmp(&b.what))
-        });
-        Prediction {
-            probability: 1.0 / (1.0 + (-log_odds).exp()),
-            contributions: why,
-        }
+        log_odds
     }
 }

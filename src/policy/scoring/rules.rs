@@ -139,6 +139,30 @@ impl Behaviour {
         Some((sum.clamp(0.0, cap).round() as u32, why))
     }
 
+    /// The behaviour score alone (what [`score_at`](Self::score_at)
+    /// gives, without the explanation).
+    pub fn points_at(&self, scoring: &Scoring, at_ms: i64) -> Option<u32> {
+        if scoring.behaviour.is_empty() {
+            return None;
+        }
+        let mut sum = 0.0;
+        for (kind, (slot, _)) in &self.kinds {
+            let rule = scoring.behaviour.get(kind);
+            let mut v = slot.at(at_ms, rule.and_then(|r| r.half_life_ms));
+            if let Some(cap) = rule.and_then(|r| r.cap) {
+                v = v.min(f64::from(cap));
+            }
+            sum += v;
+        }
+        let cap = f64::from(scoring.behaviour_cap());
+        Some(sum.clamp(0.0, cap).round() as u32)
+    }
+
+    /// Whether it had an interaction of `kind`.
+    pub fn had(&self, kind: &str) -> bool {
+        self.kinds.contains_key(kind)
+    }
+
     /// The kinds seen at least once.
     pub fn kinds(&self) -> impl Iterator<Item = &str> {
         self.kinds.keys().map(String::as_str)

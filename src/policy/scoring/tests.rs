@@ -239,7 +239,11 @@ fn the_readme_worked_example_scores_47() {
     let mut learned = Counts::default();
     for (converted, leads, referrals, replies) in [(true, 40, 20, 30), (false, 160, 10, 16)] {
         for i in 0..leads {
-            let channel = if i < referrals { "referral" } else { others[i % 5] };
+            let channel = if i < referrals {
+                "referral"
+            } else {
+                others[i % 5]
+            };
             let kinds: &[&str] = if i < replies { &["email_reply"] } else { &[] };
             learned.learn(&features(channel, kinds), converted);
         }
@@ -271,7 +275,10 @@ fn the_readme_worked_example_scores_47() {
     );
     // And with 20 attribute and 15 behaviour points under the default
     // weights the score is 47.
-    assert_eq!(Scoring::default().combine(Some(20), Some(15), Some(predictive)), 47);
+    assert_eq!(
+        Scoring::default().combine(Some(20), Some(15), Some(predictive)),
+        47
+    );
 }
 
 #[test]
