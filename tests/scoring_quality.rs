@@ -2,30 +2,17 @@
 //! history the simulator knows each lead's true probability of conversion.
 
 use leadflow::domain::time::MS_PER_DAY;
-use leadflow::policy::scoring::{Predictive, Scoring};
-use leadflow::sim::{scoring::measure, SimConfig};
+use leadflow::sim::scoring::measure_standard;
 
 mod common;
 use common::{leadflow_at, ok};
 
 #[test]
 fn the_model_ranks_held_out_leads_nearly_as_well_as_their_true_probabilities() {
-    let config = SimConfig {
-        leads: 20_000,
-        days: 90,
-        ..SimConfig::default()
-    };
-    let scoring = Scoring {
-        predictive: Some(Predictive::default()),
-        ..Scoring::default()
-    };
-    let start = config.start_ms;
-    let q = measure(
-        config,
-        &scoring,
-        start + 45 * MS_PER_DAY,
-        start + 70 * MS_PER_DAY,
-    );
+    // 20,000 leads over 90 days, those first followed up on days 45-70
+    // held out (`sim::scoring::measure_standard`, as `leadflow bench
+    // --scoring` measures it).
+    let q = measure_standard(42);
     eprintln!(
         "model AUC {:?}, true probabilities' AUC {:?}, over {} held-out leads ({} converted); \
          {} model versions over {} events",
@@ -194,4 +181,61 @@ fn backtest_compares_allocation_by_predicted_score_with_the_policy_in_force() {
     assert!(ab > 1_000 && ac.abs_diff(ab) < ab / 20, "{out}");
     let expected = |v: &serde_json::Value| v["expected_conversions"].as_f64().unwrap();
     assert!(expected(c) > 1.05 * expected(b), "{out}");
+}
+
+/// `leadflow bench --scoring` on the test broker: both sides of the
+/// comparison ran over every message, the engine's scores were published,
+/// and the quality line is the standard measure's (no timing is asserted:
+/// figures belong to benches).
+#[test]
+fn bench_scoring_reports_both_runs_and_the_models_quality() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "version = 1\n[[pools]]\nname = \"smb\"\nkind = \"auto_assign\"\n\
+         members = [{ id = \"rep-001\", capacity = 300 }, { id = \"rep-002\", capacity = 300 }]\n",
+    )
+    .unwrap();
+    let config = dir.path().join("leadflow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\nbrokers = \"{}\"\n[policy]\nfile = {:?}\n",
+            common::brokers(),
+            policy.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = ok(common::leadflow(&dir.path().join("data"), &config)
+        .args(["bench", "--leads", "300", "--scoring", "--json"])
+        .output()
+        .unwrap());
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(doc["messages"].as_u64().unwrap() > 300 * 10, "{doc}");
+    let s = &doc["scoring"];
+    // Nearly every lead's score at creation (a lead created and converted
+    // within one batch has none: a converted lead takes no score).
+    assert!(s["scores_published"].as_u64().unwrap() > 250, "{s}");
+    assert_eq!(s["runs_each"], 2);
+    for side in ["engine_per_s", "without_per_s", "ratio_to_without"] {
+        assert!(s[side].as_f64().unwrap() > 0.0, "{side}: {s}");
+    }
+    let q = &doc["scoring_quality"];
+    let standard = measure_standard(42);
+    assert_eq!(q["model"]["auc"].as_f64(), standard.model.auc);
+    assert_eq!(q["truth"]["auc"].as_f64(), standard.truth.auc);
+    // Without a policy there is nothing to score with.
+    let bare = dir.path().join("bare.toml");
+    std::fs::write(
+        &bare,
+        format!("[kafka]\nbrokers = \"{}\"\n", common::brokers()),
+    )
+    .unwrap();
+    let refused = common::leadflow(&dir.path().join("data2"), &bare)
+        .args(["bench", "--scoring"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("[policy] file"));
 }

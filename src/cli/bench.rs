@@ -58,7 +58,7 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
     )?;
     let quality = a.scoring.then(|| {
         eprintln!("scoring quality: 20,000 simulated leads over 90 days, held out days 45-70");
-        scoring_quality(a.seed)
+        leadflow::sim::scoring::measure_standard(a.seed)
     });
     if a.json {
         let mut doc = serde_json::to_value(&r)?;
@@ -117,27 +117,4 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The predictive model's AUC on simulated history against the truth's.
-fn scoring_quality(seed: u64) -> leadflow::sim::scoring::ScoringQuality {
-    use leadflow::domain::time::MS_PER_DAY;
-    use leadflow::policy::scoring::{Predictive, Scoring};
-    let config = leadflow::sim::SimConfig {
-        seed,
-        leads: 20_000,
-        days: 90,
-        ..Default::default()
-    };
-    let scoring = Scoring {
-        predictive: Some(Predictive::default()),
-        ..Scoring::default()
-    };
-    let start = config.start_ms;
-    leadflow::sim::scoring::measure(
-        config,
-        &scoring,
-        start + 45 * MS_PER_DAY,
-        start + 70 * MS_PER_DAY,
-    )
 }

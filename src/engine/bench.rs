@@ -85,6 +85,20 @@ pub struct BenchReport {
     pub scoring: Option<ScoringBenchFigures>,
 }
 
+/// An engine over a fresh log in `data_dir`, with `policy` if any.
+fn fresh_engine(
+    config: &Config,
+    data_dir: &std::path::Path,
+    policy: Option<crate::policy::PolicyFile>,
+) -> Result<Engine, EngineError> {
+    Ok(Engine {
+        log: EventLog::open(data_dir, &LogOptions::from(&config.log))?,
+        projections: Projections::new(MetricParams::from(&config.projection)),
+        processor: policy.map(crate::policy::Policies::new),
+        shadow: None,
+    })
+}
+
 /// One run of the engine over the bench topic from its start, under its
 /// own consumer group, until every message is covered: its time from the
 /// first message consumed to the last durable, its batches and commands.
@@ -94,14 +108,7 @@ fn engine_pass(
     policy: Option<crate::policy::PolicyFile>,
     total: u64,
 ) -> Result<(Duration, u64, u64), EngineError> {
-    let log = EventLog::open(data_dir, &LogOptions::from(&config.log))?;
-    let projections = Projections::new(MetricParams::from(&config.projection));
-    let engine = Engine {
-        log,
-        projections,
-        processor: policy.map(crate::policy::Policies::new),
-        shadow: None,
-    };
+    let engine = fresh_engine(config, data_dir, policy)?;
     let shutdown = Shutdown::new();
     let mut first: Option<Instant> = None;
     let mut done_at: Option<Instant> = None;
@@ -165,14 +172,7 @@ fn bench_http(
             w.into_inner()
         })
         .collect();
-    let log = EventLog::open(data_dir, &LogOptions::from(&config.log))?;
-    let projections = Projections::new(MetricParams::from(&config.projection));
-    let engine = Engine {
-        log,
-        projections,
-        processor: policy.map(crate::policy::Policies::new),
-        shadow: None,
-    };
+    let engine = fresh_engine(&config, data_dir, policy)?;
     let stop = Shutdown::new();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     std::thread::scope(|scope| -> Result<HttpBenchFigures, EngineError> {
