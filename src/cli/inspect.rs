@@ -70,8 +70,12 @@ fn lead(logs: &Logs, id: &str, json: bool) -> Result<()> {
     };
     let card = score_now(log, id)?;
     if json {
+        // The same document as `GET /api/v1/leads/{id}`: `score` only
+        // when there is one.
         let mut doc = serde_json::to_value(&report)?;
-        doc["score_now"] = serde_json::to_value(&card)?;
+        if let Some(card) = &card {
+            doc["score"] = serde_json::to_value(card)?;
+        }
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
