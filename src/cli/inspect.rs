@@ -68,7 +68,12 @@ fn lead(logs: &Logs, id: &str, json: bool) -> Result<()> {
     let Some((log, report)) = found else {
         bail!("no lead {id:?} in the log");
     };
-    let card = score_now(log, id)?;
+    let tenant = report
+        .timeline
+        .first()
+        .and_then(|t| t.event["tenantId"].as_str())
+        .unwrap_or_default();
+    let card = score_now(log, tenant, id)?;
     if json {
         // The same document as `GET /api/v1/leads/{id}`: `score` only
         // when there is one.
@@ -125,16 +130,11 @@ fn lead(logs: &Logs, id: &str, json: bool) -> Result<()> {
 /// The lead's score now, as the policy's scoring fold has it (with what
 /// moved it): `None` for a lead that is converted, a log no engine ran a
 /// policy over, or a policy without `[scoring]`.
-fn score_now(log: &EventLog, id: &str) -> Result<Option<ScoreCard>> {
-    let Some(first) = log.timeline(id)?.into_iter().next() else {
-        return Ok(None);
-    };
+fn score_now(log: &EventLog, tenant: &str, id: &str) -> Result<Option<ScoreCard>> {
     let Some(policies) = leadflow::replay::read_policy(log)? else {
         return Ok(None);
     };
-    Ok(policies
-        .tenant(&first.1.tenant_id)
-        .and_then(|p| p.score_card(id)))
+    Ok(policies.tenant(tenant).and_then(|p| p.score_card(id)))
 }
 
 fn print_score_card(c: &ScoreCard) {

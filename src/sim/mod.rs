@@ -228,11 +228,24 @@ impl Simulator {
 
     fn event(&mut self, lead: usize, at_ms: i64, body: EventBody) -> LeadEvent {
         self.event_counter += 1;
+        let id = format!("ev-{}-{}", self.config.seed, self.event_counter);
+        self.event_as(id, "leadflow-sim", lead, at_ms, body)
+    }
+
+    /// An event of `producer` with its id, counted in the summary.
+    fn event_as(
+        &mut self,
+        event_id: String,
+        producer: &str,
+        lead: usize,
+        at_ms: i64,
+        body: EventBody,
+    ) -> LeadEvent {
         let e = LeadEvent {
-            event_id: format!("ev-{}-{}", self.config.seed, self.event_counter),
+            event_id,
             lead_id: self.leads[lead].id.clone(),
             occurred_at_ms: at_ms,
-            producer: "leadflow-sim".into(),
+            producer: producer.into(),
             tenant_id: self.leads[lead].tenant.clone(),
             body,
         };
@@ -425,24 +438,14 @@ impl Simulator {
                 }
                 let e = &model::ENGAGEMENTS[usize::from(kind)];
                 self.engage_counter += 1;
-                let event = LeadEvent {
-                    event_id: format!("ev-{}-g{}", self.config.seed, self.engage_counter),
-                    lead_id: self.leads[lead].id.clone(),
-                    occurred_at_ms: at_ms,
-                    producer: "leadflow-sim-marketing".into(),
-                    tenant_id: self.leads[lead].tenant.clone(),
-                    body: EventBody::Engaged(LeadEngaged {
-                        kind: e.kind.to_string(),
-                        points: None,
-                        source: e.source.to_string(),
-                        detail: String::new(),
-                    }),
-                };
-                *self
-                    .summary
-                    .events_by_kind
-                    .entry(event.body.kind().as_str())
-                    .or_default() += 1;
+                let id = format!("ev-{}-g{}", self.config.seed, self.engage_counter);
+                let body = EventBody::Engaged(LeadEngaged {
+                    kind: e.kind.to_string(),
+                    points: None,
+                    source: e.source.to_string(),
+                    detail: String::new(),
+                });
+                let event = self.event_as(id, "leadflow-sim-marketing", lead, at_ms, body);
                 Some(event)
             }
         }

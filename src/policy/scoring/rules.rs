@@ -112,31 +112,36 @@ impl Behaviour {
         *count = count.saturating_add(1);
     }
 
+    /// Each kind's points at `at_ms`, within the kind's cap.
+    fn kind_points<'a>(
+        &'a self,
+        scoring: &'a Scoring,
+        at_ms: i64,
+    ) -> impl Iterator<Item = (&'a String, f64)> + 'a {
+        self.kinds.iter().map(move |(kind, (slot, _))| {
+            let rule = scoring.behaviour.get(kind);
+            let v = slot.at(at_ms, rule.and_then(|r| r.half_life_ms));
+            match rule.and_then(|r| r.cap) {
+                Some(cap) => (kind, v.min(f64::from(cap))),
+                None => (kind, v),
+            }
+        })
+    }
+
     /// The behaviour score at `at_ms` (each kind within its cap, the sum
     /// within the policy's, clamped to 0..=100) and each kind's points;
     /// `None` without behaviour rules.
     pub fn score_at(&self, scoring: &Scoring, at_ms: i64) -> Option<(u32, Vec<Contribution>)> {
-        if scoring.behaviour.is_empty() {
-            return None;
-        }
-        let mut sum = 0.0;
-        let mut why = Vec::new();
-        for (kind, (slot, _)) in &self.kinds {
-            let rule = scoring.behaviour.get(kind);
-            let mut v = slot.at(at_ms, rule.and_then(|r| r.half_life_ms));
-            if let Some(cap) = rule.and_then(|r| r.cap) {
-                v = v.min(f64::from(cap));
-            }
-            if v != 0.0 {
-                why.push(Contribution {
-                    what: kind.clone(),
-                    points: v,
-                });
-            }
-            sum += v;
-        }
-        let cap = f64::from(scoring.behaviour_cap());
-        Some((sum.clamp(0.0, cap).round() as u32, why))
+        let score = self.points_at(scoring, at_ms)?;
+        let why = self
+            .kind_points(scoring, at_ms)
+            .filter(|(_, v)| *v != 0.0)
+            .map(|(kind, points)| Contribution {
+                what: kind.clone(),
+                points,
+            })
+            .collect();
+        Some((score, why))
     }
 
     /// The behaviour score alone (what [`score_at`](Self::score_at)
@@ -145,15 +150,7 @@ impl Behaviour {
         if scoring.behaviour.is_empty() {
             return None;
         }
-        let mut sum = 0.0;
-        for (kind, (slot, _)) in &self.kinds {
-            let rule = scoring.behaviour.get(kind);
-            let mut v = slot.at(at_ms, rule.and_then(|r| r.half_life_ms));
-            if let Some(cap) = rule.and_then(|r| r.cap) {
-                v = v.min(f64::from(cap));
-            }
-            sum += v;
-        }
+        let sum: f64 = self.kind_points(scoring, at_ms).map(|(_, v)| v).sum();
         let cap = f64::from(scoring.behaviour_cap());
         Some(sum.clamp(0.0, cap).round() as u32)
     }
