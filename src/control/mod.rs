@@ -26,7 +26,7 @@ pub use handle::{Handle, ItemOutcome, HTTP_SOURCE};
 pub use metrics::Metrics;
 pub use telemetry::{IngestStats, IntakeStatus};
 
-use crate::log::{AppendReport, Input, LogError, Position};
+use crate::log::{AppendReport, Flush, Input, LogError, Position};
 use crate::policy::Policies;
 use crate::replay::Engine;
 use std::collections::BTreeMap;
@@ -318,11 +318,13 @@ impl Live {
             panic!("no part {part:?} in this engine: the caller routes to its parts")
         });
         let append_started = Instant::now();
-        let report = Self::append_to(engine, inputs, positions)?;
-        // The scores the batch moved, as `scored` events of the engine's
-        // own, right after it (ids derived from the events that moved
-        // them, so a retry after a crash appends each once).
+        // The batch's flush is held until the scores it moved are
+        // appended right after it, as `scored` events of the engine's own
+        // (ids derived from the events that moved them, so a retry after
+        // a crash appends each once): one fsync for both.
+        let report = Self::append_to(engine, inputs, positions, Flush::Held)?;
         let scores = Self::publish_scores(engine)?;
+        engine.log.flush_held()?;
         let m = &self.metrics;
         m.append_seconds
             .observe(append_started.elapsed().as_secs_f64());
@@ -365,7 +367,7 @@ impl Live {
             return Ok(0);
         }
         let inputs: Vec<Input> = events.into_iter().map(|e| Input::event(e, None)).collect();
-        let report = Self::append_to(engine, &inputs, &[])?;
+        let report = Self::append_to(engine, &inputs, &[], Flush::Now)?;
         debug_assert!(
             report.rejected.is_empty(),
             "the engine's own scores are valid: {:?}",
@@ -379,6 +381,7 @@ impl Live {
         engine: &mut Engine,
         inputs: &[Input],
         positions: &[Position],
+        flush: Flush,
     ) -> Result<AppendReport, LogError> {
         let projections = &mut engine.projections;
         // Asked by both callbacks, never at once: the log asks `admit`
@@ -400,6 +403,7 @@ impl Live {
                     None => Vec::new(),
                 }
             },
+            flush,
         )?;
         engine.log.append_shadow(&shadowed)?;
         Ok(report)

@@ -27,7 +27,7 @@ impl EventLog {
         positions: &[Position],
         decide: &mut dyn FnMut(u64, &LeadEvent) -> Vec<LeadCommand>,
     ) -> Result<AppendReport, LogError> {
-        self.append_admitted(inputs, positions, &mut |_| None, decide)
+        self.append_admitted(inputs, positions, &mut |_| None, decide, Flush::Now)
     }
 
     /// Like [`append_with`](Self::append_with), and asks `admit` about
@@ -35,12 +35,20 @@ impl EventLog {
     /// `decide` has seen every event before it, this batch's too): a
     /// rejection it returns is stored like the lifecycle's own (the
     /// policy's duplicate-contact rule).
+    ///
+    /// With [`Flush::Held`] the batch is applied (atomically, visible to
+    /// reads) but not flushed: it is durable only once
+    /// [`flush_held`](Self::flush_held) (or any later flushed write) returns
+    /// `Ok`, and the caller acknowledges nothing of it before then. That
+    /// lets a caller that writes twice for one batch of input (the engine:
+    /// the batch, then the scores it moved) pay for one fsync, not two.
     pub fn append_admitted(
         &mut self,
         inputs: &[Input],
         positions: &[Position],
         admit: &mut dyn FnMut(&LeadEvent) -> Option<Rejection>,
         decide: &mut dyn FnMut(u64, &LeadEvent) -> Vec<LeadCommand>,
+        flush: Flush,
     ) -> Result<AppendReport, LogError> {
         if self.poisoned {
             return Err(LogError::Poisoned);
@@ -197,13 +205,26 @@ impl EventLog {
         batch.insert(str_key(META, META_NEXT_SEQ), &next_seq.to_be_bytes());
         batch.insert(str_key(META, META_NEXT_RSEQ), &next_rseq.to_be_bytes());
         batch.insert(str_key(META, META_NEXT_CSEQ), &next_cseq.to_be_bytes());
+        if next_cseq > self.next_cseq {
+            batch.insert(
+                str_key(META, META_SENT_BELOW),
+                &self.commands_sent_below().to_be_bytes(),
+            );
+        }
 
         let prepared = started.elapsed();
         // `decide` has folded the batch into the caller's state: if the
         // write fails, that state is ahead of the disk, and so is ours.
-        if let Err(e) = self.write(batch, staged_bytes) {
+        let written = match flush {
+            Flush::Now => self.write(batch, staged_bytes),
+            Flush::Held => self.apply(batch, staged_bytes),
+        };
+        if let Err(e) = written {
             self.poisoned = true;
             return Err(e);
+        }
+        if flush == Flush::Held {
+            self.held_unflushed.set(true);
         }
         let written = started.elapsed();
 
@@ -216,7 +237,7 @@ impl EventLog {
                 .extend(self.next_rseq..next_rseq);
         }
         self.next_rseq = next_rseq;
-        self.commands_stored(next_cseq);
+        self.commands_stored(next_cseq, command_ids_in_batch.keys().map(String::as_str));
         let index = self.index.get_mut().expect("indexed above");
         for (lead_id, lead) in overlay {
             index.set_lead(lead_id, lead);
@@ -370,6 +391,21 @@ impl EventLog {
         Ok(forgotten)
     }
 
+    /// Makes the batches appended with [`Flush::Held`] durable (a no-op
+    /// when there are none). If the flush fails, memory is ahead of the
+    /// disk: the log is poisoned until it is reopened, as for a failed
+    /// append.
+    pub fn flush_held(&mut self) -> Result<(), LogError> {
+        if !self.held_unflushed.get() {
+            return Ok(());
+        }
+        if let Err(e) = self.flush() {
+            self.poisoned = true;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Flushes everything written so far to disk.
     pub fn flush(&self) -> Result<(), LogError> {
         // Marks made before the flush starts are in it.
@@ -378,6 +414,7 @@ impl EventLog {
             self.marks_unflushed_since.set(marks);
             return Err(e);
         }
+        self.held_unflushed.set(false);
         Ok(())
     }
 }

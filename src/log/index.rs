@@ -50,6 +50,9 @@ pub fn id_hash(id: &str) -> u64 {
     h
 }
 
+/// A set of id hashes ([`id_hash`]).
+pub type IdHashes = std::collections::HashSet<u64, BuildHasherDefault<PassThrough>>;
+
 /// The id index's keys are hashes already; hashing them again is waste.
 #[derive(Default)]
 pub struct PassThrough(u64);

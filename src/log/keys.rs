@@ -13,7 +13,9 @@ pub const REJECTED: u8 = b'r'; // r + rseq        -> bincode StoredRejection
 pub const LEAD_REJECTED: u8 = b'x'; // x + lead + rseq -> ()
 pub const DEAD_LETTER: u8 = b'q'; // q + rseq    -> () while unpublished
 pub const COMMAND: u8 = b'k'; // k + cseq      -> protobuf LeadCommand (kept)
-pub const OUTBOX: u8 = b'o'; // o + cseq        -> () while unpublished
+pub const OUTBOX: u8 = b'o'; // o + cseq        -> () while unpublished (written before
+                             // `m commands_sent_below`; read at open, removed when sent)
+pub const SENT_ABOVE: u8 = b'j'; // j + cseq  -> () acknowledged above the oldest pending command
 pub const SHADOW: u8 = b'h'; // h + hseq       -> protobuf LeadCommand of the shadow policy
 pub const COMMAND_ID: u8 = b'K'; // K + command_id -> cseq (no id twice)
 pub const POSITION: u8 = b'p'; // p + source      -> next offset

@@ -15,10 +15,14 @@
 //!   appended twice.
 //! - Commands decided while appending a batch (see [`EventLog::append_with`])
 //!   are stored in the same atomic batch as the events that caused them,
-//!   together with an outbox marker each; the marker is removed when the
-//!   command's publication is acknowledged. A crash between the append and
-//!   the acknowledgement re-sends the command after restart: delivery is
-//!   at-least-once, with the command's stable id for downstream dedupe.
+//!   and are pending from then on. The log keeps the pending ones in memory
+//!   and stores where the oldest of them stands (with each batch that
+//!   stores commands, and with each acknowledgement that moves it), plus a
+//!   key for each command acknowledged above it (out of order), removed
+//!   once the oldest passes it: no key per command in the usual, in-order
+//!   case. A crash between the append and the acknowledgement re-sends the
+//!   command after restart: delivery is at-least-once, with the command's
+//!   stable id for downstream dedupe.
 //! - Event ids are idempotency keys: a second input with the id of an
 //!   accepted event *or of a rejected one* is kept as a `duplicate`
 //!   rejection, never judged again and never appended.
@@ -33,9 +37,16 @@
 //!   sled sees it, as [`LogError::DiskBelowFloor`]: sled is not trusted at
 //!   ENOSPC (a batch failed there has come back torn after reopening), so
 //!   the log never lets it get there.
-//! - The in-memory indexes (lead states, timelines, event ids) hold durable
-//!   events only: they move forward after the batch's flush, and a failed
-//!   write poisons the log until it is reopened and the indexes rebuilt.
+//! - An append may hold its flush ([`Flush::Held`]): the batch is applied
+//!   atomically but is durable only when [`EventLog::flush_held`] (or any
+//!   later flushed write) returns `Ok`; nothing of it may be acknowledged
+//!   before (the engine holds a batch's flush while it appends the scores
+//!   the batch moved, then flushes both at once). A crash before that
+//!   flush may lose held batches, each whole (all of it or none).
+//! - The in-memory indexes (lead states, timelines, event ids) hold applied
+//!   events only: they move forward after the batch's write, and a failed
+//!   write or flush poisons the log until it is reopened and the indexes
+//!   rebuilt.
 //!
 //! ## Layout
 //! One sled key per batch holds the batch's events (a [`segment`], keyed by
@@ -251,6 +262,15 @@ pub struct LogStats {
     pub rejected_by_reason: BTreeMap<String, u64>,
 }
 
+/// Whether an append flushes (fsync) before it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Durable when the append returns `Ok`.
+    Now,
+    /// Applied, durable at the next flush ([`EventLog::flush_held`]).
+    Held,
+}
+
 pub struct EventLog {
     // The sled handles are dropped by hand (see `Drop`): after a failed
     // write, sled's own drop would wait forever for a flush that cannot
@@ -267,6 +287,8 @@ pub struct EventLog {
     /// Since when "sent" marks (commands, dead letters) wait for a flush
     /// (see [`EventLog::flush_marks_older_than`]).
     marks_unflushed_since: std::cell::Cell<Option<std::time::Instant>>,
+    /// A batch was appended with [`Flush::Held`] and no flush followed yet.
+    held_unflushed: std::cell::Cell<bool>,
     /// The temporary copy this log reads, when its own disk was full (see
     /// [`EventLog::open_for_reading`]); removed after the handles drop.
     read_copy: Option<tempfile::TempDir>,
@@ -295,7 +317,21 @@ pub struct EventLog {
     /// marker (rejections), read once at open and kept by every write that
     /// adds or removes one: a metrics scrape never scans keys, and marking
     /// a copy sent twice reads no key to count once.
-    commands_pending: std::cell::RefCell<std::collections::HashSet<u64>>,
+    commands_pending: std::cell::RefCell<std::collections::BTreeSet<u64>>,
+    /// The hashes of every stored command id ([`index::id_hash`]), read
+    /// from the id keys the first time a command is stored after opening:
+    /// most decided commands are new, and a miss here spares the look-up
+    /// of their id key (a hit is checked against the key). 8 bytes and a
+    /// slot per command stored.
+    command_ids: std::cell::OnceCell<index::IdHashes>,
+    /// Commands acknowledged above the oldest pending one (out of order:
+    /// a retry, or acks of different partitions), each with a key, so that
+    /// a restart knows them sent.
+    commands_sent_above: std::cell::RefCell<std::collections::BTreeSet<u64>>,
+    /// Commands below this sequence may have an outbox marker of their own
+    /// (data dirs written before the outbox kept only its oldest pending
+    /// command): removed as they are acknowledged.
+    outbox_markers_below: u64,
     dead_letters_pending: std::cell::RefCell<std::collections::HashSet<u64>>,
 }
 
@@ -342,6 +378,8 @@ const META_NEXT_SEQ: &str = "next_seq";
 const META_NEXT_RSEQ: &str = "next_rseq";
 const META_NEXT_CSEQ: &str = "next_cseq";
 const META_NEXT_HSEQ: &str = "next_hseq";
+/// Every command below this sequence was acknowledged by the broker.
+const META_SENT_BELOW: &str = "commands_sent_below";
 /// Snapshot name of the in-memory index's checkpoint.
 const INDEX_CHECKPOINT: &str = "log-index";
 

@@ -143,7 +143,26 @@ impl EventLog {
             }
             Ok(out)
         };
-        let commands_pending = marked(OUTBOX)?;
+        // The pending commands: those from the oldest not acknowledged on,
+        // and those a data dir written before kept a marker for (it has no
+        // `commands_sent_below`: its unmarked commands were all sent).
+        let markers = marked(OUTBOX)?;
+        let outbox_markers_below = if markers.is_empty() { 0 } else { next_cseq };
+        let sent_below = match tree.get(str_key(META, META_SENT_BELOW))? {
+            None => next_cseq,
+            Some(v) => u64_value(&v).ok_or_else(|| LogError::Corrupt("meta sent_below".into()))?,
+        };
+        if sent_below > next_cseq {
+            return Err(LogError::Corrupt(format!(
+                "commands sent below {sent_below}, but only {} were stored",
+                next_cseq - 1
+            )));
+        }
+        let commands_sent_above: std::collections::BTreeSet<u64> =
+            marked(SENT_ABOVE)?.into_iter().collect();
+        let mut commands_pending: std::collections::BTreeSet<u64> = markers.into_iter().collect();
+        commands_pending
+            .extend((sent_below..next_cseq).filter(|s| !commands_sent_above.contains(s)));
         let dead_letters_pending = marked(DEAD_LETTER)?;
         tracing::info!(
             path = %dir.display(),
@@ -158,6 +177,7 @@ impl EventLog {
             path: dir.to_path_buf(),
             write_failed: std::cell::Cell::new(false),
             marks_unflushed_since: std::cell::Cell::new(None),
+            held_unflushed: std::cell::Cell::new(false),
             read_copy: None,
             next_seq,
             next_rseq,
@@ -169,6 +189,9 @@ impl EventLog {
             dead_letter_outbox: options.dead_letter_outbox,
             disk_free_bytes_min: options.disk_free_bytes_min,
             commands_pending: std::cell::RefCell::new(commands_pending),
+            outbox_markers_below,
+            commands_sent_above: std::cell::RefCell::new(commands_sent_above),
+            command_ids: std::cell::OnceCell::new(),
             dead_letters_pending: std::cell::RefCell::new(dead_letters_pending),
         })
     }

@@ -25,8 +25,28 @@ impl EventLog {
         Ok(self.dead_letters_pending.borrow().len() as u64)
     }
 
-    /// Commands durably stored up to `next_cseq`: each is pending.
-    pub(super) fn commands_stored(&mut self, next_cseq: u64) {
+    /// The oldest command not acknowledged yet (the next one to come when
+    /// none waits): every command below it was published. Stored with
+    /// every batch that stores commands and with every mark, so that a
+    /// restart sends again from here (see `mark_commands_sent`).
+    pub(super) fn commands_sent_below(&self) -> u64 {
+        self.commands_pending
+            .borrow()
+            .first()
+            .copied()
+            .unwrap_or(self.next_cseq)
+    }
+
+    /// Commands durably stored up to `next_cseq`, with these ids: each is
+    /// pending.
+    pub(super) fn commands_stored<'a>(
+        &mut self,
+        next_cseq: u64,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) {
+        if let Some(known) = self.command_ids.get_mut() {
+            known.extend(ids.into_iter().map(index::id_hash));
+        }
         debug_assert!(next_cseq >= self.next_cseq, "command sequences only grow");
         self.commands_pending
             .get_mut()
@@ -95,7 +115,24 @@ impl EventLog {
         id: &str,
         in_batch: &HashMap<String, u64>,
     ) -> Result<bool, LogError> {
-        Ok(in_batch.contains_key(id) || self.tree.get(str_key(COMMAND_ID, id))?.is_some())
+        if in_batch.contains_key(id) {
+            return Ok(true);
+        }
+        if self.command_ids.get().is_none() {
+            let mut known = index::IdHashes::default();
+            for k in self.tree.scan_prefix([COMMAND_ID]).keys() {
+                let k = k?;
+                let id = std::str::from_utf8(&k[1..])
+                    .map_err(|_| LogError::Corrupt("command id key".into()))?;
+                known.insert(index::id_hash(id));
+            }
+            let _ = self.command_ids.set(known);
+        }
+        let maybe = self
+            .command_ids
+            .get()
+            .is_some_and(|known| known.contains(&index::id_hash(id)));
+        Ok(maybe && self.tree.get(str_key(COMMAND_ID, id))?.is_some())
     }
 
     /// Stages the commands whose ids the log does not hold yet (and the
@@ -122,6 +159,10 @@ impl EventLog {
         }
         if !stored.is_empty() {
             batch.insert(str_key(META, META_NEXT_CSEQ), &next_cseq.to_be_bytes());
+            batch.insert(
+                str_key(META, META_SENT_BELOW),
+                &self.commands_sent_below().to_be_bytes(),
+            );
         }
         Ok((stored, next_cseq))
     }
@@ -145,7 +186,7 @@ impl EventLog {
             self.poisoned = true;
             return Err(e);
         }
-        self.commands_stored(next_cseq);
+        self.commands_stored(next_cseq, stored.iter().map(|(_, c)| c.command_id.as_str()));
         Ok(stored)
     }
 
@@ -195,10 +236,14 @@ impl EventLog {
         limit: usize,
     ) -> Result<Vec<(u64, LeadCommand)>, LogError> {
         let mut out = Vec::new();
-        let from = seq_key(OUTBOX, after_cseq.saturating_add(1));
-        let to = seq_key(OUTBOX, u64::MAX);
-        for k in self.tree.range(from..=to).keys().take(limit) {
-            let cseq = trailing_u64(&k?).ok_or_else(|| LogError::Corrupt("outbox key".into()))?;
+        let pending: Vec<u64> = self
+            .commands_pending
+            .borrow()
+            .range(after_cseq.saturating_add(1)..)
+            .take(limit)
+            .copied()
+            .collect();
+        for cseq in pending {
             let command = self
                 .command(cseq)?
                 .ok_or_else(|| LogError::Corrupt(format!("outbox entry {cseq} has no command")))?;
@@ -229,12 +274,8 @@ impl EventLog {
     }
 
     /// The command sequences still waiting for publication (the outbox).
-    pub fn pending_command_seqs(&self) -> Result<std::collections::HashSet<u64>, LogError> {
-        let mut out = std::collections::HashSet::new();
-        for k in self.tree.scan_prefix([OUTBOX]).keys() {
-            out.insert(trailing_u64(&k?).ok_or_else(|| LogError::Corrupt("outbox key".into()))?);
-        }
-        Ok(out)
+    pub fn pending_command_seqs(&self) -> Result<std::collections::BTreeSet<u64>, LogError> {
+        Ok(self.commands_pending.borrow().clone())
     }
 
     /// Commands decided and commands still waiting for publication (kept
@@ -248,15 +289,71 @@ impl EventLog {
 
     /// Marks commands as published. Not flushed by itself: see
     /// [`mark_dead_letters_sent`](Self::mark_dead_letters_sent).
+    ///
+    /// No key per command: the log keeps the pending ones in memory and
+    /// stores only where the oldest of them stands (`commands_sent_below`),
+    /// one key per mark that moves it. After a crash every command from
+    /// there on is sent again, those acknowledged out of order above it
+    /// too: at-least-once with stable ids, as before. (Data dirs written
+    /// before kept one marker per pending command; those are read at open
+    /// and removed here as their commands are acknowledged.)
     pub fn mark_commands_sent(&self, cseqs: &[u64]) -> Result<(), LogError> {
-        self.remove_markers(OUTBOX, &self.commands_pending, cseqs)?;
+        let mut batch = sled::Batch::default();
+        let mut removed = std::collections::BTreeSet::new();
+        {
+            let pending = self.commands_pending.borrow();
+            for s in cseqs {
+                if pending.contains(s) && removed.insert(*s) && *s < self.outbox_markers_below {
+                    batch.remove(&seq_key(OUTBOX, *s));
+                }
+            }
+        }
+        if removed.is_empty() {
+            return Ok(());
+        }
+        let before = self.commands_sent_below();
+        let after = self
+            .commands_pending
+            .borrow()
+            .iter()
+            .find(|s| !removed.contains(s))
+            .copied()
+            .unwrap_or(self.next_cseq);
+        if after != before {
+            batch.insert(str_key(META, META_SENT_BELOW), &after.to_be_bytes());
+        }
+        // Acknowledged above the oldest pending one: a key each, until the
+        // oldest catches up (then the keys below it go).
+        let mut sent_above = self.commands_sent_above.borrow_mut();
+        let mut gone = Vec::new();
+        for s in sent_above.range(..after) {
+            batch.remove(&seq_key(SENT_ABOVE, *s));
+            gone.push(*s);
+        }
+        let mut above = Vec::new();
+        for s in removed.range(after..) {
+            batch.insert(&seq_key(SENT_ABOVE, *s), &[]);
+            above.push(*s);
+        }
+        self.apply(batch, 0)?;
+        for s in gone {
+            sent_above.remove(&s);
+        }
+        sent_above.extend(above);
+        drop(sent_above);
+        let mut pending = self.commands_pending.borrow_mut();
+        for s in &removed {
+            pending.remove(s);
+        }
+        drop(pending);
         self.marks_written(cseqs.len());
         Ok(())
     }
 }
 
-/// Puts a command into a batch: the command, its outbox marker and its id
-/// in the id index (so that no id is ever stored twice).
+/// Puts a command into a batch: the command and its id in the id index
+/// (so that no id is ever stored twice). It is pending from then on (see
+/// `mark_commands_sent`).
 pub(super) fn stage_command(
     batch: &mut sled::Batch,
     ids_in_batch: &mut HashMap<String, u64>,
@@ -264,7 +361,6 @@ pub(super) fn stage_command(
     command: &LeadCommand,
 ) {
     batch.insert(&seq_key(COMMAND, cseq), codec::encode_command(command));
-    batch.insert(&seq_key(OUTBOX, cseq), &[]);
     batch.insert(
         str_key(COMMAND_ID, &command.command_id),
         &cseq.to_be_bytes(),

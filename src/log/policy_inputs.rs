@@ -75,7 +75,7 @@ impl EventLog {
             self.poisoned = true;
             return Err(e);
         }
-        self.commands_stored(next_cseq);
+        self.commands_stored(next_cseq, stored.iter().map(|(_, c)| c.command_id.as_str()));
         Ok(stored)
     }
 
