@@ -21,6 +21,7 @@ use super::rules::{attribute_score, Behaviour, Contribution};
 use super::Scoring;
 use crate::domain::{EventBody, LeadEvent};
 use serde::{Deserialize, Serialize};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 
 /// The default move of the combined score that is announced again.
@@ -129,50 +130,48 @@ impl Scorer {
 
     /// Folds one event (call [`advance`](Self::advance) to its time
     /// first); returns the lead's score card when it is to be announced.
+    /// The fold runs on every event the engine appends, so a lead is
+    /// looked up once per event (twice when its score is announced).
     pub fn apply(&mut self, scoring: &Scoring, event: &LeadEvent) -> Option<ScoreCard> {
         if scoring.is_off() {
             return None;
         }
         let at = event.occurred_at_ms;
-        if let Some(o) = self.leads.get_mut(&event.lead_id) {
-            o.latest_at_ms = o.latest_at_ms.max(at);
-        }
-        let horizon_ms = scoring
-            .predictive
-            .as_ref()
-            .map_or(i64::MAX, |p| p.horizon_ms());
-        match &event.body {
+        let o = match &event.body {
             EventBody::Created(c) => {
-                if self.leads.contains_key(&event.lead_id) {
-                    return None;
-                }
-                let horizon_at_ms = at.saturating_add(horizon_ms);
+                let vacant = match self.leads.entry(event.lead_id.clone()) {
+                    Entry::Occupied(mut known) => {
+                        let o = known.get_mut();
+                        o.latest_at_ms = o.latest_at_ms.max(at);
+                        return None;
+                    }
+                    Entry::Vacant(vacant) => vacant,
+                };
+                let horizon_at_ms = at.saturating_add(
+                    scoring
+                        .predictive
+                        .as_ref()
+                        .map_or(i64::MAX, |p| p.horizon_ms()),
+                );
                 if scoring.predictive.is_some() {
                     self.horizons.insert((horizon_at_ms, event.lead_id.clone()));
                 }
-                self.leads.insert(
-                    event.lead_id.clone(),
-                    Open {
-                        fields: [
-                            c.channel.clone(),
-                            c.campaign.clone(),
-                            c.pool.clone(),
-                            c.region.clone(),
-                            c.industry.clone(),
-                            c.company_size.clone(),
-                        ],
-                        attribute: attribute_score(scoring, c),
-                        behaviour: Behaviour::default(),
-                        horizon_at_ms,
-                        learned: false,
-                        announced: None,
-                        latest_at_ms: at,
-                    },
-                );
-            }
-            EventBody::Engaged(g) => {
-                let o = self.leads.get_mut(&event.lead_id)?;
-                o.behaviour.engage(scoring, &g.kind, g.points, at);
+                vacant.insert(Open {
+                    fields: [
+                        c.channel.clone(),
+                        c.campaign.clone(),
+                        c.pool.clone(),
+                        c.region.clone(),
+                        c.industry.clone(),
+                        c.company_size.clone(),
+                    ],
+                    attribute: attribute_score(scoring, c),
+                    behaviour: Behaviour::default(),
+                    horizon_at_ms,
+                    learned: false,
+                    announced: None,
+                    latest_at_ms: at,
+                })
             }
             EventBody::Converted(_) => {
                 let o = self.leads.remove(&event.lead_id)?;
@@ -183,17 +182,23 @@ impl Scorer {
                 }
                 return None;
             }
-            _ => return None,
-        }
+            body => {
+                let o = self.leads.get_mut(&event.lead_id)?;
+                o.latest_at_ms = o.latest_at_ms.max(at);
+                let EventBody::Engaged(g) = body else {
+                    return None;
+                };
+                o.behaviour.engage(scoring, &g.kind, g.points, at);
+                o
+            }
+        };
         // Most events move a score by less than the threshold: the
         // combined score is computed without its explanation, which is
         // built only for a score announced.
-        let combined = self.combined(scoring, &event.lead_id, at)?;
-        let threshold = scoring.announce_threshold();
-        let o = self.leads.get_mut(&event.lead_id)?;
+        let combined = Self::combined(&self.model, scoring, o, at);
         let moved = o
             .announced
-            .is_none_or(|last| last.abs_diff(combined) >= threshold);
+            .is_none_or(|last| last.abs_diff(combined) >= scoring.announce_threshold());
         if !moved {
             return None;
         }
@@ -205,14 +210,12 @@ impl Scorer {
 
     /// An open lead's combined score at `at_ms`: [`card`](Self::card)'s,
     /// without the explanation.
-    fn combined(&self, scoring: &Scoring, lead_id: &str, at_ms: i64) -> Option<u32> {
-        let o = self.leads.get(lead_id)?;
+    fn combined(model: &Model, scoring: &Scoring, o: &Open, at_ms: i64) -> u32 {
         let attribute = o.attribute.as_ref().map(|(s, _)| *s);
         let behaviour = o.behaviour.points_at(scoring, at_ms);
-        let predictive = self
-            .probability(scoring, lead_id)
+        let predictive = Self::probability_of(model, scoring, o)
             .map(|p| (p * 100.0).round().clamp(0.0, 100.0) as u32);
-        Some(scoring.combine(attribute, behaviour, predictive))
+        scoring.combine(attribute, behaviour, predictive)
     }
 
     /// An open lead's score at `at_ms` (behaviour points fade with time),
@@ -273,11 +276,14 @@ impl Scorer {
     /// The model's probability that an open lead converts, from what is
     /// known of it now; `None` before the model is ready.
     pub fn probability(&self, scoring: &Scoring, lead_id: &str) -> Option<f64> {
+        Self::probability_of(&self.model, scoring, self.leads.get(lead_id)?)
+    }
+
+    fn probability_of(model: &Model, scoring: &Scoring, o: &Open) -> Option<f64> {
         let p = scoring.predictive.as_ref()?;
-        let o = self.leads.get(lead_id)?;
-        self.model
+        model
             .ready(p.min_examples)
-            .then(|| self.model.probability(&o.fields, &|k| o.behaviour.had(k)))
+            .then(|| model.probability(&o.fields, &|k| o.behaviour.had(k)))
     }
 
     /// The time of an open lead's latest event.

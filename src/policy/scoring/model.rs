@@ -11,7 +11,7 @@
 
 use super::rules::Contribution;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The creation fields the model reads, in [`Features::fields`] order:
 /// those an attribute rule may name.
@@ -97,11 +97,96 @@ impl Counts {
 /// A trained model: the counts of every outcome known when it was
 /// trained, and its version (one per retraining that learned something).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredModel")]
 pub struct Model {
     pub version: u32,
     /// Event time of the training: no outcome known later is in it.
     pub trained_at_ms: i64,
     counts: Counts,
+    /// Each term of the log-odds, computed once per training from the
+    /// counts (the fold asks for a probability at every interaction).
+    #[serde(skip_serializing)]
+    terms: Terms,
+}
+
+/// What a snapshot holds of a model: the counts (the terms are computed
+/// from them when it is read back).
+#[derive(Deserialize)]
+struct StoredModel {
+    version: u32,
+    trained_at_ms: i64,
+    counts: Counts,
+}
+
+impl From<StoredModel> for Model {
+    fn from(m: StoredModel) -> Self {
+        let terms = Terms::of(&m.counts);
+        Model {
+            version: m.version,
+            trained_at_ms: m.trained_at_ms,
+            counts: m.counts,
+            terms,
+        }
+    }
+}
+
+/// The log-odds terms of a model's counts: the prior, each field value's
+/// term (and the term of a value not seen), and each kind's term for a
+/// lead that had it and one that did not. A function of the counts, so
+/// two models with equal counts have equal terms (`PartialEq` looks at the
+/// counts only).
+#[derive(Clone, Debug, Default)]
+struct Terms {
+    prior: f64,
+    fields: [HashMap<String, f64>; 6],
+    unseen: [f64; 6],
+    /// (kind, term if had, term if not), in the counts' (name) order.
+    kinds: Vec<(String, f64, f64)>,
+}
+
+impl PartialEq for Terms {
+    fn eq(&self, _: &Terms) -> bool {
+        true
+    }
+}
+
+impl Eq for Terms {}
+
+impl Terms {
+    /// Laplace smoothing throughout: an unseen value or kind moves
+    /// nothing much, and nothing is ever log(0).
+    fn of(counts: &Counts) -> Terms {
+        let c = &counts.classes;
+        let n = [c[0] as f64, c[1] as f64];
+        let field_term = |seen: Outcomes, values: f64| {
+            let p1 = (seen[1] as f64 + 1.0) / (n[1] + values);
+            let p0 = (seen[0] as f64 + 1.0) / (n[0] + values);
+            (p1 / p0).ln()
+        };
+        let mut terms = Terms {
+            prior: ((n[1] + 1.0) / (n[0] + 1.0)).ln(),
+            ..Terms::default()
+        };
+        for (i, map) in counts.fields.iter().enumerate() {
+            let values = map.len() as f64 + 1.0;
+            terms.fields[i] = map
+                .iter()
+                .map(|(value, seen)| (value.clone(), field_term(*seen, values)))
+                .collect();
+            let other = map.get(OTHER_VALUE).copied().unwrap_or_default();
+            terms.unseen[i] = field_term(other, values);
+        }
+        terms.kinds = counts
+            .kinds
+            .iter()
+            .map(|(kind, seen)| {
+                let p1 = (seen[1] as f64 + 1.0) / (n[1] + 2.0);
+                let p0 = (seen[0] as f64 + 1.0) / (n[0] + 2.0);
+                (kind.clone(), (p1 / p0).ln(), ((1.0 - p1) / (1.0 - p0)).ln())
+            })
+            .collect();
+        terms
+    }
 }
 
 /// One term of the log-odds: a field's value, or whether the lead had an
@@ -128,6 +213,7 @@ impl Model {
             return;
         }
         self.counts.merge(learned);
+        self.terms = Terms::of(&self.counts);
         self.version += 1;
         self.trained_at_ms = at_ms;
     }
@@ -189,41 +275,26 @@ impl Model {
         1.0 / (1.0 + (-log_odds).exp())
     }
 
-    /// The log-odds of conversion, each term told to `note`.
+    /// The log-odds of conversion, each term told to `note`: the prior,
+    /// then the fields in order, then the kinds in name order (the same
+    /// terms added in the same order, so the same bits, for the fold's
+    /// probability and for an explained prediction).
     fn log_odds(
         &self,
         fields: &[String; 6],
         has_kind: &dyn Fn(&str) -> bool,
         note: &mut dyn FnMut(Term<'_>),
     ) -> f64 {
-        let c = &self.counts.classes;
-        let n = [c[0] as f64, c[1] as f64];
-        // Laplace smoothing throughout: an unseen value or kind moves
-        // nothing much, and nothing is ever log(0).
-        let mut log_odds = ((n[1] + 1.0) / (n[0] + 1.0)).ln();
+        let t = &self.terms;
+        let mut log_odds = t.prior;
         for (i, value) in fields.iter().enumerate() {
-            let map = &self.counts.fields[i];
-            let seen = map
-                .get(value)
-                .or_else(|| map.get(OTHER_VALUE))
-                .copied()
-                .unwrap_or_default();
-            let values = map.len() as f64 + 1.0;
-            let p1 = (seen[1] as f64 + 1.0) / (n[1] + values);
-            let p0 = (seen[0] as f64 + 1.0) / (n[0] + values);
-            let term = (p1 / p0).ln();
+            let term = t.fields[i].get(value).copied().unwrap_or(t.unseen[i]);
             log_odds += term;
             note(Term::Field(i, value, term));
         }
-        for (kind, seen) in &self.counts.kinds {
-            let p1 = (seen[1] as f64 + 1.0) / (n[1] + 2.0);
-            let p0 = (seen[0] as f64 + 1.0) / (n[0] + 2.0);
+        for (kind, if_had, if_not) in &t.kinds {
             let had = has_kind(kind);
-            let term = if had {
-                (p1 / p0).ln()
-            } else {
-                ((1.0 - p1) / (1.0 - p0)).ln()
-            };
+            let term = if had { *if_had } else { *if_not };
             log_odds += term;
             note(Term::Kind(kind, had, term));
         }
