@@ -37,6 +37,7 @@ fn leadflow_within(limit: Duration, data: &Path, args: &[&str]) -> Output {
         if started.elapsed() > limit {
             let _ = child.kill();
             let out = child.wait_with_output().unwrap();
+            let _ = std::fs::remove_file(&config);
             panic!(
                 "leadflow {args:?} hung for {limit:?}: {}",
                 String::from_utf8_lossy(&out.stderr)
@@ -44,7 +45,11 @@ fn leadflow_within(limit: Duration, data: &Path, args: &[&str]) -> Output {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    child.wait_with_output().unwrap()
+    let out = child.wait_with_output().unwrap();
+    // The config file lives in the machine's temporary dir (off the small
+    // disk): nothing of the test stays behind there.
+    let _ = std::fs::remove_file(&config);
+    out
 }
 
 fn ok(out: Output, what: &str) -> String {

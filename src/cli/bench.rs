@@ -98,7 +98,7 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
         }
         if let Some(s) = &r.scoring {
             println!(
-                "engine with every scoring rule on: {:>10.0} msg/s  ({:.2} s, {} scores published) beside {:.0} msg/s without (best of {} runs each, with-without-without-with): ratio {:.2}",
+                "engine with every scoring rule on: {:>10.0} msg/s  ({:.2} s, {} scores published) beside {:.0} msg/s without (best of {} runs each, alternating): ratio {:.2}",
                 s.engine_per_s, s.engine_s, s.scores_published, s.without_per_s, s.runs_each, s.ratio_to_without
             );
         }

@@ -35,8 +35,12 @@ pub struct BenchOptions {
     pub scoring: Option<crate::policy::scoring::Scoring>,
 }
 
-/// The engine with scoring beside the same without, best of two runs
-/// each (after the first run of the bench).
+/// The order of `bench --scoring`'s runs after its first: with scoring on
+/// (true) and off, as many of each, neither side always later.
+pub const SCORING_RUN_ORDER: [bool; 6] = [true, false, false, true, true, false];
+
+/// The engine with scoring beside the same without, best of
+/// `runs_each` runs each (after the first run of the bench).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ScoringBenchFigures {
     pub engine_s: f64,
@@ -317,16 +321,18 @@ pub fn bench(
         (Some(scoring), Some(without)) => {
             // After the first run (which also pays for the process's
             // memory coming in: its page faults are a large share of it),
-            // runs go with, without, without, with — each its own group and
-            // log — and the best of each side counts: on a shared machine a
-            // run is only ever slowed down by its neighbours, and the order
-            // gives neither side the later, warmer places.
+            // runs go with, without, without, with, with, without — each its
+            // own group and log — and the best of each side counts: on a
+            // shared machine a run is only ever slowed down by its
+            // neighbours (two runs each were seen to swing the ratio from
+            // 0.53 to 0.99), and the order gives neither side the later,
+            // warmer places.
             let mut with = without.clone();
             with.scoring = scoring.clone();
             let mut best_without = Duration::MAX;
             let mut best_with = Duration::MAX;
             let mut scores_published = 0;
-            let order = [true, false, false, true];
+            let order = SCORING_RUN_ORDER;
             for (run, on) in order.into_iter().enumerate() {
                 say(&format!(
                     "engine again ({}), run {} of {}",
@@ -362,7 +368,7 @@ pub fn bench(
                 engine_per_s: per_s(best_with),
                 without_per_s: per_s(best_without),
                 ratio_to_without: per_s(best_with) / per_s(best_without),
-                runs_each: 2,
+                runs_each: (order.len() / 2) as u32,
                 scores_published,
             })
         }

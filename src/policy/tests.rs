@@ -226,6 +226,15 @@ fn leads_nobody_can_take_wait_in_order_and_go_out_as_capacity_frees() {
 }
 
 #[test]
+fn the_bench_policy_of_the_readme_allocates_the_simulators_reps_and_nothing_else() {
+    let p = PolicyFile::parse(include_str!("../../examples/policy-allocation-only.toml")).unwrap();
+    let members: usize = p.pools.iter().map(|pool| pool.members.len()).sum();
+    assert_eq!(members, 32);
+    assert_eq!(p.rules, Default::default(), "no deadline rules");
+    assert!(p.scoring.is_off());
+}
+
+#[test]
 fn the_documented_sample_policy_is_valid() {
     let p = PolicyFile::parse(include_str!("../../deploy/policy.toml")).unwrap();
     assert_eq!(p.pools.len(), 5);
