@@ -378,22 +378,7 @@ fn decided_commands_land_in_the_outbox_with_their_batch_until_marked_sent() {
 fn a_command_id_is_stored_once_whichever_path_decides_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
-    let recall = |id: &str| LeadCommand {
-        command_id: id.into(),
-        lead_id: "a".into(),
-        issued_at_ms: 5,
-        causation_event_id: "e1".into(),
-        rule_id: "stale".into(),
-        rule_version: 1,
-        explanation: String::new(),
-        facts: Default::default(),
-        tenant_id: String::new(),
-        body: CommandBody::RecallLead {
-            owner_id: "rep-1".into(),
-            reason: RecallReason::Stale,
-            to_pool: "p".into(),
-        },
-    };
+    let recall = recall_command;
     // Decided with an event, then fired again by the wall clock: once.
     let report = log
         .append_with(
@@ -815,9 +800,8 @@ fn pending_seqs(log: &EventLog) -> Vec<u64> {
         .collect()
 }
 
-#[test]
-fn acknowledgements_survive_a_restart_in_order_or_not() {
-    // Given three commands stored, the second acknowledged first.
+/// A log with lead a and three commands for it, none acknowledged.
+fn three_commands() -> (tempfile::TempDir, EventLog) {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(&dir);
     log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
@@ -827,6 +811,13 @@ fn acknowledgements_survive_a_restart_in_order_or_not() {
         recall_command("c3"),
     ])
     .unwrap();
+    (dir, log)
+}
+
+#[test]
+fn acknowledgements_survive_a_restart_in_order_or_not() {
+    // Given three commands stored, the second acknowledged first.
+    let (dir, log) = three_commands();
     log.mark_commands_sent(&[2]).unwrap();
     assert_eq!(pending_seqs(&log), vec![1, 3]);
     assert_eq!(log.command_counts().unwrap(), (3, 2));
@@ -863,15 +854,7 @@ fn a_data_dir_with_an_outbox_marker_per_command_keeps_its_pending_commands() {
     // Given a data dir written before the outbox kept only its oldest
     // pending command: a marker per pending command (here the first and
     // third of three), no `commands_sent_below`.
-    let dir = tempfile::tempdir().unwrap();
-    let mut log = open(&dir);
-    log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
-    log.append_commands(vec![
-        recall_command("c1"),
-        recall_command("c2"),
-        recall_command("c3"),
-    ])
-    .unwrap();
+    let (dir, log) = three_commands();
     log.tree.insert(seq_key(OUTBOX, 1), &[]).unwrap();
     log.tree.insert(seq_key(OUTBOX, 3), &[]).unwrap();
     log.tree.remove(str_key(META, META_SENT_BELOW)).unwrap();
