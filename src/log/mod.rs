@@ -384,6 +384,8 @@ const META_SENT_BELOW: &str = "commands_sent_below";
 const INDEX_CHECKPOINT: &str = "log-index";
 
 #[cfg(test)]
+mod outbox_tests;
+#[cfg(test)]
 mod tests;
 
 impl Drop for EventLog {
