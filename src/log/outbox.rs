@@ -290,13 +290,17 @@ impl EventLog {
     /// Marks commands as published. Not flushed by itself: see
     /// [`mark_dead_letters_sent`](Self::mark_dead_letters_sent).
     ///
-    /// No key per command: the log keeps the pending ones in memory and
-    /// stores only where the oldest of them stands (`commands_sent_below`),
-    /// one key per mark that moves it. After a crash every command from
-    /// there on is sent again, those acknowledged out of order above it
-    /// too: at-least-once with stable ids, as before. (Data dirs written
-    /// before kept one marker per pending command; those are read at open
-    /// and removed here as their commands are acknowledged.)
+    /// No key per command in the usual, in-order case: the log keeps the
+    /// pending ones in memory and stores where the oldest of them stands
+    /// (`commands_sent_below`), one key per mark that moves it, plus a key
+    /// per command acknowledged above it (out of order: a retry, or acks
+    /// of different partitions), removed once the oldest passes it. After
+    /// a crash exactly the commands not acknowledged (and flushed) are sent
+    /// again. Data dirs written before kept one marker per pending command;
+    /// those are read at open and removed here as their commands are
+    /// acknowledged. While such a marker is left, the oldest pending
+    /// command is one of them, so a restart in that window also sends
+    /// again the older commands sent without one: at-least-once still.
     pub fn mark_commands_sent(&self, cseqs: &[u64]) -> Result<(), LogError> {
         let mut batch = sled::Batch::default();
         let mut removed = std::collections::BTreeSet::new();
