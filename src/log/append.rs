@@ -228,7 +228,8 @@ impl EventLog {
         }
         let written = started.elapsed();
 
-        // Only now, with the batch durable, does memory move forward.
+        // Only now, with the batch written (durable, or held for the flush
+        // that `flush_held` makes), does memory move forward.
         self.next_seq = next_seq;
         if self.dead_letter_outbox {
             // Every rejection of the batch is queued for the DLQ.
