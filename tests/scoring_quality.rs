@@ -218,6 +218,12 @@ fn bench_scoring_reports_both_runs_and_the_models_quality() {
     // within one batch has none: a converted lead takes no score).
     assert!(s["scores_published"].as_u64().unwrap() > 250, "{s}");
     assert_eq!(s["runs_each"], 3);
+    // Each run sends every command it decides, the CRM's scores besides
+    // the assignments on the side with scoring: no run finds another's
+    // commands on its topic and skips them as already published.
+    assert!(s["commands_sent_without"].as_u64().unwrap() > 0, "{s}");
+    let sent_with = s["commands_sent_with"].as_u64().unwrap();
+    assert!(sent_with > s["scores_published"].as_u64().unwrap(), "{s}");
     for side in ["engine_per_s", "without_per_s", "ratio_to_without"] {
         assert!(s[side].as_f64().unwrap() > 0.0, "{side}: {s}");
     }

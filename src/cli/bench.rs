@@ -98,8 +98,8 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
         }
         if let Some(s) = &r.scoring {
             println!(
-                "engine with every scoring rule on: {:>10.0} msg/s  ({:.2} s, {} scores published) beside {:.0} msg/s without (best of {} runs each, alternating): ratio {:.2}",
-                s.engine_per_s, s.engine_s, s.scores_published, s.without_per_s, s.runs_each, s.ratio_to_without
+                "engine with every scoring rule on: {:>10.0} msg/s  ({:.2} s, {} scores published, {} commands sent) beside {:.0} msg/s without ({} commands sent; best of {} runs each, alternating): ratio {:.2}",
+                s.engine_per_s, s.engine_s, s.scores_published, s.commands_sent_with, s.without_per_s, s.commands_sent_without, s.runs_each, s.ratio_to_without
             );
         }
         if let Some(q) = &quality {

@@ -52,6 +52,10 @@ pub struct ScoringBenchFigures {
     pub runs_each: u32,
     /// The `scored` events the engine appended of its own.
     pub scores_published: u64,
+    /// Commands the last run of each side sent to its own commands topic
+    /// (every command it decided: no run finds another's on its topic).
+    pub commands_sent_with: u64,
+    pub commands_sent_without: u64,
 }
 
 /// Figures of HTTP ingest for one request size.
@@ -111,7 +115,7 @@ fn engine_pass(
     data_dir: &std::path::Path,
     policy: Option<crate::policy::PolicyFile>,
     total: u64,
-) -> Result<(Duration, u64, u64), EngineError> {
+) -> Result<(Duration, u64, u64, u64), EngineError> {
     let engine = fresh_engine(config, data_dir, policy)?;
     let shutdown = Shutdown::new();
     let mut first: Option<Instant> = None;
@@ -144,6 +148,7 @@ fn engine_pass(
         took,
         finished.stats.batches,
         finished.stats.commands_decided,
+        finished.stats.commands_sent,
     ))
 }
 
@@ -315,14 +320,14 @@ pub fn bench(
             p.scoring = Default::default();
         }
     }
-    let (engine, batches, commands) =
+    let (engine, batches, commands, _) =
         engine_pass(&config, &options.data_dir, policy.clone(), total)?;
     let scoring = match (&options.scoring, policy) {
         (Some(scoring), Some(without)) => {
             // After the first run (which also pays for the process's
             // memory coming in: its page faults are a large share of it),
             // runs go with, without, without, with, with, without — each its
-            // own group and log — and the best of each side counts: on a
+            // own group, log and commands topic — and the best of each side counts: on a
             // shared machine a run is only ever slowed down by its
             // neighbours (two runs each were seen to swing the ratio from
             // 0.53 to 0.99), and the order gives neither side the later,
@@ -332,6 +337,7 @@ pub fn bench(
             let mut best_without = Duration::MAX;
             let mut best_with = Duration::MAX;
             let mut scores_published = 0;
+            let (mut commands_sent_with, mut commands_sent_without) = (0, 0);
             let order = SCORING_RUN_ORDER;
             for (run, on) in order.into_iter().enumerate() {
                 say(&format!(
@@ -348,10 +354,18 @@ pub fn bench(
                 let mut again = config.clone();
                 let name = format!("{}-{run}", if on { "scoring" } else { "plain" });
                 again.kafka.group_id = format!("{}-{name}", config.kafka.group_id);
+                // Its own commands topic too: on a shared one a run would
+                // find the earlier runs' commands (same workload, same ids)
+                // and skip them as published by a previous owner, so the
+                // run without scoring would send no command at all.
+                again.kafka.commands_topic = format!("{}-{name}", config.kafka.commands_topic);
+                again.kafka.dlq_topic = format!("{}-{name}", config.kafka.dlq_topic);
+                bus::admin::create_topics(&again.kafka)?;
                 let dir = options.data_dir.with_extension(&name);
-                let (took, _, _) = engine_pass(&again, &dir, Some(policy.clone()), total)?;
+                let (took, _, _, sent) = engine_pass(&again, &dir, Some(policy.clone()), total)?;
                 if on {
                     best_with = best_with.min(took);
+                    commands_sent_with = sent;
                     let log = EventLog::open(&dir, &LogOptions::from(&config.log))?;
                     scores_published = log
                         .events_from(1)
@@ -360,6 +374,7 @@ pub fn bench(
                         .count() as u64;
                 } else {
                     best_without = best_without.min(took);
+                    commands_sent_without = sent;
                 }
             }
             let per_s = |d: Duration| total as f64 / d.as_secs_f64().max(1e-9);
@@ -370,6 +385,8 @@ pub fn bench(
                 ratio_to_without: per_s(best_with) / per_s(best_without),
                 runs_each: (order.len() / 2) as u32,
                 scores_published,
+                commands_sent_with,
+                commands_sent_without,
             })
         }
         // Scoring is the policy's: without one there is nothing to compare
