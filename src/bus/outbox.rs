@@ -9,7 +9,6 @@
 //! the `command_id` header (stable across retries and replays).
 
 use super::BusError;
-use crate::codec;
 use crate::domain::LeadCommand;
 use crate::log::EventLog;
 use futures::Future;
@@ -138,19 +137,19 @@ impl Dispatcher {
             return Ok((0, true));
         }
         let limit = room.min(COMMANDS_PER_PASS_MAX);
-        let pending = log.pending_commands_after(self.sent_up_to, limit)?;
+        let pending = log.pending_commands_encoded_after(self.sent_up_to, limit)?;
         let mut handed = 0;
         let mut published_before = Vec::new();
-        for (cseq, c) in &pending {
+        for (cseq, c, payload) in &pending {
             if self.published.contains(&c.command_id) {
                 published_before.push(*cseq);
                 self.sent_up_to = *cseq;
                 continue;
             }
-            let payload = codec::encode_command(c);
+            // As stored: the same bytes whoever sends it, whenever.
             let record = FutureRecord::to(&self.topic)
                 .key(c.lead_id.as_bytes())
-                .payload(&payload)
+                .payload(payload)
                 .headers(headers(c));
             // Enqueueing does not wait for the ack; a full librdkafka queue
             // (queue.buffering.max.messages) gets one short wait.

@@ -407,6 +407,22 @@ pub fn encode_command(cmd: &LeadCommand) -> Vec<u8> {
     command_to_pb(cmd).encode_to_vec()
 }
 
+/// The id of a protobuf-encoded command, read from its first field
+/// without decoding the rest: prost writes fields in number order and the
+/// id is field 1. Anything else (an empty id, which proto3 leaves out) is
+/// decoded whole. The log's command-id index is built with it at open.
+pub fn command_id_of(bytes: &[u8]) -> Result<std::borrow::Cow<'_, str>, Rejection> {
+    if let Some((&0x0a, mut rest)) = bytes.split_first() {
+        if let Ok(len) = prost::encoding::decode_varint(&mut rest) {
+            let id = usize::try_from(len).ok().and_then(|n| rest.get(..n));
+            if let Some(Ok(id)) = id.map(std::str::from_utf8) {
+                return Ok(std::borrow::Cow::Borrowed(id));
+            }
+        }
+    }
+    decode_command(bytes).map(|c| std::borrow::Cow::Owned(c.command_id))
+}
+
 /// Decodes a protobuf-encoded command.
 pub fn decode_command(bytes: &[u8]) -> Result<LeadCommand, Rejection> {
     use pb::lead_command::Body;

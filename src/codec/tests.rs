@@ -217,5 +217,43 @@ fn commands_round_trip() {
             body,
         };
         assert_eq!(decode_command(&encode_command(&cmd)).unwrap(), cmd);
+        assert_eq!(
+            command_id_of(&encode_command(&cmd)).unwrap(),
+            cmd.command_id
+        );
     }
+}
+
+/// The id read from a command's first field is the id decoding finds,
+/// long ids (a two-byte length) and an empty one (no field 1 at all)
+/// included; bytes that are no command are refused as decoding refuses
+/// them.
+#[test]
+fn a_commands_id_is_read_without_decoding_the_rest() {
+    for id in ["", "c", &"x".repeat(300)] {
+        let cmd = LeadCommand {
+            command_id: id.to_string(),
+            lead_id: "l".into(),
+            issued_at_ms: 3,
+            causation_event_id: "e".into(),
+            rule_id: "r".into(),
+            rule_version: 2,
+            explanation: String::new(),
+            facts: Default::default(),
+            tenant_id: String::new(),
+            body: CommandBody::MoveLead {
+                to_pool: "q".into(),
+                from_pool: "p".into(),
+            },
+        };
+        let bytes = encode_command(&cmd);
+        assert_eq!(command_id_of(&bytes).unwrap(), id);
+        assert!(
+            matches!(
+                command_id_of(&bytes).unwrap(),
+                std::borrow::Cow::Borrowed(_)
+            ) == !id.is_empty()
+        );
+    }
+    assert!(command_id_of(&[0xff, 0xff]).is_err());
 }

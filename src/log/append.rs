@@ -238,7 +238,12 @@ impl EventLog {
                 .extend(self.next_rseq..next_rseq);
         }
         self.next_rseq = next_rseq;
-        self.commands_stored(next_cseq, command_ids_in_batch.keys().map(String::as_str));
+        self.commands_stored(
+            next_cseq,
+            command_ids_in_batch
+                .iter()
+                .map(|(id, cseq)| (id.as_str(), *cseq)),
+        );
         let index = self.index.get_mut().expect("indexed above");
         for (lead_id, lead) in overlay {
             index.set_lead(lead_id, lead);

@@ -50,8 +50,8 @@ pub fn id_hash(id: &str) -> u64 {
     h
 }
 
-/// A set of id hashes ([`id_hash`]).
-pub type IdHashes = std::collections::HashSet<u64, BuildHasherDefault<PassThrough>>;
+/// Id hashes ([`id_hash`]), each with a sequence (the command-id index).
+pub type IdSeqs = std::collections::HashMap<u64, u64, BuildHasherDefault<PassThrough>>;
 
 /// The id index's keys are hashes already; hashing them again is waste.
 #[derive(Default)]

@@ -17,7 +17,9 @@ pub const OUTBOX: u8 = b'o'; // o + cseq        -> () while unpublished (written
                              // `m commands_sent_below`; read at open, removed when sent)
 pub const SENT_ABOVE: u8 = b'j'; // j + cseq  -> () acknowledged above the oldest pending command
 pub const SHADOW: u8 = b'h'; // h + hseq       -> protobuf LeadCommand of the shadow policy
-pub const COMMAND_ID: u8 = b'K'; // K + command_id -> cseq (no id twice)
+pub const COMMAND_ID: u8 = b'K'; // K + command_id -> cseq: written before the command-id
+                                 // index moved to memory (2026-11-27); no longer written or read,
+                                 // removed when that index is first built (`outbox::command_known`)
 pub const POSITION: u8 = b'p'; // p + source      -> next offset
 pub const COUNTER: u8 = b'c'; // c + reason code  -> count
 pub const META: u8 = b'm'; // m + name            -> value

@@ -318,12 +318,15 @@ pub struct EventLog {
     /// adds or removes one: a metrics scrape never scans keys, and marking
     /// a copy sent twice reads no key to count once.
     commands_pending: std::cell::RefCell<std::collections::BTreeSet<u64>>,
-    /// The hashes of every stored command id ([`index::id_hash`]), read
-    /// from the id keys the first time a command is stored after opening:
-    /// most decided commands are new, and a miss here spares the look-up
-    /// of their id key (a hit is checked against the key). 8 bytes and a
-    /// slot per command stored.
-    command_ids: std::cell::OnceCell<index::IdHashes>,
+    /// The command-id index: each stored command id's hash
+    /// ([`index::id_hash`]) and the sequence of the first command stored
+    /// with it, read from the commands themselves the first time a command
+    /// is stored after opening (their first field: no full decode). It is
+    /// the only id index of commands (no key per id): a hit is checked
+    /// against the command it names, and another id of the same hash
+    /// (rare) is looked for among all commands. 16 bytes and a slot per
+    /// command stored.
+    command_ids: std::cell::OnceCell<index::IdSeqs>,
     /// Commands acknowledged above the oldest pending one (out of order:
     /// a retry, or acks of different partitions), each with a key, so that
     /// a restart knows them sent.

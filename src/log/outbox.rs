@@ -37,15 +37,17 @@ impl EventLog {
             .unwrap_or(self.next_cseq)
     }
 
-    /// Commands durably stored up to `next_cseq`, with these ids: each is
-    /// pending.
+    /// Commands durably stored up to `next_cseq`, with these ids and
+    /// sequences: each is pending.
     pub(super) fn commands_stored<'a>(
         &mut self,
         next_cseq: u64,
-        ids: impl IntoIterator<Item = &'a str>,
+        ids: impl IntoIterator<Item = (&'a str, u64)>,
     ) {
         if let Some(known) = self.command_ids.get_mut() {
-            known.extend(ids.into_iter().map(index::id_hash));
+            for (id, cseq) in ids {
+                known.entry(index::id_hash(id)).or_insert(cseq);
+            }
         }
         debug_assert!(next_cseq >= self.next_cseq, "command sequences only grow");
         self.commands_pending
@@ -119,20 +121,73 @@ impl EventLog {
             return Ok(true);
         }
         if self.command_ids.get().is_none() {
-            let mut known = index::IdHashes::default();
-            for k in self.tree.scan_prefix([COMMAND_ID]).keys() {
-                let k = k?;
-                let id = std::str::from_utf8(&k[1..])
-                    .map_err(|_| LogError::Corrupt("command id key".into()))?;
-                known.insert(index::id_hash(id));
+            let mut known = index::IdSeqs::default();
+            for kv in self.tree.scan_prefix([COMMAND]) {
+                let (k, v) = kv?;
+                let cseq =
+                    trailing_u64(&k).ok_or_else(|| LogError::Corrupt("command key".into()))?;
+                let stored = codec::command_id_of(&v)
+                    .map_err(|e| LogError::Corrupt(format!("command {cseq}: {e}")))?;
+                known.entry(index::id_hash(&stored)).or_insert(cseq);
             }
             let _ = self.command_ids.set(known);
+            self.drop_command_id_keys()?;
         }
-        let maybe = self
+        let Some(cseq) = self
             .command_ids
             .get()
-            .is_some_and(|known| known.contains(&index::id_hash(id)));
-        Ok(maybe && self.tree.get(str_key(COMMAND_ID, id))?.is_some())
+            .and_then(|known| known.get(&index::id_hash(id)))
+            .copied()
+        else {
+            return Ok(false);
+        };
+        if self.command_id_at(cseq)?.as_deref() == Some(id) {
+            return Ok(true);
+        }
+        // Another id has this hash: look for this one among them all.
+        for kv in self.tree.scan_prefix([COMMAND]) {
+            let (k, v) = kv?;
+            let stored = codec::command_id_of(&v)
+                .map_err(|e| LogError::Corrupt(format!("command {:?}: {e}", trailing_u64(&k))))?;
+            if stored == id {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Removes the id key per command that data dirs written before the
+    /// in-memory command-id index kept (nothing reads them now), a bounded
+    /// batch at a time. Runs once per open, at the first store: only a
+    /// writer ever removes them.
+    fn drop_command_id_keys(&self) -> Result<(), LogError> {
+        const KEYS_PER_BATCH_MAX: usize = 10_000;
+        loop {
+            let keys = self
+                .tree
+                .scan_prefix([COMMAND_ID])
+                .keys()
+                .take(KEYS_PER_BATCH_MAX)
+                .collect::<Result<Vec<_>, _>>()?;
+            if keys.is_empty() {
+                return Ok(());
+            }
+            let mut batch = sled::Batch::default();
+            for k in keys {
+                batch.remove(k);
+            }
+            self.apply(batch, 0)?;
+        }
+    }
+
+    /// The id of the command stored at `cseq`.
+    fn command_id_at(&self, cseq: u64) -> Result<Option<String>, LogError> {
+        match self.tree.get(seq_key(COMMAND, cseq))? {
+            None => Ok(None),
+            Some(v) => codec::command_id_of(&v)
+                .map(|id| Some(id.into_owned()))
+                .map_err(|e| LogError::Corrupt(format!("command {cseq}: {e}"))),
+        }
     }
 
     /// Stages the commands whose ids the log does not hold yet (and the
@@ -186,7 +241,12 @@ impl EventLog {
             self.poisoned = true;
             return Err(e);
         }
-        self.commands_stored(next_cseq, stored.iter().map(|(_, c)| c.command_id.as_str()));
+        self.commands_stored(
+            next_cseq,
+            stored
+                .iter()
+                .map(|(cseq, c)| (c.command_id.as_str(), *cseq)),
+        );
         Ok(stored)
     }
 
@@ -235,6 +295,21 @@ impl EventLog {
         after_cseq: u64,
         limit: usize,
     ) -> Result<Vec<(u64, LeadCommand)>, LogError> {
+        Ok(self
+            .pending_commands_encoded_after(after_cseq, limit)?
+            .into_iter()
+            .map(|(cseq, command, _)| (cseq, command))
+            .collect())
+    }
+
+    /// Like [`pending_commands_after`](Self::pending_commands_after), each
+    /// with the protobuf it is stored as: what a dispatcher publishes,
+    /// without encoding it again.
+    pub fn pending_commands_encoded_after(
+        &self,
+        after_cseq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, LeadCommand, Vec<u8>)>, LogError> {
         let mut out = Vec::new();
         let pending: Vec<u64> = self
             .commands_pending
@@ -244,10 +319,13 @@ impl EventLog {
             .copied()
             .collect();
         for cseq in pending {
-            let command = self
-                .command(cseq)?
+            let encoded = self
+                .tree
+                .get(seq_key(COMMAND, cseq))?
                 .ok_or_else(|| LogError::Corrupt(format!("outbox entry {cseq} has no command")))?;
-            out.push((cseq, command));
+            let command = codec::decode_command(&encoded)
+                .map_err(|e| LogError::Corrupt(format!("command {cseq}: {e}")))?;
+            out.push((cseq, command, encoded.to_vec()));
         }
         Ok(out)
     }
@@ -355,8 +433,9 @@ impl EventLog {
     }
 }
 
-/// Puts a command into a batch: the command and its id in the id index
-/// (so that no id is ever stored twice). It is pending from then on (see
+/// Puts a command into a batch, one key: its id goes into the in-memory
+/// command-id index once the batch is written (`commands_stored`), so that
+/// no id is ever stored twice. It is pending from then on (see
 /// `mark_commands_sent`).
 pub(super) fn stage_command(
     batch: &mut sled::Batch,
@@ -365,9 +444,5 @@ pub(super) fn stage_command(
     command: &LeadCommand,
 ) {
     batch.insert(&seq_key(COMMAND, cseq), codec::encode_command(command));
-    batch.insert(
-        str_key(COMMAND_ID, &command.command_id),
-        &cseq.to_be_bytes(),
-    );
     ids_in_batch.insert(command.command_id.clone(), cseq);
 }

@@ -1,7 +1,7 @@
 //! The command outbox across restarts (where the oldest pending command
 //! stands, acknowledgements out of order, data dirs with a marker per
-//! command), the in-memory set of command id hashes, and appends that hold
-//! their flush.
+//! command, or an id key per command), the in-memory command-id index, and
+//! appends that hold their flush.
 
 use super::tests::{created, inputs, open};
 use super::*;
@@ -139,8 +139,8 @@ fn a_held_append_is_applied_at_once_and_kept_after_its_flush() {
 
 #[test]
 fn a_command_id_is_known_after_a_restart_and_a_hash_hit_is_checked() {
-    // Given a stored command, and a log reopened (its id hashes are read
-    // back from the id keys).
+    // Given a stored command, and a log reopened (the command-id index is
+    // read back from the commands).
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(&dir);
     log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
@@ -153,15 +153,54 @@ fn a_command_id_is_known_after_a_restart_and_a_hash_hit_is_checked() {
         .unwrap()
         .is_empty());
     // And an id whose hash is taken (forced: FNV collisions are not found
-    // by hand) is stored all the same: the hit is checked against the key.
+    // by hand) is stored all the same: the hit is checked against the
+    // command it names (c1) …
     log.command_ids
         .get_mut()
         .expect("read at the first store")
-        .insert(index::id_hash("c2"));
+        .insert(index::id_hash("c2"), 1);
     let stored = log.append_commands(vec![recall_command("c2")]).unwrap();
     assert_eq!(stored.len(), 1);
+    // … and, decided again, found among all the commands: the hash still
+    // names c1.
+    assert_eq!(log.command_ids.get().unwrap()[&index::id_hash("c2")], 1);
     assert!(log
         .append_commands(vec![recall_command("c2")])
         .unwrap()
         .is_empty());
+    drop(log);
+    // After a restart too.
+    let mut log = open(&dir);
+    assert!(log
+        .append_commands(vec![recall_command("c1"), recall_command("c2")])
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn a_data_dir_with_an_id_key_per_command_keeps_its_ids_and_loses_the_keys() {
+    // Given a data dir written when each command had an id key beside it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(&dir);
+    log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
+    log.append_commands(vec![recall_command("c1")]).unwrap();
+    log.tree
+        .insert(str_key(COMMAND_ID, "c1"), &1u64.to_be_bytes())
+        .unwrap();
+    log.flush().unwrap();
+    drop(log);
+    // When it is reopened and c1 decided again beside a new command.
+    let mut log = open(&dir);
+    let stored = log
+        .append_commands(vec![recall_command("c1"), recall_command("c2")])
+        .unwrap();
+    // Then only the new one is stored, and the old id key is gone.
+    assert_eq!(
+        stored
+            .iter()
+            .map(|(s, c)| (*s, c.command_id.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(2, "c2")]
+    );
+    assert_eq!(log.tree.scan_prefix([COMMAND_ID]).count(), 0);
 }

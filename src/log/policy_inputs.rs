@@ -75,7 +75,12 @@ impl EventLog {
             self.poisoned = true;
             return Err(e);
         }
-        self.commands_stored(next_cseq, stored.iter().map(|(_, c)| c.command_id.as_str()));
+        self.commands_stored(
+            next_cseq,
+            stored
+                .iter()
+                .map(|(cseq, c)| (c.command_id.as_str(), *cseq)),
+        );
         Ok(stored)
     }
 
