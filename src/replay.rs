@@ -123,7 +123,9 @@ pub fn fold_tail(
     fold_events(log.events_from(p.covered_seq + 1), p, until_ms, progress)
 }
 
-fn fold_events(
+/// Folds `events` into `p` in order (those after `until_ms` are covered,
+/// not folded), telling `progress` every 10,000 and at the end.
+pub fn fold_events(
     events: impl Iterator<Item = Result<(u64, crate::domain::LeadEvent), LogError>>,
     p: &mut Projections,
     until_ms: Option<i64>,

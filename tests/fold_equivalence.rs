@@ -1,6 +1,7 @@
 //! Property: for random streams of valid and invalid events, the projections
 //! folded incrementally as batches land == a snapshot taken at a random point
-//! plus the tail == a full rebuild from the log.
+//! plus the tail == a full rebuild from the log (serial, or decoding on a
+//! thread beside the fold as `leadflow replay` does).
 
 use leadflow::config::ProjectionConfig;
 use leadflow::domain::*;
@@ -203,6 +204,9 @@ proptest! {
         // Full rebuild.
         let rebuilt = replay::rebuild(&log, &ProjectionConfig::default(), None, &mut |_| {}).unwrap();
         prop_assert_eq!(&rebuilt, &incremental);
+        // And `leadflow replay`'s, decoding on a thread of its own.
+        let parallel = leadflow::engine::rebuild(&log, &ProjectionConfig::default(), None, &mut |_| {}).unwrap();
+        prop_assert_eq!(&parallel, &incremental);
 
         // Snapshot at a random point, through bytes, plus the tail.
         let k = if accepted.is_empty() { 0 } else { cut % (accepted.len() + 1) };
@@ -221,5 +225,50 @@ proptest! {
         log.save_snapshot(SNAPSHOT_NAME, covered, &head.to_bytes()).unwrap();
         let loaded = replay::load(&log, &ProjectionConfig::default(), &mut |_| {}).unwrap();
         prop_assert_eq!(&loaded, &incremental);
+    }
+}
+
+/// `leadflow replay` hands the fold its events in chunks decoded on another
+/// thread: over many chunks, and as of a past moment, it folds exactly
+/// what the one-thread rebuild folds, and reports progress to the end.
+#[test]
+fn a_replay_decoding_beside_the_fold_equals_the_serial_one() {
+    use leadflow::sim::{SimConfig, SimItem, Simulator};
+    // Given a log of some 20 thousand simulated events (five chunks and
+    // more), appended in batches of a thousand.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
+    let events: Vec<LeadEvent> = Simulator::new(leadflow::sim::SimConfig {
+        seed: 5,
+        leads: 2_000,
+        days: 20,
+        ..SimConfig::default()
+    })
+    .filter_map(|item| match item {
+        SimItem::Event(e) => Some(e),
+        SimItem::Bad { .. } => None,
+    })
+    .collect();
+    for batch in events.chunks(1_000) {
+        let inputs: Vec<Input> = batch
+            .iter()
+            .cloned()
+            .map(|e| Input::event(e, None))
+            .collect();
+        log.append(&inputs, &[]).unwrap();
+    }
+    assert!(log.last_seq() > 5 * 4_096, "{}", log.last_seq());
+    let config = ProjectionConfig::default();
+    let middle_ms = events[events.len() / 2].occurred_at_ms;
+    for until in [None, Some(middle_ms)] {
+        // When it is rebuilt both ways.
+        let serial = replay::rebuild(&log, &config, until, &mut |_| {}).unwrap();
+        let mut told = 0;
+        let parallel =
+            leadflow::engine::rebuild(&log, &config, until, &mut |seq| told = seq).unwrap();
+        // Then both folded the same, and covered the whole log.
+        assert_eq!(parallel, serial, "until {until:?}");
+        assert_eq!(parallel.covered_seq, log.last_seq());
+        assert_eq!(told, log.last_seq());
     }
 }

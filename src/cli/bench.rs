@@ -26,6 +26,13 @@ pub struct BenchArgs {
     /// beside the run without. Implies `--with-policy`.
     #[arg(long)]
     scoring: bool,
+    /// Measure replay instead, without a broker: simulate `--leads` into
+    /// a fresh log, then time a pass that only reads and decodes it, the
+    /// one-thread rebuild and `leadflow replay`'s (decoding beside the
+    /// fold), best of three each; also the data dir's size beside the
+    /// same events as protobuf.
+    #[arg(long, conflicts_with_all = ["with_policy", "http", "scoring"])]
+    replay: bool,
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
@@ -35,6 +42,9 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("leadflow-bench-")
         .tempdir()?;
+    if a.replay {
+        return replay(&a, &dir.path().join("log"));
+    }
     let with_policy = a.with_policy || a.scoring;
     let policy = match (&config.policy.file, with_policy) {
         (Some(path), true) => Some(leadflow::config::load_policy(path)?),
@@ -116,5 +126,41 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// `bench --replay`.
+fn replay(a: &BenchArgs, data_dir: &std::path::Path) -> Result<()> {
+    let r =
+        leadflow::engine::bench_replay(a.leads, a.seed, data_dir, &mut |line| eprintln!("{line}"))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    let mb = |b: u64| b as f64 / 1e6;
+    println!(
+        "{} events: {:.1} MB as protobuf, data dir {:.1} MB ({:.0} bytes per event, {:.2} x the protobuf)",
+        r.events,
+        mb(r.protobuf_bytes),
+        mb(r.data_dir_bytes),
+        r.data_dir_bytes as f64 / r.events.max(1) as f64,
+        r.data_dir_bytes as f64 / r.protobuf_bytes.max(1) as f64
+    );
+    println!(
+        "read and decode only (ceiling): {:>10.0} events/s",
+        r.decode_only_per_s
+    );
+    println!(
+        "rebuild on one thread:          {:>10.0} events/s  (ratio to the ceiling {:.2})",
+        r.one_thread_per_s,
+        r.one_thread_per_s / r.decode_only_per_s.max(1e-9)
+    );
+    println!(
+        "replay (decoding beside fold):  {:>10.0} events/s  (ratio to the ceiling {:.2}, to one thread {:.2}; best of {} runs each)",
+        r.replay_per_s,
+        r.replay_per_s / r.decode_only_per_s.max(1e-9),
+        r.replay_per_s / r.one_thread_per_s.max(1e-9),
+        r.runs_each
+    );
     Ok(())
 }

@@ -33,7 +33,7 @@ pub fn exec(dir: &Path, config: &Config, a: ReplayArgs) -> Result<()> {
             None => "replaying".to_string(),
         };
         let pb = spinner(Some(log.last_seq()), &what);
-        let p = leadflow::replay::rebuild(log, &config.projection, a.until, &mut |seq| {
+        let p = leadflow::engine::rebuild(log, &config.projection, a.until, &mut |seq| {
             pb.set_position(seq)
         })?;
         pb.finish_and_clear();

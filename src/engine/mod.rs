@@ -4,15 +4,18 @@
 //! one order — the API is joined before the engine takes its state back
 //! and checkpoints it. `demo.rs` adds an in-process Kafka (librdkafka's
 //! `MockCluster`) and the simulated outside world around the same engine;
-//! `bench.rs` measures it against a plain consumer.
+//! `bench.rs` measures it against a plain consumer; `rebuild.rs` is
+//! `replay` with its decoding on a thread of its own.
 
 mod bench;
 mod demo;
 pub mod peers;
+mod rebuild;
 mod server;
 
 pub use bench::{bench, BenchOptions, BenchReport, HttpBenchFigures};
 pub use demo::{demo, DemoOptions, DemoResult, DemoTick};
+pub use rebuild::{bench_replay, rebuild, ReplayBenchFigures, REPLAY_RUNS_EACH};
 pub use server::serve_api;
 
 use crate::bus::{self, BusError};

@@ -1,0 +1,217 @@
+//! `leadflow replay` on both cores: a second thread reads the log's
+//! segments and decodes their events while this one folds them.
+//!
+//! Reading and decoding an event costs about half of folding it into every
+//! projection, and one thread did both, one after the other. The fold is
+//! kept on one thread (projections fold in sequence order; splitting them
+//! would need a merge whose cost and exactness are their own question), so
+//! the most this can give is the fold's own rate: `leadflow bench` prints a
+//! replay beside a pass that only reads and decodes the same log.
+
+use super::EngineError;
+use crate::config::ProjectionConfig;
+use crate::domain::LeadEvent;
+use crate::log::{EventLog, LogError};
+use crate::projector::metrics::MetricParams;
+use crate::projector::Projections;
+use crate::replay;
+use std::sync::mpsc;
+
+/// Events per chunk handed from the decoding thread to the fold: large
+/// enough that the hand-over costs nothing beside the events, small enough
+/// that the fold starts at once.
+const CHUNK_EVENTS: usize = 4_096;
+
+/// Chunks decoded ahead of the fold. Bounds memory: about
+/// `CHUNK_EVENTS × CHUNKS_AHEAD_MAX` events (~10 MB of decoded events).
+const CHUNKS_AHEAD_MAX: usize = 8;
+
+type Chunk = Result<Vec<(u64, LeadEvent)>, LogError>;
+
+/// Rebuilds projections from the first event, as [`replay::rebuild`] does
+/// (the same fold, in the same order: the same projections), with the
+/// reading and decoding on a thread of its own. `progress` is told the
+/// sequence folded so far.
+pub fn rebuild(
+    log: &EventLog,
+    config: &ProjectionConfig,
+    until_ms: Option<i64>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Projections, EngineError> {
+    let mut p = Projections::new(MetricParams::from(config));
+    let reader = log.reader();
+    let last_seq = log.last_seq();
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<Chunk>(CHUNKS_AHEAD_MAX);
+        let decoder = scope.spawn(move || {
+            let mut chunk = Vec::with_capacity(CHUNK_EVENTS);
+            for item in reader.events_from(1) {
+                match item {
+                    Ok((seq, _)) if seq > last_seq => break,
+                    Ok(e) => chunk.push(e),
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+                if chunk.len() == CHUNK_EVENTS {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_EVENTS));
+                    // The fold stopped (it failed): nothing more to do.
+                    if tx.send(Ok(full)).is_err() {
+                        return;
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = tx.send(Ok(chunk));
+            }
+        });
+        let events = rx.iter().flat_map(|chunk| -> Box<dyn Iterator<Item = _>> {
+            match chunk {
+                Ok(events) => Box::new(events.into_iter().map(Ok)),
+                Err(e) => Box::new(std::iter::once(Err(e))),
+            }
+        });
+        let folded = replay::fold_events(events, &mut p, until_ms, progress);
+        // A failed fold drops the receiver above only here: the decoder's
+        // next send fails and it returns.
+        drop(rx);
+        decoder
+            .join()
+            .map_err(|e| EngineError::Panicked(format!("the replay's decoding thread: {e:?}")))?;
+        folded.map_err(EngineError::from)
+    })?;
+    Ok(p)
+}
+
+/// What `leadflow bench --replay` measured: one log, three passes over it,
+/// each the best of [`REPLAY_RUNS_EACH`] runs.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ReplayBenchFigures {
+    pub events: u64,
+    /// The same events as length-delimited protobuf (`simulate --format
+    /// protobuf`).
+    pub protobuf_bytes: u64,
+    /// Every file of the data dir after the log was flushed.
+    pub data_dir_bytes: u64,
+    /// Read and decode every event, fold nothing: the ceiling.
+    pub decode_only_per_s: f64,
+    /// Read, decode and fold on one thread (as before `replay` used two).
+    pub one_thread_per_s: f64,
+    /// `leadflow replay`'s rebuild: decoding beside the fold.
+    pub replay_per_s: f64,
+    pub runs_each: u32,
+}
+
+/// Runs of each pass in [`bench_replay`], alternating.
+pub const REPLAY_RUNS_EACH: u32 = 3;
+
+/// Events per append while the bench fills its log (the engine's batch).
+const BENCH_BATCH_EVENTS: usize = 2_000;
+
+/// `leadflow bench --replay`: simulates `leads` into a fresh log in
+/// `data_dir` and times, alternating, a pass that only decodes it, the
+/// one-thread rebuild and [`rebuild`]. No broker.
+pub fn bench_replay(
+    leads: u64,
+    seed: u64,
+    data_dir: &std::path::Path,
+    say: &mut dyn FnMut(&str),
+) -> Result<ReplayBenchFigures, EngineError> {
+    use crate::codec::stream::{EventWriter, Format};
+    use crate::log::{Input, LogOptions};
+    use crate::sim::{SimConfig, SimItem, Simulator};
+    use std::time::{Duration, Instant};
+    say(&format!(
+        "replay: simulating {leads} leads into a fresh log"
+    ));
+    let mut log = EventLog::open(data_dir, &LogOptions::default())?;
+    let mut protobuf = EventWriter::new(ByteCount::default(), Format::Protobuf);
+    let mut batch = Vec::with_capacity(BENCH_BATCH_EVENTS);
+    let sim = Simulator::new(SimConfig {
+        seed,
+        leads,
+        ..SimConfig::default()
+    });
+    for item in sim {
+        let SimItem::Event(e) = item else { continue };
+        protobuf
+            .write(&e)
+            .map_err(|e| LogError::Corrupt(e.to_string()))?;
+        batch.push(Input::event(e, None));
+        if batch.len() == BENCH_BATCH_EVENTS {
+            log.append(&batch, &[])?;
+            batch.clear();
+        }
+    }
+    log.append(&batch, &[])?;
+    log.flush()?;
+    let events = log.last_seq();
+    let data_dir_bytes = dir_bytes(data_dir);
+    let config = ProjectionConfig::default();
+    let (mut decode, mut one, mut two) = (Duration::MAX, Duration::MAX, Duration::MAX);
+    for run in 1..=REPLAY_RUNS_EACH {
+        say(&format!(
+            "replay: {events} events, decode only / one thread / replay, run {run} of {REPLAY_RUNS_EACH}"
+        ));
+        let started = Instant::now();
+        let mut decoded = 0u64;
+        for item in log.events_from(1) {
+            item?;
+            decoded += 1;
+        }
+        decode = decode.min(started.elapsed());
+        debug_assert_eq!(decoded, events);
+        let started = Instant::now();
+        let serial = replay::rebuild(&log, &config, None, &mut |_| {})?;
+        one = one.min(started.elapsed());
+        let started = Instant::now();
+        let parallel = rebuild(&log, &config, None, &mut |_| {})?;
+        two = two.min(started.elapsed());
+        // Both folds must agree, or the faster one is measuring something
+        // else.
+        if parallel != serial {
+            return Err(EngineError::Panicked(
+                "replay's rebuild differs from the one-thread rebuild".into(),
+            ));
+        }
+    }
+    let per_s = |d: Duration| events as f64 / d.as_secs_f64().max(1e-9);
+    Ok(ReplayBenchFigures {
+        events,
+        protobuf_bytes: protobuf.into_inner().0,
+        data_dir_bytes,
+        decode_only_per_s: per_s(decode),
+        one_thread_per_s: per_s(one),
+        replay_per_s: per_s(two),
+        runs_each: REPLAY_RUNS_EACH,
+    })
+}
+
+/// A writer that only counts.
+#[derive(Default)]
+struct ByteCount(u64);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The bytes of every file under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
