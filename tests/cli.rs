@@ -718,3 +718,31 @@ fn stats_by_pools_has_a_row_for_every_pool_holding_leads() {
         assert!(table.lines().any(|l| l.starts_with(pool)), "{table}");
     }
 }
+
+/// `bench --replay` needs no broker: it fills a fresh log and times three
+/// passes over it. Figures are not asserted (they belong to benches), only
+/// that every pass ran over every event and the sizes were measured; and
+/// that it does not mix with the Kafka bench's options.
+#[test]
+fn bench_replay_times_three_passes_over_one_log_without_a_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let doc: serde_json::Value = serde_json::from_str(&ok(leadflow(
+        &data,
+        &["bench", "--replay", "--leads", "300", "--json"],
+    )))
+    .unwrap();
+    // About 14 events per lead, none lost on the way into the log.
+    assert!(doc["events"].as_u64().unwrap() > 300 * 10, "{doc}");
+    assert!(doc["protobuf_bytes"].as_u64().unwrap() > doc["events"].as_u64().unwrap() * 20);
+    assert!(doc["data_dir_bytes"].as_u64().unwrap() > 0, "{doc}");
+    for pass in ["decode_only_per_s", "one_thread_per_s", "replay_per_s"] {
+        assert!(doc[pass].as_f64().unwrap() > 0.0, "{pass}: {doc}");
+    }
+    assert_eq!(doc["runs_each"], 3);
+    // The bench's log lives in a temporary directory, never the data dir.
+    assert!(!data.exists());
+    let mixed = leadflow(&data, &["bench", "--replay", "--scoring"]);
+    assert!(!mixed.status.success());
+    assert!(String::from_utf8_lossy(&mixed.stderr).contains("cannot be used with"));
+}
