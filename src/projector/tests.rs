@@ -454,3 +454,34 @@ fn a_filtered_view_counts_its_leads_exactly_as_the_whole_does() {
     );
     assert_eq!(tenant.pool.leads.keys().collect::<Vec<_>>(), vec!["E"]);
 }
+
+/// The fold finds a cohort by its borrowed parts exactly where the owned
+/// key would: the parts' order is the key's (dimension, value, day), so a
+/// look-up never misses a cohort (which would count it twice) nor hits
+/// another.
+#[test]
+fn a_cohort_is_found_by_its_parts_as_by_its_key() {
+    use crate::projector::metrics::{CohortKey, CohortKeyParts, Dimension};
+    use std::collections::BTreeMap;
+    let mut cohorts = BTreeMap::new();
+    let mut n = 0;
+    for dimension in Dimension::ALL {
+        for value in ["", "a", "ab", "b", "search", "seo"] {
+            for day in [-1, 0, 20_400] {
+                n += 1;
+                let key = CohortKey {
+                    dimension,
+                    value: value.to_string(),
+                    day,
+                };
+                cohorts.insert(key, n);
+            }
+        }
+    }
+    for (key, want) in &cohorts {
+        let parts = (key.dimension, key.value.as_str(), key.day);
+        assert_eq!(cohorts.get(&parts as &dyn CohortKeyParts), Some(want));
+    }
+    let absent = (Dimension::Channel, "sea", 0i64);
+    assert_eq!(cohorts.get(&absent as &dyn CohortKeyParts), None);
+}

@@ -453,6 +453,53 @@ pub struct CohortKey {
     pub day: i64,
 }
 
+/// A [`CohortKey`] as its parts, owned or borrowed: the fold looks its
+/// cohorts up by `(dimension, &str, day)` and allocates a key only for a
+/// cohort it has not seen (every event touches up to seven cohorts).
+pub trait CohortKeyParts {
+    fn parts(&self) -> (Dimension, &str, i64);
+}
+
+impl CohortKeyParts for CohortKey {
+    fn parts(&self) -> (Dimension, &str, i64) {
+        (self.dimension, &self.value, self.day)
+    }
+}
+
+impl CohortKeyParts for (Dimension, &str, i64) {
+    fn parts(&self) -> (Dimension, &str, i64) {
+        *self
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn CohortKeyParts + 'a> for CohortKey {
+    fn borrow(&self) -> &(dyn CohortKeyParts + 'a) {
+        self
+    }
+}
+
+// Ordered as `CohortKey`'s derived order (dimension, value, day), which
+// `BTreeMap` look-ups through `Borrow` require.
+impl PartialEq for dyn CohortKeyParts + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn CohortKeyParts + '_ {}
+
+impl PartialOrd for dyn CohortKeyParts + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn CohortKeyParts + '_ {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
+
 /// The mergeable output of the fold.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Aggregates {

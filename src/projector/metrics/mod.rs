@@ -178,12 +178,19 @@ impl Metrics {
             if *dimension == Dimension::Tenant && strings[id as usize].is_empty() {
                 continue;
             }
-            let key = CohortKey {
-                dimension: *dimension,
-                value: strings[id as usize].clone(),
-                day: track.created_day,
-            };
-            f(agg.cohorts.entry(key).or_default());
+            let value = strings[id as usize].as_str();
+            let parts = (*dimension, value, track.created_day);
+            match agg.cohorts.get_mut(&parts as &dyn CohortKeyParts) {
+                Some(cohort) => f(cohort),
+                None => f(agg
+                    .cohorts
+                    .entry(CohortKey {
+                        dimension: *dimension,
+                        value: value.to_string(),
+                        day: track.created_day,
+                    })
+                    .or_default()),
+            }
         }
     }
 
