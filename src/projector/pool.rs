@@ -3,10 +3,11 @@
 //! never panics on an odd sequence (a replay `--until` may cut a lead's
 //! history anywhere).
 
+use super::IdMap;
 use crate::domain::lifecycle::resolve_pool;
 use crate::domain::{EventBody, LeadEvent, LeadStatus};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Everything an analyst sees about one lead.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,11 +30,11 @@ pub struct LeadView {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolState {
-    pub leads: HashMap<String, LeadView>,
+    pub leads: IdMap<String, LeadView>,
     /// Per rep: the open (assigned, not converted) leads they hold.
-    pub holdings: HashMap<String, BTreeSet<String>>,
+    pub holdings: IdMap<String, BTreeSet<String>>,
     /// Per pool: the leads waiting in it (no owner).
-    pub waiting: HashMap<String, BTreeSet<String>>,
+    pub waiting: IdMap<String, BTreeSet<String>>,
 }
 
 /// Per-pool counts for display.
@@ -184,7 +185,7 @@ impl PoolState {
     }
 }
 
-fn remove(index: &mut HashMap<String, BTreeSet<String>>, key: &str, lead_id: &str) {
+fn remove(index: &mut IdMap<String, BTreeSet<String>>, key: &str, lead_id: &str) {
     if let Some(set) = index.get_mut(key) {
         set.remove(lead_id);
         if set.is_empty() {

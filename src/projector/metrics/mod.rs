@@ -31,11 +31,11 @@ use aggregates::add_money;
 
 pub use aggregates::*;
 
+use super::IdMap;
 use crate::domain::lifecycle::resolve_pool;
 use crate::domain::time::DayClock;
 use crate::domain::{Currency, EventBody, LeadEvent};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// Parameters of the fold (from config), part of the state so that the fold
 /// is a pure function of the events.
@@ -109,16 +109,16 @@ enum FunnelStage {
 pub struct Metrics {
     params: MetricParams,
     strings: Vec<String>,
-    string_ids: HashMap<String, u32>,
-    leads: HashMap<String, LeadTrack>,
+    string_ids: IdMap<String, u32>,
+    leads: IdMap<String, LeadTrack>,
     /// Contact fingerprint -> the open lead that first had it: a lead
     /// created with one of these is a duplicate contact.
-    fingerprints: HashMap<String, String>,
+    fingerprints: IdMap<String, String>,
     /// In a filtered view (`projector::filter`): open leads outside the
     /// view holding a contact fingerprint, so it is freed when they
     /// convert. Never saved: a filtered view is not.
     #[serde(skip)]
-    unseen: HashMap<String, String>,
+    unseen: IdMap<String, String>,
     pub agg: Aggregates,
     /// The days of `params.time_zone`, made when first needed (not saved:
     /// a function of the parameters).
@@ -142,10 +142,10 @@ impl Metrics {
         Metrics {
             params,
             strings: Vec::new(),
-            string_ids: HashMap::new(),
-            leads: HashMap::new(),
-            fingerprints: HashMap::new(),
-            unseen: HashMap::new(),
+            string_ids: IdMap::default(),
+            leads: IdMap::default(),
+            fingerprints: IdMap::default(),
+            unseen: IdMap::default(),
             agg: Aggregates::default(),
             days: Days::default(),
         }
