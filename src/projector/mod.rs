@@ -114,5 +114,9 @@ impl Projections {
 /// seeded per process against crafted collisions.
 pub type IdMap<K, V> = std::collections::HashMap<K, V, foldhash::quality::RandomState>;
 
+/// A set of ids, hashed as [`IdMap`]'s keys. Its order is arbitrary: what
+/// reads one counts or looks up, never lists it in order.
+pub type IdSet<T> = std::collections::HashSet<T, foldhash::quality::RandomState>;
+
 #[cfg(test)]
 mod tests;

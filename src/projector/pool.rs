@@ -3,11 +3,11 @@
 //! never panics on an odd sequence (a replay `--until` may cut a lead's
 //! history anywhere).
 
-use super::IdMap;
+use super::{IdMap, IdSet};
 use crate::domain::lifecycle::resolve_pool;
 use crate::domain::{EventBody, LeadEvent, LeadStatus};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Everything an analyst sees about one lead.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,9 +32,9 @@ pub struct LeadView {
 pub struct PoolState {
     pub leads: IdMap<String, LeadView>,
     /// Per rep: the open (assigned, not converted) leads they hold.
-    pub holdings: IdMap<String, BTreeSet<String>>,
+    pub holdings: IdMap<String, IdSet<String>>,
     /// Per pool: the leads waiting in it (no owner).
-    pub waiting: IdMap<String, BTreeSet<String>>,
+    pub waiting: IdMap<String, IdSet<String>>,
 }
 
 /// Per-pool counts for display.
@@ -185,7 +185,7 @@ impl PoolState {
     }
 }
 
-fn remove(index: &mut IdMap<String, BTreeSet<String>>, key: &str, lead_id: &str) {
+fn remove(index: &mut IdMap<String, IdSet<String>>, key: &str, lead_id: &str) {
     if let Some(set) = index.get_mut(key) {
         set.remove(lead_id);
         if set.is_empty() {

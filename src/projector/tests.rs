@@ -485,3 +485,15 @@ fn a_cohort_is_found_by_its_parts_as_by_its_key() {
     let absent = (Dimension::Channel, "sea", 0i64);
     assert_eq!(cohorts.get(&absent as &dyn CohortKeyParts), None);
 }
+
+/// Snapshots written when a pool's waiting leads and a rep's holdings were
+/// ordered sets load into today's hashed sets: bincode writes both as the
+/// same sequence, so no snapshot version changed.
+#[test]
+fn an_ordered_set_of_an_older_snapshot_loads_as_an_id_set() {
+    let older: std::collections::BTreeSet<String> = ["b", "a", "c"].map(String::from).into();
+    let bytes = bincode::serialize(&older).unwrap();
+    let now: super::IdSet<String> = bincode::deserialize(&bytes).unwrap();
+    assert_eq!(now.len(), 3);
+    assert!(older.iter().all(|id| now.contains(id)));
+}
