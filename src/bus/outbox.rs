@@ -9,7 +9,6 @@
 //! the `command_id` header (stable across retries and replays).
 
 use super::BusError;
-use crate::domain::LeadCommand;
 use crate::log::EventLog;
 use futures::Future;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -25,10 +24,10 @@ pub const COMMAND_CONTENT_TYPE: &str =
     "application/x-protobuf; messageType=leadflow.v1.LeadCommand";
 
 /// Headers of a command message.
-pub fn headers(c: &LeadCommand) -> OwnedHeaders {
+pub fn headers(c: &crate::codec::CommandHeader) -> OwnedHeaders {
     let mut h = OwnedHeaders::new();
     for (key, value) in [
-        ("command_type", c.body.type_name()),
+        ("command_type", c.type_name),
         ("command_id", c.command_id.as_str()),
         ("causation_event_id", c.causation_event_id.as_str()),
         ("rule_id", c.rule_id.as_str()),

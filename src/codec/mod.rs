@@ -13,8 +13,11 @@ use crate::domain::{
 };
 use prost::Message;
 
+mod header;
 pub mod stream;
 pub mod wire;
+
+pub use header::{decode_command_header, CommandHeader};
 
 /// Types generated from `proto/leadflow/v1/*.proto`, with serde impls that
 /// follow the proto3 JSON mapping.

@@ -221,6 +221,18 @@ fn commands_round_trip() {
             command_id_of(&encode_command(&cmd)).unwrap(),
             cmd.command_id
         );
+        // The header a dispatcher reads is the full decoder's.
+        let header = decode_command_header(&encode_command(&cmd)).unwrap();
+        assert_eq!(
+            header,
+            CommandHeader {
+                command_id: cmd.command_id.clone(),
+                lead_id: cmd.lead_id.clone(),
+                causation_event_id: cmd.causation_event_id.clone(),
+                rule_id: cmd.rule_id.clone(),
+                type_name: cmd.body.type_name(),
+            }
+        );
     }
 }
 

@@ -295,22 +295,35 @@ impl EventLog {
         after_cseq: u64,
         limit: usize,
     ) -> Result<Vec<(u64, LeadCommand)>, LogError> {
-        Ok(self
-            .pending_commands_encoded_after(after_cseq, limit)?
-            .into_iter()
-            .map(|(cseq, command, _)| (cseq, command))
-            .collect())
+        self.pending_stored_after(after_cseq, limit, codec::decode_command)
     }
 
     /// Like [`pending_commands_after`](Self::pending_commands_after), each
-    /// with the protobuf it is stored as: what a dispatcher publishes,
-    /// without encoding it again.
+    /// as its key and headers and the protobuf it is stored as: what a
+    /// dispatcher publishes, without decoding the rest or encoding again.
     pub fn pending_commands_encoded_after(
         &self,
         after_cseq: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, LeadCommand, Vec<u8>)>, LogError> {
-        let mut out = Vec::new();
+    ) -> Result<Vec<(u64, codec::CommandHeader, Vec<u8>)>, LogError> {
+        self.pending_stored_after(after_cseq, limit, |bytes| {
+            codec::decode_command_header(bytes).map(|h| (h, bytes.to_vec()))
+        })
+        .map(|v| {
+            v.into_iter()
+                .map(|(cseq, (h, bytes))| (cseq, h, bytes))
+                .collect()
+        })
+    }
+
+    /// The pending commands above `after_cseq`, at most `limit`, each read
+    /// with `read`.
+    fn pending_stored_after<T>(
+        &self,
+        after_cseq: u64,
+        limit: usize,
+        read: impl Fn(&[u8]) -> Result<T, Rejection>,
+    ) -> Result<Vec<(u64, T)>, LogError> {
         let pending: Vec<u64> = self
             .commands_pending
             .borrow()
@@ -318,14 +331,15 @@ impl EventLog {
             .take(limit)
             .copied()
             .collect();
+        let mut out = Vec::with_capacity(pending.len());
         for cseq in pending {
-            let encoded = self
+            let stored = self
                 .tree
                 .get(seq_key(COMMAND, cseq))?
                 .ok_or_else(|| LogError::Corrupt(format!("outbox entry {cseq} has no command")))?;
-            let command = codec::decode_command(&encoded)
-                .map_err(|e| LogError::Corrupt(format!("command {cseq}: {e}")))?;
-            out.push((cseq, command, encoded.to_vec()));
+            let item =
+                read(&stored).map_err(|e| LogError::Corrupt(format!("command {cseq}: {e}")))?;
+            out.push((cseq, item));
         }
         Ok(out)
     }
