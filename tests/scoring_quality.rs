@@ -224,7 +224,14 @@ fn bench_scoring_reports_both_runs_and_the_models_quality() {
     assert!(s["commands_sent_without"].as_u64().unwrap() > 0, "{s}");
     let sent_with = s["commands_sent_with"].as_u64().unwrap();
     assert!(sent_with > s["scores_published"].as_u64().unwrap(), "{s}");
-    for side in ["engine_per_s", "without_per_s", "ratio_to_without"] {
+    for side in [
+        "engine_per_s",
+        "without_per_s",
+        "ratio_to_without",
+        "cpu_s_with",
+        "cpu_s_without",
+        "cpu_ratio_to_without",
+    ] {
         assert!(s[side].as_f64().unwrap() > 0.0, "{side}: {s}");
     }
     let q = &doc["scoring_quality"];

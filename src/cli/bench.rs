@@ -111,6 +111,10 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
                 "engine with every scoring rule on: {:>10.0} msg/s  ({:.2} s, {} scores published, {} commands sent) beside {:.0} msg/s without ({} commands sent; best of {} runs each, alternating): ratio {:.2}",
                 s.engine_per_s, s.engine_s, s.scores_published, s.commands_sent_with, s.without_per_s, s.commands_sent_without, s.runs_each, s.ratio_to_without
             );
+            println!(
+                "the same runs' CPU (every thread of the process): {:.2} s with scoring beside {:.2} s without (best of each): ratio {:.2}",
+                s.cpu_s_with, s.cpu_s_without, s.cpu_ratio_to_without
+            );
         }
         if let Some(q) = &quality {
             let auc = |v: Option<f64>| v.map_or("-".into(), |x| format!("{x:.3}"));

@@ -56,6 +56,13 @@ pub struct ScoringBenchFigures {
     /// (every command it decided: no run finds another's on its topic).
     pub commands_sent_with: u64,
     pub commands_sent_without: u64,
+    /// The process's CPU seconds over each side's run (best of its runs),
+    /// and their ratio the way round of `ratio_to_without` (without / with:
+    /// 1.0 means scoring took no CPU): the machine's neighbours sway CPU
+    /// time much less than wall-clock time.
+    pub cpu_s_with: f64,
+    pub cpu_s_without: f64,
+    pub cpu_ratio_to_without: f64,
 }
 
 /// Figures of HTTP ingest for one request size.
@@ -107,19 +114,44 @@ fn fresh_engine(
     })
 }
 
+/// What one [`engine_pass`] measured.
+struct Pass {
+    /// From the first message consumed to the last one durable.
+    took: Duration,
+    /// The process's CPU time over the same span (every thread: the
+    /// engine's, librdkafka's, sled's): less swayed by a noisy neighbour
+    /// than `took`.
+    cpu: Duration,
+    batches: u64,
+    commands_decided: u64,
+    commands_sent: u64,
+}
+
+/// The CPU time this process has used so far.
+fn process_cpu() -> Duration {
+    #[cfg(unix)]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    }
+    #[cfg(not(unix))]
+    {
+        Duration::ZERO
+    }
+}
+
 /// One run of the engine over the bench topic from its start, under its
-/// own consumer group, until every message is covered: its time from the
-/// first message consumed to the last durable, its batches and commands.
+/// own consumer group, until every message is covered.
 fn engine_pass(
     config: &Config,
     data_dir: &std::path::Path,
     policy: Option<crate::policy::PolicyFile>,
     total: u64,
-) -> Result<(Duration, u64, u64, u64), EngineError> {
+) -> Result<Pass, EngineError> {
     let engine = fresh_engine(config, data_dir, policy)?;
     let shutdown = Shutdown::new();
-    let mut first: Option<Instant> = None;
-    let mut done_at: Option<Instant> = None;
+    let mut first: Option<(Instant, Duration)> = None;
+    let mut done_at: Option<(Instant, Duration)> = None;
     let finished = super::run(
         Run {
             config,
@@ -132,24 +164,25 @@ fn engine_pass(
         &mut |_| {},
         &mut |p| {
             if p.stats.consumed > 0 {
-                first.get_or_insert_with(Instant::now);
+                first.get_or_insert_with(|| (Instant::now(), process_cpu()));
             }
             if p.covered >= total && done_at.is_none() {
-                done_at = Some(Instant::now());
+                done_at = Some((Instant::now(), process_cpu()));
                 shutdown.trigger();
             }
         },
     )?;
-    let took = match (first, done_at) {
-        (Some(f), Some(d)) => d.duration_since(f),
-        _ => Duration::ZERO,
+    let (took, cpu) = match (first, done_at) {
+        (Some((f, f_cpu)), Some((d, d_cpu))) => (d.duration_since(f), d_cpu.saturating_sub(f_cpu)),
+        _ => (Duration::ZERO, Duration::ZERO),
     };
-    Ok((
+    Ok(Pass {
         took,
-        finished.stats.batches,
-        finished.stats.commands_decided,
-        finished.stats.commands_sent,
-    ))
+        cpu,
+        batches: finished.stats.batches,
+        commands_decided: finished.stats.commands_decided,
+        commands_sent: finished.stats.commands_sent,
+    })
 }
 
 /// Posts `events` to the HTTP ingest of a fresh engine (its log in
@@ -320,8 +353,12 @@ pub fn bench(
             p.scoring = Default::default();
         }
     }
-    let (engine, batches, commands, _) =
-        engine_pass(&config, &options.data_dir, policy.clone(), total)?;
+    let first_pass = engine_pass(&config, &options.data_dir, policy.clone(), total)?;
+    let (engine, batches, commands) = (
+        first_pass.took,
+        first_pass.batches,
+        first_pass.commands_decided,
+    );
     let scoring = match (&options.scoring, policy) {
         (Some(scoring), Some(without)) => {
             // After the first run (which also pays for the process's
@@ -336,6 +373,8 @@ pub fn bench(
             with.scoring = scoring.clone();
             let mut best_without = Duration::MAX;
             let mut best_with = Duration::MAX;
+            let mut cpu_without = Duration::MAX;
+            let mut cpu_with = Duration::MAX;
             let mut scores_published = 0;
             let (mut commands_sent_with, mut commands_sent_without) = (0, 0);
             let order = SCORING_RUN_ORDER;
@@ -362,10 +401,11 @@ pub fn bench(
                 again.kafka.dlq_topic = format!("{}-{name}", config.kafka.dlq_topic);
                 bus::admin::create_topics(&again.kafka)?;
                 let dir = options.data_dir.with_extension(&name);
-                let (took, _, _, sent) = engine_pass(&again, &dir, Some(policy.clone()), total)?;
+                let pass = engine_pass(&again, &dir, Some(policy.clone()), total)?;
                 if on {
-                    best_with = best_with.min(took);
-                    commands_sent_with = sent;
+                    best_with = best_with.min(pass.took);
+                    cpu_with = cpu_with.min(pass.cpu);
+                    commands_sent_with = pass.commands_sent;
                     let log = EventLog::open(&dir, &LogOptions::from(&config.log))?;
                     scores_published = log
                         .events_from(1)
@@ -373,8 +413,9 @@ pub fn bench(
                         .filter(|(_, e)| e.producer == crate::policy::SCORE_PRODUCER)
                         .count() as u64;
                 } else {
-                    best_without = best_without.min(took);
-                    commands_sent_without = sent;
+                    best_without = best_without.min(pass.took);
+                    cpu_without = cpu_without.min(pass.cpu);
+                    commands_sent_without = pass.commands_sent;
                 }
             }
             let per_s = |d: Duration| total as f64 / d.as_secs_f64().max(1e-9);
@@ -387,6 +428,9 @@ pub fn bench(
                 scores_published,
                 commands_sent_with,
                 commands_sent_without,
+                cpu_s_with: cpu_with.as_secs_f64(),
+                cpu_s_without: cpu_without.as_secs_f64(),
+                cpu_ratio_to_without: cpu_without.as_secs_f64() / cpu_with.as_secs_f64().max(1e-9),
             })
         }
         // Scoring is the policy's: without one there is nothing to compare
