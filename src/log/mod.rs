@@ -333,7 +333,10 @@ pub struct EventLog {
     commands_sent_above: std::cell::RefCell<std::collections::BTreeSet<u64>>,
     /// Commands below this sequence may have an outbox marker of their own
     /// (data dirs written before the outbox kept only its oldest pending
-    /// command): removed as they are acknowledged.
+    /// command): one past the highest marker found at open (0: none). Those
+    /// are pending by their markers, removed as they are acknowledged;
+    /// `commands_sent_below` only counts the commands from here on, so a
+    /// restart while a marker is left sends again nothing acknowledged.
     outbox_markers_below: u64,
     dead_letters_pending: std::cell::RefCell<std::collections::HashSet<u64>>,
 }

@@ -147,7 +147,7 @@ impl EventLog {
         // and those a data dir written before kept a marker for (it has no
         // `commands_sent_below`: its unmarked commands were all sent).
         let markers = marked(OUTBOX)?;
-        let outbox_markers_below = if markers.is_empty() { 0 } else { next_cseq };
+        let outbox_markers_below = markers.iter().max().map_or(0, |m| m + 1);
         let sent_below = match tree.get(str_key(META, META_SENT_BELOW))? {
             None => next_cseq,
             Some(v) => u64_value(&v).ok_or_else(|| LogError::Corrupt("meta sent_below".into()))?,

@@ -25,14 +25,16 @@ impl EventLog {
         Ok(self.dead_letters_pending.borrow().len() as u64)
     }
 
-    /// The oldest command not acknowledged yet (the next one to come when
-    /// none waits): every command below it was published. Stored with
+    /// The oldest command not acknowledged yet above the markers of an
+    /// older data dir (the next one to come when none waits): every command
+    /// from `outbox_markers_below` up to it was published. Stored with
     /// every batch that stores commands and with every mark, so that a
     /// restart sends again from here (see `mark_commands_sent`).
     pub(super) fn commands_sent_below(&self) -> u64 {
         self.commands_pending
             .borrow()
-            .first()
+            .range(self.outbox_markers_below..)
+            .next()
             .copied()
             .unwrap_or(self.next_cseq)
     }
@@ -390,9 +392,8 @@ impl EventLog {
     /// a crash exactly the commands not acknowledged (and flushed) are sent
     /// again. Data dirs written before kept one marker per pending command;
     /// those are read at open and removed here as their commands are
-    /// acknowledged. While such a marker is left, the oldest pending
-    /// command is one of them, so a restart in that window also sends
-    /// again the older commands sent without one: at-least-once still.
+    /// acknowledged, and the oldest pending command is counted only among
+    /// the commands above them (`outbox_markers_below`).
     pub fn mark_commands_sent(&self, cseqs: &[u64]) -> Result<(), LogError> {
         let mut batch = sled::Batch::default();
         let mut removed = std::collections::BTreeSet::new();
@@ -411,7 +412,7 @@ impl EventLog {
         let after = self
             .commands_pending
             .borrow()
-            .iter()
+            .range(self.outbox_markers_below..)
             .find(|s| !removed.contains(s))
             .copied()
             .unwrap_or(self.next_cseq);

@@ -108,6 +108,30 @@ fn a_data_dir_with_an_outbox_marker_per_command_keeps_its_pending_commands() {
 }
 
 #[test]
+fn a_restart_while_an_outbox_marker_is_left_sends_nothing_acknowledged_again() {
+    // Given a data dir with markers on commands 1 and 3 (2 was sent before
+    // the upgrade), opened by this version, which stores 4 and 5.
+    let (dir, log) = three_commands();
+    log.tree.insert(seq_key(OUTBOX, 1), &[]).unwrap();
+    log.tree.insert(seq_key(OUTBOX, 3), &[]).unwrap();
+    log.tree.remove(str_key(META, META_SENT_BELOW)).unwrap();
+    log.flush().unwrap();
+    drop(log);
+    let mut log = open(&dir);
+    log.append_commands(vec![recall_command("c4"), recall_command("c5")])
+        .unwrap();
+    assert_eq!(pending_seqs(&log), vec![1, 3, 4, 5]);
+    // When 3 and 4 are acknowledged (1 is not), and the log reopened.
+    log.mark_commands_sent(&[3, 4]).unwrap();
+    log.flush().unwrap();
+    drop(log);
+    let log = open(&dir);
+    // Then exactly 1 and 5 are pending: neither 2 (sent before the
+    // upgrade) nor 3 and 4 (acknowledged) go again.
+    assert_eq!(pending_seqs(&log), vec![1, 5]);
+}
+
+#[test]
 fn a_held_append_is_applied_at_once_and_kept_after_its_flush() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(&dir);
