@@ -234,6 +234,17 @@ fn bench_scoring_reports_both_runs_and_the_models_quality() {
     ] {
         assert!(s[side].as_f64().unwrap() > 0.0, "{side}: {s}");
     }
+    // The latency run (a policy is on): the paced workload went through,
+    // and commands caused by its events were measured.
+    let l = &doc["latency"];
+    assert_eq!(l["events"], doc["messages"], "{l}");
+    assert!(l["commands"].as_u64().unwrap() > 0, "{l}");
+    let (p50, p99, max) = (
+        l["latency_ms_p50"].as_u64().unwrap(),
+        l["latency_ms_p99"].as_u64().unwrap(),
+        l["latency_ms_max"].as_u64().unwrap(),
+    );
+    assert!(p50 <= p99 && p99 <= max, "{l}");
     let q = &doc["scoring_quality"];
     let standard = measure_standard(42);
     assert_eq!(q["model"]["auc"].as_f64(), standard.model.auc);

@@ -50,7 +50,15 @@ struct InFlight {
     cseq: u64,
     command_id: String,
     delivery: DeliveryFuture,
+    /// When the event that caused it was published (ms since the epoch),
+    /// when it came from the events topic.
+    caused_at_ms: Option<i64>,
 }
+
+/// Most commands whose cause's publish time waits for their hand-over:
+/// bounds memory when the commands topic is down and nothing is handed
+/// over (the oldest are forgotten: their latency goes unmeasured).
+const CAUSED_AT_MAX: usize = 2 * COMMANDS_IN_FLIGHT_MAX;
 
 /// Publishes the outbox without stopping the ingest loop to wait for acks:
 /// [`pump`](Self::pump) hands pending commands to the producer and
@@ -77,10 +85,13 @@ pub struct Dispatcher {
     published: std::sync::Arc<std::collections::HashSet<String>>,
     /// Commands marked sent because a previous owner had published them.
     pub skipped_published: u64,
+    /// Per command not yet handed over: when the event that caused it was
+    /// published (see [`note_published_at`](Self::note_published_at)).
+    caused_at_ms: std::collections::BTreeMap<u64, i64>,
 }
 
 /// What a dispatcher call did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Dispatched {
     /// Handed to the producer.
     pub handed: usize,
@@ -88,6 +99,10 @@ pub struct Dispatched {
     pub sent: usize,
     /// Not acknowledged; still pending, sent again later.
     pub failed: usize,
+    /// For each acknowledged command caused by a consumed event: the
+    /// milliseconds from that event's publish (its Kafka timestamp) to the
+    /// ack, on this machine's wall clock.
+    pub event_to_ack_ms: Vec<i64>,
 }
 
 impl Dispatcher {
@@ -100,6 +115,16 @@ impl Dispatcher {
             send_failed: false,
             published: Default::default(),
             skipped_published: 0,
+            caused_at_ms: Default::default(),
+        }
+    }
+
+    /// The command `cseq` was decided from an event published at `at_ms`
+    /// (its Kafka timestamp): its ack will be measured against it.
+    pub fn note_published_at(&mut self, cseq: u64, at_ms: i64) {
+        self.caused_at_ms.insert(cseq, at_ms);
+        while self.caused_at_ms.len() > CAUSED_AT_MAX {
+            self.caused_at_ms.pop_first();
         }
     }
 
@@ -168,6 +193,7 @@ impl Dispatcher {
                     cseq: *cseq,
                     command_id: c.command_id.clone(),
                     delivery,
+                    caused_at_ms: self.caused_at_ms.remove(cseq),
                 }),
                 Err(e) => {
                     // Not handed over: the outbox keeps it; go round again.
@@ -192,6 +218,8 @@ impl Dispatcher {
     pub fn collect(&mut self, log: &EventLog, wait: bool) -> Result<Dispatched, BusError> {
         let mut sent = Vec::new();
         let mut failed = 0;
+        let mut event_to_ack_ms = Vec::new();
+        let now_ms = crate::replay::wall_ms();
         let waker = futures::task::noop_waker_ref();
         let mut cx = std::task::Context::from_waker(waker);
         let mut still = VecDeque::with_capacity(self.in_flight.len());
@@ -208,7 +236,12 @@ impl Dispatcher {
                 }
             };
             match result {
-                Ok(Ok(_)) => sent.push(f.cseq),
+                Ok(Ok(_)) => {
+                    sent.push(f.cseq);
+                    if let Some(at) = f.caused_at_ms {
+                        event_to_ack_ms.push(now_ms.saturating_sub(at).max(0));
+                    }
+                }
                 Ok(Err((e, _))) => {
                     tracing::warn!(command_id = %f.command_id, "command not acknowledged, will retry: {e}");
                     failed += 1;
@@ -228,6 +261,7 @@ impl Dispatcher {
             handed: 0,
             sent: sent.len(),
             failed,
+            event_to_ack_ms,
         })
     }
 

@@ -166,3 +166,62 @@ pub fn publish_as<R: BufRead>(
     progress(sent);
     Ok(summary)
 }
+
+/// Publishes `events` at `per_s` events a second (spread evenly, each
+/// enqueued when its time comes: the messages' Kafka timestamps are their
+/// publish times), as protobuf keyed like [`publish`]. For
+/// `leadflow bench`'s latency run: an upstream system publishing at a
+/// steady rate while the engine runs.
+pub fn publish_paced(
+    k: &KafkaConfig,
+    topic: &str,
+    events: &[crate::domain::LeadEvent],
+    per_s: f64,
+) -> Result<u64, BusError> {
+    use rdkafka::producer::BaseRecord;
+    let producer: rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> = {
+        let mut c = client_config(k);
+        c.set("partitioner", "murmur2_random")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "1")
+            .set("message.timeout.ms", "60000");
+        for (key, value) in &k.properties {
+            c.set(key, value);
+        }
+        c.create()?
+    };
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "content-type",
+        value: Some(codec::wire::CONTENT_TYPE_PROTOBUF.as_bytes()),
+    });
+    let started = std::time::Instant::now();
+    let per_s = per_s.max(1.0);
+    for (n, event) in events.iter().enumerate() {
+        let due = started + Duration::from_secs_f64(n as f64 / per_s);
+        let now = std::time::Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        let payload = codec::encode_event(event);
+        let key = crate::domain::tenant::message_key(event).to_string();
+        let mut record = BaseRecord::to(topic)
+            .key(&key)
+            .payload(&payload)
+            .headers(headers.clone());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, back))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                    record = back;
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+    producer.flush(Timeout::After(Duration::from_secs(60)))?;
+    Ok(events.len() as u64)
+}

@@ -93,6 +93,17 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
             r.engine_per_s, r.engine_s, r.batches, r.commands
         );
         println!("ratio engine / ceiling: {:.2}", r.ratio);
+        if let Some(l) = &r.latency {
+            println!(
+                "event → command (publish to the command's ack), {:.0} events/s published steadily (half the engine's {:.0}): p50 {} ms, p99 {} ms, max {} ms over {} commands",
+                l.published_per_s,
+                l.sustained_per_s,
+                l.latency_ms_p50,
+                l.latency_ms_p99,
+                l.latency_ms_max,
+                l.commands
+            );
+        }
         for h in &r.http {
             println!(
                 "http ingest, {:>5} events/request: {:>10.0} ev/s  ({:.2} s, {} requests; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; ratio to the Kafka ceiling {:.2})",

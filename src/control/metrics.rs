@@ -28,6 +28,11 @@ pub const BATCH_SIZE_BOUNDS: [f64; 8] = [1.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 
 pub const APPEND_SECONDS_BOUNDS: [f64; 9] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
+/// Bucket bounds of the event-to-command histogram (seconds).
+pub const EVENT_TO_COMMAND_SECONDS_BOUNDS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// Every metric the engine exposes.
 pub struct Metrics {
     registry: Registry,
@@ -38,6 +43,7 @@ pub struct Metrics {
     pub consumer_lag: Family<Label, Gauge>,
     pub batch_size: Histogram,
     pub append_seconds: Histogram,
+    pub event_to_command_seconds: Histogram,
     pub commands_decided: Counter,
     pub commands_sent: Counter,
     pub outbox_pending: Gauge,
@@ -86,6 +92,7 @@ impl Metrics {
             consumer_lag: Family::default(),
             batch_size: Histogram::new(BATCH_SIZE_BOUNDS),
             append_seconds: Histogram::new(APPEND_SECONDS_BOUNDS),
+            event_to_command_seconds: Histogram::new(EVENT_TO_COMMAND_SECONDS_BOUNDS),
             commands_decided: Counter::default(),
             commands_sent: Counter::default(),
             outbox_pending: Gauge::default(),
@@ -147,6 +154,11 @@ impl Metrics {
             "leadflow_append_seconds",
             "Time to validate, fold and durably append one batch",
             m.append_seconds.clone(),
+        );
+        r.register(
+            "leadflow_event_to_command_seconds",
+            "From a consumed event's publish (its Kafka timestamp) to the broker's ack of a command it caused",
+            m.event_to_command_seconds.clone(),
         );
         r.register(
             "leadflow_commands_decided",

@@ -24,7 +24,7 @@ mod telemetry;
 
 pub use handle::{Handle, ItemOutcome, HTTP_SOURCE};
 pub use metrics::Metrics;
-pub use telemetry::{IngestStats, IntakeStatus};
+pub use telemetry::{IngestStats, IntakeStatus, LatencyMs};
 
 use crate::log::{AppendReport, Flush, Input, LogError, Position};
 use crate::policy::Policies;
@@ -291,6 +291,17 @@ impl Live {
         self.stats.commands_sent += n as u64;
         self.metrics.commands_sent.inc_by(n as u64);
         self.log_gauges();
+    }
+
+    /// The broker acknowledged commands caused by consumed events, these
+    /// many milliseconds after each event was published.
+    pub fn commands_acknowledged_after(&mut self, event_to_ack_ms: &[i64]) {
+        for ms in event_to_ack_ms {
+            self.stats.event_to_command_ms.record(*ms);
+            self.metrics
+                .event_to_command_seconds
+                .observe(*ms as f64 / 1e3);
+        }
     }
 
     /// Dead letters acknowledged by the broker.

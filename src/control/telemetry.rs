@@ -24,6 +24,49 @@ pub struct IngestStats {
     /// Times a partition was sought back because the broker's first answer
     /// started past the expected offset.
     pub rewinds: u64,
+    /// From an event's publish (its Kafka timestamp) to the broker's ack of
+    /// a command it caused, for every such command this run.
+    pub event_to_command_ms: LatencyMs,
+}
+
+/// A distribution of milliseconds (an HDR histogram: two significant
+/// digits, up to an hour; a few kilobytes whatever the count).
+#[derive(Clone, Debug)]
+pub struct LatencyMs(hdrhistogram::Histogram<u64>);
+
+impl Default for LatencyMs {
+    fn default() -> Self {
+        LatencyMs(
+            hdrhistogram::Histogram::new_with_bounds(1, 3_600_000, 2)
+                .expect("the bounds are valid"),
+        )
+    }
+}
+
+impl PartialEq for LatencyMs {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for LatencyMs {}
+
+impl LatencyMs {
+    /// Records one latency (negative, from clocks apart: 0; past an hour:
+    /// an hour).
+    pub fn record(&mut self, ms: i64) {
+        self.0.saturating_record(u64::try_from(ms).unwrap_or(0));
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// The latency at quantile `q` (0.5: the median), `None` with none
+    /// recorded.
+    pub fn quantile_ms(&self, q: f64) -> Option<u64> {
+        (!self.0.is_empty()).then(|| self.0.value_at_quantile(q))
+    }
 }
 
 /// Where the Kafka intake stands, as the bus last reported it.

@@ -98,7 +98,14 @@ pub struct BenchReport {
     /// HTTP ingest of the same workload, per request size.
     pub http: Vec<HttpBenchFigures>,
     pub scoring: Option<ScoringBenchFigures>,
+    /// With a policy: event-to-command latency at [`LATENCY_LOAD_SHARE`]
+    /// of the engine's sustained rate.
+    pub latency: Option<super::LatencyBenchFigures>,
 }
+
+/// The latency run's steady publish rate, as a share of the engine's
+/// sustained rate in the same bench.
+pub const LATENCY_LOAD_SHARE: f64 = 0.5;
 
 /// An engine over a fresh log in `data_dir`, with `policy` if any.
 fn fresh_engine(
@@ -115,7 +122,7 @@ fn fresh_engine(
 }
 
 /// What one [`engine_pass`] measured.
-struct Pass {
+pub(super) struct Pass {
     /// From the first message consumed to the last one durable.
     took: Duration,
     /// The process's CPU time over the same span (every thread: the
@@ -125,6 +132,9 @@ struct Pass {
     batches: u64,
     commands_decided: u64,
     commands_sent: u64,
+    /// From each consumed event's publish to the ack of a command it
+    /// caused.
+    pub(super) event_to_command_ms: crate::control::LatencyMs,
 }
 
 /// The CPU time this process has used so far.
@@ -140,13 +150,23 @@ fn process_cpu() -> Duration {
     }
 }
 
+/// Flags an engine pass shares with a publisher running beside it.
+pub(super) struct Beside<'a> {
+    /// Set by the pass once the engine has its partitions and their
+    /// positions.
+    pub ready: &'a std::sync::atomic::AtomicBool,
+    /// Set by the publisher when it stops short: the pass ends then.
+    pub abort: &'a std::sync::atomic::AtomicBool,
+}
+
 /// One run of the engine over the bench topic from its start, under its
-/// own consumer group, until every message is covered.
-fn engine_pass(
+/// own consumer group, until every message is covered (or `beside` aborts).
+pub(super) fn engine_pass(
     config: &Config,
     data_dir: &std::path::Path,
     policy: Option<crate::policy::PolicyFile>,
     total: u64,
+    beside: Option<&Beside<'_>>,
 ) -> Result<Pass, EngineError> {
     let engine = fresh_engine(config, data_dir, policy)?;
     let shutdown = Shutdown::new();
@@ -166,6 +186,16 @@ fn engine_pass(
             if p.stats.consumed > 0 {
                 first.get_or_insert_with(|| (Instant::now(), process_cpu()));
             }
+            if let Some(b) = beside {
+                use std::sync::atomic::Ordering;
+                let t = p.live.metrics.intake();
+                if t.assigned_partitions > 0 && t.lag.len() >= t.assigned_partitions {
+                    b.ready.store(true, Ordering::Release);
+                }
+                if b.abort.load(Ordering::Acquire) {
+                    shutdown.trigger();
+                }
+            }
             if p.covered >= total && done_at.is_none() {
                 done_at = Some((Instant::now(), process_cpu()));
                 shutdown.trigger();
@@ -182,6 +212,7 @@ fn engine_pass(
         batches: finished.stats.batches,
         commands_decided: finished.stats.commands_decided,
         commands_sent: finished.stats.commands_sent,
+        event_to_command_ms: finished.stats.event_to_command_ms.clone(),
     })
 }
 
@@ -329,10 +360,22 @@ pub fn bench(
         "publishing a simulated workload of {} leads to {}",
         options.leads, k.events_topic
     ));
-    let buffer_copy = if options.http_batches.is_empty() {
+    // The HTTP runs and the latency run (with a policy) publish the same
+    // events again.
+    let buffer_copy = if options.http_batches.is_empty() && options.policy.is_none() {
         Vec::new()
     } else {
         buffer.clone()
+    };
+    let events = || -> Result<Vec<crate::domain::LeadEvent>, EngineError> {
+        let mut events = Vec::new();
+        let mut reader = EventReader::new(std::io::Cursor::new(&buffer_copy), Format::Protobuf);
+        while let Some(r) = reader.next_record().map_err(BusError::from)? {
+            if let Ok(e) = r {
+                events.push(e);
+            }
+        }
+        Ok(events)
     };
     let mut reader = EventReader::new(std::io::Cursor::new(buffer), Format::Protobuf);
     let published = bus::publish::publish(k, &k.events_topic, &mut reader, &mut |_| {})?;
@@ -353,12 +396,30 @@ pub fn bench(
             p.scoring = Default::default();
         }
     }
-    let first_pass = engine_pass(&config, &options.data_dir, policy.clone(), total)?;
+    let first_pass = engine_pass(&config, &options.data_dir, policy.clone(), total, None)?;
     let (engine, batches, commands) = (
         first_pass.took,
         first_pass.batches,
         first_pass.commands_decided,
     );
+    let latency = match &policy {
+        Some(policy) => {
+            let sustained = total as f64 / engine.as_secs_f64().max(1e-9);
+            say(&format!(
+                "latency: the workload published at {:.0} events/s (half the engine's rate) while a fresh engine runs",
+                sustained * LATENCY_LOAD_SHARE
+            ));
+            Some(super::latency::latency_pass(
+                &config,
+                &options.data_dir.with_extension("paced"),
+                policy.clone(),
+                &events()?,
+                sustained,
+                LATENCY_LOAD_SHARE,
+            )?)
+        }
+        None => None,
+    };
     let scoring = match (&options.scoring, policy) {
         (Some(scoring), Some(without)) => {
             // After the first run (which also pays for the process's
@@ -401,7 +462,7 @@ pub fn bench(
                 again.kafka.dlq_topic = format!("{}-{name}", config.kafka.dlq_topic);
                 bus::admin::create_topics(&again.kafka)?;
                 let dir = options.data_dir.with_extension(&name);
-                let pass = engine_pass(&again, &dir, Some(policy.clone()), total)?;
+                let pass = engine_pass(&again, &dir, Some(policy.clone()), total, None)?;
                 if on {
                     best_with = best_with.min(pass.took);
                     cpu_with = cpu_with.min(pass.cpu);
@@ -439,13 +500,7 @@ pub fn bench(
     };
     let mut http = Vec::new();
     if !options.http_batches.is_empty() {
-        let mut events = Vec::new();
-        let mut reader = EventReader::new(std::io::Cursor::new(&buffer_copy), Format::Protobuf);
-        while let Some(r) = reader.next_record().map_err(BusError::from)? {
-            if let Ok(e) = r {
-                events.push(e);
-            }
-        }
+        let events = events()?;
         for (i, n) in options.http_batches.iter().enumerate() {
             say(&format!(
                 "http: {} events to POST /api/v1/events, {n} per request",
@@ -476,5 +531,6 @@ pub fn bench(
         commands,
         http,
         scoring,
+        latency,
     })
 }

@@ -35,6 +35,10 @@ pub(super) enum FetchState {
     InSync,
 }
 
+/// One part's share of a batch: its inputs, its partitions' positions and
+/// when each input was published.
+type PartBatch = (Vec<Input>, Vec<Position>, Vec<Option<i64>>);
+
 pub(super) struct Intake {
     pub batcher: Batcher,
     pub topic: String,
@@ -69,6 +73,13 @@ pub(super) struct Intake {
     /// watermark, and in how many statistics in a row (see
     /// `check_not_ahead`).
     pub ahead: HashMap<i32, (u64, u32)>,
+    /// When each input of the open batch was published (its message's
+    /// Kafka timestamp, ms since the epoch), in the batcher's order.
+    pub published_at_ms: Vec<Option<i64>>,
+    /// The commands the last appends decided from a consumed event, with
+    /// when that event was published: for their dispatchers, which measure
+    /// event-to-command latency at the command's ack.
+    pub decided: Vec<(PartKey, u64, i64)>,
 }
 
 impl Intake {
@@ -303,7 +314,32 @@ impl Intake {
             original_is_encoding: raw_protobuf,
         };
         self.batcher.push(input, now);
+        self.published_at_ms.push(m.timestamp().to_millis());
         Ok(())
+    }
+
+    /// Notes, for each command an append decided from one of its inputs,
+    /// when that input was published.
+    fn note_decided(
+        &mut self,
+        key: PartKey,
+        inputs: &[Input],
+        published_at_ms: &[Option<i64>],
+        report: &crate::log::AppendReport,
+    ) {
+        if report.commands.is_empty() {
+            return;
+        }
+        let by_event: HashMap<&str, i64> = inputs
+            .iter()
+            .zip(published_at_ms)
+            .filter_map(|(input, at)| Some((input.record.as_ref().ok()?.event_id.as_str(), (*at)?)))
+            .collect();
+        for (cseq, command) in &report.commands {
+            if let Some(at) = by_event.get(command.causation_event_id.as_str()) {
+                self.decided.push((key, *cseq, *at));
+            }
+        }
     }
 
     /// Appends the open batch with its partition positions through the
@@ -320,9 +356,13 @@ impl Intake {
             return Ok(());
         }
         let inputs = self.batcher.take();
+        let mut published_at_ms = std::mem::take(&mut self.published_at_ms);
+        // Skipped redeliveries push no input: the two stay in step.
+        debug_assert_eq!(published_at_ms.len(), inputs.len());
+        published_at_ms.resize(inputs.len(), None);
         // Each partition's inputs and position go to its part (its store,
         // or the whole data dir), in the order they were read.
-        let mut parts: BTreeMap<PartKey, (Vec<Input>, Vec<Position>)> = BTreeMap::new();
+        let mut parts: BTreeMap<PartKey, PartBatch> = BTreeMap::new();
         for (p, next) in &self.in_batch {
             let key = live.key_of(*p).ok_or_else(|| {
                 BusError::Ownership(format!(
@@ -336,7 +376,7 @@ impl Intake {
             });
         }
         let single = live.parts.len() == 1;
-        for input in inputs {
+        for (input, published) in inputs.into_iter().zip(published_at_ms) {
             let key = if single {
                 *live.parts.keys().next().expect("one part")
             } else {
@@ -347,10 +387,13 @@ impl Intake {
                     .and_then(|(_, p)| live.key_of(p))
                     .expect("every input of the batch came from an owned partition")
             };
-            parts.entry(key).or_default().0.push(input);
+            let part = parts.entry(key).or_default();
+            part.0.push(input);
+            part.2.push(published);
         }
-        for (key, (inputs, positions)) in parts {
-            live.append_inputs(key, &inputs, &positions)?;
+        for (key, (inputs, positions, published_at_ms)) in parts {
+            let report = live.append_inputs(key, &inputs, &positions)?;
+            self.note_decided(key, &inputs, &published_at_ms, &report);
         }
         live.metrics.decoded_totals(&live.stats.decoded_by_format);
         let mut tpl = TopicPartitionList::new();

@@ -153,6 +153,8 @@ pub fn consume(
         },
         unassigned_since: Some(Instant::now()),
         ahead: HashMap::new(),
+        published_at_ms: Vec::new(),
+        decided: Vec::new(),
     }));
     let mut c = client_config(k);
     c.set("group.id", &k.group_id)
@@ -370,6 +372,7 @@ pub fn consume(
             for (key, dispatcher) in dispatchers.iter_mut().filter(|(_, d)| d.is_saturated()) {
                 let d = dispatcher.collect_within(&l.parts[key].log, DISPATCH_WAIT)?;
                 l.commands_sent(d.sent);
+                l.commands_acknowledged_after(&d.event_to_ack_ms);
                 l.commands_dirty |= d.failed > 0 || d.sent > 0;
             }
         }
@@ -442,6 +445,14 @@ pub fn consume(
         if i.batcher.is_ready(now) {
             i.append_batch(l, &consumer, CommitMode::Async)?;
         }
+        // Before the commands are handed over (below): their dispatchers
+        // measure from their causes' publish to their acks. A rebalance's
+        // append leaves its own here too.
+        for (key, cseq, at_ms) in i.decided.drain(..) {
+            if let Some(d) = dispatchers.get_mut(&key) {
+                d.note_published_at(cseq, at_ms);
+            }
+        }
         // Deadlines fire on the wall clock only between batches, with
         // nothing more to read right now and the log caught up with the
         // broker (see `caught_up`). Under steady traffic, and while a
@@ -495,6 +506,7 @@ pub fn consume(
             for (key, dispatcher) in dispatchers.iter_mut().filter(|(_, d)| d.in_flight() > 0) {
                 let d = dispatcher.collect(&l.parts[key].log, false)?;
                 l.commands_sent(d.sent);
+                l.commands_acknowledged_after(&d.event_to_ack_ms);
                 // A failed delivery is sent again once the rest has settled.
                 l.commands_dirty |= d.failed > 0;
             }

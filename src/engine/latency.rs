@@ -1,0 +1,107 @@
+//! `leadflow bench`'s latency run: an upstream system publishes the
+//! workload at a steady rate (half of what the engine sustained in the same
+//! bench) while the engine runs with its policy, and the engine measures,
+//! for each command an event caused, the time from that event's publish
+//! (its Kafka timestamp) to the broker's ack of the command — the same
+//! figure `/metrics` keeps as `leadflow_event_to_command_seconds`.
+
+use super::bench::{engine_pass, Beside};
+use super::EngineError;
+use crate::bus;
+use crate::config::Config;
+use crate::domain::LeadEvent;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Longest the publisher waits for the engine to have its partitions.
+const ENGINE_READY_WAIT_MAX: Duration = Duration::from_secs(120);
+
+/// What the latency run measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LatencyBenchFigures {
+    /// The steady publish rate (events a second).
+    pub published_per_s: f64,
+    /// The engine's sustained rate it is a share of.
+    pub sustained_per_s: f64,
+    pub events: u64,
+    /// Commands caused by a consumed event and acknowledged: the samples.
+    pub commands: u64,
+    pub latency_ms_p50: u64,
+    pub latency_ms_p99: u64,
+    pub latency_ms_max: u64,
+}
+
+/// Publishes `events` at `share` of `sustained_per_s` to fresh topics while
+/// a fresh engine (its log in `data_dir`, under `policy`) consumes them,
+/// and returns the engine's event-to-command latencies. The publisher
+/// starts once the engine has its partitions, so that no backlog built
+/// while it started counts.
+pub fn latency_pass(
+    config: &Config,
+    data_dir: &std::path::Path,
+    policy: crate::policy::PolicyFile,
+    events: &[LeadEvent],
+    sustained_per_s: f64,
+    share: f64,
+) -> Result<LatencyBenchFigures, EngineError> {
+    let mut c = config.clone();
+    let k = &mut c.kafka;
+    k.events_topic = format!("{}-paced", config.kafka.events_topic);
+    k.commands_topic = format!("{}-paced", config.kafka.commands_topic);
+    k.dlq_topic = format!("{}-paced", config.kafka.dlq_topic);
+    k.group_id = format!("{}-paced", config.kafka.group_id);
+    bus::admin::create_topics(k)?;
+    let per_s = (sustained_per_s * share).max(1.0);
+    let total = events.len() as u64;
+    let ready = AtomicBool::new(false);
+    let abort = AtomicBool::new(false);
+    let gave_up = AtomicBool::new(false);
+    let (pass, published) = std::thread::scope(|scope| {
+        let kafka = &c.kafka;
+        let (ready, abort, gave_up) = (&ready, &abort, &gave_up);
+        let publisher = scope.spawn(move || -> Result<u64, EngineError> {
+            let waiting = Instant::now();
+            while !ready.load(Ordering::Acquire) {
+                if gave_up.load(Ordering::Acquire) {
+                    return Ok(0);
+                }
+                if waiting.elapsed() > ENGINE_READY_WAIT_MAX {
+                    abort.store(true, Ordering::Release);
+                    return Err(EngineError::Panicked(format!(
+                        "the engine had no partitions after {} s",
+                        ENGINE_READY_WAIT_MAX.as_secs()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let published = bus::publish::publish_paced(kafka, &kafka.events_topic, events, per_s);
+            // The engine waits for every event: a publisher that stopped
+            // short ends its pass.
+            if published.is_err() {
+                abort.store(true, Ordering::Release);
+            }
+            Ok(published?)
+        });
+        let beside = Beside { ready, abort };
+        let pass = engine_pass(&c, data_dir, Some(policy), total, Some(&beside));
+        // An engine that failed before it was ready leaves nothing to wait
+        // for.
+        gave_up.store(true, Ordering::Release);
+        let published = publisher
+            .join()
+            .map_err(|e| EngineError::Panicked(format!("the paced publisher: {e:?}")));
+        (pass, published)
+    });
+    let pass = pass?;
+    let published = published??;
+    let l = &pass.event_to_command_ms;
+    Ok(LatencyBenchFigures {
+        published_per_s: per_s,
+        sustained_per_s,
+        events: published,
+        commands: l.count(),
+        latency_ms_p50: l.quantile_ms(0.5).unwrap_or(0),
+        latency_ms_p99: l.quantile_ms(0.99).unwrap_or(0),
+        latency_ms_max: l.quantile_ms(1.0).unwrap_or(0),
+    })
+}
