@@ -147,7 +147,7 @@ pub fn bench_replay(
     log.append(&batch, &[])?;
     log.flush()?;
     let events = log.last_seq();
-    let data_dir_bytes = dir_bytes(data_dir);
+    let data_dir_bytes = crate::log::dir_bytes(data_dir);
     let config = ProjectionConfig::default();
     let (mut decode, mut one, mut two) = (Duration::MAX, Duration::MAX, Duration::MAX);
     for run in 1..=REPLAY_RUNS_EACH {
@@ -200,18 +200,4 @@ impl std::io::Write for ByteCount {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// The bytes of every file under `dir`.
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
-            _ => e.metadata().map_or(0, |m| m.len()),
-        })
-        .sum()
 }

@@ -431,6 +431,21 @@ fn disk_free_bytes(_path: &Path) -> Option<u64> {
     None
 }
 
+/// The bytes of every file under `dir` (a data dir's size on disk, as `du`
+/// counts file lengths); 0 for what cannot be read.
+pub fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
 /// ENOSPC (or EDQUOT, a quota reached): the disk is full for us.
 fn is_disk_full(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(28 | 122)) || e.kind() == std::io::ErrorKind::StorageFull
