@@ -19,19 +19,25 @@ const IN_FLIGHT_MAX: usize = 10_000;
 
 /// An idempotent producer (acks=all, no duplicates on retry).
 pub fn producer(k: &KafkaConfig) -> Result<FutureProducer, BusError> {
+    Ok(producer_config(k, 5).create()?)
+}
+
+/// The configuration of an idempotent producer that waits up to
+/// `linger_ms` to fill a batch.
+fn producer_config(k: &KafkaConfig, linger_ms: u32) -> rdkafka::ClientConfig {
     let mut c = client_config(k);
     // Messages keyed by tenant go where the engine expects each tenant
     // (`domain::tenant`): the Java client's murmur2, not librdkafka's
     // default CRC32.
     c.set("partitioner", "murmur2_random")
         .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
+        .set("linger.ms", linger_ms.to_string())
         .set("message.timeout.ms", "60000");
     // The operator's properties win over the defaults above.
     for (key, value) in &k.properties {
         c.set(key, value);
     }
-    Ok(c.create()?)
+    c
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -179,17 +185,9 @@ pub fn publish_paced(
     per_s: f64,
 ) -> Result<u64, BusError> {
     use rdkafka::producer::BaseRecord;
-    let producer: rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> = {
-        let mut c = client_config(k);
-        c.set("partitioner", "murmur2_random")
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "1")
-            .set("message.timeout.ms", "60000");
-        for (key, value) in &k.properties {
-            c.set(key, value);
-        }
-        c.create()?
-    };
+    // A steady trickle: each message goes out within a millisecond.
+    let producer: rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
+        producer_config(k, 1).create()?;
     let headers = OwnedHeaders::new().insert(Header {
         key: "content-type",
         value: Some(codec::wire::CONTENT_TYPE_PROTOBUF.as_bytes()),

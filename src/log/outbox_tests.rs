@@ -48,6 +48,18 @@ fn three_commands() -> (tempfile::TempDir, EventLog) {
     (dir, log)
 }
 
+/// [`three_commands`] as a data dir written before the outbox kept only
+/// its oldest pending command left it: a marker on each pending command
+/// (the first and third), no `commands_sent_below`.
+fn three_commands_marked_1_and_3() -> tempfile::TempDir {
+    let (dir, log) = three_commands();
+    log.tree.insert(seq_key(OUTBOX, 1), &[]).unwrap();
+    log.tree.insert(seq_key(OUTBOX, 3), &[]).unwrap();
+    log.tree.remove(str_key(META, META_SENT_BELOW)).unwrap();
+    log.flush().unwrap();
+    dir
+}
+
 #[test]
 fn acknowledgements_survive_a_restart_in_order_or_not() {
     // Given three commands stored, the second acknowledged first.
@@ -88,12 +100,7 @@ fn a_data_dir_with_an_outbox_marker_per_command_keeps_its_pending_commands() {
     // Given a data dir written before the outbox kept only its oldest
     // pending command: a marker per pending command (here the first and
     // third of three), no `commands_sent_below`.
-    let (dir, log) = three_commands();
-    log.tree.insert(seq_key(OUTBOX, 1), &[]).unwrap();
-    log.tree.insert(seq_key(OUTBOX, 3), &[]).unwrap();
-    log.tree.remove(str_key(META, META_SENT_BELOW)).unwrap();
-    log.flush().unwrap();
-    drop(log);
+    let dir = three_commands_marked_1_and_3();
     // When it is opened, exactly the marked commands are pending.
     let log = open(&dir);
     assert_eq!(pending_seqs(&log), vec![1, 3]);
@@ -111,12 +118,7 @@ fn a_data_dir_with_an_outbox_marker_per_command_keeps_its_pending_commands() {
 fn a_restart_while_an_outbox_marker_is_left_sends_nothing_acknowledged_again() {
     // Given a data dir with markers on commands 1 and 3 (2 was sent before
     // the upgrade), opened by this version, which stores 4 and 5.
-    let (dir, log) = three_commands();
-    log.tree.insert(seq_key(OUTBOX, 1), &[]).unwrap();
-    log.tree.insert(seq_key(OUTBOX, 3), &[]).unwrap();
-    log.tree.remove(str_key(META, META_SENT_BELOW)).unwrap();
-    log.flush().unwrap();
-    drop(log);
+    let dir = three_commands_marked_1_and_3();
     let mut log = open(&dir);
     log.append_commands(vec![recall_command("c4"), recall_command("c5")])
         .unwrap();
