@@ -144,6 +144,7 @@ fn the_api_serves_health_metrics_queries_and_guards_admin() {
         "leadflow_batch_size_inputs_bucket{le=\"+Inf\"}",
         "leadflow_append_seconds_count",
         "leadflow_event_to_command_seconds_bucket{le=\"0.05\"}",
+        "leadflow_consumed_to_command_seconds_bucket{le=\"0.05\"}",
         "leadflow_outbox_pending_commands",
         "leadflow_projection_sequence ",
         "leadflow_pool_leads{pool=",

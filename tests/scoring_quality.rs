@@ -245,6 +245,11 @@ fn bench_scoring_reports_both_runs_and_the_models_quality() {
         l["latency_ms_max"].as_u64().unwrap(),
     );
     assert!(p50 <= p99 && p99 <= max, "{l}");
+    // The engine's share (from consumption) is part of the whole (from
+    // publish).
+    let engine_p99 = l["engine_ms_p99"].as_u64().unwrap();
+    assert!(l["engine_ms_p50"].as_u64().unwrap() <= engine_p99, "{l}");
+    assert!(engine_p99 <= max, "{l}");
     let q = &doc["scoring_quality"];
     let standard = measure_standard(42);
     assert_eq!(q["model"]["auc"].as_f64(), standard.model.auc);

@@ -50,10 +50,13 @@ struct InFlight {
     cseq: u64,
     command_id: String,
     delivery: DeliveryFuture,
-    /// When the event that caused it was published (ms since the epoch),
-    /// when it came from the events topic.
-    caused_at_ms: Option<i64>,
+    /// When the event that caused it was published and consumed, when it
+    /// came from the events topic.
+    caused: Option<Caused>,
 }
+
+/// When a command's cause was published and consumed (see `ingest`).
+pub use super::ingest::Caused;
 
 /// Most commands whose cause's publish time waits for their hand-over:
 /// bounds memory when the commands topic is down and nothing is handed
@@ -86,8 +89,8 @@ pub struct Dispatcher {
     /// Commands marked sent because a previous owner had published them.
     pub skipped_published: u64,
     /// Per command not yet handed over: when the event that caused it was
-    /// published (see [`note_published_at`](Self::note_published_at)).
-    caused_at_ms: std::collections::BTreeMap<u64, i64>,
+    /// published and consumed (see [`note_caused`](Self::note_caused)).
+    caused: std::collections::BTreeMap<u64, Caused>,
 }
 
 /// What a dispatcher call did.
@@ -100,9 +103,9 @@ pub struct Dispatched {
     /// Not acknowledged; still pending, sent again later.
     pub failed: usize,
     /// For each acknowledged command caused by a consumed event: the
-    /// milliseconds from that event's publish (its Kafka timestamp) to the
-    /// ack, on this machine's wall clock.
-    pub event_to_ack_ms: Vec<i64>,
+    /// milliseconds from that event's publish (its Kafka timestamp; `None`
+    /// without one) and from its consumption to the ack.
+    pub acked_after: Vec<(Option<i64>, i64)>,
 }
 
 impl Dispatcher {
@@ -115,16 +118,16 @@ impl Dispatcher {
             send_failed: false,
             published: Default::default(),
             skipped_published: 0,
-            caused_at_ms: Default::default(),
+            caused: Default::default(),
         }
     }
 
-    /// The command `cseq` was decided from an event published at `at_ms`
-    /// (its Kafka timestamp): its ack will be measured against it.
-    pub fn note_published_at(&mut self, cseq: u64, at_ms: i64) {
-        self.caused_at_ms.insert(cseq, at_ms);
-        while self.caused_at_ms.len() > CAUSED_AT_MAX {
-            self.caused_at_ms.pop_first();
+    /// The command `cseq` was decided from an event published and consumed
+    /// then: its ack will be measured against both.
+    pub fn note_caused(&mut self, cseq: u64, caused: Caused) {
+        self.caused.insert(cseq, caused);
+        while self.caused.len() > CAUSED_AT_MAX {
+            self.caused.pop_first();
         }
     }
 
@@ -193,7 +196,7 @@ impl Dispatcher {
                     cseq: *cseq,
                     command_id: c.command_id.clone(),
                     delivery,
-                    caused_at_ms: self.caused_at_ms.remove(cseq),
+                    caused: self.caused.remove(cseq),
                 }),
                 Err(e) => {
                     // Not handed over: the outbox keeps it; go round again.
@@ -218,7 +221,7 @@ impl Dispatcher {
     pub fn collect(&mut self, log: &EventLog, wait: bool) -> Result<Dispatched, BusError> {
         let mut sent = Vec::new();
         let mut failed = 0;
-        let mut event_to_ack_ms = Vec::new();
+        let mut acked_after = Vec::new();
         let now_ms = crate::replay::wall_ms();
         let waker = futures::task::noop_waker_ref();
         let mut cx = std::task::Context::from_waker(waker);
@@ -238,8 +241,11 @@ impl Dispatcher {
             match result {
                 Ok(Ok(_)) => {
                     sent.push(f.cseq);
-                    if let Some(at) = f.caused_at_ms {
-                        event_to_ack_ms.push(now_ms.saturating_sub(at).max(0));
+                    if let Some(c) = f.caused {
+                        acked_after.push((
+                            c.published_ms.map(|at| now_ms.saturating_sub(at).max(0)),
+                            now_ms.saturating_sub(c.consumed_ms).max(0),
+                        ));
                     }
                 }
                 Ok(Err((e, _))) => {
@@ -261,7 +267,7 @@ impl Dispatcher {
             handed: 0,
             sent: sent.len(),
             failed,
-            event_to_ack_ms,
+            acked_after,
         })
     }
 

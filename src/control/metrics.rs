@@ -44,6 +44,7 @@ pub struct Metrics {
     pub batch_size: Histogram,
     pub append_seconds: Histogram,
     pub event_to_command_seconds: Histogram,
+    pub consumed_to_command_seconds: Histogram,
     pub commands_decided: Counter,
     pub commands_sent: Counter,
     pub outbox_pending: Gauge,
@@ -93,6 +94,7 @@ impl Metrics {
             batch_size: Histogram::new(BATCH_SIZE_BOUNDS),
             append_seconds: Histogram::new(APPEND_SECONDS_BOUNDS),
             event_to_command_seconds: Histogram::new(EVENT_TO_COMMAND_SECONDS_BOUNDS),
+            consumed_to_command_seconds: Histogram::new(EVENT_TO_COMMAND_SECONDS_BOUNDS),
             commands_decided: Counter::default(),
             commands_sent: Counter::default(),
             outbox_pending: Gauge::default(),
@@ -159,6 +161,11 @@ impl Metrics {
             "leadflow_event_to_command_seconds",
             "From a consumed event's publish (its Kafka timestamp) to the broker's ack of a command it caused",
             m.event_to_command_seconds.clone(),
+        );
+        r.register(
+            "leadflow_consumed_to_command_seconds",
+            "The engine's share of it: from the event's consumption to the broker's ack of a command it caused",
+            m.consumed_to_command_seconds.clone(),
         );
         r.register(
             "leadflow_commands_decided",

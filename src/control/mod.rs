@@ -294,13 +294,20 @@ impl Live {
     }
 
     /// The broker acknowledged commands caused by consumed events, these
-    /// many milliseconds after each event was published.
-    pub fn commands_acknowledged_after(&mut self, event_to_ack_ms: &[i64]) {
-        for ms in event_to_ack_ms {
-            self.stats.event_to_command_ms.record(*ms);
+    /// many milliseconds after each event was published (when its message
+    /// had a timestamp) and after it was consumed.
+    pub fn commands_acknowledged_after(&mut self, acked_after: &[(Option<i64>, i64)]) {
+        for (published, consumed) in acked_after {
+            if let Some(ms) = published {
+                self.stats.event_to_command_ms.record(*ms);
+                self.metrics
+                    .event_to_command_seconds
+                    .observe(*ms as f64 / 1e3);
+            }
+            self.stats.consumed_to_command_ms.record(*consumed);
             self.metrics
-                .event_to_command_seconds
-                .observe(*ms as f64 / 1e3);
+                .consumed_to_command_seconds
+                .observe(*consumed as f64 / 1e3);
         }
     }
 

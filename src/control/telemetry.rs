@@ -27,6 +27,9 @@ pub struct IngestStats {
     /// From an event's publish (its Kafka timestamp) to the broker's ack of
     /// a command it caused, for every such command this run.
     pub event_to_command_ms: LatencyMs,
+    /// The engine's own share of it: from the event's consumption to the
+    /// ack.
+    pub consumed_to_command_ms: LatencyMs,
 }
 
 /// A distribution of milliseconds (an HDR histogram: two significant

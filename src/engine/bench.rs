@@ -135,6 +135,8 @@ pub(super) struct Pass {
     /// From each consumed event's publish to the ack of a command it
     /// caused.
     pub(super) event_to_command_ms: crate::control::LatencyMs,
+    /// The engine's share: from each event's consumption to the ack.
+    pub(super) consumed_to_command_ms: crate::control::LatencyMs,
 }
 
 /// The CPU time this process has used so far.
@@ -213,6 +215,7 @@ pub(super) fn engine_pass(
         commands_decided: finished.stats.commands_decided,
         commands_sent: finished.stats.commands_sent,
         event_to_command_ms: finished.stats.event_to_command_ms.clone(),
+        consumed_to_command_ms: finished.stats.consumed_to_command_ms.clone(),
     })
 }
 

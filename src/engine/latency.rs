@@ -29,6 +29,10 @@ pub struct LatencyBenchFigures {
     pub latency_ms_p50: u64,
     pub latency_ms_p99: u64,
     pub latency_ms_max: u64,
+    /// The engine's share of each: from the event's consumption (not its
+    /// publish) to the command's ack.
+    pub engine_ms_p50: u64,
+    pub engine_ms_p99: u64,
 }
 
 /// Publishes `events` at `share` of `sustained_per_s` to fresh topics while
@@ -103,5 +107,7 @@ pub fn latency_pass(
         latency_ms_p50: l.quantile_ms(0.5).unwrap_or(0),
         latency_ms_p99: l.quantile_ms(0.99).unwrap_or(0),
         latency_ms_max: l.quantile_ms(1.0).unwrap_or(0),
+        engine_ms_p50: pass.consumed_to_command_ms.quantile_ms(0.5).unwrap_or(0),
+        engine_ms_p99: pass.consumed_to_command_ms.quantile_ms(0.99).unwrap_or(0),
     })
 }

@@ -37,7 +37,15 @@ pub(super) enum FetchState {
 
 /// One part's share of a batch: its inputs, its partitions' positions and
 /// when each input was published.
-type PartBatch = (Vec<Input>, Vec<Position>, Vec<Option<i64>>);
+type PartBatch = (Vec<Input>, Vec<Position>, Vec<Caused>);
+
+/// When an input was published (its message's Kafka timestamp, if it has
+/// one) and consumed (this engine's wall clock), ms since the epoch.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Caused {
+    pub published_ms: Option<i64>,
+    pub consumed_ms: i64,
+}
 
 pub(super) struct Intake {
     pub batcher: Batcher,
@@ -73,13 +81,13 @@ pub(super) struct Intake {
     /// watermark, and in how many statistics in a row (see
     /// `check_not_ahead`).
     pub ahead: HashMap<i32, (u64, u32)>,
-    /// When each input of the open batch was published (its message's
-    /// Kafka timestamp, ms since the epoch), in the batcher's order.
-    pub published_at_ms: Vec<Option<i64>>,
+    /// When each input of the open batch was published and consumed, in
+    /// the batcher's order.
+    pub caused: Vec<Caused>,
     /// The commands the last appends decided from a consumed event, with
-    /// when that event was published: for their dispatchers, which measure
-    /// event-to-command latency at the command's ack.
-    pub decided: Vec<(PartKey, u64, i64)>,
+    /// when that event was published and consumed: for their dispatchers,
+    /// which measure event-to-command latency at the command's ack.
+    pub decided: Vec<(PartKey, u64, Caused)>,
 }
 
 impl Intake {
@@ -314,26 +322,29 @@ impl Intake {
             original_is_encoding: raw_protobuf,
         };
         self.batcher.push(input, now);
-        self.published_at_ms.push(m.timestamp().to_millis());
+        self.caused.push(Caused {
+            published_ms: m.timestamp().to_millis(),
+            consumed_ms: crate::replay::wall_ms(),
+        });
         Ok(())
     }
 
     /// Notes, for each command an append decided from one of its inputs,
-    /// when that input was published.
+    /// when that input was published and consumed.
     fn note_decided(
         &mut self,
         key: PartKey,
         inputs: &[Input],
-        published_at_ms: &[Option<i64>],
+        caused: &[Caused],
         report: &crate::log::AppendReport,
     ) {
         if report.commands.is_empty() {
             return;
         }
-        let by_event: HashMap<&str, i64> = inputs
+        let by_event: HashMap<&str, Caused> = inputs
             .iter()
-            .zip(published_at_ms)
-            .filter_map(|(input, at)| Some((input.record.as_ref().ok()?.event_id.as_str(), (*at)?)))
+            .zip(caused)
+            .filter_map(|(input, at)| Some((input.record.as_ref().ok()?.event_id.as_str(), *at)))
             .collect();
         for (cseq, command) in &report.commands {
             if let Some(at) = by_event.get(command.causation_event_id.as_str()) {
@@ -356,10 +367,10 @@ impl Intake {
             return Ok(());
         }
         let inputs = self.batcher.take();
-        let mut published_at_ms = std::mem::take(&mut self.published_at_ms);
+        let mut caused = std::mem::take(&mut self.caused);
         // Skipped redeliveries push no input: the two stay in step.
-        debug_assert_eq!(published_at_ms.len(), inputs.len());
-        published_at_ms.resize(inputs.len(), None);
+        debug_assert_eq!(caused.len(), inputs.len());
+        caused.resize(inputs.len(), Caused::default());
         // Each partition's inputs and position go to its part (its store,
         // or the whole data dir), in the order they were read.
         let mut parts: BTreeMap<PartKey, PartBatch> = BTreeMap::new();
@@ -376,7 +387,7 @@ impl Intake {
             });
         }
         let single = live.parts.len() == 1;
-        for (input, published) in inputs.into_iter().zip(published_at_ms) {
+        for (input, at) in inputs.into_iter().zip(caused) {
             let key = if single {
                 *live.parts.keys().next().expect("one part")
             } else {
@@ -389,11 +400,11 @@ impl Intake {
             };
             let part = parts.entry(key).or_default();
             part.0.push(input);
-            part.2.push(published);
+            part.2.push(at);
         }
-        for (key, (inputs, positions, published_at_ms)) in parts {
+        for (key, (inputs, positions, caused)) in parts {
             let report = live.append_inputs(key, &inputs, &positions)?;
-            self.note_decided(key, &inputs, &published_at_ms, &report);
+            self.note_decided(key, &inputs, &caused, &report);
         }
         live.metrics.decoded_totals(&live.stats.decoded_by_format);
         let mut tpl = TopicPartitionList::new();

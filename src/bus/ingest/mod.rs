@@ -33,6 +33,7 @@ use crate::control::{self, lock, IngestStats, IntakeStatus, Live, PartKey};
 use crate::log::Batcher;
 use crate::shutdown::Shutdown;
 use context::IngestContext;
+pub use intake::Caused;
 use intake::Intake;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::TopicPartitionList;
@@ -153,7 +154,7 @@ pub fn consume(
         },
         unassigned_since: Some(Instant::now()),
         ahead: HashMap::new(),
-        published_at_ms: Vec::new(),
+        caused: Vec::new(),
         decided: Vec::new(),
     }));
     let mut c = client_config(k);
@@ -372,7 +373,7 @@ pub fn consume(
             for (key, dispatcher) in dispatchers.iter_mut().filter(|(_, d)| d.is_saturated()) {
                 let d = dispatcher.collect_within(&l.parts[key].log, DISPATCH_WAIT)?;
                 l.commands_sent(d.sent);
-                l.commands_acknowledged_after(&d.event_to_ack_ms);
+                l.commands_acknowledged_after(&d.acked_after);
                 l.commands_dirty |= d.failed > 0 || d.sent > 0;
             }
         }
@@ -448,9 +449,9 @@ pub fn consume(
         // Before the commands are handed over (below): their dispatchers
         // measure from their causes' publish to their acks. A rebalance's
         // append leaves its own here too.
-        for (key, cseq, at_ms) in i.decided.drain(..) {
+        for (key, cseq, caused) in i.decided.drain(..) {
             if let Some(d) = dispatchers.get_mut(&key) {
-                d.note_published_at(cseq, at_ms);
+                d.note_caused(cseq, caused);
             }
         }
         // Deadlines fire on the wall clock only between batches, with
@@ -506,7 +507,7 @@ pub fn consume(
             for (key, dispatcher) in dispatchers.iter_mut().filter(|(_, d)| d.in_flight() > 0) {
                 let d = dispatcher.collect(&l.parts[key].log, false)?;
                 l.commands_sent(d.sent);
-                l.commands_acknowledged_after(&d.event_to_ack_ms);
+                l.commands_acknowledged_after(&d.acked_after);
                 // A failed delivery is sent again once the rest has settled.
                 l.commands_dirty |= d.failed > 0;
             }
