@@ -167,7 +167,7 @@ impl Dispatcher {
         let pending = log.pending_commands_encoded_after(self.sent_up_to, limit)?;
         let mut handed = 0;
         let mut published_before = Vec::new();
-        for (cseq, c, payload) in &pending {
+        for (cseq, (c, payload)) in &pending {
             if self.published.contains(&c.command_id) {
                 published_before.push(*cseq);
                 self.sent_up_to = *cseq;

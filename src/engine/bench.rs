@@ -157,7 +157,8 @@ pub(super) struct Beside<'a> {
     /// Set by the pass once the engine has its partitions and their
     /// positions.
     pub ready: &'a std::sync::atomic::AtomicBool,
-    /// Set by the publisher when it stops short: the pass ends then.
+    /// Set when either side stops early (the publisher short of its
+    /// events, or the pass): the pass ends then.
     pub abort: &'a std::sync::atomic::AtomicBool,
 }
 

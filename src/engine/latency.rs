@@ -58,15 +58,17 @@ pub fn latency_pass(
     let per_s = (sustained_per_s * share).max(1.0);
     let total = events.len() as u64;
     let ready = AtomicBool::new(false);
+    // Either side stopping early stops the other: a publisher that stopped
+    // short ends the engine's pass (which waits for every event), an engine
+    // that ended before it was ready ends the publisher's wait.
     let abort = AtomicBool::new(false);
-    let gave_up = AtomicBool::new(false);
     let (pass, published) = std::thread::scope(|scope| {
         let kafka = &c.kafka;
-        let (ready, abort, gave_up) = (&ready, &abort, &gave_up);
+        let (ready, abort) = (&ready, &abort);
         let publisher = scope.spawn(move || -> Result<u64, EngineError> {
             let waiting = Instant::now();
             while !ready.load(Ordering::Acquire) {
-                if gave_up.load(Ordering::Acquire) {
+                if abort.load(Ordering::Acquire) {
                     return Ok(0);
                 }
                 if waiting.elapsed() > ENGINE_READY_WAIT_MAX {
@@ -79,8 +81,6 @@ pub fn latency_pass(
                 std::thread::sleep(Duration::from_millis(10));
             }
             let published = bus::publish::publish_paced(kafka, &kafka.events_topic, events, per_s);
-            // The engine waits for every event: a publisher that stopped
-            // short ends its pass.
             if published.is_err() {
                 abort.store(true, Ordering::Release);
             }
@@ -88,9 +88,7 @@ pub fn latency_pass(
         });
         let beside = Beside { ready, abort };
         let pass = engine_pass(&c, data_dir, Some(policy), total, Some(&beside));
-        // An engine that failed before it was ready leaves nothing to wait
-        // for.
-        gave_up.store(true, Ordering::Release);
+        abort.store(true, Ordering::Release);
         let published = publisher
             .join()
             .map_err(|e| EngineError::Panicked(format!("the paced publisher: {e:?}")));

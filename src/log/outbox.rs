@@ -124,12 +124,8 @@ impl EventLog {
         }
         if self.command_ids.get().is_none() {
             let mut known = index::IdSeqs::default();
-            for kv in self.tree.scan_prefix([COMMAND]) {
-                let (k, v) = kv?;
-                let cseq =
-                    trailing_u64(&k).ok_or_else(|| LogError::Corrupt("command key".into()))?;
-                let stored = codec::command_id_of(&v)
-                    .map_err(|e| LogError::Corrupt(format!("command {cseq}: {e}")))?;
+            for stored in self.stored_command_ids() {
+                let (cseq, stored) = stored?;
                 known.entry(index::id_hash(&stored)).or_insert(cseq);
             }
             let _ = self.command_ids.set(known);
@@ -147,15 +143,23 @@ impl EventLog {
             return Ok(true);
         }
         // Another id has this hash: look for this one among them all.
-        for kv in self.tree.scan_prefix([COMMAND]) {
-            let (k, v) = kv?;
-            let stored = codec::command_id_of(&v)
-                .map_err(|e| LogError::Corrupt(format!("command {:?}: {e}", trailing_u64(&k))))?;
-            if stored == id {
+        for stored in self.stored_command_ids() {
+            if stored?.1 == id {
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+
+    /// Every stored command's sequence and id (read from its first field).
+    fn stored_command_ids(&self) -> impl Iterator<Item = Result<(u64, String), LogError>> + '_ {
+        self.tree.scan_prefix([COMMAND]).map(|kv| {
+            let (k, v) = kv?;
+            let cseq = trailing_u64(&k).ok_or_else(|| LogError::Corrupt("command key".into()))?;
+            let id = codec::command_id_of(&v)
+                .map_err(|e| LogError::Corrupt(format!("command {cseq}: {e}")))?;
+            Ok((cseq, id.into_owned()))
+        })
     }
 
     /// Removes the id key per command that data dirs written before the
@@ -307,14 +311,9 @@ impl EventLog {
         &self,
         after_cseq: u64,
         limit: usize,
-    ) -> Result<Vec<(u64, codec::CommandHeader, Vec<u8>)>, LogError> {
+    ) -> Result<Vec<(u64, EncodedCommand)>, LogError> {
         self.pending_stored_after(after_cseq, limit, |bytes| {
             codec::decode_command_header(bytes).map(|h| (h, bytes.to_vec()))
-        })
-        .map(|v| {
-            v.into_iter()
-                .map(|(cseq, (h, bytes))| (cseq, h, bytes))
-                .collect()
         })
     }
 
@@ -447,6 +446,10 @@ impl EventLog {
         Ok(())
     }
 }
+
+/// A stored command as a dispatcher publishes it: its key and headers, and
+/// its protobuf as stored.
+pub type EncodedCommand = (codec::CommandHeader, Vec<u8>);
 
 /// Puts a command into a batch, one key: its id goes into the in-memory
 /// command-id index once the batch is written (`commands_stored`), so that

@@ -48,6 +48,15 @@ fn three_commands() -> (tempfile::TempDir, EventLog) {
     (dir, log)
 }
 
+/// A log with lead a and one command for it (c1), not acknowledged.
+fn one_command() -> (tempfile::TempDir, EventLog) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(&dir);
+    log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
+    log.append_commands(vec![recall_command("c1")]).unwrap();
+    (dir, log)
+}
+
 /// [`three_commands`] as a data dir written before the outbox kept only
 /// its oldest pending command left it: a marker on each pending command
 /// (the first and third), no `commands_sent_below`.
@@ -167,10 +176,7 @@ fn a_held_append_is_applied_at_once_and_kept_after_its_flush() {
 fn a_command_id_is_known_after_a_restart_and_a_hash_hit_is_checked() {
     // Given a stored command, and a log reopened (the command-id index is
     // read back from the commands).
-    let dir = tempfile::tempdir().unwrap();
-    let mut log = open(&dir);
-    log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
-    log.append_commands(vec![recall_command("c1")]).unwrap();
+    let (dir, log) = one_command();
     drop(log);
     let mut log = open(&dir);
     // When it is decided again, it is not stored twice.
@@ -206,10 +212,7 @@ fn a_command_id_is_known_after_a_restart_and_a_hash_hit_is_checked() {
 #[test]
 fn a_data_dir_with_an_id_key_per_command_keeps_its_ids_and_loses_the_keys() {
     // Given a data dir written when each command had an id key beside it.
-    let dir = tempfile::tempdir().unwrap();
-    let mut log = open(&dir);
-    log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
-    log.append_commands(vec![recall_command("c1")]).unwrap();
+    let (dir, log) = one_command();
     log.tree
         .insert(str_key(COMMAND_ID, "c1"), &1u64.to_be_bytes())
         .unwrap();
