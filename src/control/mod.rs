@@ -26,7 +26,7 @@ pub use handle::{Handle, ItemOutcome, HTTP_SOURCE};
 pub use metrics::Metrics;
 pub use telemetry::{IngestStats, IntakeStatus, LatencyMs};
 
-use crate::log::{AppendReport, Flush, Input, LogError, Position};
+use crate::log::{AppendReport, Input, LogError, Position};
 use crate::policy::Policies;
 use crate::replay::Engine;
 use std::collections::BTreeMap;
@@ -336,13 +336,11 @@ impl Live {
             panic!("no part {part:?} in this engine: the caller routes to its parts")
         });
         let append_started = Instant::now();
-        // The batch's flush is held until the scores it moved are
-        // appended right after it, as `scored` events of the engine's own
-        // (ids derived from the events that moved them, so a retry after
-        // a crash appends each once): one fsync for both.
-        let report = Self::append_to(engine, inputs, positions, Flush::Held)?;
-        let scores = Self::publish_scores(engine)?;
-        engine.log.flush_held()?;
+        // The scores the batch moved follow it in its own atomic write, as
+        // `scored` events of the engine's own (ids derived from the events
+        // that moved them, so a retry after a crash appends each once).
+        let report = Self::append_to(engine, inputs, positions)?;
+        let scores = report.followed.len() as u64;
         let m = &self.metrics;
         m.append_seconds
             .observe(append_started.elapsed().as_secs_f64());
@@ -373,25 +371,24 @@ impl Live {
     }
 
     /// Appends the `scored` events of the scores announced and not yet in
-    /// the log, if any (see `policy::scoring`): after every batch, and at
-    /// start for what a crash left unpublished. Returns how many were
-    /// appended.
+    /// the log, if any (see `policy::scoring`): at start, for what a crash
+    /// or an older version left unpublished (a batch's own follow it in its
+    /// write). Returns how many were appended.
     pub fn publish_scores(engine: &mut Engine) -> Result<u64, LogError> {
-        let Some(processor) = engine.processor.as_ref() else {
-            return Ok(0);
-        };
-        let events = processor.scores_to_publish();
-        if events.is_empty() {
+        if !engine
+            .processor
+            .as_ref()
+            .is_some_and(|p| p.has_pending_scores())
+        {
             return Ok(0);
         }
-        let inputs: Vec<Input> = events.into_iter().map(|e| Input::event(e, None)).collect();
-        let report = Self::append_to(engine, &inputs, &[], Flush::Now)?;
+        let report = Self::append_to(engine, &[], &[])?;
         debug_assert!(
-            report.rejected.is_empty(),
+            report.followed_rejected.is_empty(),
             "the engine's own scores are valid: {:?}",
-            report.rejected
+            report.followed_rejected
         );
-        Ok(report.accepted.len() as u64)
+        Ok(report.followed.len() as u64)
     }
 
     /// One atomic append to a part's log, every fold told of each event.
@@ -399,7 +396,6 @@ impl Live {
         engine: &mut Engine,
         inputs: &[Input],
         positions: &[Position],
-        flush: Flush,
     ) -> Result<AppendReport, LogError> {
         let projections = &mut engine.projections;
         // Asked by both callbacks, never at once: the log asks `admit`
@@ -421,7 +417,15 @@ impl Live {
                     None => Vec::new(),
                 }
             },
-            flush,
+            // The scores the batch moved, once (each lead's latest).
+            &mut || {
+                processor
+                    .borrow()
+                    .as_ref()
+                    .filter(|p| p.has_pending_scores())
+                    .map(|p| p.scores_to_publish())
+                    .unwrap_or_default()
+            },
         )?;
         engine.log.append_shadow(&shadowed)?;
         Ok(report)

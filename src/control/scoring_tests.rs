@@ -1,7 +1,8 @@
 //! The engine's own scores, through the one append path: a batch that
 //! moves a lead's score is followed by a `scored` event of producer
-//! `leadflow`, once, however often the batch is retried, and a score a
-//! crash left unpublished is published at the next start.
+//! `leadflow` in the batch's own write, once, however often the batch is
+//! retried, and a score left unpublished (an import's, an older
+//! version's) is published at the next start.
 
 use super::Live;
 use crate::config::ProjectionConfig;
@@ -151,8 +152,9 @@ fn score_updates(live: &Live) -> Vec<LeadCommand> {
 #[test]
 fn a_score_a_crash_left_unpublished_is_published_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
-    // Given the batch in the log without its score (the engine stopped
-    // between the two appends).
+    // Given the batch in the log without its score (appended by an import,
+    // which runs no policy, or by an older version that wrote a batch's
+    // scores in a second write and stopped between the two).
     {
         let mut log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
         log.append(&batch(), &[]).unwrap();

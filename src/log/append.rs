@@ -27,7 +27,7 @@ impl EventLog {
         positions: &[Position],
         decide: &mut dyn FnMut(u64, &LeadEvent) -> Vec<LeadCommand>,
     ) -> Result<AppendReport, LogError> {
-        self.append_admitted(inputs, positions, &mut |_| None, decide, Flush::Now)
+        self.append_admitted(inputs, positions, &mut |_| None, decide, &mut Vec::new)
     }
 
     /// Like [`append_with`](Self::append_with), and asks `admit` about
@@ -36,19 +36,21 @@ impl EventLog {
     /// rejection it returns is stored like the lifecycle's own (the
     /// policy's duplicate-contact rule).
     ///
-    /// With [`Flush::Held`] the batch is applied (atomically, visible to
-    /// reads) but not flushed: it is durable only once
-    /// [`flush_held`](Self::flush_held) (or any later flushed write) returns
-    /// `Ok`, and the caller acknowledges nothing of it before then. That
-    /// lets a caller that writes twice for one batch of input (the engine:
-    /// the batch, then the scores it moved) pay for one fsync, not two.
+    ///
+    /// After the last input, `follow` is asked once for events of the
+    /// caller's own that follow the batch in the same atomic write (the
+    /// engine's `scored` events for the scores the batch moved): each goes
+    /// through the same validation, `admit` and `decide` as an input, and
+    /// is reported in `followed` or `followed_rejected`, not among the
+    /// inputs. One write and one flush for both, so a crash keeps the
+    /// batch with what follows it or neither.
     pub fn append_admitted(
         &mut self,
         inputs: &[Input],
         positions: &[Position],
         admit: &mut dyn FnMut(&LeadEvent) -> Option<Rejection>,
         decide: &mut dyn FnMut(u64, &LeadEvent) -> Vec<LeadCommand>,
-        flush: Flush,
+        follow: &mut dyn FnMut() -> Vec<LeadEvent>,
     ) -> Result<AppendReport, LogError> {
         if self.poisoned {
             return Err(LogError::Poisoned);
@@ -73,6 +75,9 @@ impl EventLog {
         let started = std::time::Instant::now();
         let mut batch = sled::Batch::default();
         let mut report = AppendReport::default();
+        // What `follow` adds, kept here so that the in-batch views below
+        // may borrow it as they borrow `inputs`.
+        let followed: std::cell::OnceCell<Vec<Input>> = std::cell::OnceCell::new();
         let mut next_seq = self.next_seq;
         let mut next_rseq = self.next_rseq;
         // In-batch views: lead states and ids written by earlier inputs of
@@ -92,89 +97,118 @@ impl EventLog {
         let mut folded = false;
 
         let staged = (|| -> Result<(), LogError> {
-            for (index, input) in inputs.iter().enumerate() {
-                let outcome = match &input.record {
-                    Err((reason, _)) => Err(reason.clone()),
-                    Ok(event) => match self.validate(event, &overlay, &ids_in_batch)? {
-                        Ok(lead) => match admit(event) {
-                            Some(refused) => Err(refused),
-                            None => Ok(lead),
+            // The inputs, then what follows them (one round: what follows
+            // is asked for once).
+            let mut round: &[Input] = inputs;
+            let mut following = false;
+            loop {
+                for (index, input) in round.iter().enumerate() {
+                    let outcome = match &input.record {
+                        Err((reason, _)) => Err(reason.clone()),
+                        Ok(event) => match self.validate(event, &overlay, &ids_in_batch)? {
+                            Ok(lead) => match admit(event) {
+                                Some(refused) => Err(refused),
+                                None => Ok(lead),
+                            },
+                            refused => refused,
                         },
-                        refused => refused,
-                    },
-                };
-                match outcome {
-                    Ok(lead) => {
-                        let event = input.record.as_ref().expect("validated events decode");
-                        let seq = next_seq;
-                        next_seq += 1;
-                        // The bytes as received decode to this very event, so
-                        // they are stored as they are (no re-encoding).
-                        match &input.original {
-                            Some(bytes) if input.original_is_encoding => segment.push(bytes),
-                            _ => segment.push(&codec::encode_event(event)),
-                        }
-                        ids_in_batch.insert(&event.event_id, Seen::Event(seq));
-                        overlay.insert(&event.lead_id, lead);
-                        report.accepted.push((index, seq));
-                        folded = true;
-                        for mut command in decide(seq, event) {
-                            command.tenant_id = self.tenant_of(&command.lead_id, &overlay)?;
-                            if self.command_known(&command.command_id, &command_ids_in_batch)? {
-                                report.commands_deduplicated += 1;
-                                continue;
+                    };
+                    match outcome {
+                        Ok(lead) => {
+                            let event = input.record.as_ref().expect("validated events decode");
+                            let seq = next_seq;
+                            next_seq += 1;
+                            // The bytes as received decode to this very event, so
+                            // they are stored as they are (no re-encoding).
+                            match &input.original {
+                                Some(bytes) if input.original_is_encoding => segment.push(bytes),
+                                _ => segment.push(&codec::encode_event(event)),
                             }
-                            let cseq = next_cseq;
-                            next_cseq += 1;
-                            stage_command(&mut batch, &mut command_ids_in_batch, cseq, &command);
-                            report.commands.push((cseq, command));
-                        }
-                    }
-                    Err(reason) => {
-                        let rseq = next_rseq;
-                        next_rseq += 1;
-                        let (event_id, lead_id, occurred_at_ms, raw) = match &input.record {
-                            Ok(e) => (
-                                Some(e.event_id.clone()),
-                                Some(e.lead_id.clone()),
-                                Some(e.occurred_at_ms),
-                                input
-                                    .original
-                                    .clone()
-                                    .unwrap_or_else(|| codec::encode_event(e)),
-                            ),
-                            Err((_, raw)) => (None, None, None, raw.clone()),
-                        };
-                        if let Some(lead) = &lead_id {
-                            if !lead.is_empty() && lead.len() <= lifecycle::ID_LEN_BYTES_MAX {
-                                batch.insert(lead_seq_key(LEAD_REJECTED, lead, rseq), &[]);
+                            ids_in_batch.insert(&event.event_id, Seen::Event(seq));
+                            overlay.insert(&event.lead_id, lead);
+                            if following {
+                                report.followed.push((index, seq));
+                            } else {
+                                report.accepted.push((index, seq));
+                            }
+                            folded = true;
+                            for mut command in decide(seq, event) {
+                                command.tenant_id = self.tenant_of(&command.lead_id, &overlay)?;
+                                if self.command_known(&command.command_id, &command_ids_in_batch)? {
+                                    report.commands_deduplicated += 1;
+                                    continue;
+                                }
+                                let cseq = next_cseq;
+                                next_cseq += 1;
+                                stage_command(
+                                    &mut batch,
+                                    &mut command_ids_in_batch,
+                                    cseq,
+                                    &command,
+                                );
+                                report.commands.push((cseq, command));
                             }
                         }
-                        *counters.entry(reason.code()).or_default() += 1;
-                        if let Ok(e) = &input.record {
-                            if is_indexable_id(&e.event_id) && !reason.is_duplicate() {
-                                ids_in_batch.insert(&e.event_id, Seen::Rejection(rseq));
-                                rejected_ids.push((&e.event_id, rseq));
+                        Err(reason) => {
+                            let rseq = next_rseq;
+                            next_rseq += 1;
+                            let (event_id, lead_id, occurred_at_ms, raw) = match &input.record {
+                                Ok(e) => (
+                                    Some(e.event_id.clone()),
+                                    Some(e.lead_id.clone()),
+                                    Some(e.occurred_at_ms),
+                                    input
+                                        .original
+                                        .clone()
+                                        .unwrap_or_else(|| codec::encode_event(e)),
+                                ),
+                                Err((_, raw)) => (None, None, None, raw.clone()),
+                            };
+                            if let Some(lead) = &lead_id {
+                                if !lead.is_empty() && lead.len() <= lifecycle::ID_LEN_BYTES_MAX {
+                                    batch.insert(lead_seq_key(LEAD_REJECTED, lead, rseq), &[]);
+                                }
+                            }
+                            *counters.entry(reason.code()).or_default() += 1;
+                            if let Ok(e) = &input.record {
+                                if is_indexable_id(&e.event_id) && !reason.is_duplicate() {
+                                    ids_in_batch.insert(&e.event_id, Seen::Rejection(rseq));
+                                    rejected_ids.push((&e.event_id, rseq));
+                                }
+                            }
+                            let stored = StoredRejection {
+                                rseq,
+                                reason: reason.clone(),
+                                event_id,
+                                lead_id,
+                                occurred_at_ms,
+                                origin: input.origin.clone(),
+                                raw,
+                            };
+                            let bytes = bincode::serialize(&stored).expect("rejections serialise");
+                            staged_bytes += bytes.len() as u64;
+                            batch.insert(&seq_key(REJECTED, rseq), bytes);
+                            if self.dead_letter_outbox {
+                                batch.insert(&seq_key(DEAD_LETTER, rseq), &[]);
+                            }
+                            if following {
+                                report.followed_rejected.push(reason);
+                            } else {
+                                report.rejected.push((index, reason));
                             }
                         }
-                        let stored = StoredRejection {
-                            rseq,
-                            reason: reason.clone(),
-                            event_id,
-                            lead_id,
-                            occurred_at_ms,
-                            origin: input.origin.clone(),
-                            raw,
-                        };
-                        let bytes = bincode::serialize(&stored).expect("rejections serialise");
-                        staged_bytes += bytes.len() as u64;
-                        batch.insert(&seq_key(REJECTED, rseq), bytes);
-                        if self.dead_letter_outbox {
-                            batch.insert(&seq_key(DEAD_LETTER, rseq), &[]);
-                        }
-                        report.rejected.push((index, reason));
                     }
                 }
+                if following {
+                    break;
+                }
+                following = true;
+                let more = follow();
+                if more.is_empty() {
+                    break;
+                }
+                round = followed
+                    .get_or_init(|| more.into_iter().map(|e| Input::event(e, None)).collect());
             }
 
             if !segment.is_empty() {
@@ -215,21 +249,13 @@ impl EventLog {
         let prepared = started.elapsed();
         // `decide` has folded the batch into the caller's state: if the
         // write fails, that state is ahead of the disk, and so is ours.
-        let written = match flush {
-            Flush::Now => self.write(batch, staged_bytes),
-            Flush::Held => self.apply(batch, staged_bytes),
-        };
-        if let Err(e) = written {
+        if let Err(e) = self.write(batch, staged_bytes) {
             self.poisoned = true;
             return Err(e);
         }
-        if flush == Flush::Held {
-            self.held_unflushed.set(true);
-        }
         let written = started.elapsed();
 
-        // Only now, with the batch written (durable, or held for the flush
-        // that `flush_held` makes), does memory move forward.
+        // Only now, with the batch durable, does memory move forward.
         self.next_seq = next_seq;
         if self.dead_letter_outbox {
             // Every rejection of the batch is queued for the DLQ.
@@ -252,6 +278,13 @@ impl EventLog {
             let event = inputs[*i].record.as_ref().expect("accepted events decode");
             index.insert(&event.event_id, &event.lead_id, *seq);
         }
+        for (i, seq) in &report.followed {
+            let event = followed.get().expect("followed events were staged")[*i]
+                .record
+                .as_ref()
+                .expect("followed events are events");
+            index.insert(&event.event_id, &event.lead_id, *seq);
+        }
         for (id, rseq) in rejected_ids {
             index.insert_rejected(id, rseq);
         }
@@ -269,6 +302,11 @@ impl EventLog {
             report.accepted.len() + report.rejected.len(),
             inputs.len(),
             "every input is accepted or rejected"
+        );
+        debug_assert_eq!(
+            report.followed.len() + report.followed_rejected.len(),
+            followed.get().map_or(0, Vec::len),
+            "every event that followed is accepted or rejected"
         );
         Ok(report)
     }
@@ -397,21 +435,6 @@ impl EventLog {
         Ok(forgotten)
     }
 
-    /// Makes the batches appended with [`Flush::Held`] durable (a no-op
-    /// when there are none). If the flush fails, memory is ahead of the
-    /// disk: the log is poisoned until it is reopened, as for a failed
-    /// append.
-    pub fn flush_held(&mut self) -> Result<(), LogError> {
-        if !self.held_unflushed.get() {
-            return Ok(());
-        }
-        if let Err(e) = self.flush() {
-            self.poisoned = true;
-            return Err(e);
-        }
-        Ok(())
-    }
-
     /// Flushes everything written so far to disk.
     pub fn flush(&self) -> Result<(), LogError> {
         // Marks made before the flush starts are in it.
@@ -420,7 +443,6 @@ impl EventLog {
             self.marks_unflushed_since.set(marks);
             return Err(e);
         }
-        self.held_unflushed.set(false);
         Ok(())
     }
 }

@@ -37,12 +37,9 @@
 //!   sled sees it, as [`LogError::DiskBelowFloor`]: sled is not trusted at
 //!   ENOSPC (a batch failed there has come back torn after reopening), so
 //!   the log never lets it get there.
-//! - An append may hold its flush ([`Flush::Held`]): the batch is applied
-//!   atomically but is durable only when [`EventLog::flush_held`] (or any
-//!   later flushed write) returns `Ok`; nothing of it may be acknowledged
-//!   before (the engine holds a batch's flush while it appends the scores
-//!   the batch moved, then flushes both at once). A crash before that
-//!   flush may lose held batches, each whole (all of it or none).
+//! - What follows a batch (the engine's `scored` events for the scores
+//!   the batch moved) is in the batch's own atomic write: a crash keeps
+//!   both or neither.
 //! - The in-memory indexes (lead states, timelines, event ids) hold applied
 //!   events only: they move forward after the batch's write, and a failed
 //!   write or flush poisons the log until it is reopened and the indexes
@@ -223,6 +220,11 @@ pub struct AppendReport {
     /// Commands decided again whose id the log already holds (a re-fired
     /// deadline after a restart): dropped, so no id is ever stored twice.
     pub commands_deduplicated: u64,
+    /// Events the caller had follow the batch (`append_admitted`'s
+    /// `follow`) and the log accepted: index among them, sequence.
+    pub followed: Vec<(usize, u64)>,
+    /// Events that were to follow the batch and were rejected, and why.
+    pub followed_rejected: Vec<Rejection>,
 }
 
 /// A rejected input as kept in the log.
@@ -262,15 +264,6 @@ pub struct LogStats {
     pub rejected_by_reason: BTreeMap<String, u64>,
 }
 
-/// Whether an append flushes (fsync) before it returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flush {
-    /// Durable when the append returns `Ok`.
-    Now,
-    /// Applied, durable at the next flush ([`EventLog::flush_held`]).
-    Held,
-}
-
 pub struct EventLog {
     // The sled handles are dropped by hand (see `Drop`): after a failed
     // write, sled's own drop would wait forever for a flush that cannot
@@ -287,8 +280,6 @@ pub struct EventLog {
     /// Since when "sent" marks (commands, dead letters) wait for a flush
     /// (see [`EventLog::flush_marks_older_than`]).
     marks_unflushed_since: std::cell::Cell<Option<std::time::Instant>>,
-    /// A batch was appended with [`Flush::Held`] and no flush followed yet.
-    held_unflushed: std::cell::Cell<bool>,
     /// The temporary copy this log reads, when its own disk was full (see
     /// [`EventLog::open_for_reading`]); removed after the handles drop.
     read_copy: Option<tempfile::TempDir>,

@@ -177,7 +177,6 @@ impl EventLog {
             path: dir.to_path_buf(),
             write_failed: std::cell::Cell::new(false),
             marks_unflushed_since: std::cell::Cell::new(None),
-            held_unflushed: std::cell::Cell::new(false),
             read_copy: None,
             next_seq,
             next_rseq,

@@ -143,10 +143,13 @@ fn a_restart_while_an_outbox_marker_is_left_sends_nothing_acknowledged_again() {
 }
 
 #[test]
-fn a_held_append_is_applied_at_once_and_kept_after_its_flush() {
+fn what_follows_a_batch_is_in_its_write_judged_and_reported_apart() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(&dir);
-    // Given a batch appended with its flush held.
+    // Given a batch of one creation, followed by two events of the
+    // caller's own: a valid one, and a repeat of the batch's input.
+    let mut asked = 0;
+    let mut decided = Vec::new();
     let r = log
         .append_admitted(
             &inputs(vec![created("e1", "a")]),
@@ -155,21 +158,31 @@ fn a_held_append_is_applied_at_once_and_kept_after_its_flush() {
                 next_offset: 7,
             }],
             &mut |_| None,
-            &mut |_, _| Vec::new(),
-            Flush::Held,
+            &mut |seq, e| {
+                decided.push((seq, e.event_id.clone()));
+                Vec::new()
+            },
+            &mut || {
+                asked += 1;
+                vec![created("e2", "b"), created("e1", "a")]
+            },
         )
         .unwrap();
+    // Then `follow` was asked once, what follows was judged like an
+    // input (the repeat refused as a duplicate) and told to `decide`, and
+    // the report keeps it apart from the inputs.
+    assert_eq!(asked, 1);
+    assert_eq!(decided, vec![(1, "e1".to_string()), (2, "e2".to_string())]);
     assert_eq!(r.accepted, vec![(0, 1)]);
-    // Then it is read back at once (the next batch is judged against it)…
-    assert!(log.lead_state("a").unwrap().is_some());
-    let again = log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
-    assert!(again.rejected[0].1.is_duplicate());
-    // … and once flushed, a reopened log has it with its position.
-    log.flush_held().unwrap();
+    assert_eq!(r.followed, vec![(0, 2)]);
+    assert!(r.followed_rejected[0].is_duplicate(), "{r:?}");
+    assert!(log.lead_state("b").unwrap().is_some());
+    // And a reopened log has both with the batch's position.
     drop(log);
     let log = open(&dir);
-    assert_eq!(log.last_seq(), 1);
+    assert_eq!(log.last_seq(), 2);
     assert_eq!(log.position("s").unwrap(), Some(7));
+    assert_eq!(log.seq_of("e2").unwrap(), Some(2));
 }
 
 #[test]

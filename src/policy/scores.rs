@@ -1,8 +1,9 @@
 //! The processor's side of lead scoring: every event goes through the
 //! scoring fold (`scoring::fold`), and a score it announces waits in the
 //! policy state until its `scored` event is in the log — the engine
-//! appends those right after each batch (`control::Live::publish_scores`),
-//! and at start for what a crash left unpublished. When that event is
+//! appends those after each batch's events, in the batch's own write,
+//! and at start for what an older version left unpublished
+//! (`control::Live::publish_scores`). When that event is
 //! folded, the CRM is told through an `UpdateScore` command (id derived
 //! from the event's, so a replay decides the same one).
 
@@ -11,7 +12,7 @@ use super::*;
 impl Processor {
     /// The scoring fold's part of an event: a score announced goes
     /// pending until its `scored` event is in the log (the engine appends
-    /// it right after the batch: [`scores_to_publish`](Self::scores_to_publish)).
+    /// it after the batch's events: [`scores_to_publish`](Self::scores_to_publish)).
     pub(super) fn score(&mut self, seq: u64, event: &LeadEvent) -> Option<LeadCommand> {
         let lead_id = &event.lead_id;
         match &event.body {

@@ -259,6 +259,11 @@ impl Policies {
         out
     }
 
+    /// Whether any tenant's scores wait to be published.
+    pub fn has_pending_scores(&self) -> bool {
+        !self.scoring.is_empty()
+    }
+
     /// The `scored` events of every tenant's scores announced and not yet
     /// in the log (see [`Processor::scores_to_publish`]).
     pub fn scores_to_publish(&self) -> Vec<LeadEvent> {

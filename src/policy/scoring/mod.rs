@@ -2,8 +2,9 @@
 //! to score leads, configured by the policy file's `[scoring]`. The
 //! processor runs the fold ([`fold`]) over every event; a score it
 //! announces waits in the policy state until its `scored` event (producer
-//! `leadflow`) is in the log, which the engine appends right after the
-//! batch that moved it (`control::Live::publish_scores`).
+//! `leadflow`) is in the log, which the engine appends after the events
+//! of the batch that moved it, in the batch's own write
+//! (`log::EventLog::append_admitted`'s `follow`).
 //!
 //! - **Attribute** points from what the lead was created with (industry =
 //!   manufacturing +20, company_size = large +15, channel = referral +10):
