@@ -22,7 +22,8 @@ use super::Scoring;
 use crate::domain::{EventBody, LeadEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeSet, HashMap};
+use crate::projector::IdMap;
+use std::collections::BTreeSet;
 
 /// The default move of the combined score that is announced again.
 pub const ANNOUNCE_THRESHOLD_DEFAULT: u32 = 5;
@@ -67,7 +68,8 @@ struct Open {
 /// The fold's state: part of the policy's, snapshotted with it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Scorer {
-    leads: HashMap<String, Open>,
+    /// Looked up at every event: hashed as the projections' lead maps.
+    leads: IdMap<String, Open>,
     /// (horizon, lead) of the open leads whose outcome is not learned yet.
     horizons: BTreeSet<(i64, String)>,
     model: Model,

@@ -11,7 +11,8 @@
 
 use super::rules::Contribution;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use crate::projector::IdMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The creation fields the model reads, in [`Features::fields`] order:
 /// those an attribute rule may name.
@@ -138,7 +139,7 @@ impl From<StoredModel> for Model {
 #[derive(Clone, Debug, Default)]
 struct Terms {
     prior: f64,
-    fields: [HashMap<String, f64>; 6],
+    fields: [IdMap<String, f64>; 6],
     unseen: [f64; 6],
     /// (kind, term if had, term if not), in the counts' (name) order.
     kinds: Vec<(String, f64, f64)>,
