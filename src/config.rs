@@ -417,7 +417,26 @@ pub struct LogConfig {
     /// stored, and the command stops. sled is not trusted at a full disk
     /// (README, Guarantees), so this floor is what keeps the log whole.
     pub disk_free_bytes_min: u64,
+    /// How each appended batch of events is stored: `zstd` (default) or
+    /// `none`. Either reads both: a data dir may hold batches of each.
+    pub compression: Compression,
+    /// zstd's level, 1..=19 (default 1: as small as 3 here, and fastest).
+    pub compression_level: i32,
 }
+
+/// How the log stores a batch of events (`log.compression`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// As encoded.
+    None,
+    /// One zstd frame per batch.
+    #[default]
+    Zstd,
+}
+
+/// The default zstd level of the log (`log.compression_level`).
+pub const COMPRESSION_LEVEL_DEFAULT: i32 = 1;
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -428,6 +447,8 @@ impl Default for LogConfig {
             record_bytes_max: crate::codec::stream::RECORD_BYTES_MAX_DEFAULT,
             out_of_order_tolerance_ms: crate::domain::lifecycle::OUT_OF_ORDER_TOLERANCE_MS_DEFAULT,
             disk_free_bytes_min: DISK_FREE_BYTES_MIN_DEFAULT,
+            compression: Compression::default(),
+            compression_level: COMPRESSION_LEVEL_DEFAULT,
         }
     }
 }
@@ -545,6 +566,9 @@ impl Config {
         }
         if self.log.disk_free_bytes_min < DISK_FREE_BYTES_MIN_LOWEST {
             return bad("log.disk_free_bytes_min must be at least 1048576 (1 MiB): below that, sled itself meets the full disk");
+        }
+        if !(1..=19).contains(&self.log.compression_level) {
+            return bad("log.compression_level must be in 1..=19 (zstd's levels)");
         }
         if !(1024..=64 * 1024 * 1024).contains(&self.log.record_bytes_max) {
             return bad("log.record_bytes_max must be in 1024..=67108864 (1 KiB to 64 MiB)");

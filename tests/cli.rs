@@ -736,6 +736,12 @@ fn bench_replay_times_three_passes_over_one_log_without_a_broker() {
     assert!(doc["events"].as_u64().unwrap() > 300 * 10, "{doc}");
     assert!(doc["protobuf_bytes"].as_u64().unwrap() > doc["events"].as_u64().unwrap() * 20);
     assert!(doc["data_dir_bytes"].as_u64().unwrap() > 0, "{doc}");
+    // Compression makes the data dir smaller than the same log without.
+    assert!(
+        doc["data_dir_bytes"].as_u64().unwrap()
+            < doc["data_dir_bytes_uncompressed"].as_u64().unwrap(),
+        "{doc}"
+    );
     for pass in ["decode_only_per_s", "one_thread_per_s", "replay_per_s"] {
         assert!(doc[pass].as_f64().unwrap() > 0.0, "{pass}: {doc}");
     }

@@ -156,13 +156,22 @@ fn replay(a: &BenchArgs, data_dir: &std::path::Path) -> Result<()> {
     }
     let mb = |b: u64| b as f64 / 1e6;
     println!(
-        "{} events: {:.1} MB as protobuf, data dir {:.1} MB ({:.0} bytes per event, {:.2} x the protobuf)",
+        "{} events: {:.1} MB as protobuf ({:.0} bytes per event)",
         r.events,
         mb(r.protobuf_bytes),
-        mb(r.data_dir_bytes),
-        r.data_dir_bytes as f64 / r.events.max(1) as f64,
-        r.data_dir_bytes as f64 / r.protobuf_bytes.max(1) as f64
+        r.protobuf_bytes as f64 / r.events.max(1) as f64,
     );
+    for (what, bytes) in [
+        ("compressed (zstd)", r.data_dir_bytes),
+        ("uncompressed", r.data_dir_bytes_uncompressed),
+    ] {
+        println!(
+            "data dir, {what:<17} {:>7.1} MB ({:.0} bytes per event, {:.2} x the protobuf)",
+            mb(bytes),
+            bytes as f64 / r.events.max(1) as f64,
+            bytes as f64 / r.protobuf_bytes.max(1) as f64
+        );
+    }
     println!(
         "read and decode only (ceiling): {:>10.0} events/s",
         r.decode_only_per_s

@@ -92,8 +92,11 @@ pub struct ReplayBenchFigures {
     /// The same events as length-delimited protobuf (`simulate --format
     /// protobuf`).
     pub protobuf_bytes: u64,
-    /// Every file of the data dir after the log was flushed.
+    /// Every file of the data dir after the log was flushed, segments
+    /// compressed (zstd, the default level: the log the passes read).
     pub data_dir_bytes: u64,
+    /// The same, with `log.compression = "none"`.
+    pub data_dir_bytes_uncompressed: u64,
     /// Read and decode every event, fold nothing: the ceiling.
     pub decode_only_per_s: f64,
     /// Read, decode and fold on one thread (as before `replay` used two).
@@ -110,42 +113,36 @@ pub const REPLAY_RUNS_EACH: u32 = 3;
 const BENCH_BATCH_EVENTS: usize = 2_000;
 
 /// `leadflow bench --replay`: simulates `leads` into a fresh log in
-/// `data_dir` and times, alternating, a pass that only decodes it, the
-/// one-thread rebuild and [`rebuild`]. No broker.
+/// `data_dir` (and, for its size only, into an uncompressed one beside it)
+/// and times, alternating, a pass that only decodes it, the one-thread
+/// rebuild and [`rebuild`]. No broker.
 pub fn bench_replay(
     leads: u64,
     seed: u64,
     data_dir: &std::path::Path,
     say: &mut dyn FnMut(&str),
 ) -> Result<ReplayBenchFigures, EngineError> {
-    use crate::codec::stream::{EventWriter, Format};
-    use crate::log::{Input, LogOptions};
-    use crate::sim::{SimConfig, SimItem, Simulator};
+    use crate::log::LogOptions;
     use std::time::{Duration, Instant};
+    let uncompressed_dir = data_dir.with_extension("uncompressed");
     say(&format!(
-        "replay: simulating {leads} leads into a fresh log"
+        "replay: simulating {leads} leads into a fresh log, uncompressed"
+    ));
+    let uncompressed = LogOptions {
+        compression_level: None,
+        ..LogOptions::default()
+    };
+    fill(
+        leads,
+        seed,
+        &mut EventLog::open(&uncompressed_dir, &uncompressed)?,
+    )?;
+    let data_dir_bytes_uncompressed = crate::log::dir_bytes(&uncompressed_dir);
+    say(&format!(
+        "replay: simulating {leads} leads into a fresh log, compressed"
     ));
     let mut log = EventLog::open(data_dir, &LogOptions::default())?;
-    let mut protobuf = EventWriter::new(ByteCount::default(), Format::Protobuf);
-    let mut batch = Vec::with_capacity(BENCH_BATCH_EVENTS);
-    let sim = Simulator::new(SimConfig {
-        seed,
-        leads,
-        ..SimConfig::default()
-    });
-    for item in sim {
-        let SimItem::Event(e) = item else { continue };
-        protobuf
-            .write(&e)
-            .map_err(|e| LogError::Corrupt(e.to_string()))?;
-        batch.push(Input::event(e, None));
-        if batch.len() == BENCH_BATCH_EVENTS {
-            log.append(&batch, &[])?;
-            batch.clear();
-        }
-    }
-    log.append(&batch, &[])?;
-    log.flush()?;
+    let protobuf_bytes = fill(leads, seed, &mut log)?;
     let events = log.last_seq();
     let data_dir_bytes = crate::log::dir_bytes(data_dir);
     let config = ProjectionConfig::default();
@@ -179,13 +176,43 @@ pub fn bench_replay(
     let per_s = |d: Duration| events as f64 / d.as_secs_f64().max(1e-9);
     Ok(ReplayBenchFigures {
         events,
-        protobuf_bytes: protobuf.into_inner().0,
+        protobuf_bytes,
         data_dir_bytes,
+        data_dir_bytes_uncompressed,
         decode_only_per_s: per_s(decode),
         one_thread_per_s: per_s(one),
         replay_per_s: per_s(two),
         runs_each: REPLAY_RUNS_EACH,
     })
+}
+
+/// Appends the simulated events of `leads` to `log` in the engine's batches
+/// and flushes; returns their size as length-delimited protobuf.
+fn fill(leads: u64, seed: u64, log: &mut EventLog) -> Result<u64, EngineError> {
+    use crate::codec::stream::{EventWriter, Format};
+    use crate::log::Input;
+    use crate::sim::{SimConfig, SimItem, Simulator};
+    let mut protobuf = EventWriter::new(ByteCount::default(), Format::Protobuf);
+    let mut batch = Vec::with_capacity(BENCH_BATCH_EVENTS);
+    let sim = Simulator::new(SimConfig {
+        seed,
+        leads,
+        ..SimConfig::default()
+    });
+    for item in sim {
+        let SimItem::Event(e) = item else { continue };
+        protobuf
+            .write(&e)
+            .map_err(|e| LogError::Corrupt(e.to_string()))?;
+        batch.push(Input::event(e, None));
+        if batch.len() == BENCH_BATCH_EVENTS {
+            log.append(&batch, &[])?;
+            batch.clear();
+        }
+    }
+    log.append(&batch, &[])?;
+    log.flush()?;
+    Ok(protobuf.into_inner().0)
 }
 
 /// A writer that only counts.

@@ -95,6 +95,8 @@ impl EventLog {
         // caller's state: from then on any error leaves that state ahead
         // of the log, which must then refuse work until it is reopened.
         let mut folded = false;
+        // Whether this batch makes the data dir format 3.
+        let mut upgraded = false;
 
         let staged = (|| -> Result<(), LogError> {
             // The inputs, then what follows them (one round: what follows
@@ -212,7 +214,13 @@ impl EventLog {
             }
 
             if !segment.is_empty() {
-                let bytes = segment.finish();
+                let bytes = segment::stored(segment.finish(), self.compression_level);
+                if segment::is_compressed(&bytes) && self.format < FORMAT_VERSION {
+                    // The first compressed segment makes the data dir
+                    // format 3, in its own batch (see `FORMAT_VERSIONS_READ`).
+                    batch.insert(str_key(META, META_FORMAT), &FORMAT_VERSION.to_be_bytes());
+                    upgraded = true;
+                }
                 staged_bytes += bytes.len() as u64;
                 batch.insert(&seq_key(EVENT, self.next_seq), bytes);
             }
@@ -256,6 +264,9 @@ impl EventLog {
         let written = started.elapsed();
 
         // Only now, with the batch durable, does memory move forward.
+        if upgraded {
+            self.format = FORMAT_VERSION;
+        }
         self.next_seq = next_seq;
         if self.dead_letter_outbox {
             // Every rejection of the batch is queued for the DLQ.

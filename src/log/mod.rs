@@ -82,9 +82,16 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// The on-disk format this build writes and reads. Format 1 also stored
-/// the id index and lead records as sled keys.
-pub const FORMAT_VERSION: u64 = 2;
+/// The on-disk format this build writes. Format 1 also stored the id index
+/// and lead records as sled keys; format 3 may hold compressed segments
+/// (`log.compression`), which builds of format 2 cannot read.
+pub const FORMAT_VERSION: u64 = 3;
+
+/// The formats this build reads: a format-2 data dir is read as it is and
+/// becomes format 3 with the first compressed segment written to it, in
+/// that segment's own batch (so a read, or an append without compression,
+/// leaves it readable by the builds before).
+pub const FORMAT_VERSIONS_READ: [u64; 2] = [2, 3];
 
 /// Errors of the log layer.
 #[derive(Debug, thiserror::Error)]
@@ -283,6 +290,10 @@ pub struct EventLog {
     /// The temporary copy this log reads, when its own disk was full (see
     /// [`EventLog::open_for_reading`]); removed after the handles drop.
     read_copy: Option<tempfile::TempDir>,
+    /// The data dir's format (one of [`FORMAT_VERSIONS_READ`]).
+    format: u64,
+    /// zstd's level for appended segments, or `None` (stored as encoded).
+    compression_level: Option<i32>,
     /// Next sequence to assign; sequences start at 1.
     next_seq: u64,
     next_rseq: u64,
@@ -345,6 +356,9 @@ pub struct LogOptions {
     /// A write that would leave less free space than this on the data
     /// dir's filesystem is refused with [`LogError::DiskBelowFloor`].
     pub disk_free_bytes_min: u64,
+    /// zstd's level for the batches appended, or `None` to store them as
+    /// encoded (`log.compression`).
+    pub compression_level: Option<i32>,
 }
 
 impl Default for LogOptions {
@@ -363,6 +377,10 @@ impl From<&crate::config::LogConfig> for LogOptions {
             },
             dead_letter_outbox: false,
             disk_free_bytes_min: c.disk_free_bytes_min,
+            compression_level: match c.compression {
+                crate::config::Compression::Zstd => Some(c.compression_level),
+                crate::config::Compression::None => None,
+            },
         }
     }
 }
@@ -380,6 +398,8 @@ const META_SENT_BELOW: &str = "commands_sent_below";
 /// Snapshot name of the in-memory index's checkpoint.
 const INDEX_CHECKPOINT: &str = "log-index";
 
+#[cfg(test)]
+mod format_tests;
 #[cfg(test)]
 mod outbox_tests;
 #[cfg(test)]

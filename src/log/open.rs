@@ -90,26 +90,27 @@ impl EventLog {
         };
         let tree = db.open_tree("log")?;
         let snapshots = db.open_tree("snapshots")?;
-        let format = tree.get(str_key(META, META_FORMAT))?;
-        match format {
+        let format = match tree.get(str_key(META, META_FORMAT))? {
             None => {
                 if !tree.is_empty() {
                     return Err(LogError::Corrupt("data without a format marker".into()));
                 }
                 tree.insert(str_key(META, META_FORMAT), &FORMAT_VERSION.to_be_bytes())?;
                 db.flush()?;
+                FORMAT_VERSION
             }
             Some(v) => {
                 let found =
                     u64_value(&v).ok_or_else(|| LogError::Corrupt("format marker".into()))?;
-                if found != FORMAT_VERSION {
+                if !FORMAT_VERSIONS_READ.contains(&found) {
                     return Err(LogError::IncompatibleFormat {
                         found,
                         expected: FORMAT_VERSION,
                     });
                 }
+                found
             }
-        }
+        };
         let meta_u64 = |name: &str| -> Result<u64, LogError> {
             match tree.get(str_key(META, name))? {
                 None => Ok(1),
@@ -125,7 +126,8 @@ impl EventLog {
             Some((k, v)) => {
                 let first =
                     trailing_u64(&k).ok_or_else(|| LogError::Corrupt("segment key".into()))?;
-                let seg = Segment::parse(&v).map_err(LogError::Corrupt)?;
+                let raw = segment::layout(&v).map_err(LogError::Corrupt)?;
+                let seg = Segment::parse(&raw).map_err(LogError::Corrupt)?;
                 first + seg.len() as u64 - 1
             }
         };
@@ -178,6 +180,8 @@ impl EventLog {
             write_failed: std::cell::Cell::new(false),
             marks_unflushed_since: std::cell::Cell::new(None),
             read_copy: None,
+            format,
+            compression_level: options.compression_level,
             next_seq,
             next_rseq,
             next_cseq,

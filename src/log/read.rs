@@ -183,7 +183,8 @@ impl EventLog {
             return Ok(None);
         };
         let first = trailing_u64(&k).ok_or_else(|| LogError::Corrupt("segment key".into()))?;
-        let seg = Segment::parse(&v).map_err(LogError::Corrupt)?;
+        let raw = segment::layout(&v).map_err(LogError::Corrupt)?;
+        let seg = Segment::parse(&raw).map_err(LogError::Corrupt)?;
         let index = (seq - first) as usize;
         if index >= seg.len() {
             return Ok(None);
@@ -342,7 +343,8 @@ fn events_in(
                         "expected a segment at {expected}, found {first}"
                     )));
                 }
-                let seg = Segment::parse(&v).map_err(LogError::Corrupt)?;
+                let raw = segment::layout(&v).map_err(LogError::Corrupt)?;
+                let seg = Segment::parse(&raw).map_err(LogError::Corrupt)?;
                 expected += seg.len() as u64;
                 let mut out = Vec::with_capacity(seg.len());
                 for i in 0..seg.len() {

@@ -20,9 +20,9 @@ use super::model::{Counts, Features, Model};
 use super::rules::{attribute_score, Behaviour, Contribution};
 use super::Scoring;
 use crate::domain::{EventBody, LeadEvent};
+use crate::projector::IdMap;
 use serde::{Deserialize, Serialize};
 use std::collections::hash_map::Entry;
-use crate::projector::IdMap;
 use std::collections::BTreeSet;
 
 /// The default move of the combined score that is announced again.

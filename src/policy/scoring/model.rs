@@ -10,8 +10,8 @@
 //! that moment.
 
 use super::rules::Contribution;
-use serde::{Deserialize, Serialize};
 use crate::projector::IdMap;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The creation fields the model reads, in [`Features::fields`] order:
