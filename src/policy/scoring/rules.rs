@@ -103,7 +103,11 @@ impl Behaviour {
         let rule = scoring.behaviour.get(kind);
         let half_life = rule.and_then(|r| r.half_life_ms);
         let add = f64::from(points.or(rule.map(|r| r.points)).unwrap_or(0));
-        let (slot, count) = self.kinds.entry(kind.to_string()).or_default();
+        // A kind seen before is found without allocating its name again.
+        if !self.kinds.contains_key(kind) {
+            self.kinds.insert(kind.to_string(), Default::default());
+        }
+        let (slot, count) = self.kinds.get_mut(kind).expect("inserted above");
         let now = slot.at(at_ms, half_life);
         *slot = Decaying {
             value: now + add,
