@@ -752,3 +752,26 @@ fn bench_replay_times_three_passes_over_one_log_without_a_broker() {
     assert!(!mixed.status.success());
     assert!(String::from_utf8_lossy(&mixed.stderr).contains("cannot be used with"));
 }
+
+/// `bench --policy-state N` needs no broker either: it builds N open
+/// assignments and sizes them. Figures are the bench's; asserted here is
+/// that it measured something of the right scale for that many.
+#[test]
+fn bench_policy_state_sizes_open_assignments_without_a_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let doc: serde_json::Value = serde_json::from_str(&ok(leadflow(
+        &data,
+        &["bench", "--policy-state", "20000", "--json"],
+    )))
+    .unwrap();
+    assert_eq!(doc["assignments"], 20000);
+    // Each assignment's snapshot names at least its lead and rep.
+    let snapshot = doc["snapshot_bytes_per_assignment"].as_f64().unwrap();
+    assert!((20.0..100_000.0).contains(&snapshot), "{doc}");
+    assert!(doc["memory_bytes_per_assignment"].as_f64().unwrap() >= 0.0);
+    assert!(!data.exists());
+    let refused = leadflow(&data, &["bench", "--policy-state", "0"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("1..=10000000"));
+}

@@ -33,6 +33,11 @@ pub struct BenchArgs {
     /// same events as protobuf.
     #[arg(long, conflicts_with_all = ["with_policy", "http", "scoring"])]
     replay: bool,
+    /// Measure the policy's state instead, without a broker: build this
+    /// many open assignments (each with a pending follow-up deadline) and
+    /// report the memory and snapshot bytes per assignment.
+    #[arg(long, value_name = "ASSIGNMENTS", conflicts_with_all = ["with_policy", "http", "scoring", "replay"])]
+    policy_state: Option<u64>,
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
@@ -44,6 +49,9 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
         .tempdir()?;
     if a.replay {
         return replay(&a, &dir.path().join("log"));
+    }
+    if let Some(n) = a.policy_state {
+        return policy_state(&a, n);
     }
     let with_policy = a.with_policy || a.scoring;
     let policy = match (&config.policy.file, with_policy) {
@@ -143,6 +151,25 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// `bench --policy-state N`.
+fn policy_state(a: &BenchArgs, assignments: u64) -> Result<()> {
+    anyhow::ensure!(
+        (1..=10_000_000).contains(&assignments),
+        "--policy-state takes 1..=10000000 assignments"
+    );
+    eprintln!("policy state: building {assignments} open assignments");
+    let r = leadflow::engine::bench_policy_state(assignments);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!(
+        "policy state per open assignment ({} of them, built in {:.2} s): {:.0} bytes in memory, {:.0} bytes in its snapshot",
+        r.assignments, r.build_s, r.memory_bytes_per_assignment, r.snapshot_bytes_per_assignment
+    );
     Ok(())
 }
 

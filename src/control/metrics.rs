@@ -334,6 +334,21 @@ impl Metrics {
     }
 }
 
+/// This process's resident memory (`VmRSS` of `/proc/self/status`), or
+/// `None` where there is no `/proc`: for benches that measure what a
+/// structure costs in memory.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 /// USER_HZ, the unit of the CPU times in `/proc/<pid>/stat`: fixed at 100
 /// in Linux's user-space ABI.
 const TICKS_PER_S: f64 = 100.0;
@@ -352,6 +367,7 @@ impl Process {
             if let Some(v) = kib("VmRSS:") {
                 self.resident_memory_bytes.set(v * 1024);
             }
+            // (`resident_bytes` reads the same line for one-off figures.)
             if let Some(v) = kib("VmSize:") {
                 self.virtual_memory_bytes.set(v * 1024);
             }

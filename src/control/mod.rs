@@ -23,7 +23,7 @@ mod metrics;
 mod telemetry;
 
 pub use handle::{Handle, ItemOutcome, HTTP_SOURCE};
-pub use metrics::Metrics;
+pub use metrics::{resident_bytes, Metrics};
 pub use telemetry::{IngestStats, IntakeStatus, LatencyMs};
 
 use crate::log::{AppendReport, Input, LogError, Position};

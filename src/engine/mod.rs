@@ -11,12 +11,14 @@ mod bench;
 mod demo;
 mod latency;
 pub mod peers;
+mod policy_state;
 mod rebuild;
 mod server;
 
 pub use bench::{bench, BenchOptions, BenchReport, HttpBenchFigures};
 pub use demo::{demo, DemoOptions, DemoResult, DemoTick};
 pub use latency::LatencyBenchFigures;
+pub use policy_state::{bench_policy_state, PolicyStateFigures};
 pub use rebuild::{bench_replay, rebuild, ReplayBenchFigures, REPLAY_RUNS_EACH};
 pub use server::serve_api;
 

@@ -1,0 +1,85 @@
+//! `leadflow bench --policy-state`: what the policy keeps per open
+//! assignment, in memory and in its snapshot. An open assignment is the
+//! state that grows with the floor (one per lead a rep holds, each with a
+//! pending follow-up deadline), so its size is what sizes an engine.
+
+use crate::domain::{
+    AssignmentMethod, Currency, EventBody, LeadAssigned, LeadCreated, LeadEvent, Money,
+};
+use crate::policy::{Policies, PolicyFile};
+
+/// The policy of the measure: claims only, a first follow-up due a day
+/// after each assignment (so every assignment holds a pending deadline).
+const POLICY: &str = "version = 1\n[rules]\nfirst_follow_up_sla_ms = 86400000\n\
+                      [[pools]]\nname = \"manual\"\nkind = \"claimable\"\n";
+
+/// Event time of the first lead.
+const T0_MS: i64 = 1_793_491_200_000;
+
+/// What [`bench_policy_state`] measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PolicyStateFigures {
+    pub assignments: u64,
+    /// Resident memory the policy state took, over the assignments (the
+    /// process's growth while it was built: what the allocator holds for
+    /// it, not only what is live).
+    pub memory_bytes_per_assignment: f64,
+    /// The policy state's snapshot, over the assignments.
+    pub snapshot_bytes_per_assignment: f64,
+    pub build_s: f64,
+}
+
+/// Builds a policy state with `assignments` open assignments (lead `i`
+/// created and claimed by one of 100 reps, a millisecond apart) and
+/// measures it.
+pub fn bench_policy_state(assignments: u64) -> PolicyStateFigures {
+    let policy = PolicyFile::parse(POLICY).expect("the bench's policy parses");
+    let before = crate::control::resident_bytes().unwrap_or(0);
+    let started = std::time::Instant::now();
+    let mut p = Policies::new(policy);
+    let mut seq = 0;
+    for i in 0..assignments {
+        let lead = format!("lead-{i:08}");
+        let at = T0_MS + i as i64;
+        let mut event = |body| {
+            seq += 1;
+            LeadEvent {
+                event_id: format!("ev-{seq}"),
+                lead_id: lead.clone(),
+                occurred_at_ms: at,
+                producer: "bench".into(),
+                tenant_id: String::new(),
+                body,
+            }
+        };
+        let created = event(EventBody::Created(LeadCreated {
+            channel: "paid_search".into(),
+            campaign: "spring".into(),
+            pool: "manual".into(),
+            region: String::new(),
+            industry: String::new(),
+            company_size: String::new(),
+            acquisition_cost: Money::new(1, Currency::parse("CNY").expect("CNY")),
+            contact_fingerprint: String::new(),
+            attributes: Default::default(),
+        }));
+        let assigned = event(EventBody::Assigned(LeadAssigned {
+            owner_id: format!("rep-{}", i % 100),
+            pool: String::new(),
+            method: AssignmentMethod::Claim,
+            command_id: String::new(),
+        }));
+        p.handle(seq - 1, &created);
+        p.handle(seq, &assigned);
+    }
+    let build_s = started.elapsed().as_secs_f64();
+    let after = crate::control::resident_bytes().unwrap_or(0);
+    let snapshot = p.state_to_bytes().len() as f64;
+    let n = assignments.max(1) as f64;
+    PolicyStateFigures {
+        assignments,
+        memory_bytes_per_assignment: after.saturating_sub(before) as f64 / n,
+        snapshot_bytes_per_assignment: snapshot / n,
+        build_s,
+    }
+}
