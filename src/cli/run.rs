@@ -204,6 +204,7 @@ pub fn exec(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
             shutdown: &shutdown,
             api: Some(api),
             progress_every: Duration::from_secs(1),
+            wall_clock_ticks: true,
         },
         &mut |s: Started| {
             if let Some(Ok(addr)) = s.api {

@@ -115,6 +115,7 @@ pub fn demo(
                     shutdown: engine_stop,
                     api: Some(api),
                     progress_every: Duration::from_secs(1),
+                    wall_clock_ticks: true,
                 },
                 &mut |s: Started| {
                     if let Some(addr) = s.api {

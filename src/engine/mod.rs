@@ -84,6 +84,12 @@ pub struct Run<'a> {
     pub api: Option<ApiOptions>,
     /// How often `on_progress` is called.
     pub progress_every: Duration,
+    /// Whether the policy's deadlines also fire on the wall clock while
+    /// the intake is idle and caught up (a live engine: always). `leadflow
+    /// bench` turns it off, so that every run of the same workload decides
+    /// the same commands from the events' own times, whenever the broker
+    /// happens to pause.
+    pub wall_clock_ticks: bool,
 }
 
 /// What [`run`] hands `on_start` once the engine is up.
@@ -133,6 +139,7 @@ pub fn run(
         shutdown,
         api,
         progress_every,
+        wall_clock_ticks,
     } = parts;
     let mut live = Live::with_parts(parts);
     live.restored_from_snapshot = restored_from_snapshot;
@@ -184,6 +191,7 @@ pub fn run(
         &live,
         shutdown,
         progress_every,
+        wall_clock_ticks,
         on_progress,
         &mut stop_api,
     );

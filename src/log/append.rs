@@ -82,15 +82,15 @@ impl EventLog {
         let mut next_rseq = self.next_rseq;
         // In-batch views: lead states and ids written by earlier inputs of
         // this batch are not in sled yet.
-        let mut overlay: HashMap<&str, Lead> = HashMap::new();
+        let mut overlay: IdMap<&str, Lead> = IdMap::default();
         let mut segment = SegmentWriter::new();
         // What the batch writes, for the free-space check (see `room_for`).
         let mut staged_bytes = 0u64;
-        let mut ids_in_batch: HashMap<&str, Seen> = HashMap::new();
+        let mut ids_in_batch: IdMap<&str, Seen> = IdMap::default();
         // Rejected inputs whose ids become idempotency keys, for the index.
         let mut rejected_ids: Vec<(&str, u64)> = Vec::new();
         let mut counters: BTreeMap<&'static str, u64> = BTreeMap::new();
-        let mut command_ids_in_batch: HashMap<String, u64> = HashMap::new();
+        let mut command_ids_in_batch: IdMap<String, u64> = IdMap::default();
         // Whether `decide` has folded an event of this batch into the
         // caller's state: from then on any error leaves that state ahead
         // of the log, which must then refuse work until it is reopened.
@@ -385,7 +385,7 @@ impl EventLog {
     pub(super) fn tenant_of(
         &self,
         lead_id: &str,
-        overlay: &HashMap<&str, Lead>,
+        overlay: &IdMap<&str, Lead>,
     ) -> Result<String, LogError> {
         Ok(match overlay.get(lead_id) {
             Some(lead) => lead.tenant_id.clone(),
@@ -403,8 +403,8 @@ impl EventLog {
     pub(super) fn validate(
         &self,
         event: &LeadEvent,
-        overlay: &HashMap<&str, Lead>,
-        ids_in_batch: &HashMap<&str, Seen>,
+        overlay: &IdMap<&str, Lead>,
+        ids_in_batch: &IdMap<&str, Seen>,
     ) -> Result<Result<Lead, Rejection>, LogError> {
         let index = self.index()?;
         // Malformed ids are the lifecycle's to reject; only well-formed ones

@@ -130,7 +130,8 @@ impl Seen {
 
 #[derive(Default)]
 pub struct Index {
-    pub leads: HashMap<String, LeadEntry>,
+    /// Looked up at every event appended (see [`super::IdMap`]).
+    pub leads: super::IdMap<String, LeadEntry>,
     /// `id_hash(event_id)` → the first input with that hash (packed [`Seen`]).
     ids: HashMap<u64, u64, BuildHasherDefault<PassThrough>>,
     /// Ids whose hash an earlier, different id holds: id → packed [`Seen`].

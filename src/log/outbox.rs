@@ -117,7 +117,7 @@ impl EventLog {
     pub(super) fn command_known(
         &self,
         id: &str,
-        in_batch: &HashMap<String, u64>,
+        in_batch: &IdMap<String, u64>,
     ) -> Result<bool, LogError> {
         if in_batch.contains_key(id) {
             return Ok(true);
@@ -205,14 +205,14 @@ impl EventLog {
         batch: &mut sled::Batch,
         commands: Vec<LeadCommand>,
     ) -> Result<(Vec<(u64, LeadCommand)>, u64), LogError> {
-        let mut in_batch = HashMap::new();
+        let mut in_batch = IdMap::default();
         let mut stored = Vec::new();
         let mut next_cseq = self.next_cseq;
         for mut command in commands {
             if self.command_known(&command.command_id, &in_batch)? {
                 continue;
             }
-            command.tenant_id = self.tenant_of(&command.lead_id, &HashMap::new())?;
+            command.tenant_id = self.tenant_of(&command.lead_id, &IdMap::default())?;
             let cseq = next_cseq;
             next_cseq += 1;
             stage_command(batch, &mut in_batch, cseq, &command);
@@ -457,7 +457,7 @@ pub type EncodedCommand = (codec::CommandHeader, Vec<u8>);
 /// `mark_commands_sent`).
 pub(super) fn stage_command(
     batch: &mut sled::Batch,
-    ids_in_batch: &mut HashMap<String, u64>,
+    ids_in_batch: &mut IdMap<String, u64>,
     cseq: u64,
     command: &LeadCommand,
 ) {

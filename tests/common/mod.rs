@@ -380,6 +380,7 @@ pub fn spawn_engine(
                 shutdown: &shutdown,
                 api: None,
                 progress_every: Duration::from_millis(100),
+                wall_clock_ticks: true,
             },
             &mut |s| handle_tx.send(s.handle).unwrap(),
             &mut |p| covered.store(p.covered, std::sync::atomic::Ordering::Relaxed),

@@ -129,6 +129,7 @@ pub fn consume(
     live: &control::Shared,
     shutdown: &Shutdown,
     progress_every: Duration,
+    wall_clock_ticks: bool,
     on_progress: &mut dyn FnMut(Progress<'_>),
     before_drain: &mut dyn FnMut(),
 ) -> Result<(), BusError> {
@@ -458,7 +459,8 @@ pub fn consume(
         // nothing more to read right now and the log caught up with the
         // broker (see `caught_up`). Under steady traffic, and while a
         // backlog is read, the events' own times move the deadlines on.
-        if idle
+        if wall_clock_ticks
+            && idle
             && i.batcher.is_empty()
             && last_tick.elapsed() >= Duration::from_millis(DEADLINE_TICK_MS)
             && last_message.elapsed() >= QUIET_BEFORE_TICK
