@@ -213,6 +213,14 @@ fn bench_scoring_reports_both_runs_and_the_models_quality() {
         .unwrap());
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(doc["messages"].as_u64().unwrap() > 300 * 10, "{doc}");
+    // The ingest figures are the best of alternating runs, the engine's
+    // cold first run reported beside them.
+    assert_eq!(doc["runs_each"], 3, "{doc}");
+    assert!(doc["engine_first_per_s"].as_f64().unwrap() > 0.0, "{doc}");
+    assert!(
+        doc["engine_first_per_s"].as_f64().unwrap() <= doc["engine_per_s"].as_f64().unwrap(),
+        "{doc}"
+    );
     let s = &doc["scoring"];
     // Nearly every lead's score at creation (a lead created and converted
     // within one batch has none: a converted lead takes no score).
