@@ -121,40 +121,8 @@ fn pending(n: u64) -> Processor {
     )
     .unwrap();
     let mut p = Processor::new(policy);
-    let mut seq = 0;
-    for i in 0..n {
-        let lead = format!("lead-{i:08}");
-        let t = T0 + i as i64;
-        let mut ev = |body| {
-            seq += 1;
-            LeadEvent {
-                event_id: format!("ev-{seq}"),
-                lead_id: lead.clone(),
-                occurred_at_ms: t,
-                producer: "bench".into(),
-                tenant_id: String::new(),
-                body,
-            }
-        };
-        let created = ev(EventBody::Created(LeadCreated {
-            channel: "c".into(),
-            campaign: "c".into(),
-            pool: "manual".into(),
-            region: String::new(),
-            industry: String::new(),
-            company_size: String::new(),
-            acquisition_cost: Money::new(1, Currency::parse("CNY").unwrap()),
-            contact_fingerprint: String::new(),
-            attributes: Default::default(),
-        }));
-        let assigned = ev(EventBody::Assigned(LeadAssigned {
-            owner_id: format!("rep-{}", i % 100),
-            pool: String::new(),
-            method: AssignmentMethod::Claim,
-            command_id: String::new(),
-        }));
-        p.handle(seq - 1, &created);
-        p.handle(seq, &assigned);
+    for (seq, event) in (1..).zip(leadflow::sim::assignments::open_assignments(n, T0)) {
+        p.handle(seq, &event);
     }
     p
 }

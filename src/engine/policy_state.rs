@@ -3,9 +3,6 @@
 //! state that grows with the floor (one per lead a rep holds, each with a
 //! pending follow-up deadline), so its size is what sizes an engine.
 
-use crate::domain::{
-    AssignmentMethod, Currency, EventBody, LeadAssigned, LeadCreated, LeadEvent, Money,
-};
 use crate::policy::{Policies, PolicyFile};
 
 /// The policy of the measure: claims only, a first follow-up due a day
@@ -29,48 +26,18 @@ pub struct PolicyStateFigures {
     pub build_s: f64,
 }
 
-/// Builds a policy state with `assignments` open assignments (lead `i`
-/// created and claimed by one of 100 reps, a millisecond apart) and
-/// measures it.
+/// Builds a policy state with `assignments` open assignments
+/// (`sim::assignments`) and measures it.
 pub fn bench_policy_state(assignments: u64) -> PolicyStateFigures {
     let policy = PolicyFile::parse(POLICY).expect("the bench's policy parses");
     let before = crate::control::resident_bytes().unwrap_or(0);
     let started = std::time::Instant::now();
     let mut p = Policies::new(policy);
-    let mut seq = 0;
-    for i in 0..assignments {
-        let lead = format!("lead-{i:08}");
-        let at = T0_MS + i as i64;
-        let mut event = |body| {
-            seq += 1;
-            LeadEvent {
-                event_id: format!("ev-{seq}"),
-                lead_id: lead.clone(),
-                occurred_at_ms: at,
-                producer: "bench".into(),
-                tenant_id: String::new(),
-                body,
-            }
-        };
-        let created = event(EventBody::Created(LeadCreated {
-            channel: "paid_search".into(),
-            campaign: "spring".into(),
-            pool: "manual".into(),
-            region: String::new(),
-            industry: String::new(),
-            company_size: String::new(),
-            acquisition_cost: Money::new(1, Currency::parse("CNY").expect("CNY")),
-            contact_fingerprint: String::new(),
-            attributes: Default::default(),
-        }));
-        let assigned = event(EventBody::Assigned(LeadAssigned {
-            owner_id: format!("rep-{}", i % 100),
-            pool: String::new(),
-            method: AssignmentMethod::Claim,
-            command_id: String::new(),
-        }));
-        p.handle(seq - 1, &created);
-        p.handle(seq, &assigned);
+    for (seq, event) in (1..).zip(crate::sim::assignments::open_assignments(
+        assignments,
+        T0_MS,
+    )) {
+        p.handle(seq, &event);
     }
     let build_s = started.elapsed().as_secs_f64();
     let after = crate::control::resident_bytes().unwrap_or(0);

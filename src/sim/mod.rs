@@ -17,6 +17,7 @@
 //! The same seed and configuration always give the same events, ids
 //! included (ChaCha8 with a fixed seed; no clock, no hash-map iteration).
 
+pub mod assignments;
 pub mod live;
 pub mod model;
 pub mod scoring;
