@@ -152,6 +152,8 @@ fn a_full_disk_stops_the_running_engine_with_an_error_and_it_resumes_exactly() {
     // of the process releases the data dir.
     // A group of its own for each run: the positions are in the log, and the
     // mock's coordinator would wait out the session of a member that died.
+    // Its batches are stored as encoded: compressed (the default), this
+    // workload would fit on the small disk and never fill it.
     let toml = dir.path().join("leadflow.toml");
     let runs = std::cell::Cell::new(0);
     let engine = |args: &[&str]| {
@@ -160,7 +162,7 @@ fn a_full_disk_stops_the_running_engine_with_an_error_and_it_resumes_exactly() {
             &toml,
             format!(
                 "[kafka]\nbrokers = \"{}\"\ngroup_id = \"disk-full-{}\"\npartitions = 2\n\
-                 [log]\ndisk_free_bytes_min = {FLOOR_BYTES}\n",
+                 [log]\ndisk_free_bytes_min = {FLOOR_BYTES}\ncompression = \"none\"\n",
                 mock.bootstrap_servers(),
                 runs.get()
             ),
