@@ -371,9 +371,10 @@ impl Live {
     }
 
     /// Appends the `scored` events of the scores announced and not yet in
-    /// the log, if any (see `policy::scoring`): at start, for what a crash
-    /// or an older version left unpublished (a batch's own follow it in its
-    /// write). Returns how many were appended.
+    /// the log, if any (see `policy::scoring`): at start, for what an
+    /// import (which runs no policy) or an older version (which wrote them
+    /// in a second write) left unpublished; a batch's own follow it in its
+    /// write. Returns how many were appended.
     pub fn publish_scores(engine: &mut Engine) -> Result<u64, LogError> {
         if !engine
             .processor

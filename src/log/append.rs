@@ -36,7 +36,6 @@ impl EventLog {
     /// rejection it returns is stored like the lifecycle's own (the
     /// policy's duplicate-contact rule).
     ///
-    ///
     /// After the last input, `follow` is asked once for events of the
     /// caller's own that follow the batch in the same atomic write (the
     /// engine's `scored` events for the scores the batch moved): each goes
