@@ -339,14 +339,18 @@ impl Metrics {
 /// structure costs in memory.
 pub fn resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: u64 = status
+    status_field(&status, "VmRSS:").map(|kib| kib.unsigned_abs() * 1024)
+}
+
+/// A number field of `/proc/self/status` (`VmRSS:`, `Threads:`, …).
+fn status_field(status: &str, name: &str) -> Option<i64> {
+    status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(name))?
         .split_whitespace()
         .next()?
         .parse()
-        .ok()?;
-    Some(kib * 1024)
+        .ok()
 }
 
 /// USER_HZ, the unit of the CPU times in `/proc/<pid>/stat`: fixed at 100
@@ -357,17 +361,10 @@ impl Process {
     /// Reads the figures from `/proc` (Linux); elsewhere they stay 0.
     fn refresh(&self) {
         if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
-            let kib = |name: &str| {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name))
-                    .and_then(|v| v.split_whitespace().next())
-                    .and_then(|v| v.parse::<i64>().ok())
-            };
+            let kib = |name: &str| status_field(&status, name);
             if let Some(v) = kib("VmRSS:") {
                 self.resident_memory_bytes.set(v * 1024);
             }
-            // (`resident_bytes` reads the same line for one-off figures.)
             if let Some(v) = kib("VmSize:") {
                 self.virtual_memory_bytes.set(v * 1024);
             }

@@ -423,7 +423,6 @@ impl Live {
                 processor
                     .borrow()
                     .as_ref()
-                    .filter(|p| p.has_pending_scores())
                     .map(|p| p.scores_to_publish())
                     .unwrap_or_default()
             },

@@ -433,17 +433,13 @@ pub fn bench(
         ));
         // Each run its own group, log and commands topic (see the scoring
         // runs below for why the topic).
+        let name = format!("run-{run}");
         let mut again = config.clone();
-        let dir = if run == 0 {
-            options.data_dir.clone()
-        } else {
-            let name = format!("run-{run}");
-            again.kafka.group_id = format!("{}-{name}", config.kafka.group_id);
-            again.kafka.commands_topic = format!("{}-{name}", config.kafka.commands_topic);
-            again.kafka.dlq_topic = format!("{}-{name}", config.kafka.dlq_topic);
-            bus::admin::create_topics(&again.kafka)?;
-            options.data_dir.with_extension(&name)
-        };
+        again.kafka.group_id = format!("{}-{name}", config.kafka.group_id);
+        again.kafka.commands_topic = format!("{}-{name}", config.kafka.commands_topic);
+        again.kafka.dlq_topic = format!("{}-{name}", config.kafka.dlq_topic);
+        bus::admin::create_topics(&again.kafka)?;
+        let dir = options.data_dir.with_extension(&name);
         let pass = engine_pass(&again, &dir, policy.clone(), total, None)?;
         if run == 0 {
             engine_first = pass.took;
