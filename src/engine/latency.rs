@@ -13,9 +13,6 @@ use crate::domain::LeadEvent;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// The latency run's consumer's `fetch.wait.max.ms` (see `latency_pass`).
-pub const FETCH_WAIT_MS: u32 = 5;
-
 /// Longest the publisher waits for the engine to have its partitions.
 const ENGINE_READY_WAIT_MAX: Duration = Duration::from_secs(120);
 
@@ -36,8 +33,6 @@ pub struct LatencyBenchFigures {
     /// publish) to the command's ack.
     pub engine_ms_p50: u64,
     pub engine_ms_p99: u64,
-    /// The consumers' `fetch.wait.max.ms` in the run (see `latency_pass`).
-    pub fetch_wait_ms_max: String,
 }
 
 /// Publishes `events` at `share` of `sustained_per_s` to fresh topics while
@@ -59,23 +54,6 @@ pub fn latency_pass(
     k.commands_topic = format!("{}-paced", config.kafka.commands_topic);
     k.dlq_topic = format!("{}-paced", config.kafka.dlq_topic);
     k.group_id = format!("{}-paced", config.kafka.group_id);
-    // The test broker (tansu 0.6) holds every fetch for part of
-    // fetch.wait.max.ms even once data is there (its fetch sleeps after each
-    // pass), where Kafka answers as soon as fetch.min.bytes have arrived:
-    // at librdkafka's 500 ms that alone is ~300 ms on every event. So the
-    // run's consumer waits at most FETCH_WAIT_MS, unless the operator set
-    // it.
-    if !k.properties.contains_key("fetch.wait.max.ms") {
-        k.consumer_properties
-            .entry("fetch.wait.max.ms".into())
-            .or_insert_with(|| FETCH_WAIT_MS.to_string());
-    }
-    let fetch_wait_ms_max = k
-        .consumer_properties
-        .get("fetch.wait.max.ms")
-        .or(k.properties.get("fetch.wait.max.ms"))
-        .cloned()
-        .unwrap_or_default();
     bus::admin::create_topics(k)?;
     let per_s = (sustained_per_s * share).max(1.0);
     let total = events.len() as u64;
@@ -89,30 +67,22 @@ pub fn latency_pass(
         let (ready, abort) = (&ready, &abort);
         let publisher = scope.spawn(move || -> Result<u64, EngineError> {
             let waiting = Instant::now();
-            let timed_out = AtomicBool::new(false);
-            let start = || {
-                while !ready.load(Ordering::Acquire) {
-                    if abort.load(Ordering::Acquire) {
-                        return false;
-                    }
-                    if waiting.elapsed() > ENGINE_READY_WAIT_MAX {
-                        timed_out.store(true, Ordering::Release);
-                        return false;
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
+            while !ready.load(Ordering::Acquire) {
+                if abort.load(Ordering::Acquire) {
+                    return Ok(0);
                 }
-                true
-            };
-            let published =
-                bus::publish::publish_paced(kafka, &kafka.events_topic, events, per_s, &start);
-            if published.is_err() || timed_out.load(Ordering::Acquire) {
-                abort.store(true, Ordering::Release);
+                if waiting.elapsed() > ENGINE_READY_WAIT_MAX {
+                    abort.store(true, Ordering::Release);
+                    return Err(EngineError::Panicked(format!(
+                        "the engine had no partitions after {} s",
+                        ENGINE_READY_WAIT_MAX.as_secs()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(10));
             }
-            if timed_out.load(Ordering::Acquire) {
-                return Err(EngineError::Panicked(format!(
-                    "the engine had no partitions after {} s",
-                    ENGINE_READY_WAIT_MAX.as_secs()
-                )));
+            let published = bus::publish::publish_paced(kafka, &kafka.events_topic, events, per_s);
+            if published.is_err() {
+                abort.store(true, Ordering::Release);
             }
             Ok(published?)
         });
@@ -137,6 +107,5 @@ pub fn latency_pass(
         latency_ms_max: l.quantile_ms(1.0).unwrap_or(0),
         engine_ms_p50: pass.consumed_to_command_ms.quantile_ms(0.5).unwrap_or(0),
         engine_ms_p99: pass.consumed_to_command_ms.quantile_ms(0.99).unwrap_or(0),
-        fetch_wait_ms_max,
     })
 }

@@ -44,10 +44,8 @@ use std::time::{Duration, Instant};
 /// Prefetch bound per partition queue, in KiB.
 pub const PREFETCH_KBYTES_MAX: &str = "32768";
 
-/// How often the loop picks up command acks (a command counts as sent,
-/// and its latency is measured, when they are picked up). While commands
-/// are in flight the loop's poll waits no longer than this.
-const COLLECT_EVERY: Duration = Duration::from_millis(1);
+/// How often the loop picks up command acks.
+const COLLECT_EVERY: Duration = Duration::from_millis(5);
 /// Longest the loop waits for command acks while the dispatcher is
 /// saturated, before checking for shutdown again.
 const DISPATCH_WAIT: Duration = Duration::from_millis(100);
@@ -167,7 +165,9 @@ pub fn consume(
         .set("auto.offset.reset", "earliest")
         .set("queued.max.messages.kbytes", PREFETCH_KBYTES_MAX)
         .set("statistics.interval.ms", "1000");
-    super::operator_consumer_properties(&mut c, k);
+    for (key, value) in &k.properties {
+        c.set(key, value);
+    }
     let consumer: BaseConsumer<IngestContext> = c.create_with_context(IngestContext {
         intake: intake.clone(),
         live: live.clone(),
@@ -200,7 +200,7 @@ pub fn consume(
             );
         }
     }
-    let producer = super::publish::command_producer(k)?;
+    let producer = super::publish::producer(k)?;
     let mut last_progress = Instant::now();
     let mut last_tick = Instant::now();
     let mut last_message = Instant::now();
@@ -378,18 +378,14 @@ pub fn consume(
                 l.commands_dirty |= d.failed > 0 || d.sent > 0;
             }
         }
-        // With a batch open the poll does not wait: a batch is appended as
-        // soon as nothing more is buffered (see below), so waiting would
-        // only delay it. With commands in flight it waits until their acks
-        // are due to be picked up.
-        let wait = if !lock(&intake).batcher.is_empty() {
-            Duration::ZERO
-        } else if dispatchers.values().any(|d| d.in_flight() > 0) {
-            COLLECT_EVERY
-        } else {
-            Duration::from_millis(100)
+        let wait_ms = {
+            let i = lock(&intake);
+            match i.batcher.deadline_ms() {
+                Some(d) => d.saturating_sub(i.elapsed_ms()).clamp(1, 100),
+                None => 100,
+            }
         };
-        let message = consumer.poll(wait);
+        let message = consumer.poll(Duration::from_millis(wait_ms));
         let mut i = lock(&intake);
         let mut g = lock(live);
         let l = live_mut(&mut g);
@@ -447,24 +443,10 @@ pub fn consume(
             Some(Err(e)) => tracing::warn!("consumer: {e}"),
             None => {}
         }
-        // Group commit without a timer: the batch is appended when it is
-        // full, has waited `log.batch_wait_ms_max`, or nothing more is
-        // buffered (the poll above came back empty). Under load the inputs
-        // fetched while one batch was made durable form the next, so
-        // batches grow with the rate; at a trickle each input is appended
-        // at once instead of waiting out the timer (measured: the timer
-        // alone put 20 ms on every command's latency).
         let now = i.elapsed_ms();
-        let appended = i.batcher.is_ready(now) || (idle && !i.batcher.is_empty());
-        if appended {
+        if i.batcher.is_ready(now) {
             i.append_batch(l, &consumer, CommitMode::Async)?;
         }
-        // Mid-batch (a message taken, the batch still open) nothing below
-        // has new work but picking up acks: the rest waits for the batch's
-        // append or a quiet poll, instead of costing every message its
-        // clock reads and checks (measured: 4 % of the engine in
-        // clock_gettime alone).
-        let housekeeping = idle || appended;
         // Before the commands are handed over (below): their dispatchers
         // measure from their causes' publish to their acks. A rebalance's
         // append leaves its own here too.
@@ -490,9 +472,10 @@ pub fn consume(
         // Commands go out without the loop waiting for their acks: hand
         // new ones to the producer after each batch, and pick the acks up
         // every few milliseconds.
-        if let Some(o) = owner.as_mut().filter(|_| {
-            housekeeping && (l.commands_dirty || last_owner_check.elapsed() >= OWNER_CHECK_EVERY)
-        }) {
+        if let Some(o) = owner
+            .as_mut()
+            .filter(|_| l.commands_dirty || last_owner_check.elapsed() >= OWNER_CHECK_EVERY)
+        {
             // Fenced before publishing, never after (see `owners`).
             last_owner_check = Instant::now();
             if o.check()? {
@@ -509,10 +492,10 @@ pub fn consume(
         // its commands (they wait in the outbox) until it has confirmed
         // that nobody took its partitions meanwhile (see `owners`).
         let may_publish = match owner.as_mut() {
-            Some(o) if housekeeping && l.commands_dirty => o.may_publish()?,
+            Some(o) if l.commands_dirty => o.may_publish()?,
             _ => true,
         };
-        if housekeeping && l.commands_dirty && may_publish {
+        if l.commands_dirty && may_publish {
             let mut more = false;
             for (key, dispatcher) in dispatchers.iter_mut() {
                 more |= dispatcher.pump(&l.parts[key].log, &producer)?.1;
@@ -530,9 +513,6 @@ pub fn consume(
                 // A failed delivery is sent again once the rest has settled.
                 l.commands_dirty |= d.failed > 0;
             }
-        }
-        if !housekeeping {
-            continue;
         }
         if l.dead_letters_dirty && i.batcher.is_empty() {
             dead_letter::dispatch(l, &producer, &k.dlq_topic)?;
