@@ -47,6 +47,7 @@ impl ClientContext for IngestContext {
                 lag.insert(*p, (stats.hi_offset - taken as i64).max(0));
                 high.insert(*p, stats.hi_offset);
                 i.check_not_ahead(*p, taken, stats.hi_offset);
+                i.check_not_stalled(*p, taken, stats.hi_offset);
             }
         }
         i.lag = lag;
@@ -123,6 +124,7 @@ impl ConsumerContext for IngestContext {
                 for e in tpl.elements() {
                     i.durable.remove(&e.partition());
                     i.fetch.remove(&e.partition());
+                    i.stalled.remove(&e.partition());
                 }
                 appended.and_then(|()| {
                     if cooperative {

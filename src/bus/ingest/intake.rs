@@ -25,6 +25,13 @@ const REWIND_MIN: u64 = 1_024;
 /// older than messages already read.
 const AHEAD_STRIKES: u32 = 3;
 
+/// Statistics in a row (one a second) that must show a partition still
+/// waiting for its first message after a seek, with messages at or beyond
+/// the offset it waits for, before it is rewound (see `check_not_stalled`).
+/// A broker that answers such a fetch at all answers within a fetch round
+/// trip; three seconds of nothing is a broker that never will.
+const STALL_STRIKES: u32 = 3;
+
 /// Whether a partition's fetch has been seen to start at or before the
 /// offset the log expects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +88,11 @@ pub(super) struct Intake {
     /// watermark, and in how many statistics in a row (see
     /// `check_not_ahead`).
     pub ahead: HashMap<i32, (u64, u32)>,
+    /// Per partition still seeking: the offset it was sought to, and in
+    /// how many statistics in a row the broker held messages from the
+    /// offset the log expects on without delivering any (see
+    /// `check_not_stalled`).
+    pub stalled: HashMap<i32, (u64, u32)>,
     /// When each input of the open batch was published and consumed, in
     /// the batcher's order.
     pub caused: Vec<Caused>,
@@ -129,6 +141,88 @@ impl Intake {
                 found: high as u64,
             });
         }
+    }
+
+    /// A partition sought to the log's position may never deliver: tansu
+    /// 0.6 answers a fetch from inside a record batch with the batches
+    /// that *start* at or after it, so from inside a partition's last
+    /// batch it answers nothing until more is produced (a restart whose
+    /// log stopped inside that batch waited for ever, short of the
+    /// topic's end). Statistics that keep showing messages at or beyond
+    /// the expected offset of a partition still waiting for its first
+    /// message count strikes; `rewind_stalled` then seeks it back, and
+    /// what the log already holds is skipped as on any rewind.
+    pub fn check_not_stalled(&mut self, partition: i32, taken: u64, high: i64) {
+        match self.fetch.get(&partition) {
+            Some(FetchState::Seeking { from }) if *from > 0 && (taken as i64) < high => {
+                let strikes = match self.stalled.get(&partition) {
+                    Some((at, n)) if at == from => n + 1,
+                    _ => 1,
+                };
+                self.stalled.insert(partition, (*from, strikes));
+            }
+            _ => {
+                self.stalled.remove(&partition);
+            }
+        }
+    }
+
+    /// Rewinds the partitions `check_not_stalled` found waiting for a
+    /// fetch their broker will not answer.
+    pub fn rewind_stalled<C: ConsumerContext>(
+        &mut self,
+        live: &mut Live,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<(), BusError> {
+        let due: Vec<(i32, u64)> = self
+            .stalled
+            .iter()
+            .filter(|(_, (_, strikes))| *strikes >= STALL_STRIKES)
+            .map(|(p, (from, _))| (*p, *from))
+            .collect();
+        for (partition, from) in due {
+            self.stalled.remove(&partition);
+            let expected = match self.in_batch.get(&partition) {
+                Some(n) => *n,
+                None => self.durable_offset(live, partition)?,
+            };
+            tracing::info!(
+                partition,
+                expected,
+                "the broker holds messages from the log's position on but delivers none \
+                 (a fetch from inside a record batch); rewinding"
+            );
+            self.rewind(live, consumer, partition, expected, from)?;
+        }
+        Ok(())
+    }
+
+    /// Seeks `partition` back from `from` (the last seek) far enough to
+    /// start at or before the record batch holding `expected`, each time
+    /// further: what the log holds is skipped as redeliveries.
+    fn rewind<C: ConsumerContext>(
+        &mut self,
+        live: &mut Live,
+        consumer: &BaseConsumer<C>,
+        partition: i32,
+        expected: u64,
+        from: u64,
+    ) -> Result<(), BusError> {
+        let back = expected
+            .saturating_sub(from)
+            .max(REWIND_MIN)
+            .saturating_mul(4);
+        let to = expected.saturating_sub(back);
+        consumer.seek(
+            &self.topic,
+            partition,
+            Offset::Offset(to as i64),
+            Duration::from_secs(10),
+        )?;
+        self.fetch
+            .insert(partition, FetchState::Seeking { from: to });
+        live.stats.rewinds += 1;
+        Ok(())
     }
 
     /// Milliseconds since the intake started: the batcher's clock.
@@ -212,25 +306,13 @@ impl Intake {
                 // Some brokers (tansu 0.6) answer a fetch from the middle of
                 // a record batch with the *next* batch. Going back and
                 // skipping what the log already holds gets the rest.
-                let back = (expected - from).max(REWIND_MIN).saturating_mul(4);
-                let to = expected.saturating_sub(back);
                 tracing::debug!(
                     partition,
                     expected,
                     got = offset,
-                    rewind_to = to,
                     "fetch skipped past the expected offset; rewinding"
                 );
-                consumer.seek(
-                    &self.topic,
-                    partition,
-                    Offset::Offset(to as i64),
-                    Duration::from_secs(10),
-                )?;
-                self.fetch
-                    .insert(partition, FetchState::Seeking { from: to });
-                live.stats.rewinds += 1;
-                return Ok(());
+                return self.rewind(live, consumer, partition, expected, from);
             }
             Some(FetchState::Seeking { .. }) if offset > expected => {
                 // Even the earliest retained message is past the log's

@@ -155,6 +155,7 @@ pub fn consume(
         },
         unassigned_since: Some(Instant::now()),
         ahead: HashMap::new(),
+        stalled: HashMap::new(),
         caused: Vec::new(),
         decided: Vec::new(),
     }));
@@ -442,6 +443,9 @@ pub fn consume(
             Some(Ok(m)) => i.accept(l, &consumer, &m)?,
             Some(Err(e)) => tracing::warn!("consumer: {e}"),
             None => {}
+        }
+        if !i.stalled.is_empty() {
+            i.rewind_stalled(l, &consumer)?;
         }
         let now = i.elapsed_ms();
         if i.batcher.is_ready(now) {
