@@ -241,3 +241,77 @@ fn a_neglected_lead_is_reminded_recalled_on_time_and_reassigned_to_someone_else(
         "the followed-up lead was recalled\n{context}"
     );
 }
+
+#[test]
+fn an_event_is_appended_and_its_command_published_without_waiting_out_the_batch_timer() {
+    // Given an engine whose batches may wait a minute for more inputs, and
+    // whose consumer settings are its own (`kafka.consumer_properties`).
+    let brokers = common::brokers();
+    let dir = tempfile::tempdir().unwrap();
+    let run = common::run_id();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "version = 1\n[[pools]]\nname = \"inbound\"\nkind = \"auto_assign\"\n\
+         members = [{ id = \"rep-a\", capacity = 10 }]\n",
+    )
+    .unwrap();
+    let config_path = dir.path().join("leadflow.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[log]\nbatch_wait_ms_max = 60000\n[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"quick-{run}\"\n\
+             events_topic = \"quick-events-{run}\"\ncommands_topic = \"quick-commands-{run}\"\n\
+             dlq_topic = \"quick-dlq-{run}\"\npartitions = 1\n\
+             [kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"10\"\n\
+             [policy]\nfile = {:?}\n",
+            policy.display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = Config::load(Some(&config_path)).unwrap();
+    let k = &config.kafka;
+    let data = dir.path().join("data");
+    let leadflow = || common::leadflow(&data, &config_path);
+    assert!(leadflow()
+        .args(["topics", "create"])
+        .status()
+        .unwrap()
+        .success());
+    let (mut engine, engine_log) =
+        common::spawn_logged(leadflow().arg("run").env("RUST_LOG", "leadflow=info"));
+    let producer = leadflow::bus::publish::producer(k).unwrap();
+    let consumer = common::reader_from_start(k, &k.commands_topic, 1, &format!("crm-{run}"));
+    // When one lead is created, and nothing else arrives.
+    let sent = Instant::now();
+    send(
+        &producer,
+        &k.events_topic,
+        &common::created("only-created", "only", "inbound", now_ms()),
+    );
+    // Then its assignment is on the commands topic long before the batch
+    // timer (a minute) would have appended it: nothing more was buffered.
+    let mut assigned_after = None;
+    while sent.elapsed() < Duration::from_secs(45) {
+        let Some(m) = consumer.poll(Duration::from_millis(50)) else {
+            continue;
+        };
+        let c = codec::decode_command(m.unwrap().payload().unwrap()).unwrap();
+        if c.lead_id == "only" && matches!(c.body, CommandBody::AssignLead { .. }) {
+            assigned_after = Some(sent.elapsed());
+            break;
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &engine.id().to_string()])
+        .status();
+    let status = engine.wait().unwrap();
+    let log = engine_log.join().unwrap();
+    assert!(status.success(), "{log}");
+    let after = assigned_after.unwrap_or_else(|| panic!("no assignment within 45 s\n{log}"));
+    // The engine's start (joining the group) is in it too.
+    assert!(
+        after < Duration::from_secs(30),
+        "assigned after {after:?}\n{log}"
+    );
+}

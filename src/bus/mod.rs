@@ -121,6 +121,16 @@ pub fn client_config(k: &KafkaConfig) -> ClientConfig {
     c
 }
 
+/// Sets the operator's properties on a consumer's config, after the
+/// consumer's own settings so that the operator's win: `kafka.properties`,
+/// then `kafka.consumer_properties` (which producers and the admin client
+/// never get, so librdkafka does not warn that they ignore them).
+pub(crate) fn operator_consumer_properties(c: &mut ClientConfig, k: &KafkaConfig) {
+    for (key, value) in k.properties.iter().chain(&k.consumer_properties) {
+        c.set(key, value);
+    }
+}
+
 /// A consumer beside the engine's own, in a group of its own
 /// (`<group_id>-<purpose>`) that never commits: it reads by assignment
 /// (the owners topic, the commands topic while restoring, watermarks).
@@ -132,9 +142,7 @@ pub(crate) fn side_consumer(
     let mut c = client_config(k);
     c.set("group.id", format!("{}-{purpose}", k.group_id))
         .set("enable.auto.commit", "false");
-    for (key, value) in &k.properties {
-        c.set(key, value);
-    }
+    operator_consumer_properties(&mut c, k);
     Ok(c.create()?)
 }
 
@@ -187,6 +195,30 @@ mod tests {
                 created.err()
             );
         }
+    }
+
+    /// `kafka.consumer_properties` reach the consumers, after (and over)
+    /// both their own settings and `kafka.properties`; producers never get
+    /// them.
+    #[test]
+    fn consumer_properties_go_to_consumers_only_and_win() {
+        let mut k = KafkaConfig::default();
+        k.properties.insert("client.id".into(), "all".into());
+        k.properties
+            .insert("fetch.wait.max.ms".into(), "300".into());
+        k.consumer_properties
+            .insert("fetch.wait.max.ms".into(), "10".into());
+        k.consumer_properties
+            .insert("enable.auto.commit".into(), "true".into());
+        let mut c = client_config(&k);
+        c.set("enable.auto.commit", "false");
+        operator_consumer_properties(&mut c, &k);
+        assert_eq!(c.get("fetch.wait.max.ms"), Some("10"));
+        assert_eq!(c.get("enable.auto.commit"), Some("true"));
+        assert_eq!(c.get("client.id"), Some("all"));
+        let producer = crate::bus::publish::command_producer_config(&k);
+        assert_eq!(producer.get("enable.auto.commit"), None);
+        assert_eq!(producer.get("client.id"), Some("all"));
     }
 
     /// The tenant rule (`domain::tenant`) picks the partition librdkafka's

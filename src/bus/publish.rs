@@ -14,12 +14,26 @@ use rdkafka::util::Timeout;
 use std::io::BufRead;
 use std::time::Duration;
 
+/// How often the paced publisher enqueues what came due.
+const PACE_TICK: Duration = Duration::from_millis(1);
+
 /// Most sends awaited at once; bounds memory and in-flight requests.
 const IN_FLIGHT_MAX: usize = 10_000;
 
 /// An idempotent producer (acks=all, no duplicates on retry).
 pub fn producer(k: &KafkaConfig) -> Result<FutureProducer, BusError> {
     Ok(producer_config(k, 5).create()?)
+}
+
+/// The engine's producer of commands and dead letters: idempotent, and
+/// without linger, because a batch's commands are handed over together
+/// (waiting for more would only delay them; measured 5 ms on each).
+pub fn command_producer(k: &KafkaConfig) -> Result<FutureProducer, BusError> {
+    Ok(command_producer_config(k).create()?)
+}
+
+pub(crate) fn command_producer_config(k: &KafkaConfig) -> rdkafka::ClientConfig {
+    producer_config(k, 0)
 }
 
 /// The configuration of an idempotent producer that waits up to
@@ -175,7 +189,8 @@ pub fn publish_as<R: BufRead>(
 
 /// Publishes `events` at `per_s` events a second (spread evenly, each
 /// enqueued when its time comes: the messages' Kafka timestamps are their
-/// publish times), as protobuf keyed like [`publish`]. For
+/// publish times), as protobuf keyed like [`publish`], once `start` has
+/// returned `true` (`false` publishes nothing). For
 /// `leadflow bench`'s latency run: an upstream system publishing at a
 /// steady rate while the engine runs.
 pub fn publish_paced(
@@ -183,11 +198,24 @@ pub fn publish_paced(
     topic: &str,
     events: &[crate::domain::LeadEvent],
     per_s: f64,
+    start: &dyn Fn() -> bool,
 ) -> Result<u64, BusError> {
     use rdkafka::producer::BaseRecord;
-    // A steady trickle: each message goes out within a millisecond.
+    // An upstream producer with librdkafka's default linger (5 ms): at
+    // 1 ms its sending thread took over half a core at 10 k messages/s,
+    // which on a small machine was taken from the engine being measured.
     let producer: rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
-        producer_config(k, 1).create()?;
+        producer_config(k, 5).create()?;
+    // A producer's first messages wait for the topic's metadata and, being
+    // idempotent, for its producer id: measured, that put up to 550 ms on
+    // the first half second's events. An upstream system's producer has
+    // long been warm, so this one is warmed before the clock starts.
+    producer
+        .client()
+        .fetch_metadata(Some(topic), Timeout::After(Duration::from_secs(30)))?;
+    if !start() {
+        return Ok(0);
+    }
     let headers = OwnedHeaders::new().insert(Header {
         key: "content-type",
         value: Some(codec::wire::CONTENT_TYPE_PROTOBUF.as_bytes()),
@@ -195,10 +223,12 @@ pub fn publish_paced(
     let started = std::time::Instant::now();
     let per_s = per_s.max(1.0);
     for (n, event) in events.iter().enumerate() {
+        // Whatever came due is enqueued at once, then the thread sleeps a
+        // millisecond: a wake-up (and one for the producer's thread) per
+        // message took more of the machine than the engine at 10 k/s.
         let due = started + Duration::from_secs_f64(n as f64 / per_s);
-        let now = std::time::Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
+        while due > std::time::Instant::now() {
+            std::thread::sleep(PACE_TICK);
         }
         let payload = codec::encode_event(event);
         let key = crate::domain::tenant::message_key(event).to_string();

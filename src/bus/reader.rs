@@ -41,6 +41,7 @@ pub fn assigned(
     for (key, value) in extra {
         c.set(*key, *value);
     }
+    super::operator_consumer_properties(&mut c, k);
     let consumer: BaseConsumer = c.create()?;
     let mut tpl = TopicPartitionList::new();
     let offset = from.offset.map_or(Offset::Beginning, Offset::Offset);

@@ -28,10 +28,11 @@ pub fn run(
 ) -> Result<u64, BusError> {
     let partitions = super::admin::check_topics(k, &[&k.commands_topic])?[0];
     let producer = super::publish::producer(k)?;
-    let consumer: BaseConsumer = client_config(k)
-        .set("group.id", "leadflow-demo-crm")
-        .set("enable.auto.commit", "false")
-        .create()?;
+    let mut c = client_config(k);
+    c.set("group.id", "leadflow-demo-crm")
+        .set("enable.auto.commit", "false");
+    super::operator_consumer_properties(&mut c, k);
+    let consumer: BaseConsumer = c.create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions as i32 {
         tpl.add_partition_offset(&k.commands_topic, p, Offset::Beginning)?;

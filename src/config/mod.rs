@@ -267,6 +267,11 @@ pub struct KafkaConfig {
     /// Passed to librdkafka as is, e.g. `"security.protocol" = "SASL_SSL"`,
     /// `"sasl.mechanisms"`, `"sasl.username"`, `"ssl.ca.location"`.
     pub properties: std::collections::BTreeMap<String, String>,
+    /// Passed to librdkafka for the engine's consumers only, after
+    /// `properties`, e.g. `"fetch.wait.max.ms" = "10"`. Producers and the
+    /// admin client do not get them (librdkafka would warn that they
+    /// ignore a consumer property).
+    pub consumer_properties: std::collections::BTreeMap<String, String>,
 }
 
 /// Who decides which partitions of the events topic an engine reads.
@@ -385,6 +390,7 @@ impl Default for KafkaConfig {
             owner_lease_ms: 10_000,
             ordinal: None,
             properties: Default::default(),
+            consumer_properties: Default::default(),
         }
     }
 }
@@ -399,7 +405,8 @@ pub const DISK_FREE_BYTES_MIN_LOWEST: u64 = 1024 * 1024;
 pub struct LogConfig {
     /// Most events in one appended batch (one flush per batch).
     pub batch_events_max: usize,
-    /// Longest time a batch stays open waiting for more events.
+    /// Longest time a batch stays open waiting for more events. The Kafka
+    /// intake appends it sooner when nothing more is buffered.
     pub batch_wait_ms_max: u64,
     /// sled's page cache size.
     pub cache_capacity_bytes: u64,

@@ -13,6 +13,9 @@ use crate::domain::LeadEvent;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// The latency run's consumer's `fetch.wait.max.ms` (see `latency_pass`).
+pub const FETCH_WAIT_MS: u32 = 5;
+
 /// Longest the publisher waits for the engine to have its partitions.
 const ENGINE_READY_WAIT_MAX: Duration = Duration::from_secs(120);
 
@@ -54,6 +57,17 @@ pub fn latency_pass(
     k.commands_topic = format!("{}-paced", config.kafka.commands_topic);
     k.dlq_topic = format!("{}-paced", config.kafka.dlq_topic);
     k.group_id = format!("{}-paced", config.kafka.group_id);
+    // The test broker (tansu 0.6) holds every fetch for part of
+    // fetch.wait.max.ms even once data is there (its fetch sleeps after each
+    // pass), where Kafka answers as soon as fetch.min.bytes have arrived:
+    // at librdkafka's 500 ms that alone is ~300 ms on every event. So the
+    // run's consumer waits at most FETCH_WAIT_MS, unless the operator set
+    // it.
+    if !k.properties.contains_key("fetch.wait.max.ms") {
+        k.consumer_properties
+            .entry("fetch.wait.max.ms".into())
+            .or_insert_with(|| FETCH_WAIT_MS.to_string());
+    }
     bus::admin::create_topics(k)?;
     let per_s = (sustained_per_s * share).max(1.0);
     let total = events.len() as u64;
@@ -67,22 +81,30 @@ pub fn latency_pass(
         let (ready, abort) = (&ready, &abort);
         let publisher = scope.spawn(move || -> Result<u64, EngineError> {
             let waiting = Instant::now();
-            while !ready.load(Ordering::Acquire) {
-                if abort.load(Ordering::Acquire) {
-                    return Ok(0);
+            let timed_out = AtomicBool::new(false);
+            let start = || {
+                while !ready.load(Ordering::Acquire) {
+                    if abort.load(Ordering::Acquire) {
+                        return false;
+                    }
+                    if waiting.elapsed() > ENGINE_READY_WAIT_MAX {
+                        timed_out.store(true, Ordering::Release);
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
                 }
-                if waiting.elapsed() > ENGINE_READY_WAIT_MAX {
-                    abort.store(true, Ordering::Release);
-                    return Err(EngineError::Panicked(format!(
-                        "the engine had no partitions after {} s",
-                        ENGINE_READY_WAIT_MAX.as_secs()
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let published = bus::publish::publish_paced(kafka, &kafka.events_topic, events, per_s);
-            if published.is_err() {
+                true
+            };
+            let published =
+                bus::publish::publish_paced(kafka, &kafka.events_topic, events, per_s, &start);
+            if published.is_err() || timed_out.load(Ordering::Acquire) {
                 abort.store(true, Ordering::Release);
+            }
+            if timed_out.load(Ordering::Acquire) {
+                return Err(EngineError::Panicked(format!(
+                    "the engine had no partitions after {} s",
+                    ENGINE_READY_WAIT_MAX.as_secs()
+                )));
             }
             Ok(published?)
         });

@@ -1,7 +1,8 @@
 //! Group commit: collects inputs until the batch is full or has waited long
-//! enough, so that many events share one flush. Pure: the caller passes the
-//! time in, so the batching decision is testable and the clock stays at the
-//! edge.
+//! enough, so that many events share one flush (the Kafka intake also
+//! appends it as soon as nothing more is buffered). Pure: the caller passes
+//! the time in, so the batching decision is testable and the clock stays at
+//! the edge.
 
 use super::Input;
 
@@ -42,11 +43,6 @@ impl Batcher {
                 .is_some_and(|t| now_ms.saturating_sub(t) >= self.batch_wait_ms_max)
     }
 
-    /// When the open batch must be appended at the latest.
-    pub fn deadline_ms(&self) -> Option<u64> {
-        self.opened_at_ms.map(|t| t + self.batch_wait_ms_max)
-    }
-
     pub fn len(&self) -> usize {
         self.items.len()
     }
@@ -75,11 +71,14 @@ mod tests {
     fn a_batch_is_ready_when_full_or_old_enough() {
         let mut b = Batcher::new(3, 10);
         assert!(!b.push(input(), 100));
-        assert_eq!(b.deadline_ms(), Some(110));
+        assert!(!b.is_ready(109), "waited 9 ms of 10");
         assert!(!b.push(input(), 105));
         assert!(b.is_ready(110), "waited 10 ms");
         assert!(b.push(input(), 106), "full");
         assert_eq!(b.take().len(), 3);
-        assert!(b.is_empty() && b.deadline_ms().is_none());
+        assert!(
+            b.is_empty() && !b.is_ready(1_000),
+            "an empty batch never is"
+        );
     }
 }
