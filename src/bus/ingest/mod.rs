@@ -459,9 +459,16 @@ pub fn consume(
         // at once instead of waiting out the timer (measured: the timer
         // alone put 20 ms on every command's latency).
         let now = i.elapsed_ms();
-        if i.batcher.is_ready(now) || (idle && !i.batcher.is_empty()) {
+        let appended = i.batcher.is_ready(now) || (idle && !i.batcher.is_empty());
+        if appended {
             i.append_batch(l, &consumer, CommitMode::Async)?;
         }
+        // Mid-batch (a message taken, the batch still open) nothing below
+        // has new work but picking up acks: the rest waits for the batch's
+        // append or a quiet poll, instead of costing every message its
+        // clock reads and checks (measured: 4 % of the engine in
+        // clock_gettime alone).
+        let housekeeping = idle || appended;
         // Before the commands are handed over (below): their dispatchers
         // measure from their causes' publish to their acks. A rebalance's
         // append leaves its own here too.
@@ -487,10 +494,9 @@ pub fn consume(
         // Commands go out without the loop waiting for their acks: hand
         // new ones to the producer after each batch, and pick the acks up
         // every few milliseconds.
-        if let Some(o) = owner
-            .as_mut()
-            .filter(|_| l.commands_dirty || last_owner_check.elapsed() >= OWNER_CHECK_EVERY)
-        {
+        if let Some(o) = owner.as_mut().filter(|_| {
+            housekeeping && (l.commands_dirty || last_owner_check.elapsed() >= OWNER_CHECK_EVERY)
+        }) {
             // Fenced before publishing, never after (see `owners`).
             last_owner_check = Instant::now();
             if o.check()? {
@@ -507,10 +513,10 @@ pub fn consume(
         // its commands (they wait in the outbox) until it has confirmed
         // that nobody took its partitions meanwhile (see `owners`).
         let may_publish = match owner.as_mut() {
-            Some(o) if l.commands_dirty => o.may_publish()?,
+            Some(o) if housekeeping && l.commands_dirty => o.may_publish()?,
             _ => true,
         };
-        if l.commands_dirty && may_publish {
+        if housekeeping && l.commands_dirty && may_publish {
             let mut more = false;
             for (key, dispatcher) in dispatchers.iter_mut() {
                 more |= dispatcher.pump(&l.parts[key].log, &producer)?.1;
@@ -528,6 +534,9 @@ pub fn consume(
                 // A failed delivery is sent again once the rest has settled.
                 l.commands_dirty |= d.failed > 0;
             }
+        }
+        if !housekeeping {
+            continue;
         }
         if l.dead_letters_dirty && i.batcher.is_empty() {
             dead_letter::dispatch(l, &producer, &k.dlq_topic)?;
