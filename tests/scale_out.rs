@@ -400,9 +400,14 @@ fn assert_merged_is_one(
 }
 
 /// Runs `leadflow run` until its progress says it covers `expect`
-/// messages, then kills it with SIGKILL (no drain, no checkpoint).
+/// messages and every command it decided is acknowledged by the broker,
+/// then kills it with SIGKILL (no drain, no checkpoint). The engine can
+/// cover a small topic within its first progress line, before its
+/// producer has sent anything: a kill then would leave nothing published.
 fn run_then_kill(data: &Path, config: &Path, expect: u64) {
     use std::io::BufRead;
+    /// Progress lines (one a second) to wait for the acks once covered.
+    const LINES_AFTER_COVERED_MAX: u32 = 30;
     let mut child = leadflow(data, config)
         .arg("run")
         .stdout(std::process::Stdio::null())
@@ -411,20 +416,40 @@ fn run_then_kill(data: &Path, config: &Path, expect: u64) {
         .unwrap();
     let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut said = String::new();
-    let mut reached = false;
+    let mut covered_lines = 0;
+    let mut settled = false;
     for line in stderr.lines() {
         let line = line.unwrap();
         said.push_str(&line);
         said.push('\n');
-        let covered = common::covered_in(&line);
-        if covered.is_some_and(|n| n >= expect) {
-            reached = true;
+        if !common::covered_in(&line).is_some_and(|n| n >= expect) {
+            continue;
+        }
+        covered_lines += 1;
+        // "commands <sent>/<decided> sent"
+        let sent_of = line
+            .split("commands ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|f| f.split_once('/'))
+            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+        if sent_of.is_some_and(|(sent, decided)| sent == decided)
+            || covered_lines >= LINES_AFTER_COVERED_MAX
+        {
+            settled = sent_of.is_some_and(|(sent, decided)| sent == decided);
             break;
         }
     }
     let _ = child.kill();
     child.wait().unwrap();
-    assert!(reached, "the engine ended before covering {expect}: {said}");
+    assert!(
+        covered_lines > 0,
+        "the engine ended before covering {expect}: {said}"
+    );
+    assert!(
+        settled,
+        "the engine's commands were not all acknowledged within {LINES_AFTER_COVERED_MAX} progress lines: {said}"
+    );
 }
 
 /// A policy that assigns every lead of both simulated pools, in every
@@ -469,7 +494,8 @@ fn a_fresh_engine_restores_a_killed_ones_partitions_without_publishing_a_command
     let owned_by_a = |items: &[SimItem]| events_on(items, PARTITIONS, |p| p <= 1);
 
     // Given engine A on partitions 0-1 that has consumed the first half of
-    // the stream and published its commands, then is killed (-9) ...
+    // the stream and published its commands (acknowledged), then is killed
+    // (-9) ...
     publish(dir.path(), &a_toml, first, "first.pb");
     let a_data = dir.path().join("a");
     run_then_kill(&a_data, &a_toml, owned_by_a(first));
