@@ -258,6 +258,9 @@ fn bench_scoring_reports_both_runs_and_the_models_quality() {
     let engine_p99 = l["engine_ms_p99"].as_u64().unwrap();
     assert!(l["engine_ms_p50"].as_u64().unwrap() <= engine_p99, "{l}");
     assert!(engine_p99 <= max, "{l}");
+    // Its consumers wait at most 5 ms in a fetch unless the config says
+    // otherwise (the test broker holds every fetch that long).
+    assert_eq!(l["fetch_wait_ms_max"], "5", "{l}");
     let q = &doc["scoring_quality"];
     let standard = measure_standard(42);
     assert_eq!(q["model"]["auc"].as_f64(), standard.model.auc);

@@ -109,7 +109,7 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
         );
         if let Some(l) = &r.latency {
             println!(
-                "event → command (publish to the command's ack), {:.0} events/s published steadily (half the engine's {:.0}): p50 {} ms, p99 {} ms, max {} ms over {} commands; the engine's share (consumed to acked): p50 {} ms, p99 {} ms",
+                "event → command (publish to the command's ack), {:.0} events/s published steadily (half the engine's {:.0}): p50 {} ms, p99 {} ms, max {} ms over {} commands; the engine's share (consumed to acked): p50 {} ms, p99 {} ms (consumers at fetch.wait.max.ms = {})",
                 l.published_per_s,
                 l.sustained_per_s,
                 l.latency_ms_p50,
@@ -117,7 +117,8 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
                 l.latency_ms_max,
                 l.commands,
                 l.engine_ms_p50,
-                l.engine_ms_p99
+                l.engine_ms_p99,
+                l.fetch_wait_ms_max
             );
         }
         for h in &r.http {

@@ -36,6 +36,8 @@ pub struct LatencyBenchFigures {
     /// publish) to the command's ack.
     pub engine_ms_p50: u64,
     pub engine_ms_p99: u64,
+    /// The consumers' `fetch.wait.max.ms` in the run (see `latency_pass`).
+    pub fetch_wait_ms_max: String,
 }
 
 /// Publishes `events` at `share` of `sustained_per_s` to fresh topics while
@@ -68,6 +70,12 @@ pub fn latency_pass(
             .entry("fetch.wait.max.ms".into())
             .or_insert_with(|| FETCH_WAIT_MS.to_string());
     }
+    let fetch_wait_ms_max = k
+        .consumer_properties
+        .get("fetch.wait.max.ms")
+        .or(k.properties.get("fetch.wait.max.ms"))
+        .cloned()
+        .unwrap_or_default();
     bus::admin::create_topics(k)?;
     let per_s = (sustained_per_s * share).max(1.0);
     let total = events.len() as u64;
@@ -129,5 +137,6 @@ pub fn latency_pass(
         latency_ms_max: l.quantile_ms(1.0).unwrap_or(0),
         engine_ms_p50: pass.consumed_to_command_ms.quantile_ms(0.5).unwrap_or(0),
         engine_ms_p99: pass.consumed_to_command_ms.quantile_ms(0.99).unwrap_or(0),
+        fetch_wait_ms_max,
     })
 }
