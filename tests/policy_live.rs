@@ -42,44 +42,79 @@ fn send(producer: &FutureProducer, topic: &str, e: &LeadEvent) {
     .unwrap();
 }
 
+/// `leadflow run` on topics of its own (`<name>-events-<run>`, ...) of
+/// `partitions` partitions, under `policy`, with `config_tables` (TOML
+/// tables besides `[kafka]` and `[policy]`) in its config file.
+struct LiveEngine {
+    _dir: tempfile::TempDir,
+    config: Config,
+    run: String,
+    process: std::process::Child,
+    log: std::thread::JoinHandle<String>,
+}
+
+impl LiveEngine {
+    fn start(name: &str, partitions: i32, policy: &str, config_tables: &str) -> LiveEngine {
+        let brokers = common::brokers();
+        let dir = tempfile::tempdir().unwrap();
+        let run = common::run_id();
+        let policy_path = dir.path().join("policy.toml");
+        std::fs::write(&policy_path, policy).unwrap();
+        let config_path = dir.path().join("leadflow.toml");
+        std::fs::write(
+            &config_path,
+            format!(
+                "{config_tables}\n[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"{name}-{run}\"\n\
+                 events_topic = \"{name}-events-{run}\"\ncommands_topic = \"{name}-commands-{run}\"\n\
+                 dlq_topic = \"{name}-dlq-{run}\"\npartitions = {partitions}\n\
+                 [policy]\nfile = {:?}\n",
+                policy_path.display().to_string()
+            ),
+        )
+        .unwrap();
+        let config = Config::load(Some(&config_path)).unwrap();
+        let data = dir.path().join("data");
+        let leadflow = || common::leadflow(&data, &config_path);
+        assert!(leadflow()
+            .args(["topics", "create"])
+            .status()
+            .unwrap()
+            .success());
+        let (process, log) =
+            common::spawn_logged(leadflow().arg("run").env("RUST_LOG", "leadflow=info"));
+        LiveEngine {
+            _dir: dir,
+            config,
+            run,
+            process,
+            log,
+        }
+    }
+
+    /// Stops it with SIGTERM; whether it exited cleanly, and what it
+    /// logged.
+    fn stop(mut self) -> (bool, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.process.id().to_string()])
+            .status();
+        let status = self.process.wait().unwrap();
+        (status.success(), self.log.join().unwrap())
+    }
+}
+
 #[test]
 fn a_neglected_lead_is_reminded_recalled_on_time_and_reassigned_to_someone_else() {
-    let brokers = common::brokers();
-    let dir = tempfile::tempdir().unwrap();
-    let run = common::run_id();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(
-        &policy,
+    let engine = LiveEngine::start(
+        "live",
+        2,
         "version = 9\n[rules]\nfirst_follow_up_sla_ms = 2000\nreminder_lead_ms = 1000\n\
          stale_after_ms = 600000\n\
          [[pools]]\nname = \"inbound\"\nkind = \"auto_assign\"\n\
          members = [{ id = \"rep-a\", capacity = 10 }, { id = \"rep-b\", capacity = 10 }]\n",
-    )
-    .unwrap();
-    let config_path = dir.path().join("leadflow.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "[log]\nbatch_wait_ms_max = 5\n[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"live-{run}\"\n\
-             events_topic = \"live-events-{run}\"\ncommands_topic = \"live-commands-{run}\"\n\
-             dlq_topic = \"live-dlq-{run}\"\npartitions = 2\n\
-             [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n\
-             [policy]\nfile = {:?}\n",
-            policy.display().to_string()
-        ),
-    )
-    .unwrap();
-    let config = Config::load(Some(&config_path)).unwrap();
-    let k = &config.kafka;
-    let data = dir.path().join("data");
-    let leadflow = || common::leadflow(&data, &config_path);
-    assert!(leadflow()
-        .args(["topics", "create"])
-        .status()
-        .unwrap()
-        .success());
-    let (mut engine, engine_log) =
-        common::spawn_logged(leadflow().arg("run").env("RUST_LOG", "leadflow=info"));
+        "[log]\nbatch_wait_ms_max = 5\n\
+         [kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"",
+    );
+    let (k, run) = (&engine.config.kafka, &engine.run);
 
     let producer = leadflow::bus::publish::producer(k).unwrap();
     let consumer = common::reader_from_start(k, &k.commands_topic, 2, &format!("crm-{run}"));
@@ -209,13 +244,9 @@ fn a_neglected_lead_is_reminded_recalled_on_time_and_reassigned_to_someone_else(
             _ => {}
         }
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &engine.id().to_string()])
-        .status();
-    let status = engine.wait().unwrap();
-    let log = engine_log.join().unwrap();
+    let (clean, log) = engine.stop();
     let context = format!("commands seen:\n{}\nengine:\n{log}", seen.join("\n"));
-    assert!(status.success(), "{context}");
+    assert!(clean, "{context}");
 
     assert_eq!(
         reminder_deadline_off_ms,
@@ -246,40 +277,15 @@ fn a_neglected_lead_is_reminded_recalled_on_time_and_reassigned_to_someone_else(
 fn an_event_is_appended_and_its_command_published_without_waiting_out_the_batch_timer() {
     // Given an engine whose batches may wait a minute for more inputs, and
     // whose consumer settings are its own (`kafka.consumer_properties`).
-    let brokers = common::brokers();
-    let dir = tempfile::tempdir().unwrap();
-    let run = common::run_id();
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(
-        &policy,
+    let engine = LiveEngine::start(
+        "quick",
+        1,
         "version = 1\n[[pools]]\nname = \"inbound\"\nkind = \"auto_assign\"\n\
          members = [{ id = \"rep-a\", capacity = 10 }]\n",
-    )
-    .unwrap();
-    let config_path = dir.path().join("leadflow.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "[log]\nbatch_wait_ms_max = 60000\n[kafka]\nbrokers = \"{brokers}\"\ngroup_id = \"quick-{run}\"\n\
-             events_topic = \"quick-events-{run}\"\ncommands_topic = \"quick-commands-{run}\"\n\
-             dlq_topic = \"quick-dlq-{run}\"\npartitions = 1\n\
-             [kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"10\"\n\
-             [policy]\nfile = {:?}\n",
-            policy.display().to_string()
-        ),
-    )
-    .unwrap();
-    let config = Config::load(Some(&config_path)).unwrap();
-    let k = &config.kafka;
-    let data = dir.path().join("data");
-    let leadflow = || common::leadflow(&data, &config_path);
-    assert!(leadflow()
-        .args(["topics", "create"])
-        .status()
-        .unwrap()
-        .success());
-    let (mut engine, engine_log) =
-        common::spawn_logged(leadflow().arg("run").env("RUST_LOG", "leadflow=info"));
+        "[log]\nbatch_wait_ms_max = 60000\n\
+         [kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"10\"",
+    );
+    let (k, run) = (&engine.config.kafka, &engine.run);
     let producer = leadflow::bus::publish::producer(k).unwrap();
     let consumer = common::reader_from_start(k, &k.commands_topic, 1, &format!("crm-{run}"));
     // When one lead is created, and nothing else arrives.
@@ -302,12 +308,8 @@ fn an_event_is_appended_and_its_command_published_without_waiting_out_the_batch_
             break;
         }
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &engine.id().to_string()])
-        .status();
-    let status = engine.wait().unwrap();
-    let log = engine_log.join().unwrap();
-    assert!(status.success(), "{log}");
+    let (clean, log) = engine.stop();
+    assert!(clean, "{log}");
     let after = assigned_after.unwrap_or_else(|| panic!("no assignment within 45 s\n{log}"));
     // The engine's start (joining the group) is in it too.
     assert!(
