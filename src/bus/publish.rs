@@ -188,8 +188,9 @@ pub fn publish_as<R: BufRead>(
 }
 
 /// Publishes `events` at `per_s` events a second (spread evenly, each
-/// enqueued when its time comes: the messages' Kafka timestamps are their
-/// publish times), as protobuf keyed like [`publish`], once `start` has
+/// enqueued within a millisecond of its time: the messages' Kafka
+/// timestamps are their publish times), as protobuf keyed like
+/// [`publish`], once `start` has
 /// returned `true` (`false` publishes nothing). For
 /// `leadflow bench`'s latency run: an upstream system publishing at a
 /// steady rate while the engine runs.
@@ -224,8 +225,8 @@ pub fn publish_paced(
     let per_s = per_s.max(1.0);
     for (n, event) in events.iter().enumerate() {
         // Whatever came due is enqueued at once, then the thread sleeps a
-        // millisecond: a wake-up (and one for the producer's thread) per
-        // message took more of the machine than the engine at 10 k/s.
+        // millisecond: one wake-up a millisecond rather than one a
+        // message, on a machine the engine being measured shares.
         let due = started + Duration::from_secs_f64(n as f64 / per_s);
         while due > std::time::Instant::now() {
             std::thread::sleep(PACE_TICK);
