@@ -70,14 +70,17 @@ impl Processor {
     }
 
     /// The parsed calendar of `cal` (validated when its file was loaded).
-    pub(super) fn calendar(&self, cal: &calendar::CalendarRef) -> Option<calendar::Calendar> {
+    pub(super) fn calendar(
+        &self,
+        cal: &calendar::CalendarRef,
+    ) -> Option<std::sync::Arc<calendar::Calendar>> {
         let mut cache = self.calendars.borrow_mut();
         if let Some((spec, c)) = cache.get(&cal.id) {
             if *spec == cal.spec {
                 return Some(c.clone());
             }
         }
-        let parsed = calendar::Calendar::parse(&cal.spec).ok()?;
+        let parsed = std::sync::Arc::new(calendar::Calendar::parse(&cal.spec).ok()?);
         if cache.len() >= CALENDARS_CACHED_MAX {
             cache.clear();
         }

@@ -156,11 +156,16 @@ pub struct Processor {
     /// Parsed calendars, by their fingerprint (those of running
     /// assignments may come from earlier versions); filled as they are
     /// first needed.
-    calendars: std::cell::RefCell<HashMap<u64, (calendar::CalendarSpec, calendar::Calendar)>>,
+    calendars: std::cell::RefCell<CalendarCache>,
     /// The days of the policy's `time_zone`, made when first needed and
     /// again when a version names another zone.
     days: std::cell::RefCell<Option<(String, DayClock)>>,
 }
+
+/// Parsed calendars by fingerprint, with the spec each was parsed from
+/// (fingerprints can collide). Shared, not cloned per deadline: a calendar
+/// holds its holidays.
+type CalendarCache = HashMap<u64, (calendar::CalendarSpec, std::sync::Arc<calendar::Calendar>)>;
 
 /// At most this many parsed calendars are cached (specs of every version
 /// an open assignment was made under); beyond it the cache starts over.

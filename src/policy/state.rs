@@ -6,6 +6,7 @@ use super::claim::ClaimCounts;
 use super::manager::RepOverride;
 use super::{calendar, PolicyFile};
 use crate::projector::pool::PoolState;
+use crate::projector::IdMap;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -84,16 +85,16 @@ pub struct PolicyState {
     /// Per pool: index of the member to try first next time.
     pub round_robin: BTreeMap<String, usize>,
     /// Assignments commanded and not yet carried out, by lead.
-    pub pending: HashMap<String, Pending>,
-    pub pending_by_rep: HashMap<String, u32>,
+    pub pending: IdMap<String, Pending>,
+    pub pending_by_rep: IdMap<String, u32>,
     /// (expires, lead) of every pending assignment with a time to live.
     pub expiries: BTreeSet<(i64, String)>,
     /// Per lead: assignments decided again in its current generation after
     /// one expired or was declined (each gets its own command id).
-    pub assign_attempts: HashMap<String, u32>,
+    pub assign_attempts: IdMap<String, u32>,
     /// Per lead: the rep who declined it or let it expire, skipped when it
     /// is decided again (until it is assigned).
-    pub passed_over_by: HashMap<String, String>,
+    pub passed_over_by: IdMap<String, String>,
     /// Assignments declined by the CRM, per rep.
     pub declined_by_rep: BTreeMap<String, u64>,
     /// Assignments that expired, per rep.
@@ -104,14 +105,14 @@ pub struct PolicyState {
     /// Per pool: leads waiting for a member with room, by (since, lead).
     pub backlog: BTreeMap<String, BTreeSet<(i64, String)>>,
     /// Lead -> its backlog entry.
-    pub backlog_index: HashMap<String, Waiting>,
+    pub backlog_index: IdMap<String, Waiting>,
     /// Moments at which a waiting lead may become placeable without any
     /// event: the next UTC day (daily caps) and cooldown ends.
     pub wakeups: BTreeSet<i64>,
     /// The rep each waiting lead was last recalled from.
-    pub recalled_from: HashMap<String, String>,
+    pub recalled_from: IdMap<String, String>,
     /// Per lead: reps that may not get it back before the time given.
-    pub cooldowns: HashMap<String, Vec<(String, i64)>>,
+    pub cooldowns: IdMap<String, Vec<(String, i64)>>,
     /// Assignments commanded per (rep, UTC day).
     pub assigned_per_day: HashMap<(String, i64), u32>,
     /// Assignments commanded per (rep, pool, UTC day), for the pools with
@@ -119,11 +120,11 @@ pub struct PolicyState {
     pub assigned_per_pool_day: HashMap<(String, String, i64), u32>,
     /// Conversions per rep (for `converted_count_toward_capacity` and the
     /// `score_priority` ranking).
-    pub converted_by_rep: HashMap<String, u32>,
+    pub converted_by_rep: IdMap<String, u32>,
     /// Assignments received per rep (carried out), for the ranking.
-    pub received_by_rep: HashMap<String, u32>,
+    pub received_by_rep: IdMap<String, u32>,
     /// Lead -> (region, industry), for the `preference` strategy.
-    pub lead_attrs: HashMap<String, (String, String)>,
+    pub lead_attrs: IdMap<String, (String, String)>,
     /// The policy in force when the state was saved; a newly loaded version
     /// with a later `effective_from_ms` waits behind it.
     pub in_force: Option<PolicyFile>,
@@ -137,25 +138,25 @@ pub struct PolicyState {
     /// policy file's.
     pub rep_overrides: BTreeMap<String, RepOverride>,
     /// Contact fingerprint -> the open lead that first had it.
-    pub fingerprints: HashMap<String, String>,
+    pub fingerprints: IdMap<String, String>,
     /// Every open lead's score and the model learned (`[scoring]`).
     pub scorer: super::scoring::fold::Scorer,
     /// Per lead, the latest score announced whose `scored` event is not in
     /// the log yet: (the id it gets, the card). At most one per lead.
     pub scores_pending: BTreeMap<String, (String, super::scoring::fold::ScoreCard)>,
     /// Open lead -> its fingerprint (the leads in `fingerprints`).
-    pub fingerprint_of: HashMap<String, String>,
+    pub fingerprint_of: IdMap<String, String>,
     /// Waiting leads a manager is moving (a `MoveLead` commanded, the
     /// CRM's `moved` not seen yet) and their new pool: not allocated
     /// meanwhile.
-    pub moving: HashMap<String, String>,
+    pub moving: IdMap<String, String>,
     /// Claims granted per (rep, pool, UTC day), for `claims_per_day_max`.
     pub claims_per_day: HashMap<(String, String, i64), u32>,
     /// Per open lead: who lost it when (recalled, released, moved to
     /// someone else), the latest few, for `reclaim_after_ms`.
-    pub losses: HashMap<String, Vec<(String, i64)>>,
+    pub losses: IdMap<String, Vec<(String, i64)>>,
     /// Open assignments and their deadlines.
-    pub watches: HashMap<String, Watch>,
+    pub watches: IdMap<String, Watch>,
     /// (due, lead) of every watch with something left to fire.
     pub due: BTreeSet<(i64, String)>,
 }
