@@ -123,17 +123,8 @@ fn a_log_that_stopped_inside_the_last_record_batch_reads_the_rest_of_it() {
     let held = total - 2;
     // Given the fixture published in one go (one record batch: a few
     // small messages within the producer's linger), nothing before it.
-    assert!(leadflow()
-        .args(["topics", "create"])
-        .status()
-        .unwrap()
-        .success());
-    assert!(leadflow()
-        .arg("publish")
-        .arg(FIXTURE)
-        .status()
-        .unwrap()
-        .success());
+    common::ok(leadflow().args(["topics", "create"]).output().unwrap());
+    common::ok(leadflow().args(["publish", FIXTURE]).output().unwrap());
     // And a log that holds all but its last two, read from partition 0:
     // its position is inside the batch.
     let head = dir.path().join("head.jsonl");
