@@ -61,7 +61,7 @@ impl EventLog {
             // Durability comes from the explicit flush per batch, not from a
             // background timer.
             .flush_every_ms(None)
-            .segment_size(segment_bytes(dir));
+            .segment_size(segment_bytes(dir, options));
         // sled releases its file lock from a background thread after the
         // last handle drops, so a handle of this very process that was just
         // closed may hold it for a moment: retry briefly before calling the
@@ -216,22 +216,27 @@ pub(super) fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// sled's segment size for new data dirs. sled writes a page larger than a
-/// quarter of a segment to a file of its own and keeps the old ones until
-/// it reclaims them, which it seldom does: with its default 512 KiB, an
-/// uncompressed batch segment (~160 KB at 2,000 events) and the leaf
-/// holding it went that way, and a data dir grew to 3.46 × its events as
-/// protobuf. At 1 MiB they stay in sled's own log, whose segments it
-/// cleans: 1.43 ×, and 0.41 × compressed (was 0.36 ×). Larger segments
-/// leave more partly filled ones behind: 2 MiB gave 1.54 × and 0.52 ×,
-/// 8 MiB 2.13 × and 0.73 × (`leadflow bench --replay --leads 60000`,
-/// 2026-11-27).
-pub(super) const SEGMENT_BYTES: usize = 1 << 20;
+/// sled's segment size for new uncompressed data dirs. sled writes a page
+/// larger than a quarter of a segment to a file of its own and keeps the
+/// old ones until it reclaims them, which it seldom does: with its default
+/// 512 KiB, an uncompressed batch segment (~160 KB at 2,000 events) and the
+/// leaf holding it went that way, and a data dir grew to 3.46 × its events
+/// as protobuf. At 1 MiB they stay in sled's own log, whose segments it
+/// cleans: 1.43–1.54 ×. Larger segments leave more partly filled ones
+/// behind (2 MiB 1.54 ×, 8 MiB 2.13 ×; `leadflow bench --replay --leads
+/// 60000`, 2026-11-27). Compressed segments (~40 KB) never went that way:
+/// those data dirs keep sled's default, which measured smaller for them
+/// (0.36 × vs 0.41 ×).
+pub(super) const SEGMENT_BYTES_UNCOMPRESSED: usize = 1 << 20;
+
+/// sled's default segment size, for new compressed data dirs.
+pub(super) const SEGMENT_BYTES_SLED_DEFAULT: usize = 512 * 1024;
 
 /// The segment size of the sled database in `dir`: the one it was created
-/// with (sled refuses another), else [`SEGMENT_BYTES`] for a new one. Data
-/// dirs made before 2026-11-27 keep sled's default 512 KiB.
-fn segment_bytes(dir: &Path) -> usize {
+/// with (sled refuses another), else the one for a new data dir with
+/// `options`' compression. Data dirs made before 2026-11-27 have sled's
+/// default.
+fn segment_bytes(dir: &Path, options: &LogOptions) -> usize {
     // The file ends with a checksum, not text: read it lossily.
     std::fs::read(dir.join("conf"))
         .ok()
@@ -241,5 +246,8 @@ fn segment_bytes(dir: &Path) -> usize {
                 .find_map(|l| l.strip_prefix("segment_size:"))
                 .and_then(|n| n.trim().parse().ok())
         })
-        .unwrap_or(SEGMENT_BYTES)
+        .unwrap_or(match options.compression_level {
+            None => SEGMENT_BYTES_UNCOMPRESSED,
+            Some(_) => SEGMENT_BYTES_SLED_DEFAULT,
+        })
 }

@@ -774,30 +774,42 @@ fn a_command_carries_the_tenant_of_its_lead() {
 }
 
 #[test]
-fn a_new_data_dir_gets_the_larger_segments_and_an_older_one_keeps_its_own() {
+fn a_new_uncompressed_data_dir_gets_larger_segments_and_an_older_one_keeps_its_own() {
     // sled's `conf` ends with a checksum, not text.
     let conf = |dir: &std::path::Path| {
         String::from_utf8_lossy(&std::fs::read(dir.join("conf")).unwrap()).into_owned()
     };
-    // Given a new data dir, when the log is opened, then sled's segments
-    // are SEGMENT_BYTES.
-    let new = tempfile::tempdir().unwrap();
-    drop(open(&new));
-    assert!(
-        conf(new.path()).contains(&format!("segment_size: {}", super::open::SEGMENT_BYTES)),
-        "{}",
-        conf(new.path())
-    );
-    // Given one made with sled's default 512 KiB (every data dir before
-    // the change), when the log is opened, then it opens (sled refuses a
-    // segment size other than the one a database was made with) and keeps
-    // its own.
+    let uncompressed = LogOptions {
+        compression_level: None,
+        ..LogOptions::default()
+    };
+    // Given new data dirs, when the log is opened, then sled's segments
+    // are the larger ones without compression, sled's default with it.
+    for (options, bytes) in [
+        (&uncompressed, super::open::SEGMENT_BYTES_UNCOMPRESSED),
+        (
+            &LogOptions::default(),
+            super::open::SEGMENT_BYTES_SLED_DEFAULT,
+        ),
+    ] {
+        let new = tempfile::tempdir().unwrap();
+        drop(EventLog::open(new.path(), options).unwrap());
+        assert!(
+            conf(new.path()).contains(&format!("segment_size: {bytes}\n")),
+            "{}",
+            conf(new.path())
+        );
+    }
+    // Given an uncompressed one made with sled's default 512 KiB (every
+    // data dir before the change), when the log is opened, then it opens
+    // (sled refuses a segment size other than the one a database was made
+    // with) and keeps its own.
     let old = tempfile::tempdir().unwrap();
     drop(sled::Config::new().path(old.path()).open().unwrap());
-    assert!(conf(old.path()).contains("segment_size: 524288"));
-    let mut log = EventLog::open(old.path(), &LogOptions::default()).unwrap();
+    assert!(conf(old.path()).contains("segment_size: 524288\n"));
+    let mut log = EventLog::open(old.path(), &uncompressed).unwrap();
     let report = log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
     assert_eq!(report.accepted.len(), 1);
     drop(log);
-    assert!(conf(old.path()).contains("segment_size: 524288"));
+    assert!(conf(old.path()).contains("segment_size: 524288\n"));
 }
