@@ -190,8 +190,8 @@ pub fn publish_as<R: BufRead>(
 /// Publishes `events` at `per_s` events a second (spread evenly, each
 /// enqueued within a millisecond of its time: the messages' Kafka
 /// timestamps are their publish times), as protobuf keyed like
-/// [`publish`], once `start` has
-/// returned `true` (`false` publishes nothing). For
+/// [`publish`], once `start` has returned `true` (`false` publishes
+/// nothing). For
 /// `leadflow bench`'s latency run: an upstream system publishing at a
 /// steady rate while the engine runs.
 pub fn publish_paced(
