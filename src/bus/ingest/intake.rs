@@ -102,6 +102,17 @@ pub(super) struct Intake {
     pub decided: Vec<(PartKey, u64, Caused)>,
 }
 
+/// Counts one more statistic in a row that saw `partition` at `at` (a
+/// strike), starting over when it moved; returns the count.
+fn strike(strikes: &mut HashMap<i32, (u64, u32)>, partition: i32, at: u64) -> u32 {
+    let n = match strikes.get(&partition) {
+        Some((was, n)) if *was == at => n + 1,
+        _ => 1,
+    };
+    strikes.insert(partition, (at, n));
+    n
+}
+
 impl Intake {
     /// Whether the log holds every message the broker had in each assigned
     /// partition as of librdkafka's latest statistics (at most a second
@@ -128,11 +139,7 @@ impl Intake {
             self.ahead.remove(&partition);
             return;
         }
-        let strikes = match self.ahead.get(&partition) {
-            Some((at, n)) if *at == taken => n + 1,
-            _ => 1,
-        };
-        self.ahead.insert(partition, (taken, strikes));
+        let strikes = strike(&mut self.ahead, partition, taken);
         if strikes >= AHEAD_STRIKES && self.failed.is_none() {
             self.failed = Some(BusError::PositionAhead {
                 topic: self.topic.clone(),
@@ -155,11 +162,7 @@ impl Intake {
     pub fn check_not_stalled(&mut self, partition: i32, taken: u64, high: i64) {
         match self.fetch.get(&partition) {
             Some(FetchState::Seeking { from }) if *from > 0 && (taken as i64) < high => {
-                let strikes = match self.stalled.get(&partition) {
-                    Some((at, n)) if at == from => n + 1,
-                    _ => 1,
-                };
-                self.stalled.insert(partition, (*from, strikes));
+                strike(&mut self.stalled, partition, *from);
             }
             _ => {
                 self.stalled.remove(&partition);
