@@ -341,3 +341,33 @@ fn a_new_tenant_starts_under_the_version_its_own_time_calls_for() {
     );
     assert_eq!(acme_sla(&resumed), Some(20_000));
 }
+
+#[test]
+fn a_tick_behind_a_tenants_event_time_fires_nothing_there_and_does_not_panic() {
+    // Given acme's events stamped ahead of the engine's wall clock (a
+    // producer's clock hours fast), and then a late `assigned` that puts a
+    // deadline (t=11s) behind acme's time (t=200s).
+    let mut p = Policies::new(PolicyFile::parse(TWO_TENANTS).unwrap());
+    p.handle(1, &created(1, 500, "acme", "a-1"));
+    p.handle(2, &created(2, 200_000, "acme", "a-2"));
+    let mut assigned = event(3, 1_000, "a-1", build::assigned("", "a-1", "rep-1").body());
+    assigned.tenant_id = "acme".into();
+    p.handle(3, &assigned);
+    assert_eq!(p.tenant("acme").unwrap().next_due_ms(), Some(11_000));
+    // When the wall clock ticks at t=15s, past the deadline but behind
+    // acme's own time.
+    let out = p.advance(15_000);
+    // Then nothing fires (acme's time does not go back to the tick; the
+    // overdue deadline waits for acme's time to move), and the engine
+    // goes on.
+    assert!(out.is_empty(), "{out:?}");
+    // When a tick passes acme's time, the deadline fires, at its own time.
+    let out = p.advance(300_000);
+    let recalls: Vec<_> = out
+        .iter()
+        .filter(|c| c.body.type_name() == "recall_lead")
+        .map(|c| (c.tenant_id.as_str(), c.lead_id.as_str(), c.issued_at_ms))
+        .collect();
+    assert_eq!(recalls, vec![("acme", "a-1", 11_000)]);
+    assert_eq!(p.tenant("acme").unwrap().next_due_ms(), None);
+}

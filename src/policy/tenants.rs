@@ -300,19 +300,33 @@ impl Policies {
             out.extend(p.advance(now_ms));
         }
         self.reindex("");
+        // Each tenant due by the tick is advanced once, in the due index's
+        // order (advancing one tenant never makes another due). A tenant
+        // whose own time is ahead of the tick (its events are stamped
+        // later than the engine's wall clock: a producer's clock running
+        // fast) fires nothing — time never goes back — and may stay due
+        // before the tick, with what a late event made overdue: that fires
+        // when its time moves on. So the list is taken before advancing,
+        // or such a tenant would be picked again for ever.
+        let due: Vec<String> = self
+            .due
+            .iter()
+            .take_while(|(at, _)| *at <= now_ms)
+            .map(|(_, tenant)| tenant.clone())
+            .filter(|tenant| !tenant.is_empty())
+            .collect();
         let mut from = out.len();
-        while let Some((at, tenant)) = self.due.first().cloned() {
-            if at > now_ms {
-                break;
-            }
-            if let Some(p) = self.tenants.get_mut(&tenant) {
-                out.extend(p.advance(now_ms));
-            }
+        for tenant in due {
+            let Some(p) = self.tenants.get_mut(&tenant) else {
+                continue;
+            };
+            out.extend(p.advance(now_ms));
+            let ahead = p.state().now_ms > now_ms;
             stamp(&mut out[from..], &tenant);
             from = out.len();
             self.reindex(&tenant);
             assert!(
-                self.due_of.get(&tenant).is_none_or(|d| *d > now_ms),
+                ahead || self.due_of.get(&tenant).is_none_or(|d| *d > now_ms),
                 "tenant {tenant:?} still has something due by {now_ms} after advancing"
             );
         }
