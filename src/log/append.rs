@@ -2,7 +2,7 @@
 //! index, one atomic sled batch with the positions and the commands it
 //! causes, one flush. See the durability contract in `mod.rs`.
 
-use super::outbox::stage_command;
+use super::outbox::{stage_command, CommandRun};
 use super::*;
 
 impl EventLog {
@@ -90,11 +90,13 @@ impl EventLog {
         let mut rejected_ids: Vec<(&str, u64)> = Vec::new();
         let mut counters: BTreeMap<&'static str, u64> = BTreeMap::new();
         let mut command_ids_in_batch: IdMap<String, u64> = IdMap::default();
+        // The batch's commands, stored under one key (see `CommandRun`).
+        let mut run = CommandRun::default();
         // Whether `decide` has folded an event of this batch into the
         // caller's state: from then on any error leaves that state ahead
         // of the log, which must then refuse work until it is reopened.
         let mut folded = false;
-        // Whether this batch makes the data dir format 3.
+        // Whether this batch makes the data dir format 3 (or more).
         let mut upgraded = false;
 
         let staged = (|| -> Result<(), LogError> {
@@ -141,12 +143,7 @@ impl EventLog {
                                 }
                                 let cseq = next_cseq;
                                 next_cseq += 1;
-                                stage_command(
-                                    &mut batch,
-                                    &mut command_ids_in_batch,
-                                    cseq,
-                                    &command,
-                                );
+                                stage_command(&mut run, &mut command_ids_in_batch, cseq, &command);
                                 report.commands.push((cseq, command));
                             }
                         }
@@ -214,15 +211,20 @@ impl EventLog {
 
             if !segment.is_empty() {
                 let bytes = segment::stored(segment.finish(), self.compression_level);
-                if segment::is_compressed(&bytes) && self.format < FORMAT_VERSION {
+                if segment::is_compressed(&bytes) && self.format < FORMAT_COMPRESSED_SEGMENTS {
                     // The first compressed segment makes the data dir
-                    // format 3, in its own batch (see `FORMAT_VERSIONS_READ`).
-                    batch.insert(str_key(META, META_FORMAT), &FORMAT_VERSION.to_be_bytes());
+                    // format 3, in its own batch (see `FORMAT_VERSIONS_READ`;
+                    // a run of commands staged below raises it to 4).
+                    batch.insert(
+                        str_key(META, META_FORMAT),
+                        &FORMAT_COMPRESSED_SEGMENTS.to_be_bytes(),
+                    );
                     upgraded = true;
                 }
                 staged_bytes += bytes.len() as u64;
                 batch.insert(&seq_key(EVENT, self.next_seq), bytes);
             }
+            self.stage_run(&mut batch, std::mem::take(&mut run));
             for (code, n) in &counters {
                 let key = str_key(COUNTER, code);
                 let old = self
@@ -264,7 +266,7 @@ impl EventLog {
 
         // Only now, with the batch durable, does memory move forward.
         if upgraded {
-            self.format = FORMAT_VERSION;
+            self.format = self.format.max(FORMAT_COMPRESSED_SEGMENTS);
         }
         self.next_seq = next_seq;
         if self.dead_letter_outbox {

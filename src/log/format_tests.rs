@@ -1,5 +1,6 @@
 //! The stored format across builds: compressed segments, and a format-2
-//! data dir read as it is and upgraded by its first compressed segment.
+//! data dir read as it is and upgraded by its first compressed segment, a
+//! format-3 one by its first run of commands.
 
 use super::tests::{created, inputs};
 use super::*;
@@ -62,7 +63,7 @@ fn a_format_2_data_dir_is_read_as_it_is_and_upgraded_by_its_first_compressed_seg
     let mut log = EventLog::open(dir.path(), &options(Some(1))).unwrap();
     log.append(&inputs(vec![created("e4", "d")]), &[]).unwrap();
     assert!(compressed_at(&log, 4) && !compressed_at(&log, 3));
-    assert_eq!(stored_format(&log), FORMAT_VERSION);
+    assert_eq!(stored_format(&log), FORMAT_COMPRESSED_SEGMENTS);
     drop(log);
     // And a reopened log reads both kinds in order, and judges a repeat of
     // either kind a duplicate.
@@ -98,4 +99,123 @@ fn a_damaged_compressed_segment_is_reported_as_corruption() {
         "{:?}",
         reopened.err()
     );
+}
+
+/// The commands of `log`, run by run, rewritten as a format-3 build stored
+/// them (a key each), with the marker at 3.
+fn as_format_3(log: &EventLog) {
+    let runs: Vec<_> = log
+        .tree
+        .scan_prefix([COMMAND_RUN])
+        .map(|kv| kv.unwrap())
+        .collect();
+    for (k, v) in runs {
+        let first = trailing_u64(&k).unwrap();
+        for (cseq, range) in (first..).zip(super::outbox::run_entries(first, &v).unwrap()) {
+            log.tree.insert(seq_key(COMMAND, cseq), &v[range]).unwrap();
+        }
+        log.tree.remove(k).unwrap();
+    }
+    log.tree
+        .insert(str_key(META, META_FORMAT), &3u64.to_be_bytes())
+        .unwrap();
+    log.flush().unwrap();
+}
+
+fn ids(commands: Vec<(u64, LeadCommand)>) -> Vec<(u64, String)> {
+    commands
+        .into_iter()
+        .map(|(cseq, c)| (cseq, c.command_id))
+        .collect()
+}
+
+#[test]
+fn a_format_3_data_dir_keeps_its_commands_and_stores_new_ones_as_a_run() {
+    use super::outbox_tests::recall_command;
+    let dir = tempfile::tempdir().unwrap();
+    // Given a data dir as a format-3 build left it: three commands under a
+    // key each, the second acknowledged.
+    {
+        let mut log = EventLog::open(dir.path(), &options(Some(1))).unwrap();
+        log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
+        let c = ["c1", "c2", "c3"].map(recall_command).to_vec();
+        log.append_commands(c).unwrap();
+        log.mark_commands_sent(&[2]).unwrap();
+        as_format_3(&log);
+    }
+    // When this build opens it and only reads, then it reads the commands
+    // and leaves the marker at 3.
+    {
+        let log = EventLog::open(dir.path(), &options(Some(1))).unwrap();
+        let pending = log.pending_commands(10).unwrap();
+        assert_eq!(ids(pending), [(1, "c1".into()), (3, "c3".into())]);
+        assert_eq!(log.command(2).unwrap().unwrap().command_id, "c2");
+        assert_eq!(stored_format(&log), 3);
+    }
+    // When it stores commands (one already stored among them), then the
+    // new ones go in as one run and the data dir is format 4, in the same
+    // batch.
+    let mut log = EventLog::open(dir.path(), &options(Some(1))).unwrap();
+    let again = ["c2", "c4", "c5"].map(recall_command).to_vec();
+    let stored = log.append_commands(again).unwrap();
+    assert_eq!(ids(stored), [(4, "c4".into()), (5, "c5".into())]);
+    assert_eq!(log.tree.scan_prefix([COMMAND_RUN]).count(), 1);
+    assert_eq!(log.tree.scan_prefix([COMMAND]).count(), 3);
+    assert_eq!(stored_format(&log), FORMAT_COMMAND_RUNS);
+    drop(log);
+    // And a reopened log reads both kinds in order, pending and all, and
+    // judges a repeat of either kind already stored.
+    let mut log = EventLog::open(dir.path(), &options(Some(1))).unwrap();
+    let all: Vec<_> = log.commands().map(|c| c.unwrap()).collect();
+    let want: Vec<(u64, String)> = (1..=5).map(|i| (i, format!("c{i}"))).collect();
+    assert_eq!(ids(all), want);
+    let pending = log.pending_commands(10).unwrap();
+    assert_eq!(
+        ids(pending),
+        [
+            (1, "c1".into()),
+            (3, "c3".into()),
+            (4, "c4".into()),
+            (5, "c5".into())
+        ]
+    );
+    let pending = log.pending_commands_encoded_after(3, 10).unwrap();
+    let pending: Vec<_> = pending
+        .iter()
+        .map(|(s, (h, _))| (*s, h.command_id.as_str()))
+        .collect();
+    assert_eq!(pending, [(4, "c4"), (5, "c5")]);
+    let repeats = ["c1", "c5"].map(recall_command).to_vec();
+    assert!(log.append_commands(repeats).unwrap().is_empty());
+}
+
+#[test]
+fn a_damaged_command_run_is_reported_as_corruption() {
+    use super::outbox_tests::recall_command;
+    let dir = tempfile::tempdir().unwrap();
+    let log = {
+        let mut log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
+        log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
+        log.append_commands(vec![recall_command("c1"), recall_command("c2")])
+            .unwrap();
+        log
+    };
+    let (k, v) = log.tree.scan_prefix([COMMAND_RUN]).next().unwrap().unwrap();
+    // Given its run cut short, given a count larger than it, given bytes
+    // after its last command: each is corruption, never a panic or a
+    // wrong command.
+    let mut huge = v.to_vec();
+    huge[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+    let mut longer = v.to_vec();
+    longer.push(0);
+    for damaged in [v[..v.len() - 3].to_vec(), huge, longer, Vec::new()] {
+        log.tree.insert(&k, damaged).unwrap();
+        let read = log.command(2);
+        assert!(
+            matches!(read, Err(LogError::Corrupt(ref m)) if m.contains("command run")),
+            "{read:?}"
+        );
+        let all: Result<Vec<_>, _> = log.commands().collect();
+        assert!(matches!(all, Err(LogError::Corrupt(_))), "{all:?}");
+    }
 }

@@ -50,8 +50,11 @@
 //! its first sequence). The dedupe index and each lead's lifecycle state and
 //! timeline are functions of the events, so they live in memory ([`index`])
 //! and are rebuilt by scanning the log the first time they are needed after
-//! opening. sled's cost is per key, so an append writes about one key per
-//! batch (plus one per rejection and per command), not two per event.
+//! opening. The commands a write stores are one key too (a run, see
+//! `outbox::CommandRun`; data dirs before format 4 hold a key per
+//! command, read as they are). sled's cost is per key, so an append writes
+//! about two keys per batch (plus one per rejection), not two per event
+//! and one per command.
 //! - Projection snapshots live in their own tree and are flushed when saved;
 //!   they are a cache: losing one costs a replay, never correctness.
 
@@ -89,14 +92,23 @@ use std::path::Path;
 
 /// The on-disk format this build writes. Format 1 also stored the id index
 /// and lead records as sled keys; format 3 may hold compressed segments
-/// (`log.compression`), which builds of format 2 cannot read.
-pub const FORMAT_VERSION: u64 = 3;
+/// (`log.compression`), which builds of format 2 cannot read; format 4
+/// stores the commands of one write under one key (a run: `COMMAND_RUN`)
+/// instead of one key each, which builds of format 3 cannot read.
+pub const FORMAT_VERSION: u64 = 4;
 
-/// The formats this build reads: a format-2 data dir is read as it is and
-/// becomes format 3 with the first compressed segment written to it, in
-/// that segment's own batch (so a read, or an append without compression,
-/// leaves it readable by the builds before).
-pub const FORMAT_VERSIONS_READ: [u64; 2] = [2, 3];
+/// The format a data dir takes with its first compressed segment.
+pub const FORMAT_COMPRESSED_SEGMENTS: u64 = 3;
+
+/// The format a data dir takes with its first run of commands.
+pub const FORMAT_COMMAND_RUNS: u64 = 4;
+
+/// The formats this build reads: a format-2 or -3 data dir is read as it
+/// is and takes the format of the first thing written to it that its
+/// format cannot hold (a compressed segment: 3; a run of commands: 4), in
+/// that write's own batch (so a read, or appends of what it can hold,
+/// leave it readable by the builds before).
+pub const FORMAT_VERSIONS_READ: [u64; 3] = [2, 3, 4];
 
 /// Errors of the log layer.
 #[derive(Debug, thiserror::Error)]
