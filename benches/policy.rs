@@ -1,7 +1,8 @@
 //! Policy benchmarks: the processor's cost per event under every rule (one
 //! processor, the same behind the per-tenant `Policies` the engine holds,
 //! and 50 tenants each with its own table), and one million pending
-//! deadlines — memory and fire throughput.
+//! deadlines — memory and fire throughput, and deadlines under a business
+//! calendar.
 //! Run: `cargo bench --bench policy`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -223,5 +224,47 @@ fn scoring_cost(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, handle_per_event, million_deadlines, scoring_cost);
+/// A held lead's deadlines under a business calendar (Asia/Shanghai,
+/// 09:00-18:00 on weekdays, two holidays): the first follow-up (24 working
+/// hours), stale (72) and longest holding (30 days: ~115 dates to cross)
+/// from one start, and the reminder 4 working hours before each; what a
+/// `watch` computes for every assignment and follow-up in a pool with a
+/// calendar.
+fn calendar_deadlines(c: &mut Criterion) {
+    use leadflow::policy::calendar::{Calendar, CalendarSpec};
+    let calendar = Calendar::parse(&CalendarSpec {
+        time_zone: "Asia/Shanghai".into(),
+        working_hours: "09:00-18:00".into(),
+        working_days: ["mon", "tue", "wed", "thu", "fri"]
+            .map(String::from)
+            .to_vec(),
+        holidays: vec!["2026-10-01".into(), "2026-10-02".into()],
+    })
+    .unwrap();
+    // Starts spread over four months, seven minutes apart and more.
+    let starts: Vec<i64> = (0..1_000).map(|i| T0 + i * 10_007_000).collect();
+    let mut g = c.benchmark_group("policy");
+    g.throughput(Throughput::Elements(starts.len() as u64));
+    g.bench_function("calendar_deadlines_per_assignment", |b| {
+        b.iter(|| {
+            let mut sum = 0i64;
+            for at in &starts {
+                for limit in [24 * H, 72 * H, 30 * 24 * H] {
+                    let due = calendar.add_working(*at, limit);
+                    sum = sum.wrapping_add(calendar.sub_working(due, 4 * H));
+                }
+            }
+            sum
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    handle_per_event,
+    million_deadlines,
+    scoring_cost,
+    calendar_deadlines
+);
 criterion_main!(benches);

@@ -80,10 +80,17 @@ pub struct Calendar {
     /// of a deadline, and deadlines keep asking about the same few days.
     /// A pure memo: bounded, cleared when full, shared by clones.
     day_bounds: Arc<Mutex<HashMap<NaiveDate, (i64, i64)>>>,
+    /// Working milliseconds of the weeks already asked about, by their
+    /// Monday: a walk over a long limit (a 30-day `max_holding` crosses
+    /// ~115 dates) takes whole weeks at once. A memo like `day_bounds`.
+    week_ms: Arc<Mutex<HashMap<NaiveDate, i64>>>,
 }
 
 /// Dates kept in a calendar's memo before it is cleared.
 const DAY_BOUNDS_MAX: usize = 4_096;
+
+/// Weeks kept in a calendar's memo before it is cleared.
+const WEEKS_MAX: usize = 1_024;
 
 /// The longest stretch a deadline may be pushed over (ten years of days):
 /// bounds the walk when a calendar has almost no working time.
@@ -133,6 +140,7 @@ impl Calendar {
             days,
             holidays,
             day_bounds: Arc::default(),
+            week_ms: Arc::default(),
         })
     }
 
@@ -148,6 +156,36 @@ impl Calendar {
         let b = (self.at(date, self.open), self.at(date, self.close));
         memo.insert(date, b);
         b
+    }
+
+    /// The working milliseconds of the week from `monday` to its Sunday,
+    /// each day counted whole (as the walks count every day but their
+    /// first), memoised.
+    fn week_ms(&self, monday: NaiveDate) -> i64 {
+        let known = self
+            .week_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&monday)
+            .copied();
+        if let Some(ms) = known {
+            return ms;
+        }
+        let ms = monday
+            .iter_days()
+            .take(7)
+            .filter(|d| self.working(*d))
+            .map(|d| {
+                let (open, close) = self.bounds(d);
+                (close - open).max(0)
+            })
+            .sum();
+        let mut memo = self.week_ms.lock().unwrap_or_else(|e| e.into_inner());
+        if memo.len() >= WEEKS_MAX {
+            memo.clear();
+        }
+        memo.insert(monday, ms);
+        ms
     }
 
     fn working(&self, date: NaiveDate) -> bool {
@@ -175,9 +213,26 @@ impl Calendar {
         let Some(start) = self.tz.timestamp_millis_opt(start_ms).single() else {
             return start_ms.saturating_add(working_ms);
         };
-        let mut date = start.date_naive();
+        let first = start.date_naive();
+        let mut date = first;
         let mut left = working_ms;
-        for _ in 0..DAYS_MAX {
+        let mut days = 0;
+        while days < DAYS_MAX {
+            // A whole week that cannot hold the end is skipped at once: on
+            // each of its days the walk below would only take that day's
+            // hours off (every day after the first counts whole).
+            if date > first && date.weekday() == Weekday::Mon && days + 7 <= DAYS_MAX {
+                let week = self.week_ms(date);
+                if let Some(next) = date.checked_add_days(chrono::Days::new(7)) {
+                    if left > week {
+                        left -= week;
+                        date = next;
+                        days += 7;
+                        continue;
+                    }
+                }
+            }
+            days += 1;
             if self.working(date) {
                 let (open, close) = self.bounds(date);
                 let open = open.max(start_ms);
@@ -202,9 +257,27 @@ impl Calendar {
         let Some(end) = self.tz.timestamp_millis_opt(end_ms).single() else {
             return end_ms.saturating_sub(working_ms);
         };
-        let mut date = end.date_naive();
+        let last = end.date_naive();
+        let mut date = last;
         let mut left = working_ms;
-        for _ in 0..DAYS_MAX {
+        let mut days = 0;
+        while days < DAYS_MAX {
+            // A whole week (back from its Sunday) that cannot hold the
+            // start is skipped at once, as in `add_working`.
+            if date < last && date.weekday() == Weekday::Sun && days + 7 <= DAYS_MAX {
+                let monday = date.checked_sub_days(chrono::Days::new(6));
+                let before = date.checked_sub_days(chrono::Days::new(7));
+                if let (Some(monday), Some(before)) = (monday, before) {
+                    let week = self.week_ms(monday);
+                    if left > week {
+                        left -= week;
+                        date = before;
+                        days += 7;
+                        continue;
+                    }
+                }
+            }
+            days += 1;
             if self.working(date) {
                 let (open, close) = self.bounds(date);
                 let close = close.min(end_ms);
@@ -242,6 +315,122 @@ mod tests {
         chrono::DateTime::parse_from_rfc3339(s)
             .unwrap()
             .timestamp_millis()
+    }
+
+    /// The walks as they were before whole weeks were skipped: a day at
+    /// a time.
+    fn add_day_by_day(c: &Calendar, start_ms: i64, working_ms: i64) -> i64 {
+        let Some(start) = c.tz.timestamp_millis_opt(start_ms).single() else {
+            return start_ms.saturating_add(working_ms);
+        };
+        let mut date = start.date_naive();
+        let mut left = working_ms;
+        for _ in 0..DAYS_MAX {
+            if c.working(date) {
+                let (open, close) = c.bounds(date);
+                let open = open.max(start_ms);
+                if open < close {
+                    if left <= close - open {
+                        return open + left;
+                    }
+                    left -= close - open;
+                }
+            }
+            date = date.succ_opt().unwrap_or(date);
+        }
+        start_ms.saturating_add(working_ms)
+    }
+
+    fn sub_day_by_day(c: &Calendar, end_ms: i64, working_ms: i64) -> i64 {
+        let Some(end) = c.tz.timestamp_millis_opt(end_ms).single() else {
+            return end_ms.saturating_sub(working_ms);
+        };
+        let mut date = end.date_naive();
+        let mut left = working_ms;
+        for _ in 0..DAYS_MAX {
+            if c.working(date) {
+                let (open, close) = c.bounds(date);
+                let close = close.min(end_ms);
+                if open < close {
+                    if left <= close - open {
+                        return close - left;
+                    }
+                    left -= close - open;
+                }
+            }
+            date = date.pred_opt().unwrap_or(date);
+        }
+        end_ms.saturating_sub(working_ms)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn skipping_whole_weeks_lands_where_the_day_by_day_walk_does(
+            zone in proptest::sample::select(vec![
+                "Asia/Shanghai", "America/New_York", "Europe/London", "Australia/Lord_Howe", "UTC",
+            ]),
+            hours in proptest::sample::select(vec!["09:00-18:00", "00:30-23:30", "08:00-08:01", "01:00-03:00"]),
+            days in proptest::collection::vec(proptest::bool::ANY, 7),
+            holidays in proptest::collection::vec(0i64..800, 0..30),
+            at_ms in 1_735_689_600_000i64..1_798_761_600_000,
+            working_ms in proptest::prop_oneof![0i64..86_400_000, 0i64..3_000 * 3_600_000],
+        ) {
+            // Given a calendar of any zone (with and without daylight
+            // saving), hours, working days and holidays in 2025-2027.
+            let names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+            let mut working_days: Vec<String> = names
+                .iter()
+                .zip(&days)
+                .filter(|(_, on)| **on)
+                .map(|(d, _)| d.to_string())
+                .collect();
+            if working_days.is_empty() {
+                working_days.push("wed".into());
+            }
+            let from = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+            let c = Calendar::parse(&CalendarSpec {
+                time_zone: zone.into(),
+                working_hours: hours.into(),
+                working_days,
+                holidays: holidays
+                    .iter()
+                    .map(|d| (from + chrono::Days::new(*d as u64)).to_string())
+                    .collect(),
+            })
+            .unwrap();
+            // Then both walks, forward and back, land where a day at a
+            // time does.
+            proptest::prop_assert_eq!(c.add_working(at_ms, working_ms), add_day_by_day(&c, at_ms, working_ms));
+            proptest::prop_assert_eq!(c.sub_working(at_ms, working_ms), sub_day_by_day(&c, at_ms, working_ms));
+        }
+    }
+
+    #[test]
+    fn a_limit_of_exactly_whole_weeks_ends_at_the_last_closing_not_the_next_opening() {
+        // Given 09:00-18:00 on weekdays (45 working hours a week).
+        let c = cal("UTC", &[]);
+        // When a week's worth is added from a Friday's closing, or taken
+        // back from a Monday's opening.
+        let friday_18 = utc("2026-10-09T18:00:00Z");
+        let monday_09 = utc("2026-10-12T09:00:00Z");
+        // Then it ends at the next Friday's closing (not the Monday after),
+        // and starts at the Monday's opening a week before.
+        assert_eq!(
+            c.add_working(friday_18, 45 * H),
+            utc("2026-10-16T18:00:00Z")
+        );
+        assert_eq!(
+            c.add_working(friday_18, 90 * H),
+            utc("2026-10-23T18:00:00Z")
+        );
+        assert_eq!(
+            c.sub_working(monday_09, 45 * H),
+            utc("2026-10-05T09:00:00Z")
+        );
+        assert_eq!(
+            c.sub_working(monday_09, 90 * H),
+            utc("2026-09-28T09:00:00Z")
+        );
     }
 
     #[test]
