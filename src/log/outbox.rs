@@ -502,19 +502,27 @@ pub(super) fn stage_command(
 /// that holds them (a run, or a key of its own before format 4).
 type StoredCommand = (u64, sled::IVec, std::ops::Range<usize>);
 
-/// The commands of one write, stored under one key (`g + first cseq`),
-/// their sequences following on from it. A key per command cost sled
-/// about 5 µs each on the write path (it links, logs and later
-/// consolidates every key apart), as much as a few events; a run is one
-/// key whatever it holds. The value: the number of commands (u32), then
-/// each command's length (u32) and protobuf, in sequence order; all
-/// big-endian.
+/// The commands of one write, stored under one key (`g + first cseq`)
+/// per [`RUN_BYTES_MAX`], their sequences following on from it. A key per
+/// command cost sled about 5 µs each on the write path (it links, logs and
+/// later consolidates every key apart), as much as a few events. The
+/// value: the number of commands (u32), then each command's length (u32)
+/// and protobuf, in sequence order; all big-endian.
 #[derive(Debug, Default)]
 pub(super) struct CommandRun {
     first_cseq: u64,
     count: u32,
     bytes: Vec<u8>,
+    /// The write's earlier runs, each full.
+    full: Vec<([u8; 9], Vec<u8>)>,
 }
+
+/// A run is closed once it holds this many bytes, and the write's next
+/// command starts another. sled stores a value over a quarter of its
+/// segment (128 KiB of sled's default 512 KiB) as a file of its own and is
+/// slow to remove old ones (see `open.rs`): a tick that fires thousands of
+/// deadlines must not make a megabyte value.
+pub(super) const RUN_BYTES_MAX: usize = 64 * 1024;
 
 /// Bytes of a run's count, and of each command's length.
 const RUN_LEN_BYTES: usize = 4;
@@ -522,6 +530,10 @@ const RUN_LEN_BYTES: usize = 4;
 impl CommandRun {
     /// Adds the command `cseq` (the run's next sequence), as encoded.
     pub(super) fn push(&mut self, cseq: u64, encoded: &[u8]) {
+        if self.bytes.len() >= RUN_BYTES_MAX {
+            let full = std::mem::take(self).finish();
+            self.full = full;
+        }
         if self.count == 0 {
             self.first_cseq = cseq;
             self.bytes = vec![0; RUN_LEN_BYTES];
@@ -538,13 +550,17 @@ impl CommandRun {
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.count == 0
+        self.count == 0 && self.full.is_empty()
     }
 
-    /// Its key and value, once every command is in.
-    fn finish(mut self) -> ([u8; 9], Vec<u8>) {
-        self.bytes[..RUN_LEN_BYTES].copy_from_slice(&self.count.to_be_bytes());
-        (seq_key(COMMAND_RUN, self.first_cseq), self.bytes)
+    /// The key and value of each of its runs, once every command is in.
+    fn finish(mut self) -> Vec<([u8; 9], Vec<u8>)> {
+        if self.count > 0 {
+            self.bytes[..RUN_LEN_BYTES].copy_from_slice(&self.count.to_be_bytes());
+            let key = seq_key(COMMAND_RUN, self.first_cseq);
+            self.full.push((key, self.bytes));
+        }
+        self.full
     }
 }
 
@@ -563,8 +579,9 @@ impl EventLog {
                 &FORMAT_COMMAND_RUNS.to_be_bytes(),
             );
         }
-        let (key, value) = run.finish();
-        batch.insert(&key, value);
+        for (key, value) in run.finish() {
+            batch.insert(&key, value);
+        }
     }
 }
 

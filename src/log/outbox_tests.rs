@@ -246,3 +246,48 @@ fn a_data_dir_with_an_id_key_per_command_keeps_its_ids_and_loses_the_keys() {
     );
     assert_eq!(log.tree.scan_prefix([COMMAND_ID]).count(), 0);
 }
+
+#[test]
+fn a_write_of_many_commands_is_split_into_runs_of_bounded_size_read_back_in_order() {
+    // Given one write of 400 commands, each with a long explanation
+    // (~200 KB in all: a tick that fires many deadlines at once).
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(&dir);
+    log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
+    let commands: Vec<LeadCommand> = (1..=400)
+        .map(|i| LeadCommand {
+            explanation: format!("{i:0>500}"),
+            ..recall_command(&format!("c{i}"))
+        })
+        .collect();
+    log.append_commands(commands).unwrap();
+    // Then it is stored as several runs, none much over the bound.
+    let runs: Vec<usize> = log
+        .tree
+        .scan_prefix([COMMAND_RUN])
+        .map(|kv| kv.unwrap().1.len())
+        .collect();
+    assert!(runs.len() >= 3, "{runs:?}");
+    assert!(
+        runs.iter()
+            .all(|n| *n < super::outbox::RUN_BYTES_MAX + 1_000),
+        "{runs:?}"
+    );
+    drop(log);
+    // And after a restart every command reads back in order, by scan, one
+    // by one, and as the outbox.
+    let log = open(&dir);
+    let ids: Vec<String> = log.commands().map(|c| c.unwrap().1.command_id).collect();
+    let want: Vec<String> = (1..=400).map(|i| format!("c{i}")).collect();
+    assert_eq!(ids, want);
+    for cseq in [1, 137, 138, 139, 400] {
+        let c = log.command(cseq).unwrap().unwrap();
+        assert_eq!(c.command_id, format!("c{cseq}"));
+        assert_eq!(c.explanation, format!("{cseq:0>500}"));
+    }
+    assert_eq!(log.command(401).unwrap(), None);
+    assert_eq!(pending_seqs(&log).len(), 100);
+    let pending = log.pending_commands_encoded_after(0, 1_000).unwrap();
+    let seqs: Vec<u64> = pending.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (1..=400).collect::<Vec<u64>>());
+}
