@@ -224,7 +224,7 @@ impl EventLog {
                 staged_bytes += bytes.len() as u64;
                 batch.insert(&seq_key(EVENT, self.next_seq), bytes);
             }
-            self.stage_run(&mut batch, std::mem::take(&mut run));
+            staged_bytes += self.stage_run(&mut batch, std::mem::take(&mut run));
             for (code, n) in &counters {
                 let key = str_key(COUNTER, code);
                 let old = self

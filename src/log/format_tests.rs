@@ -111,8 +111,11 @@ fn as_format_3(log: &EventLog) {
         .collect();
     for (k, v) in runs {
         let first = trailing_u64(&k).unwrap();
-        for (cseq, range) in (first..).zip(super::outbox::run_entries(first, &v).unwrap()) {
-            log.tree.insert(seq_key(COMMAND, cseq), &v[range]).unwrap();
+        let (layout, ranges) = super::outbox::run_commands(first, &v).unwrap();
+        for (cseq, range) in (first..).zip(ranges) {
+            log.tree
+                .insert(seq_key(COMMAND, cseq), &layout[range])
+                .unwrap();
         }
         log.tree.remove(k).unwrap();
     }
@@ -192,30 +195,99 @@ fn a_format_3_data_dir_keeps_its_commands_and_stores_new_ones_as_a_run() {
 #[test]
 fn a_damaged_command_run_is_reported_as_corruption() {
     use super::outbox_tests::recall_command;
-    let dir = tempfile::tempdir().unwrap();
-    let log = {
-        let mut log = EventLog::open(dir.path(), &LogOptions::default()).unwrap();
-        log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
-        log.append_commands(vec![recall_command("c1"), recall_command("c2")])
-            .unwrap();
-        log
-    };
-    let (k, v) = log.tree.scan_prefix([COMMAND_RUN]).next().unwrap().unwrap();
-    // Given its run cut short, given a count larger than it, given bytes
-    // after its last command: each is corruption, never a panic or a
-    // wrong command.
-    let mut huge = v.to_vec();
-    huge[..4].copy_from_slice(&u32::MAX.to_be_bytes());
-    let mut longer = v.to_vec();
-    longer.push(0);
-    for damaged in [v[..v.len() - 3].to_vec(), huge, longer, Vec::new()] {
-        log.tree.insert(&k, damaged).unwrap();
-        let read = log.command(2);
-        assert!(
-            matches!(read, Err(LogError::Corrupt(ref m)) if m.contains("command run")),
-            "{read:?}"
-        );
-        let all: Result<Vec<_>, _> = log.commands().collect();
-        assert!(matches!(all, Err(LogError::Corrupt(_))), "{all:?}");
+    for compression_level in [None, Some(1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = {
+            let mut log = EventLog::open(dir.path(), &options(compression_level)).unwrap();
+            log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
+            log.append_commands(vec![recall_command("c1"), recall_command("c2")])
+                .unwrap();
+            log
+        };
+        let (k, v) = log.tree.scan_prefix([COMMAND_RUN]).next().unwrap().unwrap();
+        assert_eq!(segment::is_compressed(&v), compression_level.is_some());
+        // Given its run cut short, given a count larger than it, given
+        // bytes after its last command, given a well-formed frame around a
+        // layout cut short: each is corruption, never a panic or a wrong
+        // command.
+        let mut huge = v.to_vec();
+        huge[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+        let mut longer = v.to_vec();
+        longer.push(0);
+        let layout = segment::layout(&v).unwrap();
+        let framed_short = zstd::bulk::compress(&layout[..layout.len() - 1], 1).unwrap();
+        for damaged in [
+            v[..v.len() - 3].to_vec(),
+            huge,
+            longer,
+            Vec::new(),
+            framed_short,
+        ] {
+            log.tree.insert(&k, damaged).unwrap();
+            let read = log.command(2);
+            assert!(
+                matches!(read, Err(LogError::Corrupt(ref m)) if m.contains("command run")),
+                "{compression_level:?}: {read:?}"
+            );
+            let all: Result<Vec<_>, _> = log.commands().collect();
+            assert!(matches!(all, Err(LogError::Corrupt(_))), "{all:?}");
+        }
     }
+}
+
+#[test]
+fn commands_are_compressed_like_events_and_a_data_dir_reads_runs_of_either_kind() {
+    use super::outbox_tests::recall_command;
+    let dir = tempfile::tempdir().unwrap();
+    let raw_bytes = {
+        // Given runs stored without compression,
+        let mut log = EventLog::open(dir.path(), &options(None)).unwrap();
+        log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
+        let first: Vec<_> = (1..=40).map(|i| recall_command(&format!("c{i}"))).collect();
+        log.append_commands(first).unwrap();
+        let (_, v) = log.tree.scan_prefix([COMMAND_RUN]).next().unwrap().unwrap();
+        assert!(!segment::is_compressed(&v));
+        v.len()
+    };
+    // when the data dir is reopened with compression and stores more,
+    let mut log = EventLog::open(dir.path(), &options(Some(1))).unwrap();
+    let more: Vec<_> = (41..=80)
+        .map(|i| recall_command(&format!("c{i}")))
+        .collect();
+    assert_eq!(log.append_commands(more).unwrap().len(), 40);
+    // then the new run is one zstd frame, several times smaller than the
+    // same count of commands raw (they differ in little but their ids),
+    let runs: Vec<_> = log
+        .tree
+        .scan_prefix([COMMAND_RUN])
+        .map(|kv| kv.unwrap().1)
+        .collect();
+    assert_eq!(runs.len(), 2);
+    assert!(segment::is_compressed(&runs[1]));
+    assert!(
+        runs[1].len() * 3 < raw_bytes,
+        "{} vs {raw_bytes}",
+        runs[1].len()
+    );
+    // and every command reads back in order, by scan, by sequence and as
+    // the outbox, raw and compressed alike.
+    let all: Vec<_> = log.commands().map(|c| c.unwrap()).collect();
+    let expected: Vec<_> = (1..=80).map(|i| (i, format!("c{i}"))).collect();
+    assert_eq!(ids(all), expected);
+    assert_eq!(log.command(40).unwrap().unwrap().command_id, "c40");
+    assert_eq!(log.command(41).unwrap().unwrap().command_id, "c41");
+    let pending: Vec<_> = log
+        .pending_commands_encoded_after(38, 4)
+        .unwrap()
+        .into_iter()
+        .map(|(s, (h, bytes))| {
+            let decoded = crate::codec::decode_command(&bytes).unwrap();
+            assert_eq!(decoded.command_id, h.command_id);
+            (s, h.command_id)
+        })
+        .collect();
+    assert_eq!(
+        pending,
+        (39..=42).map(|i| (i, format!("c{i}"))).collect::<Vec<_>>()
+    );
 }

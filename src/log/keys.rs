@@ -14,8 +14,8 @@ pub const LEAD_REJECTED: u8 = b'x'; // x + lead + rseq -> ()
 pub const DEAD_LETTER: u8 = b'q'; // q + rseq    -> () while unpublished
 pub const COMMAND: u8 = b'k'; // k + cseq      -> protobuf LeadCommand: formats 2 and 3 (read,
                               // no longer written)
-pub const COMMAND_RUN: u8 = b'g'; // g + first cseq -> the commands of one write, cseqs from the
-                                  // key's on (format 4; see `outbox::CommandRun`)
+pub const COMMAND_RUN: u8 = b'g'; // g + first cseq -> a segment of the commands of one write,
+                                  // cseqs from the key's on (format 4; see `outbox::CommandRun`)
 pub const OUTBOX: u8 = b'o'; // o + cseq        -> () while unpublished (written before
                              // `m commands_sent_below`; read at open, removed when sent)
 pub const SENT_ABOVE: u8 = b'j'; // j + cseq  -> () acknowledged above the oldest pending command

@@ -50,8 +50,8 @@
 //! its first sequence). The dedupe index and each lead's lifecycle state and
 //! timeline are functions of the events, so they live in memory ([`index`])
 //! and are rebuilt by scanning the log the first time they are needed after
-//! opening. The commands a write stores are one key too (a run, see
-//! `outbox::CommandRun`; data dirs before format 4 hold a key per
+//! opening. The commands a write stores are one key too (a run: a segment
+//! of commands, see `outbox::CommandRun`; data dirs before format 4 hold a key per
 //! command, read as they are). sled's cost is per key, so an append writes
 //! about two keys per batch (plus one per rejection), not two per event
 //! and one per command.

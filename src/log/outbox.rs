@@ -179,8 +179,8 @@ impl EventLog {
             let run = kv.map_err(LogError::from).and_then(|(k, v)| {
                 let first =
                     trailing_u64(&k).ok_or_else(|| LogError::Corrupt("command run key".into()))?;
-                let entries = run_entries(first, &v)?;
-                Ok((first, v, entries))
+                let (layout, entries) = run_commands(first, &v)?;
+                Ok((first, layout, entries))
             });
             let each: Vec<Result<StoredCommand, LogError>> = match run {
                 Err(e) => vec![Err(e)],
@@ -229,14 +229,12 @@ impl EventLog {
     }
 
     /// Stages the commands whose ids the log does not hold yet (and the
-    /// next command sequence, when there are any) into `batch`. Returns
-    /// them with their sequences, and the next sequence once the batch is
-    /// written.
+    /// next command sequence, when there are any) into `batch`.
     pub(super) fn stage_new_commands(
         &self,
         batch: &mut sled::Batch,
         commands: Vec<LeadCommand>,
-    ) -> Result<(Vec<(u64, LeadCommand)>, u64), LogError> {
+    ) -> Result<StagedCommands, LogError> {
         let mut in_batch = IdMap::default();
         let mut stored = Vec::new();
         let mut next_cseq = self.next_cseq;
@@ -251,7 +249,7 @@ impl EventLog {
             stage_command(&mut run, &mut in_batch, cseq, &command);
             stored.push((cseq, command));
         }
-        self.stage_run(batch, run);
+        let bytes = self.stage_run(batch, run);
         if !stored.is_empty() {
             batch.insert(str_key(META, META_NEXT_CSEQ), &next_cseq.to_be_bytes());
             batch.insert(
@@ -259,7 +257,11 @@ impl EventLog {
                 &self.commands_sent_below().to_be_bytes(),
             );
         }
-        Ok((stored, next_cseq))
+        Ok(StagedCommands {
+            stored,
+            next_cseq,
+            bytes,
+        })
     }
 
     /// Stores commands decided outside any event batch (deadlines fired by
@@ -273,11 +275,15 @@ impl EventLog {
             return Err(LogError::Poisoned);
         }
         let mut batch = sled::Batch::default();
-        let (stored, next_cseq) = self.stage_new_commands(&mut batch, commands)?;
+        let StagedCommands {
+            stored,
+            next_cseq,
+            bytes,
+        } = self.stage_new_commands(&mut batch, commands)?;
         if stored.is_empty() {
             return Ok(stored);
         }
-        if let Err(e) = self.write(batch, 0) {
+        if let Err(e) = self.write(batch, bytes) {
             self.poisoned = true;
             return Err(e);
         }
@@ -480,6 +486,15 @@ impl EventLog {
     }
 }
 
+/// Commands staged into a batch: those new (with their sequences), the
+/// next command sequence once the batch is written, and the bytes staged
+/// (for the free-space check).
+pub(super) struct StagedCommands {
+    pub(super) stored: Vec<(u64, LeadCommand)>,
+    pub(super) next_cseq: u64,
+    pub(super) bytes: u64,
+}
+
 /// A stored command as a dispatcher publishes it: its key and headers, and
 /// its protobuf as stored.
 pub type EncodedCommand = (codec::CommandHeader, Vec<u8>);
@@ -505,62 +520,59 @@ type StoredCommand = (u64, sled::IVec, std::ops::Range<usize>);
 /// The commands of one write, stored under one key (`g + first cseq`)
 /// per [`RUN_BYTES_MAX`], their sequences following on from it. A key per
 /// command cost sled about 5 µs each on the write path (it links, logs and
-/// later consolidates every key apart), as much as a few events. The
-/// value: the number of commands (u32), then each command's length (u32)
-/// and protobuf, in sequence order; all big-endian.
+/// later consolidates every key apart), as much as a few events. The value
+/// is a [`segment`] of encoded commands, stored as the events' segments
+/// are (one zstd frame with `log.compression`, or raw): one container and
+/// one checked parse for both.
 #[derive(Debug, Default)]
 pub(super) struct CommandRun {
     first_cseq: u64,
-    count: u32,
-    bytes: Vec<u8>,
-    /// The write's earlier runs, each full.
-    full: Vec<([u8; 9], Vec<u8>)>,
+    segment: SegmentWriter,
+    /// The write's earlier runs, each full, with their first sequences.
+    full: Vec<(u64, SegmentWriter)>,
 }
 
-/// A run is closed once it holds this many bytes, and the write's next
-/// command starts another. sled stores a value over a quarter of its
+/// A run is closed once its commands hold this many bytes, and the write's
+/// next command starts another. sled stores a value over a quarter of its
 /// segment (128 KiB of sled's default 512 KiB) as a file of its own and is
 /// slow to remove old ones (see `open.rs`): a tick that fires thousands of
-/// deadlines must not make a megabyte value.
+/// deadlines must not make a megabyte value, even uncompressed.
 pub(super) const RUN_BYTES_MAX: usize = 64 * 1024;
-
-/// Bytes of a run's count, and of each command's length.
-const RUN_LEN_BYTES: usize = 4;
 
 impl CommandRun {
     /// Adds the command `cseq` (the run's next sequence), as encoded.
     pub(super) fn push(&mut self, cseq: u64, encoded: &[u8]) {
-        if self.bytes.len() >= RUN_BYTES_MAX {
-            let full = std::mem::take(self).finish();
-            self.full = full;
+        if self.segment.body_bytes() >= RUN_BYTES_MAX {
+            let full = std::mem::take(&mut self.segment);
+            self.full.push((self.first_cseq, full));
         }
-        if self.count == 0 {
+        if self.segment.is_empty() {
             self.first_cseq = cseq;
-            self.bytes = vec![0; RUN_LEN_BYTES];
         }
         assert_eq!(
             cseq,
-            self.first_cseq + u64::from(self.count),
+            self.first_cseq + self.segment.len() as u64,
             "a run's commands follow on"
         );
-        let len = u32::try_from(encoded.len()).expect("a command is smaller than 4 GiB");
-        self.bytes.extend_from_slice(&len.to_be_bytes());
-        self.bytes.extend_from_slice(encoded);
-        self.count += 1;
+        self.segment.push(encoded);
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.count == 0 && self.full.is_empty()
+        self.segment.is_empty() && self.full.is_empty()
     }
 
-    /// The key and value of each of its runs, once every command is in.
-    fn finish(mut self) -> Vec<([u8; 9], Vec<u8>)> {
-        if self.count > 0 {
-            self.bytes[..RUN_LEN_BYTES].copy_from_slice(&self.count.to_be_bytes());
-            let key = seq_key(COMMAND_RUN, self.first_cseq);
-            self.full.push((key, self.bytes));
+    /// The key and stored value of each of its runs, once every command is
+    /// in, compressed at `level` (or not).
+    fn finish(mut self, level: Option<i32>) -> impl Iterator<Item = ([u8; 9], Vec<u8>)> {
+        if !self.segment.is_empty() {
+            self.full.push((self.first_cseq, self.segment));
         }
-        self.full
+        self.full.into_iter().map(move |(first, run)| {
+            (
+                seq_key(COMMAND_RUN, first),
+                segment::stored(run.finish(), level),
+            )
+        })
     }
 }
 
@@ -568,10 +580,11 @@ impl EventLog {
     /// Puts a run of commands into `batch` (nothing if it is empty), with
     /// the format marker raised to 4 in the same batch if the data dir is
     /// older (the in-memory format follows once the batch is written: see
-    /// `commands_stored`).
-    pub(super) fn stage_run(&self, batch: &mut sled::Batch, run: CommandRun) {
+    /// `commands_stored`). Returns the bytes it staged, for the free-space
+    /// check.
+    pub(super) fn stage_run(&self, batch: &mut sled::Batch, run: CommandRun) -> u64 {
         if run.is_empty() {
-            return;
+            return 0;
         }
         if self.format < FORMAT_COMMAND_RUNS {
             batch.insert(
@@ -579,48 +592,32 @@ impl EventLog {
                 &FORMAT_COMMAND_RUNS.to_be_bytes(),
             );
         }
-        for (key, value) in run.finish() {
+        let mut staged_bytes = 0;
+        for (key, value) in run.finish(self.compression_level) {
+            staged_bytes += value.len() as u64;
             batch.insert(&key, value);
         }
+        staged_bytes
     }
 }
 
-/// The byte range of each command of the run stored from `first_cseq`;
-/// a value that does not parse is corruption.
-pub(super) fn run_entries(
+/// The commands of the run stored from `first_cseq` as `stored`: the
+/// run's layout (decompressed if it was compressed) and each command's
+/// byte range in it. A value that does not parse is corruption.
+pub(super) fn run_commands(
     first_cseq: u64,
-    run: &[u8],
-) -> Result<Vec<std::ops::Range<usize>>, LogError> {
-    let corrupt = |why: &str| LogError::Corrupt(format!("command run from {first_cseq}: {why}"));
-    let u32_at = |at: usize| -> Option<usize> {
-        let b: [u8; RUN_LEN_BYTES] = run
-            .get(at..at.checked_add(RUN_LEN_BYTES)?)?
-            .try_into()
-            .ok()?;
-        usize::try_from(u32::from_be_bytes(b)).ok()
+    stored: &sled::IVec,
+) -> Result<(sled::IVec, Vec<std::ops::Range<usize>>), LogError> {
+    let corrupt = |why: String| LogError::Corrupt(format!("command run from {first_cseq}: {why}"));
+    let layout = match segment::layout(stored).map_err(corrupt)? {
+        std::borrow::Cow::Borrowed(_) => stored.clone(),
+        std::borrow::Cow::Owned(bytes) => sled::IVec::from(bytes),
     };
-    let count = u32_at(0).ok_or_else(|| corrupt("no count"))?;
-    // Each command takes at least its length's bytes: a count that cannot
-    // fit is corruption, and never sizes an allocation.
-    if count > run.len() / RUN_LEN_BYTES {
-        return Err(corrupt("a count larger than the run"));
-    }
-    let mut entries = Vec::with_capacity(count);
-    let mut at = RUN_LEN_BYTES;
-    for _ in 0..count {
-        let len = u32_at(at).ok_or_else(|| corrupt("cut short"))?;
-        let start = at + RUN_LEN_BYTES;
-        let end = start
-            .checked_add(len)
-            .filter(|end| *end <= run.len())
-            .ok_or_else(|| corrupt("cut short"))?;
-        entries.push(start..end);
-        at = end;
-    }
-    if at != run.len() {
-        return Err(corrupt("bytes after its last command"));
-    }
-    Ok(entries)
+    // The parse checks the table against the bytes before anything is
+    // sized by it.
+    let run = Segment::parse(&layout).map_err(corrupt)?;
+    let ranges = (0..run.len()).map(|i| run.range(i)).collect();
+    Ok((layout, ranges))
 }
 
 /// Reads stored commands by sequence, keeping the last run it read: the
@@ -655,8 +652,8 @@ impl CommandReader {
         if let Some((k, v)) = last_run {
             let first =
                 trailing_u64(&k).ok_or_else(|| LogError::Corrupt("command run key".into()))?;
-            let entries = run_entries(first, &v)?;
-            let run = (first, v, entries);
+            let (layout, entries) = run_commands(first, &v)?;
+            let run = (first, layout, entries);
             let found = within(&run);
             self.run = Some(run);
             if found.is_some() {

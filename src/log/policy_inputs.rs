@@ -58,18 +58,24 @@ impl EventLog {
         }
         let mut batch = sled::Batch::default();
         let bytes = serde_json::to_vec(input).expect("policy inputs serialise");
+        let bytes_len = bytes.len() as u64;
         batch.insert(&input_key(key.0, key.1), bytes);
-        let (stored, next_cseq) = self.stage_new_commands(&mut batch, commands)?;
+        let super::outbox::StagedCommands {
+            stored,
+            next_cseq,
+            bytes: command_bytes,
+        } = self.stage_new_commands(&mut batch, commands)?;
         // A manager's action is answered once durable, commands or not.
         let flush = !stored.is_empty()
             || matches!(
                 input,
                 PolicyInput::Version { .. } | PolicyInput::Manager { .. }
             );
+        let staged_bytes = command_bytes + bytes_len;
         let result = if flush {
-            self.write(batch, 0)
+            self.write(batch, staged_bytes)
         } else {
-            self.apply(batch, 0)
+            self.apply(batch, staged_bytes)
         };
         if let Err(e) = result {
             self.poisoned = true;

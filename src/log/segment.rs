@@ -1,4 +1,5 @@
-//! A segment: the events of one appended batch stored under one key.
+//! A segment: the events of one appended batch stored under one key (and,
+//! since format 4, the commands of one write: see `outbox::CommandRun`).
 //!
 //! sled's cost is per key, so one key per batch instead of one per event is
 //! what makes appends cheap. Layout (little-endian):
@@ -58,6 +59,7 @@ pub fn is_compressed(stored: &[u8]) -> bool {
     stored.starts_with(&ZSTD_MAGIC)
 }
 
+#[derive(Debug, Default)]
 pub struct SegmentWriter {
     ends: Vec<u32>,
     body: Vec<u8>,
@@ -83,6 +85,16 @@ impl SegmentWriter {
 
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
+    }
+
+    /// How many entries it holds.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The bytes of its entries so far (without the table).
+    pub fn body_bytes(&self) -> usize {
+        self.body.len()
     }
 
     pub fn finish(self) -> Vec<u8> {
@@ -139,8 +151,20 @@ impl<'a> Segment<'a> {
 
     /// The encoded event at index `i` of the segment.
     pub fn get(&self, i: usize) -> &'a [u8] {
+        &self.body[self.body_range(i)]
+    }
+
+    /// Where the entry at index `i` lies in the bytes the segment was
+    /// parsed from (to keep a range instead of a borrow).
+    pub fn range(&self, i: usize) -> std::ops::Range<usize> {
+        let table_end = 4 + self.ends.len();
+        let r = self.body_range(i);
+        r.start + table_end..r.end + table_end
+    }
+
+    fn body_range(&self, i: usize) -> std::ops::Range<usize> {
         let start = if i == 0 { 0 } else { self.end(i - 1) };
-        &self.body[start..self.end(i)]
+        start..self.end(i)
     }
 }
 
@@ -161,6 +185,8 @@ mod tests {
             (s.get(0), s.get(1), s.get(2)),
             (&b"a"[..], &b""[..], &b"ccc"[..])
         );
+        assert_eq!(&bytes[s.range(2)], b"ccc");
+        assert_eq!(s.range(1), s.range(1).start..s.range(1).start);
         assert!(Segment::parse(&bytes[..bytes.len() - 1]).is_err());
         assert!(Segment::parse(&[9, 0, 0, 0]).is_err());
     }

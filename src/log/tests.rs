@@ -684,6 +684,40 @@ fn a_data_dir_held_by_another_handle_is_locked_not_a_storage_error() {
 }
 
 #[test]
+fn commands_count_toward_the_free_space_floor() {
+    // Given a log whose floor leaves 64 MiB of the disk's free space to
+    // write into (others' writes in the meantime move it a little: the
+    // sizes below keep well clear of that),
+    let dir = tempfile::tempdir().unwrap();
+    open(&dir)
+        .append(&inputs(vec![created("e1", "a")]), &[])
+        .unwrap();
+    let free_bytes = disk_free_bytes(dir.path()).expect("a unix filesystem");
+    let options = LogOptions {
+        disk_free_bytes_min: free_bytes.saturating_sub(64 << 20),
+        compression_level: None,
+        ..LogOptions::default()
+    };
+    let mut log = EventLog::open(dir.path(), &options).unwrap();
+    // when a command of 48 MiB is stored (about twice that to write),
+    let mut huge = super::outbox_tests::recall_command("huge");
+    huge.explanation = "x".repeat(48 << 20);
+    let refused = log.append_commands(vec![huge]);
+    // then it is refused before sled writes anything,
+    assert!(
+        matches!(refused, Err(LogError::DiskBelowFloor { write_bytes, .. }) if write_bytes > 48 << 20),
+        "{refused:?}"
+    );
+    assert!(!log.write_failed.get());
+    drop(log);
+    // and a small one under the same floor is stored.
+    let mut log = EventLog::open(dir.path(), &options).unwrap();
+    let small = super::outbox_tests::recall_command("small");
+    assert_eq!(log.append_commands(vec![small]).unwrap().len(), 1);
+    assert_eq!(log.commands().count(), 1);
+}
+
+#[test]
 fn a_write_that_would_go_below_the_free_space_floor_stores_nothing_of_it() {
     // Given a log that has stored e1, reopened with a floor no disk meets.
     let dir = tempfile::tempdir().unwrap();
