@@ -179,19 +179,80 @@ fn the_engine_retries_through_a_broker_outage_and_request_errors_and_loses_nothi
     // The tail stops after 3 s without a message; right after the broker's
     // flap a fetch can stall that long, so a short read is read again (a
     // command really missing fails after every attempt).
-    let mut published = published_command_ids(&config);
-    for _ in 0..4 {
-        if commands.iter().all(|id| published.contains(id)) {
-            break;
+    assert_every_command_on_the_topic(&config, &commands, 5);
+}
+
+/// Reads the commands topic back (up to `attempts` times) until it holds
+/// every one of `commands`. On failure, says what was read of each
+/// partition beside the partition's offsets on the broker, so that a
+/// delivery that went missing can be told from a read-back that stopped
+/// short.
+fn assert_every_command_on_the_topic(config: &Config, commands: &[String], attempts: u32) {
+    let mut read = Vec::new();
+    for _ in 0..attempts {
+        read = common::published_commands(&config.kafka);
+        let published: std::collections::BTreeSet<&str> = read
+            .iter()
+            .map(|m| m.body["commandId"].as_str().unwrap())
+            .collect();
+        if commands.iter().all(|id| published.contains(id.as_str())) {
+            return;
         }
-        published = published_command_ids(&config);
     }
-    for id in &commands {
-        assert!(
-            published.contains(id),
-            "command {id} never reached the topic"
-        );
+    let published: std::collections::BTreeSet<&str> = read
+        .iter()
+        .map(|m| m.body["commandId"].as_str().unwrap())
+        .collect();
+    let missing: Vec<&String> = commands
+        .iter()
+        .filter(|id| !published.contains(id.as_str()))
+        .collect();
+    let mut read_by_partition: BTreeMap<i32, (usize, i64)> = BTreeMap::new();
+    for m in &read {
+        let (n, last) = read_by_partition.entry(m.partition).or_insert((0, -1));
+        *n += 1;
+        *last = (*last).max(m.offset);
     }
+    panic!(
+        "{} of {} commands never reached the topic (first: {}); read back per \
+         partition (messages, last offset): {read_by_partition:?}; on the broker \
+         (low, high): {:?}",
+        missing.len(),
+        commands.len(),
+        missing[0],
+        watermarks(config),
+    );
+}
+
+/// Each partition of the commands topic with its low and high offsets.
+fn watermarks(config: &Config) -> BTreeMap<i32, Result<(i64, i64), String>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = match rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &config.kafka.brokers)
+        .create()
+    {
+        Ok(c) => c,
+        Err(e) => return BTreeMap::from([(-1, Err(e.to_string()))]),
+    };
+    let topic = &config.kafka.commands_topic;
+    let partitions = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))
+        .map(|m| {
+            m.topics()
+                .iter()
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    partitions
+        .into_iter()
+        .map(|p| {
+            let w = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .map_err(|e| e.to_string());
+            (p, w)
+        })
+        .collect()
 }
 
 /// Waits until the engine's outbox is empty: every command decided was
@@ -416,11 +477,5 @@ fn a_static_owner_rides_out_a_broker_outage_longer_than_its_lease() {
         .map(|c| c.unwrap().1.command_id)
         .collect();
     assert!(!commands.is_empty());
-    let published = published_command_ids(&config);
-    for id in &commands {
-        assert!(
-            published.contains(id),
-            "command {id} never reached the topic"
-        );
-    }
+    assert_every_command_on_the_topic(&config, &commands, 1);
 }
