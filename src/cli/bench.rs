@@ -51,7 +51,7 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
         return replay(&a, &dir.path().join("log"));
     }
     if let Some(n) = a.policy_state {
-        return policy_state(&a, n);
+        return policy_state(&a, n, &dir.path().join("log"));
     }
     let with_policy = a.with_policy || a.scoring;
     let policy = match (&config.policy.file, with_policy) {
@@ -162,20 +162,24 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
 }
 
 /// `bench --policy-state N`.
-fn policy_state(a: &BenchArgs, assignments: u64) -> Result<()> {
+fn policy_state(a: &BenchArgs, assignments: u64, data_dir: &std::path::Path) -> Result<()> {
     anyhow::ensure!(
         (1..=10_000_000).contains(&assignments),
         "--policy-state takes 1..=10000000 assignments"
     );
     eprintln!("policy state: building {assignments} open assignments");
-    let r = leadflow::engine::bench_policy_state(assignments);
+    let r = leadflow::engine::bench_policy_state(assignments, data_dir)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     }
     println!(
-        "policy state per open assignment ({} of them, built in {:.2} s): {:.0} bytes in memory, {:.0} bytes in its snapshot",
-        r.assignments, r.build_s, r.memory_bytes_per_assignment, r.snapshot_bytes_per_assignment
+        "policy state per open assignment ({} of them, built in {:.2} s): {:.0} bytes in memory, {:.0} bytes in its snapshot as stored ({:.0} before compression)",
+        r.assignments,
+        r.build_s,
+        r.memory_bytes_per_assignment,
+        r.snapshot_bytes_per_assignment,
+        r.snapshot_raw_bytes_per_assignment
     );
     Ok(())
 }

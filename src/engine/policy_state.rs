@@ -3,6 +3,8 @@
 //! state that grows with the floor (one per lead a rep holds, each with a
 //! pending follow-up deadline), so its size is what sizes an engine.
 
+use super::EngineError;
+use crate::log::{EventLog, LogOptions};
 use crate::policy::{Policies, PolicyFile};
 
 /// The policy of the measure: claims only, a first follow-up due a day
@@ -21,14 +23,21 @@ pub struct PolicyStateFigures {
     /// process's growth while it was built: what the allocator holds for
     /// it, not only what is live).
     pub memory_bytes_per_assignment: f64,
-    /// The policy state's snapshot, over the assignments.
+    /// The policy state's snapshot as the engine stores it (the log's
+    /// default compression, zstd level 1), over the assignments.
     pub snapshot_bytes_per_assignment: f64,
+    /// The same snapshot before compression (`log.compression = "none"`).
+    pub snapshot_raw_bytes_per_assignment: f64,
     pub build_s: f64,
 }
 
 /// Builds a policy state with `assignments` open assignments
-/// (`sim::assignments`) and measures it.
-pub fn bench_policy_state(assignments: u64) -> PolicyStateFigures {
+/// (`sim::assignments`) and measures it, its snapshot stored as the engine
+/// stores it by a fresh log in `data_dir`.
+pub fn bench_policy_state(
+    assignments: u64,
+    data_dir: &std::path::Path,
+) -> Result<PolicyStateFigures, EngineError> {
     let policy = PolicyFile::parse(POLICY).expect("the bench's policy parses");
     let before = crate::control::resident_bytes().unwrap_or(0);
     let started = std::time::Instant::now();
@@ -41,12 +50,21 @@ pub fn bench_policy_state(assignments: u64) -> PolicyStateFigures {
     }
     let build_s = started.elapsed().as_secs_f64();
     let after = crate::control::resident_bytes().unwrap_or(0);
-    let snapshot = p.state_to_bytes().len() as f64;
+    let snapshot = p.state_to_bytes();
+    let log = EventLog::open(data_dir, &LogOptions::default())?;
+    log.save_snapshot(SNAPSHOT_NAME, 0, &snapshot)?;
+    let stored = log
+        .snapshot_stored_bytes(SNAPSHOT_NAME)?
+        .expect("the snapshot just saved");
     let n = assignments.max(1) as f64;
-    PolicyStateFigures {
+    Ok(PolicyStateFigures {
         assignments,
         memory_bytes_per_assignment: after.saturating_sub(before) as f64 / n,
-        snapshot_bytes_per_assignment: snapshot / n,
+        snapshot_bytes_per_assignment: stored as f64 / n,
+        snapshot_raw_bytes_per_assignment: snapshot.len() as f64 / n,
         build_s,
-    }
+    })
 }
+
+/// The name the bench stores its snapshot under.
+const SNAPSHOT_NAME: &str = "bench-policy-state";

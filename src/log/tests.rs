@@ -237,6 +237,61 @@ fn snapshots_round_trip() {
 }
 
 #[test]
+fn snapshots_are_compressed_with_the_log_and_older_ones_read_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(&dir);
+    log.append(&inputs(vec![created("e1", "a")]), &[]).unwrap();
+    // A policy's snapshot repeats its ids and rule names.
+    let state: Vec<u8> = (0..2_000)
+        .flat_map(|i| format!("lead-{i:06} rep-{} first_follow_up ", i % 100).into_bytes())
+        .collect();
+    // Given a snapshot saved as a build before 2026-11-28 stored it (its
+    // sequence, then its bytes as they are), even bytes that begin like a
+    // zstd frame, it reads as it is.
+    let mut older = 1u64.to_be_bytes().to_vec();
+    older.extend_from_slice(&[0x28, 0xB5, 0x2F, 0xFD, 1, 2, 3]);
+    log.snapshots.insert("old", older).unwrap();
+    assert_eq!(
+        log.load_snapshot("old").unwrap(),
+        Some((1, vec![0x28, 0xB5, 0x2F, 0xFD, 1, 2, 3]))
+    );
+    // When one is saved with compression (the default), it is stored
+    // several times smaller and reads back the same.
+    log.save_snapshot("p", 1, &state).unwrap();
+    let stored = log.snapshot_stored_bytes("p").unwrap().unwrap();
+    assert!(
+        stored * 4 < state.len() as u64,
+        "{stored} of {}",
+        state.len()
+    );
+    assert_eq!(log.load_snapshot("p").unwrap(), Some((1, state.clone())));
+    // Without compression, it is stored as it is.
+    drop(log);
+    let options = LogOptions {
+        compression_level: None,
+        ..LogOptions::default()
+    };
+    let log = EventLog::open(dir.path(), &options).unwrap();
+    assert_eq!(log.load_snapshot("p").unwrap(), Some((1, state.clone())));
+    log.save_snapshot("q", 1, &state).unwrap();
+    assert_eq!(
+        log.snapshot_stored_bytes("q").unwrap(),
+        Some(8 + state.len() as u64)
+    );
+    assert_eq!(log.load_snapshot("q").unwrap(), Some((1, state)));
+    // A damaged frame is a snapshot that cannot be read: none, so that its
+    // user rebuilds, never a panic, an error that stops it, or a huge
+    // allocation.
+    let v = log.snapshots.get("p").unwrap().unwrap();
+    let mut claims_huge = v[..8].to_vec();
+    claims_huge.extend_from_slice(&[0x28, 0xB5, 0x2F, 0xFD, 0xE0, 0, 0, 0, 0, 0, 0, 0, 0x80]);
+    for damaged in [v[..v.len() / 2].to_vec(), v[..12].to_vec(), claims_huge] {
+        log.snapshots.insert("p", damaged).unwrap();
+        assert_eq!(log.load_snapshot("p").unwrap(), None);
+    }
+}
+
+#[test]
 fn a_data_dir_of_another_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     {
