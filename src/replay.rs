@@ -123,8 +123,11 @@ pub fn fold_tail(
     fold_events(log.events_from(p.covered_seq + 1), p, until_ms, progress)
 }
 
+/// Every how many events a fold tells its progress.
+pub const PROGRESS_EVERY: u64 = 10_000;
+
 /// Folds `events` into `p` in order (those after `until_ms` are covered,
-/// not folded), telling `progress` every 10,000 and at the end.
+/// not folded), telling `progress` every [`PROGRESS_EVERY`] and at the end.
 pub fn fold_events(
     events: impl Iterator<Item = Result<(u64, crate::domain::LeadEvent), LogError>>,
     p: &mut Projections,
@@ -138,7 +141,7 @@ pub fn fold_events(
             p.apply(seq, &event);
         }
         covered = seq;
-        if seq % 10_000 == 0 {
+        if seq % PROGRESS_EVERY == 0 {
             progress(seq);
         }
     }

@@ -1,7 +1,8 @@
 //! Property: for random streams of valid and invalid events, the projections
 //! folded incrementally as batches land == a snapshot taken at a random point
-//! plus the tail == a full rebuild from the log (serial, or decoding on a
-//! thread beside the fold as `leadflow replay` does).
+//! plus the tail == a full rebuild from the log (serial, or on two threads
+//! as `leadflow replay` does: reading, decoding and the pool's fold on one,
+//! the metrics' fold on the other).
 
 use leadflow::config::ProjectionConfig;
 use leadflow::domain::*;
@@ -204,7 +205,7 @@ proptest! {
         // Full rebuild.
         let rebuilt = replay::rebuild(&log, &ProjectionConfig::default(), None, &mut |_| {}).unwrap();
         prop_assert_eq!(&rebuilt, &incremental);
-        // And `leadflow replay`'s, decoding on a thread of its own.
+        // And `leadflow replay`'s, on two threads.
         let parallel = leadflow::engine::rebuild(&log, &ProjectionConfig::default(), None, &mut |_| {}).unwrap();
         prop_assert_eq!(&parallel, &incremental);
 
@@ -228,11 +229,12 @@ proptest! {
     }
 }
 
-/// `leadflow replay` hands the fold its events in chunks decoded on another
-/// thread: over many chunks, and as of a past moment, it folds exactly
-/// what the one-thread rebuild folds, and reports progress to the end.
+/// `leadflow replay` reads, decodes and folds the pool on one thread and
+/// hands the metrics' fold the events in chunks: over many chunks, and as
+/// of a past moment, both fold exactly what the one-thread rebuild folds,
+/// and progress is reported to the end.
 #[test]
-fn a_replay_decoding_beside_the_fold_equals_the_serial_one() {
+fn a_replay_on_two_threads_equals_the_serial_one() {
     use leadflow::sim::{SimConfig, SimItem, Simulator};
     // Given a log of some 20 thousand simulated events (five chunks and
     // more), appended in batches of a thousand.

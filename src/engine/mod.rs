@@ -5,7 +5,8 @@
 //! and checkpoints it. `demo.rs` adds an in-process Kafka (librdkafka's
 //! `MockCluster`) and the simulated outside world around the same engine;
 //! `bench.rs` measures it against a plain consumer; `rebuild.rs` is
-//! `replay` with its decoding on a thread of its own.
+//! `replay` on two threads (reading, decoding and the pool's fold on one, the
+//! metrics' fold on the other).
 
 mod bench;
 mod demo;

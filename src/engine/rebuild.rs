@@ -1,18 +1,22 @@
 //! `leadflow replay` on both cores: a second thread reads the log's
-//! segments and decodes their events while this one folds them.
+//! segments, decodes their events and folds them into the pool state,
+//! while this one folds the same events into the metrics.
 //!
-//! Reading and decoding an event costs about half of folding it into every
-//! projection, and one thread did both, one after the other. The fold is
-//! kept on one thread (projections fold in sequence order; splitting them
-//! would need a merge whose cost and exactness are their own question), so
-//! the most this can give is the fold's own rate: `leadflow bench` prints a
-//! replay beside a pass that only reads and decodes the same log.
+//! The two projections are independent folds of the same events (neither
+//! reads the other), so each may run on a thread of its own and still see
+//! every event in sequence order: the result is the one-thread fold's,
+//! which `leadflow bench --replay` checks on every run. The work is split
+//! where it balances on two cores: reading and decoding an event cost about
+//! as much as the pool's fold, and the metrics' fold (cohorts, sketches,
+//! per-lead working records) about as much as both. A third thread for the
+//! pool alone would only share the same two cores.
 
 use super::EngineError;
 use crate::config::ProjectionConfig;
 use crate::domain::LeadEvent;
 use crate::log::{EventLog, LogError};
 use crate::projector::metrics::MetricParams;
+use crate::projector::pool::PoolState;
 use crate::projector::Projections;
 use crate::replay;
 use std::sync::mpsc;
@@ -29,9 +33,9 @@ const CHUNKS_AHEAD_MAX: usize = 8;
 type Chunk = Result<Vec<(u64, LeadEvent)>, LogError>;
 
 /// Rebuilds projections from the first event, as [`replay::rebuild`] does
-/// (the same fold, in the same order: the same projections), with the
-/// reading and decoding on a thread of its own. `progress` is told the
-/// sequence folded so far.
+/// (the same folds, in the same order: the same projections), the pool
+/// state on a thread of its own that also reads and decodes, the metrics on
+/// this one. `progress` is told the sequence folded so far.
 pub fn rebuild(
     log: &EventLog,
     config: &ProjectionConfig,
@@ -41,47 +45,80 @@ pub fn rebuild(
     let mut p = Projections::new(MetricParams::from(config));
     let reader = log.reader();
     let last_seq = log.last_seq();
-    std::thread::scope(|scope| {
+    let folds = |event: &LeadEvent| until_ms.is_none_or(|u| event.occurred_at_ms <= u);
+    let pool = std::thread::scope(|scope| {
         let (tx, rx) = mpsc::sync_channel::<Chunk>(CHUNKS_AHEAD_MAX);
         let decoder = scope.spawn(move || {
+            let mut pool = PoolState::default();
             let mut chunk = Vec::with_capacity(CHUNK_EVENTS);
             for item in reader.events_from(1) {
                 match item {
                     Ok((seq, _)) if seq > last_seq => break,
-                    Ok(e) => chunk.push(e),
+                    Ok((seq, event)) => {
+                        if folds(&event) {
+                            pool.apply(&event);
+                        }
+                        chunk.push((seq, event));
+                    }
                     Err(e) => {
                         let _ = tx.send(Err(e));
-                        return;
+                        return pool;
                     }
                 }
                 if chunk.len() == CHUNK_EVENTS {
                     let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_EVENTS));
                     // The fold stopped (it failed): nothing more to do.
                     if tx.send(Ok(full)).is_err() {
-                        return;
+                        return pool;
                     }
                 }
             }
             if !chunk.is_empty() {
                 let _ = tx.send(Ok(chunk));
             }
+            pool
         });
-        let events = rx.iter().flat_map(|chunk| -> Box<dyn Iterator<Item = _>> {
-            match chunk {
-                Ok(events) => Box::new(events.into_iter().map(Ok)),
-                Err(e) => Box::new(std::iter::once(Err(e))),
-            }
-        });
-        let folded = replay::fold_events(events, &mut p, until_ms, progress);
+        let folded = fold_metrics(rx.iter(), &mut p, &folds, progress);
         // A failed fold drops the receiver above only here: the decoder's
         // next send fails and it returns.
         drop(rx);
-        decoder
+        let pool = decoder
             .join()
             .map_err(|e| EngineError::Panicked(format!("the replay's decoding thread: {e:?}")))?;
-        folded.map_err(EngineError::from)
+        folded.map(|()| pool).map_err(EngineError::from)
     })?;
+    p.pool = pool;
     Ok(p)
+}
+
+/// Folds the chunks' events into `p`'s metrics in order (those `folds`
+/// refuses are covered, not folded), telling `progress` as
+/// [`replay::fold_events`] does.
+fn fold_metrics(
+    chunks: impl Iterator<Item = Chunk>,
+    p: &mut Projections,
+    folds: &dyn Fn(&LeadEvent) -> bool,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(), LogError> {
+    let mut covered = p.covered_seq;
+    for chunk in chunks {
+        for (seq, event) in chunk? {
+            assert!(
+                seq > covered,
+                "event {seq} folded again (covered {covered})"
+            );
+            if folds(&event) {
+                p.metrics.apply(&event);
+            }
+            covered = seq;
+            if seq % replay::PROGRESS_EVERY == 0 {
+                progress(seq);
+            }
+        }
+    }
+    p.covered_seq = covered;
+    progress(covered);
+    Ok(())
 }
 
 /// What `leadflow bench --replay` measured: one log, three passes over it,
@@ -101,7 +138,8 @@ pub struct ReplayBenchFigures {
     pub decode_only_per_s: f64,
     /// Read, decode and fold on one thread (as before `replay` used two).
     pub one_thread_per_s: f64,
-    /// `leadflow replay`'s rebuild: decoding beside the fold.
+    /// `leadflow replay`'s rebuild: reading, decoding and the pool's fold
+    /// beside the metrics' fold.
     pub replay_per_s: f64,
     pub runs_each: u32,
 }
