@@ -308,12 +308,15 @@ impl EventLog {
             Some(v) => u64_value(&v).ok_or_else(|| LogError::Corrupt("meta next_hseq".into()))?,
         };
         let mut batch = sled::Batch::default();
+        let mut staged_bytes = 0u64;
         for c in commands {
-            batch.insert(&seq_key(SHADOW, next), codec::encode_command(c));
+            let encoded = codec::encode_command(c);
+            staged_bytes += encoded.len() as u64;
+            batch.insert(&seq_key(SHADOW, next), encoded);
             next += 1;
         }
         batch.insert(str_key(META, META_NEXT_HSEQ), &next.to_be_bytes());
-        self.apply(batch, 0)?;
+        self.apply(batch, staged_bytes)?;
         self.written(self.db.flush())?;
         Ok(())
     }

@@ -768,8 +768,18 @@ fn commands_count_toward_the_free_space_floor() {
     // and a small one under the same floor is stored.
     let mut log = EventLog::open(dir.path(), &options).unwrap();
     let small = super::outbox_tests::recall_command("small");
-    assert_eq!(log.append_commands(vec![small]).unwrap().len(), 1);
+    assert_eq!(log.append_commands(vec![small.clone()]).unwrap().len(), 1);
     assert_eq!(log.commands().count(), 1);
+    // The shadow policy's commands count too.
+    let mut huge = super::outbox_tests::recall_command("shadow-huge");
+    huge.explanation = "x".repeat(48 << 20);
+    let refused = log.append_shadow(&[huge]);
+    assert!(
+        matches!(refused, Err(LogError::DiskBelowFloor { write_bytes, .. }) if write_bytes > 48 << 20),
+        "{refused:?}"
+    );
+    log.append_shadow(&[small]).unwrap();
+    assert_eq!(log.shadow_commands().count(), 1);
 }
 
 #[test]
