@@ -754,15 +754,21 @@ fn commands_count_toward_the_free_space_floor() {
         ..LogOptions::default()
     };
     let mut log = EventLog::open(dir.path(), &options).unwrap();
-    // when a command of 48 MiB is stored (about twice that to write),
-    let mut huge = super::outbox_tests::recall_command("huge");
-    huge.explanation = "x".repeat(48 << 20);
-    let refused = log.append_commands(vec![huge]);
-    // then it is refused before sled writes anything,
-    assert!(
-        matches!(refused, Err(LogError::DiskBelowFloor { write_bytes, .. }) if write_bytes > 48 << 20),
-        "{refused:?}"
-    );
+    // A command of 48 MiB: about twice that to write.
+    let huge = |id: &str| {
+        let mut c = super::outbox_tests::recall_command(id);
+        c.explanation = "x".repeat(48 << 20);
+        c
+    };
+    let refused_as_below_floor = |r: Result<(), LogError>| {
+        assert!(
+            matches!(r, Err(LogError::DiskBelowFloor { write_bytes, .. }) if write_bytes > 48 << 20),
+            "{r:?}"
+        );
+    };
+    // When a huge command is stored, then it is refused before sled
+    // writes anything,
+    refused_as_below_floor(log.append_commands(vec![huge("huge")]).map(drop));
     assert!(!log.write_failed.get());
     drop(log);
     // and a small one under the same floor is stored.
@@ -771,13 +777,7 @@ fn commands_count_toward_the_free_space_floor() {
     assert_eq!(log.append_commands(vec![small.clone()]).unwrap().len(), 1);
     assert_eq!(log.commands().count(), 1);
     // The shadow policy's commands count too.
-    let mut huge = super::outbox_tests::recall_command("shadow-huge");
-    huge.explanation = "x".repeat(48 << 20);
-    let refused = log.append_shadow(&[huge]);
-    assert!(
-        matches!(refused, Err(LogError::DiskBelowFloor { write_bytes, .. }) if write_bytes > 48 << 20),
-        "{refused:?}"
-    );
+    refused_as_below_floor(log.append_shadow(&[huge("shadow-huge")]));
     log.append_shadow(&[small]).unwrap();
     assert_eq!(log.shadow_commands().count(), 1);
 }
