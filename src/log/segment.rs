@@ -31,9 +31,7 @@ const SEGMENT_BYTES_MAX: u64 = u32::MAX as u64;
 /// A segment's bytes as stored: compressed at `level`, or as they are.
 pub fn stored(segment: Vec<u8>, level: Option<i32>) -> Vec<u8> {
     match level {
-        // Compressing a buffer in memory fails only on an invalid level,
-        // which the config refuses before the log opens.
-        Some(level) => zstd::bulk::compress(&segment, level).expect("a valid zstd level"),
+        Some(level) => compress(&segment, level),
         None => segment,
     }
 }
@@ -43,15 +41,29 @@ pub fn layout(stored: &[u8]) -> Result<Cow<'_, [u8]>, String> {
     if !is_compressed(stored) {
         return Ok(Cow::Borrowed(stored));
     }
-    let size = zstd::zstd_safe::get_frame_content_size(stored)
-        .map_err(|_| "compressed segment with a broken frame header".to_string())?
-        .ok_or("compressed segment without its size")?;
-    if size > SEGMENT_BYTES_MAX {
-        return Err(format!("compressed segment claims {size} bytes"));
-    }
-    zstd::bulk::decompress(stored, size as usize)
+    decompress(stored, SEGMENT_BYTES_MAX)
         .map(Cow::Owned)
-        .map_err(|e| format!("compressed segment: {e}"))
+        .map_err(|why| format!("compressed segment: {why}"))
+}
+
+/// `bytes` as one zstd frame at `level` (the log's compression, used for
+/// segments and snapshots alike).
+pub fn compress(bytes: &[u8], level: i32) -> Vec<u8> {
+    // Compressing a buffer in memory fails only on an invalid level,
+    // which the config refuses before the log opens.
+    zstd::bulk::compress(bytes, level).expect("a valid zstd level")
+}
+
+/// The bytes of one zstd frame, refused before anything is allocated for
+/// them when its header claims more than `bytes_max`.
+pub fn decompress(frame: &[u8], bytes_max: u64) -> Result<Vec<u8>, String> {
+    let size = zstd::zstd_safe::get_frame_content_size(frame)
+        .map_err(|_| "a broken frame header".to_string())?
+        .ok_or("a frame without its size")?;
+    if size > bytes_max {
+        return Err(format!("a frame that claims {size} bytes"));
+    }
+    zstd::bulk::decompress(frame, size as usize).map_err(|e| format!("frame: {e}"))
 }
 
 /// Whether stored segment bytes are a zstd frame.

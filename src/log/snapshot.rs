@@ -36,23 +36,16 @@ impl EventLog {
             covered_seq < SNAPSHOT_COMPRESSED,
             "sequences stay below 2^63"
         );
-        let v = match self.compression_level {
-            Some(level) => {
-                // Compressing a buffer in memory fails only on an invalid
-                // level, which the config refuses before the log opens.
-                let frame = zstd::bulk::compress(bytes, level).expect("a valid zstd level");
-                let mut v = Vec::with_capacity(8 + frame.len());
-                v.extend_from_slice(&(covered_seq | SNAPSHOT_COMPRESSED).to_be_bytes());
-                v.extend_from_slice(&frame);
-                v
-            }
-            None => {
-                let mut v = Vec::with_capacity(8 + bytes.len());
-                v.extend_from_slice(&covered_seq.to_be_bytes());
-                v.extend_from_slice(bytes);
-                v
-            }
+        let (seq, body) = match self.compression_level {
+            Some(level) => (
+                covered_seq | SNAPSHOT_COMPRESSED,
+                std::borrow::Cow::Owned(segment::compress(bytes, level)),
+            ),
+            None => (covered_seq, std::borrow::Cow::Borrowed(bytes)),
         };
+        let mut v = Vec::with_capacity(8 + body.len());
+        v.extend_from_slice(&seq.to_be_bytes());
+        v.extend_from_slice(&body);
         self.room_for(v.len() as u64)?;
         self.written(self.snapshots.insert(name.as_bytes(), v))?;
         self.written(self.snapshots.flush())?;
@@ -74,7 +67,7 @@ impl EventLog {
         // A snapshot is a cache: a frame that does not decompress is one
         // that does not decode, ignored (the caller rebuilds), not an error
         // that stops the engine.
-        match decompress(&v[8..]) {
+        match segment::decompress(&v[8..], SNAPSHOT_BYTES_MAX) {
             Ok(bytes) => Ok(Some((seq & !SNAPSHOT_COMPRESSED, bytes))),
             Err(why) => {
                 tracing::warn!(name, "unreadable snapshot ({why}); ignored");
@@ -94,15 +87,4 @@ impl EventLog {
         self.written(self.snapshots.flush())?;
         Ok(())
     }
-}
-
-/// A compressed snapshot's bytes, checked before anything is allocated.
-fn decompress(frame: &[u8]) -> Result<Vec<u8>, String> {
-    let size = zstd::zstd_safe::get_frame_content_size(frame)
-        .map_err(|_| "a broken frame header".to_string())?
-        .ok_or("a frame without its size")?;
-    if size > SNAPSHOT_BYTES_MAX {
-        return Err(format!("a frame claiming {size} bytes"));
-    }
-    zstd::bulk::decompress(frame, size as usize).map_err(|e| format!("frame: {e}"))
 }
