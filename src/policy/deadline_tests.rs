@@ -931,3 +931,71 @@ fn a_reps_due_leads_are_its_held_leads_by_their_next_recall_deadline() {
     assert!(due[0].recall_commanded);
     assert_eq!(w.p.due_of_rep("rep-2", T0 + 30 * H, 10).1, 1);
 }
+
+/// Every watch with something due has exactly one entry in the due index,
+/// at its own moment, and no entry is left without its watch: after
+/// follow-ups (changed in place), a reassignment (replaced in place), a
+/// reminder and a recall fired (changed in place) and a conversion.
+fn assert_due_index_matches_watches(p: &Processor) {
+    let s = p.state();
+    let expected: std::collections::BTreeSet<(i64, String)> = s
+        .watches
+        .iter()
+        .filter_map(|(lead, w)| Some((w.due_ms?, lead.clone())))
+        .collect();
+    assert_eq!(s.due, expected, "the due index is the watches' due moments");
+}
+
+#[test]
+fn the_due_index_follows_watches_changed_and_replaced_in_place() {
+    // Given a first follow-up SLA of 2 h with a reminder 1 h before, and a
+    // stale rule of 3 h.
+    let mut w = World::new(
+        "first_follow_up_sla_ms = 7200000\nstale_after_ms = 10800000\nreminder_lead_ms = 3600000",
+    );
+    w.created(T0, "a");
+    w.created(T0, "b");
+    w.assigned(T0, "a", "rep-1");
+    w.assigned(T0, "b", "rep-1");
+    assert_due_index_matches_watches(&w.p);
+    // When a follows up twice and is reassigned to rep-2 (its watch
+    // replaced), and b's reminder and recall fire.
+    w.followed_up(T0 + H / 2, "a", "rep-1");
+    w.followed_up(T0 + H / 2 + 1, "a", "rep-1");
+    assert_due_index_matches_watches(&w.p);
+    w.assigned(T0 + H / 2 + 2, "a", "rep-2");
+    assert_due_index_matches_watches(&w.p);
+    let reminded = w.followed_up(T0 + H + 1, "a", "rep-2");
+    assert!(
+        reminded
+            .iter()
+            .any(|c| c.lead_id == "b" && matches!(c.body, CommandBody::RemindFollowUp { .. })),
+        "b's reminder fires: {reminded:?}"
+    );
+    assert_due_index_matches_watches(&w.p);
+    let recalled = w.followed_up(T0 + 2 * H + 1, "a", "rep-2");
+    assert!(
+        recalled
+            .iter()
+            .any(|c| c.lead_id == "b" && matches!(c.body, CommandBody::RecallLead { .. })),
+        "b's recall fires: {recalled:?}"
+    );
+    // Then the index holds a's stale deadline only (b's recall is
+    // commanded: nothing more is due for it), and after a converts,
+    // nothing.
+    assert_due_index_matches_watches(&w.p);
+    assert_eq!(w.p.state().due.len(), 1);
+    assert_eq!(w.p.state().due.first().map(|(_, l)| l.as_str()), Some("a"));
+    w.at(
+        T0 + 2 * H + 2,
+        "a",
+        EventBody::Converted(LeadConverted {
+            owner_id: "rep-2".into(),
+            deal_value: Money::new(100, Currency::parse("CNY").unwrap()),
+            customer_id: "c-1".into(),
+            expected_lifetime_value: None,
+        }),
+    );
+    assert_due_index_matches_watches(&w.p);
+    assert!(w.p.state().due.is_empty());
+}

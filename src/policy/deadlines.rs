@@ -170,12 +170,58 @@ impl Processor {
         }
     }
 
+    /// Watches `lead_id`'s assignment, in place of the one it had if any.
+    /// A lead's watch is replaced or changed in place (see
+    /// [`rewatch`](Self::rewatch)) rather than removed and inserted again:
+    /// a hash map that removes and inserts on every event fills with
+    /// tombstones and rehashes itself over and over (measured: a fifth of
+    /// the policy's time).
     pub(super) fn watch(&mut self, lead_id: &str, mut w: Watch) {
         w.due_ms = self.next_due(&w);
         if let Some(due) = w.due_ms {
             self.state.due.insert((due, lead_id.to_string()));
         }
-        self.state.watches.insert(lead_id.to_string(), w);
+        match self.state.watches.get_mut(lead_id) {
+            Some(old) => {
+                if let Some(due) = old.due_ms {
+                    if w.due_ms != Some(due) {
+                        self.state.due.remove(&(due, lead_id.to_string()));
+                    }
+                }
+                *old = w;
+            }
+            None => {
+                self.state.watches.insert(lead_id.to_string(), w);
+            }
+        }
+    }
+
+    /// Changes a watch in place and moves its entry in the due index if
+    /// its next moment moved: what `unwatch` then `watch` would do, without
+    /// taking the watch out of its map (a follow-up, on the path of most
+    /// events, does this).
+    pub(super) fn rewatch(&mut self, lead_id: &str, change: impl FnOnce(&mut Watch)) {
+        let Some(w) = self.state.watches.get_mut(lead_id) else {
+            return;
+        };
+        change(w);
+        let w = self.state.watches.get(lead_id).expect("looked up above");
+        let before = w.due_ms;
+        let after = self.next_due(w);
+        if after == before {
+            return;
+        }
+        if let Some(due) = before {
+            self.state.due.remove(&(due, lead_id.to_string()));
+        }
+        if let Some(due) = after {
+            self.state.due.insert((due, lead_id.to_string()));
+        }
+        self.state
+            .watches
+            .get_mut(lead_id)
+            .expect("looked up above")
+            .due_ms = after;
     }
 
     pub(super) fn unwatch(&mut self, lead_id: &str) -> Option<Watch> {
@@ -186,11 +232,12 @@ impl Processor {
         Some(w)
     }
 
-    /// Fires what is due for one watch at `now_ms`.
-    pub(super) fn fire(&mut self, lead_id: &str, w: &mut Watch, now_ms: i64) -> Vec<LeadCommand> {
+    /// Decides what is due for one watch at `now_ms`: the commands, and
+    /// what firing them changes in the watch (for [`Fired::apply`]).
+    pub(super) fn fire(&self, lead_id: &str, w: &Watch, now_ms: i64) -> (Vec<LeadCommand>, Fired) {
         let mut out = Vec::new();
         let Some(d) = self.deadline(w) else {
-            return out;
+            return (out, Fired::Nothing);
         };
         let version = w.limits.version;
         let deadline = explain::Deadline {
@@ -213,7 +260,6 @@ impl Processor {
             // clock jumped over both): whether a reminder exists must not
             // depend on which clock advanced the policy, or how often.
             if !w.reminded.contains(d.rule) && remind_at <= now_ms {
-                w.reminded.insert(d.rule.to_string());
                 let body = CommandBody::RemindFollowUp {
                     owner_id: w.owner.clone(),
                     deadline_ms: d.at_ms,
@@ -233,11 +279,11 @@ impl Processor {
                 });
                 // The caller indexes the watch again: the recall is due at
                 // the deadline, in this advance if it has passed too.
-                return out;
+                return (out, Fired::Reminded(d.rule));
             }
         }
         if d.at_ms > now_ms {
-            return out;
+            return (out, Fired::Nothing);
         }
         let lead = self.state.pool.leads.get(lead_id);
         let recalls_after = lead.map_or(0, |l| l.recall_count) + 1;
@@ -249,7 +295,6 @@ impl Processor {
             (Some(max), Some(cold)) if recalls_after >= max => (cold.clone(), true),
             _ => (home, false),
         };
-        w.recalled = true;
         let body = CommandBody::RecallLead {
             owner_id: w.owner.clone(),
             reason: d.reason,
@@ -269,6 +314,28 @@ impl Processor {
             tenant_id: String::new(),
             body,
         });
-        out
+        (out, Fired::Recalled)
+    }
+}
+
+/// What firing a watch changed in it (see [`Processor::fire`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Fired {
+    Nothing,
+    /// The reminder of this rule was sent.
+    Reminded(&'static str),
+    /// The recall was commanded: nothing more fires for this generation.
+    Recalled,
+}
+
+impl Fired {
+    pub(super) fn apply(self, w: &mut Watch) {
+        match self {
+            Fired::Nothing => {}
+            Fired::Reminded(rule) => {
+                w.reminded.insert(rule.to_string());
+            }
+            Fired::Recalled => w.recalled = true,
+        }
     }
 }

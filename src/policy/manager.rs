@@ -291,10 +291,7 @@ impl Processor {
                     ), facts));
                 // Nothing more fires for this assignment: its recall is
                 // commanded (the CRM's `recalled` ends it).
-                if let Some(mut w) = self.unwatch(lead_id) {
-                    w.recalled = true;
-                    self.watch(lead_id, w);
-                }
+                self.rewatch(lead_id, |w| w.recalled = true);
             }
             ManagerAction::MoveLead { lead_id, to_pool } => {
                 let (generation, from) = {

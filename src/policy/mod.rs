@@ -412,7 +412,6 @@ impl Processor {
                         .map(calendar::CalendarRef::new),
                     scope,
                 };
-                self.unwatch(lead_id);
                 self.watch(
                     lead_id,
                     Watch {
@@ -437,13 +436,12 @@ impl Processor {
                 }
             }
             EventBody::FollowedUp(f) => {
-                if let Some(mut w) = self.unwatch(lead_id) {
+                self.rewatch(lead_id, |w| {
                     if w.owner == f.owner_id {
                         w.last_follow_up_ms = Some(at);
-                        w.cause_event_id = event.event_id.clone();
+                        w.cause_event_id.clone_from(&event.event_id);
                     }
-                    self.watch(lead_id, w);
-                }
+                });
             }
             EventBody::Converted(_) => {
                 self.clear_pending(lead_id);
@@ -536,18 +534,20 @@ impl Processor {
         self.state.scorer.advance(&self.policy.scoring, now_ms);
         loop {
             let wake = self.state.wakeups.first().copied().filter(|w| *w <= now_ms);
+            // Filtered before they are cloned: on the path of every event,
+            // where nothing is due most of the time.
             let expiry = self
                 .state
                 .expiries
                 .first()
-                .cloned()
-                .filter(|(e, _)| *e <= now_ms);
+                .filter(|(e, _)| *e <= now_ms)
+                .cloned();
             let due = self
                 .state
                 .due
                 .first()
-                .cloned()
-                .filter(|(d, _)| *d <= now_ms);
+                .filter(|(d, _)| *d <= now_ms)
+                .cloned();
             // Ties: wake-ups, then expiries, then deadlines.
             let expiry_first = expiry
                 .as_ref()
@@ -565,17 +565,21 @@ impl Processor {
                     self.expire(&lead, at, &mut out);
                 }
                 (_, _, Some((due, lead))) => {
-                    let Some(mut w) = self.unwatch(&lead) else {
-                        // Cannot happen (`watch` and `unwatch` keep the two
-                        // together); never loop on it.
+                    let w = self.state.watches.get(&lead);
+                    let Some(w) = w.filter(|w| w.due_ms == Some(due)) else {
+                        // Cannot happen (`watch`, `rewatch` and `unwatch`
+                        // keep the two together); never loop on it.
+                        debug_assert!(false, "due index entry ({due}, {lead}) without its watch");
                         self.state.due.remove(&(due, lead));
                         continue;
                     };
-                    out.extend(self.fire(&lead, &mut w, now_ms));
+                    let (commands, fired) = self.fire(&lead, w, now_ms);
+                    out.extend(commands);
                     // A recalled watch stays (with nothing due) until the
                     // CRM's `recalled` ends it: a manager's view lists the
-                    // lead as overdue meanwhile.
-                    self.watch(&lead, w);
+                    // lead as overdue meanwhile. Its entry in the due index
+                    // moves (or goes), so this loop moves on.
+                    self.rewatch(&lead, |w| fired.apply(w));
                 }
                 _ => break,
             }

@@ -247,15 +247,16 @@ impl Policies {
         // What was due by the latest tick fired then (the due index).
         p.set_time(ticked);
         let mut out = p.handle(seq, event);
+        let next = p.next_due_ms();
         if p.has_pending_scores() {
             if !self.scoring.contains(tenant) {
                 self.scoring.insert(tenant.to_string());
             }
-        } else {
+        } else if !self.scoring.is_empty() {
             self.scoring.remove(tenant);
         }
         stamp(&mut out, tenant);
-        self.reindex(tenant);
+        self.reindex_at(tenant, next);
         out
     }
 
@@ -336,6 +337,11 @@ impl Policies {
     /// Puts `tenant` at its earliest due moment in the due index.
     fn reindex(&mut self, tenant: &str) {
         let next = self.tenants.get(tenant).and_then(Processor::next_due_ms);
+        self.reindex_at(tenant, next);
+    }
+
+    /// Puts `tenant` at `next`, its earliest due moment, in the due index.
+    fn reindex_at(&mut self, tenant: &str, next: Option<i64>) {
         if self.due_of.get(tenant).copied() == next {
             // The usual case (the earliest moment did not move): no work,
             // no allocation, on the path of every event.

@@ -100,6 +100,9 @@ pub(super) struct Intake {
     /// when that event was published and consumed: for their dispatchers,
     /// which measure event-to-command latency at the command's ack.
     pub decided: Vec<(PartKey, u64, Caused)>,
+    /// Each partition's source name (`kafka:<topic>/<partition>`), made
+    /// once: every input's origin carries it.
+    pub sources: HashMap<i32, String>,
 }
 
 /// Counts one more statistic in a row that saw `partition` at `at` (a
@@ -393,8 +396,16 @@ impl Intake {
                 Err(r) => (Err((r, payload.to_vec())), None),
             }
         };
+        let source = match self.sources.get(&partition) {
+            Some(s) => s.clone(),
+            None => {
+                let s = source_name(&self.topic, partition);
+                self.sources.insert(partition, s.clone());
+                s
+            }
+        };
         let origin = Origin {
-            source: source_name(&self.topic, partition),
+            source,
             offset,
             key: m.key().map(<[u8]>::to_vec),
         };

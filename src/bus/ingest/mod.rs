@@ -160,6 +160,7 @@ pub fn consume(
         stalled: HashMap::new(),
         caused: Vec::new(),
         decided: Vec::new(),
+        sources: HashMap::new(),
     }));
     let mut c = client_config(k);
     c.set("group.id", &k.group_id)
