@@ -134,21 +134,45 @@ pub fn fold_events(
     until_ms: Option<i64>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<(), LogError> {
-    let mut covered = p.covered_seq;
+    p.covered_seq = fold_each(
+        events,
+        p.covered_seq,
+        until_ms,
+        &mut |seq, event| p.apply(seq, event),
+        progress,
+    )?;
+    Ok(())
+}
+
+/// The shape of every fold of the log's events after `covered_seq`, in
+/// order: `fold` is given those at or before `until_ms`; the later ones are
+/// covered all the same (the fold has seen them). `progress` is told every
+/// [`PROGRESS_EVERY`] and at the end. Returns the sequence covered (the
+/// last one read; `covered_seq` if there were none).
+pub fn fold_each(
+    events: impl Iterator<Item = Result<(u64, crate::domain::LeadEvent), LogError>>,
+    covered_seq: u64,
+    until_ms: Option<i64>,
+    fold: &mut dyn FnMut(u64, &crate::domain::LeadEvent),
+    progress: &mut dyn FnMut(u64),
+) -> Result<u64, LogError> {
+    let mut covered = covered_seq;
     for item in events {
         let (seq, event) = item?;
+        assert!(
+            seq > covered,
+            "event {seq} folded again (covered {covered})"
+        );
         if until_ms.is_none_or(|u| event.occurred_at_ms <= u) {
-            p.apply(seq, &event);
+            fold(seq, &event);
         }
         covered = seq;
         if seq % PROGRESS_EVERY == 0 {
             progress(seq);
         }
     }
-    // Events skipped by `until` are still covered: the fold has seen them.
-    p.covered_seq = covered;
     progress(covered);
-    Ok(())
+    Ok(covered)
 }
 
 /// Loads the policy processor: its snapshot (if any) plus the tail of the

@@ -78,7 +78,24 @@ pub fn rebuild(
             }
             pool
         });
-        let folded = fold_metrics(rx.iter(), &mut p, &folds, progress);
+        // The metrics' fold, over the chunks as they come (a chunk that
+        // failed to read ends it with its error).
+        let events = rx.iter().flat_map(|chunk| {
+            let (events, failed) = match chunk {
+                Ok(events) => (events, None),
+                Err(e) => (Vec::new(), Some(e)),
+            };
+            events.into_iter().map(Ok).chain(failed.map(Err))
+        });
+        let metrics = &mut p.metrics;
+        let folded = replay::fold_each(
+            events,
+            p.covered_seq,
+            until_ms,
+            &mut |_, event| metrics.apply(event),
+            progress,
+        )
+        .map(|covered| p.covered_seq = covered);
         // A failed fold drops the receiver above only here: the decoder's
         // next send fails and it returns.
         drop(rx);
@@ -89,36 +106,6 @@ pub fn rebuild(
     })?;
     p.pool = pool;
     Ok(p)
-}
-
-/// Folds the chunks' events into `p`'s metrics in order (those `folds`
-/// refuses are covered, not folded), telling `progress` as
-/// [`replay::fold_events`] does.
-fn fold_metrics(
-    chunks: impl Iterator<Item = Chunk>,
-    p: &mut Projections,
-    folds: &dyn Fn(&LeadEvent) -> bool,
-    progress: &mut dyn FnMut(u64),
-) -> Result<(), LogError> {
-    let mut covered = p.covered_seq;
-    for chunk in chunks {
-        for (seq, event) in chunk? {
-            assert!(
-                seq > covered,
-                "event {seq} folded again (covered {covered})"
-            );
-            if folds(&event) {
-                p.metrics.apply(&event);
-            }
-            covered = seq;
-            if seq % replay::PROGRESS_EVERY == 0 {
-                progress(seq);
-            }
-        }
-    }
-    p.covered_seq = covered;
-    progress(covered);
-    Ok(())
 }
 
 /// What `leadflow bench --replay` measured: one log, three passes over it,
