@@ -242,6 +242,19 @@ fn bench_scoring_reports_both_runs_and_the_models_quality() {
     ] {
         assert!(s[side].as_f64().unwrap() > 0.0, "{side}: {s}");
     }
+    // Each engine run's commands are reported, the best run's among them.
+    let per_run: Vec<u64> = doc["commands_per_run"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .collect();
+    assert_eq!(per_run.len(), 3, "{doc}");
+    assert!(per_run.iter().all(|c| *c > 0), "{doc}");
+    assert!(
+        per_run.contains(&doc["commands"].as_u64().unwrap()),
+        "{doc}"
+    );
     // The latency run (a policy is on): the paced workload went through,
     // and commands caused by its events were measured.
     let l = &doc["latency"];

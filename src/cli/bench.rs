@@ -97,8 +97,8 @@ pub fn exec(config: &Config, a: BenchArgs) -> Result<()> {
             r.ceiling_per_s, r.ceiling_s
         );
         println!(
-            "engine (decode, validate, durable append with offsets): {:>10.0} msg/s  ({:.2} s, {} batches, {} commands)",
-            r.engine_per_s, r.engine_s, r.batches, r.commands
+            "engine (decode, validate, durable append with offsets): {:>10.0} msg/s  ({:.2} s, {} batches, {} commands; each run decided {:?})",
+            r.engine_per_s, r.engine_s, r.batches, r.commands, r.commands_per_run
         );
         println!(
             "ratio engine / ceiling: {:.2} (best of {} runs each, alternating; the engine's first, cold run: {:.0} msg/s, ratio {:.2})",

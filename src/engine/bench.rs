@@ -101,7 +101,14 @@ pub struct BenchReport {
     pub runs_each: u32,
     pub ratio: f64,
     pub batches: u64,
+    /// Commands the reported (best) run decided.
     pub commands: u64,
+    /// Commands each engine run decided, in run order. With a policy they
+    /// can differ: the policy's time follows the events in the order the
+    /// partitions were read, so runs over the same topic may fire
+    /// different deadlines (a run deciding less is faster; read the ratio
+    /// beside them).
+    pub commands_per_run: Vec<u64>,
     /// HTTP ingest of the same workload, per request size.
     pub http: Vec<HttpBenchFigures>,
     pub scoring: Option<ScoringBenchFigures>,
@@ -413,6 +420,7 @@ pub fn bench(
     let mut engine = Duration::MAX;
     let mut engine_first = Duration::MAX;
     let (mut batches, mut commands) = (0, 0);
+    let mut commands_per_run = Vec::new();
     for run in 0..ENGINE_RUNS {
         say(&format!(
             "ceiling: a plain consumer counting the topic, run {} of {ENGINE_RUNS}",
@@ -441,6 +449,7 @@ pub fn bench(
         bus::admin::create_topics(&again.kafka)?;
         let dir = options.data_dir.with_extension(&name);
         let pass = engine_pass(&again, &dir, policy.clone(), total, None)?;
+        commands_per_run.push(pass.commands_decided);
         if run == 0 {
             engine_first = pass.took;
         }
@@ -577,6 +586,7 @@ pub fn bench(
         ratio: per_s(total, engine) / per_s(counted, ceiling),
         batches,
         commands,
+        commands_per_run,
         http,
         scoring,
         latency,
