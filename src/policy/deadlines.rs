@@ -174,8 +174,8 @@ impl Processor {
     /// A lead's watch is replaced or changed in place (see
     /// [`rewatch`](Self::rewatch)) rather than removed and inserted again:
     /// a hash map that removes and inserts on every event fills with
-    /// tombstones and rehashes itself over and over (measured: a fifth of
-    /// the policy's time).
+    /// tombstones and rehashes itself over and over (measured: the policy
+    /// bench's processor took 12 % less time per event without it).
     pub(super) fn watch(&mut self, lead_id: &str, mut w: Watch) {
         w.due_ms = self.next_due(&w);
         if let Some(due) = w.due_ms {
