@@ -532,6 +532,40 @@ fn deadlines_survive_a_snapshot_round_trip() {
     assert_eq!(restored.advance(T0 + 2 * H), w.p.advance(T0 + 2 * H));
 }
 
+/// Assignments made under the same rules share one copy of them, in a
+/// running processor and in one resumed from its snapshot, whose bytes
+/// are what a copy per watch would give (the snapshot format is the same).
+#[test]
+fn watches_under_the_same_rules_share_them_and_the_snapshot_holds_each() {
+    let mut w = World::new(SLA);
+    for lead in ["a", "b", "c"] {
+        w.created(T0, lead);
+        w.assigned(T0, lead, "rep-1");
+    }
+    let shared = |p: &Processor| {
+        let watches = &p.state().watches;
+        let a = &watches["a"].limits;
+        ["b", "c"]
+            .iter()
+            .all(|l| std::sync::Arc::ptr_eq(a, &watches[*l].limits))
+    };
+    assert!(shared(&w.p));
+    let bytes = w.p.state_to_bytes();
+    // A copy per watch, as the state was saved before the rules were
+    // shared, serialises to the same bytes.
+    let mut copies = w.p.state().clone();
+    for watch in copies.watches.values_mut() {
+        watch.limits = std::sync::Arc::new(watch.limits.as_ref().clone());
+    }
+    assert_eq!(bincode::serialize(&copies).unwrap(), bytes);
+    let restored = Processor::with_state(
+        w.p.policy().clone(),
+        Processor::state_from_bytes(&bytes).unwrap(),
+    );
+    assert!(shared(&restored));
+    assert_eq!(restored.state(), w.p.state());
+}
+
 #[test]
 fn rule_values_are_validated() {
     for (rules, why) in [

@@ -160,6 +160,29 @@ pub struct Processor {
     /// The days of the policy's `time_zone`, made when first needed and
     /// again when a version names another zone.
     days: std::cell::RefCell<Option<(String, DayClock)>>,
+    /// The distinct deadline rules of open assignments, shared by their
+    /// watches (see [`interned`](Self::interned)).
+    limits: Vec<std::sync::Arc<Limits>>,
+}
+
+/// At most this many distinct deadline rules are shared (versions × pools
+/// × `when` clauses in use); beyond it the table starts over, and watches
+/// keep the copies they hold.
+const LIMITS_INTERNED_MAX: usize = 256;
+
+/// The shared copy of `limits` in `table`: assignments made under the same
+/// rules hold one `Limits` (its scope and calendar spec included) between
+/// them, where each held its own (200 bytes of a 344-byte watch).
+fn interned(table: &mut Vec<std::sync::Arc<Limits>>, limits: &Limits) -> std::sync::Arc<Limits> {
+    if let Some(shared) = table.iter().find(|l| l.as_ref() == limits) {
+        return shared.clone();
+    }
+    if table.len() >= LIMITS_INTERNED_MAX {
+        table.clear();
+    }
+    let shared = std::sync::Arc::new(limits.clone());
+    table.push(shared.clone());
+    shared
 }
 
 /// Parsed calendars by fingerprint, with the spec each was parsed from
@@ -190,12 +213,18 @@ impl Processor {
     pub fn resume(policy: PolicyFile, mut state: PolicyState) -> Processor {
         let in_force = state.in_force.take().unwrap_or(policy);
         state.in_force = Some(in_force.clone());
-        Processor {
+        let mut p = Processor {
             calendars: Default::default(),
             days: Default::default(),
+            limits: Vec::new(),
             policy: in_force,
             state,
+        };
+        // A saved state holds a copy of the rules per watch: shared again.
+        for w in p.state.watches.values_mut() {
+            w.limits = interned(&mut p.limits, &w.limits);
         }
+        p
     }
 
     /// The day (of the policy's `time_zone`) that holds `at_ms`: the
@@ -412,6 +441,7 @@ impl Processor {
                         .map(calendar::CalendarRef::new),
                     scope,
                 };
+                let limits = interned(&mut self.limits, &limits);
                 self.watch(
                     lead_id,
                     Watch {

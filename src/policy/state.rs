@@ -59,7 +59,10 @@ pub struct Watch {
     pub owner: String,
     /// The pool it was assigned from (whose calendar, if any, counts).
     pub pool: String,
-    pub limits: Limits,
+    /// Shared by the assignments made under the same rules (see
+    /// `Processor::interned`): one copy per rule set, not one per
+    /// assignment. Stored as the `Limits` themselves.
+    pub limits: std::sync::Arc<Limits>,
     pub generation: u32,
     pub assigned_at_ms: i64,
     pub last_follow_up_ms: Option<i64>,
