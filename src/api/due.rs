@@ -89,7 +89,7 @@ pub(super) async fn rep_due(
         let processor = policies.tenant(&tenant_id);
         let holds = processor.is_some_and(|p| {
             let s = p.state();
-            s.pool.holdings.contains_key(&rep) || s.pending_by_rep.contains_key(&rep)
+            s.pool.held_by_rep.contains_key(rep.as_str()) || s.pending_by_rep.contains_key(&rep)
         });
         let Some(processor) = processor.filter(|_| member || holds) else {
             return Err(ApiError::new(
@@ -110,7 +110,7 @@ pub(super) async fn rep_due(
             "tenant": tenant_id,
             "now_ms": now_ms,
             "within_ms": within_ms,
-            "holdings": processor.state().pool.holdings.get(&rep).map_or(0, |h| h.len()),
+            "holdings": processor.state().pool.held_by(&rep),
             "total": total,
             "overdue": overdue,
             "due_soon": due_soon,

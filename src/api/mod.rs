@@ -332,25 +332,14 @@ async fn pools(
         ),
         None => None,
     };
-    let render = |p: &crate::projector::pool::PoolState| -> Vec<Value> {
+    let render = |p: &dyn crate::projector::pool::PoolCounts| -> Vec<Value> {
         let sizes = p.pool_sizes();
         sizes
             .iter()
             .skip(offset)
             .take(limit)
             .map(|(name, size)| {
-                let held_by_rep = p
-                    .holdings
-                    .iter()
-                    .map(|(rep, leads)| {
-                        let n = leads
-                            .iter()
-                            .filter(|l| p.leads.get(*l).is_some_and(|v| &v.pool == name))
-                            .count();
-                        (rep.clone(), n)
-                    })
-                    .filter(|(_, n)| *n > 0)
-                    .collect::<std::collections::BTreeMap<_, _>>();
+                let held_by_rep = p.held_in_pool_by_rep(name);
                 json!({
                     "pool": name,
                     "waiting": size.waiting,
@@ -411,7 +400,7 @@ async fn reps(
                 (Some(p), Some(t)) => p.policy().tenants.get(t).map_or(&[], |t| &t.pools),
             };
             let processor = policy.and_then(|p| p.tenant(tenant.as_deref().unwrap_or("")));
-            let pool = match (&tenant, processor) {
+            let pool: &dyn crate::projector::pool::PoolCounts = match (&tenant, processor) {
                 (Some(_), Some(t)) => &t.state().pool,
                 _ => &p.pool,
             };
@@ -423,11 +412,10 @@ async fn reps(
                 }
             }
             let state = processor.map(|p| p.state());
-            let empty = Default::default();
             let holdings = if tenant.is_some() && processor.is_none() {
-                &empty
+                Default::default()
             } else {
-                &pool.holdings
+                pool.held_by_rep()
             };
             let mut reps: std::collections::BTreeSet<&String> = holdings.keys().collect();
             reps.extend(capacity.keys());
@@ -444,7 +432,7 @@ async fn reps(
                     };
                     json!({
                         "rep": rep,
-                        "holdings": holdings.get(rep).map_or(0, |h| h.len()),
+                        "holdings": holdings.get(rep).copied().unwrap_or(0),
                         // A manager's change over the file's.
                         "capacity": processor
                             .and_then(|p| p.capacity_of(rep))

@@ -95,7 +95,13 @@ impl Processor {
         at_ms: i64,
         out: &mut Vec<LeadCommand>,
     ) {
-        let Some(pool) = self.state.pool.leads.get(lead_id).map(|l| l.pool.clone()) else {
+        let Some(pool) = self
+            .state
+            .pool
+            .leads
+            .get(lead_id)
+            .map(|l| l.pool.to_string())
+        else {
             return;
         };
         if self.state.backlog.get(&pool).is_some_and(|b| !b.is_empty()) {
@@ -323,15 +329,15 @@ impl Processor {
 
     /// How well a member's preferences match a lead: 2 both, 1 one, 0 none.
     pub(super) fn preference_match(&self, m: &Member, lead_id: &str) -> u8 {
-        let Some((region, industry)) = self.state.lead_attrs.get(lead_id) else {
+        let Some(lead) = self.state.pool.leads.get(lead_id) else {
             return 0;
         };
-        u8::from(m.regions.iter().any(|r| r == region))
-            + u8::from(m.industries.iter().any(|i| i == industry))
+        u8::from(m.regions.iter().any(|r| **r == *lead.region))
+            + u8::from(m.industries.iter().any(|i| **i == *lead.industry))
     }
 
     pub(super) fn load_of(&self, rep: &str) -> u32 {
-        let held = self.state.pool.holdings.get(rep).map_or(0, |h| h.len()) as u32;
+        let held = self.state.pool.held_by(rep);
         let converted = if self.policy.rules.converted_count_toward_capacity {
             self.state.converted_by_rep.get(rep).copied().unwrap_or(0)
         } else {

@@ -57,7 +57,7 @@ impl Processor {
         let Some(lead) = self.state.pool.leads.get(lead_id) else {
             return;
         };
-        let pool = lead.pool.clone();
+        let pool = lead.pool.to_string();
         let generation = lead.generation;
         let refusal = self.claim_refusal(lead_id, rep, &pool, at_ms);
         let counts = self

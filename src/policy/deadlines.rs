@@ -39,7 +39,7 @@ impl Processor {
     pub fn due_of_rep(&self, rep: &str, until_ms: i64, max: usize) -> (Vec<DueLead>, usize) {
         let mut due: Vec<DueLead> = Vec::new();
         for (lead, w) in &self.state.watches {
-            if w.owner != rep {
+            if *w.owner != *rep {
                 continue;
             }
             let Some(d) = self.deadline(w) else {
@@ -50,7 +50,7 @@ impl Processor {
             }
             due.push(DueLead {
                 lead_id: lead.clone(),
-                pool: w.pool.clone(),
+                pool: w.pool.to_string(),
                 rule: d.rule,
                 what: d.what,
                 deadline_ms: d.at_ms,
@@ -261,7 +261,7 @@ impl Processor {
             // depend on which clock advanced the policy, or how often.
             if !w.reminded.contains(d.rule) && remind_at <= now_ms {
                 let body = CommandBody::RemindFollowUp {
-                    owner_id: w.owner.clone(),
+                    owner_id: w.owner.to_string(),
                     deadline_ms: d.at_ms,
                 };
                 let explain::Explained { explanation, facts } = explain::remind(&deadline);
@@ -287,7 +287,7 @@ impl Processor {
         }
         let lead = self.state.pool.leads.get(lead_id);
         let recalls_after = lead.map_or(0, |l| l.recall_count) + 1;
-        let home = lead.map(|l| l.pool.clone()).unwrap_or_default();
+        let home = lead.map(|l| l.pool.to_string()).unwrap_or_default();
         // The cold-pool rule of the pool the lead was assigned from, as the
         // version in force has it.
         let (rules, _) = self.policy.lead_rules(&w.pool, &self.lead_facts(lead_id));
@@ -296,7 +296,7 @@ impl Processor {
             _ => (home, false),
         };
         let body = CommandBody::RecallLead {
-            owner_id: w.owner.clone(),
+            owner_id: w.owner.to_string(),
             reason: d.reason,
             to_pool: to_pool.clone(),
         };
@@ -333,7 +333,7 @@ impl Fired {
         match self {
             Fired::Nothing => {}
             Fired::Reminded(rule) => {
-                w.reminded.insert(rule.to_string());
+                w.reminded.insert(rule);
             }
             Fired::Recalled => w.recalled = true,
         }

@@ -88,14 +88,14 @@ impl Processor {
             .pool
             .leads
             .get(original)
-            .and_then(|l| l.owner.clone())
+            .and_then(|l| l.owner.as_deref().map(str::to_string))
         else {
             return false;
         };
         let Some(lead) = self.state.pool.leads.get(lead_id) else {
             return false;
         };
-        let (pool, generation) = (lead.pool.clone(), lead.generation);
+        let (pool, generation) = (lead.pool.to_string(), lead.generation);
         let version = self.policy.version;
         let (rules, scope) = self.policy.lead_rules(&pool, &self.lead_facts(lead_id));
         let expires_at_ms = rules.assign_command_ttl_ms.map(|t| at_ms.saturating_add(t));

@@ -135,7 +135,7 @@ impl Processor {
                         l.status.as_str()
                     ));
                 }
-                if to_pool.is_empty() || *to_pool == l.pool {
+                if to_pool.is_empty() || **to_pool == *l.pool {
                     return Err(format!("lead {lead_id} is in pool {} already", l.pool));
                 }
                 if let Some(p) = self.state.pending.get(lead_id.as_str()) {
@@ -200,7 +200,11 @@ impl Processor {
             ManagerAction::AssignLead { lead_id, rep } => {
                 let (generation, pool, holder) = {
                     let l = &self.state.pool.leads[lead_id.as_str()];
-                    (l.generation, l.pool.clone(), l.owner.clone())
+                    (
+                        l.generation,
+                        l.pool.to_string(),
+                        l.owner.as_deref().map(str::to_string),
+                    )
                 };
                 // A pending assignment to someone else is withdrawn first.
                 if let Some(p) = self.state.pending.get(lead_id.as_str()).cloned() {
@@ -268,8 +272,8 @@ impl Processor {
                     let l = &self.state.pool.leads[lead_id.as_str()];
                     (
                         l.generation,
-                        l.pool.clone(),
-                        l.owner.clone().unwrap_or_default(),
+                        l.pool.to_string(),
+                        l.owner.as_deref().unwrap_or_default().to_string(),
                     )
                 };
                 let to = to_pool.clone().unwrap_or_else(|| pool.clone());
@@ -296,7 +300,7 @@ impl Processor {
             ManagerAction::MoveLead { lead_id, to_pool } => {
                 let (generation, from) = {
                     let l = &self.state.pool.leads[lead_id.as_str()];
-                    (l.generation, l.pool.clone())
+                    (l.generation, l.pool.to_string())
                 };
                 let body = CommandBody::MoveLead {
                     to_pool: to_pool.clone(),

@@ -211,7 +211,7 @@ fn a_manager_moves_a_waiting_lead_which_waits_for_the_crm_then_is_allocated_ther
     );
     assert_eq!(moved.len(), 1, "{moved:?}");
     assert!(matches!(&moved[0].body, CommandBody::AssignLead { pool, .. } if pool == "inbound"));
-    assert_eq!(w.p.state().pool.leads["k"].pool, "inbound");
+    assert_eq!(&*w.p.state().pool.leads["k"].pool, "inbound");
 }
 
 #[test]

@@ -68,6 +68,8 @@ mod duplicates;
 pub use duplicates::RULE_DUPLICATE_LINK;
 pub mod duration;
 mod explain;
+mod leads;
+pub use leads::{LeadsView, Name, Names, PolicyLead};
 
 pub use explain::{human_ms, FACT_TO_COLD_POOL};
 pub mod file;
@@ -75,7 +77,7 @@ mod scores;
 pub mod scoring;
 mod settle;
 mod state;
-pub use state::{Limits, Pending, PolicyState, Waiting, Watch};
+pub use state::{Limits, Pending, PolicyState, Reminded, Waiting, Watch};
 pub mod tenants;
 pub use tenants::{Policies, PoliciesState, SHADOW_SNAPSHOT_NAME, SNAPSHOT_NAME};
 
@@ -87,7 +89,7 @@ pub use file::{
     PoolKind, PoolPolicy, RuleOverrides, Rules, Strategy, TenantPolicy, When,
 };
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 /// Rule ids, as recorded in commands.
 pub const RULE_AUTO_ASSIGN: &str = "auto-assign";
@@ -163,6 +165,9 @@ pub struct Processor {
     /// The distinct deadline rules of open assignments, shared by their
     /// watches (see [`interned`](Self::interned)).
     limits: Vec<std::sync::Arc<Limits>>,
+    /// The names (reps, pools, channels, …) its state holds, shared (see
+    /// [`Names`]).
+    names: Names,
 }
 
 /// At most this many distinct deadline rules are shared (versions × pools
@@ -217,12 +222,17 @@ impl Processor {
             calendars: Default::default(),
             days: Default::default(),
             limits: Vec::new(),
+            names: Names::default(),
             policy: in_force,
             state,
         };
-        // A saved state holds a copy of the rules per watch: shared again.
+        // A saved state holds a copy of the rules per watch and of each
+        // name per use: shared again.
+        p.state.pool.share_names(&mut p.names);
         for w in p.state.watches.values_mut() {
             w.limits = interned(&mut p.limits, &w.limits);
+            p.names.share_in_place(&mut w.owner);
+            p.names.share_in_place(&mut w.pool);
         }
         p
     }
@@ -330,15 +340,10 @@ impl Processor {
     /// What the policy knows of a lead for its pool's `when` clauses.
     pub(crate) fn lead_facts(&self, lead_id: &str) -> LeadFacts<'_> {
         let view = self.state.pool.leads.get(lead_id);
-        let (region, industry) = self
-            .state
-            .lead_attrs
-            .get(lead_id)
-            .map_or(("", ""), |(r, i)| (r.as_str(), i.as_str()));
         LeadFacts {
-            channel: view.map_or("", |l| l.channel.as_str()),
-            region,
-            industry,
+            channel: view.map_or("", |l| &l.channel),
+            region: view.map_or("", |l| &l.region),
+            industry: view.map_or("", |l| &l.industry),
             score: view.and_then(|l| l.score),
         }
     }
@@ -365,14 +370,11 @@ impl Processor {
             .leads
             .get(&event.lead_id)
             .and_then(|l| l.owner.clone());
-        self.state.pool.apply(event);
+        self.state.pool.apply(event, &mut self.names);
         let lead_id = &event.lead_id;
         let at = event.occurred_at_ms;
         match &event.body {
             EventBody::Created(c) => {
-                self.state
-                    .lead_attrs
-                    .insert(lead_id.clone(), (c.region.clone(), c.industry.clone()));
                 let original = self.note_fingerprint(lead_id, &c.contact_fingerprint);
                 let linked = original.is_some_and(|o| {
                     self.link_duplicate(lead_id, &o, &event.event_id, at, &mut out)
@@ -426,7 +428,7 @@ impl Processor {
                 self.state.passed_over_by.remove(lead_id);
                 let view = self.state.pool.leads.get(lead_id);
                 let generation = view.map_or(0, |l| l.generation);
-                let pool = view.map(|l| l.pool.clone()).unwrap_or_default();
+                let pool = view.map_or_else(|| self.names.share(""), |l| l.pool.clone());
                 let (r, scope) = self.policy.lead_rules(&pool, &self.lead_facts(lead_id));
                 let limits = Limits {
                     version: self.policy.version,
@@ -442,23 +444,24 @@ impl Processor {
                     scope,
                 };
                 let limits = interned(&mut self.limits, &limits);
+                let owner = self.names.share(&a.owner_id);
                 self.watch(
                     lead_id,
                     Watch {
-                        owner: a.owner_id.clone(),
+                        owner,
                         pool,
                         limits,
                         generation,
                         assigned_at_ms: at,
                         last_follow_up_ms: None,
                         cause_event_id: event.event_id.clone(),
-                        reminded: BTreeSet::new(),
+                        reminded: Reminded::default(),
                         recalled: false,
                         due_ms: None,
                     },
                 );
                 if let Some(prev) = holder {
-                    if prev != a.owner_id {
+                    if *prev != *a.owner_id {
                         self.record_loss(lead_id, &prev, at);
                     }
                     // A reassignment frees the previous holder.
@@ -467,7 +470,7 @@ impl Processor {
             }
             EventBody::FollowedUp(f) => {
                 self.rewatch(lead_id, |w| {
-                    if w.owner == f.owner_id {
+                    if *w.owner == *f.owner_id {
                         w.last_follow_up_ms = Some(at);
                         w.cause_event_id.clone_from(&event.event_id);
                     }
@@ -479,7 +482,6 @@ impl Processor {
                 self.unwatch(lead_id);
                 self.state.recalled_from.remove(lead_id);
                 self.state.cooldowns.remove(lead_id);
-                self.state.lead_attrs.remove(lead_id);
                 self.state.losses.remove(lead_id);
                 self.state.moving.remove(lead_id);
                 self.forget_fingerprint(lead_id);
@@ -489,7 +491,7 @@ impl Processor {
                     *self
                         .state
                         .converted_by_rep
-                        .entry(owner.clone())
+                        .entry(owner.to_string())
                         .or_default() += 1;
                     self.drain_for(&owner, &event.event_id, at, &mut out);
                 }

@@ -1,11 +1,11 @@
 //! The policy's state: its fold of the log (what `Processor::handle`,
 //! `advance` and `apply_input` keep), saved whole in the policy snapshots
-//! (`policy.v10`). Kept apart from the decisions that change it.
+//! (`policy.v11`). Kept apart from the decisions that change it.
 
 use super::claim::ClaimCounts;
+use super::leads::{LeadsView, Name};
 use super::manager::RepOverride;
 use super::{calendar, PolicyFile};
-use crate::projector::pool::PoolState;
 use crate::projector::IdMap;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -53,12 +53,50 @@ pub struct Limits {
     pub scope: String,
 }
 
+/// The deadline rules whose reminder has been sent in a watch's
+/// generation: a bit per rule (there are three), where each watch held a
+/// set of rule names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reminded(u8);
+
+impl Reminded {
+    /// The rules with a reminder, in bit order.
+    const RULES: [&'static str; 3] = [
+        super::RULE_FIRST_FOLLOW_UP,
+        super::RULE_STALE,
+        super::RULE_MAX_HOLDING,
+    ];
+
+    fn bit(rule: &str) -> Option<u8> {
+        let i = Self::RULES.iter().position(|r| *r == rule)?;
+        Some(1 << i)
+    }
+
+    pub fn contains(&self, rule: &str) -> bool {
+        Self::bit(rule).is_some_and(|b| self.0 & b != 0)
+    }
+
+    pub fn insert(&mut self, rule: &str) {
+        // Only a deadline rule has a reminder (`Deadline::rule`).
+        debug_assert!(Self::bit(rule).is_some(), "a reminder of rule {rule}");
+        self.0 |= Self::bit(rule).unwrap_or(0);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+}
+
 /// One open assignment being watched for deadlines.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Watch {
-    pub owner: String,
+    pub owner: Name,
     /// The pool it was assigned from (whose calendar, if any, counts).
-    pub pool: String,
+    pub pool: Name,
     /// Shared by the assignments made under the same rules (see
     /// `Processor::interned`): one copy per rule set, not one per
     /// assignment. Stored as the `Limits` themselves.
@@ -69,7 +107,7 @@ pub struct Watch {
     /// The event that set the current deadlines (assignment or follow-up).
     pub cause_event_id: String,
     /// Rules whose reminder has been sent in this generation.
-    pub reminded: BTreeSet<String>,
+    pub reminded: Reminded,
     /// The recall has been commanded; nothing more fires for this
     /// generation.
     pub recalled: bool,
@@ -84,7 +122,9 @@ pub struct PolicyState {
     pub covered_seq: u64,
     /// Deadlines have been fired up to this time.
     pub now_ms: i64,
-    pub pool: PoolState,
+    /// What the policy knows of each lead (its own lean view, see
+    /// [`LeadsView`]).
+    pub pool: LeadsView,
     /// Per pool: index of the member to try first next time.
     pub round_robin: BTreeMap<String, usize>,
     /// Assignments commanded and not yet carried out, by lead.
@@ -126,8 +166,6 @@ pub struct PolicyState {
     pub converted_by_rep: IdMap<String, u32>,
     /// Assignments received per rep (carried out), for the ranking.
     pub received_by_rep: IdMap<String, u32>,
-    /// Lead -> (region, industry), for the `preference` strategy.
-    pub lead_attrs: IdMap<String, (String, String)>,
     /// The policy in force when the state was saved; a newly loaded version
     /// with a later `effective_from_ms` waits behind it.
     pub in_force: Option<PolicyFile>,

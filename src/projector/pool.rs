@@ -185,6 +185,46 @@ impl PoolState {
     }
 }
 
+/// The counts a pools or reps listing shows, from the projections' pool
+/// state or a tenant's (the policy's lean view of its leads).
+pub trait PoolCounts {
+    /// Waiting, held and converted counts per pool.
+    fn pool_sizes(&self) -> BTreeMap<String, PoolSize>;
+    /// Per rep, the open leads they hold in `pool` (reps holding none
+    /// there left out).
+    fn held_in_pool_by_rep(&self, pool: &str) -> BTreeMap<String, usize>;
+    /// Per rep, the open leads they hold (reps holding none left out).
+    fn held_by_rep(&self) -> BTreeMap<String, usize>;
+}
+
+impl PoolCounts for PoolState {
+    fn pool_sizes(&self) -> BTreeMap<String, PoolSize> {
+        PoolState::pool_sizes(self)
+    }
+
+    fn held_in_pool_by_rep(&self, pool: &str) -> BTreeMap<String, usize> {
+        self.holdings
+            .iter()
+            .map(|(rep, leads)| {
+                let n = leads
+                    .iter()
+                    .filter(|l| self.leads.get(*l).is_some_and(|v| v.pool == pool))
+                    .count();
+                (rep.clone(), n)
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    fn held_by_rep(&self) -> BTreeMap<String, usize> {
+        self.holdings
+            .iter()
+            .filter(|(_, leads)| !leads.is_empty())
+            .map(|(rep, leads)| (rep.clone(), leads.len()))
+            .collect()
+    }
+}
+
 fn remove(index: &mut IdMap<String, IdSet<String>>, key: &str, lead_id: &str) {
     if let Some(set) = index.get_mut(key) {
         set.remove(lead_id);
