@@ -188,10 +188,10 @@ impl Processor {
                         self.state.due.remove(&(due, lead_id.to_string()));
                     }
                 }
-                *old = w;
+                **old = w;
             }
             None => {
-                self.state.watches.insert(lead_id.to_string(), w);
+                self.state.watches.insert(lead_id.to_string(), Box::new(w));
             }
         }
     }
@@ -229,7 +229,7 @@ impl Processor {
         if let Some(due) = w.due_ms {
             self.state.due.remove(&(due, lead_id.to_string()));
         }
-        Some(w)
+        Some(*w)
     }
 
     /// Decides what is due for one watch at `now_ms`: the commands, and

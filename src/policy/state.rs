@@ -196,8 +196,10 @@ pub struct PolicyState {
     /// Per open lead: who lost it when (recalled, released, moved to
     /// someone else), the latest few, for `reclaim_after_ms`.
     pub losses: IdMap<String, Vec<(String, i64)>>,
-    /// Open assignments and their deadlines.
-    pub watches: IdMap<String, Watch>,
+    /// Open assignments and their deadlines. Boxed: the map's table
+    /// holds a pointer per slot, not a watch, so its slack (up to half
+    /// its slots right after it grows) costs 8 bytes a slot, not 112.
+    pub watches: IdMap<String, Box<Watch>>,
     /// (due, lead) of every watch with something left to fire.
     pub due: BTreeSet<(i64, String)>,
 }
