@@ -95,16 +95,15 @@ impl Processor {
         at_ms: i64,
         out: &mut Vec<LeadCommand>,
     ) {
-        let Some(pool) = self
-            .state
-            .pool
-            .leads
-            .get(lead_id)
-            .map(|l| l.pool.to_string())
-        else {
+        let Some(pool) = self.state.pool.leads.get(lead_id).map(|l| l.pool.clone()) else {
             return;
         };
-        if self.state.backlog.get(&pool).is_some_and(|b| !b.is_empty()) {
+        if self
+            .state
+            .backlog
+            .get(&*pool)
+            .is_some_and(|b| !b.is_empty())
+        {
             if self.auto_assigns(&pool) {
                 self.wait(lead_id, &pool, at_ms, cause_event_id, at_ms);
                 self.drain_pool(&pool, Some(cause_event_id), at_ms, out);

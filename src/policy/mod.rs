@@ -429,6 +429,8 @@ impl Processor {
                 let view = self.state.pool.leads.get(lead_id);
                 let generation = view.map_or(0, |l| l.generation);
                 let pool = view.map_or_else(|| self.names.share(""), |l| l.pool.clone());
+                // The view's copy of the owner, shared as it is.
+                let owner = view.and_then(|l| l.owner.clone());
                 let (r, scope) = self.policy.lead_rules(&pool, &self.lead_facts(lead_id));
                 let limits = Limits {
                     version: self.policy.version,
@@ -444,7 +446,7 @@ impl Processor {
                     scope,
                 };
                 let limits = interned(&mut self.limits, &limits);
-                let owner = self.names.share(&a.owner_id);
+                let owner = owner.unwrap_or_else(|| self.names.share(&a.owner_id));
                 self.watch(
                     lead_id,
                     Watch {
