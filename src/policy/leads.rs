@@ -78,7 +78,9 @@ pub struct PolicyLead {
 /// The policy's view of the leads (see the module's doc).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeadsView {
-    pub leads: IdMap<String, PolicyLead>,
+    /// Boxed, as the watches are: the table's slack costs a pointer a
+    /// slot, not a lead.
+    pub leads: IdMap<String, Box<PolicyLead>>,
     /// Per rep: the open (assigned, not converted) leads they hold; a rep
     /// holding none has no entry.
     pub held_by_rep: IdMap<Name, u32>,
@@ -102,7 +104,7 @@ impl LeadsView {
                     region: names.share(&c.region),
                     industry: names.share(&c.industry),
                 };
-                self.leads.insert(id.clone(), lead);
+                self.leads.insert(id.clone(), Box::new(lead));
             }
             return;
         }
