@@ -14,7 +14,7 @@ use leadflow::domain::{lifecycle, LeadEvent};
 use leadflow::log::{EventLog, Input, LogOptions};
 use leadflow::projector::metrics::MetricParams;
 use leadflow::projector::Projections;
-use leadflow::sim::{SimConfig, SimItem, Simulator};
+use leadflow::sim::{SimConfig, Simulator};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -23,10 +23,7 @@ fn events(leads: u64) -> Vec<LeadEvent> {
         leads,
         ..SimConfig::default()
     })
-    .filter_map(|i| match i {
-        SimItem::Event(e) => Some(e),
-        SimItem::Bad { .. } => None,
-    })
+    .events()
     .collect()
 }
 

@@ -14,7 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use leadflow::domain::*;
 use leadflow::policy::{Policies, PolicyFile, Processor};
-use leadflow::sim::{SimConfig, SimItem, Simulator};
+use leadflow::sim::{SimConfig, Simulator};
 use std::time::Instant;
 
 const H: i64 = 3_600_000;
@@ -49,10 +49,7 @@ fn handle_per_event(c: &mut Criterion) {
         leads: 2_000,
         ..SimConfig::default()
     })
-    .filter_map(|i| match i {
-        SimItem::Event(e) => Some(e),
-        SimItem::Bad { .. } => None,
-    })
+    .events()
     .collect();
     let policy = policy();
     let mut g = c.benchmark_group("policy");
@@ -86,10 +83,7 @@ fn handle_per_event(c: &mut Criterion) {
         tenants: 50,
         ..SimConfig::default()
     })
-    .filter_map(|i| match i {
-        SimItem::Event(e) => Some(e),
-        SimItem::Bad { .. } => None,
-    })
+    .events()
     .collect();
     let mut table = policy.clone();
     table.tenants.clear();
@@ -199,10 +193,7 @@ fn scoring_cost(c: &mut Criterion) {
         engagement: true,
         ..SimConfig::default()
     })
-    .filter_map(|i| match i {
-        SimItem::Event(e) => Some(e),
-        SimItem::Bad { .. } => None,
-    })
+    .events()
     .collect();
     let plain = policy();
     let mut scoring = policy();

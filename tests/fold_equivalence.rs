@@ -235,7 +235,7 @@ proptest! {
 /// and progress is reported to the end.
 #[test]
 fn a_replay_on_two_threads_equals_the_serial_one() {
-    use leadflow::sim::{SimConfig, SimItem, Simulator};
+    use leadflow::sim::{SimConfig, Simulator};
     // Given a log of some 20 thousand simulated events (five chunks and
     // more), appended in batches of a thousand.
     let dir = tempfile::tempdir().unwrap();
@@ -246,10 +246,7 @@ fn a_replay_on_two_threads_equals_the_serial_one() {
         days: 20,
         ..SimConfig::default()
     })
-    .filter_map(|item| match item {
-        SimItem::Event(e) => Some(e),
-        SimItem::Bad { .. } => None,
-    })
+    .events()
     .collect();
     for batch in events.chunks(1_000) {
         let inputs: Vec<Input> = batch

@@ -20,7 +20,7 @@ use leadflow::domain::*;
 use leadflow::log::{EventLog, Input, LogOptions};
 use leadflow::policy::{PolicyFile, PolicyInput};
 use leadflow::replay;
-use leadflow::sim::{SimConfig, SimItem, Simulator};
+use leadflow::sim::{SimConfig, Simulator};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -76,10 +76,7 @@ fn events(seed: u64, leads: u64) -> Vec<LeadEvent> {
         bad_ratio: 0.0,
         ..SimConfig::default()
     })
-    .filter_map(|item| match item {
-        SimItem::Event(e) => Some(e),
-        SimItem::Bad { .. } => None,
-    })
+    .events()
     .collect()
 }
 

@@ -2,56 +2,31 @@
 //! state, and its shared names.
 
 use super::*;
-use crate::domain::{
-    AssignmentMethod, Currency, LeadAssigned, LeadConverted, LeadCreated, LeadMoved, LeadRecalled,
-    LeadScored, Money, RecallReason,
-};
+use crate::domain::{build, Currency, LeadConverted, LeadMoved, LeadScored, Money};
 use crate::policy::{PolicyFile, Processor};
 use crate::projector::pool::PoolState;
-use crate::sim::{SimConfig, SimItem, Simulator};
+use crate::sim::{SimConfig, Simulator};
 
 fn event(n: u64, lead: &str, body: EventBody) -> LeadEvent {
-    LeadEvent {
-        event_id: format!("t-{n}"),
-        lead_id: lead.into(),
-        occurred_at_ms: 1_800_000_000_000 + n as i64,
-        producer: "test".into(),
-        tenant_id: String::new(),
-        body,
-    }
+    build::event(&format!("t-{n}"), lead, body)
+        .at(1_800_000_000_000 + n as i64)
+        .event()
 }
 
 fn created(pool: &str, channel: &str, region: &str, industry: &str) -> EventBody {
-    EventBody::Created(LeadCreated {
-        channel: channel.into(),
-        campaign: "c".into(),
-        pool: pool.into(),
-        region: region.into(),
-        industry: industry.into(),
-        company_size: String::new(),
-        acquisition_cost: Money::new(1, Currency::parse("CNY").unwrap()),
-        contact_fingerprint: String::new(),
-        attributes: Default::default(),
-    })
+    build::created("", "")
+        .pool(pool)
+        .channel(channel)
+        .profile(region, industry, "")
+        .body()
 }
 
 fn assigned(owner: &str, pool: &str) -> EventBody {
-    EventBody::Assigned(LeadAssigned {
-        owner_id: owner.into(),
-        pool: pool.into(),
-        method: AssignmentMethod::Claim,
-        command_id: String::new(),
-    })
+    build::assigned("", "", owner).pool(pool).body()
 }
 
 fn recalled(owner: &str, to_pool: &str) -> EventBody {
-    EventBody::Recalled(LeadRecalled {
-        previous_owner_id: owner.into(),
-        reason: RecallReason::Stale,
-        to_pool: to_pool.into(),
-        command_id: String::new(),
-        rule_id: String::new(),
-    })
+    build::recalled("", "", owner).pool(to_pool).body()
 }
 
 fn converted(owner: &str) -> EventBody {
@@ -82,10 +57,7 @@ fn history() -> Vec<LeadEvent> {
         engagement: true,
         ..SimConfig::default()
     })
-    .filter_map(|i| match i {
-        SimItem::Event(e) => Some(e),
-        SimItem::Bad { .. } => None,
-    })
+    .events()
     .collect();
     let tail = [
         ("x4", created("inbound", "referral", "north", "retail")),

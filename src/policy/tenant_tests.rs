@@ -3,7 +3,7 @@
 use super::tests::event;
 use super::*;
 use crate::domain::*;
-use crate::sim::{SimConfig, SimItem, Simulator};
+use crate::sim::{SimConfig, Simulator};
 
 const TWO_TENANTS: &str = r#"
 version = 2
@@ -163,10 +163,7 @@ fn sim_events(tenants: u32, leads: u64) -> Vec<LeadEvent> {
         tenants,
         ..SimConfig::default()
     })
-    .filter_map(|i| match i {
-        SimItem::Event(e) => Some(e),
-        SimItem::Bad { .. } => None,
-    })
+    .events()
     .collect()
 }
 

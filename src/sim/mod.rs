@@ -579,6 +579,17 @@ impl Simulator {
     }
 }
 
+impl Simulator {
+    /// The valid events alone (with `bad_ratio` above 0 the bad inputs
+    /// among them are left out): what a log accepts of the run.
+    pub fn events(self) -> impl Iterator<Item = LeadEvent> {
+        self.filter_map(|item| match item {
+            SimItem::Event(e) => Some(e),
+            SimItem::Bad { .. } => None,
+        })
+    }
+}
+
 impl Iterator for Simulator {
     type Item = SimItem;
 
