@@ -972,7 +972,7 @@ fn a_reps_due_leads_are_its_held_leads_by_their_next_recall_deadline() {
 /// reminder and a recall fired (changed in place) and a conversion.
 fn assert_due_index_matches_watches(p: &Processor) {
     let s = p.state();
-    let expected: std::collections::BTreeSet<(i64, String)> = s
+    let expected: std::collections::BTreeSet<(i64, LeadId)> = s
         .watches
         .iter()
         .filter_map(|(lead, w)| Some((w.due_ms?, lead.clone())))
@@ -1015,7 +1015,7 @@ fn the_due_index_follows_watches_changed_and_replaced_in_place() {
     // nothing.
     assert_due_index_matches_watches(&w.p);
     assert_eq!(w.p.state().due.len(), 1);
-    assert_eq!(w.p.state().due.first().map(|(_, l)| l.as_str()), Some("a"));
+    assert_eq!(w.p.state().due.first().map(|(_, l)| &**l), Some("a"));
     w.at(
         T0 + 2 * H + 2,
         "a",

@@ -49,7 +49,7 @@ impl Processor {
                 continue;
             }
             due.push(DueLead {
-                lead_id: lead.clone(),
+                lead_id: lead.to_string(),
                 pool: w.pool.to_string(),
                 rule: d.rule,
                 what: d.what,
@@ -178,20 +178,24 @@ impl Processor {
     /// bench's processor took 12 % less time per event without it).
     pub(super) fn watch(&mut self, lead_id: &str, mut w: Watch) {
         w.due_ms = self.next_due(&w);
+        let id = match self.state.watches.get_key_value(lead_id) {
+            Some((id, _)) => id.clone(),
+            None => self.state.pool.id_of(lead_id),
+        };
         if let Some(due) = w.due_ms {
-            self.state.due.insert((due, lead_id.to_string()));
+            self.state.due.insert((due, id.clone()));
         }
         match self.state.watches.get_mut(lead_id) {
             Some(old) => {
                 if let Some(due) = old.due_ms {
                     if w.due_ms != Some(due) {
-                        self.state.due.remove(&(due, lead_id.to_string()));
+                        self.state.due.remove(&(due, id));
                     }
                 }
                 **old = w;
             }
             None => {
-                self.state.watches.insert(lead_id.to_string(), Box::new(w));
+                self.state.watches.insert(id, Box::new(w));
             }
         }
     }
@@ -205,17 +209,22 @@ impl Processor {
             return;
         };
         change(w);
-        let w = self.state.watches.get(lead_id).expect("looked up above");
+        let (id, w) = self
+            .state
+            .watches
+            .get_key_value(lead_id)
+            .expect("looked up above");
         let before = w.due_ms;
         let after = self.next_due(w);
         if after == before {
             return;
         }
+        let id = id.clone();
         if let Some(due) = before {
-            self.state.due.remove(&(due, lead_id.to_string()));
+            self.state.due.remove(&(due, id.clone()));
         }
         if let Some(due) = after {
-            self.state.due.insert((due, lead_id.to_string()));
+            self.state.due.insert((due, id));
         }
         self.state
             .watches
@@ -225,9 +234,9 @@ impl Processor {
     }
 
     pub(super) fn unwatch(&mut self, lead_id: &str) -> Option<Watch> {
-        let w = self.state.watches.remove(lead_id)?;
+        let (id, w) = self.state.watches.remove_entry(lead_id)?;
         if let Some(due) = w.due_ms {
-            self.state.due.remove(&(due, lead_id.to_string()));
+            self.state.due.remove(&(due, id));
         }
         Some(*w)
     }

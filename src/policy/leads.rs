@@ -26,6 +26,12 @@ use std::sync::Arc;
 /// pointers; [`Names::share`] makes copies read back shared again.
 pub type Name = Arc<str>;
 
+/// A lead's id as the policy's state holds it: one copy per lead, shared
+/// by the view's map, the watches' and the due index (serialised as the
+/// string, like [`Name`]; [`Processor::resume`](super::Processor::resume)
+/// shares them again).
+pub type LeadId = Arc<str>;
+
 /// At most this many distinct names are shared at once; beyond it the
 /// table starts over (names handed out stay valid, only later copies of
 /// them are not shared with earlier ones). Bounds the table when a
@@ -80,7 +86,7 @@ pub struct PolicyLead {
 pub struct LeadsView {
     /// Boxed, as the watches are: the table's slack costs a pointer a
     /// slot, not a lead.
-    pub leads: IdMap<String, Box<PolicyLead>>,
+    pub leads: IdMap<LeadId, Box<PolicyLead>>,
     /// Per rep: the open (assigned, not converted) leads they hold; a rep
     /// holding none has no entry.
     pub held_by_rep: IdMap<Name, u32>,
@@ -92,7 +98,7 @@ impl LeadsView {
     pub fn apply(&mut self, event: &LeadEvent, names: &mut Names) {
         let id = &event.lead_id;
         if let EventBody::Created(c) = &event.body {
-            if !self.leads.contains_key(id) {
+            if !self.leads.contains_key(id.as_str()) {
                 let lead = PolicyLead {
                     status: LeadStatus::InPool,
                     generation: 0,
@@ -104,11 +110,11 @@ impl LeadsView {
                     region: names.share(&c.region),
                     industry: names.share(&c.industry),
                 };
-                self.leads.insert(id.clone(), Box::new(lead));
+                self.leads.insert(Arc::from(id.as_str()), Box::new(lead));
             }
             return;
         }
-        let Some(lead) = self.leads.get_mut(id) else {
+        let Some(lead) = self.leads.get_mut(id.as_str()) else {
             return;
         };
         match &event.body {
@@ -149,6 +155,15 @@ impl LeadsView {
                     lead.pool = names.share(&m.to_pool);
                 }
             }
+        }
+    }
+
+    /// The view's copy of `lead`'s id, or a new one for a lead it does
+    /// not know.
+    pub fn id_of(&self, lead: &str) -> LeadId {
+        match self.leads.get_key_value(lead) {
+            Some((id, _)) => id.clone(),
+            None => Arc::from(lead),
         }
     }
 

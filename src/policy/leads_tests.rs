@@ -104,7 +104,7 @@ fn assert_same_answers(
 ) {
     assert_eq!(full.leads.len(), lean.leads.len());
     for (id, f) in &full.leads {
-        let l = &lean.leads[id];
+        let l = &lean.leads[id.as_str()];
         assert_eq!(l.status, f.status, "{id}");
         assert_eq!(l.owner.as_deref(), f.owner.as_deref(), "{id}");
         assert_eq!(&*l.pool, f.pool, "{id}");
@@ -187,8 +187,17 @@ fn names_are_shared_and_shared_again_after_a_snapshot() {
             && Arc::ptr_eq(&wa.owner, a.owner.as_ref().unwrap())
             && Arc::ptr_eq(&wa.owner, &wb.owner)
             && Arc::ptr_eq(&wa.pool, &a.pool)
+            && ["a", "b"].iter().all(|lead| {
+                // One copy of each lead's id, in the view, the watches
+                // and the due index.
+                let (id, _) = s.pool.leads.get_key_value(*lead).unwrap();
+                let (watched, _) = s.watches.get_key_value(*lead).unwrap();
+                let due = s.due.iter().find(|(_, l)| &**l == *lead).unwrap();
+                Arc::ptr_eq(id, watched) && Arc::ptr_eq(id, &due.1)
+            })
     };
-    // Then the leads and their watches hold one copy of each name.
+    // Then the leads and their watches hold one copy of each name and of
+    // each lead's id.
     assert!(shared(&p));
     // When its state is saved and read back.
     let bytes = p.state_to_bytes();

@@ -69,7 +69,7 @@ pub use duplicates::RULE_DUPLICATE_LINK;
 pub mod duration;
 mod explain;
 mod leads;
-pub use leads::{LeadsView, Name, Names, PolicyLead};
+pub use leads::{LeadId, LeadsView, Name, Names, PolicyLead};
 
 pub use explain::{human_ms, FACT_TO_COLD_POOL};
 pub mod file;
@@ -234,6 +234,18 @@ impl Processor {
             p.names.share_in_place(&mut w.owner);
             p.names.share_in_place(&mut w.pool);
         }
+        // And a copy of each lead's id per map: the watches and the due
+        // index share the view's again.
+        let watches = std::mem::take(&mut p.state.watches);
+        p.state.watches = watches
+            .into_iter()
+            .map(|(id, w)| (p.state.pool.id_of(&id), w))
+            .collect();
+        let due = std::mem::take(&mut p.state.due);
+        p.state.due = due
+            .into_iter()
+            .map(|(at, id)| (at, p.state.pool.id_of(&id)))
+            .collect();
         p
     }
 
@@ -368,7 +380,7 @@ impl Processor {
             .state
             .pool
             .leads
-            .get(&event.lead_id)
+            .get(event.lead_id.as_str())
             .and_then(|l| l.owner.clone());
         self.state.pool.apply(event, &mut self.names);
         let lead_id = &event.lead_id;
@@ -393,7 +405,7 @@ impl Processor {
                         .state
                         .pool
                         .leads
-                        .get(lead_id)
+                        .get(lead_id.as_str())
                         .map(|l| l.pool.clone())
                         .unwrap_or_default(),
                 };
@@ -426,7 +438,7 @@ impl Processor {
                 self.state.recalled_from.remove(lead_id);
                 self.state.assign_attempts.remove(lead_id);
                 self.state.passed_over_by.remove(lead_id);
-                let view = self.state.pool.leads.get(lead_id);
+                let view = self.state.pool.leads.get(lead_id.as_str());
                 let generation = view.map_or(0, |l| l.generation);
                 let pool = view.map_or_else(|| self.names.share(""), |l| l.pool.clone());
                 // The view's copy of the owner, shared as it is.
@@ -599,7 +611,7 @@ impl Processor {
                     self.expire(&lead, at, &mut out);
                 }
                 (_, _, Some((due, lead))) => {
-                    let w = self.state.watches.get(&lead);
+                    let w = self.state.watches.get(&*lead);
                     let Some(w) = w.filter(|w| w.due_ms == Some(due)) else {
                         // Cannot happen (`watch`, `rewatch` and `unwatch`
                         // keep the two together); never loop on it.

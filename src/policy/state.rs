@@ -3,7 +3,7 @@
 //! (`policy.v11`). Kept apart from the decisions that change it.
 
 use super::claim::ClaimCounts;
-use super::leads::{LeadsView, Name};
+use super::leads::{LeadId, LeadsView, Name};
 use super::manager::RepOverride;
 use super::{calendar, PolicyFile};
 use crate::projector::IdMap;
@@ -199,7 +199,7 @@ pub struct PolicyState {
     /// Open assignments and their deadlines. Boxed: the map's table
     /// holds a pointer per slot, not a watch, so its slack (up to half
     /// its slots right after it grows) costs 8 bytes a slot, not 112.
-    pub watches: IdMap<String, Box<Watch>>,
+    pub watches: IdMap<LeadId, Box<Watch>>,
     /// (due, lead) of every watch with something left to fire.
-    pub due: BTreeSet<(i64, String)>,
+    pub due: BTreeSet<(i64, LeadId)>,
 }
