@@ -15,7 +15,7 @@
 
 use crate::domain::lifecycle::resolve_pool;
 use crate::domain::{EventBody, LeadEvent, LeadStatus};
-use crate::projector::pool::{PoolCounts, PoolSize};
+use crate::projector::pool::{sizes_by_pool, PoolCounts, PoolSize};
 use crate::projector::{IdMap, IdSet};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -193,16 +193,7 @@ impl LeadsView {
 
 impl PoolCounts for LeadsView {
     fn pool_sizes(&self) -> BTreeMap<String, PoolSize> {
-        let mut out: BTreeMap<String, PoolSize> = BTreeMap::new();
-        for lead in self.leads.values() {
-            let p = out.entry(lead.pool.to_string()).or_default();
-            match lead.status {
-                LeadStatus::InPool => p.waiting += 1,
-                LeadStatus::Assigned => p.held += 1,
-                LeadStatus::Converted => p.converted += 1,
-            }
-        }
-        out
+        sizes_by_pool(self.leads.values().map(|l| (&*l.pool, l.status)))
     }
 
     fn held_in_pool_by_rep(&self, pool: &str) -> BTreeMap<String, usize> {

@@ -77,6 +77,7 @@ mod scores;
 pub mod scoring;
 mod settle;
 mod state;
+use state::interned;
 pub use state::{Limits, Pending, PolicyState, Reminded, Waiting, Watch};
 pub mod tenants;
 pub use tenants::{Policies, PoliciesState, SHADOW_SNAPSHOT_NAME, SNAPSHOT_NAME};
@@ -163,31 +164,11 @@ pub struct Processor {
     /// again when a version names another zone.
     days: std::cell::RefCell<Option<(String, DayClock)>>,
     /// The distinct deadline rules of open assignments, shared by their
-    /// watches (see [`interned`](Self::interned)).
+    /// watches (see `state::interned`).
     limits: Vec<std::sync::Arc<Limits>>,
     /// The names (reps, pools, channels, …) its state holds, shared (see
     /// [`Names`]).
     names: Names,
-}
-
-/// At most this many distinct deadline rules are shared (versions × pools
-/// × `when` clauses in use); beyond it the table starts over, and watches
-/// keep the copies they hold.
-const LIMITS_INTERNED_MAX: usize = 256;
-
-/// The shared copy of `limits` in `table`: assignments made under the same
-/// rules hold one `Limits` (its scope and calendar spec included) between
-/// them, where each held its own (200 bytes of a 344-byte watch).
-fn interned(table: &mut Vec<std::sync::Arc<Limits>>, limits: &Limits) -> std::sync::Arc<Limits> {
-    if let Some(shared) = table.iter().find(|l| l.as_ref() == limits) {
-        return shared.clone();
-    }
-    if table.len() >= LIMITS_INTERNED_MAX {
-        table.clear();
-    }
-    let shared = std::sync::Arc::new(limits.clone());
-    table.push(shared.clone());
-    shared
 }
 
 /// Parsed calendars by fingerprint, with the spec each was parsed from
@@ -226,26 +207,7 @@ impl Processor {
             policy: in_force,
             state,
         };
-        // A saved state holds a copy of the rules per watch and of each
-        // name per use: shared again.
-        p.state.pool.share_names(&mut p.names);
-        for w in p.state.watches.values_mut() {
-            w.limits = interned(&mut p.limits, &w.limits);
-            p.names.share_in_place(&mut w.owner);
-            p.names.share_in_place(&mut w.pool);
-        }
-        // And a copy of each lead's id per map: the watches and the due
-        // index share the view's again.
-        let watches = std::mem::take(&mut p.state.watches);
-        p.state.watches = watches
-            .into_iter()
-            .map(|(id, w)| (p.state.pool.id_of(&id), w))
-            .collect();
-        let due = std::mem::take(&mut p.state.due);
-        p.state.due = due
-            .into_iter()
-            .map(|(at, id)| (at, p.state.pool.id_of(&id)))
-            .collect();
+        p.state.share_again(&mut p.names, &mut p.limits);
         p
     }
 

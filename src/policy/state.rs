@@ -3,12 +3,13 @@
 //! (`policy.v11`). Kept apart from the decisions that change it.
 
 use super::claim::ClaimCounts;
-use super::leads::{LeadId, LeadsView, Name};
+use super::leads::{LeadId, LeadsView, Name, Names};
 use super::manager::RepOverride;
 use super::{calendar, PolicyFile};
 use crate::projector::IdMap;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// An assignment commanded and not yet carried out: it holds a slot of
 /// the rep's capacity until the CRM carries it out, declines it, or it
@@ -98,9 +99,9 @@ pub struct Watch {
     /// The pool it was assigned from (whose calendar, if any, counts).
     pub pool: Name,
     /// Shared by the assignments made under the same rules (see
-    /// `Processor::interned`): one copy per rule set, not one per
+    /// [`interned`]): one copy per rule set, not one per
     /// assignment. Stored as the `Limits` themselves.
-    pub limits: std::sync::Arc<Limits>,
+    pub limits: Arc<Limits>,
     pub generation: u32,
     pub assigned_at_ms: i64,
     pub last_follow_up_ms: Option<i64>,
@@ -202,4 +203,49 @@ pub struct PolicyState {
     pub watches: IdMap<LeadId, Box<Watch>>,
     /// (due, lead) of every watch with something left to fire.
     pub due: BTreeSet<(i64, LeadId)>,
+}
+
+/// At most this many distinct deadline rules are shared (versions × pools
+/// × `when` clauses in use); beyond it the table starts over, and watches
+/// keep the copies they hold.
+const LIMITS_INTERNED_MAX: usize = 256;
+
+/// The shared copy of `limits` in `table`: assignments made under the same
+/// rules hold one `Limits` (its scope and calendar spec included) between
+/// them, where each held its own (200 bytes of a 344-byte watch).
+pub(super) fn interned(table: &mut Vec<Arc<Limits>>, limits: &Limits) -> Arc<Limits> {
+    if let Some(shared) = table.iter().find(|l| l.as_ref() == limits) {
+        return shared.clone();
+    }
+    if table.len() >= LIMITS_INTERNED_MAX {
+        table.clear();
+    }
+    let shared = Arc::new(limits.clone());
+    table.push(shared.clone());
+    shared
+}
+
+impl PolicyState {
+    /// A state read back from its snapshot holds a copy of the rules per
+    /// watch, of each name per use and of each lead's id per map: shared
+    /// again (once, when a processor resumes from it).
+    pub(super) fn share_again(&mut self, names: &mut Names, limits: &mut Vec<Arc<Limits>>) {
+        self.pool.share_names(names);
+        for w in self.watches.values_mut() {
+            w.limits = interned(limits, &w.limits);
+            names.share_in_place(&mut w.owner);
+            names.share_in_place(&mut w.pool);
+        }
+        // The watches and the due index share the view's ids.
+        let watches = std::mem::take(&mut self.watches);
+        self.watches = watches
+            .into_iter()
+            .map(|(id, w)| (self.pool.id_of(&id), w))
+            .collect();
+        let due = std::mem::take(&mut self.due);
+        self.due = due
+            .into_iter()
+            .map(|(at, id)| (at, self.pool.id_of(&id)))
+            .collect();
+    }
 }

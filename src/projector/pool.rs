@@ -160,16 +160,7 @@ impl PoolState {
 
     /// Waiting, held and converted counts per pool.
     pub fn pool_sizes(&self) -> BTreeMap<String, PoolSize> {
-        let mut out: BTreeMap<String, PoolSize> = BTreeMap::new();
-        for lead in self.leads.values() {
-            let p = out.entry(lead.pool.clone()).or_default();
-            match lead.status {
-                LeadStatus::InPool => p.waiting += 1,
-                LeadStatus::Assigned => p.held += 1,
-                LeadStatus::Converted => p.converted += 1,
-            }
-        }
-        out
+        sizes_by_pool(self.leads.values().map(|l| (l.pool.as_str(), l.status)))
     }
 
     /// Reps by open holdings, largest first.
@@ -183,6 +174,26 @@ impl PoolState {
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         v
     }
+}
+
+/// Waiting, held and converted counts per pool of leads given as (pool,
+/// status): the projections' pool state and the policy's view count alike.
+pub fn sizes_by_pool<'a>(
+    leads: impl Iterator<Item = (&'a str, LeadStatus)>,
+) -> BTreeMap<String, PoolSize> {
+    let mut out: BTreeMap<String, PoolSize> = BTreeMap::new();
+    for (pool, status) in leads {
+        if !out.contains_key(pool) {
+            out.insert(pool.to_string(), PoolSize::default());
+        }
+        let p = out.get_mut(pool).expect("inserted above");
+        match status {
+            LeadStatus::InPool => p.waiting += 1,
+            LeadStatus::Assigned => p.held += 1,
+            LeadStatus::Converted => p.converted += 1,
+        }
+    }
+    out
 }
 
 /// The counts a pools or reps listing shows, from the projections' pool
