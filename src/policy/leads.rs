@@ -13,24 +13,25 @@
 //! that: names (reps, pools, channels, regions, industries) are shared
 //! through [`Names`] rather than copied per lead, and holdings are counts.
 
+use super::thin::ThinStr;
 use crate::domain::lifecycle::resolve_pool;
 use crate::domain::{EventBody, LeadEvent, LeadStatus};
 use crate::projector::pool::{sizes_by_pool, PoolCounts, PoolSize};
 use crate::projector::{IdMap, IdSet};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-/// A name the policy's state holds many times over, shared. Serialised as
-/// the string itself (serde's `rc` feature), so a snapshot holds no
-/// pointers; [`Names::share`] makes copies read back shared again.
-pub type Name = Arc<str>;
+/// A name the policy's state holds many times over, shared (a thin
+/// pointer: see [`ThinStr`]). Serialised as the string itself, so a
+/// snapshot holds no pointers; [`Names::share`] makes copies read back
+/// shared again.
+pub type Name = ThinStr;
 
 /// A lead's id as the policy's state holds it: one copy per lead, shared
 /// by the view's map, the watches' and the due index (serialised as the
 /// string, like [`Name`]; [`Processor::resume`](super::Processor::resume)
 /// shares them again).
-pub type LeadId = Arc<str>;
+pub type LeadId = ThinStr;
 
 /// At most this many distinct names are shared at once; beyond it the
 /// table starts over (names handed out stay valid, only later copies of
@@ -54,7 +55,7 @@ impl Names {
         if self.table.len() >= NAMES_INTERNED_MAX {
             self.table.clear();
         }
-        let shared: Name = Arc::from(name);
+        let shared = Name::new(name);
         self.table.insert(shared.clone());
         shared
     }
@@ -110,7 +111,7 @@ impl LeadsView {
                     region: names.share(&c.region),
                     industry: names.share(&c.industry),
                 };
-                self.leads.insert(Arc::from(id.as_str()), Box::new(lead));
+                self.leads.insert(LeadId::new(id), Box::new(lead));
             }
             return;
         }
@@ -163,7 +164,7 @@ impl LeadsView {
     pub fn id_of(&self, lead: &str) -> LeadId {
         match self.leads.get_key_value(lead) {
             Some((id, _)) => id.clone(),
-            None => Arc::from(lead),
+            None => LeadId::new(lead),
         }
     }
 

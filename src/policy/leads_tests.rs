@@ -180,20 +180,20 @@ fn names_are_shared_and_shared_again_after_a_snapshot() {
         let s = p.state();
         let (a, b) = (&s.pool.leads["a"], &s.pool.leads["b"]);
         let (wa, wb) = (&s.watches["a"], &s.watches["b"]);
-        Arc::ptr_eq(&a.pool, &b.pool)
-            && Arc::ptr_eq(&a.channel, &b.channel)
-            && Arc::ptr_eq(&a.region, &b.region)
-            && Arc::ptr_eq(a.owner.as_ref().unwrap(), b.owner.as_ref().unwrap())
-            && Arc::ptr_eq(&wa.owner, a.owner.as_ref().unwrap())
-            && Arc::ptr_eq(&wa.owner, &wb.owner)
-            && Arc::ptr_eq(&wa.pool, &a.pool)
+        ThinStr::ptr_eq(&a.pool, &b.pool)
+            && ThinStr::ptr_eq(&a.channel, &b.channel)
+            && ThinStr::ptr_eq(&a.region, &b.region)
+            && ThinStr::ptr_eq(a.owner.as_ref().unwrap(), b.owner.as_ref().unwrap())
+            && ThinStr::ptr_eq(&wa.owner, a.owner.as_ref().unwrap())
+            && ThinStr::ptr_eq(&wa.owner, &wb.owner)
+            && ThinStr::ptr_eq(&wa.pool, &a.pool)
             && ["a", "b"].iter().all(|lead| {
                 // One copy of each lead's id, in the view, the watches
                 // and the due index.
                 let (id, _) = s.pool.leads.get_key_value(*lead).unwrap();
                 let (watched, _) = s.watches.get_key_value(*lead).unwrap();
                 let due = s.due.iter().find(|(_, l)| &**l == *lead).unwrap();
-                Arc::ptr_eq(id, watched) && Arc::ptr_eq(id, &due.1)
+                ThinStr::ptr_eq(id, watched) && ThinStr::ptr_eq(id, &due.1)
             })
     };
     // Then the leads and their watches hold one copy of each name and of
@@ -202,7 +202,7 @@ fn names_are_shared_and_shared_again_after_a_snapshot() {
     // When its state is saved and read back.
     let bytes = p.state_to_bytes();
     let read = Processor::state_from_bytes(&bytes).unwrap();
-    assert!(!Arc::ptr_eq(
+    assert!(!ThinStr::ptr_eq(
         &read.pool.leads["a"].pool,
         &read.pool.leads["b"].pool
     ));
@@ -224,7 +224,7 @@ fn the_names_table_is_bounded_and_its_names_stay_valid() {
     // Then it started over, and what it handed out still reads the same.
     assert!(names.table.len() <= NAMES_INTERNED_MAX);
     assert_eq!(&*first, "region-0");
-    assert!(Arc::ptr_eq(
+    assert!(ThinStr::ptr_eq(
         &names.share("region-5"),
         &names.share("region-5")
     ));

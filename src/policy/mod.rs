@@ -77,6 +77,7 @@ mod scores;
 pub mod scoring;
 mod settle;
 mod state;
+pub mod thin;
 use state::interned;
 pub use state::{Limits, Pending, PolicyState, Reminded, Waiting, Watch};
 pub mod tenants;
