@@ -88,7 +88,12 @@ fn a_decline_of_a_command_not_pending_changes_nothing_but_is_counted() {
 
     assert!(out.is_empty());
     assert_eq!(g.p.state().declines_unmatched, 1);
-    assert_eq!(g.p.state().watches, before.watches, "the assignment stands");
+    assert_eq!(
+        g.p.state().watch("L1"),
+        before.watch("L1"),
+        "the assignment stands"
+    );
+    assert!(before.watch("L1").is_some());
 }
 
 #[test]

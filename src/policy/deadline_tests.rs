@@ -543,18 +543,23 @@ fn watches_under_the_same_rules_share_them_and_the_snapshot_holds_each() {
         w.assigned(T0, lead, "rep-1");
     }
     let shared = |p: &Processor| {
-        let watches = &p.state().watches;
-        let a = &watches["a"].limits;
+        let s = p.state();
+        let a = &s.watch("a").unwrap().limits;
         ["b", "c"]
             .iter()
-            .all(|l| std::sync::Arc::ptr_eq(a, &watches[*l].limits))
+            .all(|l| std::sync::Arc::ptr_eq(a, &s.watch(l).unwrap().limits))
     };
     assert!(shared(&w.p));
     let bytes = w.p.state_to_bytes();
     // A copy per watch, as the state was saved before the rules were
     // shared, serialises to the same bytes.
     let mut copies = w.p.state().clone();
-    for watch in copies.watches.values_mut() {
+    for watch in copies
+        .pool
+        .leads
+        .values_mut()
+        .filter_map(|l| l.watch.as_mut())
+    {
         watch.limits = std::sync::Arc::new(watch.limits.as_ref().clone());
     }
     assert_eq!(bincode::serialize(&copies).unwrap(), bytes);
@@ -973,8 +978,7 @@ fn a_reps_due_leads_are_its_held_leads_by_their_next_recall_deadline() {
 fn assert_due_index_matches_watches(p: &Processor) {
     let s = p.state();
     let expected: std::collections::BTreeSet<(i64, LeadId)> = s
-        .watches
-        .iter()
+        .watches()
         .filter_map(|(lead, w)| Some((w.due_ms?, lead.clone())))
         .collect();
     assert_eq!(s.due, expected, "the due index is the watches' due moments");

@@ -34,12 +34,15 @@ impl Processor {
     /// The leads `rep` holds whose next recall deadline falls at or before
     /// `until_ms` (those past it included), earliest first, at most `max`
     /// of them, and how many there are in all. Leads without a deadline
-    /// (no rule applies) are not listed. Costs one pass over the open
-    /// assignments.
+    /// (no rule applies) are not listed. Costs one pass over the leads the
+    /// policy knows (a watch is kept in its lead's record).
     pub fn due_of_rep(&self, rep: &str, until_ms: i64, max: usize) -> (Vec<DueLead>, usize) {
         let mut due: Vec<DueLead> = Vec::new();
-        for (lead, w) in &self.state.watches {
-            if *w.owner != *rep {
+        for (lead, l) in &self.state.pool.leads {
+            let Some(w) = l.watch.as_deref() else {
+                continue;
+            };
+            if l.owner.as_deref() != Some(rep) {
                 continue;
             }
             let Some(d) = self.deadline(w) else {
@@ -61,7 +64,7 @@ impl Processor {
                 policy_version: w.limits.version,
             });
         }
-        // The watches are a hash map: sorted here, so the answer does not
+        // The leads are a hash map: sorted here, so the answer does not
         // depend on its order.
         due.sort_by(|a, b| (a.deadline_ms, &a.lead_id).cmp(&(b.deadline_ms, &b.lead_id)));
         let total = due.len();
@@ -170,22 +173,31 @@ impl Processor {
         }
     }
 
-    /// Watches `lead_id`'s assignment, in place of the one it had if any.
-    /// A lead's watch is replaced or changed in place (see
-    /// [`rewatch`](Self::rewatch)) rather than removed and inserted again:
-    /// a hash map that removes and inserts on every event fills with
-    /// tombstones and rehashes itself over and over (measured: the policy
-    /// bench's processor took 12 % less time per event without it).
+    /// Watches `lead_id`'s assignment, in place of the one it had if any,
+    /// in the lead's record (a lead the view does not know has no
+    /// assignment to watch). A lead's watch is replaced or changed in
+    /// place (see [`rewatch`](Self::rewatch)) rather than removed and
+    /// inserted again: a hash map that removes and inserts on every event
+    /// fills with tombstones and rehashes itself over and over (measured:
+    /// the policy bench's processor took 12 % less time per event without
+    /// it).
     pub(super) fn watch(&mut self, lead_id: &str, mut w: Watch) {
         w.due_ms = self.next_due(&w);
-        let id = match self.state.watches.get_key_value(lead_id) {
-            Some((id, _)) => id.clone(),
-            None => self.state.pool.id_of(lead_id),
+        let Some((id, _)) = self.state.pool.leads.get_key_value(lead_id) else {
+            debug_assert!(false, "a watch of lead {lead_id}, unknown to the view");
+            return;
         };
+        let id = id.clone();
         if let Some(due) = w.due_ms {
             self.state.due.insert((due, id.clone()));
         }
-        match self.state.watches.get_mut(lead_id) {
+        let lead = self
+            .state
+            .pool
+            .leads
+            .get_mut(lead_id)
+            .expect("looked up above");
+        match &mut lead.watch {
             Some(old) => {
                 if let Some(due) = old.due_ms {
                     if w.due_ms != Some(due) {
@@ -194,26 +206,34 @@ impl Processor {
                 }
                 **old = w;
             }
-            None => {
-                self.state.watches.insert(id, Box::new(w));
-            }
+            None => lead.watch = Some(Box::new(w)),
         }
     }
 
     /// Changes a watch in place and moves its entry in the due index if
     /// its next moment moved: what `unwatch` then `watch` would do, without
-    /// taking the watch out of its map (a follow-up, on the path of most
-    /// events, does this).
-    pub(super) fn rewatch(&mut self, lead_id: &str, change: impl FnOnce(&mut Watch)) {
-        let Some(w) = self.state.watches.get_mut(lead_id) else {
+    /// taking the watch out of its lead (a follow-up, on the path of most
+    /// events, does this). `change` is given the lead's owner beside the
+    /// watch.
+    pub(super) fn rewatch(
+        &mut self,
+        lead_id: &str,
+        change: impl FnOnce(&mut Watch, Option<&Name>),
+    ) {
+        let Some(lead) = self.state.pool.leads.get_mut(lead_id) else {
             return;
         };
-        change(w);
-        let (id, w) = self
+        let Some(w) = lead.watch.as_deref_mut() else {
+            return;
+        };
+        change(w, lead.owner.as_ref());
+        let (id, lead) = self
             .state
-            .watches
+            .pool
+            .leads
             .get_key_value(lead_id)
             .expect("looked up above");
+        let w = lead.watch.as_deref().expect("looked up above");
         let before = w.due_ms;
         let after = self.next_due(w);
         if after == before {
@@ -226,31 +246,46 @@ impl Processor {
         if let Some(due) = after {
             self.state.due.insert((due, id));
         }
-        self.state
-            .watches
+        if let Some(w) = self
+            .state
+            .pool
+            .leads
             .get_mut(lead_id)
-            .expect("looked up above")
-            .due_ms = after;
+            .and_then(|l| l.watch.as_deref_mut())
+        {
+            w.due_ms = after;
+        }
     }
 
     pub(super) fn unwatch(&mut self, lead_id: &str) -> Option<Watch> {
-        let (id, w) = self.state.watches.remove_entry(lead_id)?;
-        if let Some(due) = w.due_ms {
-            self.state.due.remove(&(due, id));
+        let (id, lead) = self.state.pool.leads.get_key_value(lead_id)?;
+        let due = lead.watch.as_ref()?.due_ms;
+        if let Some(due) = due {
+            self.state.due.remove(&(due, id.clone()));
         }
+        let w = self.state.pool.leads.get_mut(lead_id)?.watch.take()?;
         Some(*w)
     }
 
     /// Decides what is due for one watch at `now_ms`: the commands, and
     /// what firing them changes in the watch (for [`Fired::apply`]).
-    pub(super) fn fire(&self, lead_id: &str, w: &Watch, now_ms: i64) -> (Vec<LeadCommand>, Fired) {
+    pub(super) fn fire(
+        &self,
+        lead_id: &str,
+        lead: &PolicyLead,
+        now_ms: i64,
+    ) -> (Vec<LeadCommand>, Fired) {
         let mut out = Vec::new();
+        let Some(w) = lead.watch.as_deref() else {
+            return (out, Fired::Nothing);
+        };
+        let owner = lead.owner.as_deref().unwrap_or_default();
         let Some(d) = self.deadline(w) else {
             return (out, Fired::Nothing);
         };
         let version = w.limits.version;
         let deadline = explain::Deadline {
-            owner: &w.owner,
+            owner,
             what: d.what,
             limit_ms: d.limit_ms,
             at_ms: d.at_ms,
@@ -270,7 +305,7 @@ impl Processor {
             // depend on which clock advanced the policy, or how often.
             if !w.reminded.contains(d.rule) && remind_at <= now_ms {
                 let body = CommandBody::RemindFollowUp {
-                    owner_id: w.owner.to_string(),
+                    owner_id: owner.to_string(),
                     deadline_ms: d.at_ms,
                 };
                 let explain::Explained { explanation, facts } = explain::remind(&deadline);
@@ -278,7 +313,7 @@ impl Processor {
                     command_id: command_id(lead_id, w.generation, d.rule, &body),
                     lead_id: lead_id.to_string(),
                     issued_at_ms: remind_at,
-                    causation_event_id: w.cause_event_id.clone(),
+                    causation_event_id: w.cause_event_id.to_string(),
                     rule_id: d.rule.to_string(),
                     rule_version: version,
                     explanation,
@@ -294,9 +329,8 @@ impl Processor {
         if d.at_ms > now_ms {
             return (out, Fired::Nothing);
         }
-        let lead = self.state.pool.leads.get(lead_id);
-        let recalls_after = lead.map_or(0, |l| l.recall_count) + 1;
-        let home = lead.map(|l| l.pool.to_string()).unwrap_or_default();
+        let recalls_after = lead.recall_count + 1;
+        let home = lead.pool.to_string();
         // The cold-pool rule of the pool the lead was assigned from, as the
         // version in force has it.
         let (rules, _) = self.policy.lead_rules(&w.pool, &self.lead_facts(lead_id));
@@ -305,7 +339,7 @@ impl Processor {
             _ => (home, false),
         };
         let body = CommandBody::RecallLead {
-            owner_id: w.owner.to_string(),
+            owner_id: owner.to_string(),
             reason: d.reason,
             to_pool: to_pool.clone(),
         };
@@ -315,7 +349,7 @@ impl Processor {
             command_id: command_id(lead_id, w.generation, d.rule, &body),
             lead_id: lead_id.to_string(),
             issued_at_ms: d.at_ms,
-            causation_event_id: w.cause_event_id.clone(),
+            causation_event_id: w.cause_event_id.to_string(),
             rule_id: d.rule.to_string(),
             rule_version: version,
             explanation,

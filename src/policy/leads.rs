@@ -13,6 +13,7 @@
 //! that: names (reps, pools, channels, regions, industries) are shared
 //! through [`Names`] rather than copied per lead, and holdings are counts.
 
+use super::state::Watch;
 use super::thin::ThinStr;
 use crate::domain::lifecycle::resolve_pool;
 use crate::domain::{EventBody, LeadEvent, LeadStatus};
@@ -80,6 +81,10 @@ pub struct PolicyLead {
     pub channel: Name,
     pub region: Name,
     pub industry: Name,
+    /// The open assignment's deadlines, while the lead is held and
+    /// watched. Boxed: a lead in a pool or converted carries a pointer,
+    /// not a watch.
+    pub watch: Option<Box<Watch>>,
 }
 
 /// The policy's view of the leads (see the module's doc).
@@ -110,6 +115,7 @@ impl LeadsView {
                     channel: names.share(&c.channel),
                     region: names.share(&c.region),
                     industry: names.share(&c.industry),
+                    watch: None,
                 };
                 self.leads.insert(LeadId::new(id), Box::new(lead));
             }
@@ -184,6 +190,9 @@ impl LeadsView {
             names.share_in_place(&mut lead.channel);
             names.share_in_place(&mut lead.region);
             names.share_in_place(&mut lead.industry);
+            if let Some(w) = &mut lead.watch {
+                names.share_in_place(&mut w.pool);
+            }
         }
         self.held_by_rep = std::mem::take(&mut self.held_by_rep)
             .into_iter()

@@ -114,12 +114,7 @@ impl Processor {
                         l.status.as_str()
                     ));
                 }
-                if self
-                    .state
-                    .watches
-                    .get(lead_id.as_str())
-                    .is_some_and(|w| w.recalled)
-                {
+                if self.state.watch(lead_id).is_some_and(|w| w.recalled) {
                     return Err(format!("lead {lead_id}'s recall is already commanded"));
                 }
                 if to_pool.as_deref() == Some("") {
@@ -295,7 +290,7 @@ impl Processor {
                     ), facts));
                 // Nothing more fires for this assignment: its recall is
                 // commanded (the CRM's `recalled` ends it).
-                self.rewatch(lead_id, |w| w.recalled = true);
+                self.rewatch(lead_id, |w, _| w.recalled = true);
             }
             ManagerAction::MoveLead { lead_id, to_pool } => {
                 let (generation, from) = {

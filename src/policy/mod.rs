@@ -404,8 +404,6 @@ impl Processor {
                 let view = self.state.pool.leads.get(lead_id.as_str());
                 let generation = view.map_or(0, |l| l.generation);
                 let pool = view.map_or_else(|| self.names.share(""), |l| l.pool.clone());
-                // The view's copy of the owner, shared as it is.
-                let owner = view.and_then(|l| l.owner.clone());
                 let (r, scope) = self.policy.lead_rules(&pool, &self.lead_facts(lead_id));
                 let limits = Limits {
                     version: self.policy.version,
@@ -421,17 +419,15 @@ impl Processor {
                     scope,
                 };
                 let limits = interned(&mut self.limits, &limits);
-                let owner = owner.unwrap_or_else(|| self.names.share(&a.owner_id));
                 self.watch(
                     lead_id,
                     Watch {
-                        owner,
                         pool,
                         limits,
                         generation,
                         assigned_at_ms: at,
                         last_follow_up_ms: None,
-                        cause_event_id: event.event_id.clone(),
+                        cause_event_id: event.event_id.as_str().into(),
                         reminded: Reminded::default(),
                         recalled: false,
                         due_ms: None,
@@ -446,10 +442,10 @@ impl Processor {
                 }
             }
             EventBody::FollowedUp(f) => {
-                self.rewatch(lead_id, |w| {
-                    if *w.owner == *f.owner_id {
+                self.rewatch(lead_id, |w, owner| {
+                    if owner.is_some_and(|o| **o == *f.owner_id) {
                         w.last_follow_up_ms = Some(at);
-                        w.cause_event_id.clone_from(&event.event_id);
+                        w.cause_event_id = event.event_id.as_str().into();
                     }
                 });
             }
@@ -574,21 +570,24 @@ impl Processor {
                     self.expire(&lead, at, &mut out);
                 }
                 (_, _, Some((due, lead))) => {
-                    let w = self.state.watches.get(&*lead);
-                    let Some(w) = w.filter(|w| w.due_ms == Some(due)) else {
+                    let l = self.state.pool.leads.get(&*lead).map(|l| &**l);
+                    let watched = |l: &&PolicyLead| {
+                        l.watch.as_ref().is_some_and(|w| w.due_ms == Some(due))
+                    };
+                    let Some(l) = l.filter(watched) else {
                         // Cannot happen (`watch`, `rewatch` and `unwatch`
                         // keep the two together); never loop on it.
                         debug_assert!(false, "due index entry ({due}, {lead}) without its watch");
                         self.state.due.remove(&(due, lead));
                         continue;
                     };
-                    let (commands, fired) = self.fire(&lead, w, now_ms);
+                    let (commands, fired) = self.fire(&lead, l, now_ms);
                     out.extend(commands);
                     // A recalled watch stays (with nothing due) until the
                     // CRM's `recalled` ends it: a manager's view lists the
                     // lead as overdue meanwhile. Its entry in the due index
                     // moves (or goes), so this loop moves on.
-                    self.rewatch(&lead, |w| fired.apply(w));
+                    self.rewatch(&lead, |w, _| fired.apply(w));
                 }
                 _ => break,
             }

@@ -1,6 +1,6 @@
 //! The policy's state: its fold of the log (what `Processor::handle`,
 //! `advance` and `apply_input` keep), saved whole in the policy snapshots
-//! (`policy.v11`). Kept apart from the decisions that change it.
+//! (`policy.v12`). Kept apart from the decisions that change it.
 
 use super::claim::ClaimCounts;
 use super::leads::{LeadId, LeadsView, Name, Names};
@@ -92,10 +92,11 @@ impl Reminded {
     }
 }
 
-/// One open assignment being watched for deadlines.
+/// One open assignment being watched for deadlines. Kept in its lead's
+/// record (`PolicyLead::watch`): the lead's owner is the assignment's, and
+/// one map, not two, holds a lead and its watch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Watch {
-    pub owner: Name,
     /// The pool it was assigned from (whose calendar, if any, counts).
     pub pool: Name,
     /// Shared by the assignments made under the same rules (see
@@ -106,7 +107,9 @@ pub struct Watch {
     pub assigned_at_ms: i64,
     pub last_follow_up_ms: Option<i64>,
     /// The event that set the current deadlines (assignment or follow-up).
-    pub cause_event_id: String,
+    /// A boxed `str`, not a `String`: it never grows in place, and the
+    /// watch stays within 80 bytes.
+    pub cause_event_id: Box<str>,
     /// Rules whose reminder has been sent in this generation.
     pub reminded: Reminded,
     /// The recall has been commanded; nothing more fires for this
@@ -197,11 +200,8 @@ pub struct PolicyState {
     /// Per open lead: who lost it when (recalled, released, moved to
     /// someone else), the latest few, for `reclaim_after_ms`.
     pub losses: IdMap<String, Vec<(String, i64)>>,
-    /// Open assignments and their deadlines. Boxed: the map's table
-    /// holds a pointer per slot, not a watch, so its slack (up to half
-    /// its slots right after it grows) costs 8 bytes a slot, not 112.
-    pub watches: IdMap<LeadId, Box<Watch>>,
-    /// (due, lead) of every watch with something left to fire.
+    /// (due, lead) of every watch (see [`Watch`], kept in its lead's
+    /// record in `pool`) with something left to fire.
     pub due: BTreeSet<(i64, LeadId)>,
 }
 
@@ -231,21 +231,32 @@ impl PolicyState {
     /// again (once, when a processor resumes from it).
     pub(super) fn share_again(&mut self, names: &mut Names, limits: &mut Vec<Arc<Limits>>) {
         self.pool.share_names(names);
-        for w in self.watches.values_mut() {
+        for w in self
+            .pool
+            .leads
+            .values_mut()
+            .filter_map(|l| l.watch.as_mut())
+        {
             w.limits = interned(limits, &w.limits);
-            names.share_in_place(&mut w.owner);
-            names.share_in_place(&mut w.pool);
         }
-        // The watches and the due index share the view's ids.
-        let watches = std::mem::take(&mut self.watches);
-        self.watches = watches
-            .into_iter()
-            .map(|(id, w)| (self.pool.id_of(&id), w))
-            .collect();
+        // The due index shares the view's ids.
         let due = std::mem::take(&mut self.due);
         self.due = due
             .into_iter()
             .map(|(at, id)| (at, self.pool.id_of(&id)))
             .collect();
+    }
+
+    /// The open assignment of `lead` being watched, if any.
+    pub fn watch(&self, lead: &str) -> Option<&Watch> {
+        self.pool.leads.get(lead)?.watch.as_deref()
+    }
+
+    /// Every watched assignment, in the view's (arbitrary) order.
+    pub fn watches(&self) -> impl Iterator<Item = (&LeadId, &Watch)> {
+        self.pool
+            .leads
+            .iter()
+            .filter_map(|(id, l)| Some((id, l.watch.as_deref()?)))
     }
 }

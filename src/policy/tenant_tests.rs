@@ -105,7 +105,7 @@ fn a_tenants_deadline_fires_on_its_own_time_or_a_tick_never_on_anothers() {
         acme.next_due_ms(),
         Some(11_000),
         "{:?}",
-        acme.state().watches
+        acme.state().watches().collect::<Vec<_>>()
     );
     // When globex has an event at t=20s.
     let out = p.handle(3, &created(3, 20_000, "globex", "g-1"));
