@@ -19,7 +19,6 @@
 
 use super::state::Watch;
 use super::thin::ThinStr;
-use crate::domain::lifecycle::resolve_pool;
 use crate::domain::{EventBody, LeadEvent, LeadStatus};
 use crate::projector::pool::{sizes_by_pool, PoolCounts, PoolSize};
 use crate::projector::{IdMap, IdSet};
@@ -137,8 +136,10 @@ impl LeadsView {
             | EventBody::FollowedUp(_) => {}
             EventBody::Assigned(a) => {
                 lead.release(&mut self.held_by_rep);
+                // An empty pool keeps the lead's (`resolve_pool`); the same
+                // one needs no look-up in the names.
                 if !a.pool.is_empty() && *a.pool != *lead.pool {
-                    lead.pool = names.share(resolve_pool(&a.pool, &lead.pool));
+                    lead.pool = names.share(&a.pool);
                 }
                 let owner = names.share(&a.owner_id);
                 *self.held_by_rep.entry(owner.clone()).or_default() += 1;
@@ -150,7 +151,7 @@ impl LeadsView {
                 lead.release(&mut self.held_by_rep);
                 lead.owner = None;
                 if !r.to_pool.is_empty() && *r.to_pool != *lead.pool {
-                    lead.pool = names.share(resolve_pool(&r.to_pool, &lead.pool));
+                    lead.pool = names.share(&r.to_pool);
                 }
                 lead.status = LeadStatus::InPool;
                 lead.recall_count += 1;

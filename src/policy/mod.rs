@@ -571,9 +571,8 @@ impl Processor {
                 }
                 (_, _, Some((due, lead))) => {
                     let l = self.state.pool.leads.get(&*lead).map(|l| &**l);
-                    let watched = |l: &&PolicyLead| {
-                        l.watch.as_ref().is_some_and(|w| w.due_ms == Some(due))
-                    };
+                    let watched =
+                        |l: &&PolicyLead| l.watch.as_ref().is_some_and(|w| w.due_ms == Some(due));
                     let Some(l) = l.filter(watched) else {
                         // Cannot happen (`watch`, `rewatch` and `unwatch`
                         // keep the two together); never loop on it.
