@@ -304,7 +304,7 @@ impl Processor {
                 .pool
                 .leads
                 .get(lead)
-                .and_then(|l| l.score)
+                .and_then(|l| l.score())
                 .unwrap_or(0)
         };
         let mut all: Vec<(u32, i64, &String)> = backlog

@@ -668,7 +668,7 @@ fn assert_due_index_matches_watches(p: &Processor) {
     let s = p.state();
     let expected: std::collections::BTreeSet<(i64, LeadId)> = s
         .watches()
-        .filter_map(|(lead, w)| Some((w.due_ms?, lead.clone())))
+        .filter_map(|(lead, w)| Some((w.due_ms()?, lead.clone())))
         .collect();
     assert_eq!(s.due, expected, "the due index is the watches' due moments");
 }

@@ -78,7 +78,11 @@ pub struct PolicyLead {
     pub generation: u32,
     /// Number of recalls so far (for `max_recalls`).
     pub recall_count: u32,
-    pub score: Option<u32>,
+    /// The latest score (see [`score`](Self::score)): a value and a flag
+    /// rather than an `Option<u32>` (8 bytes with its padding), so that a
+    /// lead's record fits 64 bytes. The value is 0 while unscored.
+    score_value: u32,
+    scored: bool,
     pub owner: Option<Name>,
     pub pool: Name,
     pub channel: Name,
@@ -112,7 +116,8 @@ impl LeadsView {
                     status: LeadStatus::InPool,
                     generation: 0,
                     recall_count: 0,
-                    score: None,
+                    score_value: 0,
+                    scored: false,
                     owner: None,
                     pool: names.share(&c.pool),
                     channel: names.share(&c.channel),
@@ -129,7 +134,10 @@ impl LeadsView {
         };
         match &event.body {
             EventBody::Created(_) => unreachable!("handled above"),
-            EventBody::Scored(s) => lead.score = Some(s.score),
+            EventBody::Scored(s) => {
+                lead.score_value = s.score;
+                lead.scored = true;
+            }
             EventBody::CommandDeclined(_)
             | EventBody::ClaimRequested(_)
             | EventBody::Engaged(_)
@@ -233,6 +241,11 @@ impl PoolCounts for LeadsView {
 }
 
 impl PolicyLead {
+    /// The lead's latest score, if it has been scored.
+    pub fn score(&self) -> Option<u32> {
+        self.scored.then_some(self.score_value)
+    }
+
     /// Counts the lead out of its owner's holdings if it is held (a
     /// converted lead keeps its owner and was counted out already); a rep
     /// holding none has no entry.

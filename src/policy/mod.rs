@@ -319,7 +319,7 @@ impl Processor {
             channel: view.map_or("", |l| &l.channel),
             region: view.map_or("", |l| &l.region),
             industry: view.map_or("", |l| &l.industry),
-            score: view.and_then(|l| l.score),
+            score: view.and_then(|l| l.score()),
         }
     }
 
@@ -421,17 +421,7 @@ impl Processor {
                 let limits = interned(&mut self.limits, &limits);
                 self.watch(
                     lead_id,
-                    Watch {
-                        pool,
-                        limits,
-                        generation,
-                        assigned_at_ms: at,
-                        last_follow_up_ms: None,
-                        cause_event_id: event.event_id.as_str().into(),
-                        reminded: Reminded::default(),
-                        recalled: false,
-                        due_ms: None,
-                    },
+                    Watch::new(pool, limits, generation, at, &event.event_id),
                 );
                 if let Some(prev) = holder {
                     if *prev != *a.owner_id {
@@ -444,7 +434,7 @@ impl Processor {
             EventBody::FollowedUp(f) => {
                 self.rewatch(lead_id, |w, owner| {
                     if owner.is_some_and(|o| **o == *f.owner_id) {
-                        w.last_follow_up_ms = Some(at);
+                        w.set_last_follow_up_ms(at);
                         w.cause_event_id = event.event_id.as_str().into();
                     }
                 });
@@ -572,7 +562,7 @@ impl Processor {
                 (_, _, Some((due, lead))) => {
                     let l = self.state.pool.leads.get(&*lead).map(|l| &**l);
                     let watched =
-                        |l: &&PolicyLead| l.watch.as_ref().is_some_and(|w| w.due_ms == Some(due));
+                        |l: &&PolicyLead| l.watch.as_ref().is_some_and(|w| w.due_ms() == Some(due));
                     let Some(l) = l.filter(watched) else {
                         // Cannot happen (`watch`, `rewatch` and `unwatch`
                         // keep the two together); never loop on it.

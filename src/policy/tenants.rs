@@ -32,9 +32,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The snapshot name of the policies' state; the suffix changes with its
 /// shape.
-pub const SNAPSHOT_NAME: &str = "policy.v12";
+pub const SNAPSHOT_NAME: &str = "policy.v13";
 /// The snapshot name of the shadow policies' state.
-pub const SHADOW_SNAPSHOT_NAME: &str = "policy-shadow.v10";
+pub const SHADOW_SNAPSHOT_NAME: &str = "policy-shadow.v11";
 
 /// What is saved of [`Policies`]: the common position and time, and each
 /// tenant's own state (the due index is derived from them on resume).
