@@ -15,7 +15,7 @@
 //! through [`Names`] rather than copied per lead, names and lead ids are
 //! thin pointers ([`ThinStr`]), holdings are counts, and a lead's watch
 //! lives in its record, so one hash map holds both (README, Performance:
-//! ~300 bytes per open assignment at a million).
+//! ~250 bytes per open assignment at a million).
 
 use super::state::Watch;
 use super::thin::ThinStr;
