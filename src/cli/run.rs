@@ -212,7 +212,9 @@ pub fn exec(dir: &Path, config: &Config, a: RunArgs) -> Result<()> {
             }
         },
         &mut |p| {
-            let sizes = p.live.pool_sizes();
+            // A failed read of the log shows as zeros on this line; the
+            // engine's own next read reports it.
+            let sizes = p.live.pool_sizes().unwrap_or_default();
             let waiting: u64 = sizes.values().map(|s| s.waiting).sum();
             let held: u64 = sizes.values().map(|s| s.held).sum();
             let converted: u64 = sizes.values().map(|s| s.converted).sum();

@@ -194,8 +194,9 @@ impl Handle {
     }
 
     /// Runs `f` under the lock on the projections (over every part: merged
-    /// when there are several) and the policies of the part `tenant` lives
-    /// in (the default tenant's when `None`), if the engine has a policy.
+    /// when there are several), caught up with the logs, and the policies
+    /// of the part `tenant` lives in (the default tenant's when `None`),
+    /// if the engine has a policy.
     pub fn with_projections<T>(
         &self,
         tenant: Option<&str>,
@@ -208,11 +209,18 @@ impl Handle {
             .and_then(|e| e.processor.as_ref());
         if s.parts.len() == 1 {
             let only = s.parts.values().next().expect("one part");
-            return Ok(f(&only.projections, policies));
+            let p = only.projections()?;
+            return Ok(f(&p, policies));
         }
         // Several partition stores: their projections summed, for reading
         // (each lead lives in one of them, so the union is exact).
-        let summed = Projections::summed(s.parts.values().map(|e| &e.projections));
+        let mut summed: Option<Projections> = None;
+        for e in s.parts.values() {
+            let p = e.projections()?;
+            summed
+                .get_or_insert_with(|| Projections::new(p.metrics.params().clone()))
+                .merge_for_reading(&p);
+        }
         Ok(f(&summed.expect("never empty"), policies))
     }
 
@@ -283,7 +291,7 @@ impl Handle {
     > {
         let s = self.lock()?;
         let first = s.parts.values().next().expect("never empty");
-        let params = first.projections.metrics.params().clone();
+        let params = first.following.params().clone();
         let ends = s
             .parts
             .iter()
@@ -338,16 +346,15 @@ impl Handle {
         let (params, ends) = self.ends()?;
         let mut covered = 0;
         for (k, last_seq) in ends {
-            let mut fresh =
+            let fresh =
                 crate::replay::rebuild_through(&self.readers[&k], params.clone(), None, last_seq)?;
-            let mut s = self.lock()?;
-            let Some(e) = s.parts.get_mut(&k) else {
+            let s = self.lock()?;
+            let Some(e) = s.parts.get(&k) else {
                 continue;
             };
-            crate::replay::fold_tail(&e.log, &mut fresh, None, &mut |_| {})?;
-            crate::replay::save(&e.log, &fresh)?;
-            e.projections = fresh;
-            covered += e.projections.covered_seq;
+            covered += e.following.replace(fresh, e.log.last_seq())?;
+            let p = e.projections()?;
+            crate::replay::save(&e.log, &p)?;
         }
         Ok(covered)
     }
@@ -395,11 +402,12 @@ impl Handle {
         let s = self.lock()?;
         let mut covered = 0;
         for e in s.parts.values() {
-            crate::replay::save(&e.log, &e.projections)?;
+            let projections = e.projections()?;
+            crate::replay::save(&e.log, &projections)?;
             if let Some(p) = &e.processor {
                 crate::replay::save_policy(&e.log, p)?;
             }
-            covered += e.projections.covered_seq;
+            covered += projections.covered_seq;
         }
         Ok(covered)
     }

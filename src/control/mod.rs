@@ -14,16 +14,24 @@
 //! so a handle that outlives it answers [`ControlError::Stopped`] instead
 //! of racing the teardown.
 //!
+//! The projections are not folded on that path: no decision reads them,
+//! so each part's follow the log on a thread of their own and readers
+//! catch them up first (see [`Following`]).
+//!
 //! Nothing here touches Kafka: the intake reports where it stands through
 //! [`IntakeStatus`].
 
 mod filtered;
+mod following;
 mod handle;
 mod metrics;
+mod part;
 mod telemetry;
 
+pub use following::{Following, FOLD_CHUNK_EVENTS_MAX, LAG_EVENTS_MAX};
 pub use handle::{Handle, ItemOutcome, HTTP_SOURCE};
 pub use metrics::{resident_bytes, Metrics};
+pub use part::Part;
 pub use telemetry::{IngestStats, IntakeStatus, LatencyMs};
 
 use crate::log::{AppendReport, Input, LogError, Position};
@@ -54,7 +62,7 @@ pub type PartKey = Option<i32>;
 pub struct Live {
     /// The folds, per part (see the module doc): never empty, and either
     /// the one whole part or partition stores only.
-    pub parts: BTreeMap<PartKey, Engine>,
+    pub parts: BTreeMap<PartKey, Part>,
     pub stats: IngestStats,
     /// Dead letters wait to be published.
     pub dead_letters_dirty: bool,
@@ -128,7 +136,10 @@ impl Live {
             }
         }
         let live = Live {
-            parts,
+            parts: parts
+                .into_iter()
+                .map(|(k, engine)| (k, Part::new(engine)))
+                .collect(),
             stats: IngestStats::default(),
             // Dead letters and commands left unsent by a previous run go
             // out first.
@@ -171,7 +182,7 @@ impl Live {
             if let Ok(pending) = engine.log.dead_letters_pending() {
                 dead_letters += pending;
             }
-            covered += engine.projections.covered_seq;
+            covered += engine.following.covered_seq();
         }
         m.outbox_pending.set(commands as i64);
         m.dead_letters_pending.set(dead_letters as i64);
@@ -191,7 +202,7 @@ impl Live {
     }
 
     /// The part that holds `partition`'s state: its store, or the whole.
-    pub fn part_of(&self, partition: i32) -> Option<&Engine> {
+    pub fn part_of(&self, partition: i32) -> Option<&Part> {
         self.parts
             .get(&Some(partition))
             .or_else(|| self.parts.get(&None))
@@ -208,24 +219,26 @@ impl Live {
 
     /// The one part of an engine over the whole data dir (the demo, the
     /// benchmark): they never run partition stores.
-    pub fn whole(&self) -> &Engine {
+    pub fn whole(&self) -> &Part {
         self.parts
             .get(&None)
             .expect("an engine over the whole data dir")
     }
 
     /// Pool sizes over every part.
-    pub fn pool_sizes(&self) -> BTreeMap<String, crate::projector::pool::PoolSize> {
+    pub fn pool_sizes(
+        &self,
+    ) -> Result<BTreeMap<String, crate::projector::pool::PoolSize>, LogError> {
         let mut out: BTreeMap<String, crate::projector::pool::PoolSize> = BTreeMap::new();
         for engine in self.parts.values() {
-            for (pool, s) in engine.projections.pool.pool_sizes() {
+            for (pool, s) in engine.projections()?.pool.pool_sizes() {
                 let mine = out.entry(pool).or_default();
                 mine.waiting += s.waiting;
                 mine.held += s.held;
                 mine.converted += s.converted;
             }
         }
-        out
+        Ok(out)
     }
 
     /// Sets every gauge, including the ones whose cost grows with the
@@ -233,7 +246,11 @@ impl Live {
     pub fn refresh_gauges(&self) {
         self.log_gauges();
         let m = &self.metrics;
-        for (pool, size) in self.pool_sizes() {
+        let sizes = self.pool_sizes().unwrap_or_else(|e| {
+            tracing::warn!("pool gauges not refreshed: {e}");
+            BTreeMap::new()
+        });
+        for (pool, size) in sizes {
             for (state, n) in [
                 ("waiting", size.waiting),
                 ("held", size.held),
@@ -318,9 +335,20 @@ impl Live {
         self.log_gauges();
     }
 
-    /// The folds, per part, for the exit checkpoint.
-    pub fn into_parts(self) -> BTreeMap<PartKey, Engine> {
+    /// The projections' followers of every part, for the threads that
+    /// fold them (see [`Following`]).
+    pub fn followers(&self) -> Vec<Arc<Following>> {
+        self.parts.values().map(|p| p.following.clone()).collect()
+    }
+
+    /// The folds, per part, for the exit checkpoint: each part's
+    /// projections caught up with its log (the threads following them
+    /// should have been stopped and joined first).
+    pub fn into_parts(self) -> Result<BTreeMap<PartKey, Engine>, LogError> {
         self.parts
+            .into_iter()
+            .map(|(k, part)| Ok((k, part.into_engine()?)))
+            .collect()
     }
 
     /// Appends `inputs` with `positions` durably to `part`, folding each
@@ -375,7 +403,7 @@ impl Live {
     /// import (which runs no policy) or an older version (which wrote them
     /// in a second write) left unpublished; a batch's own follow it in its
     /// write. Returns how many were appended.
-    pub fn publish_scores(engine: &mut Engine) -> Result<u64, LogError> {
+    pub fn publish_scores(engine: &mut Part) -> Result<u64, LogError> {
         if !engine
             .processor
             .as_ref()
@@ -392,13 +420,14 @@ impl Live {
         Ok(report.followed.len() as u64)
     }
 
-    /// One atomic append to a part's log, every fold told of each event.
+    /// One atomic append to a part's log, the policies told of each event
+    /// as it is accepted; the projections follow the log (see
+    /// [`Following`]).
     fn append_to(
-        engine: &mut Engine,
+        engine: &mut Part,
         inputs: &[Input],
         positions: &[Position],
     ) -> Result<AppendReport, LogError> {
-        let projections = &mut engine.projections;
         // Asked by both callbacks, never at once: the log asks `admit`
         // before an event, `decide` after it.
         let processor = std::cell::RefCell::new(&mut engine.processor);
@@ -409,7 +438,6 @@ impl Live {
             positions,
             &mut |event| processor.borrow().as_ref().and_then(|p| p.admit(event)),
             &mut |seq, event| {
-                projections.apply(seq, event);
                 if let Some(s) = shadow.as_mut() {
                     shadowed.extend(s.handle(seq, event));
                 }
@@ -428,6 +456,9 @@ impl Live {
             },
         )?;
         engine.log.append_shadow(&shadowed)?;
+        let last_seq = engine.log.last_seq();
+        engine.following.ask(last_seq);
+        engine.following.bound_lag(last_seq, LAG_EVENTS_MAX)?;
         Ok(report)
     }
 

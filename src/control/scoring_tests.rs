@@ -93,7 +93,7 @@ fn a_batch_that_moves_a_score_is_followed_by_the_engines_scored_event_once() {
     assert_eq!(s[0].occurred_at_ms, T0 + 60_000);
     // The projections and the policy see it like any score.
     let part = &live.parts[&None];
-    assert_eq!(part.projections.pool.leads["L1"].score, Some(18));
+    assert_eq!(part.projections().unwrap().pool.leads["L1"].score, Some(18));
     assert!(!part
         .processor
         .as_ref()

@@ -125,7 +125,17 @@ pub fn demo(
                 },
                 &mut |p| {
                     let elapsed_s = started.elapsed().as_secs_f64();
-                    let sizes = p.live.pool_sizes();
+                    // A failed read of the log shows as zeros here; the
+                    // engine's own next read reports it.
+                    let sizes = p.live.pool_sizes().unwrap_or_default();
+                    let recalls = p.live.whole().projections().map_or(0, |projections| {
+                        projections
+                            .pool
+                            .leads
+                            .values()
+                            .map(|l| u64::from(l.recall_count))
+                            .sum()
+                    });
                     let done = p.stats.accepted + p.stats.rejected;
                     let tick = DemoTick {
                         elapsed_s,
@@ -135,15 +145,7 @@ pub fn demo(
                         waiting: sizes.values().map(|s| s.waiting).sum(),
                         held: sizes.values().map(|s| s.held).sum(),
                         converted: sizes.values().map(|s| s.converted).sum(),
-                        recalls: p
-                            .live
-                            .whole()
-                            .projections
-                            .pool
-                            .leads
-                            .values()
-                            .map(|l| u64::from(l.recall_count))
-                            .sum(),
+                        recalls,
                         commands_sent: p.stats.commands_sent,
                         dead_letters: p.stats.dead_letters_sent,
                     };

@@ -10,6 +10,7 @@
 
 mod bench;
 mod demo;
+mod followers;
 mod latency;
 pub mod peers;
 mod policy_state;
@@ -146,6 +147,9 @@ pub fn run(
     live.restored_from_snapshot = restored_from_snapshot;
     // Scores a crash left announced and unpublished go into the log first.
     live.publish_pending_scores()?;
+    // The projections fold on threads of their own, behind the append.
+    let followers = followers::Followers::spawn(&live)
+        .map_err(|e| EngineError::Panicked(format!("cannot start a projections thread: {e}")))?;
     let live = control::share(live);
     let handle = Handle::new(live.clone())?;
     let api_stop = Shutdown::new();
@@ -200,13 +204,15 @@ pub fn run(
     // taken back.
     stop_api();
     let live = control::take(&live).ok_or(ControlError::Stopped)?;
+    let followers_stopped = followers.stop();
     consumed?;
     if let Some(e) = api_panicked {
         return Err(EngineError::Panicked(e));
     }
+    followers_stopped.map_err(EngineError::Panicked)?;
     let stats = live.stats.clone();
     let released = live.released.clone();
-    let parts = live.into_parts();
+    let parts = live.into_parts()?;
     for engine in parts.values() {
         replay::checkpoint(engine)?;
     }
