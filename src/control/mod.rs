@@ -352,8 +352,9 @@ impl Live {
     }
 
     /// Appends `inputs` with `positions` durably to `part`, folding each
-    /// accepted event into its projections and policies as the log accepts
-    /// it (the policy's commands go into the same batch), and counts them.
+    /// accepted event into its policies as the log accepts it (the
+    /// policy's commands go into the same batch; the projections follow
+    /// the log, see [`Following`]), and counts them.
     pub fn append_inputs(
         &mut self,
         part: PartKey,
@@ -458,7 +459,12 @@ impl Live {
         engine.log.append_shadow(&shadowed)?;
         let last_seq = engine.log.last_seq();
         engine.following.ask(last_seq);
-        engine.following.bound_lag(last_seq, LAG_EVENTS_MAX)?;
+        // The batch is durable by now: a failure to read it back is the
+        // projections' (the next reader meets it and reports it), not the
+        // append's, which must not be answered as failed.
+        if let Err(e) = engine.following.bound_lag(last_seq, LAG_EVENTS_MAX) {
+            tracing::warn!("the projections could not fold the log's tail: {e}");
+        }
         Ok(report)
     }
 
