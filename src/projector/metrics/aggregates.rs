@@ -500,6 +500,68 @@ impl Ord for dyn CohortKeyParts + '_ {
     }
 }
 
+/// A key of the owner and pool tables, `(name, day)`, as its parts, owned
+/// or borrowed: the fold looks a table's row up by `(&str, day)` and
+/// allocates a key only for a row it has not seen (most events touch one).
+pub trait DayKeyParts {
+    fn parts(&self) -> (&str, i64);
+}
+
+impl DayKeyParts for (String, i64) {
+    fn parts(&self) -> (&str, i64) {
+        (&self.0, self.1)
+    }
+}
+
+impl DayKeyParts for (&str, i64) {
+    fn parts(&self) -> (&str, i64) {
+        *self
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn DayKeyParts + 'a> for (String, i64) {
+    fn borrow(&self) -> &(dyn DayKeyParts + 'a) {
+        self
+    }
+}
+
+// Ordered as the tuple's derived order (name, day), which `BTreeMap`
+// look-ups through `Borrow` require.
+impl PartialEq for dyn DayKeyParts + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn DayKeyParts + '_ {}
+
+impl PartialOrd for dyn DayKeyParts + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn DayKeyParts + '_ {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
+
+/// Runs `f` on the row `(name, day)` of an owner or pool table, made
+/// (with its key's one allocation) only when missing.
+pub fn with_day_row<V: Default, R>(
+    table: &mut BTreeMap<(String, i64), V>,
+    name: &str,
+    day: i64,
+    f: impl FnOnce(&mut V) -> R,
+) -> R {
+    let parts = (name, day);
+    if let Some(row) = table.get_mut(&parts as &dyn DayKeyParts) {
+        return f(row);
+    }
+    f(table.entry((name.to_string(), day)).or_default())
+}
+
 /// The mergeable output of the fold.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Aggregates {

@@ -64,16 +64,20 @@ impl From<&crate::config::ProjectionConfig> for MetricParams {
     }
 }
 
+/// A recall waiting to be judged a success. Names are interned (in
+/// `Metrics::strings`), as in [`LeadTrack`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct PendingRecall {
     at_ms: i64,
-    pool: String,
-    previous_owner: String,
+    pool: u32,
+    previous_owner: u32,
     /// Set when the lead is assigned to someone other than the previous owner.
-    new_owner: Option<String>,
+    new_owner: Option<u32>,
 }
 
-/// The fold's working record of one lead.
+/// The fold's working record of one lead. Its names (dimension values,
+/// pool, owner) are interned in `Metrics::strings`: a move, an assignment
+/// or a recall copies no string.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct LeadTrack {
     /// Interned creation dimension values, in [`Dimension::ALL`] order.
@@ -81,8 +85,8 @@ struct LeadTrack {
     created_day: i64,
     created_at_ms: i64,
     cost_currency: Currency,
-    pool: String,
-    owner: Option<String>,
+    pool: u32,
+    owner: Option<u32>,
     assigned_at_ms: i64,
     ever_assigned: bool,
     /// The furthest funnel stage the lead has reached (see
@@ -94,6 +98,31 @@ struct LeadTrack {
     /// Its contact fingerprint, when it is the open lead holding it (in
     /// `Metrics::fingerprints`).
     fingerprint: String,
+}
+
+/// The id of `s` in `strings`, interned when new.
+fn intern_in(strings: &mut Vec<String>, ids: &mut IdMap<String, u32>, s: &str) -> u32 {
+    if let Some(&id) = ids.get(s) {
+        return id;
+    }
+    let id = u32::try_from(strings.len()).expect("fewer than 2^32 distinct values");
+    strings.push(s.to_string());
+    ids.insert(s.to_string(), id);
+    id
+}
+
+/// The pool an event leaves a lead in (see [`resolve_pool`]), interned:
+/// the event's, or the lead's `current` when the event names none.
+fn pool_id(
+    strings: &mut Vec<String>,
+    ids: &mut IdMap<String, u32>,
+    event_pool: &str,
+    current: u32,
+) -> u32 {
+    match resolve_pool(event_pool, "") {
+        "" => current,
+        named => intern_in(strings, ids, named),
+    }
 }
 
 /// The stages of the funnel of distinct leads, in order.
@@ -156,13 +185,7 @@ impl Metrics {
     }
 
     fn intern(&mut self, s: &str) -> u32 {
-        if let Some(&id) = self.string_ids.get(s) {
-            return id;
-        }
-        let id = u32::try_from(self.strings.len()).expect("fewer than 2^32 distinct values");
-        self.strings.push(s.to_string());
-        self.string_ids.insert(s.to_string(), id);
-        id
+        intern_in(&mut self.strings, &mut self.string_ids, s)
     }
 
     /// Runs `f` on each of the lead's cohorts (one per dimension; none by
@@ -256,7 +279,8 @@ impl Metrics {
                 created_day: day,
                 created_at_ms: at,
                 cost_currency: c.acquisition_cost.currency,
-                pool: c.pool.clone(),
+                // The pool is a creation dimension: interned above.
+                pool: dims[2],
                 owner: None,
                 assigned_at_ms: 0,
                 ever_assigned: false,
@@ -309,17 +333,14 @@ impl Metrics {
                     i128::from(c.acquisition_cost.minor_units),
                 );
             });
-            self.agg
-                .pools
-                .entry((c.pool.clone(), day))
-                .or_default()
-                .created_in += 1;
+            with_day_row(&mut self.agg.pools, &c.pool, day, |r| r.created_in += 1);
             self.leads.insert(event.lead_id.clone(), track);
             return;
         }
         // Borrowed, not cloned: the parameters hold the rate table, and
         // this runs for every event.
         let params = &self.params;
+        let (strings, string_ids) = (&mut self.strings, &mut self.string_ids);
         let Some(track) = self.leads.get_mut(&event.lead_id) else {
             if let EventBody::Converted(_) = event.body {
                 if let Some(fp) = self.unseen.remove(&event.lead_id) {
@@ -338,105 +359,82 @@ impl Metrics {
             EventBody::Moved(m) => {
                 // A waiting lead leaves one queue for another; a held one
                 // only changes the pool it is held under.
-                if track.owner.is_none() && track.pool != m.to_pool {
-                    self.agg
-                        .pools
-                        .entry((track.pool.clone(), day))
-                        .or_default()
-                        .moved_out += 1;
-                    self.agg
-                        .pools
-                        .entry((m.to_pool.clone(), day))
-                        .or_default()
-                        .moved_in += 1;
+                let to_pool = intern_in(strings, string_ids, &m.to_pool);
+                if track.owner.is_none() && track.pool != to_pool {
+                    let from = &strings[track.pool as usize];
+                    with_day_row(&mut self.agg.pools, from, day, |r| r.moved_out += 1);
+                    with_day_row(&mut self.agg.pools, &m.to_pool, day, |r| r.moved_in += 1);
                 }
-                track.pool = m.to_pool.clone();
+                track.pool = to_pool;
             }
             EventBody::Assigned(a) => {
-                Self::reach(&mut self.agg, &self.strings, track, FunnelStage::Assigned);
+                let owner = intern_in(strings, string_ids, &a.owner_id);
+                let pool = pool_id(strings, string_ids, &a.pool, track.pool);
+                Self::reach(&mut self.agg, strings, track, FunnelStage::Assigned);
                 if !track.ever_assigned {
                     track.ever_assigned = true;
                     // Durations are clamped at zero: an event within the order rule's
                     // tolerance may be stamped before the one it follows.
                     let wait = (at - track.created_at_ms).max(0);
-                    Self::for_cohorts(&mut self.agg, &self.strings, track, |cohort| {
+                    Self::for_cohorts(&mut self.agg, strings, track, |cohort| {
                         cohort.time_to_first_assignment_ms.add(wait)
                     });
                 }
                 if track.owner.is_none() {
-                    self.agg
-                        .pools
-                        .entry((track.pool.clone(), day))
-                        .or_default()
-                        .assigned_out += 1;
+                    let from = &strings[track.pool as usize];
+                    with_day_row(&mut self.agg.pools, from, day, |r| r.assigned_out += 1);
                 }
-                self.agg
-                    .owners
-                    .entry((a.owner_id.clone(), day))
-                    .or_default()
-                    .assignments += 1;
-                track.pool = resolve_pool(&a.pool, &track.pool).to_string();
-                track.owner = Some(a.owner_id.clone());
+                with_day_row(&mut self.agg.owners, &a.owner_id, day, |o| {
+                    o.assignments += 1
+                });
+                track.pool = pool;
+                track.owner = Some(owner);
                 track.assigned_at_ms = at;
                 track.first_follow_up_done = false;
                 if let Some(p) = &mut track.pending_recall {
-                    p.new_owner = (p.previous_owner != a.owner_id).then(|| a.owner_id.clone());
+                    p.new_owner = (p.previous_owner != owner).then_some(owner);
                 }
             }
             EventBody::FollowedUp(f) => {
-                Self::reach(&mut self.agg, &self.strings, track, FunnelStage::FollowedUp);
-                if track.owner.as_deref() == Some(f.owner_id.as_str())
-                    && !track.first_follow_up_done
-                {
+                Self::reach(&mut self.agg, strings, track, FunnelStage::FollowedUp);
+                let by_owner = track
+                    .owner
+                    .is_some_and(|o| strings[o as usize] == f.owner_id);
+                if by_owner && !track.first_follow_up_done {
                     track.first_follow_up_done = true;
                     let delay = (at - track.assigned_at_ms).max(0);
-                    let o = self
-                        .agg
-                        .owners
-                        .entry((f.owner_id.clone(), day))
-                        .or_default();
-                    o.first_follow_ups += 1;
-                    if delay <= params.follow_up_sla_ms {
-                        o.first_follow_ups_within_sla += 1;
-                    }
-                    o.time_to_first_follow_up_ms.add(delay);
+                    with_day_row(&mut self.agg.owners, &f.owner_id, day, |o| {
+                        o.first_follow_ups += 1;
+                        if delay <= params.follow_up_sla_ms {
+                            o.first_follow_ups_within_sla += 1;
+                        }
+                        o.time_to_first_follow_up_ms.add(delay);
+                    });
                 }
-                Self::settle_recall(
-                    &mut self.agg,
-                    &self.strings,
-                    days,
-                    track,
-                    &f.owner_id,
-                    at,
-                    params,
-                );
+                Self::settle_recall(&mut self.agg, strings, days, track, &f.owner_id, at, params);
             }
             EventBody::Recalled(r) => {
-                let to_pool = resolve_pool(&r.to_pool, &track.pool).to_string();
-                let o = self
-                    .agg
-                    .owners
-                    .entry((r.previous_owner_id.clone(), day))
-                    .or_default();
-                *o.recalls_by_reason.entry(r.reason).or_default() += 1;
-                o.recall_cycle_ms.add((at - track.assigned_at_ms).max(0));
+                let to_pool = pool_id(strings, string_ids, &r.to_pool, track.pool);
+                let previous_owner = intern_in(strings, string_ids, &r.previous_owner_id);
+                let cycle_ms = (at - track.assigned_at_ms).max(0);
+                with_day_row(&mut self.agg.owners, &r.previous_owner_id, day, |o| {
+                    *o.recalls_by_reason.entry(r.reason).or_default() += 1;
+                    o.recall_cycle_ms.add(cycle_ms);
+                });
                 let first = track.recall_count == 0;
-                Self::for_cohorts(&mut self.agg, &self.strings, track, |cohort| {
+                Self::for_cohorts(&mut self.agg, strings, track, |cohort| {
                     cohort.recalls += 1;
                     if first {
                         cohort.recalled_leads += 1;
                     }
                 });
                 track.recall_count += 1;
-                self.agg
-                    .pools
-                    .entry((to_pool.clone(), day))
-                    .or_default()
-                    .recalled_in += 1;
+                let into = &strings[to_pool as usize];
+                with_day_row(&mut self.agg.pools, into, day, |r| r.recalled_in += 1);
                 track.pending_recall = Some(PendingRecall {
                     at_ms: at,
-                    pool: to_pool.clone(),
-                    previous_owner: r.previous_owner_id.clone(),
+                    pool: to_pool,
+                    previous_owner,
                     new_owner: None,
                 });
                 track.pool = to_pool;
@@ -445,7 +443,7 @@ impl Metrics {
             EventBody::Converted(c) => {
                 // A lead converted without a recorded assignment or
                 // follow-up still passed those stages.
-                Self::reach(&mut self.agg, &self.strings, track, FunnelStage::FollowedUp);
+                Self::reach(&mut self.agg, strings, track, FunnelStage::FollowedUp);
                 let value = c.expected_lifetime_value.unwrap_or(c.deal_value);
                 let after_recall = track.recall_count > 0;
                 // In the reporting currency, at the rates of the deal's day.
@@ -460,7 +458,7 @@ impl Metrics {
                     )
                 });
                 let cost_currency = track.cost_currency;
-                Self::for_cohorts(&mut self.agg, &self.strings, track, |cohort| {
+                Self::for_cohorts(&mut self.agg, strings, track, |cohort| {
                     cohort.converted += 1;
                     *cohort
                         .converted_by_cost_currency
@@ -484,32 +482,21 @@ impl Metrics {
                         cohort.reporting.add_deal(deal, clv);
                     }
                 });
-                let o = self
-                    .agg
-                    .owners
-                    .entry((c.owner_id.clone(), day))
-                    .or_default();
-                o.conversions += 1;
-                add_money(
-                    &mut o.revenue,
-                    c.deal_value.currency,
-                    i128::from(c.deal_value.minor_units),
-                );
-                if let Some((Some(deal), _)) = reporting {
-                    o.revenue_reporting = o
-                        .revenue_reporting
-                        .checked_add(deal)
-                        .expect("money sums in i128 cannot overflow with bounded amounts");
-                }
-                Self::settle_recall(
-                    &mut self.agg,
-                    &self.strings,
-                    days,
-                    track,
-                    &c.owner_id,
-                    at,
-                    params,
-                );
+                with_day_row(&mut self.agg.owners, &c.owner_id, day, |o| {
+                    o.conversions += 1;
+                    add_money(
+                        &mut o.revenue,
+                        c.deal_value.currency,
+                        i128::from(c.deal_value.minor_units),
+                    );
+                    if let Some((Some(deal), _)) = reporting {
+                        o.revenue_reporting = o
+                            .revenue_reporting
+                            .checked_add(deal)
+                            .expect("money sums in i128 cannot overflow with bounded amounts");
+                    }
+                });
+                Self::settle_recall(&mut self.agg, strings, days, track, &c.owner_id, at, params);
                 // A converted lead takes no more events; its working record
                 // is no longer needed, which bounds memory to open leads.
                 // Its fingerprint is free again.
@@ -535,14 +522,14 @@ impl Metrics {
         let Some(p) = &track.pending_recall else {
             return;
         };
-        if p.new_owner.as_deref() != Some(actor) {
+        if p.new_owner.is_none_or(|o| strings[o as usize] != actor) {
             return;
         }
         if at - p.at_ms <= params.recall_success_window_ms {
-            agg.pools
-                .entry((p.pool.clone(), days.day_of(p.at_ms)))
-                .or_default()
-                .recall_successes += 1;
+            let pool = &strings[p.pool as usize];
+            with_day_row(&mut agg.pools, pool, days.day_of(p.at_ms), |r| {
+                r.recall_successes += 1
+            });
             let cycle_ms = (at - track.created_at_ms).max(0);
             Self::for_cohorts(agg, strings, track, |cohort| {
                 cohort.recall_successes += 1;
