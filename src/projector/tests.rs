@@ -497,3 +497,24 @@ fn an_ordered_set_of_an_older_snapshot_loads_as_an_id_set() {
     assert_eq!(now.len(), 3);
     assert!(older.iter().all(|id| now.contains(id)));
 }
+
+#[test]
+fn a_day_row_is_found_by_its_borrowed_name_and_made_once() {
+    // Given a table with rows whose names and days interleave in order.
+    let mut table: std::collections::BTreeMap<(String, i64), u64> = Default::default();
+    let names = ["rep-10", "rep-2", "rep-1", "", "rep-b", "rep-a"];
+    for day in [3, -1, 20_000, 0] {
+        for name in names {
+            super::metrics::with_day_row(&mut table, name, day, |n| *n += 1);
+        }
+    }
+    // When every row is counted again through the borrowed look-up.
+    for day in [0, 20_000, -1, 3] {
+        for name in names.iter().rev() {
+            super::metrics::with_day_row(&mut table, name, day, |n| *n += 1);
+        }
+    }
+    // Then each row was made once and found the second time.
+    assert_eq!(table.len(), names.len() * 4);
+    assert!(table.values().all(|n| *n == 2), "{table:?}");
+}
