@@ -148,9 +148,10 @@ pub fn fold_events(
 /// order: `fold` is given those at or before `until_ms`; the later ones are
 /// covered all the same (the fold has seen them). `progress` is told every
 /// [`PROGRESS_EVERY`] and at the end. Returns the sequence covered (the
-/// last one read; `covered_seq` if there were none).
-pub fn fold_each(
-    events: impl Iterator<Item = Result<(u64, crate::domain::LeadEvent), LogError>>,
+/// last one read; `covered_seq` if there were none). Events come owned or
+/// borrowed.
+pub fn fold_each<E: std::borrow::Borrow<crate::domain::LeadEvent>>(
+    events: impl Iterator<Item = Result<(u64, E), LogError>>,
     covered_seq: u64,
     until_ms: Option<i64>,
     fold: &mut dyn FnMut(u64, &crate::domain::LeadEvent),
@@ -159,12 +160,13 @@ pub fn fold_each(
     let mut covered = covered_seq;
     for item in events {
         let (seq, event) = item?;
+        let event = event.borrow();
         assert!(
             seq > covered,
             "event {seq} folded again (covered {covered})"
         );
         if until_ms.is_none_or(|u| event.occurred_at_ms <= u) {
-            fold(seq, &event);
+            fold(seq, event);
         }
         covered = seq;
         if seq % PROGRESS_EVERY == 0 {

@@ -6,10 +6,13 @@
 //! reads the other), so each may run on a thread of its own and still see
 //! every event in sequence order: the result is the one-thread fold's,
 //! which `leadflow bench --replay` checks on every run. The work is split
-//! where it balances on two cores: reading and decoding an event cost about
-//! as much as the pool's fold, and the metrics' fold (cohorts, sketches,
-//! per-lead working records) about as much as both. A third thread for the
-//! pool alone would only share the same two cores.
+//! where it balances on two cores: reading and decoding an event cost
+//! about as much as the metrics' fold (cohorts, sketches, per-lead working
+//! records), and the pool's fold is shared between the two threads by
+//! lead (the pool state is a union of per-lead parts, so two folds of
+//! disjoint leads merge into the whole; the metrics are not: a contact
+//! seen twice is a duplicate across leads). A third thread would only
+//! share the same two cores.
 
 use super::EngineError;
 use crate::config::ProjectionConfig;
@@ -32,6 +35,22 @@ const CHUNKS_AHEAD_MAX: usize = 8;
 
 type Chunk = Result<Vec<(u64, LeadEvent)>, LogError>;
 
+/// Whether a lead's pool fold runs beside the metrics' fold rather than
+/// on the decoding thread: about one lead in three (measured to balance
+/// the two threads on the simulated workload, `leadflow bench --replay`).
+/// A function of the lead's id only, so each lead's events are folded on
+/// one side, in order; how evenly real ids spread changes the balance,
+/// never the result.
+fn pool_beside_metrics(lead_id: &str) -> bool {
+    let b = lead_id.as_bytes();
+    let last_two = b
+        .iter()
+        .rev()
+        .take(2)
+        .fold(0u32, |sum, x| sum + u32::from(*x));
+    last_two % 3 == 0
+}
+
 /// Rebuilds projections from the first event, as [`replay::rebuild`] does
 /// (the same folds, in the same order: the same projections), the pool
 /// state on a thread of its own that also reads and decodes, the metrics on
@@ -48,14 +67,26 @@ pub fn rebuild(
     let folds = |event: &LeadEvent| until_ms.is_none_or(|u| event.occurred_at_ms <= u);
     let pool = std::thread::scope(|scope| {
         let (tx, rx) = mpsc::sync_channel::<Chunk>(CHUNKS_AHEAD_MAX);
+        // Folded chunks go back to the decoding thread, which drops their
+        // events and fills them again: the events' memory is freed by the
+        // thread that allocated it (a free from another thread costs
+        // mimalloc a deferred hand-back) and no chunk is allocated twice.
+        let (back_tx, back_rx) = mpsc::sync_channel::<Vec<(u64, LeadEvent)>>(CHUNKS_AHEAD_MAX + 2);
+        let fresh = move || match back_rx.try_recv() {
+            Ok(mut used) => {
+                used.clear();
+                used
+            }
+            Err(_) => Vec::with_capacity(CHUNK_EVENTS),
+        };
         let decoder = scope.spawn(move || {
             let mut pool = PoolState::default();
-            let mut chunk = Vec::with_capacity(CHUNK_EVENTS);
+            let mut chunk = fresh();
             for item in reader.events_from(1) {
                 match item {
                     Ok((seq, _)) if seq > last_seq => break,
                     Ok((seq, event)) => {
-                        if folds(&event) {
+                        if folds(&event) && !pool_beside_metrics(&event.lead_id) {
                             pool.apply(&event);
                         }
                         chunk.push((seq, event));
@@ -66,7 +97,7 @@ pub fn rebuild(
                     }
                 }
                 if chunk.len() == CHUNK_EVENTS {
-                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_EVENTS));
+                    let full = std::mem::replace(&mut chunk, fresh());
                     // The fold stopped (it failed): nothing more to do.
                     if tx.send(Ok(full)).is_err() {
                         return pool;
@@ -80,29 +111,42 @@ pub fn rebuild(
         });
         // The metrics' fold, over the chunks as they come (a chunk that
         // failed to read ends it with its error).
-        let events = rx.iter().flat_map(|chunk| {
-            let (events, failed) = match chunk {
-                Ok(events) => (events, None),
-                Err(e) => (Vec::new(), Some(e)),
-            };
-            events.into_iter().map(Ok).chain(failed.map(Err))
-        });
         let metrics = &mut p.metrics;
-        let folded = replay::fold_each(
-            events,
-            p.covered_seq,
-            until_ms,
-            &mut |_, event| metrics.apply(event),
-            progress,
-        )
-        .map(|covered| p.covered_seq = covered);
+        let mut pool_here = PoolState::default();
+        let mut covered = p.covered_seq;
+        let folded = rx.iter().try_for_each(|chunk| {
+            let chunk = chunk?;
+            covered = replay::fold_each(
+                chunk.iter().map(|(seq, event)| Ok((*seq, event))),
+                covered,
+                until_ms,
+                &mut |_, event| {
+                    metrics.apply(event);
+                    if pool_beside_metrics(&event.lead_id) {
+                        pool_here.apply(event);
+                    }
+                },
+                progress,
+            )?;
+            // A full return channel (the decoder has finished) drops the
+            // chunk here instead.
+            let _ = back_tx.try_send(chunk);
+            Ok::<(), LogError>(())
+        });
+        let folded = folded.map(|()| p.covered_seq = covered);
         // A failed fold drops the receiver above only here: the decoder's
         // next send fails and it returns.
         drop(rx);
         let pool = decoder
             .join()
             .map_err(|e| EngineError::Panicked(format!("the replay's decoding thread: {e:?}")))?;
-        folded.map(|()| pool).map_err(EngineError::from)
+        folded
+            .map(|()| {
+                let mut pool = pool;
+                pool.absorb(pool_here);
+                pool
+            })
+            .map_err(EngineError::from)
     })?;
     p.pool = pool;
     Ok(p)
@@ -251,5 +295,37 @@ impl std::io::Write for ByteCount {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pool's fold beside the metrics takes about a third of the
+    /// leads, of the simulator's ids and of UUID-like ones, so that the
+    /// two threads stay near balance (and neither side takes none or all).
+    #[test]
+    fn about_a_third_of_the_leads_pools_fold_beside_the_metrics() {
+        let share = |ids: Vec<String>| {
+            let n = ids.len() as f64;
+            ids.iter().filter(|id| pool_beside_metrics(id)).count() as f64 / n
+        };
+        let simulated: Vec<String> = crate::sim::Simulator::new(crate::sim::SimConfig {
+            seed: 5,
+            leads: 3_000,
+            ..crate::sim::SimConfig::default()
+        })
+        .events()
+        .filter(|e| matches!(e.body, crate::domain::EventBody::Created(_)))
+        .map(|e| e.lead_id)
+        .collect();
+        let uuid_like: Vec<String> = (0..3_000u64)
+            .map(|i| format!("{:032x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+            .collect();
+        for (what, ids) in [("simulated", simulated), ("uuid-like", uuid_like)] {
+            let s = share(ids);
+            assert!((0.25..0.42).contains(&s), "{what}: {s}");
+        }
     }
 }

@@ -330,37 +330,134 @@ fn events_in(
         Some(Ok((k, _))) => trailing_u64(&k).unwrap_or(from_seq),
         _ => from_seq,
     };
-    let mut expected = start;
-    tree.range(seq_key(EVENT, start)..=seq_key(EVENT, u64::MAX))
-        .flat_map(move |kv| -> Vec<Result<(u64, LeadEvent), LogError>> {
-            let decoded = (|| {
-                let (k, v) = kv?;
-                let first =
-                    trailing_u64(&k).ok_or_else(|| LogError::Corrupt("segment key".into()))?;
-                // Invariant on read: segments follow each other without gaps.
-                if first != expected {
-                    return Err(LogError::Corrupt(format!(
-                        "expected a segment at {expected}, found {first}"
-                    )));
+    EventsIn {
+        segments: tree.range(seq_key(EVENT, start)..=seq_key(EVENT, u64::MAX)),
+        expected: start,
+        from_seq,
+        layout: Layout::None,
+        first: 0,
+        next: 0,
+        count: 0,
+        decompressor: None,
+        ended: false,
+    }
+}
+
+/// A segment's layout bytes as [`EventsIn`] holds them: as stored (sled's
+/// reference-counted value), or decompressed into a buffer kept from one
+/// segment to the next.
+enum Layout {
+    None,
+    Stored(sled::IVec),
+    Decompressed(Vec<u8>),
+}
+
+impl Layout {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Layout::None => &[],
+            Layout::Stored(v) => v,
+            Layout::Decompressed(v) => v,
+        }
+    }
+}
+
+/// The events of a range of segments, decoded one at a time as they are
+/// asked for: no segment's events are collected first, and a compressed
+/// segment is decompressed into the buffer of the one before (a replay
+/// reads hundreds of thousands of events a second, and each collected or
+/// freshly allocated copy showed in its profile). After an error it ends.
+struct EventsIn {
+    segments: sled::Iter,
+    expected: u64,
+    from_seq: u64,
+    layout: Layout,
+    /// The sequence of the segment's first event.
+    first: u64,
+    /// The index of the next event in the segment, and how many it holds.
+    next: usize,
+    count: usize,
+    decompressor: Option<zstd::bulk::Decompressor<'static>>,
+    ended: bool,
+}
+
+impl EventsIn {
+    /// Takes the next segment's layout, checked; `Ok(false)` at the end.
+    fn next_segment(&mut self) -> Result<bool, LogError> {
+        let Some(kv) = self.segments.next() else {
+            return Ok(false);
+        };
+        let (k, v) = kv?;
+        let first = trailing_u64(&k).ok_or_else(|| LogError::Corrupt("segment key".into()))?;
+        // Invariant on read: segments follow each other without gaps.
+        if first != self.expected {
+            return Err(LogError::Corrupt(format!(
+                "expected a segment at {}, found {first}",
+                self.expected
+            )));
+        }
+        if segment::is_compressed(&v) {
+            let mut buf = match std::mem::replace(&mut self.layout, Layout::None) {
+                Layout::Decompressed(buf) => buf,
+                _ => Vec::new(),
+            };
+            let d = match &mut self.decompressor {
+                Some(d) => d,
+                None => self.decompressor.insert(
+                    zstd::bulk::Decompressor::new()
+                        .map_err(|e| LogError::Corrupt(format!("a zstd decompressor: {e}")))?,
+                ),
+            };
+            segment::decompress_into(d, &v, &mut buf)
+                .map_err(|why| LogError::Corrupt(format!("compressed segment: {why}")))?;
+            self.layout = Layout::Decompressed(buf);
+        } else {
+            self.layout = Layout::Stored(v);
+        }
+        let count = Segment::parse(self.layout.bytes())
+            .map_err(LogError::Corrupt)?
+            .len();
+        self.expected += count as u64;
+        self.first = first;
+        // Events of the first segment before `from_seq` are skipped.
+        self.next = self.from_seq.saturating_sub(first).min(count as u64) as usize;
+        self.count = count;
+        Ok(true)
+    }
+}
+
+impl Iterator for EventsIn {
+    type Item = Result<(u64, LeadEvent), LogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.ended {
+            return None;
+        }
+        let step = (|| {
+            while self.next == self.count {
+                if !self.next_segment()? {
+                    return Ok(None);
                 }
-                let raw = segment::layout(&v).map_err(LogError::Corrupt)?;
-                let seg = Segment::parse(&raw).map_err(LogError::Corrupt)?;
-                expected += seg.len() as u64;
-                let mut out = Vec::with_capacity(seg.len());
-                for i in 0..seg.len() {
-                    let seq = first + i as u64;
-                    if seq < from_seq {
-                        continue;
-                    }
-                    let event = codec::decode_event(seg.get(i))
-                        .map_err(|e| LogError::Corrupt(format!("event {seq}: {e}")))?;
-                    out.push(Ok((seq, event)));
-                }
-                Ok(out)
-            })();
-            match decoded {
-                Ok(events) => events,
-                Err(e) => vec![Err(e)],
             }
-        })
+            let i = self.next;
+            self.next += 1;
+            let seq = self.first + i as u64;
+            // Checked when the segment was taken.
+            let bytes = Segment::parse_checked(self.layout.bytes()).get(i);
+            let event = codec::decode_event(bytes)
+                .map_err(|e| LogError::Corrupt(format!("event {seq}: {e}")))?;
+            Ok(Some((seq, event)))
+        })();
+        match step {
+            Ok(Some(item)) => Some(Ok(item)),
+            Ok(None) => {
+                self.ended = true;
+                None
+            }
+            Err(e) => {
+                self.ended = true;
+                Some(Err(e))
+            }
+        }
+    }
 }

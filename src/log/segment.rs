@@ -66,6 +66,31 @@ pub fn decompress(frame: &[u8], bytes_max: u64) -> Result<Vec<u8>, String> {
     zstd::bulk::decompress(frame, size as usize).map_err(|e| format!("frame: {e}"))
 }
 
+/// [`decompress`] into `buf` (its contents replaced, its allocation kept
+/// when large enough) with a decompressor kept by the caller: a reader of
+/// many segments allocates neither per segment.
+pub fn decompress_into(
+    d: &mut zstd::bulk::Decompressor<'static>,
+    frame: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<(), String> {
+    let size = zstd::zstd_safe::get_frame_content_size(frame)
+        .map_err(|_| "a broken frame header".to_string())?
+        .ok_or("a frame without its size")?;
+    if size > SEGMENT_BYTES_MAX {
+        return Err(format!("a frame that claims {size} bytes"));
+    }
+    buf.clear();
+    buf.reserve(size as usize);
+    let n = d
+        .decompress_to_buffer(frame, buf)
+        .map_err(|e| format!("frame: {e}"))?;
+    if n as u64 != size {
+        return Err(format!("a frame of {n} bytes that claims {size}"));
+    }
+    Ok(())
+}
+
 /// Whether stored segment bytes are a zstd frame.
 pub fn is_compressed(stored: &[u8]) -> bool {
     stored.starts_with(&ZSTD_MAGIC)
@@ -151,6 +176,18 @@ impl<'a> Segment<'a> {
             return Err("segment body length does not match its table".into());
         }
         Ok(s)
+    }
+
+    /// A segment [`parse`](Self::parse) has already checked, sliced again
+    /// without the check (a reader keeps the bytes, not the borrow). On
+    /// bytes that were not checked, [`get`](Self::get) may panic.
+    pub fn parse_checked(bytes: &'a [u8]) -> Segment<'a> {
+        let count = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
+        let table_end = 4 + 4 * count;
+        Segment {
+            ends: &bytes[4..table_end],
+            body: &bytes[table_end..],
+        }
     }
 
     fn end(&self, i: usize) -> usize {

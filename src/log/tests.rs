@@ -912,3 +912,43 @@ fn a_new_uncompressed_data_dir_gets_larger_segments_and_an_older_one_keeps_its_o
     drop(log);
     assert!(conf(old.path()).contains("segment_size: 524288\n"));
 }
+
+/// Reading from any sequence gives exactly the events from it on, across
+/// segments (one per batch) and inside them, whether segments are stored
+/// compressed or as they are: the reader decodes a segment's events one at
+/// a time and keeps one buffer for every segment it decompresses.
+#[test]
+fn reading_from_any_sequence_gives_the_rest_compressed_or_not() {
+    for compression_level in [None, Some(3)] {
+        // Given a log of 3 segments of 4, 1 and 3 events.
+        let dir = tempfile::tempdir().unwrap();
+        let options = LogOptions {
+            compression_level,
+            ..LogOptions::default()
+        };
+        let mut log = EventLog::open(dir.path(), &options).unwrap();
+        let leads = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        let mut n = 0;
+        for size in [4, 1, 3] {
+            let batch: Vec<LeadEvent> = leads[n..n + size]
+                .iter()
+                .map(|l| created(&format!("e-{l}"), l))
+                .collect();
+            n += size;
+            log.append(&inputs(batch), &[]).unwrap();
+        }
+        // When it is read from every sequence, and from past its end.
+        for from in 0..=10u64 {
+            let read: Vec<(u64, String)> = log
+                .events_from(from)
+                .map(|r| r.map(|(seq, e)| (seq, e.lead_id)))
+                .collect::<Result<_, _>>()
+                .unwrap();
+            // Then it is the events from there on, in order.
+            let want: Vec<(u64, String)> = (from.max(1)..=8)
+                .map(|seq| (seq, leads[seq as usize - 1].to_string()))
+                .collect();
+            assert_eq!(read, want, "from {from}, compression {compression_level:?}");
+        }
+    }
+}

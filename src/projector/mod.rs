@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 /// The snapshot name under which projections are checkpointed. The version
 /// suffix changes whenever the serialised shape changes, so that an old
 /// snapshot is ignored (and rebuilt) rather than misread.
-pub const SNAPSHOT_NAME: &str = "projections.v6";
+pub const SNAPSHOT_NAME: &str = "projections.v7";
 
 /// All projections, with the log sequence they cover.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

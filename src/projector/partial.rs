@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 /// The first bytes of an encoded partial: the layout's name and version,
 /// so that engines of different versions refuse each other's rather than
 /// misread them.
-const FORMAT: &[u8] = b"leadflow-partial/3\n";
+const FORMAT: &[u8] = b"leadflow-partial/4\n";
 
 /// One engine's mergeable numbers.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

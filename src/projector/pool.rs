@@ -70,10 +70,7 @@ impl PoolState {
                     previous_owners: Vec::new(),
                 },
             );
-            self.waiting
-                .entry(c.pool.clone())
-                .or_default()
-                .insert(id.clone());
+            add(&mut self.waiting, &c.pool, id);
             return;
         }
         let Some(lead) = self.leads.get_mut(id) else {
@@ -93,16 +90,13 @@ impl PoolState {
                     }
                     None => remove(&mut self.waiting, &lead.pool, id),
                 }
-                lead.pool = resolve_pool(&a.pool, &lead.pool).to_string();
+                move_to(&mut lead.pool, &a.pool);
                 lead.owner = Some(a.owner_id.clone());
                 lead.status = LeadStatus::Assigned;
                 lead.assigned_at_ms = Some(at);
                 lead.last_follow_up_at_ms = None;
                 lead.generation += 1;
-                self.holdings
-                    .entry(a.owner_id.clone())
-                    .or_default()
-                    .insert(id.clone());
+                add(&mut self.holdings, &a.owner_id, id);
             }
             EventBody::FollowedUp(_) => lead.last_follow_up_at_ms = Some(at),
             EventBody::Recalled(r) => {
@@ -110,14 +104,11 @@ impl PoolState {
                     remove(&mut self.holdings, &prev, id);
                     lead.previous_owners.push(prev);
                 }
-                lead.pool = resolve_pool(&r.to_pool, &lead.pool).to_string();
+                move_to(&mut lead.pool, &r.to_pool);
                 lead.status = LeadStatus::InPool;
                 lead.assigned_at_ms = None;
                 lead.recall_count += 1;
-                self.waiting
-                    .entry(lead.pool.clone())
-                    .or_default()
-                    .insert(id.clone());
+                add(&mut self.waiting, &lead.pool, id);
             }
             EventBody::Converted(_) => {
                 if let Some(owner) = &lead.owner {
@@ -129,12 +120,9 @@ impl PoolState {
             EventBody::Moved(m) => {
                 if lead.status == LeadStatus::InPool {
                     remove(&mut self.waiting, &lead.pool, id);
-                    self.waiting
-                        .entry(m.to_pool.clone())
-                        .or_default()
-                        .insert(id.clone());
+                    add(&mut self.waiting, &m.to_pool, id);
                 }
-                lead.pool = m.to_pool.clone();
+                move_to(&mut lead.pool, &m.to_pool);
             }
         }
     }
@@ -155,6 +143,29 @@ impl PoolState {
                 .entry(pool.clone())
                 .or_default()
                 .extend(waiting.iter().cloned());
+        }
+    }
+
+    /// Takes in the pool state of a fold of other leads (disjoint from
+    /// these), moving it: the state of both folds' leads together.
+    pub fn absorb(&mut self, o: PoolState) {
+        if self.leads.len() < o.leads.len() {
+            let mine = std::mem::replace(self, o);
+            return self.absorb(mine);
+        }
+        self.leads.extend(o.leads);
+        for (index, from) in [
+            (&mut self.holdings, o.holdings),
+            (&mut self.waiting, o.waiting),
+        ] {
+            for (key, set) in from {
+                match index.get_mut(&key) {
+                    Some(mine) => mine.extend(set),
+                    None => {
+                        index.insert(key, set);
+                    }
+                }
+            }
         }
     }
 
@@ -233,6 +244,28 @@ impl PoolCounts for PoolState {
             .filter(|(_, leads)| !leads.is_empty())
             .map(|(rep, leads)| (rep.clone(), leads.len()))
             .collect()
+    }
+}
+
+/// Adds `lead_id` to `index`'s set under `key`, copying the key only for a
+/// set not there yet (most events find theirs).
+fn add(index: &mut IdMap<String, IdSet<String>>, key: &str, lead_id: &str) {
+    match index.get_mut(key) {
+        Some(set) => set.insert(lead_id.to_string()),
+        None => index
+            .entry(key.to_string())
+            .or_default()
+            .insert(lead_id.to_string()),
+    };
+}
+
+/// Moves a lead to the pool an event names ([`resolve_pool`]: none keeps
+/// it where it is), copying the name only when it changes (an assignment
+/// or a recall mostly leaves it where it was).
+fn move_to(pool: &mut String, event_pool: &str) {
+    let to = resolve_pool(event_pool, pool);
+    if to != pool.as_str() {
+        event_pool.clone_into(pool);
     }
 }
 

@@ -518,3 +518,81 @@ fn a_day_row_is_found_by_its_borrowed_name_and_made_once() {
     assert_eq!(table.len(), names.len() * 4);
     assert!(table.values().all(|n| *n == 2), "{table:?}");
 }
+
+/// Given the pool states of two folds of disjoint leads, when either
+/// absorbs the other, then it is the pool state of one fold of them all
+/// (`leadflow replay` folds a third of the leads' pools beside the
+/// metrics and absorbs them into the rest).
+#[test]
+fn the_pool_states_of_disjoint_leads_absorbed_are_the_whole() {
+    let events = vec![
+        created("a", 0, "x"),
+        created("b", H, "y"),
+        created("c", H, "y"),
+        assigned("a", 2 * H, "rep-1"),
+        assigned("b", 3 * H, "rep-1"),
+        recalled("a", 30 * H, "rep-1"),
+        assigned("a", 31 * H, "rep-2"),
+    ];
+    let whole = fold(&events).pool;
+    let of = |leads: &[&str]| {
+        let evs: Vec<_> = events
+            .iter()
+            .filter(|e| leads.contains(&e.lead_id.as_str()))
+            .cloned()
+            .collect();
+        fold(&evs).pool
+    };
+    let (one, two) = (of(&["a"]), of(&["b", "c"]));
+    let mut larger = two.clone();
+    larger.absorb(one.clone());
+    let mut smaller = one;
+    smaller.absorb(two);
+    assert_eq!(larger, whole);
+    assert_eq!(smaller, whole);
+    assert_eq!(whole.holdings["rep-1"].len(), 1);
+    assert_eq!(whole.waiting["general"].len(), 1);
+}
+
+/// A cohort keeps its place in the table (the fold's working records hold
+/// it) through the table's bytes; tables holding the same cohorts are
+/// equal in whatever order the cohorts came; bytes naming a cohort twice
+/// are refused rather than read as a table that counts it in two rows.
+#[test]
+fn a_cohort_table_keeps_its_places_and_refuses_a_cohort_twice() {
+    use super::metrics::{CohortAgg, CohortKey, CohortTable};
+    // Given a table with two cohorts, one of them counted.
+    let mut t = CohortTable::default();
+    let seo = t.place(Dimension::Channel, "seo", 3);
+    let campaign = t.place(Dimension::Campaign, "seo", 3);
+    assert_ne!(seo, campaign);
+    assert_eq!(t.place(Dimension::Channel, "seo", 3), seo);
+    t.row_mut(campaign).created += 2;
+    // When it goes through its bytes.
+    let mut back: CohortTable = bincode::deserialize(&bincode::serialize(&t).unwrap()).unwrap();
+    // Then every cohort is where it was, with its row.
+    assert_eq!(back.len(), 2);
+    assert_eq!(back.place(Dimension::Campaign, "seo", 3), campaign);
+    assert_eq!(back.place(Dimension::Channel, "seo", 3), seo);
+    assert_eq!(back.row_mut(campaign).created, 2);
+    // And a table made in the other order is the same table.
+    let mut other = CohortTable::default();
+    let c = other.place(Dimension::Campaign, "seo", 3);
+    other.row_mut(c).created += 2;
+    other.place(Dimension::Channel, "seo", 3);
+    assert_eq!(other, t);
+    other.row_mut(c).created += 1;
+    assert_ne!(other, t);
+    // And bytes with a cohort twice are refused.
+    let key = CohortKey {
+        dimension: Dimension::Channel,
+        value: "seo".into(),
+        day: 3,
+    };
+    let twice = vec![
+        (key.clone(), CohortAgg::default()),
+        (key, CohortAgg::default()),
+    ];
+    let bytes = bincode::serialize(&twice).unwrap();
+    assert!(bincode::deserialize::<CohortTable>(&bytes).is_err());
+}

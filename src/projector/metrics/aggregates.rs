@@ -453,9 +453,9 @@ pub struct CohortKey {
     pub day: i64,
 }
 
-/// A [`CohortKey`] as its parts, owned or borrowed: the fold looks its
-/// cohorts up by `(dimension, &str, day)` and allocates a key only for a
-/// cohort it has not seen (every event touches up to seven cohorts).
+/// A [`CohortKey`] as its parts, owned or borrowed: a [`CohortTable`]
+/// looks a cohort up by `(dimension, &str, day)` and allocates a key only
+/// for a cohort it has not seen (a new lead's seven).
 pub trait CohortKeyParts {
     fn parts(&self) -> (Dimension, &str, i64);
 }
@@ -562,10 +562,115 @@ pub fn with_day_row<V: Default, R>(
     f(table.entry((name.to_string(), day)).or_default())
 }
 
+/// A cohort's place in a [`CohortTable`].
+pub type CohortId = u32;
+
+/// Cohorts at most in one table: ids are `u32`, and [`NO_COHORT`] is kept
+/// out of their range.
+pub const COHORTS_MAX: usize = u32::MAX as usize - 1;
+
+/// The id no cohort has: a lead's place for a dimension it is not counted
+/// by (the default tenant).
+pub const NO_COHORT: CohortId = u32::MAX;
+
+/// The cohort table: each cohort's key and row in a vector, found by its
+/// place. A lead's cohorts are fixed when it is created (its dimension
+/// values and creation day never change), so the fold keeps their places
+/// in the lead's working record: an event that counts in seven cohorts
+/// indexes seven rows, where a search of an ordered map by string keys for
+/// each was a fifth of the metrics fold. The ordered key map is searched
+/// only when a lead is created and when tables merge. Rows stay in the
+/// order they were made (saved so, since the working records hold their
+/// places); readers that group them do not depend on it.
+#[derive(Clone, Debug, Default)]
+pub struct CohortTable {
+    rows: Vec<(CohortKey, CohortAgg)>,
+    /// Each key's place in `rows`, found by borrowed parts.
+    places: BTreeMap<CohortKey, CohortId>,
+}
+
+impl CohortTable {
+    /// The place of the cohort `(dimension, value, day)`, made (with its
+    /// key's allocations) only when missing.
+    pub fn place(&mut self, dimension: Dimension, value: &str, day: i64) -> CohortId {
+        let parts = (dimension, value, day);
+        if let Some(&id) = self.places.get(&parts as &dyn CohortKeyParts) {
+            return id;
+        }
+        assert!(self.rows.len() < COHORTS_MAX, "cohort table full");
+        let id = self.rows.len() as CohortId;
+        let key = CohortKey {
+            dimension,
+            value: value.to_string(),
+            day,
+        };
+        self.places.insert(key.clone(), id);
+        self.rows.push((key, CohortAgg::default()));
+        id
+    }
+
+    /// The row at `id`, a place this table gave.
+    pub fn row_mut(&mut self, id: CohortId) -> &mut CohortAgg {
+        &mut self.rows[id as usize].1
+    }
+
+    /// The row of `key`, if the table has it.
+    pub fn get(&self, key: &CohortKey) -> Option<&CohortAgg> {
+        self.places.get(key).map(|&id| &self.rows[id as usize].1)
+    }
+
+    /// Every cohort with its row, in the order they were made.
+    pub fn iter(&self) -> impl Iterator<Item = (&CohortKey, &CohortAgg)> {
+        self.rows.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+/// Two tables are equal when they hold the same cohorts with the same
+/// rows, in whatever order they were made (two folds' tables merged in
+/// either order are one table).
+impl PartialEq for CohortTable {
+    fn eq(&self, other: &CohortTable) -> bool {
+        self.rows.len() == other.rows.len()
+            && self.rows.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+impl Serialize for CohortTable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.rows.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for CohortTable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<CohortTable, D::Error> {
+        let rows = Vec::<(CohortKey, CohortAgg)>::deserialize(d)?;
+        if rows.len() > COHORTS_MAX {
+            return Err(serde::de::Error::custom("more cohorts than a table holds"));
+        }
+        let mut places = BTreeMap::new();
+        for (id, (key, _)) in rows.iter().enumerate() {
+            if places.insert(key.clone(), id as CohortId).is_some() {
+                return Err(serde::de::Error::custom(format!(
+                    "cohort {key:?} twice in a table"
+                )));
+            }
+        }
+        Ok(CohortTable { rows, places })
+    }
+}
+
 /// The mergeable output of the fold.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Aggregates {
-    pub cohorts: BTreeMap<CohortKey, CohortAgg>,
+    pub cohorts: CohortTable,
     pub owners: BTreeMap<(String, i64), OwnerAgg>,
     pub pools: BTreeMap<(String, i64), PoolFlowAgg>,
     /// The reporting currency of the `reporting` sums, when one is set.
@@ -593,8 +698,9 @@ impl Window {
 
 impl Aggregates {
     pub fn merge(&mut self, o: &Aggregates) {
-        for (k, v) in &o.cohorts {
-            self.cohorts.entry(k.clone()).or_default().merge(v);
+        for (k, v) in o.cohorts.iter() {
+            let id = self.cohorts.place(k.dimension, &k.value, k.day);
+            self.cohorts.row_mut(id).merge(v);
         }
         for (k, v) in &o.owners {
             self.owners.entry(k.clone()).or_default().merge(v);
@@ -612,7 +718,7 @@ impl Aggregates {
         window: Window,
     ) -> BTreeMap<String, CohortAgg> {
         let mut out: BTreeMap<String, CohortAgg> = BTreeMap::new();
-        for (k, v) in &self.cohorts {
+        for (k, v) in self.cohorts.iter() {
             if k.dimension == dimension && window.contains_day(k.day) {
                 out.entry(k.value.clone()).or_default().merge(v);
             }
@@ -623,7 +729,7 @@ impl Aggregates {
     /// Cohort metrics per creation day over the window (all leads).
     pub fn by_day(&self, window: Window) -> BTreeMap<i64, CohortAgg> {
         let mut out: BTreeMap<i64, CohortAgg> = BTreeMap::new();
-        for (k, v) in &self.cohorts {
+        for (k, v) in self.cohorts.iter() {
             // Every lead is in exactly one channel cohort, so summing one
             // dimension counts each lead once.
             if k.dimension == Dimension::Channel && window.contains_day(k.day) {

@@ -75,13 +75,15 @@ struct PendingRecall {
     new_owner: Option<u32>,
 }
 
-/// The fold's working record of one lead. Its names (dimension values,
-/// pool, owner) are interned in `Metrics::strings`: a move, an assignment
-/// or a recall copies no string.
+/// The fold's working record of one lead. Its names (pool, owner) are
+/// interned in `Metrics::strings`: a move, an assignment or a recall
+/// copies no string.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct LeadTrack {
-    /// Interned creation dimension values, in [`Dimension::ALL`] order.
-    dims: [u32; 7],
+    /// The places of its cohorts in `Aggregates::cohorts`, one per
+    /// dimension in [`Dimension::ALL`] order ([`NO_COHORT`] for a
+    /// dimension it is not counted by): fixed at its creation.
+    cohorts: [CohortId; 7],
     created_day: i64,
     created_at_ms: i64,
     cost_currency: Currency,
@@ -190,29 +192,10 @@ impl Metrics {
 
     /// Runs `f` on each of the lead's cohorts (one per dimension; none by
     /// tenant for the default tenant).
-    fn for_cohorts(
-        agg: &mut Aggregates,
-        strings: &[String],
-        track: &LeadTrack,
-        mut f: impl FnMut(&mut CohortAgg),
-    ) {
-        for (dimension, id) in Dimension::ALL.iter().zip(track.dims) {
-            // A single-tenant setup pays nothing for the tenant dimension.
-            if *dimension == Dimension::Tenant && strings[id as usize].is_empty() {
-                continue;
-            }
-            let value = strings[id as usize].as_str();
-            let parts = (*dimension, value, track.created_day);
-            match agg.cohorts.get_mut(&parts as &dyn CohortKeyParts) {
-                Some(cohort) => f(cohort),
-                None => f(agg
-                    .cohorts
-                    .entry(CohortKey {
-                        dimension: *dimension,
-                        value: value.to_string(),
-                        day: track.created_day,
-                    })
-                    .or_default()),
+    fn for_cohorts(agg: &mut Aggregates, track: &LeadTrack, mut f: impl FnMut(&mut CohortAgg)) {
+        for id in track.cohorts {
+            if id != NO_COHORT {
+                f(agg.cohorts.row_mut(id));
             }
         }
     }
@@ -235,13 +218,13 @@ impl Metrics {
 
     /// Moves the lead to funnel stage `to` (never back), counting it at
     /// every stage it passes for the first time.
-    fn reach(agg: &mut Aggregates, strings: &[String], track: &mut LeadTrack, to: FunnelStage) {
+    fn reach(agg: &mut Aggregates, track: &mut LeadTrack, to: FunnelStage) {
         if track.funnel >= to {
             return;
         }
         let from = track.funnel;
         track.funnel = to;
-        Self::for_cohorts(agg, strings, track, |cohort| {
+        Self::for_cohorts(agg, track, |cohort| {
             if from < FunnelStage::Assigned {
                 cohort.leads_assigned += 1;
             }
@@ -273,14 +256,21 @@ impl Metrics {
                 &c.company_size,
                 &event.tenant_id,
             ];
-            let dims = values.map(|v| self.intern(v));
+            let mut cohorts = [NO_COHORT; 7];
+            for ((place, dimension), value) in cohorts.iter_mut().zip(Dimension::ALL).zip(values) {
+                // A single-tenant setup pays nothing for the tenant
+                // dimension.
+                if dimension == Dimension::Tenant && value.is_empty() {
+                    continue;
+                }
+                *place = self.agg.cohorts.place(dimension, value, day);
+            }
             let track = LeadTrack {
-                dims,
+                cohorts,
                 created_day: day,
                 created_at_ms: at,
                 cost_currency: c.acquisition_cost.currency,
-                // The pool is a creation dimension: interned above.
-                pool: dims[2],
+                pool: self.intern(&c.pool),
                 owner: None,
                 assigned_at_ms: 0,
                 ever_assigned: false,
@@ -306,7 +296,7 @@ impl Metrics {
                     day,
                 )
             });
-            Self::for_cohorts(&mut self.agg, &self.strings, &track, |cohort| {
+            Self::for_cohorts(&mut self.agg, &track, |cohort| {
                 match cost {
                     Some(Some(v)) => cohort.reporting.add_cost(v),
                     Some(None) => cohort.reporting.without_rate += 1,
@@ -370,13 +360,13 @@ impl Metrics {
             EventBody::Assigned(a) => {
                 let owner = intern_in(strings, string_ids, &a.owner_id);
                 let pool = pool_id(strings, string_ids, &a.pool, track.pool);
-                Self::reach(&mut self.agg, strings, track, FunnelStage::Assigned);
+                Self::reach(&mut self.agg, track, FunnelStage::Assigned);
                 if !track.ever_assigned {
                     track.ever_assigned = true;
                     // Durations are clamped at zero: an event within the order rule's
                     // tolerance may be stamped before the one it follows.
                     let wait = (at - track.created_at_ms).max(0);
-                    Self::for_cohorts(&mut self.agg, strings, track, |cohort| {
+                    Self::for_cohorts(&mut self.agg, track, |cohort| {
                         cohort.time_to_first_assignment_ms.add(wait)
                     });
                 }
@@ -396,7 +386,7 @@ impl Metrics {
                 }
             }
             EventBody::FollowedUp(f) => {
-                Self::reach(&mut self.agg, strings, track, FunnelStage::FollowedUp);
+                Self::reach(&mut self.agg, track, FunnelStage::FollowedUp);
                 let by_owner = track
                     .owner
                     .is_some_and(|o| strings[o as usize] == f.owner_id);
@@ -422,7 +412,7 @@ impl Metrics {
                     o.recall_cycle_ms.add(cycle_ms);
                 });
                 let first = track.recall_count == 0;
-                Self::for_cohorts(&mut self.agg, strings, track, |cohort| {
+                Self::for_cohorts(&mut self.agg, track, |cohort| {
                     cohort.recalls += 1;
                     if first {
                         cohort.recalled_leads += 1;
@@ -443,7 +433,7 @@ impl Metrics {
             EventBody::Converted(c) => {
                 // A lead converted without a recorded assignment or
                 // follow-up still passed those stages.
-                Self::reach(&mut self.agg, strings, track, FunnelStage::FollowedUp);
+                Self::reach(&mut self.agg, track, FunnelStage::FollowedUp);
                 let value = c.expected_lifetime_value.unwrap_or(c.deal_value);
                 let after_recall = track.recall_count > 0;
                 // In the reporting currency, at the rates of the deal's day.
@@ -458,7 +448,7 @@ impl Metrics {
                     )
                 });
                 let cost_currency = track.cost_currency;
-                Self::for_cohorts(&mut self.agg, strings, track, |cohort| {
+                Self::for_cohorts(&mut self.agg, track, |cohort| {
                     cohort.converted += 1;
                     *cohort
                         .converted_by_cost_currency
@@ -531,7 +521,7 @@ impl Metrics {
                 r.recall_successes += 1
             });
             let cycle_ms = (at - track.created_at_ms).max(0);
-            Self::for_cohorts(agg, strings, track, |cohort| {
+            Self::for_cohorts(agg, track, |cohort| {
                 cohort.recall_successes += 1;
                 cohort.created_to_successful_recall_ms.add(cycle_ms);
             });
