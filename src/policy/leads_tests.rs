@@ -112,7 +112,7 @@ fn assert_same_answers(
         assert_eq!(l.generation, f.generation, "{id}");
         assert_eq!(l.recall_count, f.recall_count, "{id}");
         assert_eq!(l.score(), f.score, "{id}");
-        let (region, industry) = &attrs[id];
+        let (region, industry) = &attrs[id.as_str()];
         assert_eq!(
             (&*l.region, &*l.industry),
             (region.as_str(), industry.as_str())

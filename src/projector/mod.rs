@@ -114,6 +114,14 @@ impl Projections {
 /// seeded per process against crafted collisions.
 pub type IdMap<K, V> = std::collections::HashMap<K, V, foldhash::quality::RandomState>;
 
+/// A lead's id as the projections key their maps by it: held inline up
+/// to 23 bytes (most CRMs' ids, UUIDs' 36 excepted), so a look-up
+/// compares the key where the table holds it, without a cache miss on a
+/// string's heap bytes, and a copy into a set allocates nothing. It hashes,
+/// compares and serialises as its `str`: maps keyed by it are looked up by
+/// `&str`, and a snapshot holds it as a string.
+pub type LeadKey = smol_str::SmolStr;
+
 /// A set of ids, hashed as [`IdMap`]'s keys. Its order is arbitrary: what
 /// reads one counts or looks up, never lists it in order.
 pub type IdSet<T> = std::collections::HashSet<T, foldhash::quality::RandomState>;

@@ -3,7 +3,7 @@
 //! never panics on an odd sequence (a replay `--until` may cut a lead's
 //! history anywhere).
 
-use super::{IdMap, IdSet};
+use super::{IdMap, IdSet, LeadKey};
 use crate::domain::lifecycle::resolve_pool;
 use crate::domain::{EventBody, LeadEvent, LeadStatus};
 use serde::{Deserialize, Serialize};
@@ -30,11 +30,11 @@ pub struct LeadView {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolState {
-    pub leads: IdMap<String, LeadView>,
+    pub leads: IdMap<LeadKey, LeadView>,
     /// Per rep: the open (assigned, not converted) leads they hold.
-    pub holdings: IdMap<String, IdSet<String>>,
+    pub holdings: IdMap<String, IdSet<LeadKey>>,
     /// Per pool: the leads waiting in it (no owner).
-    pub waiting: IdMap<String, IdSet<String>>,
+    pub waiting: IdMap<String, IdSet<LeadKey>>,
 }
 
 /// Per-pool counts for display.
@@ -48,13 +48,13 @@ pub struct PoolSize {
 impl PoolState {
     pub fn apply(&mut self, event: &LeadEvent) {
         let at = event.occurred_at_ms;
-        let id = &event.lead_id;
+        let id = event.lead_id.as_str();
         if let EventBody::Created(c) = &event.body {
             if self.leads.contains_key(id) {
                 return;
             }
             self.leads.insert(
-                id.clone(),
+                LeadKey::new(id),
                 LeadView {
                     status: LeadStatus::InPool,
                     owner: None,
@@ -249,13 +249,13 @@ impl PoolCounts for PoolState {
 
 /// Adds `lead_id` to `index`'s set under `key`, copying the key only for a
 /// set not there yet (most events find theirs).
-fn add(index: &mut IdMap<String, IdSet<String>>, key: &str, lead_id: &str) {
+fn add(index: &mut IdMap<String, IdSet<LeadKey>>, key: &str, lead_id: &str) {
     match index.get_mut(key) {
-        Some(set) => set.insert(lead_id.to_string()),
+        Some(set) => set.insert(LeadKey::new(lead_id)),
         None => index
             .entry(key.to_string())
             .or_default()
-            .insert(lead_id.to_string()),
+            .insert(LeadKey::new(lead_id)),
     };
 }
 
@@ -269,7 +269,7 @@ fn move_to(pool: &mut String, event_pool: &str) {
     }
 }
 
-fn remove(index: &mut IdMap<String, IdSet<String>>, key: &str, lead_id: &str) {
+fn remove(index: &mut IdMap<String, IdSet<LeadKey>>, key: &str, lead_id: &str) {
     if let Some(set) = index.get_mut(key) {
         set.remove(lead_id);
         if set.is_empty() {

@@ -596,3 +596,34 @@ fn a_cohort_table_keeps_its_places_and_refuses_a_cohort_twice() {
     let bytes = bincode::serialize(&twice).unwrap();
     assert!(bincode::deserialize::<CohortTable>(&bytes).is_err());
 }
+
+/// Lead ids are held inline up to 23 bytes and on the heap past that: ids
+/// on either side of the line (and a UUID's 36 bytes) are folded, found by
+/// `&str` and come back from a snapshot alike.
+#[test]
+fn lead_ids_short_and_long_are_folded_and_found_alike() {
+    let ids = [
+        "a".to_string(),
+        "x".repeat(23),
+        "y".repeat(24),
+        "0b6f3c1e-5d2a-4f7b-9c8e-1a2b3c4d5e6f".to_string(),
+    ];
+    let mut events = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        events.push(created(id, i as i64 * H, "x"));
+        events.push(assigned(id, (i as i64 + 10) * H, "rep-1"));
+    }
+    let p = fold(&events);
+    let back = Projections::from_bytes(&p.to_bytes()).unwrap();
+    for id in &ids {
+        for view in [&p, &back] {
+            assert_eq!(
+                view.pool.leads[id.as_str()].owner.as_deref(),
+                Some("rep-1"),
+                "{id}"
+            );
+            assert!(view.pool.holdings["rep-1"].contains(id.as_str()), "{id}");
+        }
+    }
+    assert_eq!(back, p);
+}

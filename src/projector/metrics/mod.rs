@@ -31,7 +31,7 @@ use aggregates::add_money;
 
 pub use aggregates::*;
 
-use super::IdMap;
+use super::{IdMap, LeadKey};
 use crate::domain::lifecycle::resolve_pool;
 use crate::domain::time::DayClock;
 use crate::domain::{Currency, EventBody, LeadEvent};
@@ -141,7 +141,7 @@ pub struct Metrics {
     params: MetricParams,
     strings: Vec<String>,
     string_ids: IdMap<String, u32>,
-    leads: IdMap<String, LeadTrack>,
+    leads: IdMap<LeadKey, LeadTrack>,
     /// Contact fingerprint -> the open lead that first had it: a lead
     /// created with one of these is a duplicate contact.
     fingerprints: IdMap<String, String>,
@@ -206,7 +206,7 @@ impl Metrics {
     pub fn note_unseen(&mut self, event: &LeadEvent, c: &crate::domain::LeadCreated) {
         let fp = &c.contact_fingerprint;
         if fp.is_empty()
-            || self.leads.contains_key(&event.lead_id)
+            || self.leads.contains_key(event.lead_id.as_str())
             || self.unseen.contains_key(&event.lead_id)
             || self.fingerprints.contains_key(fp)
         {
@@ -244,7 +244,7 @@ impl Metrics {
         let days = self.days.0.as_ref().expect("made above");
         let day = days.day_of(at);
         if let EventBody::Created(c) = &event.body {
-            if self.leads.contains_key(&event.lead_id) {
+            if self.leads.contains_key(event.lead_id.as_str()) {
                 return;
             }
             let values = [
@@ -324,14 +324,14 @@ impl Metrics {
                 );
             });
             with_day_row(&mut self.agg.pools, &c.pool, day, |r| r.created_in += 1);
-            self.leads.insert(event.lead_id.clone(), track);
+            self.leads.insert(LeadKey::new(&event.lead_id), track);
             return;
         }
         // Borrowed, not cloned: the parameters hold the rate table, and
         // this runs for every event.
         let params = &self.params;
         let (strings, string_ids) = (&mut self.strings, &mut self.string_ids);
-        let Some(track) = self.leads.get_mut(&event.lead_id) else {
+        let Some(track) = self.leads.get_mut(event.lead_id.as_str()) else {
             if let EventBody::Converted(_) = event.body {
                 if let Some(fp) = self.unseen.remove(&event.lead_id) {
                     self.fingerprints.remove(&fp);
@@ -490,7 +490,7 @@ impl Metrics {
                 // A converted lead takes no more events; its working record
                 // is no longer needed, which bounds memory to open leads.
                 // Its fingerprint is free again.
-                if let Some(t) = self.leads.remove(&event.lead_id) {
+                if let Some(t) = self.leads.remove(event.lead_id.as_str()) {
                     if !t.fingerprint.is_empty() {
                         self.fingerprints.remove(&t.fingerprint);
                     }
