@@ -78,11 +78,17 @@ impl Hasher for PassThrough {
 /// Layout 2 added the ids of rejected inputs, layout 3 each lead's latest
 /// event time, layout 4 each lead's tenant; an older checkpoint lacks them, so it is ignored and the
 /// index rebuilt.
-const CHECKPOINT_FORMAT: &str = "leadflow-log-index/4 fnv1a64";
+const CHECKPOINT_FORMAT: &str = "leadflow-log-index/5 fnv1a64";
 
+/// One piece of the index's checkpoint: the whole index (a base, `from_*`
+/// 0), or what changed after the piece before it (a delta): the leads with
+/// an event after `from_seq` (whole: their state and timeline) and the ids
+/// of the events after `from_seq` and of the rejections after `from_rseq`.
 #[derive(Serialize, Deserialize)]
 struct Checkpoint {
     format: String,
+    from_seq: u64,
+    from_rseq: u64,
     covered_seq: u64,
     covered_rseq: u64,
     leads: Vec<(String, Lead, Vec<u64>)>,
@@ -248,59 +254,114 @@ impl Index {
         Ok(())
     }
 
-    /// The index as bytes, for a checkpoint (see [`from_checkpoint`]).
+    /// The whole index as bytes, a checkpoint's base (see
+    /// [`from_checkpoint`]).
     ///
     /// [`from_checkpoint`]: Self::from_checkpoint
     pub fn to_checkpoint(&self) -> Vec<u8> {
+        self.to_checkpoint_since(0, 0)
+    }
+
+    /// What changed after the index covered `from_seq` and `from_rseq`, as
+    /// bytes: a checkpoint's delta (see [`apply_delta`]). Its size is the
+    /// change's, not the index's: the leads with an event after `from_seq`
+    /// and the ids stored after it. Finding them passes over the index in
+    /// memory, which costs far less than writing it whole.
+    ///
+    /// [`apply_delta`]: Self::apply_delta
+    pub fn to_checkpoint_since(&self, from_seq: u64, from_rseq: u64) -> Vec<u8> {
+        let newer = |packed: u64| match Seen::unpack(packed) {
+            Seen::Event(seq) => seq > from_seq,
+            Seen::Rejection(rseq) => rseq > from_rseq,
+        };
         let c = Checkpoint {
             format: CHECKPOINT_FORMAT.to_string(),
+            from_seq,
+            from_rseq,
             covered_seq: self.covered_seq,
             covered_rseq: self.covered_rseq,
             leads: self
                 .leads
                 .iter()
+                .filter(|(_, e)| e.timeline.last().is_some_and(|seq| *seq > from_seq))
                 .map(|(id, e)| (id.clone(), e.lead.clone(), e.timeline.clone()))
                 .collect(),
-            ids: self.ids.iter().map(|(h, s)| (*h, *s)).collect(),
+            ids: self
+                .ids
+                .iter()
+                .filter(|(_, s)| newer(**s))
+                .map(|(h, s)| (*h, *s))
+                .collect(),
             collided: self
                 .collided
                 .iter()
+                .filter(|(_, s)| newer(**s))
                 .map(|(id, s)| (id.clone(), *s))
                 .collect(),
         };
         bincode::serialize(&c).expect("an index serialises")
     }
 
-    /// An index from a checkpoint written by [`to_checkpoint`]; `Err` when
-    /// the bytes are of another format (the caller rebuilds from the log).
+    /// An index from a checkpoint's base written by [`to_checkpoint`];
+    /// `Err` when the bytes are of another format or a delta (the caller
+    /// rebuilds from the log).
     ///
     /// [`to_checkpoint`]: Self::to_checkpoint
     pub fn from_checkpoint(bytes: &[u8]) -> Result<Index, String> {
-        let c: Checkpoint = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
-        if c.format != CHECKPOINT_FORMAT {
-            return Err(format!("checkpoint format {:?}", c.format));
+        let c = decode_checkpoint(bytes)?;
+        if (c.from_seq, c.from_rseq) != (0, 0) {
+            return Err(format!(
+                "a delta from {}/{} where a base was expected",
+                c.from_seq, c.from_rseq
+            ));
         }
-        let mut index = Index {
-            covered_seq: c.covered_seq,
-            covered_rseq: c.covered_rseq,
-            checkpoint_seq: c.covered_seq,
-            ..Index::default()
-        };
+        let mut index = Index::default();
+        index.take(c);
+        Ok(index)
+    }
+
+    /// Brings the index forward by a checkpoint's delta written by
+    /// [`to_checkpoint_since`] where the index stands now; `Err` (the index
+    /// unchanged) when the bytes are of another format or the delta starts
+    /// elsewhere (a piece was lost or is stale: the caller scans the log
+    /// from where the index stands).
+    ///
+    /// [`to_checkpoint_since`]: Self::to_checkpoint_since
+    pub fn apply_delta(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let c = decode_checkpoint(bytes)?;
+        if (c.from_seq, c.from_rseq) != (self.covered_seq, self.covered_rseq) {
+            return Err(format!(
+                "a delta from {}/{} for an index at {}/{}",
+                c.from_seq, c.from_rseq, self.covered_seq, self.covered_rseq
+            ));
+        }
+        if c.covered_seq < c.from_seq || c.covered_rseq < c.from_rseq {
+            return Err("a delta that ends before it starts".into());
+        }
+        self.take(c);
+        Ok(())
+    }
+
+    /// Takes a checkpoint piece's entries in (checked by the caller to
+    /// start where the index stands).
+    fn take(&mut self, c: Checkpoint) {
+        self.covered_seq = c.covered_seq;
+        self.covered_rseq = c.covered_rseq;
+        self.checkpoint_seq = c.covered_seq;
         let packed = c.ids.iter().map(|(_, v)| *v);
         for v in packed.chain(c.collided.iter().map(|(_, v)| *v)) {
             match Seen::unpack(v) {
-                Seen::Event(_) => index.event_ids += 1,
-                Seen::Rejection(_) => index.rejection_ids += 1,
+                Seen::Event(_) => self.event_ids += 1,
+                Seen::Rejection(_) => self.rejection_ids += 1,
             }
         }
-        index.ids.reserve(c.ids.len());
-        index.ids.extend(c.ids);
-        index.collided.extend(c.collided);
-        index.leads.reserve(c.leads.len());
+        self.ids.reserve(c.ids.len());
+        self.ids.extend(c.ids);
+        self.collided.extend(c.collided);
+        self.leads.reserve(c.leads.len());
         for (id, lead, timeline) in c.leads {
-            index.leads.insert(id, LeadEntry { lead, timeline });
+            self.leads.insert(id, LeadEntry { lead, timeline });
         }
-        Ok(index)
     }
 
     /// Test hook: claims `id`'s hash for `seq`, as a colliding id would.
@@ -318,6 +379,15 @@ impl Index {
     pub fn rejections(&self) -> u64 {
         self.rejection_ids
     }
+}
+
+/// A checkpoint piece's bytes decoded and its format checked.
+fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, String> {
+    let c: Checkpoint = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
+    if c.format != CHECKPOINT_FORMAT {
+        return Err(format!("checkpoint format {:?}", c.format));
+    }
+    Ok(c)
 }
 
 #[cfg(test)]

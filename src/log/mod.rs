@@ -320,8 +320,14 @@ pub struct EventLog {
     /// first use. Holds durable events only.
     index: std::cell::OnceCell<Index>,
     /// The sequence the stored index checkpoint covers (0: none known), so
-    /// that saving an unchanged index costs no I/O.
+    /// that saving an unchanged index costs no I/O, and a delta starts
+    /// there.
     index_checkpoint_seq: std::cell::Cell<u64>,
+    /// The rejection sequence it covers, where a delta's rejections start.
+    index_checkpoint_rseq: std::cell::Cell<u64>,
+    /// The deltas stored after the checkpoint's base (see
+    /// [`INDEX_CHECKPOINT_DELTAS_MAX`]).
+    index_checkpoint_deltas: std::cell::Cell<u32>,
     /// Set when a write failed: memory may be ahead of the disk, so the
     /// log refuses further work until it is reopened.
     poisoned: bool,
@@ -412,8 +418,21 @@ const META_NEXT_CSEQ: &str = "next_cseq";
 const META_NEXT_HSEQ: &str = "next_hseq";
 /// Every command below this sequence was acknowledged by the broker.
 const META_SENT_BELOW: &str = "commands_sent_below";
-/// Snapshot name of the in-memory index's checkpoint.
+/// Snapshot name of the in-memory index's checkpoint (its base: the whole
+/// index); its deltas are `log-index.1`, `log-index.2`, ...
 const INDEX_CHECKPOINT: &str = "log-index";
+
+/// Deltas stored after an index checkpoint's base before the next
+/// checkpoint writes a whole base again: bounds what an open reads and
+/// applies (a delta holds each lead it names whole, so deltas of one busy
+/// set of leads repeat them) while most checkpoints write only what
+/// changed.
+const INDEX_CHECKPOINT_DELTAS_MAX: u32 = 8;
+
+/// The snapshot name of the index checkpoint's delta `n` (1-based).
+fn index_delta_name(n: u32) -> String {
+    format!("{INDEX_CHECKPOINT}.{n}")
+}
 
 #[cfg(test)]
 mod format_tests;

@@ -188,6 +188,8 @@ impl EventLog {
             next_cseq,
             index: std::cell::OnceCell::new(),
             index_checkpoint_seq: std::cell::Cell::new(0),
+            index_checkpoint_rseq: std::cell::Cell::new(0),
+            index_checkpoint_deltas: std::cell::Cell::new(0),
             poisoned: false,
             rules: options.rules,
             dead_letter_outbox: options.dead_letter_outbox,

@@ -77,9 +77,12 @@ impl EventLog {
         Ok(self.index.get_or_init(|| index))
     }
 
-    /// The index checkpoint, if there is a usable one. A checkpoint is a
-    /// cache: one that does not decode or does not fit this log is ignored
-    /// (with a warning) and the index is rebuilt from the events.
+    /// The index checkpoint, if there is a usable one: its base and then
+    /// its deltas in order, as far as they follow each other. A checkpoint
+    /// is a cache: a base that does not decode or does not fit this log is
+    /// ignored (with a warning) and the index is rebuilt from the events; a
+    /// delta that does not follow is ignored with the ones after it, and
+    /// the events after the last piece taken are scanned.
     pub(super) fn load_index_checkpoint(&self) -> Result<Option<Index>, LogError> {
         let Some((covered, bytes)) = self.load_snapshot(INDEX_CHECKPOINT)? else {
             return Ok(None);
@@ -88,36 +91,87 @@ impl EventLog {
             tracing::warn!(covered, "index checkpoint is ahead of the log; rebuilding");
             return Ok(None);
         }
-        match Index::from_checkpoint(&bytes) {
-            Ok(index) if index.covered_seq == covered => {
-                self.index_checkpoint_seq.set(covered);
-                Ok(Some(index))
-            }
+        let mut index = match Index::from_checkpoint(&bytes) {
+            Ok(index) if index.covered_seq == covered => index,
             Ok(_) => {
                 tracing::warn!("index checkpoint disagrees with its header; rebuilding");
-                Ok(None)
+                return Ok(None);
             }
             Err(e) => {
                 tracing::warn!("index checkpoint unreadable ({e}); rebuilding");
-                Ok(None)
+                return Ok(None);
             }
+        };
+        let mut deltas = 0;
+        for n in 1..=INDEX_CHECKPOINT_DELTAS_MAX {
+            let Some((covered, bytes)) = self.load_snapshot(&index_delta_name(n))? else {
+                break;
+            };
+            if covered > self.last_seq() {
+                tracing::warn!(
+                    delta = n,
+                    covered,
+                    "index delta is ahead of the log; scanning"
+                );
+                break;
+            }
+            let at = index.covered_seq;
+            if let Err(e) = index.apply_delta(&bytes) {
+                tracing::warn!(delta = n, "index delta not taken ({e}); scanning from {at}");
+                break;
+            }
+            deltas = n;
         }
+        self.index_checkpoint_seq.set(index.covered_seq);
+        self.index_checkpoint_rseq.set(index.covered_rseq);
+        self.index_checkpoint_deltas.set(deltas);
+        Ok(Some(index))
     }
 
     /// Saves the in-memory index (if this process has built it), so that
-    /// the next open scans only the events after it. Its size grows with
-    /// the log (about 20 bytes per event), so it is written at checkpoints
-    /// and shutdown, not per batch; after a crash the next open scans from
-    /// the last one. Returns whether it saved.
+    /// the next open scans only the events after it: what changed since
+    /// the checkpoint stored (a delta), or, when there is none or
+    /// [`INDEX_CHECKPOINT_DELTAS_MAX`] deltas are stored already, the whole
+    /// index (about 20 bytes per event) as a new base with no deltas. It is
+    /// written at checkpoints and shutdown, not per batch; after a crash
+    /// the next open scans from the last piece stored. Returns whether it
+    /// saved.
     pub fn checkpoint_index(&self) -> Result<bool, LogError> {
         let Some(index) = self.index.get() else {
             return Ok(false);
         };
-        if self.index_checkpoint_seq.get() == index.covered_seq {
+        let (from_seq, from_rseq) = (
+            self.index_checkpoint_seq.get(),
+            self.index_checkpoint_rseq.get(),
+        );
+        if from_seq == index.covered_seq && from_rseq == index.covered_rseq {
             return Ok(false);
         }
-        self.save_snapshot(INDEX_CHECKPOINT, index.covered_seq, &index.to_checkpoint())?;
+        let deltas = self.index_checkpoint_deltas.get();
+        let stored = if from_seq == 0 || deltas >= INDEX_CHECKPOINT_DELTAS_MAX {
+            // A new base; the deltas of the old one no longer follow it.
+            // Written first: a crash between the two leaves a base whose
+            // old deltas do not start where it ends, which the next open
+            // ignores.
+            self.save_snapshot(INDEX_CHECKPOINT, index.covered_seq, &index.to_checkpoint())?;
+            0
+        } else {
+            let n = deltas + 1;
+            let bytes = index.to_checkpoint_since(from_seq, from_rseq);
+            self.save_snapshot(&index_delta_name(n), index.covered_seq, &bytes)?;
+            n
+        };
+        // Deltas after the one just written are stale (an earlier run's
+        // beyond a piece the last open did not take).
+        for n in stored + 1..=INDEX_CHECKPOINT_DELTAS_MAX {
+            let name = index_delta_name(n);
+            if self.snapshot_stored_bytes(&name)?.is_some() {
+                self.delete_snapshot(&name)?;
+            }
+        }
         self.index_checkpoint_seq.set(index.covered_seq);
+        self.index_checkpoint_rseq.set(index.covered_rseq);
+        self.index_checkpoint_deltas.set(stored);
         Ok(true)
     }
 
