@@ -52,6 +52,30 @@ fn fold(events: &[LeadEvent]) -> Projections {
     fold_filtered(LeadFilter::default(), events)
 }
 
+/// The events of `leads` only, folded: one partition store's share.
+fn fold_of(events: &[LeadEvent], leads: &[&str]) -> Projections {
+    let evs: Vec<_> = events
+        .iter()
+        .filter(|e| leads.contains(&e.lead_id.as_str()))
+        .cloned()
+        .collect();
+    fold(&evs)
+}
+
+/// Three leads, two reps: "a" assigned, recalled and assigned to another
+/// rep; "b" assigned; "c" waiting.
+fn three_leads_two_reps() -> Vec<LeadEvent> {
+    vec![
+        created("a", 0, "x"),
+        created("b", H, "y"),
+        created("c", H, "y"),
+        assigned("a", 2 * H, "rep-1"),
+        assigned("b", 3 * H, "rep-1"),
+        recalled("a", 30 * H, "rep-1"),
+        assigned("a", 31 * H, "rep-2"),
+    ]
+}
+
 fn fold_filtered(filter: LeadFilter, events: &[LeadEvent]) -> Projections {
     let mut p = Projections::filtered(params(), filter);
     for (i, e) in events.iter().enumerate() {
@@ -257,25 +281,9 @@ fn an_average_lifetime_value_in_a_currency_without_cost_or_revenue_is_kept() {
 #[test]
 fn projections_of_partition_stores_sum_to_the_whole_for_reading() {
     // Given one history folded whole, and split by lead into two stores.
-    let events = vec![
-        created("a", 0, "x"),
-        created("b", H, "y"),
-        created("c", H, "y"),
-        assigned("a", 2 * H, "rep-1"),
-        assigned("b", 3 * H, "rep-1"),
-        recalled("a", 30 * H, "rep-1"),
-        assigned("a", 31 * H, "rep-2"),
-    ];
+    let events = three_leads_two_reps();
     let whole = fold(&events);
-    let store = |leads: &[&str]| {
-        let evs: Vec<_> = events
-            .iter()
-            .filter(|e| leads.contains(&e.lead_id.as_str()))
-            .cloned()
-            .collect();
-        fold(&evs)
-    };
-    let (one, two) = (store(&["a"]), store(&["b", "c"]));
+    let (one, two) = (fold_of(&events, &["a"]), fold_of(&events, &["b", "c"]));
     // When they are summed for reading.
     let summed = Projections::summed([&one, &two]).unwrap();
     // Then the pool state and the aggregates are the whole's, and the
@@ -525,25 +533,12 @@ fn a_day_row_is_found_by_its_borrowed_name_and_made_once() {
 /// metrics and absorbs them into the rest).
 #[test]
 fn the_pool_states_of_disjoint_leads_absorbed_are_the_whole() {
-    let events = vec![
-        created("a", 0, "x"),
-        created("b", H, "y"),
-        created("c", H, "y"),
-        assigned("a", 2 * H, "rep-1"),
-        assigned("b", 3 * H, "rep-1"),
-        recalled("a", 30 * H, "rep-1"),
-        assigned("a", 31 * H, "rep-2"),
-    ];
+    let events = three_leads_two_reps();
     let whole = fold(&events).pool;
-    let of = |leads: &[&str]| {
-        let evs: Vec<_> = events
-            .iter()
-            .filter(|e| leads.contains(&e.lead_id.as_str()))
-            .cloned()
-            .collect();
-        fold(&evs).pool
-    };
-    let (one, two) = (of(&["a"]), of(&["b", "c"]));
+    let (one, two) = (
+        fold_of(&events, &["a"]).pool,
+        fold_of(&events, &["b", "c"]).pool,
+    );
     let mut larger = two.clone();
     larger.absorb(one.clone());
     let mut smaller = one;
