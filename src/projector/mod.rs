@@ -103,8 +103,15 @@ impl Projections {
         bincode::serialize(self).expect("projections serialise")
     }
 
+    /// Projections from their snapshot bytes; `Err` when the bytes do not
+    /// decode or decode into a state whose working records point outside
+    /// its tables (the caller rebuilds from the log).
     pub fn from_bytes(bytes: &[u8]) -> Result<Projections, bincode::Error> {
-        bincode::deserialize(bytes)
+        let p: Projections = bincode::deserialize(bytes)?;
+        p.metrics
+            .check_places()
+            .map_err(|e| Box::new(bincode::ErrorKind::Custom(e)))?;
+        Ok(p)
     }
 }
 

@@ -622,3 +622,18 @@ fn lead_ids_short_and_long_are_folded_and_found_alike() {
     }
     assert_eq!(back, p);
 }
+
+/// A snapshot that decodes but whose leads point at cohorts its table
+/// does not hold is refused (the caller rebuilds from the log), not folded
+/// on until a look-up falls outside the table.
+#[test]
+fn a_snapshot_whose_leads_point_outside_its_tables_is_refused() {
+    // Given projections of a history with open leads.
+    let mut p = fold(&three_leads_two_reps());
+    assert!(Projections::from_bytes(&p.to_bytes()).is_ok());
+    // When their cohort table loses its rows.
+    p.metrics.agg.cohorts = super::metrics::CohortTable::default();
+    // Then their bytes are refused.
+    let err = Projections::from_bytes(&p.to_bytes()).unwrap_err();
+    assert!(err.to_string().contains("outside its tables"), "{err}");
+}

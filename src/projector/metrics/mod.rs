@@ -186,6 +186,31 @@ impl Metrics {
         &self.params
     }
 
+    /// Checks that every lead's working record points into the tables it
+    /// indexes (its cohorts' places, its interned names): a state read
+    /// back from a snapshot whose bytes decoded but disagree is refused
+    /// (and rebuilt from the log) rather than folded on until an index
+    /// falls outside its table.
+    pub fn check_places(&self) -> Result<(), String> {
+        let (cohorts, strings) = (self.agg.cohorts.len(), self.strings.len());
+        let name = |id: u32| (id as usize) < strings;
+        for (lead, t) in &self.leads {
+            let places_ok = t
+                .cohorts
+                .iter()
+                .all(|&c| c == NO_COHORT || (c as usize) < cohorts);
+            let pending_ok = t.pending_recall.as_ref().is_none_or(|p| {
+                name(p.pool) && name(p.previous_owner) && p.new_owner.is_none_or(name)
+            });
+            if !places_ok || !name(t.pool) || !t.owner.is_none_or(name) || !pending_ok {
+                return Err(format!(
+                    "lead {lead}'s working record points outside its tables"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn intern(&mut self, s: &str) -> u32 {
         intern_in(&mut self.strings, &mut self.string_ids, s)
     }
