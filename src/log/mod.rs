@@ -435,6 +435,8 @@ fn index_delta_name(n: u32) -> String {
 }
 
 #[cfg(test)]
+mod checkpoint_tests;
+#[cfg(test)]
 mod format_tests;
 #[cfg(test)]
 mod outbox_tests;

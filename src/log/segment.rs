@@ -57,13 +57,20 @@ pub fn compress(bytes: &[u8], level: i32) -> Vec<u8> {
 /// The bytes of one zstd frame, refused before anything is allocated for
 /// them when its header claims more than `bytes_max`.
 pub fn decompress(frame: &[u8], bytes_max: u64) -> Result<Vec<u8>, String> {
+    let size = frame_size(frame, bytes_max)?;
+    zstd::bulk::decompress(frame, size as usize).map_err(|e| format!("frame: {e}"))
+}
+
+/// The size a zstd frame's header claims, refused when missing or above
+/// `bytes_max` (before anything is allocated for it).
+fn frame_size(frame: &[u8], bytes_max: u64) -> Result<u64, String> {
     let size = zstd::zstd_safe::get_frame_content_size(frame)
         .map_err(|_| "a broken frame header".to_string())?
         .ok_or("a frame without its size")?;
     if size > bytes_max {
         return Err(format!("a frame that claims {size} bytes"));
     }
-    zstd::bulk::decompress(frame, size as usize).map_err(|e| format!("frame: {e}"))
+    Ok(size)
 }
 
 /// [`decompress`] into `buf` (its contents replaced, its allocation kept
@@ -74,12 +81,7 @@ pub fn decompress_into(
     frame: &[u8],
     buf: &mut Vec<u8>,
 ) -> Result<(), String> {
-    let size = zstd::zstd_safe::get_frame_content_size(frame)
-        .map_err(|_| "a broken frame header".to_string())?
-        .ok_or("a frame without its size")?;
-    if size > SEGMENT_BYTES_MAX {
-        return Err(format!("a frame that claims {size} bytes"));
-    }
+    let size = frame_size(frame, SEGMENT_BYTES_MAX)?;
     buf.clear();
     buf.reserve(size as usize);
     let n = d

@@ -26,10 +26,12 @@
 //! - Money is summed per currency; ratios of money are per currency.
 
 mod aggregates;
+mod tables;
 
 use aggregates::add_money;
 
 pub use aggregates::*;
+pub use tables::*;
 
 use super::{IdMap, LeadKey};
 use crate::domain::lifecycle::resolve_pool;
