@@ -161,7 +161,7 @@ pub fn decide_with(
         }
         (Some(lead), _) => lead,
     };
-    if event.tenant_id != lead.tenant_id {
+    if !super::tenant::same_tenant(&event.tenant_id, &lead.tenant_id) {
         return Err(Rejection::WrongTenant {
             lead_tenant_id: lead.tenant_id.clone(),
             event_tenant_id: event.tenant_id.clone(),

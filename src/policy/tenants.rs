@@ -25,6 +25,7 @@
 //! The default tenant's processor always exists, is advanced by every tick
 //! and holds the whole file, so its version in force is the file's.
 
+use super::by_tenant::ByTenant;
 use super::{ManagerAction, PolicyFile, PolicyInput, PolicyState, Processor};
 use crate::domain::{LeadCommand, LeadEvent};
 use serde::{Deserialize, Serialize};
@@ -58,13 +59,13 @@ pub struct Policies {
     covered_input: Option<(u64, u32)>,
     now_ms: i64,
     /// Always holds the default tenant (`""`).
-    tenants: BTreeMap<String, Processor>,
+    tenants: ByTenant<Processor>,
     /// (earliest thing due, tenant) of every tenant with something due.
     due: BTreeSet<(i64, String)>,
     /// Tenant -> its key in `due`.
-    due_of: BTreeMap<String, i64>,
+    due_of: ByTenant<i64>,
     /// Tenants with scores waiting to be published.
-    scoring: BTreeSet<String>,
+    scoring: ByTenant<()>,
     /// A processor that sees every policy version and every tick but no
     /// event: the versions (in force and waiting) of a tenant that has
     /// seen nothing yet. A tenant seen for the first time starts from it,
@@ -92,7 +93,7 @@ impl Policies {
     /// version in force and any version waiting; `policy` is used where a
     /// tenant has none yet.
     pub fn resume(policy: PolicyFile, state: PoliciesState) -> Policies {
-        let mut tenants: BTreeMap<String, Processor> = state
+        let mut tenants: ByTenant<Processor> = state
             .tenants
             .into_iter()
             .map(|(t, s)| {
@@ -100,9 +101,9 @@ impl Policies {
                 (t, p)
             })
             .collect();
-        tenants
-            .entry(String::new())
-            .or_insert_with(|| Processor::resume(policy.clone(), PolicyState::default()));
+        tenants.get_or_insert_with("", || {
+            Processor::resume(policy.clone(), PolicyState::default())
+        });
         let idle = Processor::resume(policy, state.idle);
         let mut p = Policies {
             covered_seq: state.covered_seq,
@@ -110,11 +111,11 @@ impl Policies {
             now_ms: state.now_ms,
             tenants,
             due: BTreeSet::new(),
-            due_of: BTreeMap::new(),
-            scoring: BTreeSet::new(),
+            due_of: ByTenant::default(),
+            scoring: ByTenant::default(),
             idle,
         };
-        let names: Vec<String> = p.tenants.keys().cloned().collect();
+        let names: Vec<String> = p.tenants.tenants().map(str::to_string).collect();
         for t in names {
             p.reindex(&t);
         }
@@ -122,7 +123,7 @@ impl Policies {
             .tenants
             .iter()
             .filter(|(_, t)| t.has_pending_scores())
-            .map(|(name, _)| name.clone())
+            .map(|(name, _)| (name.to_string(), ()))
             .collect();
         p
     }
@@ -164,7 +165,7 @@ impl Policies {
     }
 
     /// Every tenant's processor, by tenant id (the default tenant first).
-    pub fn tenants(&self) -> impl Iterator<Item = (&String, &Processor)> {
+    pub fn tenants(&self) -> impl Iterator<Item = (&str, &Processor)> {
         self.tenants.iter()
     }
 
@@ -239,9 +240,9 @@ impl Policies {
         self.covered_seq = seq;
         let tenant = event.tenant_id.as_str();
         let ticked = self.now_ms;
-        if !self.tenants.contains_key(tenant) {
+        if !self.tenants.contains(tenant) {
             let fresh = self.fresh(tenant);
-            self.tenants.insert(tenant.to_string(), fresh);
+            self.tenants.insert(tenant, fresh);
         }
         let p = self.tenants.get_mut(tenant).expect("inserted above");
         // What was due by the latest tick fired then (the due index).
@@ -250,7 +251,7 @@ impl Policies {
         let next = p.next_due_ms();
         if p.has_pending_scores() {
             if !self.scoring.contains(tenant) {
-                self.scoring.insert(tenant.to_string());
+                self.scoring.insert(tenant, ());
             }
         } else if !self.scoring.is_empty() {
             self.scoring.remove(tenant);
@@ -269,7 +270,7 @@ impl Policies {
     /// in the log (see [`Processor::scores_to_publish`]).
     pub fn scores_to_publish(&self) -> Vec<LeadEvent> {
         self.scoring
-            .iter()
+            .tenants()
             .filter_map(|t| Some(self.tenants.get(t)?.scores_to_publish(t)))
             .flatten()
             .collect()
@@ -352,7 +353,7 @@ impl Policies {
         }
         if let Some(at) = next {
             self.due.insert((at, tenant.to_string()));
-            self.due_of.insert(tenant.to_string(), at);
+            self.due_of.insert(tenant, at);
         }
     }
 
@@ -376,7 +377,7 @@ impl Policies {
 /// where it stores a command; here it is known for backtests too).
 fn stamp(commands: &mut [LeadCommand], tenant: &str) {
     for c in commands {
-        if c.tenant_id != tenant {
+        if !crate::domain::tenant::same_tenant(&c.tenant_id, tenant) {
             c.tenant_id = tenant.to_string();
         }
     }
@@ -388,6 +389,6 @@ struct PoliciesStateRef<'a> {
     covered_seq: u64,
     covered_input: Option<(u64, u32)>,
     now_ms: i64,
-    tenants: BTreeMap<&'a String, &'a PolicyState>,
+    tenants: BTreeMap<&'a str, &'a PolicyState>,
     idle: &'a PolicyState,
 }
