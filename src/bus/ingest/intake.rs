@@ -482,21 +482,25 @@ impl Intake {
                 next_offset: *next,
             });
         }
-        let single = live.parts.len() == 1;
-        for (input, at) in inputs.into_iter().zip(caused) {
-            let key = if single {
-                *live.parts.keys().next().expect("one part")
-            } else {
-                input
+        if live.parts.len() == 1 {
+            // One part takes the batch as it is (moved, not copied input by
+            // input into a growing vector: that was 2 % of the engine).
+            let key = *live.parts.keys().next().expect("one part");
+            let part = parts.entry(key).or_default();
+            part.0 = inputs;
+            part.2 = caused;
+        } else {
+            for (input, at) in inputs.into_iter().zip(caused) {
+                let key = input
                     .origin
                     .as_ref()
                     .and_then(|o| super::super::dead_letter::parse_source(&o.source))
                     .and_then(|(_, p)| live.key_of(p))
-                    .expect("every input of the batch came from an owned partition")
-            };
-            let part = parts.entry(key).or_default();
-            part.0.push(input);
-            part.2.push(at);
+                    .expect("every input of the batch came from an owned partition");
+                let part = parts.entry(key).or_default();
+                part.0.push(input);
+                part.2.push(at);
+            }
         }
         for (key, (inputs, positions, caused)) in parts {
             let report = live.append_inputs(key, &inputs, &positions)?;
