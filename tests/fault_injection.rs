@@ -320,7 +320,7 @@ fn commands_whose_delivery_failed_are_sent_again_when_the_broker_is_back() {
     let ids: Vec<String> = (0..50).map(|i| format!("cmd-{i}")).collect();
     let commands = ids.iter().map(|id| assign_command(id)).collect();
     assert_eq!(log.append_commands(commands).unwrap().len(), ids.len());
-    let producer = leadflow::bus::publish::producer(&config.kafka).unwrap();
+    let producer = leadflow::bus::publish::command_producer(&config.kafka).unwrap();
     let mut dispatcher = Dispatcher::new(&config.kafka.commands_topic);
 
     // Given the broker is down, when the dispatcher sends and the
@@ -362,7 +362,7 @@ fn the_dispatcher_keeps_its_in_flight_bound_while_the_broker_is_away() {
         .map(|i| assign_command(&format!("c{i}")))
         .collect();
     assert_eq!(log.append_commands(commands).unwrap().len(), total);
-    let producer = leadflow::bus::publish::producer(&config.kafka).unwrap();
+    let producer = leadflow::bus::publish::command_producer(&config.kafka).unwrap();
     let mut dispatcher = Dispatcher::new(&config.kafka.commands_topic);
 
     mock.broker_down(1).unwrap();

@@ -6,12 +6,13 @@
 //! `rejection_message` (for humans), `event_id` and `lead_id` when the input
 //! decoded that far.
 
+use super::acks::{send_waiting, CommandProducer, Delivery};
 use super::BusError;
 use crate::control::Live;
 use crate::log::StoredRejection;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
+use rdkafka::producer::BaseRecord;
+use std::sync::mpsc;
 use std::time::Duration;
 
 /// Most dead letters published per pass; bounds in-flight sends.
@@ -22,7 +23,7 @@ const DEAD_LETTERS_PER_PASS_MAX: usize = 1_000;
 /// next pass. Returns how many were sent.
 pub fn dispatch(
     live: &mut Live,
-    producer: &FutureProducer,
+    producer: &CommandProducer,
     dlq_topic: &str,
 ) -> Result<usize, BusError> {
     let keys: Vec<_> = live.parts.keys().copied().collect();
@@ -43,7 +44,7 @@ pub fn dispatch(
 fn dispatch_part(
     live: &mut Live,
     key: crate::control::PartKey,
-    producer: &FutureProducer,
+    producer: &CommandProducer,
     dlq_topic: &str,
 ) -> Result<(usize, usize), BusError> {
     let log = &live.parts[&key].log;
@@ -51,22 +52,37 @@ fn dispatch_part(
     if pending.is_empty() {
         return Ok((0, 0));
     }
-    let sends = pending.iter().map(|r| {
-        let mut record = FutureRecord::to(dlq_topic)
-            .payload(&r.raw)
-            .headers(headers(r));
+    let (acks, acked) = mpsc::channel();
+    for r in &pending {
+        let mut record = BaseRecord::with_opaque_to(
+            dlq_topic,
+            Box::new(Delivery {
+                acks: acks.clone(),
+                seq: r.rseq,
+            }),
+        )
+        .payload(&r.raw)
+        .headers(headers(r));
         if let Some(k) = r.origin.as_ref().and_then(|o| o.key.as_ref()) {
             record = record.key(k);
         }
-        producer.send(record, Timeout::After(Duration::from_secs(30)))
-    });
-    let results = futures::executor::block_on(futures::future::join_all(sends));
-    let mut sent = Vec::with_capacity(pending.len());
-    for (r, result) in pending.iter().zip(results) {
-        match result {
-            Ok(_) => sent.push(r.rseq),
-            Err((e, _)) => tracing::warn!(
+        if let Err(e) = send_waiting(producer, record, Duration::from_secs(30)) {
+            tracing::warn!(
                 rseq = r.rseq,
+                "dead letter not handed to the producer, will retry: {e}"
+            );
+        }
+    }
+    // Each dead letter handed over is reported once, acknowledged or
+    // failed (within `message.timeout.ms`), and its sender dropped then:
+    // the channel closes after the last.
+    drop(acks);
+    let mut sent = Vec::with_capacity(pending.len());
+    for a in acked.iter() {
+        match a.result {
+            Ok(()) => sent.push(a.seq),
+            Err(e) => tracing::warn!(
+                rseq = a.seq,
                 "dead letter not acknowledged, will retry: {e}"
             ),
         }

@@ -9,6 +9,7 @@
 //!
 //! Any librdkafka property can be passed through `[kafka.properties]`.
 
+pub mod acks;
 pub mod admin;
 pub mod ceiling;
 pub mod dead_letter;

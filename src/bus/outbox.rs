@@ -8,12 +8,13 @@
 //! again: delivery is **at-least-once**, and downstream services dedupe by
 //! the `command_id` header (stable across retries and replays).
 
+use super::acks::{send_waiting, Acked, CommandProducer, Delivery};
 use super::BusError;
 use crate::log::EventLog;
-use futures::Future;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use std::collections::VecDeque;
+use rdkafka::producer::BaseRecord;
+use std::collections::HashMap;
+use std::sync::mpsc;
 use std::time::Duration;
 
 /// Most commands published per pass; bounds in-flight sends.
@@ -45,11 +46,10 @@ pub fn headers(c: &crate::codec::CommandHeader) -> OwnedHeaders {
 /// queue and the memory of the in-flight list.
 pub const COMMANDS_IN_FLIGHT_MAX: usize = 10_000;
 
-/// One command handed to the producer, waiting for the broker's ack.
+/// One command handed to the producer, waiting for the broker's ack (its
+/// delivery comes on the dispatcher's channel, by its `cseq`).
 struct InFlight {
-    cseq: u64,
     command_id: String,
-    delivery: DeliveryFuture,
     /// When the event that caused it was published and consumed, when it
     /// came from the events topic.
     caused: Option<Caused>,
@@ -74,7 +74,13 @@ const CAUSED_AT_MAX: usize = 2 * COMMANDS_IN_FLIGHT_MAX;
 /// command, so it is sent again (at-least-once, as after a crash).
 pub struct Dispatcher {
     topic: String,
-    in_flight: VecDeque<InFlight>,
+    /// By `cseq`.
+    in_flight: HashMap<u64, InFlight>,
+    /// Where the producer reports the deliveries of the commands this
+    /// dispatcher handed over (see [`super::acks`]); the sender goes with
+    /// each command.
+    acks: mpsc::Sender<Acked>,
+    acked: mpsc::Receiver<Acked>,
     /// The highest command sequence handed to the producer; pending
     /// commands above it have not been sent by this dispatcher.
     sent_up_to: u64,
@@ -110,9 +116,12 @@ pub struct Dispatched {
 
 impl Dispatcher {
     pub fn new(topic: &str) -> Dispatcher {
+        let (acks, acked) = mpsc::channel();
         Dispatcher {
             topic: topic.to_string(),
-            in_flight: VecDeque::new(),
+            in_flight: HashMap::new(),
+            acks,
+            acked,
             sent_up_to: 0,
             retry: false,
             send_failed: false,
@@ -149,7 +158,7 @@ impl Dispatcher {
     pub fn pump(
         &mut self,
         log: &EventLog,
-        producer: &FutureProducer,
+        producer: &CommandProducer,
     ) -> Result<(usize, bool), BusError> {
         self.send_failed = false;
         if self.retry {
@@ -174,30 +183,32 @@ impl Dispatcher {
                 continue;
             }
             // As stored: the same bytes whoever sends it, whenever.
-            let record = FutureRecord::to(&self.topic)
-                .key(c.lead_id.as_bytes())
-                .payload(payload)
-                .headers(headers(c));
-            // Enqueueing does not wait for the ack; a full librdkafka queue
-            // (queue.buffering.max.messages) gets one short wait.
-            let delivery = producer.send_result(record).or_else(|(e, record)| {
-                if matches!(
-                    e.rdkafka_error_code(),
-                    Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                ) {
-                    producer.poll(Duration::from_millis(100));
-                    producer.send_result(record).map_err(|(e, _)| e)
-                } else {
-                    Err(e)
-                }
-            });
-            match delivery {
-                Ok(delivery) => self.in_flight.push_back(InFlight {
-                    cseq: *cseq,
-                    command_id: c.command_id.clone(),
-                    delivery,
-                    caused: self.caused.remove(cseq),
+            let record = BaseRecord::with_opaque_to(
+                &self.topic,
+                Box::new(Delivery {
+                    acks: self.acks.clone(),
+                    seq: *cseq,
                 }),
+            )
+            .key(c.lead_id.as_bytes())
+            .payload(payload)
+            .headers(headers(c));
+            // Enqueueing does not wait for the ack; a full librdkafka queue
+            // (queue.buffering.max.messages) gets a short wait.
+            let handed_over = send_waiting(producer, record, Duration::from_millis(100));
+            match handed_over {
+                Ok(()) => {
+                    let was = self.in_flight.insert(
+                        *cseq,
+                        InFlight {
+                            command_id: c.command_id.clone(),
+                            caused: self.caused.remove(cseq),
+                        },
+                    );
+                    // Handed over again only after everything in flight
+                    // settled (a retry starts over once it is empty).
+                    assert!(was.is_none(), "command {cseq} handed over twice");
+                }
                 Err(e) => {
                     // Not handed over: the outbox keeps it; go round again.
                     tracing::warn!(command_id = %c.command_id, "command not sent, will retry: {e}");
@@ -217,30 +228,40 @@ impl Dispatcher {
     }
 
     /// Marks the commands acknowledged so far as sent. With `wait`, blocks
-    /// until every command in flight has settled.
+    /// until every command in flight has settled (librdkafka reports each
+    /// within `message.timeout.ms`, acknowledged or failed).
     pub fn collect(&mut self, log: &EventLog, wait: bool) -> Result<Dispatched, BusError> {
-        let mut sent = Vec::new();
+        let mut settled = Vec::new();
+        while let Ok(a) = self.acked.try_recv() {
+            settled.push(a);
+        }
+        if wait {
+            while settled.len() < self.in_flight.len() {
+                // The dispatcher holds a sender itself, so the channel never
+                // closes while it waits.
+                settled.push(self.acked.recv().expect("the dispatcher holds a sender"));
+            }
+        }
+        self.settle(log, settled)
+    }
+
+    /// Marks the settled deliveries: the acknowledged ones sent, the failed
+    /// ones to be sent again.
+    fn settle(&mut self, log: &EventLog, settled: Vec<Acked>) -> Result<Dispatched, BusError> {
+        let now_ms = crate::replay::wall_ms();
+        let mut sent = Vec::with_capacity(settled.len());
         let mut failed = 0;
         let mut acked_after = Vec::new();
-        let now_ms = crate::replay::wall_ms();
-        let waker = futures::task::noop_waker_ref();
-        let mut cx = std::task::Context::from_waker(waker);
-        let mut still = VecDeque::with_capacity(self.in_flight.len());
-        for mut f in self.in_flight.drain(..) {
-            let result = if wait {
-                futures::executor::block_on(&mut f.delivery)
-            } else {
-                match std::pin::Pin::new(&mut f.delivery).poll(&mut cx) {
-                    std::task::Poll::Ready(r) => r,
-                    std::task::Poll::Pending => {
-                        still.push_back(f);
-                        continue;
-                    }
-                }
+        for a in settled {
+            let Some(f) = self.in_flight.remove(&a.seq) else {
+                // Every delivery reported is of a command this dispatcher
+                // handed over and has not settled yet.
+                debug_assert!(false, "delivery of command {} not in flight", a.seq);
+                continue;
             };
-            match result {
-                Ok(Ok(_)) => {
-                    sent.push(f.cseq);
+            match a.result {
+                Ok(()) => {
+                    sent.push(a.seq);
                     if let Some(c) = f.caused {
                         acked_after.push((
                             c.published_ms.map(|at| now_ms.saturating_sub(at).max(0)),
@@ -248,17 +269,12 @@ impl Dispatcher {
                         ));
                     }
                 }
-                Ok(Err((e, _))) => {
+                Err(e) => {
                     tracing::warn!(command_id = %f.command_id, "command not acknowledged, will retry: {e}");
-                    failed += 1;
-                }
-                Err(_) => {
-                    tracing::warn!(command_id = %f.command_id, "producer dropped a command, will retry");
                     failed += 1;
                 }
             }
         }
-        self.in_flight = still;
         if failed > 0 {
             self.retry = true;
         }
@@ -284,14 +300,16 @@ impl Dispatcher {
         log: &EventLog,
         wait: Duration,
     ) -> Result<Dispatched, BusError> {
-        let deadline = std::time::Instant::now() + wait;
-        loop {
-            let d = self.collect(log, false)?;
-            if d.sent + d.failed > 0 || std::time::Instant::now() >= deadline {
-                return Ok(d);
+        let mut settled = Vec::new();
+        if !self.in_flight.is_empty() {
+            if let Ok(first) = self.acked.recv_timeout(wait) {
+                settled.push(first);
             }
-            std::thread::sleep(Duration::from_millis(1));
         }
+        while let Ok(a) = self.acked.try_recv() {
+            settled.push(a);
+        }
+        self.settle(log, settled)
     }
 
     /// Sends everything pending and waits for the acks (for shutdown).
@@ -300,7 +318,7 @@ impl Dispatcher {
     pub fn drain(
         &mut self,
         log: &EventLog,
-        producer: &FutureProducer,
+        producer: &CommandProducer,
         attempts_max: u32,
     ) -> Result<Dispatched, BusError> {
         let mut total = Dispatched::default();

@@ -26,9 +26,10 @@ pub fn producer(k: &KafkaConfig) -> Result<FutureProducer, BusError> {
 }
 
 /// The engine's producer of commands and dead letters: idempotent, with a
-/// short linger ([`COMMAND_LINGER_MS`]).
-pub fn command_producer(k: &KafkaConfig) -> Result<FutureProducer, BusError> {
-    Ok(command_producer_config(k).create()?)
+/// short linger ([`COMMAND_LINGER_MS`]), reporting deliveries on channels
+/// (see [`super::acks`]).
+pub fn command_producer(k: &KafkaConfig) -> Result<super::acks::CommandProducer, BusError> {
+    Ok(command_producer_config(k).create_with_context(super::acks::AckContext)?)
 }
 
 /// How long the commands' producer waits to fill a request. A batch's
