@@ -231,18 +231,25 @@ impl Dispatcher {
     /// until every command in flight has settled (librdkafka reports each
     /// within `message.timeout.ms`, acknowledged or failed).
     pub fn collect(&mut self, log: &EventLog, wait: bool) -> Result<Dispatched, BusError> {
-        let mut settled = Vec::new();
-        while let Ok(a) = self.acked.try_recv() {
-            settled.push(a);
-        }
-        if wait {
-            while settled.len() < self.in_flight.len() {
-                // The dispatcher holds a sender itself, so the channel never
-                // closes while it waits.
-                settled.push(self.acked.recv().expect("the dispatcher holds a sender"));
-            }
-        }
+        let settled = self.deliveries(None, wait);
         self.settle(log, settled)
+    }
+
+    /// The deliveries reported so far; first waiting up to `first_within`
+    /// for one, if any command is in flight; with `all`, until every
+    /// command in flight has settled.
+    fn deliveries(&mut self, first_within: Option<Duration>, all: bool) -> Vec<Acked> {
+        let mut settled = Vec::new();
+        if let Some(wait) = first_within.filter(|_| !self.in_flight.is_empty()) {
+            settled.extend(self.acked.recv_timeout(wait).ok());
+        }
+        settled.extend(self.acked.try_iter());
+        while all && settled.len() < self.in_flight.len() {
+            // The dispatcher holds a sender itself, so the channel never
+            // closes while it waits.
+            settled.push(self.acked.recv().expect("the dispatcher holds a sender"));
+        }
+        settled
     }
 
     /// Marks the settled deliveries: the acknowledged ones sent, the failed
@@ -300,15 +307,7 @@ impl Dispatcher {
         log: &EventLog,
         wait: Duration,
     ) -> Result<Dispatched, BusError> {
-        let mut settled = Vec::new();
-        if !self.in_flight.is_empty() {
-            if let Ok(first) = self.acked.recv_timeout(wait) {
-                settled.push(first);
-            }
-        }
-        while let Ok(a) = self.acked.try_recv() {
-            settled.push(a);
-        }
+        let settled = self.deliveries(Some(wait), false);
         self.settle(log, settled)
     }
 
